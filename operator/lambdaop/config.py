@@ -1,0 +1,37 @@
+"""Effective configuration, built by the entry point (the only code that reads the environment)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Config:
+    state_dir: Path = Path(".lambdaop")
+    specs_dir: Path | None = Path("specs")
+    specs_owner: str = "admin"
+    mongodb_uri: str | None = None
+    database: str = "lambdaop"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 16
+    lease: dt.timedelta = dt.timedelta(seconds=30)
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def describe(self) -> dict[str, Any]:
+        """What is logged once at start (never secrets: the URI's password is masked)."""
+        uri = self.mongodb_uri
+        if uri and "@" in uri:
+            scheme, _, rest = uri.partition("://")
+            uri = f"{scheme}://***@{rest.split('@', 1)[1]}"
+        return {
+            "store": uri or f"embedded (SecantusDB under {self.state_dir / 'db'})",
+            "state_dir": str(self.state_dir),
+            "specs_dir": str(self.specs_dir) if self.specs_dir else None,
+            "specs_owner": self.specs_owner,
+            "workers": self.workers,
+            "lease": self.lease.total_seconds(),
+        }

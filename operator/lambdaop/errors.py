@@ -1,0 +1,98 @@
+"""Named errors. Each maps to one HTTP status (see `STATUS`) and one CLI exit code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Problem:
+    """One thing wrong with an input: where it is and what was expected."""
+
+    message: str
+    field: str | None = None
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+    document: int | None = None
+
+    def where(self) -> str:
+        parts = []
+        if self.file:
+            place = self.file
+            if self.line is not None:
+                place += f":{self.line}"
+                if self.column is not None:
+                    place += f":{self.column}"
+            parts.append(place)
+        elif self.line is not None:
+            parts.append(f"line {self.line}")
+        if self.document is not None and not self.file:
+            parts.append(f"document {self.document}")
+        if self.field:
+            parts.append(self.field)
+        return ": ".join(parts)
+
+    def __str__(self) -> str:
+        where = self.where()
+        return f"{where}: {self.message}" if where else self.message
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+class LambdaopError(Exception):
+    code = "error"
+
+    def __init__(self, message: str, problems: list[Problem] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.problems: list[Problem] = problems or []
+
+
+class SpecInvalid(LambdaopError):
+    code = "invalid"
+
+    def __str__(self) -> str:
+        if not self.problems:
+            return self.message
+        return self.message + "\n" + "\n".join(f"  {p}" for p in self.problems)
+
+
+class BadRequest(LambdaopError):
+    code = "bad_request"
+
+
+class NotFound(LambdaopError):
+    code = "not_found"
+
+
+class Conflict(LambdaopError):
+    code = "conflict"
+
+
+class StoreUnavailable(LambdaopError):
+    code = "store_unavailable"
+
+
+class StateDirLocked(LambdaopError):
+    code = "state_dir_locked"
+
+
+STATUS = {
+    BadRequest: 400,
+    NotFound: 404,
+    Conflict: 409,
+    SpecInvalid: 422,
+    StoreUnavailable: 503,
+}
+
+
+@dataclass
+class CallError:
+    """Why a call failed, as a value (never raised through the loop)."""
+
+    kind: str  # timeout | connection | status | body | config
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,211 @@
+"""Apply, cancel, modify and read objects: validation, store writes, waking the loop.
+
+The one entry for every way work arrives (spec files at start, the watched
+folder, the REST API). Writes that race the loop are conditional on the
+object's fence, so a call that has started can never also be cancelled or
+modified: exactly one of them wins. Called by runtime, api and watcher.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import machine
+from .clock import Clock, to_utc
+from .errors import Conflict, NotFound, Problem, SpecInvalid
+from .machine import Progress
+from .spec import AnySpec, Document, Task, spec_hash, spec_json
+from .store import Store, new_id
+
+log = logging.getLogger(__name__)
+
+CONFLICT_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What applying one document did."""
+
+    action: str  # created | unchanged | rescheduled | restarted | refused | invalid
+    kind: str | None
+    name: str | None
+    id: str | None = None
+    state: str | None = None
+    message: str | None = None
+    problems: tuple[Problem, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"action": self.action, "kind": self.kind, "name": self.name}
+        if self.id:
+            out["id"] = self.id
+        if self.state:
+            out["state"] = self.state
+        if self.message:
+            out["message"] = self.message
+        if self.problems:
+            out["problems"] = [p.as_dict() for p in self.problems]
+        return out
+
+
+def first_due(obj: AnySpec, now: dt.datetime) -> dt.datetime:
+    spec = obj.spec
+    if spec.at is not None:
+        return to_utc(spec.at)
+    delay = spec.after if isinstance(obj, Task) else spec.initialDelay
+    return to_utc(now + (delay or dt.timedelta(0)))
+
+
+class Service:
+    def __init__(self, store: Store, clock: Clock, notify: Callable[[dict[str, Any]], None]) -> None:
+        self.store = store
+        self.clock = clock
+        self.notify = notify
+
+    # ----- apply
+
+    def apply(self, obj: AnySpec, owner: str, source: dict[str, Any] | None = None) -> Applied:
+        """Create the object, or bring the stored one in line with this spec."""
+        now = to_utc(self.clock.now())
+        kind, name = obj.kind, obj.metadata.name
+        for _ in range(CONFLICT_RETRIES):
+            current = self.store.find_by_name(owner, kind, name)
+            if current is None:
+                doc = self._new_doc(obj, owner, now, source)
+                try:
+                    self.store.insert(doc)
+                except Conflict:
+                    continue  # created meanwhile by another writer: compare with it
+                self.notify(doc)
+                log.info("object %s: created %s %s/%s due %s", doc["_id"], kind, owner, name, doc["due"])
+                return Applied("created", kind, name, doc["_id"], doc["state"])
+            result = self._reapply(current, obj, now, source)
+            if result is not None:
+                return result
+        raise Conflict(f"{kind} {name} is changing too fast to apply; try again")
+
+    def _reapply(self, current: dict[str, Any], obj: AnySpec, now: dt.datetime, source: dict[str, Any] | None) -> Applied | None:
+        kind, name, oid = obj.kind, obj.metadata.name, current["_id"]
+        new_hash = spec_hash(obj)
+        progress = Progress.from_storage(current["progress"])
+        meta = {"labels": dict(obj.metadata.labels), "annotations": dict(obj.metadata.annotations)}
+        if source is not None:
+            meta["source"] = source
+        if current.get("spec_hash") == new_hash and not current.get("pruned"):
+            return Applied("unchanged", kind, name, oid, progress.phase.value)
+        generation = current.get("generation", 1) + 1
+        due = first_due(obj, now)
+        base = {
+            "spec": spec_json(obj),
+            "spec_hash": new_hash,
+            "generation": generation,
+            "updated": now,
+            "pruned": False,
+            **meta,
+        }
+        if progress.phase is machine.Phase.SCHEDULED and not progress.in_flight:
+            fresh = machine.start(obj.spec, due)
+            action = "rescheduled"
+        elif progress.final:
+            fresh = machine.start(obj.spec, due)
+            action = "restarted"
+        else:
+            return Applied(
+                "refused", kind, name, oid, progress.phase.value,
+                f"{kind} {name} is {progress.phase.value}; its spec can change once this run ends",
+            )
+        update = {"$set": {**base, "progress": fresh.for_storage(), "state": fresh.phase.value, "due": due}}
+        if not self.store.update_if(oid, current["fence"], update):
+            return None
+        doc = {**current, **update["$set"], "fence": current["fence"] + 1}
+        self.notify(doc)
+        log.info("object %s: %s (generation %s), due %s", oid, action, generation, due)
+        return Applied(action, kind, name, oid, fresh.phase.value)
+
+    def _new_doc(self, obj: AnySpec, owner: str, now: dt.datetime, source: dict[str, Any] | None) -> dict[str, Any]:
+        due = first_due(obj, now)
+        progress = machine.start(obj.spec, due)
+        doc: dict[str, Any] = {
+            "_id": new_id(),
+            "kind": obj.kind,
+            "owner": owner,
+            "name": obj.metadata.name,
+            "labels": dict(obj.metadata.labels),
+            "annotations": dict(obj.metadata.annotations),
+            "spec": spec_json(obj),
+            "spec_hash": spec_hash(obj),
+            "generation": 1,
+            "state": progress.phase.value,
+            "progress": progress.for_storage(),
+            "due": due,
+            "fence": 0,
+            "attempts": [],
+            "created": now,
+            "updated": now,
+        }
+        if source is not None:
+            doc["source"] = source
+        return doc
+
+    def apply_documents(self, docs: list[Document], owner: str, file: str | None = None) -> list[Applied]:
+        """Apply every valid document; invalid ones are answered with their problems."""
+        out = []
+        for d in docs:
+            if d.spec is None:
+                out.append(Applied("invalid", d.kind, d.name, problems=tuple(d.problems)))
+                continue
+            source = {"file": file, "line": d.line, "document": d.index} if file else None
+            try:
+                out.append(self.apply(d.spec, owner, source))
+            except Conflict as exc:
+                out.append(Applied("refused", d.kind, d.name, message=exc.message))
+        return out
+
+    # ----- one object
+
+    def get(self, object_id: str, owner: str | None) -> dict[str, Any]:
+        doc = self.store.get(object_id)
+        if doc is None or (owner is not None and doc.get("owner") != owner):
+            raise NotFound(f"no object {object_id}")
+        return doc
+
+    def cancel(self, object_id: str, owner: str | None, kind: str | None = None) -> dict[str, Any]:
+        """Cancel a scheduled object. Raises Conflict (with the reason) in any other state."""
+        return self._change(object_id, owner, kind, lambda p, now: machine.cancel(p, now))
+
+    def modify(self, object_id: str, owner: str | None, due: dt.datetime, kind: str | None = None) -> dict[str, Any]:
+        """Give a scheduled object a new start time."""
+        if due.tzinfo is None:
+            raise SpecInvalid("invalid time", [Problem("time needs an offset", field="at")])
+        return self._change(object_id, owner, kind, lambda p, now: machine.reschedule(p, to_utc(due)))
+
+    def _change(self, object_id: str, owner: str | None, kind: str | None,
+                step: Callable[[Progress, dt.datetime], Progress]) -> dict[str, Any]:
+        for _ in range(CONFLICT_RETRIES):
+            doc = self.get(object_id, owner)
+            if kind is not None and doc["kind"] != kind:
+                raise NotFound(f"no {kind} {object_id}")
+            if doc.get("lease_owner"):
+                raise Conflict(machine.not_scheduled(Progress.from_storage(doc["progress"]), "changed"))
+            now = to_utc(self.clock.now())
+            try:
+                new = step(Progress.from_storage(doc["progress"]), now)
+            except machine.Refused as exc:
+                raise Conflict(str(exc)) from None
+            fields = {"progress": new.for_storage(), "state": new.phase.value, "updated": now}
+            update: dict[str, Any] = {"$set": fields}
+            if new.due is not None:
+                fields["due"] = new.due
+            else:
+                update["$unset"] = {"due": ""}
+            if self.store.update_if(object_id, doc["fence"], update):
+                doc = {**doc, **fields, "fence": doc["fence"] + 1}
+                if new.due is None:
+                    doc.pop("due", None)
+                self.notify(doc)
+                log.info("object %s: %s", object_id, new.phase.value if new.final else f"rescheduled to {new.due}")
+                return doc
+        raise Conflict(f"object {object_id} is changing too fast; try again")

@@ -1,0 +1,398 @@
+"""The only module that talks to MongoDB (pymongo), and the embedded server's keeper.
+
+`EmbeddedServer` runs SecantusDB (`secantusd-py`) as a child process with its
+data under the state folder; `Store` holds every query lambdaop makes. Query
+shapes follow the embedded engine's measured limits: `_id` first in every
+filter, conditional writes on `{_id, fence}`, index-bounded ranges with a
+limit, no `find_one_and_update`, no counts over collections. `due` is set only
+on work waiting for its next call and `lease_until` only on work in flight, so
+both sparse indexes hold only actionable work.
+
+Lease rules (for every process sharing a database): a claim is a conditional
+update on `{_id, fence}` that sets `lease_owner`, `lease_until`, unsets `due`
+and increments `fence`. Every later write by the claimant is conditional on
+`{_id, fence, lease_owner}`; any other write (cancel, modify, re-apply)
+is conditional on `{_id, fence}` and increments `fence`, so a stale writer can
+never commit. Work whose lease expired may be recovered by anyone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import datetime as dt
+import fcntl
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pymongo
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from .errors import Conflict, StateDirLocked, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS_KEPT = 200
+_LISTENING = re.compile(r"listening on ([0-9.]+):(\d+)")
+
+
+# --------------------------------------------------------------------------- embedded server
+
+
+def _parent_death_signal() -> None:  # pragma: no cover - runs in the child before exec
+    """Ask Linux to SIGTERM the embedded server if lambdaop dies (even by kill -9)."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class StateDir:
+    """The state folder, held by one live lambdaop process at a time (an flock)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path / "lambdaop.lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise StateDirLocked(
+                f"state folder {self.path} is in use by a running lambdaop (pid {holder}); "
+                "stop it first or pass --state-dir with another folder"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                os.close(self._fd)
+            self._fd = None
+
+
+def _server_binary() -> str:
+    beside = Path(sys.executable).with_name("secantusd-py")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("secantusd-py")
+    if not found:
+        raise StoreUnavailable(
+            "the embedded store needs the `secantusd-py` program (PyPI package SecantusDB); "
+            "install lambdaop with pip, or set LAMBDAOP_MONGODB_URI"
+        )
+    return found
+
+
+@dataclass
+class EmbeddedServer:
+    """SecantusDB as a child process on 127.0.0.1, data under `<state>/db`."""
+
+    state_dir: Path
+    oplog_retention_seconds: int = 600
+    oplog_max_entries: int = 20000
+    start_timeout: float = 60.0
+    process: subprocess.Popen[bytes] | None = None
+    port: int | None = None
+    _log_file: Any = field(default=None, repr=False)
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+
+    def start(self) -> str:
+        data = self.state_dir / "db"
+        data.mkdir(parents=True, exist_ok=True)
+        self._stop_leftover()
+        log_path = self.state_dir / "secantusd.log"
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        self._log_file = open(log_path, "ab")  # noqa: SIM115 - held for the child's lifetime
+        cmd = [
+            _server_binary(),
+            "--host", "127.0.0.1",
+            "--port", "0",
+            "--storage-path", str(data),
+            "--sync-on-commit",
+            "--oplog-retention-seconds", str(self.oplog_retention_seconds),
+            "--oplog-max-entries", str(self.oplog_max_entries),
+            "--log-level", "INFO",  # the port is read from its "listening on" line
+        ]
+        self.process = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_parent_death_signal,
+            cwd=str(self.state_dir),
+        )
+        (self.state_dir / "secantusd.pid").write_text(str(self.process.pid))
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                tail = log_path.read_bytes()[offset:].decode(errors="replace")[-2000:]
+                raise StoreUnavailable(f"the embedded store exited at start:\n{tail}")
+            text = log_path.read_bytes()[offset:].decode(errors="replace")
+            match = _LISTENING.search(text)
+            if match:
+                self.port = int(match.group(2))
+                return self.uri
+            time.sleep(0.05)
+        self.stop()
+        raise StoreUnavailable(f"the embedded store did not start within {self.start_timeout:.0f}s")
+
+    def _stop_leftover(self) -> None:
+        """A server left by a lambdaop that died holds the data folder: end it."""
+        pid_file = self.state_dir / "secantusd.pid"
+        if not pid_file.exists():
+            return
+        try:
+            pid = int(pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except (ValueError, OSError):
+            return
+        if "secantusd" not in cmdline or str(self.state_dir / "db") not in cmdline:
+            return
+        log.warning("stopping the embedded store left running by an earlier lambdaop (pid %s)", pid)
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+        for _ in range(200):
+            if not Path(f"/proc/{pid}").exists():
+                return
+            time.sleep(0.05)
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.process = None
+        with contextlib.suppress(OSError):
+            (self.state_dir / "secantusd.pid").unlink()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+
+# --------------------------------------------------------------------------- the store
+
+
+@dataclass(frozen=True)
+class Write:
+    """One conditional update of the loop."""
+
+    id: str
+    fence: int
+    update: dict[str, Any]
+    lease_owner: str | None = None
+
+
+class Store:
+    """Every MongoDB query lambdaop makes. Thread-safe (pymongo's client is)."""
+
+    def __init__(self, uri: str, database: str = "lambdaop", embedded: bool = False) -> None:
+        options: dict[str, Any] = {"tz_aware": True, "serverSelectionTimeoutMS": 10000, "appname": "lambdaop"}
+        if embedded:
+            # retryable writes make the embedded server rebuild a retry table on every write
+            options["retryWrites"] = False
+        else:
+            options["w"] = "majority"
+        self.client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(uri, **options)
+        self.db = self.client[database]
+        self.objects = self.db["objects"]
+        self.embedded = embedded
+
+    # ----- lifecycle
+
+    def ping(self) -> bool:
+        try:
+            self.client.admin.command("ping")
+            return True
+        except PyMongoError:
+            return False
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                self.client.admin.command("ping")
+                return
+            except PyMongoError as exc:
+                last = exc
+                time.sleep(0.1)
+        raise StoreUnavailable(f"the store does not answer: {last}")
+
+    def ensure_indexes(self) -> None:
+        self.objects.create_index([("due", ASCENDING)], name="due", sparse=True)
+        self.objects.create_index([("lease_until", ASCENDING)], name="lease_until", sparse=True)
+        self.objects.create_index(
+            [("owner", ASCENDING), ("kind", ASCENDING), ("name", ASCENDING)], name="key", unique=True
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    def drop_everything(self) -> None:
+        """For tests: a fresh database."""
+        self.client.drop_database(self.db.name)
+        self.ensure_indexes()
+
+    # ----- objects
+
+    def insert(self, doc: dict[str, Any]) -> None:
+        try:
+            self.objects.insert_one(doc)
+        except DuplicateKeyError:
+            raise Conflict(f"a {doc['kind']} named {doc['name']!r} already exists") from None
+
+    def insert_many(self, docs: list[dict[str, Any]]) -> None:
+        if docs:
+            self.objects.insert_many(docs, ordered=False)
+
+    def get(self, object_id: str) -> dict[str, Any] | None:
+        return self.objects.find_one({"_id": object_id})
+
+    def get_many(self, ids: Iterable[str]) -> list[dict[str, Any]]:
+        ids = list(ids)
+        if not ids:
+            return []
+        return list(self.objects.find({"_id": {"$in": ids}}))
+
+    def find_by_name(self, owner: str, kind: str, name: str) -> dict[str, Any] | None:
+        return self.objects.find_one({"owner": owner, "kind": kind, "name": name})
+
+    def update_if(self, object_id: str, fence: int, update: dict[str, Any]) -> bool:
+        """A conditional write: applies only if nobody wrote the object since `fence` was read."""
+        update = _with_fence_inc(update)
+        result = self.objects.update_one({"_id": object_id, "fence": fence}, update)
+        return result.matched_count == 1
+
+    # ----- the loop's queries
+
+    def due_window(self, until: dt.datetime, limit: int) -> list[dict[str, Any]]:
+        """Objects waiting for a call due at or before `until`, earliest first."""
+        return list(self.objects.find({"due": {"$lte": until}}).sort("due", ASCENDING).limit(limit))
+
+    def expired_leases(self, now: dt.datetime, limit: int) -> list[dict[str, Any]]:
+        return list(self.objects.find({"lease_until": {"$lt": now}}).limit(limit))
+
+    def in_flight(self, limit: int) -> list[dict[str, Any]]:
+        """Objects with a call in flight under any lease, expired or not."""
+        return list(self.objects.find({"lease_until": {"$gt": dt.datetime(1970, 1, 1, tzinfo=dt.UTC)}}).limit(limit))
+
+    def claim(self, writes: list[Write], owner: str, lease_until: dt.datetime, now: dt.datetime) -> set[str]:
+        """Claim due objects under a lease (each write conditional on its fence).
+
+        Answers the ids this owner now holds; the others changed since they were read.
+        """
+        if not writes:
+            return set()
+        ops = []
+        for w in writes:
+            update = _with_fence_inc(w.update)
+            update["$set"] = {**update.get("$set", {}), "lease_owner": owner, "lease_until": lease_until, "updated": now}
+            update["$unset"] = {**update.get("$unset", {}), "due": ""}
+            ops.append(UpdateOne({"_id": w.id, "fence": w.fence}, update))
+        result = self.objects.bulk_write(ops, ordered=False)
+        if result.matched_count == len(writes):
+            return {w.id for w in writes}
+        expected = {w.id: w.fence + 1 for w in writes}
+        held = set()
+        for doc in self.objects.find({"_id": {"$in": list(expected)}}, {"fence": 1, "lease_owner": 1}):
+            if doc.get("lease_owner") == owner and doc.get("fence") == expected[doc["_id"]]:
+                held.add(doc["_id"])
+        return held
+
+    def write_many(self, writes: list[Write]) -> set[str]:
+        """Conditional updates in one batch; answers the ids that were not written (stale)."""
+        if not writes:
+            return set()
+        ops = []
+        for w in writes:
+            flt: dict[str, Any] = {"_id": w.id, "fence": w.fence}
+            if w.lease_owner is not None:
+                flt["lease_owner"] = w.lease_owner
+            ops.append(UpdateOne(flt, _with_fence_inc(w.update)))
+        result = self.objects.bulk_write(ops, ordered=False)
+        if result.matched_count == len(writes):
+            return set()
+        expected = {w.id: w.fence + 1 for w in writes}
+        written = {
+            d["_id"]
+            for d in self.objects.find({"_id": {"$in": list(expected)}}, {"fence": 1})
+            if d.get("fence") == expected[d["_id"]]
+        }
+        return set(expected) - written
+
+    def renew(self, leases: list[tuple[str, int]], owner: str, lease_until: dt.datetime) -> None:
+        """Extend leases of calls still in flight (does not change the fence)."""
+        if leases:
+            self.objects.bulk_write(
+                [
+                    UpdateOne({"_id": i, "fence": f, "lease_owner": owner}, {"$set": {"lease_until": lease_until}})
+                    for i, f in leases
+                ],
+                ordered=False,
+            )
+
+    # ----- lists (bounded, newest first, cursor paging)
+
+    def list_recent(self, limit: int = 100) -> Iterator[dict[str, Any]]:
+        yield from self.objects.find({"_id": {"$gt": ""}}).sort("_id", DESCENDING).limit(limit)
+
+
+def new_id() -> str:
+    """A new object id: time-ordered, so newest-first lists page on `_id`."""
+    return str(ObjectId())
+
+
+def _with_fence_inc(update: dict[str, Any]) -> dict[str, Any]:
+    update = dict(update)
+    inc = dict(update.get("$inc", {}))
+    inc["fence"] = 1
+    update["$inc"] = inc
+    return update
+
+
+def connect(uri: str | None, state_dir: Path) -> tuple[Store, EmbeddedServer | None]:
+    """A store on `uri`, or on a new embedded server under `state_dir` when there is none."""
+    if uri:
+        store = Store(uri, embedded=False)
+        store.wait_ready()
+        store.ensure_indexes()
+        return store, None
+    server = EmbeddedServer(state_dir)
+    embedded_uri = server.start()
+    try:
+        store = Store(embedded_uri, embedded=True)
+        store.wait_ready()
+        store.ensure_indexes()
+    except Exception:
+        server.stop()
+        raise
+    return store, server
