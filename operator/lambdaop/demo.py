@@ -36,6 +36,7 @@ class Call:
     idempotency_key: str | None
     attempt: str | None
     body: str
+    headers: dict[str, str]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -67,7 +68,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._answer(200, [asdict(c) for c in self.server.lambda_.calls_snapshot()])
         self.server.lambda_.record(
             Call(self.command, path, parts.query, time.time(), self.headers.get("Idempotency-Key"),
-                 self.headers.get("X-Lambdaop-Attempt"), body)
+                 self.headers.get("X-Lambdaop-Attempt"), body, dict(self.headers.items()))
         )
         segments = path.strip("/").split("/")
         head = segments[0]

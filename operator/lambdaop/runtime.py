@@ -50,7 +50,7 @@ class Runtime:
         log.info("lambdaop starting: %s", self.config.describe())
         self.state.acquire()
         try:
-            self.store, self.server = connect(self.config.mongodb_uri, self.config.state_dir)
+            self.store, self.server = connect(self.config.mongodb_uri, self.config.state_dir, self.config.database)
         except Exception:
             self.state.release()
             raise

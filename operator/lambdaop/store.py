@@ -379,17 +379,17 @@ def _with_fence_inc(update: dict[str, Any]) -> dict[str, Any]:
     return update
 
 
-def connect(uri: str | None, state_dir: Path) -> tuple[Store, EmbeddedServer | None]:
+def connect(uri: str | None, state_dir: Path, database: str = "lambdaop") -> tuple[Store, EmbeddedServer | None]:
     """A store on `uri`, or on a new embedded server under `state_dir` when there is none."""
     if uri:
-        store = Store(uri, embedded=False)
+        store = Store(uri, database, embedded=False)
         store.wait_ready()
         store.ensure_indexes()
         return store, None
     server = EmbeddedServer(state_dir)
     embedded_uri = server.start()
     try:
-        store = Store(embedded_uri, embedded=True)
+        store = Store(embedded_uri, database, embedded=True)
         store.wait_ready()
         store.ensure_indexes()
     except Exception:

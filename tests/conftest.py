@@ -1,0 +1,110 @@
+"""Fixtures that start real things once per session: the embedded store and a demo Lambda.
+
+Each test gets a fresh database on the shared embedded server and a cleared
+demo endpoint. Nothing here is mocked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lambdaop.config import Config
+from lambdaop.demo import DemoLambda
+from lambdaop.runtime import Runtime
+from lambdaop.store import EmbeddedServer, Store
+
+_db_names = itertools.count()
+
+
+class FakeClock:
+    """Time as an input: tests move it by hand."""
+
+    def __init__(self, now: dt.datetime | None = None) -> None:
+        self._now = now or dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
+        self._mono = 1000.0
+
+    def now(self) -> dt.datetime:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def advance(self, seconds: float) -> dt.datetime:
+        self._now += dt.timedelta(seconds=seconds)
+        self._mono += seconds
+        return self._now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(scope="session")
+def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    server = EmbeddedServer(tmp_path_factory.mktemp("store"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def store_uri(embedded: EmbeddedServer) -> str:
+    return embedded.uri + "&retryWrites=false"
+
+
+@pytest.fixture
+def database() -> str:
+    return f"t{os.getpid()}_{next(_db_names)}"
+
+
+@pytest.fixture
+def store(store_uri: str, database: str) -> Iterator[Store]:
+    s = Store(store_uri, database, embedded=True)
+    s.ensure_indexes()
+    yield s
+    s.client.drop_database(database)
+    s.close()
+
+
+@pytest.fixture(scope="session")
+def demo_server() -> Iterator[DemoLambda]:
+    server = DemoLambda().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def demo(demo_server: DemoLambda) -> DemoLambda:
+    demo_server.reset()
+    return demo_server
+
+
+@pytest.fixture
+def make_runtime(store_uri: str, database: str, tmp_path: Path) -> Iterator:
+    """Start a Runtime on the shared embedded server (a fresh database per test)."""
+    started: list[Runtime] = []
+
+    def make(specs_dir: Path | None = None, env: dict[str, str] | None = None, **kw: object) -> Runtime:
+        config = Config(
+            state_dir=tmp_path / f"state{len(started)}",
+            specs_dir=specs_dir,
+            mongodb_uri=store_uri,
+            database=database,
+            env=env or {},
+            **kw,  # type: ignore[arg-type]
+        )
+        runtime = Runtime(config)
+        runtime.start()
+        started.append(runtime)
+        return runtime
+
+    yield make
+    for runtime in started:
+        runtime.stop()
