@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -19,3 +22,37 @@ def wait_until(probe: Callable[[], T], timeout: float = 20.0, interval: float = 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def final(runtime: Any, object_id: str, timeout: float = 20.0) -> dict[str, Any]:
+    """Wait until an object of a running Runtime reaches a final state; answers its document."""
+
+    def done() -> dict[str, Any] | None:
+        doc = runtime.store.get(object_id)
+        return doc if doc and doc["state"] in ("completed", "failed", "cancelled") else None
+
+    return wait_until(done, timeout, what=f"{object_id} to end")
+
+
+def serve(state: Path, specs: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """`lambdaop serve` as a child process on the embedded store, its output appended to log."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "lambdaop.cli", "serve", "--state-dir", str(state), "--specs", str(specs), *extra],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def stored_objects(state: Path) -> list[dict[str, Any]]:
+    """Every object in a stopped service's embedded store."""
+    from lambdaop.store import EmbeddedServer, Store
+
+    server = EmbeddedServer(state)
+    server.start()
+    try:
+        store = Store(server.uri, embedded=True)
+        docs = list(store.objects.find({"_id": {"$gt": ""}}))
+        store.close()
+        return docs
+    finally:
+        server.stop()

@@ -339,10 +339,6 @@ class Reconciler:
             update.setdefault("$unset", {}).update({"lease_owner": "", "lease_until": ""})
             writes.append(Write(item.id, item.fence, update, lease_owner=self.owner))
             after.append((item, progress, record))
-            if result.ok:
-                log.info("object %s: %s attempt %s ok (%s) in %.0f ms", item.id, job.step, job.attempt, result.status, result.duration_ms)
-            else:
-                log.info("object %s: %s attempt %s failed: %s", item.id, job.step, job.attempt, result.error)
         stale = self.store.write_many(writes)
         for item, progress, record in after:
             self.stats.finished += 1
@@ -350,6 +346,11 @@ class Reconciler:
                 self.stats.stale += 1
                 log.warning("object %s: lease lost before the result was written; another process re-runs it", item.id)
                 continue
+            if record["ok"]:
+                log.info("object %s: %s attempt %s ok (%s) in %.0f ms", item.id, record["step"], record["attempt"],
+                         record["status"], record["duration_ms"])
+            else:
+                log.info("object %s: %s attempt %s failed: %s", item.id, record["step"], record["attempt"], record["error"])
             self._advance(item, progress, now, last=record)
 
     def _progress_update(self, progress: Progress, now: dt.datetime) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import wait_until
+from helpers import final, wait_until
 
 from lambdaop.demo import DemoLambda
 from lambdaop.errors import Conflict
@@ -24,14 +24,6 @@ def task_yaml(name: str, url: str, **spec: object) -> str:
 
 def apply(runtime: Runtime, text: str, owner: str = "admin") -> list[str]:
     return [runtime.service.apply(obj, owner).id or "" for obj in load_one(text)]
-
-
-def final(runtime: Runtime, object_id: str, timeout: float = 20.0) -> dict:
-    def done() -> dict | None:
-        doc = runtime.store.get(object_id)
-        return doc if doc and doc["state"] in ("completed", "failed", "cancelled") else None
-
-    return wait_until(done, timeout, what=f"{object_id} to end")
 
 
 def iso_in(seconds: float) -> str:

@@ -1,0 +1,63 @@
+"""kill -9 of `lambdaop serve` (embedded store) while Tasks are scheduled and one is mid-call."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import time
+from pathlib import Path
+
+from helpers import serve, stored_objects, wait_until
+
+from lambdaop.demo import DemoLambda
+
+
+def iso(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def test_kill_9_loses_nothing_and_reruns_the_interrupted_call(tmp_path: Path, demo: DemoLambda) -> None:
+    state, specs, log = tmp_path / "state", tmp_path / "specs", tmp_path / "serve.log"
+    specs.mkdir()
+    t0 = time.time() + 3
+    due = {"mid": t0, "a": t0 + 2, "b": t0 + 4, "d": t0 + 11}
+    docs = []
+    for name, at in due.items():
+        url = f"{demo.url}/sleep?ms=4000" if name == "mid" else f"{demo.url}/ok?{name}"
+        docs.append(f"kind: Task\nmetadata: {{name: {name}}}\nspec:\n  invoke: '{url}'\n  at: {iso(at)}\n")
+    (specs / "crash.yaml").write_text("---\n".join(docs))
+
+    first = serve(state, specs, log)
+    try:
+        (mid_call,) = demo.wait_for(1, "/sleep", timeout=30)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert not demo.calls("/ok"), "nothing else was due before the kill"
+
+    # stay down until a and b are overdue
+    wait_until(lambda: time.time() > due["b"] + 0.5, timeout=30, what="a and b to become overdue")
+    second = serve(state, specs, log)
+    try:
+        calls = demo.wait_for(2, "/sleep", timeout=30)
+        assert calls[1].idempotency_key == mid_call.idempotency_key
+        assert calls[1].attempt == mid_call.attempt == "1"
+        demo.wait_for(3, "/ok", timeout=30)
+        oks = {c.query: c for c in demo.calls("/ok")}
+        assert set(oks) == {"a", "b", "d"}
+        assert oks["a"].at > due["b"] and oks["b"].at > due["b"], "overdue work ran at once after the restart"
+        assert abs(oks["d"].at - due["d"]) < 0.1, f"d ran {oks['d'].at - due['d']:.3f}s off its time"
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(60)
+    assert second.returncode == 0, log.read_text()[-3000:]
+    assert len(demo.calls("/sleep")) == 2 and len(demo.calls("/ok")) == 3
+
+    docs_by_name = {d["name"]: d for d in stored_objects(state)}
+    assert {n: d["state"] for n, d in docs_by_name.items()} == dict.fromkeys(due, "completed")
+    mid = docs_by_name["mid"]["attempts"]
+    assert mid[0]["interrupted"] and "interrupted by a restart" in mid[0]["error"]
+    assert mid[1]["ok"] and mid[1]["key"] == mid_call.idempotency_key
