@@ -12,7 +12,9 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def wait_until(probe: Callable[[], T], timeout: float = 20.0, interval: float = 0.02, what: str = "condition") -> T:
+def wait_until(
+    probe: Callable[[], T], timeout: float = 20.0, interval: float = 0.02, what: str = "condition"
+) -> T:
     """Call probe until it answers something truthy; fail after timeout seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -37,7 +39,17 @@ def final(runtime: Any, object_id: str, timeout: float = 20.0) -> dict[str, Any]
 def serve(state: Path, specs: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
     """`lambdaop serve` as a child process on the embedded store, its output appended to log."""
     return subprocess.Popen(
-        [sys.executable, "-m", "lambdaop.cli", "serve", "--state-dir", str(state), "--specs", str(specs), *extra],
+        [
+            sys.executable,
+            "-m",
+            "lambdaop.cli",
+            "serve",
+            "--state-dir",
+            str(state),
+            "--specs",
+            str(specs),
+            *extra,
+        ],
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )

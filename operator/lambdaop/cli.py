@@ -31,22 +31,45 @@ def _duration(text: str) -> object:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lambdaop", description="Scheduler and orchestrator for Lambda functions and HTTP endpoints.")
+    parser = argparse.ArgumentParser(
+        prog="lambdaop", description="Scheduler and orchestrator for Lambda functions and HTTP endpoints."
+    )
     parser.add_argument("--version", action="version", version=f"lambdaop {__version__}")
     parser.add_argument("--log-level", default=os.environ.get("LAMBDAOP_LOG_LEVEL", "INFO"))
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the engine (and the embedded store unless LAMBDAOP_MONGODB_URI is set)")
-    serve.add_argument("--state-dir", type=Path, default=Path(os.environ.get("LAMBDAOP_STATE_DIR", ".lambdaop")),
-                       help="where the embedded store keeps its data (default ./.lambdaop)")
-    serve.add_argument("--specs", type=Path, default=Path(os.environ.get("LAMBDAOP_SPECS", "specs")),
-                       help="folder of spec files applied at start (default ./specs)")
-    serve.add_argument("--specs-owner", default=os.environ.get("LAMBDAOP_SPECS_OWNER", "admin"),
-                       help="the user owning specs from the folder (default admin)")
-    serve.add_argument("--workers", type=int, default=int(os.environ.get("LAMBDAOP_WORKERS", "16")),
-                       help="concurrent calls (default 16)")
-    serve.add_argument("--lease", type=_duration, default=os.environ.get("LAMBDAOP_LEASE", "30s"),
-                       help="how long a claimed call is held before another process may re-run it (default 30s)")
+    serve = sub.add_parser(
+        "serve", help="run the engine (and the embedded store unless LAMBDAOP_MONGODB_URI is set)"
+    )
+    serve.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(os.environ.get("LAMBDAOP_STATE_DIR", ".lambdaop")),
+        help="where the embedded store keeps its data (default ./.lambdaop)",
+    )
+    serve.add_argument(
+        "--specs",
+        type=Path,
+        default=Path(os.environ.get("LAMBDAOP_SPECS", "specs")),
+        help="folder of spec files applied at start (default ./specs)",
+    )
+    serve.add_argument(
+        "--specs-owner",
+        default=os.environ.get("LAMBDAOP_SPECS_OWNER", "admin"),
+        help="the user owning specs from the folder (default admin)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("LAMBDAOP_WORKERS", "16")),
+        help="concurrent calls (default 16)",
+    )
+    serve.add_argument(
+        "--lease",
+        type=_duration,
+        default=os.environ.get("LAMBDAOP_LEASE", "30s"),
+        help="how long a claimed call is held before another process may re-run it (default 30s)",
+    )
     serve.add_argument("--host", default=os.environ.get("LAMBDAOP_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("LAMBDAOP_PORT", "8080")))
 
@@ -102,7 +125,11 @@ def serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     runtime = Runtime(config)
     runtime.start()
-    print(f"lambdaop {__version__} serving; specs from {config.specs_dir}; Ctrl-C to stop", file=sys.stderr, flush=True)
+    print(
+        f"lambdaop {__version__} serving; specs from {config.specs_dir}; Ctrl-C to stop",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         while not stop.wait(1.0):
             pass

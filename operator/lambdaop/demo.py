@@ -18,6 +18,7 @@ Paths (any method):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import threading
 import time
@@ -42,6 +43,9 @@ class Call:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
+    # one write per response and no Nagle delay, or keep-alive clients wait ~40 ms per call
+    wbufsize = 65536
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         return
@@ -67,8 +71,16 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._answer(200, {"cleared": True})
             return self._answer(200, [asdict(c) for c in self.server.lambda_.calls_snapshot()])
         self.server.lambda_.record(
-            Call(self.command, path, parts.query, time.time(), self.headers.get("Idempotency-Key"),
-                 self.headers.get("X-Lambdaop-Attempt"), body, dict(self.headers.items()))
+            Call(
+                self.command,
+                path,
+                parts.query,
+                time.time(),
+                self.headers.get("Idempotency-Key"),
+                self.headers.get("X-Lambdaop-Attempt"),
+                body,
+                dict(self.headers.items()),
+            )
         )
         segments = path.strip("/").split("/")
         head = segments[0]
@@ -168,17 +180,18 @@ class DemoLambda:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lambdaop.demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m lambdaop.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
     args = parser.parse_args(argv)
     demo = DemoLambda(args.host, args.port)
     print(f"demo lambda listening on {demo.url}", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         demo.serve_forever()
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

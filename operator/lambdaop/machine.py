@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, replace
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from .spec import Invoke, TaskSetSpec, TaskSpec
 
 
-class Phase(str, Enum):
+class Phase(StrEnum):
     SCHEDULED = "scheduled"
     RUNNING = "running"
     COMPLETED = "completed"

@@ -218,7 +218,9 @@ class Reconciler:
             self._waiting.pop(object_id, None)
             return
         self._push(
-            Tracked(object_id, doc["kind"], doc.get("generation", 1), doc.get("fence", 0), spec, progress, doc)
+            Tracked(
+                object_id, doc["kind"], doc.get("generation", 1), doc.get("fence", 0), spec, progress, doc
+            )
         )
 
     def _push(self, item: Tracked) -> None:
@@ -246,7 +248,11 @@ class Reconciler:
     def _wake_time(self, now: dt.datetime) -> dt.datetime:
         candidates = [self._next_refill or now, self._next_sweep or now]
         top = self._peek_due()
-        if top is not None and top.progress.due is not None and len(self._in_flight) < self.settings.max_in_flight:
+        if (
+            top is not None
+            and top.progress.due is not None
+            and len(self._in_flight) < self.settings.max_in_flight
+        ):
             candidates.append(top.progress.due)
         renew = self._next_renewal()
         if renew is not None:
@@ -303,7 +309,13 @@ class Reconciler:
             self.stats.dispatched += 1
             if self.stats.record_lateness and item.doc.get("due") is not None:
                 self.stats.lateness_ms.append((now - item.doc["due"]).total_seconds() * 1000)
-            log.debug("object %s: calling %s (step %s, attempt %s)", item.id, plan.invoke.url, progress.step, progress.attempt)
+            log.debug(
+                "object %s: calling %s (step %s, attempt %s)",
+                item.id,
+                plan.invoke.url,
+                progress.step,
+                progress.attempt,
+            )
             self.invoker.submit(job)
 
     # ----- results
@@ -344,13 +356,27 @@ class Reconciler:
             self.stats.finished += 1
             if item.id in stale:
                 self.stats.stale += 1
-                log.warning("object %s: lease lost before the result was written; another process re-runs it", item.id)
+                log.warning(
+                    "object %s: lease lost before the result was written; another process re-runs it", item.id
+                )
                 continue
             if record["ok"]:
-                log.info("object %s: %s attempt %s ok (%s) in %.0f ms", item.id, record["step"], record["attempt"],
-                         record["status"], record["duration_ms"])
+                log.info(
+                    "object %s: %s attempt %s ok (%s) in %.0f ms",
+                    item.id,
+                    record["step"],
+                    record["attempt"],
+                    record["status"],
+                    record["duration_ms"],
+                )
             else:
-                log.info("object %s: %s attempt %s failed: %s", item.id, record["step"], record["attempt"], record["error"])
+                log.info(
+                    "object %s: %s attempt %s failed: %s",
+                    item.id,
+                    record["step"],
+                    record["attempt"],
+                    record["error"],
+                )
             self._advance(item, progress, now, last=record)
 
     def _progress_update(self, progress: Progress, now: dt.datetime) -> dict[str, Any]:
@@ -363,7 +389,9 @@ class Reconciler:
             update["$unset"] = {"due": ""}
         return update
 
-    def _advance(self, item: Tracked, progress: Progress, now: dt.datetime, last: dict[str, Any] | None = None) -> None:
+    def _advance(
+        self, item: Tracked, progress: Progress, now: dt.datetime, last: dict[str, Any] | None = None
+    ) -> None:
         """After our write succeeded: keep the new version in memory, report the change."""
         item.fence += 1
         item.progress = progress
@@ -399,7 +427,9 @@ class Reconciler:
         if not self._in_flight:
             return
         threshold = now + 2 * self.settings.lease / 3
-        due = [i for i in self._in_flight.values() if i.lease_until is not None and i.lease_until <= threshold]
+        due = [
+            i for i in self._in_flight.values() if i.lease_until is not None and i.lease_until <= threshold
+        ]
         if not due:
             return
         lease_until = now + self.settings.lease

@@ -29,7 +29,9 @@ def spec_files(folder: Path) -> list[Path]:
     found = [
         p
         for p in folder.rglob("*")
-        if p.is_file() and p.suffix in (".yaml", ".yml") and not p.name.endswith((".status.yaml", ".status.yml"))
+        if p.is_file()
+        and p.suffix in (".yaml", ".yml")
+        and not p.name.endswith((".status.yaml", ".status.yml"))
     ]
     return sorted(found)
 
@@ -50,7 +52,9 @@ class Runtime:
         log.info("lambdaop starting: %s", self.config.describe())
         self.state.acquire()
         try:
-            self.store, self.server = connect(self.config.mongodb_uri, self.config.state_dir, self.config.database)
+            self.store, self.server = connect(
+                self.config.mongodb_uri, self.config.state_dir, self.config.database
+            )
         except Exception:
             self.state.release()
             raise
@@ -79,7 +83,9 @@ class Runtime:
             except (OSError, UnicodeDecodeError) as exc:
                 log.error("%s: cannot be read: %s", path, exc)
                 continue
-            for applied in self.service.apply_documents(load_documents(text, str(path)), self.config.specs_owner, str(path)):
+            for applied in self.service.apply_documents(
+                load_documents(text, str(path)), self.config.specs_owner, str(path)
+            ):
                 results.append(applied)
                 for problem in applied.problems:
                     log.error("%s", problem)
@@ -92,11 +98,12 @@ class Runtime:
             self.reconciler.stop()
             self._thread.join(timeout=30)
             self._thread = None
-        for closer in (lambda: self.store.close(), lambda: self.server and self.server.stop()):
-            try:
-                closer()
-            except (AttributeError, LambdaopError, OSError) as exc:
-                log.warning("while stopping: %s", exc)
+        try:
+            self.store.close()
+            if self.server is not None:
+                self.server.stop()
+        except (AttributeError, LambdaopError, OSError) as exc:
+            log.warning("while stopping: %s", exc)
         self.state.release()
         log.info("lambdaop stopped")
 

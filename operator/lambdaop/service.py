@@ -52,10 +52,9 @@ class Applied:
 
 
 def first_due(obj: AnySpec, now: dt.datetime) -> dt.datetime:
-    spec = obj.spec
-    if spec.at is not None:
-        return to_utc(spec.at)
-    delay = spec.after if isinstance(obj, Task) else spec.initialDelay
+    if obj.spec.at is not None:
+        return to_utc(obj.spec.at)
+    delay = obj.spec.after if isinstance(obj, Task) else obj.spec.initialDelay
     return to_utc(now + (delay or dt.timedelta(0)))
 
 
@@ -87,7 +86,9 @@ class Service:
                 return result
         raise Conflict(f"{kind} {name} is changing too fast to apply; try again")
 
-    def _reapply(self, current: dict[str, Any], obj: AnySpec, now: dt.datetime, source: dict[str, Any] | None) -> Applied | None:
+    def _reapply(
+        self, current: dict[str, Any], obj: AnySpec, now: dt.datetime, source: dict[str, Any] | None
+    ) -> Applied | None:
         kind, name, oid = obj.kind, obj.metadata.name, current["_id"]
         new_hash = spec_hash(obj)
         progress = Progress.from_storage(current["progress"])
@@ -114,7 +115,11 @@ class Service:
             action = "restarted"
         else:
             return Applied(
-                "refused", kind, name, oid, progress.phase.value,
+                "refused",
+                kind,
+                name,
+                oid,
+                progress.phase.value,
                 f"{kind} {name} is {progress.phase.value}; its spec can change once this run ends",
             )
         update = {"$set": {**base, "progress": fresh.for_storage(), "state": fresh.phase.value, "due": due}}
@@ -125,7 +130,9 @@ class Service:
         log.info("object %s: %s (generation %s), due %s", oid, action, generation, due)
         return Applied(action, kind, name, oid, fresh.phase.value)
 
-    def _new_doc(self, obj: AnySpec, owner: str, now: dt.datetime, source: dict[str, Any] | None) -> dict[str, Any]:
+    def _new_doc(
+        self, obj: AnySpec, owner: str, now: dt.datetime, source: dict[str, Any] | None
+    ) -> dict[str, Any]:
         due = first_due(obj, now)
         progress = machine.start(obj.spec, due)
         doc: dict[str, Any] = {
@@ -176,14 +183,21 @@ class Service:
         """Cancel a scheduled object. Raises Conflict (with the reason) in any other state."""
         return self._change(object_id, owner, kind, lambda p, now: machine.cancel(p, now))
 
-    def modify(self, object_id: str, owner: str | None, due: dt.datetime, kind: str | None = None) -> dict[str, Any]:
+    def modify(
+        self, object_id: str, owner: str | None, due: dt.datetime, kind: str | None = None
+    ) -> dict[str, Any]:
         """Give a scheduled object a new start time."""
         if due.tzinfo is None:
             raise SpecInvalid("invalid time", [Problem("time needs an offset", field="at")])
         return self._change(object_id, owner, kind, lambda p, now: machine.reschedule(p, to_utc(due)))
 
-    def _change(self, object_id: str, owner: str | None, kind: str | None,
-                step: Callable[[Progress, dt.datetime], Progress]) -> dict[str, Any]:
+    def _change(
+        self,
+        object_id: str,
+        owner: str | None,
+        kind: str | None,
+        step: Callable[[Progress, dt.datetime], Progress],
+    ) -> dict[str, Any]:
         for _ in range(CONFLICT_RETRIES):
             doc = self.get(object_id, owner)
             if kind is not None and doc["kind"] != kind:
@@ -206,6 +220,8 @@ class Service:
                 if new.due is None:
                     doc.pop("due", None)
                 self.notify(doc)
-                log.info("object %s: %s", object_id, new.phase.value if new.final else f"rescheduled to {new.due}")
+                log.info(
+                    "object %s: %s", object_id, new.phase.value if new.final else f"rescheduled to {new.due}"
+                )
                 return doc
         raise Conflict(f"object {object_id} is changing too fast; try again")

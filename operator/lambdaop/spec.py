@@ -12,7 +12,6 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -67,10 +66,10 @@ def parse_duration(value: Any) -> dt.timedelta:
         else:
             iso = _ISO.match(text.upper())
             if not iso or text.upper() in ("P", "PT"):
-                raise ValueError(
-                    f"expected a duration such as 30s, 5m, 1h30m or PT30S, got {value!r}"
-                )
-            seconds = sum(float(iso.group(k) or 0) * m for k, m in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)))
+                raise ValueError(f"expected a duration such as 30s, 5m, 1h30m or PT30S, got {value!r}")
+            seconds = sum(
+                float(iso.group(k) or 0) * m for k, m in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+            )
     else:
         raise ValueError("expected a duration such as 30s, 5m, 1h30m or PT30S")
     if seconds < 0:
@@ -284,7 +283,7 @@ class TaskSetSpec(_Model):
 class Task(_Model):
     """A single call at a time, retried until it succeeds or its retries are used up."""
 
-    apiVersion: Literal["lambdaop/v1"] = API_VERSION
+    apiVersion: Literal["lambdaop/v1"] = "lambdaop/v1"
     kind: Literal["Task"] = "Task"
     metadata: Metadata
     spec: TaskSpec
@@ -293,7 +292,7 @@ class Task(_Model):
 class TaskSet(_Model):
     """Calls in sequence, gated by a condition check, with a fallback."""
 
-    apiVersion: Literal["lambdaop/v1"] = API_VERSION
+    apiVersion: Literal["lambdaop/v1"] = "lambdaop/v1"
     kind: Literal["TaskSet"] = "TaskSet"
     metadata: Metadata
     spec: TaskSetSpec
@@ -410,7 +409,7 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return "".join(parts)
 
 
-def _friendly(err: dict[str, Any]) -> str:
+def _friendly(err: Any) -> str:
     msg = str(err.get("msg", "invalid"))
     kind = err.get("type")
     if kind == "extra_forbidden":
@@ -443,41 +442,60 @@ def validation_problems(
     return problems
 
 
-def validate_document(data: Any, file: str | None = None, document: int | None = None, node: Any = None) -> AnySpec:
+def validate_document(
+    data: Any, file: str | None = None, document: int | None = None, node: Any = None
+) -> AnySpec:
     """Validate one parsed document (a mapping). Raises SpecInvalid with located problems."""
     node = data if node is None else node
     if not isinstance(data, dict):
         line, col = _locate(node, ())
         raise SpecInvalid(
             "invalid spec",
-            [Problem("a spec document must be a mapping with apiVersion, kind, metadata and spec",
-                     file=file, line=line, column=col, document=document)],
+            [
+                Problem(
+                    "a spec document must be a mapping with apiVersion, kind, metadata and spec",
+                    file=file,
+                    line=line,
+                    column=col,
+                    document=document,
+                )
+            ],
         )
     kind = data.get("kind")
     if kind not in KINDS:
         line, col = _locate(node, ("kind",))
         raise SpecInvalid(
             "invalid spec",
-            [Problem(f"kind must be Task or TaskSet, got {kind!r}", field="kind", file=file,
-                     line=line, column=col, document=document)],
+            [
+                Problem(
+                    f"kind must be Task or TaskSet, got {kind!r}",
+                    field="kind",
+                    file=file,
+                    line=line,
+                    column=col,
+                    document=document,
+                )
+            ],
         )
     if data.get("apiVersion", API_VERSION) != API_VERSION:
         line, col = _locate(node, ("apiVersion",))
         raise SpecInvalid(
             "invalid spec",
-            [Problem(f"apiVersion must be {API_VERSION}", field="apiVersion", file=file,
-                     line=line, column=col, document=document)],
+            [
+                Problem(
+                    f"apiVersion must be {API_VERSION}",
+                    field="apiVersion",
+                    file=file,
+                    line=line,
+                    column=col,
+                    document=document,
+                )
+            ],
         )
     try:
         return KINDS[kind].model_validate(_plain(data))
     except ValidationError as exc:
         raise SpecInvalid("invalid spec", validation_problems(exc, node, file, document)) from None
-
-
-def _documents(text: str, file: str | None) -> Iterator[tuple[int, Any]]:
-    yaml = _yaml()
-    for index, doc in enumerate(yaml.load_all(text)):
-        yield index, doc
 
 
 def load_documents(text: str, file: str | None = None) -> list[Document]:
@@ -497,7 +515,7 @@ def load_documents(text: str, file: str | None = None) -> list[Document]:
         parsed = [(i, d) for i, d in enumerate(items)]
     else:
         try:
-            parsed = list(_documents(text, file))
+            parsed = list(enumerate(_yaml().load_all(text)))
         except (YAMLError, ValueError) as exc:
             return [_syntax_failure(exc, file)]
     out = []

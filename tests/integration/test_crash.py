@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 from helpers import serve, stored_objects, wait_until
-
 from lambdaop.demo import DemoLambda
 
 

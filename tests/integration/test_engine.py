@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import final, wait_until
 
+from helpers import final, wait_until
 from lambdaop.demo import DemoLambda
 from lambdaop.errors import Conflict
 from lambdaop.runtime import Runtime
@@ -55,7 +55,11 @@ def test_fails_twice_then_completes_with_spaced_retries(make_runtime, demo: Demo
         assert 0.4 <= after.at - before.at < 0.5
     assert [c.attempt for c in calls] == ["1", "2", "3"]
     assert len({c.idempotency_key for c in calls}) == 1, "every attempt of a step carries the same key"
-    assert [(a["attempt"], a["status"], a["ok"]) for a in doc["attempts"]] == [(1, 500, False), (2, 500, False), (3, 200, True)]
+    assert [(a["attempt"], a["status"], a["ok"]) for a in doc["attempts"]] == [
+        (1, 500, False),
+        (2, 500, False),
+        (3, 200, True),
+    ]
     assert all(a["duration_ms"] >= 0 and a["at"] for a in doc["attempts"])
 
 
@@ -96,7 +100,10 @@ def test_success_when_json_decides(make_runtime, demo: DemoLambda) -> None:
 
 def test_success_when_status_list(make_runtime, demo: DemoLambda) -> None:
     runtime = make_runtime()
-    (oid,) = apply(runtime, f"kind: Task\nmetadata: {{name: s}}\nspec:\n  invoke: {{url: '{demo.url}/code/404', successWhen: {{status: [404]}}}}\n")
+    (oid,) = apply(
+        runtime,
+        f"kind: Task\nmetadata: {{name: s}}\nspec:\n  invoke: {{url: '{demo.url}/code/404', successWhen: {{status: [404]}}}}\n",
+    )
     assert final(runtime, oid)["state"] == "completed"
 
 
@@ -123,7 +130,9 @@ def test_cancel_only_while_scheduled(make_runtime, demo: DemoLambda) -> None:
     runtime = make_runtime()
     later, soon = apply(
         runtime,
-        task_yaml("later", demo.url + "/ok?later", after="1h") + "---\n" + task_yaml("soon", demo.url + "/sleep?ms=300"),
+        task_yaml("later", demo.url + "/ok?later", after="1h")
+        + "---\n"
+        + task_yaml("soon", demo.url + "/sleep?ms=300"),
     )
     doc = runtime.service.cancel(later, "admin")
     assert doc["state"] == "cancelled"
@@ -145,7 +154,9 @@ def test_modify_moves_a_scheduled_task(make_runtime, demo: DemoLambda) -> None:
     assert final(runtime, oid)["state"] == "completed"
 
 
-def test_bad_specs_are_reported_and_good_ones_still_run(make_runtime, demo: DemoLambda, tmp_path: Path, caplog) -> None:
+def test_bad_specs_are_reported_and_good_ones_still_run(
+    make_runtime, demo: DemoLambda, tmp_path: Path, caplog
+) -> None:
     specs = tmp_path / "specs"
     specs.mkdir()
     (specs / "broken.yaml").write_text("kind: Task\nmetadata: {name: x\n")
@@ -181,5 +192,7 @@ def test_many_tasks_due_together_each_called_once(make_runtime, demo: DemoLambda
     text = "---\n".join(task_yaml(f"t{i}", f"{demo.url}/ok?i={i}", at=at) for i in range(300))
     ids = apply(runtime, text)
     demo.wait_for(300, "/ok", timeout=30)
-    wait_until(lambda: all(runtime.store.get(i)["state"] == "completed" for i in ids), 30, what="all completed")
+    wait_until(
+        lambda: all(runtime.store.get(i)["state"] == "completed" for i in ids), 30, what="all completed"
+    )
     assert sorted(c.query for c in demo.calls("/ok")) == sorted(f"i={i}" for i in range(300))

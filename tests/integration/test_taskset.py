@@ -7,8 +7,8 @@ import signal
 from pathlib import Path
 
 import pytest
-from helpers import final, serve, stored_objects, wait_until
 
+from helpers import final, serve, stored_objects, wait_until
 from lambdaop.demo import DemoLambda
 from lambdaop.errors import Conflict
 from lambdaop.runtime import Runtime
@@ -17,8 +17,14 @@ from lambdaop.spec import load_one
 CHECK_JSON = "successWhen: {json: {path: status, equals: success}}"
 
 
-def taskset_yaml(demo: DemoLambda, name: str, tasks: list[str], check: str | None = None,
-                 fallback: str | None = "/ok?fallback", extra: str = "") -> str:
+def taskset_yaml(
+    demo: DemoLambda,
+    name: str,
+    tasks: list[str],
+    check: str | None = None,
+    fallback: str | None = "/ok?fallback",
+    extra: str = "",
+) -> str:
     lines = [f"kind: TaskSet\nmetadata: {{name: {name}}}\nspec:\n{extra}  tasks:\n"]
     lines += [f"    - '{demo.url}{t}'\n" for t in tasks]
     if check:
@@ -48,7 +54,10 @@ def sequence(demo: DemoLambda) -> list[str]:
 def test_check_fails_twice_then_succeeds(make_runtime, demo: DemoLambda) -> None:
     runtime = make_runtime()
     check = check_block(demo, "/check/c?fails=2", "300ms", 5, "200ms")
-    oid = apply(runtime, taskset_yaml(demo, "s3", ["/ok?t1", "/ok?t2", "/ok?t3"], check, extra="  initialDelay: 200ms\n"))
+    oid = apply(
+        runtime,
+        taskset_yaml(demo, "s3", ["/ok?t1", "/ok?t2", "/ok?t3"], check, extra="  initialDelay: 200ms\n"),
+    )
     doc = final(runtime, oid)
     assert doc["state"] == "completed"
     assert sequence(demo) == ["/ok?t1", "/check/c", "/check/c", "/check/c", "/ok?t2", "/check/c", "/ok?t3"]
@@ -62,8 +71,13 @@ def test_check_fails_twice_then_succeeds(make_runtime, demo: DemoLambda) -> None
     assert keys[1] == keys[2] == keys[3]
     assert [c.attempt for c in demo.calls("/check")] == ["1", "2", "3", "1"]
     assert [(a["step"], a["attempt"], a["ok"]) for a in doc["attempts"]] == [
-        ("task:0", 1, True), ("check:0", 1, False), ("check:0", 2, False), ("check:0", 3, True),
-        ("task:1", 1, True), ("check:1", 1, True), ("task:2", 1, True),
+        ("task:0", 1, True),
+        ("check:0", 1, False),
+        ("check:0", 2, False),
+        ("check:0", 3, True),
+        ("task:1", 1, True),
+        ("check:1", 1, True),
+        ("task:2", 1, True),
     ]
 
 
@@ -119,8 +133,12 @@ def test_cancel_while_scheduled_and_refused_after_the_first_call(make_runtime, d
 def test_sizes_and_zero_delays(make_runtime, demo: DemoLambda, size: int, check: bool) -> None:
     runtime = make_runtime()
     block = check_block(demo, "/check/z", "0", 0, "0") if check else None
-    oid = apply(runtime, taskset_yaml(demo, f"n{size}", [f"/ok?t{i}" for i in range(size)], block,
-                                      extra="  initialDelay: 0s\n"))
+    oid = apply(
+        runtime,
+        taskset_yaml(
+            demo, f"n{size}", [f"/ok?t{i}" for i in range(size)], block, extra="  initialDelay: 0s\n"
+        ),
+    )
     doc = final(runtime, oid)
     assert doc["state"] == "completed"
     expected = []

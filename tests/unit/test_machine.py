@@ -120,8 +120,13 @@ def test_set_check_fails_twice_then_succeeds() -> None:
     p, calls = drive(spec, outcomes)
     assert p.phase is Phase.COMPLETED
     assert calls == [
-        ("task:0", 1, 5), ("check:0", 1, 36), ("check:0", 2, 47), ("check:0", 3, 58),
-        ("task:1", 1, 59), ("check:1", 1, 90), ("task:2", 1, 91),
+        ("task:0", 1, 5),
+        ("check:0", 1, 36),
+        ("check:0", 2, 47),
+        ("check:0", 3, 58),
+        ("task:1", 1, 59),
+        ("check:1", 1, 90),
+        ("task:2", 1, 91),
     ]
 
 
@@ -142,7 +147,9 @@ def test_set_failing_task_runs_fallback_once() -> None:
 
 
 def test_set_task_with_its_own_retries() -> None:
-    spec = TaskSetSpec.model_validate({"tasks": [{"url": "http://x.test/a", "retries": 1, "retryDelay": "2s"}]})
+    spec = TaskSetSpec.model_validate(
+        {"tasks": [{"url": "http://x.test/a", "retries": 1, "retryDelay": "2s"}]}
+    )
     p, calls = drive(spec, [BAD, OK])
     assert calls == [("task:0", 1, 5), ("task:0", 2, 8)] and p.phase is Phase.COMPLETED
 

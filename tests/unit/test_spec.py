@@ -16,8 +16,19 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("30s", 30), ("5m", 300), ("1h30m", 5400), ("250ms", 0.25), ("2d", 172800), ("PT30S", 30),
-     ("PT1H30M", 5400), ("P1D", 86400), ("0", 0), (0, 0), ("1.5s", 1.5)],
+    [
+        ("30s", 30),
+        ("5m", 300),
+        ("1h30m", 5400),
+        ("250ms", 0.25),
+        ("2d", 172800),
+        ("PT30S", 30),
+        ("PT1H30M", 5400),
+        ("P1D", 86400),
+        ("0", 0),
+        (0, 0),
+        ("1.5s", 1.5),
+    ],
 )
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text).total_seconds() == seconds
@@ -77,10 +88,14 @@ def test_errors_name_file_line_and_field() -> None:
     text = TASK.replace("  retries: 3\n", "  retries: -1\n  bogus: 1\n").replace("+05:30", "")
     text = text.replace("https://a6ilch6fb5", "ftp://a6ilch6fb5")
     problems = _problems(text)
-    assert any(p.startswith("bad.yaml:8:") and "spec.invoke.url" in p and "http" in p for p in problems), problems
+    assert any(p.startswith("bad.yaml:8:") and "spec.invoke.url" in p and "http" in p for p in problems), (
+        problems
+    )
     assert any(p.startswith("bad.yaml:13:") and "spec.at" in p and "offset" in p for p in problems), problems
     assert any(p.startswith("bad.yaml:14:") and "spec.retries" in p for p in problems), problems
-    assert any(p.startswith("bad.yaml:15:") and "spec.bogus" in p and "unknown field" in p for p in problems), problems
+    assert any(
+        p.startswith("bad.yaml:15:") and "spec.bogus" in p and "unknown field" in p for p in problems
+    ), problems
 
 
 def test_yaml_syntax_error_names_line() -> None:
@@ -101,7 +116,12 @@ def test_each_document_is_validated_on_its_own() -> None:
 
 
 def test_at_and_after_are_exclusive() -> None:
-    assert "not both" in _problems("kind: Task\nmetadata: {name: a}\nspec: {invoke: 'http://x', at: '2026-01-01T00:00:00Z', after: 1s}\n")[0]
+    assert (
+        "not both"
+        in _problems(
+            "kind: Task\nmetadata: {name: a}\nspec: {invoke: 'http://x', at: '2026-01-01T00:00:00Z', after: 1s}\n"
+        )[0]
+    )
 
 
 TASKSET = """\
@@ -131,10 +151,22 @@ def test_taskset_loads() -> None:
 @pytest.mark.parametrize(
     ("change", "expect"),
     [
-        (lambda t: t.replace("    - https://example.test/prod/build\n    - {url: https://example.test/prod/deploy, method: POST, retries: 2}\n", "    []\n"), "spec.tasks"),
+        (
+            lambda t: t.replace(
+                "    - https://example.test/prod/build\n    - {url: https://example.test/prod/deploy, method: POST, retries: 2}\n",
+                "    []\n",
+            ),
+            "spec.tasks",
+        ),
         (lambda t: t.replace("delay: 30s", "delay: -30s"), "spec.conditionCheck.delay"),
-        (lambda t: t.replace("    invoke: https://example.test/prod/healthy\n", ""), "spec.conditionCheck.invoke"),
-        (lambda t: t.replace("    invoke: https://example.test/prod/rollback\n", "    retries: 1\n"), "spec.fallback.invoke"),
+        (
+            lambda t: t.replace("    invoke: https://example.test/prod/healthy\n", ""),
+            "spec.conditionCheck.invoke",
+        ),
+        (
+            lambda t: t.replace("    invoke: https://example.test/prod/rollback\n", "    retries: 1\n"),
+            "spec.fallback.invoke",
+        ),
     ],
 )
 def test_invalid_taskset_shapes(change, expect: str) -> None:  # type: ignore[no-untyped-def]
