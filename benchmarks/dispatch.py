@@ -68,7 +68,9 @@ def main() -> None:
     args = parser.parse_args()
 
     port = free_port()
-    endpoint = subprocess.Popen([sys.executable, "-m", "lambdaop.demo", "--port", str(port)], stdout=subprocess.DEVNULL)
+    endpoint = subprocess.Popen(
+        [sys.executable, "-m", "lambdaop.demo", "--port", str(port)], stdout=subprocess.DEVNULL
+    )
     base = f"http://127.0.0.1:{port}"
     tmp = Path(tempfile.mkdtemp(prefix="lambdaop-bench-"))
     server = EmbeddedServer(tmp / "store")
@@ -118,9 +120,13 @@ def main() -> None:
     print(f"calls received:                {len(calls)}")
     print(f"raw requests.Session, 1 thread:  {raw1:8.0f} calls/s")
     print(f"raw requests.Session, {args.workers} threads: {rawn:8.0f} calls/s")
-    print(f"engine (due -> last result stored): {engine:6.0f} tasks/s = {engine / raw1:.0%} of raw 1-thread, "
-          f"{engine / rawn:.0%} of raw {args.workers}-thread")
-    print(f"lateness p50 {statistics.median(lateness):.0f} ms, p99 {pct(lateness, 99):.0f} ms, max {max(lateness):.0f} ms")
+    print(
+        f"engine (due -> last result stored): {engine:6.0f} tasks/s = {engine / raw1:.0%} of raw 1-thread, "
+        f"{engine / rawn:.0%} of raw {args.workers}-thread"
+    )
+    print(
+        f"lateness p50 {statistics.median(lateness):.0f} ms, p99 {pct(lateness, 99):.0f} ms, max {max(lateness):.0f} ms"
+    )
 
 
 if __name__ == "__main__":
