@@ -64,6 +64,18 @@ class BadRequest(LambdaopError):
     code = "bad_request"
 
 
+class Unauthorized(LambdaopError):
+    code = "unauthorized"
+
+
+class PayloadTooLarge(LambdaopError):
+    code = "too_large"
+
+
+class UnsupportedMediaType(LambdaopError):
+    code = "unsupported_media_type"
+
+
 class NotFound(LambdaopError):
     code = "not_found"
 
@@ -80,8 +92,11 @@ class StateDirLocked(LambdaopError):
     code = "state_dir_locked"
 
 
-STATUS = {
+STATUS: dict[type[LambdaopError], int] = {
     BadRequest: 400,
+    Unauthorized: 401,
+    PayloadTooLarge: 413,
+    UnsupportedMediaType: 415,
     NotFound: 404,
     Conflict: 409,
     SpecInvalid: 422,

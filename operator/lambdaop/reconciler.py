@@ -32,7 +32,7 @@ from .clock import Clock
 from .invoker import CallResult, Invoker, Job
 from .machine import Outcome, PlanSpec, Progress
 from .spec import TaskSetSpec, TaskSpec
-from .store import ATTEMPTS_KEPT, Store, Write
+from .store import ATTEMPTS_KEPT, Move, Moves, Store, Write
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +287,8 @@ class Reconciler:
             Write(item.id, item.fence, {"$set": {"progress": p.for_storage(), "state": p.phase.value}})
             for item, p in batch
         ]
-        held = self.store.claim(writes, self.owner, lease_until, now)
+        moves = {item.id: self._move(item, p) for item, p in batch}
+        held = self.store.claim(writes, self.owner, lease_until, now, moves)
         for item, progress in batch:
             if item.id not in held:
                 self.stats.stale += 1
@@ -322,6 +323,7 @@ class Reconciler:
 
     def _write_results(self, results: list[CallResult], now: dt.datetime) -> None:
         writes: list[Write] = []
+        moves: Moves = {}
         after: list[tuple[Tracked, Progress, dict[str, Any]]] = []
         for result in results:
             job = result.job
@@ -350,8 +352,9 @@ class Reconciler:
             update["$push"] = {"attempts": {"$each": [record], "$slice": -ATTEMPTS_KEPT}}
             update.setdefault("$unset", {}).update({"lease_owner": "", "lease_until": ""})
             writes.append(Write(item.id, item.fence, update, lease_owner=self.owner))
+            moves[item.id] = self._move(item, progress)
             after.append((item, progress, record))
-        stale = self.store.write_many(writes)
+        stale = self.store.write_many(writes, moves)
         for item, progress, record in after:
             self.stats.finished += 1
             if item.id in stale:
@@ -378,6 +381,10 @@ class Reconciler:
                     record["error"],
                 )
             self._advance(item, progress, now, last=record)
+
+    @staticmethod
+    def _move(item: Tracked, new: Progress) -> Move:
+        return (item.doc.get("owner", ""), item.kind, item.progress.phase.value, new.phase.value)
 
     def _progress_update(self, progress: Progress, now: dt.datetime) -> dict[str, Any]:
         update: dict[str, Any] = {

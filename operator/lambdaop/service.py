@@ -19,7 +19,7 @@ from .clock import Clock, to_utc
 from .errors import Conflict, NotFound, Problem, SpecInvalid
 from .machine import Progress
 from .spec import AnySpec, Document, Task, spec_hash, spec_json
-from .store import Store, new_id
+from .store import Counts, Store, new_id
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,39 @@ class Service:
 
     # ----- apply
 
+    def create(self, obj: AnySpec, owner: str) -> dict[str, Any]:
+        """Create a new object (the original routes); its name must be new."""
+        now = to_utc(self.clock.now())
+        doc = self._new_doc(obj, owner, now, None)
+        self.store.insert(doc)
+        self._count(doc, None, doc["state"])
+        self.notify(doc)
+        log.info("object %s: created %s %s/%s due %s", doc["_id"], obj.kind, owner, obj.metadata.name, doc["due"])
+        return doc
+
+    def prune(self, owner: str, kind: str, name: str) -> dict[str, Any]:
+        """The spec is gone: cancel the object if it is still scheduled, and mark it pruned."""
+        for _ in range(CONFLICT_RETRIES):
+            doc = self.store.find_by_name(owner, kind, name)
+            if doc is None:
+                raise NotFound(f"no {kind} named {name!r}")
+            progress = Progress.from_storage(doc["progress"])
+            fields: dict[str, Any] = {"pruned": True, "updated": to_utc(self.clock.now())}
+            update: dict[str, Any] = {"$set": fields}
+            new = progress
+            if progress.phase is machine.Phase.SCHEDULED and not doc.get("lease_owner"):
+                new = machine.cancel(progress, fields["updated"])
+                fields.update(progress=new.for_storage(), state=new.phase.value)
+                update["$unset"] = {"due": ""}
+            if self.store.update_if(doc["_id"], doc["fence"], update):
+                self._count(doc, progress.phase.value, new.phase.value)
+                doc = {**doc, **fields, "fence": doc["fence"] + 1}
+                doc.pop("due", None) if new.final else None
+                self.notify(doc)
+                log.info("object %s: pruned (%s)", doc["_id"], new.phase.value)
+                return doc
+        raise Conflict(f"{kind} {name} is changing too fast; try again")
+
     def apply(self, obj: AnySpec, owner: str, source: dict[str, Any] | None = None) -> Applied:
         """Create the object, or bring the stored one in line with this spec."""
         now = to_utc(self.clock.now())
@@ -78,6 +111,7 @@ class Service:
                     self.store.insert(doc)
                 except Conflict:
                     continue  # created meanwhile by another writer: compare with it
+                self._count(doc, None, doc["state"])
                 self.notify(doc)
                 log.info("object %s: created %s %s/%s due %s", doc["_id"], kind, owner, name, doc["due"])
                 return Applied("created", kind, name, doc["_id"], doc["state"])
@@ -126,6 +160,7 @@ class Service:
         if not self.store.update_if(oid, current["fence"], update):
             return None
         doc = {**current, **update["$set"], "fence": current["fence"] + 1}
+        self._count(doc, progress.phase.value, fresh.phase.value)
         self.notify(doc)
         log.info("object %s: %s (generation %s), due %s", oid, action, generation, due)
         return Applied(action, kind, name, oid, fresh.phase.value)
@@ -170,6 +205,11 @@ class Service:
             except Conflict as exc:
                 out.append(Applied("refused", d.kind, d.name, message=exc.message))
         return out
+
+    def _count(self, doc: dict[str, Any], old: str | None, new: str | None) -> None:
+        counts = Counts()
+        counts.move(doc["owner"], doc["kind"], old, new)
+        self.store.inc_counts(counts)
 
     # ----- one object
 
@@ -216,6 +256,7 @@ class Service:
             else:
                 update["$unset"] = {"due": ""}
             if self.store.update_if(object_id, doc["fence"], update):
+                self._count(doc, doc["state"], new.phase.value)
                 doc = {**doc, **fields, "fence": doc["fence"] + 1}
                 if new.due is None:
                     doc.pop("due", None)

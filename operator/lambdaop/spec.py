@@ -103,7 +103,7 @@ Duration = Annotated[
 ]
 
 
-def _parse_time(value: Any) -> Any:
+def parse_time(value: Any) -> Any:
     if isinstance(value, str):
         text = value.strip()
         try:
@@ -123,7 +123,7 @@ def _parse_time(value: Any) -> Any:
 
 Time = Annotated[
     AwareDatetime,
-    BeforeValidator(_parse_time),
+    BeforeValidator(parse_time),
     PlainSerializer(lambda v: v.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"), return_type=str),
 ]
 

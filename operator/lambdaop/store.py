@@ -231,6 +231,8 @@ class Store:
         self.client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(uri, **options)
         self.db = self.client[database]
         self.objects = self.db["objects"]
+        self.users = self.db["users"]
+        self.counters = self.db["counters"]
         self.embedded = embedded
         self._transactions = True
 
@@ -261,6 +263,12 @@ class Store:
         self.objects.create_index(
             [("owner", ASCENDING), ("kind", ASCENDING), ("name", ASCENDING)], name="key", unique=True
         )
+        # lists page newest first on _id within an equality prefix (filter keys in index order)
+        self.objects.create_index(
+            [("owner", ASCENDING), ("kind", ASCENDING), ("state", ASCENDING), ("_id", DESCENDING)], name="by_state"
+        )
+        self.objects.create_index([("owner", ASCENDING), ("kind", ASCENDING), ("_id", DESCENDING)], name="by_owner")
+        self.objects.create_index([("kind", ASCENDING), ("_id", DESCENDING)], name="by_kind")
 
     def close(self) -> None:
         self.client.close()
@@ -315,7 +323,14 @@ class Store:
             self.objects.find({"lease_until": {"$gt": dt.datetime(1970, 1, 1, tzinfo=dt.UTC)}}).limit(limit)
         )
 
-    def claim(self, writes: list[Write], owner: str, lease_until: dt.datetime, now: dt.datetime) -> set[str]:
+    def claim(
+        self,
+        writes: list[Write],
+        owner: str,
+        lease_until: dt.datetime,
+        now: dt.datetime,
+        moves: Moves | None = None,
+    ) -> set[str]:
         """Claim due objects under a lease (each write conditional on its fence).
 
         Answers the ids this owner now holds; the others changed since they were read.
@@ -333,17 +348,20 @@ class Store:
             }
             update["$unset"] = {**update.get("$unset", {}), "due": ""}
             ops.append(UpdateOne({"_id": w.id, "fence": w.fence}, update))
-        result = self._bulk(ops)
+        result, counted = self._bulk(ops, moves)
         if result.matched_count == len(writes):
-            return {w.id for w in writes}
-        expected = {w.id: w.fence + 1 for w in writes}
-        held = set()
-        for doc in self.objects.find({"_id": {"$in": list(expected)}}, {"fence": 1, "lease_owner": 1}):
-            if doc.get("lease_owner") == owner and doc.get("fence") == expected[doc["_id"]]:
-                held.add(doc["_id"])
+            held = {w.id for w in writes}
+        else:
+            expected = {w.id: w.fence + 1 for w in writes}
+            held = set()
+            for doc in self.objects.find({"_id": {"$in": list(expected)}}, {"fence": 1, "lease_owner": 1}):
+                if doc.get("lease_owner") == owner and doc.get("fence") == expected[doc["_id"]]:
+                    held.add(doc["_id"])
+        if not counted:
+            self._count(moves, held)
         return held
 
-    def write_many(self, writes: list[Write]) -> set[str]:
+    def write_many(self, writes: list[Write], moves: Moves | None = None) -> set[str]:
         """Conditional updates in one batch; answers the ids that were not written (stale)."""
         if not writes:
             return set()
@@ -353,27 +371,38 @@ class Store:
             if w.lease_owner is not None:
                 flt["lease_owner"] = w.lease_owner
             ops.append(UpdateOne(flt, _with_fence_inc(w.update)))
-        result = self._bulk(ops)
+        result, counted = self._bulk(ops, moves)
         if result.matched_count == len(writes):
-            return set()
-        expected = {w.id: w.fence + 1 for w in writes}
-        written = {
-            d["_id"]
-            for d in self.objects.find({"_id": {"$in": list(expected)}}, {"fence": 1})
-            if d.get("fence") == expected[d["_id"]]
-        }
-        return set(expected) - written
+            written = {w.id for w in writes}
+        else:
+            expected = {w.id: w.fence + 1 for w in writes}
+            written = {
+                d["_id"]
+                for d in self.objects.find({"_id": {"$in": list(expected)}}, {"fence": 1})
+                if d.get("fence") == expected[d["_id"]]
+            }
+        if not counted:
+            self._count(moves, written)
+        return {w.id for w in writes} - written
 
-    def _bulk(self, ops: list[UpdateOne]) -> BulkWriteResult:
-        """Conditional updates in one transaction (one commit: ~1.7x faster on the embedded server).
+    def _bulk(self, ops: list[UpdateOne], moves: Moves | None = None) -> tuple[BulkWriteResult, bool]:
+        """Conditional updates, and the state counters they move, in one transaction.
 
-        A transaction that conflicts with another writer is retried as a plain
+        One commit is ~1.7x faster per batch on the embedded server. Answers the
+        result and whether the counters were written (only when every update
+        matched; otherwise the caller counts the updates that were written). A
+        transaction that conflicts with another writer is retried as a plain
         unordered bulk write, where each update stands or falls on its own.
         """
-        if len(ops) > 1 and self._transactions:
+        counter_ops = _counts(moves.values()).ops() if moves else []
+        if (len(ops) > 1 or counter_ops) and self._transactions:
             try:
                 with self.client.start_session() as session, session.start_transaction():
-                    return self.objects.bulk_write(ops, ordered=False, session=session)
+                    result = self.objects.bulk_write(ops, ordered=False, session=session)
+                    counted = result.matched_count == len(ops)
+                    if counter_ops and counted:
+                        self.counters.bulk_write(counter_ops, ordered=False, session=session)
+                return result, counted
             except OperationFailure as exc:
                 if exc.code == 20 or "Transaction numbers" in str(exc):  # no transactions on this server
                     log.warning("the store does not support transactions; writing batches without them")
@@ -382,7 +411,63 @@ class Store:
                     log.debug("batch transaction conflicted (%s); writing it update by update", exc)
             except PyMongoError as exc:
                 log.debug("batch transaction failed (%s); writing it update by update", exc)
-        return self.objects.bulk_write(ops, ordered=False)
+        return self.objects.bulk_write(ops, ordered=False), False
+
+    def _count(self, moves: Moves | None, written: set[str]) -> None:
+        if moves:
+            self.inc_counts(_counts(m for i, m in moves.items() if i in written))
+
+    def inc_counts(self, counts: Counts) -> None:
+        ops = counts.ops()
+        if ops:
+            self.counters.bulk_write(ops, ordered=False)
+
+    def counts(self, owner: str | None, kind: str) -> dict[str, int]:
+        """Objects per state, from the maintained counters (never a collection count)."""
+        prefix = f"{owner or '*'}/{kind}/"
+        out = {}
+        for doc in self.counters.find({"_id": {"$gte": prefix, "$lt": prefix + "~"}}):
+            out[doc["_id"][len(prefix) :]] = max(0, int(doc.get("n", 0)))
+        return out
+
+    # ----- users
+
+    def get_user(self, name: str) -> dict[str, Any] | None:
+        return self.users.find_one({"_id": name})
+
+    def insert_user(self, doc: dict[str, Any]) -> None:
+        try:
+            self.users.insert_one(doc)
+        except DuplicateKeyError:
+            raise Conflict(f"user {doc['_id']!r} already exists") from None
+
+    def update_user(self, name: str, update: dict[str, Any]) -> bool:
+        return self.users.update_one({"_id": name}, update).matched_count == 1
+
+    def list_users(self, limit: int = 1000) -> list[dict[str, Any]]:
+        return list(self.users.find({"_id": {"$gt": ""}}, {"tokens": 0, "password": 0}).sort("_id", ASCENDING).limit(limit))
+
+    def any_user(self) -> bool:
+        return self.users.find_one({"_id": {"$gt": ""}}, {"_id": 1}) is not None
+
+    # ----- lists
+
+    def list_objects(
+        self, kind: str, owner: str | None, state: str | None, before: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Newest first, one page; `before` is the last id of the previous page."""
+        flt: dict[str, Any] = {}
+        if owner is not None:
+            flt["owner"] = owner
+        flt["kind"] = kind
+        if state is not None:
+            if owner is None:
+                raise ValueError("a state filter needs an owner")
+            flt["state"] = state
+        if before:
+            flt["_id"] = {"$lt": before}
+        cursor = self.objects.find(flt, {"attempts": 0}).sort("_id", DESCENDING).limit(limit)
+        return list(cursor)
 
     def renew(self, leases: list[tuple[str, int]], owner: str, lease_until: dt.datetime) -> None:
         """Extend leases of calls still in flight (does not change the fence)."""
@@ -401,6 +486,38 @@ class Store:
 
     def list_recent(self, limit: int = 100) -> Iterator[dict[str, Any]]:
         yield from self.objects.find({"_id": {"$gt": ""}}).sort("_id", DESCENDING).limit(limit)
+
+
+Move = tuple[str, str, str | None, str | None]  # owner, kind, old state, new state
+Moves = dict[str, Move]  # object id -> its move
+
+
+def _counts(moves: Iterable[Move]) -> Counts:
+    counts = Counts()
+    for owner, kind, old, new in moves:
+        counts.move(owner, kind, old, new)
+    return counts
+
+
+@dataclass
+class Counts:
+    """Moves of objects between states, kept per owner and for everybody ('*')."""
+
+    deltas: dict[str, int] = field(default_factory=dict)
+
+    def move(self, owner: str, kind: str, old: str | None, new: str | None) -> None:
+        if old == new:
+            return
+        for who in (owner, "*"):
+            if old is not None:
+                key = f"{who}/{kind}/{old}"
+                self.deltas[key] = self.deltas.get(key, 0) - 1
+            if new is not None:
+                key = f"{who}/{kind}/{new}"
+                self.deltas[key] = self.deltas.get(key, 0) + 1
+
+    def ops(self) -> list[UpdateOne]:
+        return [UpdateOne({"_id": k}, {"$inc": {"n": v}}, upsert=True) for k, v in self.deltas.items() if v]
 
 
 def new_id() -> str:

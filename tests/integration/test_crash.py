@@ -20,7 +20,7 @@ def test_kill_9_loses_nothing_and_reruns_the_interrupted_call(tmp_path: Path, de
     state, specs, log = tmp_path / "state", tmp_path / "specs", tmp_path / "serve.log"
     specs.mkdir()
     t0 = time.time() + 3
-    due = {"mid": t0, "a": t0 + 2, "b": t0 + 4, "d": t0 + 11}
+    due = {"mid": t0, "a": t0 + 2, "b": t0 + 4, "d": t0 + 12}
     docs = []
     for name, at in due.items():
         url = f"{demo.url}/sleep?ms=4000" if name == "mid" else f"{demo.url}/ok?{name}"
@@ -39,8 +39,11 @@ def test_kill_9_loses_nothing_and_reruns_the_interrupted_call(tmp_path: Path, de
 
     # stay down until a and b are overdue
     wait_until(lambda: time.time() > due["b"] + 0.5, timeout=30, what="a and b to become overdue")
+    restarted = time.time()
     second = serve(state, specs, log)
     try:
+        wait_until(lambda: log.read_text().count("reconcile loop started") == 2, timeout=60, what="the restart")
+        ready = time.time()
         calls = demo.wait_for(2, "/sleep", timeout=30)
         assert calls[1].idempotency_key == mid_call.idempotency_key
         assert calls[1].attempt == mid_call.attempt == "1"
@@ -48,7 +51,12 @@ def test_kill_9_loses_nothing_and_reruns_the_interrupted_call(tmp_path: Path, de
         oks = {c.query: c for c in demo.calls("/ok")}
         assert set(oks) == {"a", "b", "d"}
         assert oks["a"].at > due["b"] and oks["b"].at > due["b"], "overdue work ran at once after the restart"
-        assert abs(oks["d"].at - due["d"]) < 0.1, f"d ran {oks['d'].at - due['d']:.3f}s off its time"
+        # d runs at its time, or at once if the restart took longer than that
+        took = f"the restart took {ready - restarted:.1f}s"
+        if ready < due["d"]:
+            assert 0 <= oks["d"].at - due["d"] < 0.1, f"d ran {oks['d'].at - due['d']:.3f}s off its time; {took}"
+        else:
+            assert oks["d"].at < ready + 0.5, f"overdue d did not run at once; {took}"
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(60)

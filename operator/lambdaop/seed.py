@@ -1,0 +1,333 @@
+"""The original routes' field names, turned into specs and arguments.
+
+Earlier implementations of the original specification each named fields their
+own way; this module accepts all of them (see README, "Seed-compatible
+fields"), from JSON or HTML forms (where every value is a string). Bare numbers
+for delays are milliseconds. Unknown fields are refused, naming the field.
+Called by api.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import zoneinfo
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from .errors import Problem, SpecInvalid
+from .spec import Task, TaskSet, parse_duration, parse_time, validation_problems
+
+URL = ("url", "URL", "taskURL", "taskUrl")
+NAME = ("name", "taskName", "title")
+AT = ("at", "scheduledTime", "dateTime")
+DATE, TIME, ZONE = ("datefield",), ("timefield",), ("timezone",)
+DELAY = ("delay", "timeInMs", "delayInMS", "timeDelay")
+RETRIES = ("retries", "retryCount", "retriesCount")
+RETRY_DELAY = (
+    "retryDelay",
+    "timeDelayBetweenRetries",
+    "timeDelayForRetries",
+    "retryAfter",
+    "retryDelayInMS",
+    "timeBetweenRetries",
+)
+TASK_ID = ("taskId", "task_id", "id", "Taskid", "taskSetId")
+STATE = ("taskState", "taskInstance", "state", "status")
+TASKS = ("tasks", "taskUrls", "tasksURL")
+CHECK_URL = ("conditionCheckUrl", "conditionCheckURL", "conditionCheckTaskUrl", "conditionCheckTaskURL")
+FALLBACK_URL = ("fallbackTaskUrl", "fallbackTaskURL", "fallbackUrl")
+INITIAL_DELAY = ("initialDelay", "initialDelayInMS")
+CHECK_DELAY = ("timeDelayForConditionCheck", "conditionCheckDelayInMS", "conditionCheckTaskDelay")
+CHECK_RETRIES = ("conditionCheckRetries",)
+CHECK_RETRY_DELAY = ("timeDelayBetweenRetries", "timeDelayForRetries", "timeDelayBetweenRetriesInMS")
+# lambdaop's own extras on the seed routes (what the web page's forms send)
+INVOKE_EXTRAS = ("method", "headers", "body", "timeout", "successWhen", "query")
+LABELS = ("labels",)
+
+STATES = {
+    "scheduled": "scheduled",
+    "running": "running",
+    "completed": "completed",
+    "success": "completed",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "canceled": "cancelled",
+    "all": "all",
+}
+
+
+class Fields:
+    """A request's fields: takes each by any of its names, and reports what was left unused."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.used: set[str] = set()
+        self.problems: list[Problem] = []
+
+    def take(self, names: tuple[str, ...]) -> tuple[str | None, Any]:
+        present = [n for n in names if n in self.data and self.data[n] not in (None, "")]
+        self.used.update(n for n in names if n in self.data)
+        if len(present) > 1 and len({json.dumps(self.data[n], default=str) for n in present}) > 1:
+            self.problems.append(
+                Problem(f"{' and '.join(present)} mean the same thing; send one", field=present[0])
+            )
+        if not present:
+            return None, None
+        return present[0], self.data[present[0]]
+
+    def problem(self, field: str, message: str) -> None:
+        self.problems.append(Problem(message, field=field))
+
+    def finish(self) -> None:
+        for name in self.data:
+            if name not in self.used:
+                self.problems.append(Problem("unknown field", field=name))
+        if self.problems:
+            raise SpecInvalid("invalid request", self.problems)
+
+    # ----- typed takes
+
+    def integer(self, names: tuple[str, ...], minimum: int = 0) -> int | None:
+        name, value = self.take(names)
+        if name is None:
+            return None
+        try:
+            number = int(str(value).strip()) if not isinstance(value, int) or isinstance(value, bool) else value
+        except ValueError:
+            self.problem(name, f"expected a whole number, got {value!r}")
+            return None
+        if isinstance(value, bool):
+            self.problem(name, f"expected a whole number, got {value!r}")
+            return None
+        if number < minimum:
+            self.problem(name, f"must be at least {minimum}, got {number}")
+            return None
+        return number
+
+    def millis(self, names: tuple[str, ...]) -> str | None:
+        """A delay: a bare number is milliseconds; a string with a unit (30s, PT30S) is taken as is."""
+        name, value = self.take(names)
+        if name is None:
+            return None
+        if isinstance(value, bool):
+            self.problem(name, f"expected milliseconds, got {value!r}")
+            return None
+        text = str(value).strip()
+        try:
+            ms = float(text)
+        except ValueError:
+            return text  # a duration with a unit; the spec model checks it
+        if ms < 0:
+            self.problem(name, f"must not be negative, got {value}")
+            return None
+        return f"{int(ms)}ms" if ms == int(ms) else f"{ms}ms"
+
+    def when(self, now: dt.datetime, zone: str, required: bool = False) -> dict[str, Any]:
+        """`at` (absolute), a date/time pair, or `after` (a delay in ms)."""
+        out: dict[str, Any] = {}
+        at_name, at = self.take(AT)
+        date_name, date = self.take(DATE)
+        time_name, time_ = self.take(TIME)
+        zone_name, zone_value = self.take(ZONE)
+        delay = self.millis(DELAY)
+        given = [n for n in (at_name, date_name or time_name, delay and "delay") if n]
+        if len(given) > 1:
+            self.problem(given[1], f"give one of {given[0]} and {given[1]}")
+            return out
+        if at_name is not None:
+            out["at"] = at if not isinstance(at, int | float) else _epoch_ms(at)
+        elif date_name or time_name:
+            if not (date_name and time_name):
+                self.problem("datefield" if not date_name else "timefield", "datefield and timefield go together")
+                return out
+            tz_name = str(zone_value) if zone_name else zone
+            try:
+                tz = zoneinfo.ZoneInfo(tz_name)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                self.problem(zone_name or "timezone", f"unknown time zone {tz_name!r}")
+                return out
+            try:
+                local = dt.datetime.fromisoformat(f"{str(date).strip()}T{str(time_).strip()}")
+            except ValueError:
+                self.problem("datefield", f"expected YYYY-MM-DD and HH:MM, got {date!r} and {time_!r}")
+                return out
+            out["at"] = local.replace(tzinfo=tz).isoformat()
+        elif delay is not None:
+            out["after"] = delay
+        elif required:
+            self.problem("at", "a new time is needed: at, scheduledTime, dateTime, datefield+timefield, or delay")
+        return out
+
+
+def _epoch_ms(value: float) -> str:
+    return dt.datetime.fromtimestamp(value / 1000, dt.UTC).isoformat()
+
+
+def _name(fields: Fields, make_name: Callable[[], str]) -> str:
+    _, name = fields.take(NAME)
+    return str(name) if name else make_name()
+
+
+def _invoke(fields: Fields, url: Any) -> dict[str, Any]:
+    invoke: dict[str, Any] = {"url": url}
+    for extra in INVOKE_EXTRAS:
+        name, value = fields.take((extra,))
+        if name is not None:
+            invoke[extra] = value
+    return invoke
+
+
+def _validate(model: type[Task] | type[TaskSet], data: dict[str, Any], fields: Fields, where: dict[str, str]) -> Any:
+    fields.finish()
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = validation_problems(exc)
+        for p in problems:
+            p.field = _seed_field(p.field, where)
+        raise SpecInvalid("invalid request", problems) from None
+
+
+def _seed_field(field: str | None, where: dict[str, str]) -> str | None:
+    """Name the request's own field in errors (spec.invoke.url -> the URL field the client sent)."""
+    if field is None:
+        return None
+    for prefix, name in sorted(where.items(), key=lambda kv: -len(kv[0])):
+        if field == prefix or field.startswith(prefix + "."):
+            return name
+    return field
+
+
+def schedule(data: dict[str, Any], now: dt.datetime, zone: str, make_name: Callable[[], str]) -> Task:
+    """POST /scheduler/schedule -> a Task spec."""
+    f = Fields(data)
+    url_name, url = f.take(URL)
+    if url_name is None:
+        f.problem("url", "the Lambda URL is required (url, URL, taskURL or taskUrl)")
+    spec: dict[str, Any] = {"invoke": _invoke(f, url), **f.when(now, zone)}
+    retries = f.integer(RETRIES)
+    if retries is not None:
+        spec["retries"] = retries
+    retry_delay = f.millis(RETRY_DELAY)
+    if retry_delay is not None:
+        spec["retryDelay"] = retry_delay
+    _, labels = f.take(LABELS)
+    meta: dict[str, Any] = {"name": _name(f, make_name), "labels": labels or {}}
+    where = {"spec.invoke.url": url_name or "url", "spec.at": "at", "spec.after": "delay", "metadata.name": "name"}
+    return _validate(Task, {"kind": "Task", "metadata": meta, "spec": spec}, f, where)
+
+
+def _url_list(f: Fields) -> tuple[str | None, list[Any]]:
+    name, value = f.take(TASKS)
+    if name is None:
+        return None, []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                f.problem(name, "expected a JSON list of URLs")
+                return name, []
+        else:
+            value = [u.strip() for u in text.split(",") if u.strip()]
+    if not isinstance(value, list):
+        f.problem(name, "expected a list of URLs (or a comma-separated string)")
+        return name, []
+    return name, value
+
+
+def orchestrate(data: dict[str, Any], now: dt.datetime, zone: str, make_name: Callable[[], str]) -> TaskSet:
+    """POST /orchestrator/orchestrate -> a TaskSet spec."""
+    f = Fields(data)
+    tasks_name, tasks = _url_list(f)
+    if tasks_name is None:
+        f.problem("tasks", "the tasks to run are required (tasks, taskUrls or tasksURL)")
+    spec: dict[str, Any] = {"tasks": tasks}
+    when = f.when(now, zone)
+    if "after" in when:
+        spec["initialDelay"] = when["after"]
+    if "at" in when:
+        spec["at"] = when["at"]
+    initial = f.millis(INITIAL_DELAY)
+    if initial is not None:
+        if "initialDelay" in spec or "at" in spec:
+            f.problem("initialDelay", "give one start: initialDelay, a delay or a time")
+        spec["initialDelay"] = initial
+    check_name, check_url = f.take(CHECK_URL)
+    check_delay = f.millis(CHECK_DELAY)
+    check_retries = f.integer(CHECK_RETRIES)
+    check_retry_delay = f.millis(CHECK_RETRY_DELAY)
+    if check_name is not None:
+        check: dict[str, Any] = {"invoke": check_url}
+        if check_delay is not None:
+            check["delay"] = check_delay
+        if check_retries is not None:
+            check["retries"] = check_retries
+        if check_retry_delay is not None:
+            check["retryDelay"] = check_retry_delay
+        spec["conditionCheck"] = check
+    elif any(v is not None for v in (check_delay, check_retries, check_retry_delay)):
+        f.problem("conditionCheckUrl", "condition-check settings were given without a condition check URL")
+    fb_name, fb_url = f.take(FALLBACK_URL)
+    if fb_name is not None:
+        spec["fallback"] = {"invoke": fb_url}
+    _, labels = f.take(LABELS)
+    meta: dict[str, Any] = {"name": _name(f, make_name), "labels": labels or {}}
+    where = {
+        "spec.tasks": tasks_name or "tasks",
+        "spec.conditionCheck.invoke": check_name or "conditionCheckUrl",
+        "spec.fallback.invoke": fb_name or "fallbackUrl",
+        "spec.initialDelay": "initialDelay",
+        "metadata.name": "name",
+    }
+    return _validate(TaskSet, {"kind": "TaskSet", "metadata": meta, "spec": spec}, f, where)
+
+
+def object_id(data: dict[str, Any]) -> tuple[Fields, str]:
+    f = Fields(data)
+    name, value = f.take(TASK_ID)
+    if name is None:
+        f.problem("taskId", "the id is required (taskId, task_id, id or Taskid)")
+        f.finish()
+    return f, str(value)
+
+
+def modify(data: dict[str, Any], now: dt.datetime, zone: str) -> tuple[str, dt.datetime]:
+    """POST /scheduler/modify -> (task id, new time)."""
+    f, oid = object_id(data)
+    when = f.when(now, zone, required=True)
+    f.finish()
+    if "after" in when:
+        return oid, now + parse_duration(when["after"])
+    try:
+        at = parse_time(when["at"])
+    except ValueError as exc:
+        raise SpecInvalid("invalid request", [Problem(str(exc), field="at")]) from None
+    if not isinstance(at, dt.datetime):
+        raise SpecInvalid("invalid request", [Problem("expected an ISO 8601 time with an offset", field="at")])
+    return oid, at
+
+
+def cancel(data: dict[str, Any]) -> str:
+    f, oid = object_id(data)
+    f.finish()
+    return oid
+
+
+def state_filter(params: dict[str, Any]) -> str | None:
+    """The list's state: None = all of the caller's; 'all' = everybody's (as the original asks)."""
+    f = Fields(params)
+    name, value = f.take(STATE)
+    if name is None:
+        return None
+    state = STATES.get(str(value).strip().lower())
+    if state is None:
+        raise SpecInvalid(
+            "invalid request",
+            [Problem("expected scheduled, running, completed (or success), failed, cancelled or All", field=name)],
+        )
+    return state
