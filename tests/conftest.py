@@ -98,7 +98,7 @@ def make_runtime(store_uri: str, database: str, tmp_path: Path) -> Iterator:
             mongodb_uri=store_uri,
             database=database,
             env=env or {},
-            **kw,  # type: ignore[arg-type]
+            **{"port": 0, **kw},  # type: ignore[arg-type]
         )
         runtime = Runtime(config)
         runtime.start()

@@ -15,7 +15,10 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+import requests
+
 from . import __version__
+from .client import Client, ClientError
 from .config import Config
 from .errors import LambdaopError
 from .spec import json_schemas, load_documents, parse_duration
@@ -72,12 +75,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default=os.environ.get("LAMBDAOP_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("LAMBDAOP_PORT", "8080")))
+    serve.add_argument(
+        "--timezone",
+        default=os.environ.get("LAMBDAOP_TIMEZONE", "UTC"),
+        help="zone of datefield/timefield on the original routes when none is sent (default UTC)",
+    )
 
     validate = sub.add_parser("validate", help="check spec files or folders offline; exit 1 on any error")
     validate.add_argument("paths", nargs="+", type=Path)
 
     schema = sub.add_parser("schema", help="write the JSON Schemas of the spec kinds")
     schema.add_argument("--out", type=Path, default=Path("schemas"))
+
+    user = sub.add_parser("user", help="manage users (works with or without a running serve)")
+    user.add_argument(
+        "--state-dir", type=Path, default=Path(os.environ.get("LAMBDAOP_STATE_DIR", ".lambdaop"))
+    )
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    add = user_sub.add_parser("add", help="create a user and print its API token once")
+    add.add_argument("name")
+    add.add_argument("--admin", action="store_true")
+    token = user_sub.add_parser("token", help="issue another API token")
+    token.add_argument("name")
+    passwd = user_sub.add_parser("passwd", help="set the password used to sign in to the web page")
+    passwd.add_argument("name")
+    passwd.add_argument("--password", help="(default: read from standard input)")
+    user_sub.add_parser("list", help="list users")
+
+    def client_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--server", default=os.environ.get("LAMBDAOP_SERVER", "http://127.0.0.1:8080"))
+        p.add_argument("--token", default=os.environ.get("LAMBDAOP_TOKEN"))
+
+    apply = sub.add_parser("apply", help="send spec files (or a folder of them) to a running lambdaop")
+    apply.add_argument("-f", "--file", dest="files", type=Path, action="append", required=True)
+    client_options(apply)
+    get = sub.add_parser("get", help="list tasks or tasksets")
+    get.add_argument("what", choices=["tasks", "tasksets"])
+    get.add_argument("--state", help="scheduled, running, completed, failed, cancelled or All")
+    get.add_argument("--limit", type=int, default=50)
+    client_options(get)
+    describe = sub.add_parser("describe", help="one object with its attempt history")
+    describe.add_argument("what", choices=["task", "taskset"])
+    describe.add_argument("id")
+    client_options(describe)
+    cancel = sub.add_parser("cancel", help="cancel a scheduled Task or TaskSet")
+    cancel.add_argument("id")
+    client_options(cancel)
     return parser
 
 
@@ -95,10 +138,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             return validate(args.paths)
         if args.command == "schema":
             return write_schemas(args.out)
+        if args.command == "user":
+            return user_command(args)
+        return client_command(args)
     except LambdaopError as exc:
         print(f"lambdaop: {exc}", file=sys.stderr)
         return 2
-    return 0
+    except ClientError as exc:
+        print(f"lambdaop: the server answered {exc}", file=sys.stderr)
+        for detail in exc.body.get("details", []):
+            print(f"  {detail}", file=sys.stderr)
+        return 1
+    except requests.ConnectionError as exc:
+        print(f"lambdaop: cannot reach the server: {exc}", file=sys.stderr)
+        return 2
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -112,6 +165,7 @@ def serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
+        timezone=args.timezone,
         lease=args.lease if not isinstance(args.lease, str) else parse_duration(args.lease),
         env=dict(os.environ),
     )
@@ -125,8 +179,10 @@ def serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     runtime = Runtime(config)
     runtime.start()
+    if runtime.admin_token:
+        print(f"first start: created user admin; its API token (shown once):\n{runtime.admin_token}", file=sys.stderr)
     print(
-        f"lambdaop {__version__} serving; specs from {config.specs_dir}; Ctrl-C to stop",
+        f"lambdaop {__version__} serving {runtime.url}; specs from {config.specs_dir}; Ctrl-C to stop",
         file=sys.stderr,
         flush=True,
     )
@@ -136,6 +192,76 @@ def serve(args: argparse.Namespace) -> int:
     finally:
         runtime.stop()
     return 0
+
+
+def user_command(args: argparse.Namespace) -> int:
+    from .clock import SystemClock
+    from .store import StateDir, Store, connect
+    from .users import Users
+
+    uri = os.environ.get("LAMBDAOP_MONGODB_URI") or None
+    state = StateDir(args.state_dir)
+    server = None
+    if uri is None and state.held_elsewhere() and (args.state_dir / "store.uri").exists():
+        store = Store((args.state_dir / "store.uri").read_text().strip(), embedded=True)  # serve's store
+    else:
+        if uri is None:
+            state.acquire()
+        store, server = connect(uri, args.state_dir)
+    try:
+        users = Users(store, SystemClock())
+        if args.user_command == "add":
+            print(users.add(args.name, admin=args.admin))
+        elif args.user_command == "token":
+            print(users.issue_token(args.name))
+        elif args.user_command == "passwd":
+            password = args.password if args.password is not None else sys.stdin.readline().rstrip("\n")
+            users.set_password(args.name, password)
+            print(f"password of {args.name} set")
+        else:
+            for u in users.list():
+                print(f"{u['name']}\t{'admin' if u['admin'] else 'user'}")
+    finally:
+        store.close()
+        if server is not None:
+            server.stop()
+        state.release()
+    return 0
+
+
+def client_command(args: argparse.Namespace) -> int:
+    client = Client(args.server, args.token)
+    if args.command == "apply":
+        failed = False
+        for path in _files(args.files):
+            try:
+                body = client.apply(path.read_text())
+            except ClientError as exc:
+                failed = True
+                print(f"{path}: {exc.body.get('message')}", file=sys.stderr)
+                continue
+            for r in body["results"]:
+                print(
+                    f"{path}: {r['kind']}/{r['name']} {r['action']}"
+                    + (f" ({r['message']})" if r.get("message") else "")
+                )
+        return 1 if failed else 0
+    if args.command == "get":
+        kind = "Task" if args.what == "tasks" else "TaskSet"
+        body = client.list(kind, args.state, args.limit)
+        rows = body["tasks" if kind == "Task" else "taskSets"]
+        print(f"{'ID':26} {'NAME':30} {'STATE':10} {'DUE':25} CALLS")
+        for r in rows:
+            print(f"{r['id']:26} {r['name'][:30]:30} {r['state']:10} {r['due'] or '-':25} {r['calls']}")
+        return 0
+    if args.command == "describe":
+        print(json.dumps(client.get(args.id, "Task" if args.what == "task" else "TaskSet"), indent=2))
+        return 0
+    if args.command == "cancel":
+        body = client.cancel(args.id)
+        print(json.dumps(body, indent=2))
+        return 0
+    return 2
 
 
 def _files(paths: Sequence[Path]) -> list[Path]:

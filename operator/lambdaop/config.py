@@ -17,6 +17,9 @@ class Config:
     database: str = "lambdaop"
     host: str = "127.0.0.1"
     port: int = 8080
+    serve_api: bool = True
+    api_threads: int = 8
+    timezone: str = "UTC"
     workers: int = 16
     lease: dt.timedelta = dt.timedelta(seconds=30)
     env: dict[str, str] = field(default_factory=dict, repr=False)
@@ -34,4 +37,6 @@ class Config:
             "specs_owner": self.specs_owner,
             "workers": self.workers,
             "lease": self.lease.total_seconds(),
+            "api": f"http://{self.host}:{self.port}" if self.serve_api else None,
+            "timezone": self.timezone,
         }

@@ -20,6 +20,7 @@ from .reconciler import LoopSettings, Reconciler
 from .service import Applied, Service
 from .spec import load_documents
 from .store import EmbeddedServer, StateDir, Store, connect
+from .users import Users
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,10 @@ class Runtime:
         self.reconciler: Reconciler
         self.service: Service
         self._thread: threading.Thread | None = None
+        self.users: Users
+        self.http: Any = None
+        self._http_thread: threading.Thread | None = None
+        self.admin_token: str | None = None
 
     def start(self) -> None:
         log.info("lambdaop starting: %s", self.config.describe())
@@ -66,10 +71,39 @@ class Runtime:
         )
         self.reconciler = Reconciler(self.store, self.clock, self.owner, self.config.env, settings)
         self.service = Service(self.store, self.clock, self.reconciler.notify)
+        self.users = Users(self.store, self.clock)
+        self.admin_token = self.users.ensure_admin()
+        if self.admin_token:
+            log.warning("created the first user, admin; its API token (shown once): %s", self.admin_token)
+        if self.config.serve_api:
+            self._start_http()
         if self.config.specs_dir is not None:
             self.apply_folder(self.config.specs_dir)
         self._thread = threading.Thread(target=self.reconciler.run, name="reconciler", daemon=True)
         self._thread.start()
+
+    def _start_http(self) -> None:
+        from waitress.server import create_server
+
+        from .api import create_app
+
+        app = create_app(self.service, self.users, self.store, self.clock, zone=self.config.timezone)
+        self.http = create_server(
+            app,
+            host=self.config.host,
+            port=self.config.port,
+            threads=self.config.api_threads,
+            max_request_body_size=2 * 1024 * 1024,
+            ident="lambdaop",
+            clear_untrusted_proxy_headers=True,
+        )
+        self._http_thread = threading.Thread(target=self.http.run, name="http", daemon=True)
+        self._http_thread.start()
+        log.info("API listening on %s", self.url)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.host}:{self.http.effective_port}" if self.http else ""
 
     def apply_folder(self, folder: Path) -> list[Applied]:
         """Apply every spec file of a folder once; bad files are reported and skipped."""
@@ -94,6 +128,11 @@ class Runtime:
         return results
 
     def stop(self) -> None:
+        if self.http is not None:
+            self.http.close()
+            if self._http_thread is not None:
+                self._http_thread.join(timeout=10)
+            self.http = None
         if self._thread is not None:
             self.reconciler.stop()
             self._thread.join(timeout=30)

@@ -95,7 +95,9 @@ class Fields:
         if name is None:
             return None
         try:
-            number = int(str(value).strip()) if not isinstance(value, int) or isinstance(value, bool) else value
+            number = (
+                int(str(value).strip()) if not isinstance(value, int) or isinstance(value, bool) else value
+            )
         except ValueError:
             self.problem(name, f"expected a whole number, got {value!r}")
             return None
@@ -141,7 +143,9 @@ class Fields:
             out["at"] = at if not isinstance(at, int | float) else _epoch_ms(at)
         elif date_name or time_name:
             if not (date_name and time_name):
-                self.problem("datefield" if not date_name else "timefield", "datefield and timefield go together")
+                self.problem(
+                    "datefield" if not date_name else "timefield", "datefield and timefield go together"
+                )
                 return out
             tz_name = str(zone_value) if zone_name else zone
             try:
@@ -158,7 +162,9 @@ class Fields:
         elif delay is not None:
             out["after"] = delay
         elif required:
-            self.problem("at", "a new time is needed: at, scheduledTime, dateTime, datefield+timefield, or delay")
+            self.problem(
+                "at", "a new time is needed: at, scheduledTime, dateTime, datefield+timefield, or delay"
+            )
         return out
 
 
@@ -180,7 +186,9 @@ def _invoke(fields: Fields, url: Any) -> dict[str, Any]:
     return invoke
 
 
-def _validate(model: type[Task] | type[TaskSet], data: dict[str, Any], fields: Fields, where: dict[str, str]) -> Any:
+def _validate(
+    model: type[Task] | type[TaskSet], data: dict[str, Any], fields: Fields, where: dict[str, str]
+) -> Any:
     fields.finish()
     try:
         return model.model_validate(data)
@@ -216,7 +224,12 @@ def schedule(data: dict[str, Any], now: dt.datetime, zone: str, make_name: Calla
         spec["retryDelay"] = retry_delay
     _, labels = f.take(LABELS)
     meta: dict[str, Any] = {"name": _name(f, make_name), "labels": labels or {}}
-    where = {"spec.invoke.url": url_name or "url", "spec.at": "at", "spec.after": "delay", "metadata.name": "name"}
+    where = {
+        "spec.invoke.url": url_name or "url",
+        "spec.at": "at",
+        "spec.after": "delay",
+        "metadata.name": "name",
+    }
     return _validate(Task, {"kind": "Task", "metadata": meta, "spec": spec}, f, where)
 
 
@@ -308,7 +321,9 @@ def modify(data: dict[str, Any], now: dt.datetime, zone: str) -> tuple[str, dt.d
     except ValueError as exc:
         raise SpecInvalid("invalid request", [Problem(str(exc), field="at")]) from None
     if not isinstance(at, dt.datetime):
-        raise SpecInvalid("invalid request", [Problem("expected an ISO 8601 time with an offset", field="at")])
+        raise SpecInvalid(
+            "invalid request", [Problem("expected an ISO 8601 time with an offset", field="at")]
+        )
     return oid, at
 
 
@@ -328,6 +343,11 @@ def state_filter(params: dict[str, Any]) -> str | None:
     if state is None:
         raise SpecInvalid(
             "invalid request",
-            [Problem("expected scheduled, running, completed (or success), failed, cancelled or All", field=name)],
+            [
+                Problem(
+                    "expected scheduled, running, completed (or success), failed, cancelled or All",
+                    field=name,
+                )
+            ],
         )
     return state

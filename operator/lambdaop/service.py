@@ -73,7 +73,9 @@ class Service:
         self.store.insert(doc)
         self._count(doc, None, doc["state"])
         self.notify(doc)
-        log.info("object %s: created %s %s/%s due %s", doc["_id"], obj.kind, owner, obj.metadata.name, doc["due"])
+        log.info(
+            "object %s: created %s %s/%s due %s", doc["_id"], obj.kind, owner, obj.metadata.name, doc["due"]
+        )
         return doc
 
     def prune(self, owner: str, kind: str, name: str) -> dict[str, Any]:

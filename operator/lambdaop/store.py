@@ -83,6 +83,15 @@ class StateDir:
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._fd = fd
 
+    def held_elsewhere(self) -> bool:
+        """Whether a live process holds the folder (without taking it)."""
+        try:
+            self.acquire()
+        except StateDirLocked:
+            return True
+        self.release()
+        return False
+
     def release(self) -> None:
         if self._fd is not None:
             with contextlib.suppress(OSError):
@@ -161,6 +170,8 @@ class EmbeddedServer:
             match = _LISTENING.search(text)
             if match:
                 self.port = int(match.group(2))
+                # lets `lambdaop user ...` reach the store while serve holds the folder
+                (self.state_dir / "store.uri").write_text(self.uri)
                 return self.uri
             time.sleep(0.05)
         self.stop()
@@ -198,8 +209,9 @@ class EmbeddedServer:
                 self.process.kill()
                 self.process.wait(timeout=5)
         self.process = None
-        with contextlib.suppress(OSError):
-            (self.state_dir / "secantusd.pid").unlink()
+        for name in ("secantusd.pid", "store.uri"):
+            with contextlib.suppress(OSError):
+                (self.state_dir / name).unlink()
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
@@ -265,9 +277,12 @@ class Store:
         )
         # lists page newest first on _id within an equality prefix (filter keys in index order)
         self.objects.create_index(
-            [("owner", ASCENDING), ("kind", ASCENDING), ("state", ASCENDING), ("_id", DESCENDING)], name="by_state"
+            [("owner", ASCENDING), ("kind", ASCENDING), ("state", ASCENDING), ("_id", DESCENDING)],
+            name="by_state",
         )
-        self.objects.create_index([("owner", ASCENDING), ("kind", ASCENDING), ("_id", DESCENDING)], name="by_owner")
+        self.objects.create_index(
+            [("owner", ASCENDING), ("kind", ASCENDING), ("_id", DESCENDING)], name="by_owner"
+        )
         self.objects.create_index([("kind", ASCENDING), ("_id", DESCENDING)], name="by_kind")
 
     def close(self) -> None:
@@ -445,7 +460,11 @@ class Store:
         return self.users.update_one({"_id": name}, update).matched_count == 1
 
     def list_users(self, limit: int = 1000) -> list[dict[str, Any]]:
-        return list(self.users.find({"_id": {"$gt": ""}}, {"tokens": 0, "password": 0}).sort("_id", ASCENDING).limit(limit))
+        return list(
+            self.users.find({"_id": {"$gt": ""}}, {"tokens": 0, "password": 0})
+            .sort("_id", ASCENDING)
+            .limit(limit)
+        )
 
     def any_user(self) -> bool:
         return self.users.find_one({"_id": {"$gt": ""}}, {"_id": 1}) is not None

@@ -42,7 +42,9 @@ def test_kill_9_loses_nothing_and_reruns_the_interrupted_call(tmp_path: Path, de
     restarted = time.time()
     second = serve(state, specs, log)
     try:
-        wait_until(lambda: log.read_text().count("reconcile loop started") == 2, timeout=60, what="the restart")
+        wait_until(
+            lambda: log.read_text().count("reconcile loop started") == 2, timeout=60, what="the restart"
+        )
         ready = time.time()
         calls = demo.wait_for(2, "/sleep", timeout=30)
         assert calls[1].idempotency_key == mid_call.idempotency_key
@@ -54,7 +56,9 @@ def test_kill_9_loses_nothing_and_reruns_the_interrupted_call(tmp_path: Path, de
         # d runs at its time, or at once if the restart took longer than that
         took = f"the restart took {ready - restarted:.1f}s"
         if ready < due["d"]:
-            assert 0 <= oks["d"].at - due["d"] < 0.1, f"d ran {oks['d'].at - due['d']:.3f}s off its time; {took}"
+            assert 0 <= oks["d"].at - due["d"] < 0.1, (
+                f"d ran {oks['d'].at - due['d']:.3f}s off its time; {took}"
+            )
         else:
             assert oks["d"].at < ready + 0.5, f"overdue d did not run at once; {took}"
     finally:

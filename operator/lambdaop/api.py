@@ -1,0 +1,434 @@
+"""The REST API: a Falcon WSGI app built by `create_app`, served by waitress from runtime.
+
+Resources are thin: read the body, validate (seed/spec), call the service,
+answer JSON. Every error is `{"error", "message", "details"}` with the status
+`errors.STATUS` gives it; bad input never yields a 500. Every route but
+health, login and the OpenAPI document needs `Authorization: Bearer <token>`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+import falcon
+
+from . import seed
+from .clock import Clock, iso, to_utc
+from .errors import (
+    STATUS,
+    BadRequest,
+    Conflict,
+    LambdaopError,
+    NotFound,
+    PayloadTooLarge,
+    Problem,
+    SpecInvalid,
+    UnsupportedMediaType,
+)
+from .service import Service
+from .spec import load_documents
+from .store import Store, new_id
+from .users import User, Users
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1024 * 1024
+PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/auth/login"}
+KINDS = {"tasks": "Task", "tasksets": "TaskSet", "task": "Task", "taskset": "TaskSet"}
+JSON_TYPES = ("application/json",)
+FORM_TYPES = ("application/x-www-form-urlencoded",)
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain")
+
+
+# --------------------------------------------------------------------------- presentation
+
+
+def present_attempt(a: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in a.items() if v is not None}
+    if isinstance(out.get("at"), dt.datetime):
+        out["at"] = iso(out["at"])
+    return out
+
+
+def present(doc: dict[str, Any], detail: bool = False) -> dict[str, Any]:
+    """An object as the API shows it."""
+    p = doc.get("progress", {})
+    out: dict[str, Any] = {
+        "id": doc["_id"],
+        "kind": doc["kind"],
+        "name": doc["name"],
+        "owner": doc["owner"],
+        "state": doc["state"],
+        "labels": doc.get("labels", {}),
+        "generation": doc.get("generation", 1),
+        "created": iso(doc.get("created")),
+        "updated": iso(doc.get("updated")),
+        "due": iso(doc.get("due")),
+        "step": p.get("step"),
+        "attempt": p.get("attempt"),
+        "calls": p.get("calls", 0),
+        "inFlight": bool(doc.get("lease_owner")),
+        "reason": p.get("reason"),
+        "failedStep": p.get("failed_step"),
+        "started": iso(p.get("started")),
+        "finished": iso(p.get("finished")),
+        "pruned": bool(doc.get("pruned")),
+        "last": present_attempt(doc["last"]) if doc.get("last") else None,
+        "spec": doc.get("spec", {}),
+    }
+    if doc["kind"] == "Task":
+        out["taskId"] = doc["_id"]
+        invoke = doc.get("spec", {}).get("invoke", {})
+        out["url"] = invoke.get("url") if isinstance(invoke, dict) else None
+    else:
+        out["taskSetId"] = doc["_id"]
+    if detail:
+        out["attempts"] = [present_attempt(a) for a in doc.get("attempts", [])]
+        if doc.get("source"):
+            out["source"] = doc["source"]
+    return out
+
+
+# --------------------------------------------------------------------------- request bodies
+
+
+def read_body(req: falcon.Request) -> bytes:
+    length = req.content_length
+    if length is not None and length > MAX_BODY:
+        raise PayloadTooLarge(f"the body is {length} bytes; at most {MAX_BODY} are accepted")
+    data = req.bounded_stream.read(MAX_BODY + 1)
+    if len(data) > MAX_BODY:
+        raise PayloadTooLarge(f"the body is over {MAX_BODY} bytes")
+    return data
+
+
+def _media_type(req: falcon.Request) -> str:
+    return (req.content_type or "").split(";")[0].strip().lower()
+
+
+def read_fields(req: falcon.Request) -> dict[str, Any]:
+    """A JSON object or an HTML form, as a dict (form fields given twice become lists)."""
+    data = read_body(req)
+    kind = _media_type(req)
+    if not data.strip():
+        if kind and kind not in JSON_TYPES + FORM_TYPES:
+            raise UnsupportedMediaType(
+                _media_message(kind, "application/json or application/x-www-form-urlencoded")
+            )
+        return {}
+    if kind in JSON_TYPES or (not kind and data.lstrip()[:1] in (b"{", b"[")):
+        try:
+            value = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"the body is not valid JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise BadRequest("the body must be a JSON object")
+        return value
+    if kind in FORM_TYPES or not kind:
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            raise BadRequest("the form body is not UTF-8") from None
+        parsed = parse_qs(text, keep_blank_values=True, strict_parsing=False)
+        return {k: v[0] if len(v) == 1 else v for k, v in parsed.items()}
+    raise UnsupportedMediaType(_media_message(kind, "application/json or application/x-www-form-urlencoded"))
+
+
+def _media_message(kind: str, accepted: str) -> str:
+    return f"content type {kind!r} is not accepted here; send {accepted}"
+
+
+def _bearer(req: falcon.Request) -> str | None:
+    header = req.get_header("Authorization") or ""
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _user(req: falcon.Request) -> User:
+    user: User = req.context.user
+    return user
+
+
+def _limit(req: falcon.Request) -> int:
+    raw = req.get_param("limit")
+    if raw is None:
+        return 50
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SpecInvalid(
+            "invalid request", [Problem("expected a whole number 1-500", field="limit")]
+        ) from None
+    if not 1 <= value <= 500:
+        raise SpecInvalid("invalid request", [Problem("must be between 1 and 500", field="limit")])
+    return value
+
+
+def _params(req: falcon.Request, allowed: tuple[str, ...]) -> dict[str, Any]:
+    params = dict(req.params)
+    unknown = [k for k in params if k not in allowed]
+    if unknown:
+        raise SpecInvalid("invalid request", [Problem("unknown query parameter", field=k) for k in unknown])
+    return params
+
+
+# --------------------------------------------------------------------------- middleware and errors
+
+
+class AuthMiddleware:
+    def __init__(self, users: Users) -> None:
+        self.users = users
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if req.path in PUBLIC or req.method == "OPTIONS" or req.path == "/" or req.path.startswith("/ui/"):
+            return
+        req.context.user = self.users.authenticate(_bearer(req))
+
+
+def _send_error(
+    resp: falcon.Response, status: int, code: str, message: str, details: list[Any], **extra: Any
+) -> None:
+    resp.status = falcon.code_to_http_status(status)
+    resp.content_type = falcon.MEDIA_JSON
+    resp.text = json.dumps({"error": code, "message": message, "details": details, **extra}, default=str)
+    if status == 401:
+        resp.set_header("WWW-Authenticate", 'Bearer realm="lambdaop"')
+
+
+def handle_lambdaop_error(req: falcon.Request, resp: falcon.Response, ex: LambdaopError, params: Any) -> None:
+    status = next((s for cls, s in STATUS.items() if isinstance(ex, cls)), 500)
+    details = [p.as_dict() for p in ex.problems]
+    message = ex.message if not details else f"{ex.message}: " + "; ".join(str(p) for p in ex.problems[:5])
+    _send_error(resp, status, ex.code, message, details)
+
+
+def handle_http_error(req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError, params: Any) -> None:
+    code = ex.status_code
+    _send_error(
+        resp, code, (ex.title or "error").lower().replace(" ", "_"), ex.description or ex.title or "", []
+    )
+
+
+def handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
+    if isinstance(ex, falcon.HTTPError):
+        return handle_http_error(req, resp, ex, params)
+    log.exception("unexpected error on %s %s", req.method, req.path)
+    _send_error(resp, 500, "internal", "an unexpected error happened; it is logged", [])
+
+
+# --------------------------------------------------------------------------- resources
+
+
+class Health:
+    def __init__(self, ready: Callable[[], bool] | None = None) -> None:
+        self.ready = ready
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self.ready is not None and not self.ready():
+            _send_error(resp, 503, "store_unavailable", "the store does not answer", [])
+            return
+        resp.media = {"ok": True}
+
+
+class Login:
+    def __init__(self, users: Users) -> None:
+        self.users = users
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        fields = read_fields(req)
+        unknown = [k for k in fields if k not in ("name", "password")]
+        if unknown:
+            raise SpecInvalid("invalid request", [Problem("unknown field", field=k) for k in unknown])
+        name, password = fields.get("name"), fields.get("password")
+        if not isinstance(name, str) or not isinstance(password, str):
+            raise SpecInvalid("invalid request", [Problem("name and password are required", field="name")])
+        resp.media = {"token": self.users.login(name, password), "name": name}
+
+
+class Me:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        user = _user(req)
+        resp.media = {"name": user.name, "admin": user.admin}
+
+
+class Objects:
+    """Lists (`GET /tasks`, the original retrieve routes) and one object (`GET /tasks/{id}`)."""
+
+    def __init__(self, service: Service, store: Store, kind: str, key: str) -> None:
+        self.service, self.store, self.kind, self.key = service, store, kind, key
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        params = _params(req, seed.STATE + ("limit", "cursor"))
+        state = seed.state_filter(params)
+        limit = _limit(req)
+        user = _user(req)
+        owner: str | None = user.name
+        if state == "all":
+            owner, state = None, None
+        docs = self.store.list_objects(self.kind, owner, state, req.get_param("cursor"), limit)
+        resp.media = {
+            self.key: [present(d) for d in docs],
+            "next": docs[-1]["_id"] if len(docs) == limit else None,
+            "counts": self.store.counts(owner, self.kind),
+        }
+
+    def on_get_one(self, req: falcon.Request, resp: falcon.Response, object_id: str) -> None:
+        doc = self.service.get(object_id, _user(req).name)
+        if doc["kind"] != self.kind:
+            raise NotFound(f"no {self.kind} {object_id}")
+        resp.media = present(doc, detail=True)
+
+
+def _name_maker(kind: str) -> Callable[[], str]:
+    return lambda: f"{kind.lower()}-{new_id()}"
+
+
+class Create:
+    def __init__(self, service: Service, clock: Clock, zone: str, kind: str) -> None:
+        self.service, self.clock, self.zone, self.kind = service, clock, zone, kind
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        fields = read_fields(req)
+        now = to_utc(self.clock.now())
+        if self.kind == "Task":
+            obj: Any = seed.schedule(fields, now, self.zone, _name_maker("Task"))
+        else:
+            obj = seed.orchestrate(fields, now, self.zone, _name_maker("TaskSet"))
+        doc = self.service.create(obj, _user(req).name)
+        resp.status = falcon.HTTP_201
+        resp.media = present(doc)
+
+
+class Modify:
+    def __init__(self, service: Service, clock: Clock, zone: str) -> None:
+        self.service, self.clock, self.zone = service, clock, zone
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        oid, at = seed.modify(read_fields(req), to_utc(self.clock.now()), self.zone)
+        try:
+            doc = self.service.modify(oid, _user(req).name, at, kind="Task")
+        except Conflict as exc:
+            _send_error(resp, 409, exc.code, exc.message, [], modified=False, reason=exc.message)
+            return
+        resp.media = {"modified": True, "task": present(doc)}
+
+
+class Cancel:
+    def __init__(self, service: Service, kind: str) -> None:
+        self.service, self.kind = service, kind
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        oid = seed.cancel(read_fields(req))
+        try:
+            doc = self.service.cancel(oid, _user(req).name, kind=self.kind)
+        except Conflict as exc:
+            _send_error(resp, 409, exc.code, exc.message, [], cancelled=False, reason=exc.message)
+            return
+        resp.media = {"cancelled": True, "task" if self.kind == "Task" else "taskSet": present(doc)}
+
+
+class Specs:
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        kind = _media_type(req)
+        if kind and kind not in YAML_TYPES + JSON_TYPES:
+            raise UnsupportedMediaType(_media_message(kind, "application/yaml or application/json"))
+        try:
+            text = read_body(req).decode()
+        except UnicodeDecodeError:
+            raise BadRequest("the body is not UTF-8 text") from None
+        docs = load_documents(text)
+        problems = [p for d in docs for p in d.problems]
+        seen: dict[tuple[str, str], int] = {}
+        for d in docs:
+            if d.spec is None:
+                continue
+            key = (d.spec.kind, d.spec.metadata.name)
+            if key in seen:
+                problems.append(
+                    Problem(
+                        f"{key[0]} {key[1]!r} is also defined by document {seen[key]} (line {docs[seen[key]].line})",
+                        field="metadata.name",
+                        line=d.line,
+                        document=d.index,
+                    )
+                )
+            seen.setdefault(key, d.index)
+        if not docs:
+            problems.append(Problem("no spec documents in the body"))
+        if problems:
+            raise SpecInvalid("invalid spec; nothing was applied", problems)
+        results = self.service.apply_documents(docs, _user(req).name)
+        resp.media = {"results": [r.as_dict() for r in results]}
+
+    def on_delete_one(self, req: falcon.Request, resp: falcon.Response, kind: str, name: str) -> None:
+        real = KINDS.get(kind.lower(), kind if kind in ("Task", "TaskSet") else None)
+        if real is None:
+            raise NotFound(f"no kind {kind!r}; use Task or TaskSet")
+        doc = self.service.prune(_user(req).name, real, name)
+        resp.media = {"deleted": True, "object": present(doc)}
+
+
+class OpenAPI:
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self.document
+
+
+# --------------------------------------------------------------------------- the app
+
+
+def create_app(
+    service: Service,
+    users: Users,
+    store: Store,
+    clock: Clock,
+    zone: str = "UTC",
+    ready: Callable[[], bool] | None = None,
+    ui: Callable[[falcon.App], None] | None = None,
+) -> falcon.App:
+    from .openapi import openapi_document
+
+    app = falcon.App(middleware=[AuthMiddleware(users)])
+    app.req_options.auto_parse_form_urlencoded = False
+    app.req_options.strip_url_path_trailing_slash = True
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(
+        dumps=lambda obj: json.dumps(obj, default=str)
+    )
+    app.add_error_handler(Exception, handle_unexpected)
+    app.add_error_handler(falcon.HTTPError, handle_http_error)
+    app.add_error_handler(LambdaopError, handle_lambdaop_error)
+
+    tasks = Objects(service, store, "Task", "tasks")
+    tasksets = Objects(service, store, "TaskSet", "taskSets")
+    app.add_route("/healthz", Health())
+    app.add_route("/readyz", Health(ready or store.ping))
+    app.add_route("/auth/login", Login(users))
+    app.add_route("/auth/me", Me())
+    app.add_route("/scheduler/schedule", Create(service, clock, zone, "Task"))
+    app.add_route("/scheduler/retrieve-tasks", tasks)
+    app.add_route("/scheduler/modify", Modify(service, clock, zone))
+    app.add_route("/scheduler/cancel", Cancel(service, "Task"))
+    app.add_route("/orchestrator/orchestrate", Create(service, clock, zone, "TaskSet"))
+    app.add_route("/orchestrator/retrieve-tasks", tasksets)
+    app.add_route("/orchestrator/cancel", Cancel(service, "TaskSet"))
+    specs = Specs(service)
+    app.add_route("/specs", specs)
+    app.add_route("/specs/{kind}/{name}", specs, suffix="one")
+    app.add_route("/tasks", tasks)
+    app.add_route("/tasks/{object_id}", tasks, suffix="one")
+    app.add_route("/tasksets", tasksets)
+    app.add_route("/tasksets/{object_id}", tasksets, suffix="one")
+    app.add_route("/openapi.json", OpenAPI(openapi_document()))
+    if ui is not None:
+        ui(app)
+    return app

@@ -1,0 +1,79 @@
+"""A Python client of the REST API, used by the CLI verbs (apply, get, describe, cancel)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+
+class ClientError(Exception):
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        self.status = status
+        self.body = body
+        super().__init__(f"{status}: {body.get('message') or body.get('reason') or body}")
+
+
+class Client:
+    def __init__(self, server: str, token: str | None, timeout: float = 60.0) -> None:
+        self.server = server.rstrip("/")
+        self.session = requests.Session()
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+        self.timeout = timeout
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = self.session.request(method, self.server + path, timeout=self.timeout, **kwargs)
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"message": response.text[:500]}
+        if response.status_code >= 400:
+            raise ClientError(response.status_code, body)
+        return body if isinstance(body, dict) else {"value": body}
+
+    def apply(self, text: str, content_type: str = "application/yaml") -> dict[str, Any]:
+        return self._call("POST", "/specs", data=text.encode(), headers={"Content-Type": content_type})
+
+    def delete_spec(self, kind: str, name: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/specs/{kind}/{name}")
+
+    def list(
+        self, kind: str = "Task", state: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if state:
+            params["taskState"] = state
+        if cursor:
+            params["cursor"] = cursor
+        return self._call("GET", "/tasks" if kind == "Task" else "/tasksets", params=params)
+
+    def get(self, object_id: str, kind: str = "Task") -> dict[str, Any]:
+        return self._call("GET", f"/{'tasks' if kind == 'Task' else 'tasksets'}/{object_id}")
+
+    def describe(self, object_id: str) -> dict[str, Any]:
+        """One object of either kind."""
+        try:
+            return self.get(object_id, "Task")
+        except ClientError as exc:
+            if exc.status != 404:
+                raise
+            return self.get(object_id, "TaskSet")
+
+    def schedule(self, **fields: Any) -> dict[str, Any]:
+        return self._call("POST", "/scheduler/schedule", json=fields)
+
+    def orchestrate(self, **fields: Any) -> dict[str, Any]:
+        return self._call("POST", "/orchestrator/orchestrate", json=fields)
+
+    def modify(self, object_id: str, at: str) -> dict[str, Any]:
+        return self._call("POST", "/scheduler/modify", json={"taskId": object_id, "at": at})
+
+    def cancel(self, object_id: str) -> dict[str, Any]:
+        """Cancel a scheduled Task or TaskSet."""
+        try:
+            return self._call("POST", "/scheduler/cancel", json={"taskId": object_id})
+        except ClientError as exc:
+            if exc.status != 404:
+                raise
+            return self._call("POST", "/orchestrator/cancel", json={"taskId": object_id})

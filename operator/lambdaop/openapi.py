@@ -1,0 +1,293 @@
+"""The OpenAPI 3.1 document of the REST API, built from the pydantic models.
+
+Spec kinds (Task, TaskSet) and the answers are pydantic models; the original
+routes' request bodies are built from seed's tables of accepted field names.
+Called by api (`GET /openapi.json`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import models_json_schema
+
+from . import __version__, seed
+from .spec import Task, TaskSet
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Attempt(_Out):
+    generation: int | None = None
+    step: str
+    attempt: int
+    key: str | None = Field(default=None, description="the Idempotency-Key sent")
+    url: str | None = None
+    at: str = Field(description="when the call started (ISO 8601, UTC)")
+    duration_ms: float | None = None
+    status: int | None = None
+    ok: bool
+    error: str | None = None
+    response: str | None = Field(default=None, description="first 4 KiB of the response body")
+    interrupted: bool | None = None
+
+
+class ObjectOut(_Out):
+    id: str
+    kind: str
+    name: str
+    owner: str
+    state: str = Field(description="scheduled, running, completed, failed or cancelled")
+    labels: dict[str, str]
+    generation: int
+    created: str | None
+    updated: str | None
+    due: str | None = Field(description="when the next call is due, while waiting")
+    step: str | None = Field(description="task, or task:N / check:N / fallback for a TaskSet")
+    attempt: int | None
+    calls: int
+    inFlight: bool
+    reason: str | None
+    failedStep: str | None
+    started: str | None
+    finished: str | None
+    pruned: bool
+    last: Attempt | None
+    spec: dict[str, Any]
+    taskId: str | None = None
+    taskSetId: str | None = None
+    url: str | None = None
+    attempts: list[Attempt] | None = Field(default=None, description="in single-object answers only")
+
+
+class TaskList(_Out):
+    tasks: list[ObjectOut]
+    next: str | None = Field(description="cursor for the next page, or null")
+    counts: dict[str, int] = Field(description="objects per state (maintained counters)")
+
+
+class TaskSetList(_Out):
+    taskSets: list[ObjectOut]
+    next: str | None
+    counts: dict[str, int]
+
+
+class ModifyOut(_Out):
+    modified: bool
+    task: ObjectOut | None = None
+    reason: str | None = None
+
+
+class CancelOut(_Out):
+    cancelled: bool
+    task: ObjectOut | None = None
+    taskSet: ObjectOut | None = None
+    reason: str | None = None
+
+
+class ApplyResult(_Out):
+    action: str = Field(description="created, unchanged, rescheduled, restarted, refused or invalid")
+    kind: str | None
+    name: str | None
+    id: str | None = None
+    state: str | None = None
+    message: str | None = None
+
+
+class ApplyOut(_Out):
+    results: list[ApplyResult]
+
+
+class DeleteOut(_Out):
+    deleted: bool
+    object: ObjectOut
+
+
+class ErrorDetail(_Out):
+    message: str
+    field: str | None = None
+    line: int | None = None
+    column: int | None = None
+    document: int | None = None
+
+
+class ErrorOut(_Out):
+    error: str
+    message: str
+    details: list[ErrorDetail]
+
+
+class LoginIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    password: str
+
+
+class LoginOut(_Out):
+    token: str
+    name: str
+
+
+class Me(_Out):
+    name: str
+    admin: bool
+
+
+class Health(_Out):
+    ok: bool
+
+
+MODELS: list[type[BaseModel]] = [
+    Task, TaskSet, ObjectOut, TaskList, TaskSetList, ModifyOut, CancelOut, ApplyOut, DeleteOut,
+    ErrorOut, LoginIn, LoginOut, Me, Health,
+]  # fmt: skip
+
+
+def _fields(groups: dict[tuple[str, ...], dict[str, Any]]) -> dict[str, Any]:
+    props: dict[str, Any] = {}
+    for names, schema in groups.items():
+        for n in names:
+            props.setdefault(
+                n, {**schema, "description": f"{schema.get('description', '')} (also: {', '.join(names)})"}
+            )
+    return {"type": "object", "additionalProperties": False, "properties": props}
+
+
+_MS = {"type": ["integer", "string"], "description": "milliseconds, or a duration with a unit (30s)"}
+_STR = {"type": "string"}
+_INT = {"type": ["integer", "string"], "minimum": 0}
+_WHEN: dict[tuple[str, ...], dict[str, Any]] = {
+    seed.AT: {"type": ["string", "integer"], "description": "ISO 8601 time with an offset (or epoch ms)"},
+    seed.DATE: {"type": "string", "description": "YYYY-MM-DD, with timefield"},
+    seed.TIME: {"type": "string", "description": "HH:MM, with datefield"},
+    seed.ZONE: {"type": "string", "description": "IANA zone for datefield/timefield"},
+    seed.DELAY: {**_MS, "description": "run after this many milliseconds"},
+}
+SCHEDULE_IN = _fields(
+    {
+        seed.URL: {"type": "string", "format": "uri", "description": "the Lambda URL"},
+        seed.NAME: _STR,
+        **_WHEN,
+        seed.RETRIES: _INT,
+        seed.RETRY_DELAY: _MS,
+        ("method",): {"type": "string", "enum": ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]},
+        ("headers",): {"type": "object"},
+        ("query",): {"type": "object"},
+        ("body",): {},
+        ("timeout",): {"type": "string"},
+        ("successWhen",): {"type": "object"},
+        seed.LABELS: {"type": "object"},
+    }
+)
+ORCHESTRATE_IN = _fields(
+    {
+        seed.TASKS: {
+            "type": ["array", "string"],
+            "description": "URLs or invoke objects; a string is comma-separated",
+        },
+        seed.NAME: _STR,
+        **_WHEN,
+        seed.INITIAL_DELAY: _MS,
+        seed.CHECK_URL: {"type": "string", "format": "uri"},
+        seed.CHECK_DELAY: _MS,
+        seed.CHECK_RETRIES: _INT,
+        seed.CHECK_RETRY_DELAY: _MS,
+        seed.FALLBACK_URL: {"type": "string", "format": "uri"},
+        seed.LABELS: {"type": "object"},
+    }
+)
+MODIFY_IN = _fields({seed.TASK_ID: _STR, **_WHEN})
+CANCEL_IN = _fields({seed.TASK_ID: _STR})
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _body(schema: dict[str, Any], form: bool = True) -> dict[str, Any]:
+    content = _json(schema)
+    if form:
+        content["application/x-www-form-urlencoded"] = {"schema": schema}
+    return {"required": True, "content": content}
+
+
+def _answers(ok: str, status: str = "200", *errors: int) -> dict[str, Any]:
+    out: dict[str, Any] = {status: {"description": "success", "content": _json(_ref(ok))}}
+    for code in (401, *errors):
+        out[str(code)] = {"description": _ERRORS[code], "content": _json(_ref("ErrorOut"))}
+    return out
+
+
+_ERRORS = {
+    400: "malformed body",
+    401: "no or bad token",
+    404: "unknown object, or another user's",
+    409: "not in a state that allows it",
+    413: "body over 1 MiB",
+    415: "wrong content type",
+    422: "invalid fields",
+    503: "store unreachable",
+}
+_STATE_PARAMS = [
+    {"name": n, "in": "query", "required": False, "schema": {"type": "string"}, "description": "scheduled, running, completed (success), failed, cancelled or All"}
+    for n in seed.STATE
+] + [
+    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+]  # fmt: skip
+_ID = [{"name": "object_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+
+
+def openapi_document() -> dict[str, Any]:
+    _, top = models_json_schema(
+        [(m, "serialization") for m in MODELS], ref_template="#/components/schemas/{model}"
+    )
+    schemas = dict(top.get("$defs", {}))
+    schemas.update(
+        ScheduleIn=SCHEDULE_IN, OrchestrateIn=ORCHESTRATE_IN, ModifyIn=MODIFY_IN, CancelIn=CANCEL_IN
+    )
+    yaml_body = {
+        "required": True,
+        "content": {
+            "application/yaml": {
+                "schema": {"type": "string", "description": "one or many Task/TaskSet documents"}
+            },
+            "application/json": {"schema": {"oneOf": [_ref("Task"), _ref("TaskSet"), {"type": "array"}]}},
+        },
+    }
+    listing = {"parameters": _STATE_PARAMS}
+    paths: dict[str, Any] = {
+        "/healthz": {"get": {"summary": "liveness", "security": [], "responses": {"200": {"description": "alive", "content": _json(_ref("Health"))}}}},
+        "/readyz": {"get": {"summary": "readiness (store reachable)", "security": [], "responses": {"200": {"description": "ready", "content": _json(_ref("Health"))}, "503": {"description": _ERRORS[503], "content": _json(_ref("ErrorOut"))}}}},
+        "/openapi.json": {"get": {"summary": "this document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+        "/auth/login": {"post": {"summary": "sign in with name and password; answers a token", "security": [], "requestBody": _body(_ref("LoginIn")), "responses": _answers("LoginOut", "200", 400, 415, 422)}},
+        "/auth/me": {"get": {"summary": "the signed-in user", "responses": _answers("Me")}},
+        "/scheduler/schedule": {"post": {"summary": "create a Task", "requestBody": _body(_ref("ScheduleIn")), "responses": _answers("ObjectOut", "201", 400, 409, 413, 415, 422)}},
+        "/scheduler/retrieve-tasks": {"get": {"summary": "list Tasks by state; All lists every user's", **listing, "responses": _answers("TaskList", "200", 422)}},
+        "/scheduler/modify": {"post": {"summary": "new time for a scheduled Task", "requestBody": _body(_ref("ModifyIn")), "responses": _answers("ModifyOut", "200", 400, 404, 409, 415, 422)}},
+        "/scheduler/cancel": {"post": {"summary": "cancel a scheduled Task", "requestBody": _body(_ref("CancelIn")), "responses": _answers("CancelOut", "200", 400, 404, 409, 415, 422)}},
+        "/orchestrator/orchestrate": {"post": {"summary": "create a TaskSet", "requestBody": _body(_ref("OrchestrateIn")), "responses": _answers("ObjectOut", "201", 400, 409, 413, 415, 422)}},
+        "/orchestrator/retrieve-tasks": {"get": {"summary": "list TaskSets by state", **listing, "responses": _answers("TaskSetList", "200", 422)}},
+        "/orchestrator/cancel": {"post": {"summary": "cancel a scheduled TaskSet", "requestBody": _body(_ref("CancelIn")), "responses": _answers("CancelOut", "200", 400, 404, 409, 415, 422)}},
+        "/specs": {"post": {"summary": "apply Task/TaskSet specs (create or update by owner, kind and name)", "requestBody": yaml_body, "responses": _answers("ApplyOut", "200", 400, 413, 415, 422)}},
+        "/specs/{kind}/{name}": {"delete": {"summary": "remove a spec: cancel it if still scheduled, mark it pruned", "parameters": [{"name": "kind", "in": "path", "required": True, "schema": {"type": "string", "enum": ["Task", "TaskSet"]}}, {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}], "responses": _answers("DeleteOut", "200", 404, 409)}},
+        "/tasks": {"get": {"summary": "list Tasks (like retrieve-tasks)", **listing, "responses": _answers("TaskList", "200", 422)}},
+        "/tasks/{object_id}": {"get": {"summary": "one Task with its attempt history", "parameters": _ID, "responses": _answers("ObjectOut", "200", 404)}},
+        "/tasksets": {"get": {"summary": "list TaskSets", **listing, "responses": _answers("TaskSetList", "200", 422)}},
+        "/tasksets/{object_id}": {"get": {"summary": "one TaskSet with its steps' history", "parameters": _ID, "responses": _answers("ObjectOut", "200", 404)}},
+    }  # fmt: skip
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "lambdaop", "version": __version__, "description": "Scheduler and orchestrator for Lambda functions and HTTP endpoints."},
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }  # fmt: skip
