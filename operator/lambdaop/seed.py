@@ -9,6 +9,7 @@ Called by api.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import zoneinfo
@@ -189,14 +190,22 @@ def _invoke(fields: Fields, url: Any) -> dict[str, Any]:
 def _validate(
     model: type[Task] | type[TaskSet], data: dict[str, Any], fields: Fields, where: dict[str, str]
 ) -> Any:
-    fields.finish()
+    """Every problem at once: the request's own (unknown fields, bad numbers) and the spec's."""
+    with contextlib.suppress(SpecInvalid):
+        fields.finish()
+    problems = list(fields.problems)
+    obj = None
     try:
-        return model.model_validate(data)
+        obj = model.model_validate(data)
     except ValidationError as exc:
-        problems = validation_problems(exc)
-        for p in problems:
+        seen = {p.field for p in problems}
+        for p in validation_problems(exc):
             p.field = _seed_field(p.field, where)
-        raise SpecInvalid("invalid request", problems) from None
+            if p.field not in seen:
+                problems.append(p)
+    if problems:
+        raise SpecInvalid("invalid request", problems)
+    return obj
 
 
 def _seed_field(field: str | None, where: dict[str, str]) -> str | None:
