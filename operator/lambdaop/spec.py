@@ -498,12 +498,61 @@ def validate_document(
         raise SpecInvalid("invalid spec", validation_problems(exc, node, file, document)) from None
 
 
+def _fast_yaml() -> YAML:
+    yaml = YAML(typ="safe", pure=False)  # the C parser (ruamel.yaml.clib) when installed
+    yaml.allow_duplicate_keys = False
+    yaml.constructor.add_constructor(
+        "tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node)
+    )
+    return yaml
+
+
+_MARKER = re.compile(r"^---(\s|$)")
+
+
+def _document_lines(text: str, count: int) -> list[int] | None:
+    """1-based start line of each document, from the `---` markers (None when unsure)."""
+    markers: list[int] = []
+    first_content: int | None = None
+    for number, line in enumerate(text.splitlines(), 1):
+        if _MARKER.match(line):
+            markers.append(number if line[3:].strip() and not line[3:].strip().startswith("#") else number + 1)
+        elif first_content is None and line.strip() and not line.lstrip().startswith(("#", "%")):
+            first_content = number
+    starts = markers if markers and (first_content is None or first_content > markers[0] - 1) else [first_content or 1, *markers]
+    return starts[:count] if len(starts) >= count else None
+
+
 def load_documents(text: str, file: str | None = None) -> list[Document]:
     """Parse YAML or JSON text holding one or many documents.
 
     A syntax error makes the whole text one failed document (nothing from a
     broken file is applied); otherwise each document is validated on its own.
+    The fast path parses with the C parser; any error re-reads the text with the
+    round-trip parser, which knows every line and column.
     """
+    try:
+        parsed = list(_fast_yaml().load_all(text))
+    except (YAMLError, ValueError):
+        return _load_located(text, file)
+    if len(parsed) == 1 and isinstance(parsed[0], list) and text.lstrip().startswith("["):
+        return _load_located(text, file)  # a JSON list of documents: rare, take the careful path
+    lines = _document_lines(text, len(parsed))
+    if lines is None:
+        return _load_located(text, file)
+    out = []
+    for index, doc in enumerate(parsed):
+        if doc is None:
+            continue
+        try:
+            spec = validate_document(doc, file=file, document=index)
+        except SpecInvalid:
+            return _load_located(text, file)
+        out.append(Document(index, lines[index], spec, [], spec.kind, spec.metadata.name))
+    return out
+
+
+def _load_located(text: str, file: str | None) -> list[Document]:
     stripped = text.lstrip()
     if stripped.startswith("["):
         # a JSON list of documents (YAML flow style parses it too, with lines)
@@ -512,7 +561,7 @@ def load_documents(text: str, file: str | None = None) -> list[Document]:
         except (YAMLError, ValueError) as exc:
             return [_syntax_failure(exc, file)]
         items = docs[0] if docs and isinstance(docs[0], list) else []
-        parsed = [(i, d) for i, d in enumerate(items)]
+        parsed = list(enumerate(items))
     else:
         try:
             parsed = list(enumerate(_yaml().load_all(text)))

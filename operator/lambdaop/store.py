@@ -38,7 +38,7 @@ from typing import Any
 import pymongo
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, UpdateOne
-from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 from pymongo.results import BulkWriteResult
 
 from .errors import Conflict, StateDirLocked, StoreUnavailable
@@ -316,6 +316,29 @@ class Store:
 
     def find_by_name(self, owner: str, kind: str, name: str) -> dict[str, Any] | None:
         return self.objects.find_one({"owner": owner, "kind": kind, "name": name})
+
+    def find_by_names(self, owner: str, kind: str, names: list[str]) -> dict[str, dict[str, Any]]:
+        """Objects of one owner and kind by name, in bounded chunks of the unique key index."""
+        found: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(names), 200):
+            chunk = names[i : i + 200]
+            for doc in self.objects.find({"owner": owner, "kind": kind, "name": {"$in": chunk}}):
+                found[doc["name"]] = doc
+        return found
+
+    def insert_new(self, docs: list[dict[str, Any]]) -> set[str]:
+        """Insert many; answers the ids refused because their (owner, kind, name) exists already."""
+        if not docs:
+            return set()
+        try:
+            self.objects.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            dup = {docs[e["index"]]["_id"] for e in exc.details.get("writeErrors", []) if e.get("code") == 11000}
+            other = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
+            if other:
+                raise
+            return dup
+        return set()
 
     def update_if(self, object_id: str, fence: int, update: dict[str, Any]) -> bool:
         """A conditional write: applies only if nobody wrote the object since `fence` was read."""
