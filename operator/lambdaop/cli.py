@@ -180,7 +180,10 @@ def serve(args: argparse.Namespace) -> int:
     runtime = Runtime(config)
     runtime.start()
     if runtime.admin_token:
-        print(f"first start: created user admin; its API token (shown once):\n{runtime.admin_token}", file=sys.stderr)
+        print(
+            f"first start: created user admin; its API token (shown once):\n{runtime.admin_token}",
+            file=sys.stderr,
+        )
     print(
         f"lambdaop {__version__} serving {runtime.url}; specs from {config.specs_dir}; Ctrl-C to stop",
         file=sys.stderr,

@@ -50,6 +50,7 @@ class Runtime:
         self._thread: threading.Thread | None = None
         self.users: Users
         self.http: Any = None
+        self.app: Any = None
         self._http_thread: threading.Thread | None = None
         self.admin_token: str | None = None
 
@@ -87,9 +88,9 @@ class Runtime:
 
         from .api import create_app
 
-        app = create_app(self.service, self.users, self.store, self.clock, zone=self.config.timezone)
+        self.app = create_app(self.service, self.users, self.store, self.clock, zone=self.config.timezone)
         self.http = create_server(
-            app,
+            self.app,
             host=self.config.host,
             port=self.config.port,
             threads=self.config.api_threads,
@@ -129,7 +130,12 @@ class Runtime:
 
     def stop(self) -> None:
         if self.http is not None:
-            self.http.close()
+            from waitress import wasyncore
+
+            server = self.http
+            # close every channel (keep-alive clients too) from the server's own loop thread
+            server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+            server.task_dispatcher.shutdown(timeout=5)
             if self._http_thread is not None:
                 self._http_thread.join(timeout=10)
             self.http = None

@@ -228,7 +228,12 @@ class Service:
             results[d.index] = Applied("created", doc["kind"], doc["name"], doc["_id"], doc["state"])
         self.store.inc_counts(counts)
         if fresh:
-            log.info("created %d object(s) for %s%s", len(fresh) - len(refused), owner, f" from {file}" if file else "")
+            log.info(
+                "created %d object(s) for %s%s",
+                len(fresh) - len(refused),
+                owner,
+                f" from {file}" if file else "",
+            )
         return [results[i] for i in sorted(results)]
 
     def _apply_one(self, d: Document, owner: str, file: str | None) -> Applied:

@@ -516,10 +516,16 @@ def _document_lines(text: str, count: int) -> list[int] | None:
     first_content: int | None = None
     for number, line in enumerate(text.splitlines(), 1):
         if _MARKER.match(line):
-            markers.append(number if line[3:].strip() and not line[3:].strip().startswith("#") else number + 1)
+            markers.append(
+                number if line[3:].strip() and not line[3:].strip().startswith("#") else number + 1
+            )
         elif first_content is None and line.strip() and not line.lstrip().startswith(("#", "%")):
             first_content = number
-    starts = markers if markers and (first_content is None or first_content > markers[0] - 1) else [first_content or 1, *markers]
+    starts = (
+        markers
+        if markers and (first_content is None or first_content > markers[0] - 1)
+        else [first_content or 1, *markers]
+    )
     return starts[:count] if len(starts) >= count else None
 
 

@@ -333,7 +333,9 @@ class Store:
         try:
             self.objects.insert_many(docs, ordered=False)
         except BulkWriteError as exc:
-            dup = {docs[e["index"]]["_id"] for e in exc.details.get("writeErrors", []) if e.get("code") == 11000}
+            dup = {
+                docs[e["index"]]["_id"] for e in exc.details.get("writeErrors", []) if e.get("code") == 11000
+            }
             other = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
             if other:
                 raise
