@@ -18,7 +18,7 @@ from pathlib import Path
 import requests
 
 from . import __version__
-from .client import Client, ClientError
+from .client import Client, ClientError, split_documents
 from .config import Config
 from .errors import LambdaopError
 from .spec import json_schemas, load_documents, parse_duration
@@ -237,13 +237,21 @@ def client_command(args: argparse.Namespace) -> int:
     if args.command == "apply":
         failed = False
         for path in _files(args.files):
-            try:
-                body = client.apply(path.read_text())
-            except ClientError as exc:
-                failed = True
-                print(f"{path}: {exc.body.get('message')}", file=sys.stderr)
-                continue
-            for r in body["results"]:
+            results = []
+            for offset, piece in split_documents(path.read_text()):
+                try:
+                    results += client.apply(piece)["results"]
+                except ClientError as exc:
+                    failed = True
+                    print(
+                        f"{path}: {exc.body.get('message') if not exc.body.get('details') else 'invalid'}",
+                        file=sys.stderr,
+                    )
+                    for d in exc.body.get("details", []):
+                        line = f":{d['line'] + offset}" if d.get("line") else ""
+                        field = f" {d['field']}:" if d.get("field") else ""
+                        print(f"{path}{line}:{field} {d['message']}", file=sys.stderr)
+            for r in results:
                 print(
                     f"{path}: {r['kind']}/{r['name']} {r['action']}"
                     + (f" ({r['message']})" if r.get("message") else "")

@@ -6,6 +6,30 @@ from typing import Any
 
 import requests
 
+BODY_LIMIT = 900 * 1024
+
+
+def split_documents(text: str, limit: int = BODY_LIMIT) -> list[tuple[int, str]]:
+    """Cut a multi-document YAML text at `---` lines into pieces under `limit` bytes.
+
+    Answers (line offset, piece) pairs; a piece's line N is line offset+N of the text.
+    """
+    if len(text.encode()) <= limit:
+        return [(0, text)]
+    pieces: list[tuple[int, str]] = []
+    current: list[str] = []
+    size = 0
+    start = 0
+    for number, line in enumerate(text.splitlines(keepends=True)):
+        if line.startswith("---") and current and size + len(line.encode()) > limit:
+            pieces.append((start, "".join(current)))
+            current, size, start = [], 0, number
+        current.append(line)
+        size += len(line.encode())
+    if current:
+        pieces.append((start, "".join(current)))
+    return pieces
+
 
 class ClientError(Exception):
     def __init__(self, status: int, body: dict[str, Any]) -> None:

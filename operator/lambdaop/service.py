@@ -70,8 +70,7 @@ class Service:
         """Create a new object (the original routes); its name must be new."""
         now = to_utc(self.clock.now())
         doc = self._new_doc(obj, owner, now, None)
-        self.store.insert(doc)
-        self._count(doc, None, doc["state"])
+        self.store.insert_grouped(doc, (owner, doc["kind"], None, doc["state"]))
         self.notify(doc)
         log.info(
             "object %s: created %s %s/%s due %s", doc["_id"], obj.kind, owner, obj.metadata.name, doc["due"]

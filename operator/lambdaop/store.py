@@ -24,13 +24,16 @@ import datetime as dt
 import fcntl
 import logging
 import os
+import queue
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -247,6 +250,8 @@ class Store:
         self.counters = self.db["counters"]
         self.embedded = embedded
         self._transactions = True
+        self._group: _GroupWriter | None = None
+        self._group_lock = threading.Lock()
 
     # ----- lifecycle
 
@@ -286,6 +291,8 @@ class Store:
         self.objects.create_index([("kind", ASCENDING), ("_id", DESCENDING)], name="by_kind")
 
     def close(self) -> None:
+        if self._group is not None:
+            self._group.stop()
         self.client.close()
 
     def drop_everything(self) -> None:
@@ -316,6 +323,17 @@ class Store:
 
     def find_by_name(self, owner: str, kind: str, name: str) -> dict[str, Any] | None:
         return self.objects.find_one({"owner": owner, "kind": kind, "name": name})
+
+    def insert_grouped(self, doc: dict[str, Any], move: Move) -> None:
+        """Insert one new object from any thread; concurrent inserts share one commit (group commit).
+
+        Raises Conflict when an object of that owner, kind and name exists.
+        """
+        if self._group is None:
+            with self._group_lock:
+                if self._group is None:
+                    self._group = _GroupWriter(self)
+        self._group.insert(doc, move)
 
     def find_by_names(self, owner: str, kind: str, names: list[str]) -> dict[str, dict[str, Any]]:
         """Objects of one owner and kind by name, in bounded chunks of the unique key index."""
@@ -562,6 +580,65 @@ class Counts:
 
     def ops(self) -> list[UpdateOne]:
         return [UpdateOne({"_id": k}, {"$inc": {"n": v}}, upsert=True) for k, v in self.deltas.items() if v]
+
+
+class _GroupWriter:
+    """One thread writing the inserts queued by many: one transaction per batch."""
+
+    def __init__(self, store: Store, max_batch: int = 500) -> None:
+        self.store = store
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[tuple[dict[str, Any], Move, Future[None]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._thread.start()
+
+    def insert(self, doc: dict[str, Any], move: Move) -> None:
+        done: Future[None] = Future()
+        self._queue.put((doc, move, done))
+        done.result(timeout=60)
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < self.max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._write(batch)
+                    return
+                batch.append(more)
+            self._write(batch)
+
+    def _write(self, batch: list[tuple[dict[str, Any], Move, Future[None]]]) -> None:
+        store = self.store
+        if store._transactions:
+            try:
+                with store.client.start_session() as session, session.start_transaction():
+                    store.objects.insert_many([d for d, _, _ in batch], ordered=False, session=session)
+                    store.counters.bulk_write(
+                        _counts(m for _, m, _ in batch).ops(), ordered=False, session=session
+                    )
+                for _, _, done in batch:
+                    done.set_result(None)
+                return
+            except PyMongoError as exc:  # a duplicate name, a conflict: write them one by one
+                log.debug("grouped insert of %d failed (%s); inserting one by one", len(batch), exc)
+        for doc, move, done in batch:
+            try:
+                store.insert(doc)
+                store.inc_counts(_counts([move]))
+                done.set_result(None)
+            except Exception as exc:
+                done.set_exception(exc)
 
 
 def new_id() -> str:
