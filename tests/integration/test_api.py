@@ -15,6 +15,7 @@ from falcon import inspect
 
 from helpers import wait_until
 from lambdaop.cli import main
+from lambdaop.config import Config
 from lambdaop.demo import DemoLambda
 from lambdaop.openapi import openapi_document
 from lambdaop.runtime import Runtime
@@ -374,3 +375,28 @@ def test_cli_verbs(api: Api, demo: DemoLambda, tmp_path: Path, capsys: pytest.Ca
     assert main(["cancel", task_id, *common]) == 1
     assert "only a scheduled object" in capsys.readouterr().err
     assert main(["get", "tasks", "--server", api.url, "--token", "bad.token"]) == 1
+
+
+def test_user_commands_with_and_without_a_running_service(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state = tmp_path / "state"
+    assert main(["user", "--state-dir", str(state), "add", "carol"]) == 0  # starts the embedded store itself
+    carol = capsys.readouterr().out.strip()
+    assert carol.startswith("carol.")
+    runtime = Runtime(Config(state_dir=state, specs_dir=None, port=0))  # the embedded store, held by serve
+    runtime.start()
+    try:
+        assert runtime.admin_token is None, "users exist already: no admin is created"
+        assert main(["user", "--state-dir", str(state), "add", "dave", "--admin"]) == 0
+        dave = capsys.readouterr().out.strip()
+        assert main(["user", "--state-dir", str(state), "passwd", "dave", "--password", "s3cret-pass"]) == 0
+        assert main(["user", "--state-dir", str(state), "list"]) == 0
+        assert capsys.readouterr().out.splitlines()[-2:] == ["carol\tuser", "dave\tadmin"]
+        for token in (carol, dave):
+            me = requests.get(runtime.url + "/auth/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            assert me.status_code == 200
+        login = requests.post(runtime.url + "/auth/login", json={"name": "dave", "password": "s3cret-pass"}, timeout=10)
+        assert login.status_code == 200
+        assert main(["user", "--state-dir", str(state), "add", "carol"]) == 2
+        assert "already exists" in capsys.readouterr().err
+    finally:
+        runtime.stop()
