@@ -276,7 +276,7 @@ def client_command(args: argparse.Namespace) -> int:
 
 
 def _files(paths: Sequence[Path]) -> list[Path]:
-    from .runtime import spec_files
+    from .watcher import spec_files
 
     out: list[Path] = []
     for path in paths:
@@ -287,6 +287,7 @@ def _files(paths: Sequence[Path]) -> list[Path]:
 def validate(paths: Sequence[Path]) -> int:
     failed = 0
     count = 0
+    seen: dict[tuple[str, str], list[str]] = {}
     for path in _files(paths):
         try:
             text = path.read_text()
@@ -300,6 +301,16 @@ def validate(paths: Sequence[Path]) -> int:
                 failed += 1
                 for problem in doc.problems:
                     print(str(problem), file=sys.stderr)
+            elif doc.spec is not None:
+                seen.setdefault((doc.spec.kind, doc.spec.metadata.name), []).append(f"{path}:{doc.line}")
+    for (kind, name), places in seen.items():
+        if len(places) > 1:
+            failed += len(places)
+            for place in places:
+                print(
+                    f"{place}: {kind} {name!r} is defined more than once ({', '.join(places)})",
+                    file=sys.stderr,
+                )
     print(f"{count} document(s) checked, {failed} with errors", file=sys.stderr)
     return 1 if failed else 0
 

@@ -18,6 +18,8 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8080
     serve_api: bool = True
+    watch: bool = True
+    status_interval: float = 1.0
     api_threads: int = 8
     timezone: str = "UTC"
     workers: int = 16

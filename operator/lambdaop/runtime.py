@@ -10,31 +10,19 @@ import os
 import secrets
 import socket
 import threading
-from pathlib import Path
 from typing import Any
 
 from .clock import Clock, SystemClock
 from .config import Config
 from .errors import LambdaopError
 from .reconciler import LoopSettings, Reconciler
-from .service import Applied, Service
-from .spec import load_documents
+from .service import Service
+from .status import StatusWriter
 from .store import EmbeddedServer, StateDir, Store, connect
 from .users import Users
+from .watcher import FolderSync
 
 log = logging.getLogger(__name__)
-
-
-def spec_files(folder: Path) -> list[Path]:
-    """YAML spec files under a folder, recursively, in a stable order (status files excluded)."""
-    found = [
-        p
-        for p in folder.rglob("*")
-        if p.is_file()
-        and p.suffix in (".yaml", ".yml")
-        and not p.name.endswith((".status.yaml", ".status.yml"))
-    ]
-    return sorted(found)
 
 
 class Runtime:
@@ -53,6 +41,9 @@ class Runtime:
         self.app: Any = None
         self._http_thread: threading.Thread | None = None
         self.admin_token: str | None = None
+        self.folder: FolderSync | None = None
+        self.status: StatusWriter | None = None
+        self._watch_thread: threading.Thread | None = None
 
     def start(self) -> None:
         log.info("lambdaop starting: %s", self.config.describe())
@@ -70,7 +61,9 @@ class Runtime:
             max_in_flight=self.config.workers * 16,
             recover_all_at_start=self.server is not None,
         )
-        self.reconciler = Reconciler(self.store, self.clock, self.owner, self.config.env, settings)
+        self.reconciler = Reconciler(
+            self.store, self.clock, self.owner, self.config.env, settings, self._changed
+        )
         self.service = Service(self.store, self.clock, self.reconciler.notify)
         self.users = Users(self.store, self.clock)
         self.admin_token = self.users.ensure_admin()
@@ -79,9 +72,22 @@ class Runtime:
         if self.config.serve_api:
             self._start_http()
         if self.config.specs_dir is not None:
-            self.apply_folder(self.config.specs_dir)
+            self.status = StatusWriter(self.config.status_interval)
+            self.folder = FolderSync(
+                self.config.specs_dir, self.service, self.store, self.config.specs_owner, self.status
+            )
+            if self.config.watch:
+                self.folder.start_watching()
+            self.folder.sync_all()
         self._thread = threading.Thread(target=self.reconciler.run, name="reconciler", daemon=True)
         self._thread.start()
+        if self.folder is not None and self.config.watch:
+            self._watch_thread = threading.Thread(target=self.folder.watch, name="watcher", daemon=True)
+            self._watch_thread.start()
+
+    def _changed(self, doc: dict[str, Any]) -> None:
+        if self.folder is not None:
+            self.folder.object_changed(doc)
 
     def _start_http(self) -> None:
         from waitress.server import create_server
@@ -106,29 +112,11 @@ class Runtime:
     def url(self) -> str:
         return f"http://{self.config.host}:{self.http.effective_port}" if self.http else ""
 
-    def apply_folder(self, folder: Path) -> list[Applied]:
-        """Apply every spec file of a folder once; bad files are reported and skipped."""
-        if not folder.is_dir():
-            log.info("specs folder %s does not exist; nothing to apply", folder)
-            return []
-        results = []
-        for path in spec_files(folder):
-            try:
-                text = path.read_text()
-            except (OSError, UnicodeDecodeError) as exc:
-                log.error("%s: cannot be read: %s", path, exc)
-                continue
-            for applied in self.service.apply_documents(
-                load_documents(text, str(path)), self.config.specs_owner, str(path)
-            ):
-                results.append(applied)
-                for problem in applied.problems:
-                    log.error("%s", problem)
-                if applied.action == "refused":
-                    log.warning("%s %s: %s", applied.kind, applied.name, applied.message)
-        return results
-
     def stop(self) -> None:
+        if self.folder is not None:
+            self.folder.stop()
+            if self._watch_thread is not None:
+                self._watch_thread.join(timeout=10)
         if self.http is not None:
             from waitress import wasyncore
 
@@ -143,6 +131,8 @@ class Runtime:
             self.reconciler.stop()
             self._thread.join(timeout=30)
             self._thread = None
+        if self.status is not None:
+            self.status.stop()
         try:
             self.store.close()
             if self.server is not None:

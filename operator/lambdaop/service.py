@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import machine
@@ -37,6 +37,7 @@ class Applied:
     state: str | None = None
     message: str | None = None
     problems: tuple[Problem, ...] = ()
+    doc: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"action": self.action, "kind": self.kind, "name": self.name}
@@ -49,6 +50,15 @@ class Applied:
         if self.problems:
             out["problems"] = [p.as_dict() for p in self.problems]
         return out
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A document to apply, with its owner and where it came from."""
+
+    doc: Document
+    owner: str
+    source: dict[str, Any] | None = None
 
 
 def first_due(obj: AnySpec, now: dt.datetime) -> dt.datetime:
@@ -115,7 +125,7 @@ class Service:
                 self._count(doc, None, doc["state"])
                 self.notify(doc)
                 log.info("object %s: created %s %s/%s due %s", doc["_id"], kind, owner, name, doc["due"])
-                return Applied("created", kind, name, doc["_id"], doc["state"])
+                return Applied("created", kind, name, doc["_id"], doc["state"], doc=doc)
             result = self._reapply(current, obj, now, source)
             if result is not None:
                 return result
@@ -131,7 +141,11 @@ class Service:
         if source is not None:
             meta["source"] = source
         if current.get("spec_hash") == new_hash and not current.get("pruned"):
-            return Applied("unchanged", kind, name, oid, progress.phase.value)
+            # same spec, new place (a moved document, an edited neighbour): remember where it is
+            moved = source is not None and current.get("source") != source
+            if moved and self.store.update_if(oid, current["fence"], {"$set": {"source": source}}):
+                self.notify({**current, "source": source, "fence": current["fence"] + 1})
+            return Applied("unchanged", kind, name, oid, progress.phase.value, doc=current)
         generation = current.get("generation", 1) + 1
         due = first_due(obj, now)
         base = {
@@ -164,7 +178,7 @@ class Service:
         self._count(doc, progress.phase.value, fresh.phase.value)
         self.notify(doc)
         log.info("object %s: %s (generation %s), due %s", oid, action, generation, due)
-        return Applied(action, kind, name, oid, fresh.phase.value)
+        return Applied(action, kind, name, oid, fresh.phase.value, doc=doc)
 
     def _new_doc(
         self, obj: AnySpec, owner: str, now: dt.datetime, source: dict[str, Any] | None
@@ -193,52 +207,58 @@ class Service:
             doc["source"] = source
         return doc
 
-    def apply_documents(self, docs: list[Document], owner: str, file: str | None = None) -> list[Applied]:
-        """Apply every valid document (invalid ones are answered with their problems).
+    def apply_documents(
+        self, docs: list[Document], owner: str, file: str | None = None, folder: str | None = None
+    ) -> list[Applied]:
+        """Apply every valid document of one file or request (invalid ones are answered with their problems)."""
+        return self.apply_placed([Placed(d, owner, _source(d, file, folder)) for d in docs])
 
-        New objects are inserted in one batch and counted once, so a file of
-        thousands of documents applies in seconds; existing ones go through `apply`.
+    def apply_placed(self, items: list[Placed]) -> list[Applied]:
+        """Apply documents, each with its owner and source, in the order given.
+
+        New objects are inserted in one batch and counted once, so thousands of
+        documents (one big file, or many files changed together) apply in
+        seconds; existing ones go through `apply`.
         """
         now = to_utc(self.clock.now())
-        results: dict[int, Applied] = {}
-        fresh: list[tuple[Document, dict[str, Any]]] = []
-        by_kind: dict[str, list[Document]] = {}
-        for d in docs:
+        results: list[Applied | None] = [None] * len(items)
+        fresh: list[tuple[int, dict[str, Any]]] = []
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i, item in enumerate(items):
+            d = item.doc
             if d.spec is None:
-                results[d.index] = Applied("invalid", d.kind, d.name, problems=tuple(d.problems))
+                results[i] = Applied("invalid", d.kind, d.name, problems=tuple(d.problems))
             else:
-                by_kind.setdefault(d.spec.kind, []).append(d)
-        for kind, group in by_kind.items():
-            existing = self.store.find_by_names(owner, kind, [d.spec.metadata.name for d in group if d.spec])
-            for d in group:
-                assert d.spec is not None
-                if d.spec.metadata.name in existing:
-                    results[d.index] = self._apply_one(d, owner, file)
+                groups.setdefault((item.owner, d.spec.kind), []).append(i)
+        for (owner, kind), indexes in groups.items():
+            names = [items[i].doc.spec.metadata.name for i in indexes if items[i].doc.spec]  # type: ignore[union-attr]
+            existing = self.store.find_by_names(owner, kind, names)
+            for i in indexes:
+                spec = items[i].doc.spec
+                assert spec is not None
+                if spec.metadata.name in existing:
+                    results[i] = self._apply_one(items[i])
                 else:
-                    fresh.append((d, self._new_doc(d.spec, owner, now, _source(d, file))))
+                    fresh.append((i, self._new_doc(spec, owner, now, items[i].source)))
         refused = self.store.insert_new([doc for _, doc in fresh])
         counts = Counts()
-        for d, doc in fresh:
+        for i, doc in fresh:
             if doc["_id"] in refused:  # created meanwhile by another writer: compare with it
-                results[d.index] = self._apply_one(d, owner, file)
+                results[i] = self._apply_one(items[i])
                 continue
-            counts.move(owner, doc["kind"], None, doc["state"])
+            counts.move(doc["owner"], doc["kind"], None, doc["state"])
             self.notify(doc)
-            results[d.index] = Applied("created", doc["kind"], doc["name"], doc["_id"], doc["state"])
+            results[i] = Applied("created", doc["kind"], doc["name"], doc["_id"], doc["state"], doc=doc)
         self.store.inc_counts(counts)
         if fresh:
-            log.info(
-                "created %d object(s) for %s%s",
-                len(fresh) - len(refused),
-                owner,
-                f" from {file}" if file else "",
-            )
-        return [results[i] for i in sorted(results)]
+            log.info("created %d object(s)", len(fresh) - len(refused))
+        return [r for r in results if r is not None]
 
-    def _apply_one(self, d: Document, owner: str, file: str | None) -> Applied:
+    def _apply_one(self, item: Placed) -> Applied:
+        d = item.doc
         assert d.spec is not None
         try:
-            return self.apply(d.spec, owner, _source(d, file))
+            return self.apply(d.spec, item.owner, item.source)
         except Conflict as exc:
             return Applied("refused", d.kind, d.name, message=exc.message)
 
@@ -304,5 +324,10 @@ class Service:
         raise Conflict(f"object {object_id} is changing too fast; try again")
 
 
-def _source(d: Document, file: str | None) -> dict[str, Any] | None:
-    return {"file": file, "line": d.line, "document": d.index} if file else None
+def _source(d: Document, file: str | None, folder: str | None = None) -> dict[str, Any] | None:
+    if not file:
+        return None
+    source: dict[str, Any] = {"file": file, "line": d.line, "document": d.index}
+    if folder:
+        source["folder"] = folder
+    return source

@@ -113,7 +113,11 @@ def parse_time(value: Any) -> Any:
                 f"expected an ISO 8601 time with an offset, e.g. 2026-11-28T09:00:00Z, got {value!r}"
             ) from exc
         value = parsed
-    if isinstance(value, dt.datetime) and value.tzinfo is None:
+    elif not isinstance(value, dt.datetime):
+        raise ValueError(
+            f"expected an ISO 8601 time with an offset, e.g. 2026-11-28T09:00:00Z, got {value!r}"
+        )
+    if value.tzinfo is None:
         raise ValueError(
             f"time {value.isoformat()} has no offset: add Z (UTC) or +HH:MM, "
             "lambdaop never guesses a local time zone"

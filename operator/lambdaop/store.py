@@ -289,6 +289,7 @@ class Store:
             [("owner", ASCENDING), ("kind", ASCENDING), ("_id", DESCENDING)], name="by_owner"
         )
         self.objects.create_index([("kind", ASCENDING), ("_id", DESCENDING)], name="by_kind")
+        self.objects.create_index([("source.folder", ASCENDING)], name="by_folder", sparse=True)
 
     def close(self) -> None:
         if self._group is not None:
@@ -359,6 +360,11 @@ class Store:
                 raise
             return dup
         return set()
+
+    def objects_from_folder(self, folder: str) -> list[dict[str, Any]]:
+        """Every object applied from a specs folder (start-up convergence)."""
+        fields = {"owner": 1, "kind": 1, "name": 1, "source": 1, "annotations": 1, "pruned": 1, "state": 1}
+        return list(self.objects.find({"source.folder": folder}, fields))
 
     def update_if(self, object_id: str, fence: int, update: dict[str, Any]) -> bool:
         """A conditional write: applies only if nobody wrote the object since `fence` was read."""

@@ -377,7 +377,9 @@ def test_cli_verbs(api: Api, demo: DemoLambda, tmp_path: Path, capsys: pytest.Ca
     assert main(["get", "tasks", "--server", api.url, "--token", "bad.token"]) == 1
 
 
-def test_user_commands_with_and_without_a_running_service(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_user_commands_with_and_without_a_running_service(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     state = tmp_path / "state"
     assert main(["user", "--state-dir", str(state), "add", "carol"]) == 0  # starts the embedded store itself
     carol = capsys.readouterr().out.strip()
@@ -392,9 +394,13 @@ def test_user_commands_with_and_without_a_running_service(tmp_path: Path, capsys
         assert main(["user", "--state-dir", str(state), "list"]) == 0
         assert capsys.readouterr().out.splitlines()[-2:] == ["carol\tuser", "dave\tadmin"]
         for token in (carol, dave):
-            me = requests.get(runtime.url + "/auth/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            me = requests.get(
+                runtime.url + "/auth/me", headers={"Authorization": f"Bearer {token}"}, timeout=10
+            )
             assert me.status_code == 200
-        login = requests.post(runtime.url + "/auth/login", json={"name": "dave", "password": "s3cret-pass"}, timeout=10)
+        login = requests.post(
+            runtime.url + "/auth/login", json={"name": "dave", "password": "s3cret-pass"}, timeout=10
+        )
         assert login.status_code == 200
         assert main(["user", "--state-dir", str(state), "add", "carol"]) == 2
         assert "already exists" in capsys.readouterr().err

@@ -180,3 +180,26 @@ def test_committed_schemas_match_the_models() -> None:
         assert committed == json.loads(json.dumps(schema)), (
             f"schemas/{name} is out of date: run `lambdaop schema` and commit the result"
         )
+
+
+def test_validate_command_reports_every_problem_and_duplicates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lambdaop.cli import main
+
+    (tmp_path / "ok.yaml").write_text("kind: Task\nmetadata: {name: a}\nspec: {invoke: 'http://x.test/a'}\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "dup.yml").write_text(
+        "kind: Task\nmetadata: {name: a}\nspec: {invoke: 'http://x.test/b'}\n"
+    )
+    (tmp_path / "ok.status.yaml").write_text("not: [a spec\n")  # status files are not specs
+    assert main(["validate", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "Task 'a' is defined more than once" in err and "dup.yml:1" in err and "ok.yaml:1" in err
+    (tmp_path / "sub" / "dup.yml").write_text(
+        "kind: Task\nmetadata: {name: b}\nspec: {invoke: 'http://x.test/b', at: 1}\n"
+    )
+    assert main(["validate", str(tmp_path)]) == 1
+    assert "dup.yml:3:" in capsys.readouterr().err
+    (tmp_path / "sub" / "dup.yml").unlink()
+    assert main(["validate", str(tmp_path)]) == 0
