@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -365,6 +366,11 @@ class Specs:
             problems.append(Problem("no spec documents in the body"))
         if problems:
             raise SpecInvalid("invalid spec; nothing was applied", problems)
+        if req.get_param_as_bool("dryRun", default=False):
+            resp.media = {
+                "results": [{"action": "valid", "kind": d.kind, "name": d.name, "line": d.line} for d in docs]
+            }
+            return
         results = self.service.apply_documents(docs, _user(req).name)
         resp.media = {"results": [r.as_dict() for r in results]}
 
@@ -374,6 +380,18 @@ class Specs:
             raise NotFound(f"no kind {kind!r}; use Task or TaskSet")
         doc = self.service.prune(_user(req).name, real, name)
         resp.media = {"deleted": True, "object": present(doc)}
+
+
+UI_DIR = Path(__file__).with_name("ui")
+
+
+class Page:
+    """The web page (`/`): static files from the package, Bootstrap included; nothing from a CDN."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = falcon.MEDIA_HTML
+        resp.text = (UI_DIR / "index.html").read_text()
+        resp.cache_control = ["no-cache"]
 
 
 class OpenAPI:
@@ -394,7 +412,6 @@ def create_app(
     clock: Clock,
     zone: str = "UTC",
     ready: Callable[[], bool] | None = None,
-    ui: Callable[[falcon.App], None] | None = None,
 ) -> falcon.App:
     from .openapi import openapi_document
 
@@ -429,6 +446,6 @@ def create_app(
     app.add_route("/tasksets", tasksets)
     app.add_route("/tasksets/{object_id}", tasksets, suffix="one")
     app.add_route("/openapi.json", OpenAPI(openapi_document()))
-    if ui is not None:
-        ui(app)
+    app.add_route("/", Page())
+    app.add_static_route("/ui", str(UI_DIR))
     return app

@@ -1,0 +1,504 @@
+// lambdaop web page: plain JavaScript on the public REST API, no build step.
+// Views are chosen by the URL hash: #/tasks, #/tasksets, #/task/ID, #/taskset/ID, #/specs, #/login.
+
+const STATES = ["scheduled", "running", "completed", "failed", "cancelled", "all"];
+const TOKEN_KEY = "lambdaop.token";
+const main = document.getElementById("main");
+const alertBox = document.getElementById("alert");
+
+// ---------------------------------------------------------------- helpers
+
+function esc(value) {
+  return String(value ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+
+function localTime(iso) {
+  if (!iso) return "–";
+  const d = new Date(iso);
+  return `<time datetime="${esc(iso)}" title="${esc(d.toISOString())} (UTC)">${esc(d.toLocaleString())}</time>`;
+}
+
+function host(url) {
+  try { return new URL(url).host; } catch { return url || ""; }
+}
+
+function badge(state) {
+  const colour = { scheduled: "secondary", running: "primary", completed: "success", failed: "danger", cancelled: "dark" }[state] || "light";
+  return `<span class="badge text-bg-${colour}" data-state="${esc(state)}">${esc(state)}</span>`;
+}
+
+function lastResult(last) {
+  if (!last) return "–";
+  const status = last.status ? `HTTP ${last.status}` : "no answer";
+  return last.ok ? `<span class="text-success">${esc(status)}</span>` : `<span class="text-danger">${esc(last.error || status)}</span>`;
+}
+
+function showError(err) {
+  alertBox.innerHTML = `<div class="alert alert-danger alert-dismissible" role="alert">
+    <strong>${esc(err.title || "Something went wrong")}:</strong> ${esc(err.message)}
+    ${err.details && err.details.length ? `<ul class="mb-0">${err.details.map((d) => `<li>${esc(describeProblem(d))}</li>`).join("")}</ul>` : ""}
+    <button type="button" class="btn-close" data-bs-dismiss="alert" aria-label="Close"></button></div>`;
+}
+
+function showInfo(message) {
+  alertBox.innerHTML = `<div class="alert alert-success alert-dismissible" role="status">${esc(message)}
+    <button type="button" class="btn-close" data-bs-dismiss="alert" aria-label="Close"></button></div>`;
+}
+
+function clearAlert() { alertBox.innerHTML = ""; }
+
+function describeProblem(d) {
+  const where = [d.line != null ? `line ${d.line}` : null, d.column != null ? `column ${d.column}` : null, d.field].filter(Boolean).join(", ");
+  return where ? `${where}: ${d.message}` : d.message;
+}
+
+const PLAIN = {
+  401: "You are not signed in, or your session has ended. Please sign in again.",
+  404: "That object does not exist, or it belongs to another user.",
+  409: "That is not possible in the object's current state.",
+  413: "That is too large to send (at most 1 MiB).",
+  415: "The server cannot read that kind of content.",
+  422: "Some fields are not valid.",
+};
+
+// ---------------------------------------------------------------- the API
+
+const api = {
+  get token() { return sessionStorage.getItem(TOKEN_KEY); },
+  async call(method, path, body, contentType = "application/json") {
+    const headers = {};
+    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    let payload;
+    if (body !== undefined) {
+      headers["Content-Type"] = contentType;
+      payload = contentType === "application/json" ? JSON.stringify(body) : body;
+    }
+    let response;
+    try {
+      response = await fetch(path, { method, headers, body: payload });
+    } catch (e) {
+      throw { title: "The server cannot be reached", message: "Check that lambdaop is running; the page retries by itself.", network: true };
+    }
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      if (response.status === 401 && path !== "/auth/login") { sessionStorage.removeItem(TOKEN_KEY); location.hash = "#/login"; }
+      throw { status: response.status, title: PLAIN[response.status] || `Error ${response.status}`, message: data.reason || data.message || "", details: data.details || [] };
+    }
+    return data;
+  },
+};
+
+// ---------------------------------------------------------------- live refresh with back-off
+
+let poller = null;
+function poll(fn, base = 1500) {
+  stopPolling();
+  let delay = base;
+  const state = { stopped: false, paused: false };
+  const tick = async () => {
+    if (state.stopped) return;
+    if (!document.hidden && !state.paused) {
+      try { await fn(); delay = base; } catch (err) { delay = Math.min(delay * 2, 30000); if (err.network) showError(err); }
+    }
+    if (!state.stopped) state.timer = setTimeout(tick, delay);
+  };
+  state.timer = setTimeout(tick, delay);
+  poller = state;
+  return state;
+}
+function stopPolling() { if (poller) { poller.stopped = true; clearTimeout(poller.timer); poller = null; } }
+
+// ---------------------------------------------------------------- routing
+
+function parseHash() {
+  const [path, query] = (location.hash.slice(1) || "/tasks").split("?");
+  return { parts: path.split("/").filter(Boolean), params: new URLSearchParams(query || "") };
+}
+
+let me = null;
+async function route() {
+  stopPolling();
+  const { parts, params } = parseHash();
+  document.querySelectorAll("[data-nav]").forEach((a) => a.classList.toggle("active", a.dataset.nav === parts[0] || (parts[0] === "task" && a.dataset.nav === "tasks") || (parts[0] === "taskset" && a.dataset.nav === "tasksets")));
+  if (!api.token || parts[0] === "login") { me = null; renderLogin(); updateWho(); return; }
+  if (!me) {
+    try { me = await api.call("GET", "/auth/me"); } catch (err) { if (err.status !== 401) showError(err); return; }
+  }
+  updateWho();
+  if (parts[0] === "tasksets") return renderList("TaskSet", params);
+  if (parts[0] === "task" && parts[1]) return renderDetail("Task", parts[1]);
+  if (parts[0] === "taskset" && parts[1]) return renderDetail("TaskSet", parts[1]);
+  if (parts[0] === "specs") return renderSpecs();
+  return renderList("Task", params);
+}
+
+function updateWho() {
+  document.getElementById("who").textContent = me ? `Signed in as ${me.name}` : "";
+  document.getElementById("signout").classList.toggle("d-none", !me);
+}
+
+document.getElementById("signout").addEventListener("click", () => {
+  sessionStorage.removeItem(TOKEN_KEY);
+  me = null;
+  clearAlert();
+  location.hash = "#/login";
+});
+window.addEventListener("hashchange", () => { clearAlert(); route(); });
+
+// ---------------------------------------------------------------- sign in
+
+function renderLogin() {
+  main.innerHTML = `
+  <div class="row justify-content-center"><div class="col-12 col-sm-10 col-md-6 col-lg-4">
+    <h1 class="h3 mb-3">Sign in</h1>
+    <form id="login" class="card card-body mb-3">
+      <div class="mb-3"><label class="form-label" for="login-name">Name</label>
+        <input class="form-control" id="login-name" name="name" autocomplete="username" required></div>
+      <div class="mb-3"><label class="form-label" for="login-password">Password</label>
+        <input class="form-control" id="login-password" name="password" type="password" autocomplete="current-password" required></div>
+      <button class="btn btn-primary" type="submit">Sign in</button>
+    </form>
+    <form id="token-login" class="card card-body">
+      <div class="mb-3"><label class="form-label" for="login-token">Or paste an API token</label>
+        <input class="form-control" id="login-token" name="token" autocomplete="off" required></div>
+      <button class="btn btn-outline-primary" type="submit">Use token</button>
+    </form>
+  </div></div>`;
+  document.getElementById("login").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const form = new FormData(e.target);
+    try {
+      const answer = await api.call("POST", "/auth/login", { name: form.get("name"), password: form.get("password") });
+      signedIn(answer.token);
+    } catch (err) { showError(err.status === 401 ? { title: "Sign-in failed", message: "Unknown name or wrong password." } : err); }
+  });
+  document.getElementById("token-login").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, new FormData(e.target).get("token").trim());
+    try { me = await api.call("GET", "/auth/me"); signedIn(api.token); }
+    catch (err) { sessionStorage.removeItem(TOKEN_KEY); showError({ title: "Sign-in failed", message: "That token is not valid." }); }
+  });
+}
+
+function signedIn(token) {
+  sessionStorage.setItem(TOKEN_KEY, token);
+  me = null;
+  clearAlert();
+  if (location.hash === "#/tasks") route(); else location.hash = "#/tasks";
+}
+
+// ---------------------------------------------------------------- lists
+
+const KIND = {
+  Task: { list: "/tasks", key: "tasks", title: "Tasks", one: "task", cancel: "/scheduler/cancel", hash: "#/tasks" },
+  TaskSet: { list: "/tasksets", key: "taskSets", title: "TaskSets", one: "taskset", cancel: "/orchestrator/cancel", hash: "#/tasksets" },
+};
+
+function renderList(kind, params) {
+  const k = KIND[kind];
+  const state = STATES.includes(params.get("state")) ? params.get("state") : "scheduled";
+  const cursors = [];  // the cursors of the pages before this one
+  let cursor = null;
+  main.innerHTML = `
+    <div class="d-flex flex-wrap justify-content-between align-items-center mb-2 gap-2">
+      <h1 class="h3 mb-0">${k.title}</h1>
+      <button class="btn btn-primary" type="button" data-bs-toggle="collapse" data-bs-target="#create" aria-expanded="false" aria-controls="create">New ${kind}</button>
+    </div>
+    <div class="collapse mb-3" id="create">${kind === "Task" ? taskForm() : taskSetForm()}</div>
+    <ul class="nav nav-tabs flex-wrap" role="tablist" aria-label="States">
+      ${STATES.map((s) => `<li class="nav-item" role="presentation"><a class="nav-link ${s === state ? "active" : ""}" role="tab" aria-selected="${s === state}" href="${k.hash}?state=${s}" data-tab="${s}">${s === "all" ? "All" : s} <span class="badge text-bg-light" data-count="${s}">0</span></a></li>`).join("")}
+    </ul>
+    <div class="table-responsive"><table class="table table-sm table-hover align-middle" aria-live="polite">
+      <thead><tr><th scope="col">Name</th><th scope="col">URL host</th><th scope="col">Due</th><th scope="col">Attempts</th><th scope="col">State</th><th scope="col">Last result</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
+      <tbody id="rows"><tr><td colspan="7">Loading…</td></tr></tbody>
+    </table></div>
+    <nav aria-label="Pages" class="d-flex gap-2">
+      <button class="btn btn-outline-secondary btn-sm" id="newer" type="button" disabled>Newer</button>
+      <button class="btn btn-outline-secondary btn-sm" id="older" type="button" disabled>Older</button>
+    </nav>`;
+  const load = async () => {
+    const query = new URLSearchParams({ taskState: state, limit: "20" });
+    if (cursor) query.set("cursor", cursor);
+    const [page, mine, everybody] = await Promise.all([
+      api.call("GET", `${k.list}?${query}`),
+      api.call("GET", `${k.list}?limit=1`),
+      api.call("GET", `${k.list}?taskState=all&limit=1`),
+    ]);
+    for (const s of STATES) {
+      const n = s === "all" ? Object.values(everybody.counts).reduce((a, b) => a + b, 0) : mine.counts[s] || 0;
+      const el = main.querySelector(`[data-count="${s}"]`);
+      if (el) el.textContent = n;
+    }
+    const rows = page[k.key];
+    const tbody = document.getElementById("rows");
+    if (!tbody) return;
+    tbody.innerHTML = rows.length ? rows.map((o) => row(kind, o)).join("") : `<tr><td colspan="7" class="text-muted">No ${k.title.toLowerCase()} ${state === "all" ? "" : `in state ${state}`}</td></tr>`;
+    const older = document.getElementById("older");
+    older.disabled = !page.next;
+    older.dataset.next = page.next || "";
+    document.getElementById("newer").disabled = cursors.length === 0;
+  };
+  document.getElementById("older").addEventListener("click", (e) => { cursors.push(cursor); cursor = e.target.dataset.next; load().catch(showError); });
+  document.getElementById("newer").addEventListener("click", () => { cursor = cursors.pop() || null; load().catch(showError); });
+  main.querySelector("#rows").addEventListener("click", (e) => onRowAction(e, kind, load));
+  main.querySelector("#create form").addEventListener("submit", (e) => (kind === "Task" ? submitTask(e, load) : submitTaskSet(e, load)));
+  load().catch(showError);
+  poll(load);
+}
+
+function actionsFor(kind, o) {
+  if (o.state !== "scheduled" || o.inFlight || !me || o.owner !== me.name) return "";
+  const modify = kind === "Task" ? `<button class="btn btn-outline-primary btn-sm" type="button" data-action="modify" data-id="${esc(o.id)}" aria-label="Modify the time of ${esc(o.name)}">Modify time</button>` : "";
+  return `<div class="btn-group">${modify}<button class="btn btn-outline-danger btn-sm" type="button" data-action="cancel" data-id="${esc(o.id)}" aria-label="Cancel ${esc(o.name)}">Cancel</button></div>`;
+}
+
+function row(kind, o) {
+  const url = kind === "Task" ? o.url : (o.spec.tasks || []).map((t) => t.url).join(", ");
+  return `<tr data-id="${esc(o.id)}" data-name="${esc(o.name)}">
+    <td><a href="#/${KIND[kind].one}/${esc(o.id)}">${esc(o.name)}</a>${me && o.owner !== me.name ? ` <small class="text-muted">(${esc(o.owner)})</small>` : ""}</td>
+    <td class="url" title="${esc(url)}">${esc(kind === "Task" ? host(url) : [...new Set((o.spec.tasks || []).map((t) => host(t.url)))].join(", "))}</td>
+    <td>${localTime(o.due)}</td><td>${esc(o.calls)}</td><td>${badge(o.state)}</td><td>${lastResult(o.last)}</td>
+    <td>${actionsFor(kind, o)}</td></tr>`;
+}
+
+function toIso(local) {
+  const d = new Date(local);  // datetime-local values are in the browser's time zone
+  if (Number.isNaN(d.getTime())) throw { title: "Invalid time", message: "Choose a date and a time." };
+  return d.toISOString();
+}
+
+function localInputValue(date) {
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
+}
+
+async function onRowAction(e, kind, reload) {
+  const button = e.target.closest("button[data-action]");
+  if (!button) return;
+  const id = button.dataset.id;
+  if (button.dataset.action === "cancel") {
+    try { await api.call("POST", KIND[kind].cancel, { taskId: id }); showInfo("Cancelled."); await reload(); } catch (err) { showError(err); }
+  } else if (button.dataset.action === "modify") {
+    openModify(id, button.closest("td"), reload);
+  }
+}
+
+function openModify(id, cell, reload) {
+  if (poller) poller.paused = true;  // keep the user's form while they type
+  cell.innerHTML = `<form class="d-flex flex-wrap gap-1 modify-form">
+      <label class="visually-hidden" for="modify-${esc(id)}">New time</label>
+      <input class="form-control form-control-sm" type="datetime-local" step="1" id="modify-${esc(id)}" value="${localInputValue(new Date(Date.now() + 60000))}" required>
+      <button class="btn btn-primary btn-sm" type="submit">Save</button>
+      <button class="btn btn-link btn-sm" type="button" data-close>Close</button></form>`;
+  const form = cell.querySelector("form");
+  form.querySelector("input").focus();
+  const done = () => { if (poller) poller.paused = false; reload().catch(showError); };
+  form.querySelector("[data-close]").addEventListener("click", done);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      await api.call("POST", "/scheduler/modify", { taskId: id, at: toIso(form.querySelector("input").value) });
+      showInfo("New time saved.");
+      done();
+    } catch (err) { showError(err); }
+  });
+}
+
+// ---------------------------------------------------------------- create forms
+
+function taskForm() {
+  return `<form class="card card-body" id="task-form" novalidate>
+    <h2 class="h5">Schedule a Task</h2>
+    <div class="row g-2">
+      <div class="col-12 col-lg-6"><label class="form-label" for="task-url">URL</label>
+        <input class="form-control" id="task-url" name="url" type="url" placeholder="https://…" required></div>
+      <div class="col-12 col-sm-6 col-lg-3"><label class="form-label" for="task-at">Date and time</label>
+        <input class="form-control" id="task-at" name="at" type="datetime-local" step="1" required></div>
+      <div class="col-12 col-sm-6 col-lg-3"><label class="form-label" for="task-name">Name (optional)</label>
+        <input class="form-control" id="task-name" name="name" pattern="[A-Za-z0-9]([A-Za-z0-9._\\-]*[A-Za-z0-9])?"></div>
+      <div class="col-4 col-lg-2"><label class="form-label" for="task-retries">Retries</label>
+        <input class="form-control" id="task-retries" name="retries" type="number" min="0" value="0"></div>
+      <div class="col-4 col-lg-2"><label class="form-label" for="task-retry-delay">Retry delay</label>
+        <input class="form-control" id="task-retry-delay" name="retryDelay" value="10s" aria-describedby="task-retry-help">
+        <div class="form-text" id="task-retry-help">e.g. 30s, 5m</div></div>
+      <div class="col-4 col-lg-2"><label class="form-label" for="task-method">Method</label>
+        <select class="form-select" id="task-method" name="method">${["GET", "POST", "PUT", "PATCH", "DELETE"].map((m) => `<option>${m}</option>`).join("")}</select></div>
+      <div class="col-12 col-lg-6"><label class="form-label" for="task-body">Body (JSON, optional)</label>
+        <textarea class="form-control" id="task-body" name="body" rows="2"></textarea></div>
+    </div>
+    <div class="mt-3"><button class="btn btn-primary" type="submit">Schedule</button></div>
+  </form>`;
+}
+
+async function submitTask(e, reload) {
+  e.preventDefault();
+  const f = new FormData(e.target);
+  try {
+    const request = { url: f.get("url"), at: toIso(f.get("at")), retries: Number(f.get("retries") || 0), retryDelay: f.get("retryDelay") || "10s", method: f.get("method") };
+    if (f.get("name")) request.name = f.get("name");
+    const body = (f.get("body") || "").trim();
+    if (body) {
+      try { request.body = JSON.parse(body); } catch { throw { title: "The body is not JSON", message: "Write a JSON value, e.g. {\"report\": \"daily\"}, or leave it empty." }; }
+    }
+    const created = await api.call("POST", "/scheduler/schedule", request);
+    showInfo(`Task ${created.name} scheduled.`);
+    e.target.reset();
+    await reload();
+  } catch (err) { showError(err); }
+}
+
+function taskSetForm() {
+  return `<form class="card card-body" id="taskset-form" novalidate>
+    <h2 class="h5">Orchestrate a TaskSet</h2>
+    <div class="row g-2">
+      <div class="col-12 col-lg-6"><label class="form-label" for="ts-tasks">Task URLs, in order (one per line)</label>
+        <textarea class="form-control" id="ts-tasks" name="tasks" rows="3" required></textarea></div>
+      <div class="col-12 col-lg-6"><label class="form-label" for="ts-check">Condition check URL (optional)</label>
+        <input class="form-control" id="ts-check" name="check" type="url">
+        <label class="form-label mt-2" for="ts-fallback">Fallback URL (optional)</label>
+        <input class="form-control" id="ts-fallback" name="fallback" type="url"></div>
+      <div class="col-6 col-lg-3"><label class="form-label" for="ts-initial">Initial delay</label>
+        <input class="form-control" id="ts-initial" name="initialDelay" value="0s"></div>
+      <div class="col-6 col-lg-3"><label class="form-label" for="ts-check-delay">Delay before each check</label>
+        <input class="form-control" id="ts-check-delay" name="checkDelay" value="0s"></div>
+      <div class="col-6 col-lg-3"><label class="form-label" for="ts-check-retries">Check retries</label>
+        <input class="form-control" id="ts-check-retries" name="checkRetries" type="number" min="0" value="0"></div>
+      <div class="col-6 col-lg-3"><label class="form-label" for="ts-check-retry-delay">Delay between checks</label>
+        <input class="form-control" id="ts-check-retry-delay" name="checkRetryDelay" value="10s"></div>
+      <div class="col-12 col-lg-6"><label class="form-label" for="ts-name">Name (optional)</label>
+        <input class="form-control" id="ts-name" name="name"></div>
+    </div>
+    <div class="mt-3"><button class="btn btn-primary" type="submit">Orchestrate</button></div>
+  </form>`;
+}
+
+async function submitTaskSet(e, reload) {
+  e.preventDefault();
+  const f = new FormData(e.target);
+  const request = { tasks: String(f.get("tasks") || "").split("\n").map((s) => s.trim()).filter(Boolean), initialDelay: f.get("initialDelay") || "0s" };
+  if (f.get("name")) request.name = f.get("name");
+  if (f.get("check")) {
+    request.conditionCheckUrl = f.get("check");
+    request.timeDelayForConditionCheck = f.get("checkDelay") || "0s";
+    request.conditionCheckRetries = Number(f.get("checkRetries") || 0);
+    request.timeDelayBetweenRetries = f.get("checkRetryDelay") || "10s";
+  }
+  if (f.get("fallback")) request.fallbackUrl = f.get("fallback");
+  try {
+    const created = await api.call("POST", "/orchestrator/orchestrate", request);
+    showInfo(`TaskSet ${created.name} scheduled.`);
+    e.target.reset();
+    await reload();
+  } catch (err) { showError(err); }
+}
+
+// ---------------------------------------------------------------- details
+
+function stepsOf(o) {
+  const spec = o.spec;
+  const steps = [];
+  (spec.tasks || []).forEach((t, i) => {
+    steps.push({ key: `task:${i}`, label: `Task ${i + 1}`, url: t.url });
+    const last = i === spec.tasks.length - 1;
+    if (spec.conditionCheck && (!last || spec.conditionCheck.afterLast)) steps.push({ key: `check:${i}`, label: `Check ${i + 1}`, url: spec.conditionCheck.invoke.url });
+  });
+  if (spec.fallback) steps.push({ key: "fallback", label: "Fallback", url: spec.fallback.invoke.url });
+  return steps.map((s) => {
+    const calls = (o.attempts || []).filter((a) => a.step === s.key && a.generation === o.generation);
+    let status = "pending";
+    if (calls.some((a) => a.ok)) status = s.key === "fallback" ? "fallback" : "done";
+    else if (o.step === s.key && o.state === "running") status = o.inFlight ? "running" : "waiting";
+    else if (calls.length) status = s.key === "fallback" ? "fallback" : "failed";
+    if (o.failedStep === s.key) status = "failed";
+    if (status === "pending" && ["completed", "failed", "cancelled"].includes(o.state)) status = "skipped";
+    return { ...s, status, calls };
+  });
+}
+
+function attemptsTable(attempts) {
+  if (!attempts.length) return `<p class="text-muted">No calls yet.</p>`;
+  return `<div class="table-responsive"><table class="table table-sm align-middle" id="attempts">
+    <caption class="visually-hidden">Calls</caption>
+    <thead><tr><th scope="col">Time</th><th scope="col">Step</th><th scope="col">Attempt</th><th scope="col">Result</th><th scope="col">Duration</th><th scope="col">Response</th></tr></thead>
+    <tbody>${attempts.slice().reverse().map((a) => `<tr data-step="${esc(a.step)}">
+      <td>${localTime(a.at)}</td><td>${esc(a.step)}</td><td>${esc(a.attempt)}</td>
+      <td>${a.ok ? `<span class="text-success">ok${a.status ? ` (HTTP ${esc(a.status)})` : ""}</span>` : `<span class="text-danger">${esc(a.error || "failed")}</span>`}</td>
+      <td>${a.duration_ms != null ? `${esc(Math.round(a.duration_ms))} ms` : "–"}</td>
+      <td>${a.response ? `<pre class="response">${esc(a.response)}</pre>` : ""}</td></tr>`).join("")}</tbody></table></div>`;
+}
+
+function renderDetail(kind, id) {
+  const k = KIND[kind];
+  main.innerHTML = `<p><a href="${k.hash}">← ${k.title}</a></p><div id="detail">Loading…</div>`;
+  const load = async () => {
+    const o = await api.call("GET", `${k.list}/${encodeURIComponent(id)}`);
+    const detail = document.getElementById("detail");
+    if (!detail || (poller && poller.paused)) return;
+    const steps = kind === "TaskSet" ? `<h2 class="h5 mt-3">Steps</h2><ol class="steps" aria-label="Steps">${stepsOf(o).map((s) => `
+        <li class="${s.status}" data-step="${esc(s.key)}" data-status="${s.status}"><span class="step-name">${esc(s.label)}</span>
+        <small class="d-block text-truncate" title="${esc(s.url)}">${esc(host(s.url))}</small>
+        <small>${esc(s.status)}${s.calls.length ? ` · ${s.calls.length} call${s.calls.length > 1 ? "s" : ""}` : ""}</small></li>`).join("")}</ol>` : "";
+    detail.innerHTML = `
+      <div class="d-flex flex-wrap align-items-center gap-2 mb-2"><h1 class="h3 mb-0">${esc(o.name)}</h1> ${badge(o.state)}
+        <span class="ms-auto" id="detail-actions">${actionsFor(kind, o)}</span></div>
+      <dl class="row mb-0">
+        <dt class="col-sm-3">Id</dt><dd class="col-sm-9"><code>${esc(o.id)}</code></dd>
+        <dt class="col-sm-3">Owner</dt><dd class="col-sm-9">${esc(o.owner)}</dd>
+        ${kind === "Task" ? `<dt class="col-sm-3">URL</dt><dd class="col-sm-9 text-break">${esc(o.spec.invoke.method)} ${esc(o.url)}</dd>` : ""}
+        <dt class="col-sm-3">Next call</dt><dd class="col-sm-9">${localTime(o.due)}</dd>
+        <dt class="col-sm-3">Calls</dt><dd class="col-sm-9">${esc(o.calls)}</dd>
+        <dt class="col-sm-3">Generation</dt><dd class="col-sm-9">${esc(o.generation)}</dd>
+        ${o.reason ? `<dt class="col-sm-3">Reason</dt><dd class="col-sm-9">${esc(o.reason)}</dd>` : ""}
+      </dl>${steps}
+      <h2 class="h5 mt-3">Calls</h2>${attemptsTable(o.attempts || [])}`;
+  };
+  document.getElementById("detail").addEventListener("click", (e) => {
+    if (e.target.closest("#detail-actions")) onRowAction(e, kind, load);
+  });
+  load().catch(showError);
+  poll(load);
+}
+
+// ---------------------------------------------------------------- specs
+
+function renderSpecs() {
+  main.innerHTML = `<h1 class="h3">Specs</h1>
+    <p class="text-muted">Paste or upload YAML (one or many documents), validate it, then apply it.</p>
+    <div class="row g-3">
+      <div class="col-12 col-lg-7">
+        <label class="form-label" for="spec-text">Spec YAML</label>
+        <textarea class="form-control spec-editor" id="spec-text" spellcheck="false" aria-describedby="spec-errors-title"></textarea>
+        <div class="mt-2"><label class="form-label" for="spec-file">Or upload a file</label>
+          <input class="form-control" type="file" id="spec-file" accept=".yaml,.yml,.json,text/yaml,application/json"></div>
+        <div class="mt-3 d-flex gap-2">
+          <button class="btn btn-outline-primary" type="button" id="validate">Validate</button>
+          <button class="btn btn-primary" type="button" id="apply">Apply</button>
+        </div>
+      </div>
+      <div class="col-12 col-lg-5">
+        <h2 class="h5" id="spec-errors-title">Result</h2>
+        <div id="spec-result" aria-live="polite"><p class="text-muted">Nothing checked yet.</p></div>
+      </div>
+    </div>`;
+  const text = document.getElementById("spec-text");
+  const result = document.getElementById("spec-result");
+  document.getElementById("spec-file").addEventListener("change", async (e) => {
+    const file = e.target.files[0];
+    if (file) text.value = await file.text();
+  });
+  const send = async (dryRun) => {
+    clearAlert();
+    try {
+      const answer = await api.call("POST", `/specs${dryRun ? "?dryRun=true" : ""}`, text.value, "application/yaml");
+      result.innerHTML = `<ul class="list-group">${answer.results.map((r) => `<li class="list-group-item list-group-item-success">${esc(r.kind)} <strong>${esc(r.name)}</strong>: ${esc(r.action)}${r.message ? ` (${esc(r.message)})` : ""}</li>`).join("")}</ul>`;
+    } catch (err) {
+      if (err.status === 422) {
+        result.innerHTML = `<p class="text-danger">${esc(err.message)}</p><ul class="list-group spec-errors">${err.details.map((d) => `<li class="list-group-item list-group-item-danger" data-line="${esc(d.line ?? "")}">${d.line != null ? `<strong>Line ${esc(d.line)}</strong>${d.column != null ? `, column ${esc(d.column)}` : ""}: ` : ""}${d.field ? `<code>${esc(d.field)}</code>: ` : ""}${esc(d.message)}</li>`).join("")}</ul>`;
+      } else { showError(err); }
+    }
+  };
+  document.getElementById("validate").addEventListener("click", () => send(true));
+  document.getElementById("apply").addEventListener("click", () => send(false));
+}
+
+route();
