@@ -264,6 +264,7 @@ def openapi_document() -> dict[str, Any]:
     }
     listing = {"parameters": _STATE_PARAMS}
     paths: dict[str, Any] = {
+        "/": {"get": {"summary": "the web page (static files under /ui/)", "security": [], "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
         "/healthz": {"get": {"summary": "liveness", "security": [], "responses": {"200": {"description": "alive", "content": _json(_ref("Health"))}}}},
         "/readyz": {"get": {"summary": "readiness (store reachable)", "security": [], "responses": {"200": {"description": "ready", "content": _json(_ref("Health"))}, "503": {"description": _ERRORS[503], "content": _json(_ref("ErrorOut"))}}}},
         "/openapi.json": {"get": {"summary": "this document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}},

@@ -125,6 +125,8 @@ def test_taskset_steps_and_the_retried_check(
     page.get_by_role("button", name="Orchestrate").click()
     expect(page.locator("#alert")).to_contain_text("TaskSet release scheduled", timeout=WAIT)
     page.get_by_role("tab", name=re.compile("^All")).click()
+    expect(page.locator("tr[data-name='release']")).to_be_visible(timeout=WAIT)
+    page.screenshot(path=str(screenshots / "tasksets-1280.png"), full_page=True)
     page.get_by_role("link", name="release").click()
     steps = page.locator("ol.steps li")
     expect(steps).to_have_count(6)  # 3 tasks, 2 checks, the fallback
