@@ -109,7 +109,8 @@ class FolderSync:
                 self.removed(path)
 
     def _prune_gone(self, present: set[Key]) -> None:
-        for doc in self.store.objects_from_folder(str(self.folder)):
+        owners = {self.default_owner} | {k[0] for k in present} | {k[0] for st in self.files.values() for k in st.keys}
+        for doc in self.store.objects_from_folder(str(self.folder), owners):
             key = (doc["owner"], doc["kind"], doc["name"])
             if key not in present and not doc.get("pruned"):
                 self._prune(
