@@ -11,16 +11,15 @@ reconciler's change hook (through watcher).
 from __future__ import annotations
 
 import contextlib
-import io
+import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from ruamel.yaml import YAML
 
 from .clock import iso
 from .errors import Problem
@@ -88,17 +87,40 @@ def problem_entry(problem: Problem) -> dict[str, Any]:
     return out
 
 
+_PLAIN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+_RESERVED = {"true", "false", "null", "yes", "no", "on", "off", "y", "n", "~"}
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, str):
+        if _PLAIN.match(value) and value.lower() not in _RESERVED:
+            return value
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a YAML double-quoted scalar
+    return json.dumps(value)
+
+
+def _items(items: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for item in items:
+        lead = "- "
+        for key, value in item.items():
+            if isinstance(value, dict):
+                lines.append(f"{lead}{key}:")
+                lines.extend(f"    {k}: {_scalar(v)}" for k, v in value.items())
+            else:
+                lines.append(f"{lead}{key}: {_scalar(value)}")
+            lead = "  "
+    return lines
+
+
 def render(spec_name: str, entries: list[dict[str, Any]], errors: list[dict[str, Any]]) -> str:
-    yaml = YAML(typ="safe", pure=True)
-    yaml.default_flow_style = False
-    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
-    out = io.StringIO()
-    out.write(HEADER.format(name=spec_name))
-    body: dict[str, Any] = {"documents": entries}
+    """The status file's text: block-style YAML, written directly (a YAML library takes seconds for 10,000 entries)."""
+    lines = [HEADER.format(name=spec_name).rstrip("\n"), "documents:" if entries else "documents: []"]
+    lines += _items(entries)
     if errors:
-        body["errors"] = errors
-    yaml.dump(body, out)
-    return out.getvalue()
+        lines.append("errors:")
+        lines += _items(errors)
+    return "\n".join(lines) + "\n"
 
 
 class StatusWriter:

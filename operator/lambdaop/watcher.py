@@ -109,7 +109,11 @@ class FolderSync:
                 self.removed(path)
 
     def _prune_gone(self, present: set[Key]) -> None:
-        owners = {self.default_owner} | {k[0] for k in present} | {k[0] for st in self.files.values() for k in st.keys}
+        owners = (
+            {self.default_owner}
+            | {k[0] for k in present}
+            | {k[0] for st in self.files.values() for k in st.keys}
+        )
         for doc in self.store.objects_from_folder(str(self.folder), owners):
             key = (doc["owner"], doc["kind"], doc["name"])
             if key not in present and not doc.get("pruned"):
@@ -119,12 +123,14 @@ class FolderSync:
                     why=f"{doc.get('source', {}).get('file')} no longer has it",
                 )
 
-    def _read(self, path: Path) -> tuple[list[Document] | None, Problem | None]:
+    def _read(self, path: Path) -> tuple[list[Document] | None, Problem | None, str]:
+        """The file's documents (or why it cannot be read) and a digest of its text and owner."""
         try:
             text = path.read_text()
         except (OSError, UnicodeDecodeError) as exc:
-            return None, Problem(f"cannot be read: {exc}", file=self._rel(path))
-        return load_documents(text, self._rel(path)), None
+            return None, Problem(f"cannot be read: {exc}", file=self._rel(path)), ""
+        digest = hashlib.sha256(f"{self.owner_of(path)}\n{text}".encode()).hexdigest()
+        return load_documents(text, self._rel(path)), None, digest
 
     def apply_files(self, paths: list[Path], full: bool = False) -> None:
         """Apply files together: one batch of store writes for all their documents.
@@ -134,8 +140,9 @@ class FolderSync:
         """
         parsed: dict[Path, list[Document]] = {}
         claims: dict[Key, list[tuple[Path, int]]] = {}
+        digests: dict[Path, str] = {}
         for path in paths:
-            docs, error = self._read(path)
+            docs, error, digests[path] = self._read(path)
             state = self.files.setdefault(path, FileState())
             problems = [error] if error else [p for d in docs or [] for p in d.problems]
             if problems:  # the file is broken: its objects stay as they were; only the report changes
@@ -173,7 +180,7 @@ class FolderSync:
         todo = []
         for path, docs in parsed.items():
             state = self.files[path]
-            digest = hashlib.sha256(repr([d.spec.model_dump() for d in docs if d.spec]).encode()).hexdigest()
+            digest = digests[path]
             if digest == state.digest and not file_errors[path] and not state.errors:
                 continue  # unchanged file: nothing to do
             todo.append((path, digest))
