@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -102,12 +102,3 @@ STATUS: dict[type[LambdaopError], int] = {
     SpecInvalid: 422,
     StoreUnavailable: 503,
 }
-
-
-@dataclass
-class CallError:
-    """Why a call failed, as a value (never raised through the loop)."""
-
-    kind: str  # timeout | connection | status | body | config
-    message: str
-    details: dict[str, Any] = field(default_factory=dict)

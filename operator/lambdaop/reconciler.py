@@ -22,7 +22,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -81,8 +81,6 @@ class Stats:
     finished: int = 0
     recovered: int = 0
     stale: int = 0
-    lateness_ms: list[float] = field(default_factory=list)
-    record_lateness: bool = False
 
 
 class Reconciler:
@@ -308,8 +306,6 @@ class Reconciler:
                 plan.invoke,
             )
             self.stats.dispatched += 1
-            if self.stats.record_lateness and item.doc.get("due") is not None:
-                self.stats.lateness_ms.append((now - item.doc["due"]).total_seconds() * 1000)
             log.debug(
                 "object %s: calling %s (step %s, attempt %s)",
                 item.id,

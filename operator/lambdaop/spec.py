@@ -316,14 +316,6 @@ def spec_hash(obj: AnySpec) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def task_spec_from(data: dict[str, Any]) -> TaskSpec:
-    return TaskSpec.model_validate(data)
-
-
-def taskset_spec_from(data: dict[str, Any]) -> TaskSetSpec:
-    return TaskSetSpec.model_validate(data)
-
-
 def json_schemas() -> dict[str, dict[str, Any]]:
     """File name -> JSON Schema, as committed under schemas/."""
     out = {}

@@ -32,7 +32,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,11 +298,6 @@ class Store:
             self._group.stop()
         self.client.close()
 
-    def drop_everything(self) -> None:
-        """For tests: a fresh database."""
-        self.client.drop_database(self.db.name)
-        self.ensure_indexes()
-
     # ----- objects
 
     def insert(self, doc: dict[str, Any]) -> None:
@@ -311,18 +306,8 @@ class Store:
         except DuplicateKeyError:
             raise Conflict(f"a {doc['kind']} named {doc['name']!r} already exists") from None
 
-    def insert_many(self, docs: list[dict[str, Any]]) -> None:
-        if docs:
-            self.objects.insert_many(docs, ordered=False)
-
     def get(self, object_id: str) -> dict[str, Any] | None:
         return self.objects.find_one({"_id": object_id})
-
-    def get_many(self, ids: Iterable[str]) -> list[dict[str, Any]]:
-        ids = list(ids)
-        if not ids:
-            return []
-        return list(self.objects.find({"_id": {"$in": ids}}))
 
     def find_by_name(self, owner: str, kind: str, name: str) -> dict[str, Any] | None:
         return self.objects.find_one({"owner": owner, "kind": kind, "name": name})
@@ -566,11 +551,6 @@ class Store:
                 ],
                 ordered=False,
             )
-
-    # ----- lists (bounded, newest first, cursor paging)
-
-    def list_recent(self, limit: int = 100) -> Iterator[dict[str, Any]]:
-        yield from self.objects.find({"_id": {"$gt": ""}}).sort("_id", DESCENDING).limit(limit)
 
 
 Move = tuple[str, str, str | None, str | None]  # owner, kind, old state, new state
