@@ -306,17 +306,17 @@ class Create:
 
 
 class Modify:
-    def __init__(self, service: Service, clock: Clock, zone: str) -> None:
-        self.service, self.clock, self.zone = service, clock, zone
+    def __init__(self, service: Service, clock: Clock, zone: str, kind: str) -> None:
+        self.service, self.clock, self.zone, self.kind = service, clock, zone, kind
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         oid, at = seed.modify(read_fields(req), to_utc(self.clock.now()), self.zone)
         try:
-            doc = self.service.modify(oid, _user(req).name, at, kind="Task")
+            doc = self.service.modify(oid, _user(req).name, at, kind=self.kind)
         except Conflict as exc:
             _send_error(resp, 409, exc.code, exc.message, [], modified=False, reason=exc.message)
             return
-        resp.media = {"modified": True, "task": present(doc)}
+        resp.media = {"modified": True, "task" if self.kind == "Task" else "taskSet": present(doc)}
 
 
 class Cancel:
@@ -433,11 +433,12 @@ def create_app(
     app.add_route("/auth/me", Me())
     app.add_route("/scheduler/schedule", Create(service, clock, zone, "Task"))
     app.add_route("/scheduler/retrieve-tasks", tasks)
-    app.add_route("/scheduler/modify", Modify(service, clock, zone))
+    app.add_route("/scheduler/modify", Modify(service, clock, zone, "Task"))
     app.add_route("/scheduler/cancel", Cancel(service, "Task"))
     app.add_route("/orchestrator/orchestrate", Create(service, clock, zone, "TaskSet"))
     app.add_route("/orchestrator/retrieve-tasks", tasksets)
     app.add_route("/orchestrator/cancel", Cancel(service, "TaskSet"))
+    app.add_route("/orchestrator/modify", Modify(service, clock, zone, "TaskSet"))
     specs = Specs(service)
     app.add_route("/specs", specs)
     app.add_route("/specs/{kind}/{name}", specs, suffix="one")

@@ -78,6 +78,7 @@ class TaskSetList(_Out):
 class ModifyOut(_Out):
     modified: bool
     task: ObjectOut | None = None
+    taskSet: ObjectOut | None = None
     reason: str | None = None
 
 
@@ -276,6 +277,7 @@ def openapi_document() -> dict[str, Any]:
         "/scheduler/cancel": {"post": {"summary": "cancel a scheduled Task", "requestBody": _body(_ref("CancelIn")), "responses": _answers("CancelOut", "200", 400, 404, 409, 415, 422)}},
         "/orchestrator/orchestrate": {"post": {"summary": "create a TaskSet", "requestBody": _body(_ref("OrchestrateIn")), "responses": _answers("ObjectOut", "201", 400, 409, 413, 415, 422)}},
         "/orchestrator/retrieve-tasks": {"get": {"summary": "list TaskSets by state", **listing, "responses": _answers("TaskSetList", "200", 422)}},
+        "/orchestrator/modify": {"post": {"summary": "new start time for a scheduled TaskSet", "requestBody": _body(_ref("ModifyIn")), "responses": _answers("ModifyOut", "200", 400, 404, 409, 415, 422)}},
         "/orchestrator/cancel": {"post": {"summary": "cancel a scheduled TaskSet", "requestBody": _body(_ref("CancelIn")), "responses": _answers("CancelOut", "200", 400, 404, 409, 415, 422)}},
         "/specs": {"post": {"summary": "apply Task/TaskSet specs (create or update by owner, kind and name); dryRun=true only validates", "parameters": [{"name": "dryRun", "in": "query", "required": False, "schema": {"type": "boolean"}}], "requestBody": yaml_body, "responses": _answers("ApplyOut", "200", 400, 413, 415, 422)}},
         "/specs/{kind}/{name}": {"delete": {"summary": "remove a spec: cancel it if still scheduled, mark it pruned", "parameters": [{"name": "kind", "in": "path", "required": True, "schema": {"type": "string", "enum": ["Task", "TaskSet"]}}, {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}], "responses": _answers("DeleteOut", "200", 404, 409)}},

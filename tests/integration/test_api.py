@@ -161,7 +161,14 @@ def test_modify_and_cancel_answers(api: Api, demo: DemoLambda) -> None:
         "/orchestrator/orchestrate", json={"tasks": [demo.url + "/ok"], "initialDelay": 3_600_000}
     ).json()
     assert api.post("/scheduler/cancel", json={"taskId": ts["id"]}).status_code == 404, "not a Task"
+    r = api.post("/orchestrator/modify", json={"taskId": ts["id"], "delay": 7_200_000})
+    assert r.status_code == 200 and r.json()["modified"] is True and r.json()["taskSet"]["id"] == ts["id"]
+    assert api.post("/scheduler/modify", json={"taskId": ts["id"], "delay": 5}).status_code == 404, (
+        "not a Task"
+    )
     assert api.post("/orchestrator/cancel", json={"taskId": ts["id"]}).json()["cancelled"] is True
+    r = api.post("/orchestrator/modify", json={"taskId": ts["id"], "delay": 5})
+    assert r.status_code == 409 and "cancelled" in r.json()["reason"]
 
 
 def test_concurrent_cancels_racing_the_due_time(api: Api, demo: DemoLambda) -> None:

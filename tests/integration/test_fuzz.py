@@ -22,6 +22,7 @@ ROUTES = [
     ("POST", "/scheduler/cancel"),
     ("POST", "/orchestrator/orchestrate"),
     ("POST", "/orchestrator/cancel"),
+    ("POST", "/orchestrator/modify"),
     ("GET", "/scheduler/retrieve-tasks"),
     ("GET", "/orchestrator/retrieve-tasks"),
     ("GET", "/tasks"),

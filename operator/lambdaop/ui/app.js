@@ -190,8 +190,8 @@ function signedIn(token) {
 // ---------------------------------------------------------------- lists
 
 const KIND = {
-  Task: { list: "/tasks", key: "tasks", title: "Tasks", one: "task", cancel: "/scheduler/cancel", hash: "#/tasks" },
-  TaskSet: { list: "/tasksets", key: "taskSets", title: "TaskSets", one: "taskset", cancel: "/orchestrator/cancel", hash: "#/tasksets" },
+  Task: { list: "/tasks", key: "tasks", title: "Tasks", one: "task", cancel: "/scheduler/cancel", modify: "/scheduler/modify", hash: "#/tasks" },
+  TaskSet: { list: "/tasksets", key: "taskSets", title: "TaskSets", one: "taskset", cancel: "/orchestrator/cancel", modify: "/orchestrator/modify", hash: "#/tasksets" },
 };
 
 function renderList(kind, params) {
@@ -248,7 +248,7 @@ function renderList(kind, params) {
 
 function actionsFor(kind, o) {
   if (o.state !== "scheduled" || o.inFlight || !me || o.owner !== me.name) return "";
-  const modify = kind === "Task" ? `<button class="btn btn-outline-primary btn-sm" type="button" data-action="modify" data-id="${esc(o.id)}" aria-label="Modify the time of ${esc(o.name)}">Modify time</button>` : "";
+  const modify = `<button class="btn btn-outline-primary btn-sm" type="button" data-action="modify" data-id="${esc(o.id)}" aria-label="Modify the time of ${esc(o.name)}">Modify time</button>`;
   return `<div class="btn-group">${modify}<button class="btn btn-outline-danger btn-sm" type="button" data-action="cancel" data-id="${esc(o.id)}" aria-label="Cancel ${esc(o.name)}">Cancel</button></div>`;
 }
 
@@ -279,11 +279,11 @@ async function onRowAction(e, kind, reload) {
   if (button.dataset.action === "cancel") {
     try { await api.call("POST", KIND[kind].cancel, { taskId: id }); showInfo("Cancelled."); await reload(); } catch (err) { showError(err); }
   } else if (button.dataset.action === "modify") {
-    openModify(id, button.closest("td"), reload);
+    openModify(kind, id, button.closest("td") || button.parentElement, reload);
   }
 }
 
-function openModify(id, cell, reload) {
+function openModify(kind, id, cell, reload) {
   if (poller) poller.paused = true;  // keep the user's form while they type
   cell.innerHTML = `<form class="d-flex flex-wrap gap-1 modify-form">
       <label class="visually-hidden" for="modify-${esc(id)}">New time</label>
@@ -297,7 +297,7 @@ function openModify(id, cell, reload) {
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     try {
-      await api.call("POST", "/scheduler/modify", { taskId: id, at: toIso(form.querySelector("input").value) });
+      await api.call("POST", KIND[kind].modify, { taskId: id, at: toIso(form.querySelector("input").value) });
       showInfo("New time saved.");
       done();
     } catch (err) { showError(err); }
