@@ -162,6 +162,7 @@ def serve(args: argparse.Namespace) -> int:
         specs_dir=args.specs,
         specs_owner=args.specs_owner,
         mongodb_uri=os.environ.get("LAMBDAOP_MONGODB_URI") or None,
+        database=os.environ.get("LAMBDAOP_DATABASE", "lambdaop"),
         host=args.host,
         port=args.port,
         workers=args.workers,

@@ -1,0 +1,76 @@
+"""Several processes sharing one MongoDB: no call is made twice, and a dead process's work is recovered."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from helpers import final, wait_until
+from lambdaop.demo import DemoLambda
+from lambdaop.spec import load_one
+
+
+def test_two_processes_never_fire_the_same_task_twice(make_runtime, demo: DemoLambda) -> None:
+    first = make_runtime()
+    second = make_runtime()  # same database, its own loop, owner and lease
+    at = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)).isoformat()
+    text = "---\n".join(
+        f"kind: Task\nmetadata: {{name: t{i}}}\nspec: {{invoke: '{demo.url}/ok?i={i}', at: '{at}'}}\n"
+        for i in range(200)
+    )
+    # half of them created through each process, so both loops hold them in memory
+    ids = [
+        (first if i % 2 else second).service.apply(obj, "admin").id or ""
+        for i, obj in enumerate(load_one(text))
+    ]
+    demo.wait_for(200, "/ok", timeout=30)
+    for oid in ids:
+        assert final(first, oid)["state"] == "completed"
+    queries = [c.query for c in demo.calls("/ok")]
+    assert sorted(queries) == sorted(f"i={i}" for i in range(200)), "every Task called exactly once"
+    assert first.reconciler.stats.dispatched + second.reconciler.stats.dispatched == 200
+    stats = (first.reconciler.stats, second.reconciler.stats)
+    assert sum(s.stale for s in stats) > 0, "both loops raced for the same Tasks; the losers' claims failed"
+
+
+def test_a_dead_process_leaves_its_call_to_another_after_the_lease(
+    make_runtime, demo: DemoLambda, store_uri: str, database: str, tmp_path: Path
+) -> None:
+    specs, log = tmp_path / "specs", tmp_path / "a.log"
+    specs.mkdir()
+    (specs / "slow.yaml").write_text(
+        f"kind: Task\nmetadata: {{name: slow}}\nspec: {{invoke: '{demo.url}/sleep?ms=3000'}}\n"
+    )
+    env = {**os.environ, "LAMBDAOP_MONGODB_URI": store_uri}
+    cmd = [sys.executable, "-m", "lambdaop.cli", "serve", "--state-dir", str(tmp_path / "a"), "--specs", str(specs),
+           "--lease", "2s", "--port", "0"]  # fmt: skip
+    env["LAMBDAOP_DATABASE"] = database
+    a = subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
+    try:
+        (first_call,) = demo.wait_for(1, "/sleep", timeout=30)
+        killed = time.time()
+        os.kill(a.pid, signal.SIGKILL)
+        a.wait(10)
+    finally:
+        if a.poll() is None:
+            a.kill()
+    b = make_runtime(
+        lease=dt.timedelta(seconds=2)
+    )  # shares the database; it must not re-run the call before the lease expires
+    calls = demo.wait_for(2, "/sleep", timeout=30)
+    assert calls[1].idempotency_key == first_call.idempotency_key
+    assert calls[1].at - killed >= 1.0, "recovered only once the 2 s lease (renewed at 1/3) had expired"
+    doc = wait_until(
+        lambda: (
+            b.store.find_by_name("admin", "Task", "slow")["state"] == "completed"
+            and b.store.find_by_name("admin", "Task", "slow")
+        ),
+        timeout=20,
+    )
+    assert [a.get("interrupted", False) for a in doc["attempts"]] == [True, False]
+    assert "lease expired" in doc["attempts"][0]["error"]
