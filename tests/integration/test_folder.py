@@ -200,3 +200,25 @@ def test_changes_made_while_stopped_converge_at_start(make_runtime, demo: DemoLa
     assert obj(second, "new")["state"] == "scheduled"
     for gone in ("drop", "file-gone"):
         assert obj(second, gone)["state"] == "cancelled" and obj(second, gone)["pruned"]
+
+
+def test_a_folder_config_names_the_owner(make_runtime, demo: DemoLambda, tmp_path: Path) -> None:
+    specs = tmp_path / "specs"
+    (specs / "billing").mkdir(parents=True)
+    (specs / "billing" / ".lambdaop.yaml").write_text("owner: billing\n")
+    (specs / "billing" / "report.yaml").write_text(task("report", f"{demo.url}/ok?billing", after="1h"))
+    (specs / "ops.yaml").write_text(
+        task("report", f"{demo.url}/ok?ops", after="1h")
+    )  # same name, other owner
+    runtime = make_runtime(specs_dir=specs)
+    billing = runtime.store.find_by_name("billing", "Task", "report")
+    ops = runtime.store.find_by_name("admin", "Task", "report")
+    assert billing is not None and ops is not None and billing["_id"] != ops["_id"]
+    assert billing["source"]["file"] == "billing/report.yaml"
+    (specs / "billing" / ".lambdaop.yaml").write_text("owner: finance\n")
+    moved = wait_until(lambda: runtime.store.find_by_name("finance", "Task", "report"), timeout=10)
+    assert moved["state"] == "scheduled"
+    pruned = wait_until(
+        lambda: runtime.store.find_by_name("billing", "Task", "report").get("pruned") and True, timeout=10
+    )
+    assert pruned
