@@ -110,7 +110,6 @@ class Reconciler:
         self._next_refill: dt.datetime | None = None
         self._next_sweep: dt.datetime | None = None
         self._started = False
-        self.idle = threading.Event()
 
     # ----- inputs (any thread)
 
@@ -141,9 +140,7 @@ class Reconciler:
                 wake_at = now + dt.timedelta(seconds=1)
             timeout = (wake_at - self.clock.now()).total_seconds()
             if timeout > 0:
-                self.idle.set()
                 self._wake.wait(min(timeout, 5.0))
-                self.idle.clear()
             self._wake.clear()
         self._drain_at_stop()
         log.info("reconcile loop stopped")
