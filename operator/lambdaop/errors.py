@@ -88,6 +88,10 @@ class StoreUnavailable(LambdaopError):
     code = "store_unavailable"
 
 
+class StartupFailed(LambdaopError):
+    code = "startup_failed"
+
+
 class StateDirLocked(LambdaopError):
     code = "state_dir_locked"
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from .clock import Clock, SystemClock
 from .config import Config
-from .errors import LambdaopError
+from .errors import LambdaopError, StartupFailed
 from .reconciler import LoopSettings, Reconciler
 from .service import Service
 from .status import StatusWriter
@@ -55,6 +55,13 @@ class Runtime:
         except Exception:
             self.state.release()
             raise
+        try:
+            self._start_parts()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_parts(self) -> None:
         settings = LoopSettings(
             lease=self.config.lease,
             workers=self.config.workers,
@@ -95,7 +102,19 @@ class Runtime:
         from .api import create_app
 
         self.app = create_app(self.service, self.users, self.store, self.clock, zone=self.config.timezone)
-        self.http = create_server(
+        try:
+            self.http = self._create_server(create_server)
+        except OSError as exc:
+            raise StartupFailed(
+                f"the API cannot listen on {self.config.host}:{self.config.port}: {exc.strerror or exc}; "
+                "pass --port (or --host) to use another address"
+            ) from None
+        self._http_thread = threading.Thread(target=self.http.run, name="http", daemon=True)
+        self._http_thread.start()
+        log.info("API listening on %s", self.url)
+
+    def _create_server(self, create_server: Any) -> Any:
+        return create_server(
             self.app,
             host=self.config.host,
             port=self.config.port,
@@ -104,9 +123,6 @@ class Runtime:
             ident="lambdaop",
             clear_untrusted_proxy_headers=True,
         )
-        self._http_thread = threading.Thread(target=self.http.run, name="http", daemon=True)
-        self._http_thread.start()
-        log.info("API listening on %s", self.url)
 
     @property
     def url(self) -> str:

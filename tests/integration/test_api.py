@@ -416,3 +416,20 @@ def test_user_commands_with_and_without_a_running_service(
         assert "already exists" in capsys.readouterr().err
     finally:
         runtime.stop()
+
+
+def test_a_busy_port_is_a_clear_error_and_releases_everything(make_runtime, tmp_path: Path) -> None:
+    import socket
+
+    from lambdaop.errors import StartupFailed
+    from lambdaop.store import StateDir
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(StartupFailed, match=f"cannot listen on 127.0.0.1:{port}.*pass --port"):
+            make_runtime(port=port)
+    state = StateDir(tmp_path / "state0")
+    state.acquire()  # the failed start let go of its state folder
+    state.release()
