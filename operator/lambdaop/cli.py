@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--specs",
         type=Path,
         default=Path(os.environ.get("LAMBDAOP_SPECS", "specs")),
-        help="folder of spec files applied at start (default ./specs)",
+        help="the watched folder of spec files (default ./specs)",
     )
     serve.add_argument(
         "--specs-owner",
