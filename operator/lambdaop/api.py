@@ -31,9 +31,10 @@ from .errors import (
     SpecInvalid,
     UnsupportedMediaType,
 )
+from .limits import Limit, load_json, storable
 from .service import Service
 from .spec import load_documents
-from .store import Store, new_id
+from .store import OBJECT_ID, Store, new_id
 from .users import User, Users
 
 log = logging.getLogger(__name__)
@@ -124,20 +125,30 @@ def read_fields(req: falcon.Request) -> dict[str, Any]:
         return {}
     if kind in JSON_TYPES or (not kind and data.lstrip()[:1] in (b"{", b"[")):
         try:
-            value = json.loads(data)
+            value = load_json(data)
+        except Limit as exc:
+            raise SpecInvalid("invalid request", [Problem(exc.message)]) from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequest(f"the body is not valid JSON: {exc}") from None
         if not isinstance(value, dict):
             raise BadRequest("the body must be a JSON object")
-        return value
+        return _storable(value)
     if kind in FORM_TYPES or not kind:
         try:
             text = data.decode()
         except UnicodeDecodeError:
             raise BadRequest("the form body is not UTF-8") from None
         parsed = parse_qs(text, keep_blank_values=True, strict_parsing=False)
-        return {k: v[0] if len(v) == 1 else v for k, v in parsed.items()}
+        return _storable({k: v[0] if len(v) == 1 else v for k, v in parsed.items()})
     raise UnsupportedMediaType(_media_message(kind, "application/json or application/x-www-form-urlencoded"))
+
+
+def _storable(fields: dict[str, Any]) -> dict[str, Any]:
+    """Refuse what the store or a call cannot hold (NUL or `$` keys, huge numbers, lone surrogates)."""
+    problems = storable(fields)
+    if problems:
+        raise SpecInvalid("invalid request", problems)
+    return fields
 
 
 def _media_message(kind: str, accepted: str) -> str:
@@ -171,10 +182,15 @@ def _limit(req: falcon.Request) -> int:
 
 
 def _params(req: falcon.Request, allowed: tuple[str, ...]) -> dict[str, Any]:
-    params = dict(req.params)
+    params = _storable(dict(req.params))
     unknown = [k for k in params if k not in allowed]
     if unknown:
         raise SpecInvalid("invalid request", [Problem("unknown query parameter", field=k) for k in unknown])
+    cursor = params.get("cursor")
+    if cursor is not None and not (isinstance(cursor, str) and OBJECT_ID.match(cursor)):
+        raise SpecInvalid(
+            "invalid request", [Problem("expected the `next` value of a previous page", field="cursor")]
+        )
     return params
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import math
+import re
 import zoneinfo
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .errors import Problem, SpecInvalid
-from .spec import Task, TaskSet, parse_duration, parse_time, validation_problems
+from .spec import MAX_DURATION, Task, TaskSet, parse_duration, parse_time, validation_problems
 
 URL = ("url", "URL", "taskURL", "taskUrl")
 NAME = ("name", "taskName", "title")
@@ -123,8 +125,14 @@ class Fields:
             ms = float(text)
         except ValueError:
             return text  # a duration with a unit; the spec model checks it
+        if not math.isfinite(ms):
+            self.problem(name, f"expected milliseconds, got {value!r}")
+            return None
         if ms < 0:
             self.problem(name, f"must not be negative, got {value}")
+            return None
+        if ms > MAX_DURATION.total_seconds() * 1000:
+            self.problem(name, f"must be at most {int(MAX_DURATION.total_seconds() * 1000)} ms (ten years)")
             return None
         return f"{int(ms)}ms" if ms == int(ms) else f"{ms}ms"
 
@@ -141,7 +149,14 @@ class Fields:
             self.problem(given[1], f"give one of {given[0]} and {given[1]}")
             return out
         if at_name is not None:
-            out["at"] = at if not isinstance(at, int | float) else _epoch_ms(at)
+            if isinstance(at, bool) or not isinstance(at, int | float | str):
+                self.problem(at_name, "expected an ISO 8601 time with an offset, or epoch milliseconds")
+                return out
+            epoch = _epoch_ms(at)
+            if epoch is False:
+                self.problem(at_name, "epoch milliseconds must fall between 1970 and 2999")
+                return out
+            out["at"] = epoch if epoch is not None else at
         elif date_name or time_name:
             if not (date_name and time_name):
                 self.problem(
@@ -149,10 +164,12 @@ class Fields:
                 )
                 return out
             tz_name = str(zone_value) if zone_name else zone
-            try:
-                tz = zoneinfo.ZoneInfo(tz_name)
-            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-                self.problem(zone_name or "timezone", f"unknown time zone {tz_name!r}")
+            tz = time_zone(tz_name)
+            if tz is None:
+                self.problem(
+                    zone_name or "timezone",
+                    f"unknown time zone {tz_name[:80]!r}; use an IANA name such as Europe/Berlin",
+                )
                 return out
             try:
                 local = dt.datetime.fromisoformat(f"{str(date).strip()}T{str(time_).strip()}")
@@ -169,7 +186,31 @@ class Fields:
         return out
 
 
-def _epoch_ms(value: float) -> str:
+_ZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,3}$")
+
+
+def time_zone(name: str) -> zoneinfo.ZoneInfo | None:
+    """The IANA zone of that name, or None (never an OSError for a strange name)."""
+    if not isinstance(name, str) or len(name) > 64 or not _ZONE.match(name):
+        return None
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+
+
+def _epoch_ms(value: float | str) -> str | None | bool:
+    """Epoch milliseconds (a number, or digits as a form sends them) as ISO 8601; None if not a number.
+
+    False when the number is outside 1970-2999.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if not re.fullmatch(r"\d{1,16}", text):
+            return None
+        value = int(text)
+    if not math.isfinite(value) or not 0 <= value < 32503680000000:
+        return False
     return dt.datetime.fromtimestamp(value / 1000, dt.UTC).isoformat()
 
 
@@ -324,7 +365,10 @@ def modify(data: dict[str, Any], now: dt.datetime, zone: str) -> tuple[str, dt.d
     when = f.when(now, zone, required=True)
     f.finish()
     if "after" in when:
-        return oid, now + parse_duration(when["after"])
+        try:
+            return oid, now + parse_duration(when["after"])
+        except ValueError as exc:
+            raise SpecInvalid("invalid request", [Problem(str(exc), field="delay")]) from None
     try:
         at = parse_time(when["at"])
     except ValueError as exc:

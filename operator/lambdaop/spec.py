@@ -31,8 +31,12 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from .errors import Problem, SpecInvalid
+from .limits import Limit, check_yaml, printable, unstorable
 
 API_VERSION = "lambdaop/v1"
+MAX_DURATION = dt.timedelta(days=3650)  # ten years: anything longer is a typo, and overflows the calendar
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(3000, 1, 1, tzinfo=dt.UTC)
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|d|h|m|s))+$")
@@ -50,6 +54,8 @@ def parse_duration(value: Any) -> dt.timedelta:
     elif isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 5m, 1h30m or PT30S")
     elif isinstance(value, int | float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{value} is not a duration")
         if value != 0:
             raise ValueError(
                 f"a bare number ({value}) has no unit: write e.g. {value}s, {value}ms or {value}m"
@@ -74,6 +80,8 @@ def parse_duration(value: Any) -> dt.timedelta:
         raise ValueError("expected a duration such as 30s, 5m, 1h30m or PT30S")
     if seconds < 0:
         raise ValueError(f"must not be negative, got {value!r}")
+    if not seconds <= MAX_DURATION.total_seconds():  # also NaN
+        raise ValueError(f"must be at most 3650d (ten years), got {value!r}")
     return dt.timedelta(seconds=seconds)
 
 
@@ -122,6 +130,12 @@ def parse_time(value: Any) -> Any:
             f"time {value.isoformat()} has no offset: add Z (UTC) or +HH:MM, "
             "lambdaop never guesses a local time zone"
         )
+    try:
+        in_range = EARLIEST <= value.astimezone(dt.UTC) < LATEST
+    except (OverflowError, ValueError):
+        in_range = False
+    if not in_range:
+        raise ValueError(f"time {value.isoformat()} must be between 1970-01-01 and 2999-12-31 (UTC)")
     return value
 
 
@@ -169,6 +183,7 @@ class SuccessWhen(_Model):
 
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
 
 
 class Invoke(_Model):
@@ -191,6 +206,16 @@ class Invoke(_Model):
     @classmethod
     def _http_url(cls, value: str) -> str:
         return check_url(value)
+
+    @field_validator("headers")
+    @classmethod
+    def _http_headers(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name, header in value.items():
+            if not _TOKEN.match(name):
+                raise ValueError(f"header name {printable(name)!r} is not a valid HTTP header name")
+            if isinstance(header, str) and any(c in header for c in "\r\n\x00"):
+                raise ValueError(f"header {name}: the value must not hold CR, LF or NUL")
+        return value
 
     @field_validator("timeout")
     @classmethod
@@ -398,7 +423,7 @@ def _field_path(loc: tuple[Any, ...]) -> str:
         if isinstance(item, int):
             parts.append(f"[{item}]")
         elif not str(item).startswith(("function-", "str", "FromEnv", "json-or-python")):
-            parts.append(("." if parts else "") + str(item))
+            parts.append(("." if parts else "") + printable(item))
     return "".join(parts)
 
 
@@ -454,8 +479,15 @@ def validate_document(
                 )
             ],
         )
+    problems = []
+    for path, message in unstorable(data):
+        line, col = _locate(node, path)
+        field = _field_path(path) or None
+        problems.append(Problem(message, field=field, file=file, line=line, column=col, document=document))
+    if problems:
+        raise SpecInvalid("invalid spec", problems)
     kind = data.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         line, col = _locate(node, ("kind",))
         raise SpecInvalid(
             "invalid spec",
@@ -527,12 +559,17 @@ def load_documents(text: str, file: str | None = None) -> list[Document]:
 
     A syntax error makes the whole text one failed document (nothing from a
     broken file is applied); otherwise each document is validated on its own.
-    The fast path parses with the C parser; any error re-reads the text with the
-    round-trip parser, which knows every line and column.
+    A text past the limits (size, nesting, alias expansion) is refused before it
+    is composed. The fast path parses with the C parser; any error re-reads the
+    text with the round-trip parser, which knows every line and column.
     """
     try:
+        check_yaml(text)
+    except Limit as exc:
+        return [Document(0, exc.line or 1, None, [exc.problem(file)])]
+    try:
         parsed = list(_fast_yaml().load_all(text))
-    except (YAMLError, ValueError):
+    except (YAMLError, ValueError, TypeError):
         return _load_located(text, file)
     if len(parsed) == 1 and isinstance(parsed[0], list) and text.lstrip().startswith("["):
         return _load_located(text, file)  # a JSON list of documents: rare, take the careful path
@@ -557,14 +594,14 @@ def _load_located(text: str, file: str | None) -> list[Document]:
         # a JSON list of documents (YAML flow style parses it too, with lines)
         try:
             docs = list(_yaml().load_all(text))
-        except (YAMLError, ValueError) as exc:
+        except (YAMLError, ValueError, TypeError) as exc:
             return [_syntax_failure(exc, file)]
         items = docs[0] if docs and isinstance(docs[0], list) else []
         parsed = list(enumerate(items))
     else:
         try:
             parsed = list(enumerate(_yaml().load_all(text)))
-        except (YAMLError, ValueError) as exc:
+        except (YAMLError, ValueError, TypeError) as exc:
             return [_syntax_failure(exc, file)]
     out = []
     for index, doc in parsed:

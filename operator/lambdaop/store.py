@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 ATTEMPTS_KEPT = 200
 STATES = ("scheduled", "running", "completed", "failed", "cancelled")
 _LISTENING = re.compile(r"listening on ([0-9.]+):(\d+)")
+OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
 
 
 # --------------------------------------------------------------------------- embedded server
@@ -307,6 +308,8 @@ class Store:
             raise Conflict(f"a {doc['kind']} named {doc['name']!r} already exists") from None
 
     def get(self, object_id: str) -> dict[str, Any] | None:
+        if not isinstance(object_id, str) or not OBJECT_ID.match(object_id):
+            return None  # not an id lambdaop ever made
         return self.objects.find_one({"_id": object_id})
 
     def find_by_name(self, owner: str, kind: str, name: str) -> dict[str, Any] | None:
@@ -606,20 +609,36 @@ class _GroupWriter:
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            batch = [item]
-            while len(batch) < self.max_batch:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._write(batch)
+            try:
+                if not self._run_batch():
                     return
-                batch.append(more)
+            except Exception:  # never die: the items of a failed batch already have their answers
+                log.exception("the store writer failed on a batch; it goes on")
+
+    def _run_batch(self) -> bool:
+        """Write one batch; answers False when told to stop."""
+        item = self._queue.get()
+        if item is None:
+            return False
+        batch = [item]
+        stop = False
+        while len(batch) < self.max_batch:
+            try:
+                more = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if more is None:
+                stop = True
+                break
+            batch.append(more)
+        try:
             self._write(batch)
+        except Exception as exc:
+            for _, _, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
+            raise
+        return not stop
 
     def _write(self, batch: list[tuple[dict[str, Any], Move, Future[None]]]) -> None:
         store = self.store
@@ -633,7 +652,7 @@ class _GroupWriter:
                 for _, _, done in batch:
                     done.set_result(None)
                 return
-            except PyMongoError as exc:  # a duplicate name, a conflict: write them one by one
+            except Exception as exc:  # a duplicate name, a conflict, a bad value: write them one by one
                 log.debug("grouped insert of %d failed (%s); inserting one by one", len(batch), exc)
         for doc, move, done in batch:
             try:
