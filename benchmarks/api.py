@@ -26,8 +26,8 @@ import requests
 
 from lambdaop.cli import main as cli
 from lambdaop.config import Config
+from lambdaop.embedded import EmbeddedServer
 from lambdaop.runtime import Runtime
-from lambdaop.store import EmbeddedServer
 
 
 def pct(values: list[float], p: float) -> float:

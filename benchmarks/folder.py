@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from lambdaop.config import Config
+from lambdaop.embedded import EmbeddedServer
 from lambdaop.runtime import Runtime
-from lambdaop.store import EmbeddedServer
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import pymongo
 from pymongo import UpdateOne
 
-from lambdaop.store import EmbeddedServer
+from lambdaop.embedded import EmbeddedServer
 
 INDEXES = [
     ([("due", 1)], True),

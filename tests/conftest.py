@@ -16,8 +16,9 @@ import pytest
 
 from lambdaop.config import Config
 from lambdaop.demo import DemoLambda
+from lambdaop.embedded import EmbeddedServer
 from lambdaop.runtime import Runtime
-from lambdaop.store import EmbeddedServer, Store
+from lambdaop.store import Store
 
 _db_names = itertools.count()
 

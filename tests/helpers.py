@@ -27,13 +27,19 @@ def wait_until(
 
 
 def final(runtime: Any, object_id: str, timeout: float = 20.0) -> dict[str, Any]:
-    """Wait until an object of a running Runtime reaches a final state; answers its document."""
+    """Wait until an object of a running Runtime reaches a final state; answers it with its `attempts`."""
 
     def done() -> dict[str, Any] | None:
         doc = runtime.store.get(object_id)
         return doc if doc and doc["state"] in ("completed", "failed", "cancelled") else None
 
-    return wait_until(done, timeout, what=f"{object_id} to end")
+    doc = wait_until(done, timeout, what=f"{object_id} to end")
+    return with_history(runtime.store, doc)
+
+
+def with_history(store: Any, doc: dict[str, Any]) -> dict[str, Any]:
+    """The document with its call history (kept beside it in the store) as `attempts`."""
+    return {**doc, "attempts": store.history(doc)}
 
 
 def serve(state: Path, specs: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
@@ -57,13 +63,14 @@ def serve(state: Path, specs: Path, log: Path, *extra: str) -> subprocess.Popen[
 
 def stored_objects(state: Path) -> list[dict[str, Any]]:
     """Every object in a stopped service's embedded store."""
-    from lambdaop.store import EmbeddedServer, Store
+    from lambdaop.embedded import EmbeddedServer
+    from lambdaop.store import Store
 
     server = EmbeddedServer(state)
     server.start()
     try:
         store = Store(server.uri, embedded=True)
-        docs = list(store.objects.find({"_id": {"$gt": ""}}))
+        docs = [with_history(store, d) for d in store.objects.find({"_id": {"$gt": ""}})]
         store.close()
         return docs
     finally:

@@ -57,15 +57,17 @@ def present_attempt(a: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def present(doc: dict[str, Any], detail: bool = False) -> dict[str, Any]:
-    """An object as the API shows it."""
+def present(
+    doc: dict[str, Any], history: list[dict[str, Any]] | None = None, live: str | None = None
+) -> dict[str, Any]:
+    """An object as the API shows it (`history` for one object's answer; `live` overrides the stored state)."""
     p = doc.get("progress", {})
     out: dict[str, Any] = {
         "id": doc["_id"],
         "kind": doc["kind"],
         "name": doc["name"],
         "owner": doc["owner"],
-        "state": doc["state"],
+        "state": live or doc["state"],
         "labels": doc.get("labels", {}),
         "generation": doc.get("generation", 1),
         "created": iso(doc.get("created")),
@@ -74,7 +76,7 @@ def present(doc: dict[str, Any], detail: bool = False) -> dict[str, Any]:
         "step": p.get("step"),
         "attempt": p.get("attempt"),
         "calls": p.get("calls", 0),
-        "inFlight": bool(doc.get("lease_owner")),
+        "inFlight": live == "running",
         "reason": p.get("reason"),
         "failedStep": p.get("failed_step"),
         "started": iso(p.get("started")),
@@ -89,8 +91,8 @@ def present(doc: dict[str, Any], detail: bool = False) -> dict[str, Any]:
         out["url"] = invoke.get("url") if isinstance(invoke, dict) else None
     else:
         out["taskSetId"] = doc["_id"]
-    if detail:
-        out["attempts"] = [present_attempt(a) for a in doc.get("attempts", [])]
+    if history is not None:
+        out["attempts"] = [present_attempt(a) for a in history]
         if doc.get("source"):
             out["source"] = doc["source"]
     return out
@@ -242,12 +244,13 @@ def handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception,
 
 
 class Health:
-    def __init__(self, ready: Callable[[], bool] | None = None) -> None:
-        self.ready = ready
+    def __init__(self, problems: Callable[[], list[str]] | None = None) -> None:
+        self.problems = problems
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if self.ready is not None and not self.ready():
-            _send_error(resp, 503, "store_unavailable", "the store does not answer", [])
+        found = self.problems() if self.problems is not None else []
+        if found:
+            _send_error(resp, 503, "not_ready", "; ".join(found), [{"message": p} for p in found])
             return
         resp.media = {"ok": True}
 
@@ -288,8 +291,9 @@ class Objects:
         if state == "all":
             owner, state = None, None
         docs = self.store.list_objects(self.kind, owner, state, req.get_param("cursor"), limit)
+        live = self.service.loop.live_state
         resp.media = {
-            self.key: [present(d) for d in docs],
+            self.key: [present(d, live=live(d["_id"])) for d in docs],
             "next": docs[-1]["_id"] if len(docs) == limit else None,
             "counts": self.store.counts(owner, self.kind),
         }
@@ -298,7 +302,7 @@ class Objects:
         doc = self.service.get(object_id, _user(req).name)
         if doc["kind"] != self.kind:
             raise NotFound(f"no {self.kind} {object_id}")
-        resp.media = present(doc, detail=True)
+        resp.media = present(doc, self.store.history(doc), self.service.loop.live_state(object_id))
 
 
 def _name_maker(kind: str) -> Callable[[], str]:
@@ -427,7 +431,7 @@ def create_app(
     store: Store,
     clock: Clock,
     zone: str = "UTC",
-    ready: Callable[[], bool] | None = None,
+    ready: Callable[[], list[str]] | None = None,
 ) -> falcon.App:
     from .openapi import openapi_document
 
@@ -444,7 +448,7 @@ def create_app(
     tasks = Objects(service, store, "Task", "tasks")
     tasksets = Objects(service, store, "TaskSet", "taskSets")
     app.add_route("/healthz", Health())
-    app.add_route("/readyz", Health(ready or store.ping))
+    app.add_route("/readyz", Health(ready or (lambda: [] if store.ping() else ["the store does not answer"])))
     app.add_route("/auth/login", Login(users))
     app.add_route("/auth/me", Me())
     app.add_route("/scheduler/schedule", Create(service, clock, zone, "Task"))

@@ -200,7 +200,8 @@ def serve(args: argparse.Namespace) -> int:
 
 def user_command(args: argparse.Namespace) -> int:
     from .clock import SystemClock
-    from .store import StateDir, Store, connect
+    from .embedded import EmbeddedServer, StateDir
+    from .store import Store, connect
     from .users import Users
 
     uri = os.environ.get("LAMBDAOP_MONGODB_URI") or None
@@ -208,10 +209,17 @@ def user_command(args: argparse.Namespace) -> int:
     server = None
     if uri is None and state.held_elsewhere() and (args.state_dir / "store.uri").exists():
         store = Store((args.state_dir / "store.uri").read_text().strip(), embedded=True)  # serve's store
+    elif uri is not None:
+        store = connect(uri, os.environ.get("LAMBDAOP_DATABASE", "lambdaop"))
     else:
-        if uri is None:
-            state.acquire()
-        store, server = connect(uri, args.state_dir)
+        state.acquire()
+        server = EmbeddedServer(args.state_dir)
+        try:
+            store = connect(server.start(), embedded=True)
+        except Exception:
+            server.stop()
+            state.release()
+            raise
     try:
         users = Users(store, SystemClock())
         if args.user_command == "add":

@@ -24,6 +24,7 @@ class Config:
     timezone: str = "UTC"
     workers: int = 16
     lease: dt.timedelta = dt.timedelta(seconds=30)
+    claim_window: dt.timedelta = dt.timedelta(seconds=2)
     env: dict[str, str] = field(default_factory=dict, repr=False)
 
     def describe(self) -> dict[str, Any]:
@@ -39,6 +40,7 @@ class Config:
             "specs_owner": self.specs_owner,
             "workers": self.workers,
             "lease": self.lease.total_seconds(),
+            "claim_window": self.claim_window.total_seconds(),
             "api": f"http://{self.host}:{self.port}" if self.serve_api else None,
             "timezone": self.timezone,
         }

@@ -5,6 +5,7 @@ Called by the CLI (`lambdaop serve`) and by integration tests.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -14,13 +15,15 @@ from typing import Any
 
 from .clock import Clock, SystemClock
 from .config import Config
+from .embedded import EmbeddedServer, StateDir
 from .errors import LambdaopError, StartupFailed
 from .reconciler import LoopSettings, Reconciler
 from .service import Service
 from .status import StatusWriter
-from .store import EmbeddedServer, StateDir, Store, connect
+from .store import Store, connect
 from .users import Users
 from .watcher import FolderSync
+from .writer import Writer
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,7 @@ class Runtime:
         self.state = StateDir(config.state_dir)
         self.server: EmbeddedServer | None = None
         self.store: Store
+        self.writer: Writer | None = None
         self.reconciler: Reconciler
         self.service: Service
         self._thread: threading.Thread | None = None
@@ -44,15 +48,21 @@ class Runtime:
         self.folder: FolderSync | None = None
         self.status: StatusWriter | None = None
         self._watch_thread: threading.Thread | None = None
+        self._started_loop = False
 
     def start(self) -> None:
         log.info("lambdaop starting: %s", self.config.describe())
         self.state.acquire()
         try:
-            self.store, self.server = connect(
-                self.config.mongodb_uri, self.config.state_dir, self.config.database
-            )
+            if self.config.mongodb_uri:
+                self.store = connect(self.config.mongodb_uri, self.config.database)
+            else:
+                self.server = EmbeddedServer(self.config.state_dir)
+                uri = self.server.start()
+                self.store = connect(uri, self.config.database, embedded=True)
         except Exception:
+            if self.server is not None:
+                self.server.stop()
             self.state.release()
             raise
         try:
@@ -64,14 +74,23 @@ class Runtime:
     def _start_parts(self) -> None:
         settings = LoopSettings(
             lease=self.config.lease,
+            claim_window=self.config.claim_window,
             workers=self.config.workers,
-            max_in_flight=self.config.workers * 16,
+            max_in_flight=self.config.workers * 64,
             recover_all_at_start=self.server is not None,
         )
+        self.writer = Writer(self.store, self.owner, self.owner, self.clock)
         self.reconciler = Reconciler(
-            self.store, self.clock, self.owner, self.config.env, settings, self._changed
+            self.store,
+            self.writer,
+            self.clock,
+            self.owner,
+            self.config.env,
+            settings,
+            self._changed,
+            on_flush=self._flush_status,
         )
-        self.service = Service(self.store, self.clock, self.reconciler.notify)
+        self.service = Service(self.store, self.writer, self.reconciler, self.clock)
         self.users = Users(self.store, self.clock)
         self.admin_token = self.users.ensure_admin()
         if self.admin_token:
@@ -88,6 +107,7 @@ class Runtime:
             self.folder.sync_all()
         self._thread = threading.Thread(target=self.reconciler.run, name="reconciler", daemon=True)
         self._thread.start()
+        self._started_loop = True
         if self.folder is not None and self.config.watch:
             self._watch_thread = threading.Thread(target=self.folder.watch, name="watcher", daemon=True)
             self._watch_thread.start()
@@ -96,12 +116,31 @@ class Runtime:
         if self.folder is not None:
             self.folder.object_changed(doc)
 
+    def _flush_status(self) -> None:
+        if self.status is not None:
+            self.status.kick()
+
+    def problems(self) -> list[str]:
+        """Why the process is not ready (empty when it is): store, loop and every background thread."""
+        out = [] if self.store.ping() else ["the store does not answer"]
+        if self._thread is not None and not self._thread.is_alive():
+            out.append("the reconcile loop thread has stopped")
+        if self._watch_thread is not None and not self._watch_thread.is_alive():
+            out.append("the specs folder watcher thread has stopped")
+        if self.status is not None and not self.status.alive:
+            out.append("the status file writer thread has stopped")
+        if self._started_loop:
+            out += self.reconciler.problems()
+        return out
+
     def _start_http(self) -> None:
         from waitress.server import create_server
 
         from .api import create_app
 
-        self.app = create_app(self.service, self.users, self.store, self.clock, zone=self.config.timezone)
+        self.app = create_app(
+            self.service, self.users, self.store, self.clock, zone=self.config.timezone, ready=self.problems
+        )
         try:
             self.http = self._create_server(create_server)
         except OSError as exc:
@@ -147,6 +186,10 @@ class Runtime:
             self.reconciler.stop()
             self._thread.join(timeout=30)
             self._thread = None
+        if self.writer is not None:
+            self.writer.stop()
+        with contextlib.suppress(AttributeError):
+            self.reconciler.io.stop()
         if self.status is not None:
             self.status.stop()
         try:

@@ -1,13 +1,18 @@
 """Apply, cancel, modify and read objects: validation, store writes, waking the loop.
 
-The one entry for every way work arrives (spec files at start, the watched
-folder, the REST API). Writes that race the loop are conditional on the
-object's fence, so a call that has started can never also be cancelled or
-modified: exactly one of them wins. Called by runtime, api and watcher.
+The one entry for every way work arrives (the watched folder, the REST API,
+`apply -f`). Every write is an `Op` through the writer (group commit), fenced
+on the object's version, with its counter move in the same transaction. An
+object this process holds (its call is due within the claim window) is
+changed through the loop, which either withdraws the call or answers that it
+has already left; one held by another live process is refused with the
+reason; any other is changed under a guard that no claim can slip past.
+Called by runtime, api and watcher.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -18,12 +23,14 @@ from . import machine
 from .clock import Clock, to_utc
 from .errors import Conflict, NotFound, Problem, SpecInvalid
 from .machine import Progress
+from .reconciler import NotHeld, Reconciler
 from .spec import AnySpec, Document, Task, spec_hash, spec_json
-from .store import Counts, Store, new_id
+from .store import EXISTS, HELD, OK, STALE, Op, Store, new_id
+from .writer import Writer
 
 log = logging.getLogger(__name__)
 
-CONFLICT_RETRIES = 5
+CONFLICT_RETRIES = 8
 
 
 @dataclass(frozen=True)
@@ -68,117 +75,21 @@ def first_due(obj: AnySpec, now: dt.datetime) -> dt.datetime:
     return to_utc(now + (delay or dt.timedelta(0)))
 
 
+def label(doc: dict[str, Any]) -> str:
+    return f"{doc.get('kind')} {doc.get('owner')}/{doc.get('name')}"
+
+
 class Service:
-    def __init__(self, store: Store, clock: Clock, notify: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(self, store: Store, writer: Writer, loop: Reconciler, clock: Clock) -> None:
         self.store = store
+        self.writer = writer
+        self.loop = loop
         self.clock = clock
-        self.notify = notify
+        settings = loop.settings
+        self.window = settings.claim_window
+        self.lease = settings.lease
 
-    # ----- apply
-
-    def create(self, obj: AnySpec, owner: str) -> dict[str, Any]:
-        """Create a new object (the original routes); its name must be new."""
-        now = to_utc(self.clock.now())
-        doc = self._new_doc(obj, owner, now, None)
-        self.store.insert_grouped(doc, (owner, doc["kind"], None, doc["state"]))
-        self.notify(doc)
-        log.info(
-            "object %s: created %s %s/%s due %s", doc["_id"], obj.kind, owner, obj.metadata.name, doc["due"]
-        )
-        return doc
-
-    def prune(self, owner: str, kind: str, name: str) -> dict[str, Any]:
-        """The spec is gone: cancel the object if it is still scheduled, and mark it pruned."""
-        for _ in range(CONFLICT_RETRIES):
-            doc = self.store.find_by_name(owner, kind, name)
-            if doc is None:
-                raise NotFound(f"no {kind} named {name!r}")
-            progress = Progress.from_storage(doc["progress"])
-            fields: dict[str, Any] = {"pruned": True, "updated": to_utc(self.clock.now())}
-            update: dict[str, Any] = {"$set": fields}
-            new = progress
-            if progress.phase is machine.Phase.SCHEDULED and not doc.get("lease_owner"):
-                new = machine.cancel(progress, fields["updated"])
-                fields.update(progress=new.for_storage(), state=new.phase.value)
-                update["$unset"] = {"due": ""}
-            if self.store.update_if(doc["_id"], doc["fence"], update):
-                self._count(doc, progress.phase.value, new.phase.value)
-                doc = {**doc, **fields, "fence": doc["fence"] + 1}
-                doc.pop("due", None) if new.final else None
-                self.notify(doc)
-                log.info("object %s: pruned (%s)", doc["_id"], new.phase.value)
-                return doc
-        raise Conflict(f"{kind} {name} is changing too fast; try again")
-
-    def apply(self, obj: AnySpec, owner: str, source: dict[str, Any] | None = None) -> Applied:
-        """Create the object, or bring the stored one in line with this spec."""
-        now = to_utc(self.clock.now())
-        kind, name = obj.kind, obj.metadata.name
-        for _ in range(CONFLICT_RETRIES):
-            current = self.store.find_by_name(owner, kind, name)
-            if current is None:
-                doc = self._new_doc(obj, owner, now, source)
-                try:
-                    self.store.insert(doc)
-                except Conflict:
-                    continue  # created meanwhile by another writer: compare with it
-                self._count(doc, None, doc["state"])
-                self.notify(doc)
-                log.info("object %s: created %s %s/%s due %s", doc["_id"], kind, owner, name, doc["due"])
-                return Applied("created", kind, name, doc["_id"], doc["state"], doc=doc)
-            result = self._reapply(current, obj, now, source)
-            if result is not None:
-                return result
-        raise Conflict(f"{kind} {name} is changing too fast to apply; try again")
-
-    def _reapply(
-        self, current: dict[str, Any], obj: AnySpec, now: dt.datetime, source: dict[str, Any] | None
-    ) -> Applied | None:
-        kind, name, oid = obj.kind, obj.metadata.name, current["_id"]
-        new_hash = spec_hash(obj)
-        progress = Progress.from_storage(current["progress"])
-        meta = {"labels": dict(obj.metadata.labels), "annotations": dict(obj.metadata.annotations)}
-        if source is not None:
-            meta["source"] = source
-        if current.get("spec_hash") == new_hash and not current.get("pruned"):
-            # same spec, new place (a moved document, an edited neighbour): remember where it is
-            moved = source is not None and current.get("source") != source
-            if moved and self.store.update_if(oid, current["fence"], {"$set": {"source": source}}):
-                self.notify({**current, "source": source, "fence": current["fence"] + 1})
-            return Applied("unchanged", kind, name, oid, progress.phase.value, doc=current)
-        generation = current.get("generation", 1) + 1
-        due = first_due(obj, now)
-        base = {
-            "spec": spec_json(obj),
-            "spec_hash": new_hash,
-            "generation": generation,
-            "updated": now,
-            "pruned": False,
-            **meta,
-        }
-        if progress.phase is machine.Phase.SCHEDULED and not progress.in_flight:
-            fresh = machine.start(obj.spec, due)
-            action = "rescheduled"
-        elif progress.final:
-            fresh = machine.start(obj.spec, due)
-            action = "restarted"
-        else:
-            return Applied(
-                "refused",
-                kind,
-                name,
-                oid,
-                progress.phase.value,
-                f"{kind} {name} is {progress.phase.value}; its spec can change once this run ends",
-            )
-        update = {"$set": {**base, "progress": fresh.for_storage(), "state": fresh.phase.value, "due": due}}
-        if not self.store.update_if(oid, current["fence"], update):
-            return None
-        doc = {**current, **update["$set"], "fence": current["fence"] + 1}
-        self._count(doc, progress.phase.value, fresh.phase.value)
-        self.notify(doc)
-        log.info("object %s: %s (generation %s), due %s", oid, action, generation, due)
-        return Applied(action, kind, name, oid, fresh.phase.value, doc=doc)
+    # ----- creating
 
     def _new_doc(
         self, obj: AnySpec, owner: str, now: dt.datetime, source: dict[str, Any] | None
@@ -199,13 +110,59 @@ class Service:
             "progress": progress.for_storage(),
             "due": due,
             "fence": 0,
-            "attempts": [],
             "created": now,
             "updated": now,
         }
         if source is not None:
             doc["source"] = source
         return doc
+
+    def _insert_op(self, doc: dict[str, Any], now: dt.datetime) -> Op:
+        """New work due within the claim window is created already held by this process."""
+        op = Op(doc["_id"], doc["owner"], doc["kind"], None, doc["state"], doc=doc)
+        if doc["due"] <= now + self.window:
+            op.claim_until = max(doc["due"], now) + self.lease
+        return op
+
+    def _created(self, doc: dict[str, Any], op: Op) -> None:
+        self.loop.notify(doc, op.claim_until)
+        log.info("%s created, due %s (id %s)", label(doc), doc["due"].isoformat(), doc["_id"])
+
+    def create(self, obj: AnySpec, owner: str) -> dict[str, Any]:
+        """Create a new object (the original routes); its name must be new."""
+        now = to_utc(self.clock.now())
+        doc = self._new_doc(obj, owner, now, None)
+        op = self._insert_op(doc, now)
+        outcome = self.writer.write(op)
+        if outcome == EXISTS:
+            raise Conflict(f"a {obj.kind} named {obj.metadata.name!r} already exists")
+        if outcome != OK:
+            raise Conflict(f"the {obj.kind} could not be stored ({outcome}); try again")
+        self._created(doc, op)
+        return doc
+
+    def apply(self, obj: AnySpec, owner: str, source: dict[str, Any] | None = None) -> Applied:
+        """Create the object, or bring the stored one in line with this spec."""
+        kind, name = obj.kind, obj.metadata.name
+        for _ in range(CONFLICT_RETRIES):
+            now = to_utc(self.clock.now())
+            current = self.store.find_by_name(owner, kind, name)
+            if current is None:
+                doc = self._new_doc(obj, owner, now, source)
+                op = self._insert_op(doc, now)
+                outcome = self.writer.write(op)
+                if outcome == EXISTS:
+                    continue  # created meanwhile by another writer: compare with it
+                if outcome != OK:
+                    return Applied(
+                        "refused", kind, name, message=f"could not be stored ({outcome}); try again"
+                    )
+                self._created(doc, op)
+                return Applied("created", kind, name, doc["_id"], doc["state"], doc=doc)
+            result = self._reapply(current, obj, now, source)
+            if result is not None:
+                return result
+        raise Conflict(f"{kind} {name} is changing too fast to apply; try again")
 
     def apply_documents(
         self, docs: list[Document], owner: str, file: str | None = None, folder: str | None = None
@@ -216,13 +173,13 @@ class Service:
     def apply_placed(self, items: list[Placed]) -> list[Applied]:
         """Apply documents, each with its owner and source, in the order given.
 
-        New objects are inserted in one batch and counted once, so thousands of
-        documents (one big file, or many files changed together) apply in
-        seconds; existing ones go through `apply`.
+        New objects are written in batches (one transaction per batch, counted
+        in it), so thousands of documents apply in seconds; existing ones go
+        through `apply`.
         """
         now = to_utc(self.clock.now())
         results: list[Applied | None] = [None] * len(items)
-        fresh: list[tuple[int, dict[str, Any]]] = []
+        fresh: list[tuple[int, dict[str, Any], Op]] = []
         groups: dict[tuple[str, str], list[int]] = {}
         for i, item in enumerate(items):
             d = item.doc
@@ -239,19 +196,19 @@ class Service:
                 if spec.metadata.name in existing:
                     results[i] = self._apply_one(items[i])
                 else:
-                    fresh.append((i, self._new_doc(spec, owner, now, items[i].source)))
-        refused = self.store.insert_new([doc for _, doc in fresh])
-        counts = Counts()
-        for i, doc in fresh:
-            if doc["_id"] in refused:  # created meanwhile by another writer: compare with it
+                    doc = self._new_doc(spec, owner, now, items[i].source)
+                    fresh.append((i, doc, self._insert_op(doc, now)))
+        outcomes = self.writer.write_many([op for _, _, op in fresh]) if fresh else []
+        created = 0
+        for (i, doc, op), outcome in zip(fresh, outcomes, strict=True):
+            if outcome == OK:
+                created += 1
+                self.loop.notify(doc, op.claim_until)
+                results[i] = Applied("created", doc["kind"], doc["name"], doc["_id"], doc["state"], doc=doc)
+            else:  # created meanwhile by another writer (compare with it), or refused
                 results[i] = self._apply_one(items[i])
-                continue
-            counts.move(doc["owner"], doc["kind"], None, doc["state"])
-            self.notify(doc)
-            results[i] = Applied("created", doc["kind"], doc["name"], doc["_id"], doc["state"], doc=doc)
-        self.store.inc_counts(counts)
-        if fresh:
-            log.info("created %d object(s)", len(fresh) - len(refused))
+        if created:
+            log.info("created %d object(s)", created)
         return [r for r in results if r is not None]
 
     def _apply_one(self, item: Placed) -> Applied:
@@ -262,10 +219,62 @@ class Service:
         except Conflict as exc:
             return Applied("refused", d.kind, d.name, message=exc.message)
 
-    def _count(self, doc: dict[str, Any], old: str | None, new: str | None) -> None:
-        counts = Counts()
-        counts.move(doc["owner"], doc["kind"], old, new)
-        self.store.inc_counts(counts)
+    def _reapply(
+        self, current: dict[str, Any], obj: AnySpec, now: dt.datetime, source: dict[str, Any] | None
+    ) -> Applied | None:
+        kind, name, oid = obj.kind, obj.metadata.name, current["_id"]
+        new_hash = spec_hash(obj)
+        progress = Progress.from_storage(current["progress"])
+        meta: dict[str, Any] = {
+            "labels": dict(obj.metadata.labels),
+            "annotations": dict(obj.metadata.annotations),
+        }
+        if source is not None:
+            meta["source"] = source
+        if current.get("spec_hash") == new_hash and not current.get("pruned"):
+            # same spec, new place (a moved document, an edited neighbour): remember where it is
+            if source is not None and current.get("source") != source:
+                with contextlib.suppress(Conflict, NotFound):
+                    self._set(current, {"source": source})
+            return Applied("unchanged", kind, name, oid, progress.phase.value, doc=current)
+        generation = current.get("generation", 1) + 1
+        due = first_due(obj, now)
+        fields = {
+            "spec": spec_json(obj),
+            "spec_hash": new_hash,
+            "generation": generation,
+            "updated": now,
+            "pruned": False,
+            **meta,
+        }
+        fresh = machine.start(obj.spec, due)
+        if progress.phase is machine.Phase.SCHEDULED:
+            action = "rescheduled"
+        elif progress.final:
+            action = "restarted"
+        else:
+            return self._refused_running(kind, name, oid, progress)
+        try:
+            doc = self._change(oid, None, None, "replace", (fields, fresh), _replace(fields, fresh, action))
+        except Conflict as exc:
+            return Applied("refused", kind, name, oid, progress.phase.value, exc.message)
+        except _Stale:
+            return None
+        log.info(
+            "%s %s (generation %s), due %s (id %s)", label(doc), action, generation, due.isoformat(), oid
+        )
+        return Applied(action, kind, name, oid, doc["state"], doc=doc)
+
+    @staticmethod
+    def _refused_running(kind: str, name: str, oid: str, progress: Progress) -> Applied:
+        return Applied(
+            "refused",
+            kind,
+            name,
+            oid,
+            progress.phase.value,
+            f"{kind} {name} is {progress.phase.value}; its spec can change once this run ends",
+        )
 
     # ----- one object
 
@@ -277,7 +286,13 @@ class Service:
 
     def cancel(self, object_id: str, owner: str | None, kind: str | None = None) -> dict[str, Any]:
         """Cancel a scheduled object. Raises Conflict (with the reason) in any other state."""
-        return self._change(object_id, owner, kind, lambda p, now: machine.cancel(p, now))
+
+        def decide(doc: dict[str, Any], p: Progress, now: dt.datetime) -> tuple[Progress, dict[str, Any]]:
+            return machine.cancel(p, now), {}
+
+        doc = self._change(object_id, owner, kind, "cancel", {}, decide)
+        log.info("%s cancelled (id %s)", label(doc), object_id)
+        return doc
 
     def modify(
         self, object_id: str, owner: str | None, due: dt.datetime, kind: str | None = None
@@ -285,43 +300,127 @@ class Service:
         """Give a scheduled object a new start time."""
         if due.tzinfo is None:
             raise SpecInvalid("invalid time", [Problem("time needs an offset", field="at")])
-        return self._change(object_id, owner, kind, lambda p, now: machine.reschedule(p, to_utc(due)))
+        due = to_utc(due)
+
+        def decide(doc: dict[str, Any], p: Progress, now: dt.datetime) -> tuple[Progress, dict[str, Any]]:
+            return machine.reschedule(p, due), {}
+
+        doc = self._change(object_id, owner, kind, "modify", due, decide)
+        log.info("%s rescheduled to %s (id %s)", label(doc), due.isoformat(), object_id)
+        return doc
+
+    def prune(self, owner: str, kind: str, name: str) -> dict[str, Any]:
+        """The spec is gone: cancel the object if it is still scheduled, and mark it pruned."""
+        for _ in range(CONFLICT_RETRIES):
+            doc = self.store.find_by_name(owner, kind, name)
+            if doc is None:
+                raise NotFound(f"no {kind} named {name!r}")
+            progress = Progress.from_storage(doc["progress"])
+            try:
+                if progress.phase is machine.Phase.SCHEDULED:
+                    try:
+                        doc = self._change(
+                            doc["_id"], owner, kind, "cancel", {"pruned": True}, _cancel_pruned
+                        )
+                    except Conflict:
+                        doc = self._set(doc, {"pruned": True})  # its call has started: it runs to the end
+                else:
+                    doc = self._set(doc, {"pruned": True})
+            except _Stale:
+                continue
+            log.info("%s pruned (%s; id %s)", label(doc), doc["state"], doc["_id"])
+            return doc
+        raise Conflict(f"{kind} {name} is changing too fast; try again")
+
+    def _set(self, doc: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+        """Change fields that do not touch the object's progress (pruned, source)."""
+
+        def decide(current: dict[str, Any], p: Progress, now: dt.datetime) -> tuple[Progress, dict[str, Any]]:
+            return p, fields
+
+        return self._change(doc["_id"], None, None, "set", fields, decide, keep_progress=True)
 
     def _change(
         self,
         object_id: str,
         owner: str | None,
         kind: str | None,
-        step: Callable[[Progress, dt.datetime], Progress],
+        request: str,
+        payload: Any,
+        decide: Callable[[dict[str, Any], Progress, dt.datetime], tuple[Progress, dict[str, Any]]],
+        keep_progress: bool = False,
     ) -> dict[str, Any]:
+        """One change of one object, through whoever may make it (see the module docstring)."""
         for _ in range(CONFLICT_RETRIES):
             doc = self.get(object_id, owner)
             if kind is not None and doc["kind"] != kind:
                 raise NotFound(f"no {kind} {object_id}")
-            if doc.get("lease_owner"):
-                raise Conflict(machine.not_scheduled(Progress.from_storage(doc["progress"]), "changed"))
+            if self.loop.holds(object_id):
+                try:
+                    written = self.loop.request(request, object_id, payload).result(timeout=60)
+                except NotHeld:
+                    continue
+                except TimeoutError:
+                    raise Conflict("the change was not confirmed in time; try again") from None
+                self.loop.notify(written)
+                return written
             now = to_utc(self.clock.now())
+            progress = Progress.from_storage(doc["progress"])
             try:
-                new = step(Progress.from_storage(doc["progress"]), now)
+                new, fields = decide(doc, progress, now)
             except machine.Refused as exc:
                 raise Conflict(str(exc)) from None
-            fields = {"progress": new.for_storage(), "state": new.phase.value, "updated": now}
-            update: dict[str, Any] = {"$set": fields}
-            if new.due is not None:
-                fields["due"] = new.due
-            else:
-                update["$unset"] = {"due": ""}
-            if self.store.update_if(object_id, doc["fence"], update):
-                self._count(doc, doc["state"], new.phase.value)
-                doc = {**doc, **fields, "fence": doc["fence"] + 1}
-                if new.due is None:
-                    doc.pop("due", None)
-                self.notify(doc)
-                log.info(
-                    "object %s: %s", object_id, new.phase.value if new.final else f"rescheduled to {new.due}"
+            update_fields: dict[str, Any] = {**fields, "updated": now}
+            update: dict[str, Any] = {"$set": update_fields}
+            if not keep_progress:
+                update_fields.update(progress=new.for_storage(), state=new.phase.value)
+                if new.due is not None:
+                    update_fields["due"] = new.due
+                else:
+                    update["$unset"] = {"due": ""}
+            op = Op(object_id, doc["owner"], doc["kind"], doc["state"], new.phase.value, fence=doc["fence"], update=update, guard=True)  # fmt: skip
+            outcome = self.writer.write(op)
+            if outcome == OK:
+                written = {**doc, **update_fields, "fence": doc["fence"] + 1}
+                if "$unset" in update:
+                    written.pop("due", None)
+                self.loop.notify(written)
+                return written
+            if outcome == STALE:
+                if request in ("replace", "set"):
+                    raise _Stale()
+                continue
+            if outcome == HELD:
+                holder = self.store.holders([object_id]).get(object_id)
+                if holder is None or holder.get("owner") == self.loop.owner:
+                    continue  # our own loop is claiming it: ask it
+                raise Conflict(
+                    f"{label(doc)} is held by another lambdaop process: its call starts within "
+                    f"{self.window.total_seconds():g}s or has started"
                 )
-                return doc
+            raise Conflict(f"{label(doc)} is being changed by another writer; try again")
         raise Conflict(f"object {object_id} is changing too fast; try again")
+
+
+class _Stale(Exception):
+    """The object changed between reading and writing: read it again."""
+
+
+def _cancel_pruned(doc: dict[str, Any], p: Progress, now: dt.datetime) -> tuple[Progress, dict[str, Any]]:
+    return machine.cancel(p, now), {"pruned": True}
+
+
+def _replace(
+    fields: dict[str, Any], fresh: Progress, action: str
+) -> Callable[[dict[str, Any], Progress, dt.datetime], tuple[Progress, dict[str, Any]]]:
+    def decide(doc: dict[str, Any], p: Progress, now: dt.datetime) -> tuple[Progress, dict[str, Any]]:
+        if action == "rescheduled" and p.phase is not machine.Phase.SCHEDULED:
+            raise machine.Refused(f"it is {p.phase.value}; its spec can change once this run ends")
+        if not p.final and p.phase is not machine.Phase.SCHEDULED:
+            raise machine.Refused(f"it is {p.phase.value}; its spec can change once this run ends")
+        return fresh, fields
+
+    return decide
 
 
 def _source(d: Document, file: str | None, folder: str | None = None) -> dict[str, Any] | None:

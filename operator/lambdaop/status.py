@@ -124,7 +124,12 @@ def render(spec_name: str, entries: list[dict[str, Any]], errors: list[dict[str,
 
 
 class StatusWriter:
-    """Writes status files from a background thread, each at most once per `interval` seconds."""
+    """Writes status files from a background thread, each at most once per `interval` seconds.
+
+    A file never written, or not for `interval`, is written at once; a busier
+    one waits for the next `kick()`, which the loop's status-flush chore sends
+    every second.
+    """
 
     def __init__(self, interval: float = 1.0, on_write: Callable[[Path], None] | None = None) -> None:
         self.interval = interval
@@ -134,6 +139,7 @@ class StatusWriter:
         self._last: dict[Path, float] = {}
         self._cond = threading.Condition()
         self._stop = False
+        self._force = False
         self.writes = 0
         self._thread = threading.Thread(target=self._run, name="status-writer", daemon=True)
         self._thread.start()
@@ -145,7 +151,18 @@ class StatusWriter:
             ):
                 return
             self._pending[path] = text
-            self._cond.notify()
+            if time.monotonic() - self._last.get(path, 0.0) >= self.interval:
+                self._cond.notify()
+
+    def kick(self) -> None:
+        """Write what has waited long enough (the loop's status-flush chore)."""
+        with self._cond:
+            if self._pending:
+                self._cond.notify()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def remove(self, path: Path) -> None:
         with self._cond:
@@ -158,9 +175,11 @@ class StatusWriter:
         """Wait until everything put so far is on disk (tests, shutdown)."""
         deadline = time.monotonic() + timeout
         with self._cond:
+            self._force = True
             while self._pending and time.monotonic() < deadline:
                 self._cond.notify()
                 self._cond.wait(0.05)
+            self._force = False
 
     def stop(self) -> None:
         self.flush()
@@ -176,11 +195,12 @@ class StatusWriter:
                     return
                 now = time.monotonic()
                 ready = {
-                    p: t for p, t in self._pending.items() if now - self._last.get(p, 0.0) >= self.interval
+                    p: t
+                    for p, t in self._pending.items()
+                    if self._force or now - self._last.get(p, 0.0) >= self.interval
                 }
                 if not ready:
-                    waits = [self._last.get(p, 0.0) + self.interval - now for p in self._pending]
-                    self._cond.wait(min(waits) if waits else None)
+                    self._cond.wait()
                     continue
                 for p in ready:
                     del self._pending[p]
@@ -204,5 +224,5 @@ class StatusWriter:
             self.writes += 1
             if self.on_write is not None:
                 self.on_write(path)
-        except OSError as exc:
+        except Exception as exc:  # one file never stops the writer
             log.error("%s: cannot write the status file: %s", path, exc)

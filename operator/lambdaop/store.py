@@ -1,259 +1,181 @@
-"""The only module that talks to MongoDB (pymongo), and the embedded server's keeper.
+"""The only module that talks to MongoDB (pymongo): every query and write lambdaop makes.
 
-`EmbeddedServer` runs SecantusDB (`secantusd-py`) as a child process with its
-data under the state folder; `Store` holds every query lambdaop makes. Query
-shapes follow the embedded engine's measured limits: `_id` first in every
-filter, conditional writes on `{_id, fence}`, index-bounded ranges with a
-limit, no `find_one_and_update`, no counts over collections. `due` is set only
-on work waiting for its next call and `lease_until` only on work in flight, so
-both sparse indexes hold only actionable work.
+Collections and why they look as they do (the embedded engine rewrites every
+index entry of a document on every update, ~1-3 ms per update, while an
+inserted index entry costs ~0.1 ms; measured in benchmarks/store_indexes.py):
 
-Lease rules (for every process sharing a database): a claim is a conditional
-update on `{_id, fence}` that sets `lease_owner`, `lease_until`, unsets `due`
-and increments `fence`. Every later write by the claimant is conditional on
-`{_id, fence, lease_owner}`; any other write (cancel, modify, re-apply)
-is conditional on `{_id, fence}` and increments `fence`, so a stale writer can
-never commit. Work whose lease expired may be recovered by anyone.
+- `objects`: one document per Task or TaskSet: identity, spec, `state`,
+  `progress`, the last call, `due` while it waits for a call, and `fence`,
+  which every write increments. Indexes: `key` (owner, kind, name; unique),
+  `by_state` and `by_kind` for the lists, `due` (sparse) for the loop. The
+  hot path writes a document once per call: its result.
+- `leases`: which process holds which object, `{_id: object id, owner,
+  until}`: at most one lease per object, by construction. Claiming ahead
+  inserts lease documents (~0.1 ms each; no secondary index, the collection
+  only ever holds the work of the next seconds), so it never rewrites `objects`.
+- `attempts`: the call history, one small document per call (`o` = object id).
+- `counters`: objects per state, per owner and kind, in one slot per process
+  (so no two processes ever write the same counter document), folded into
+  slot "0" when a process is gone (`processes` holds the heartbeats).
+- `users`.
+
+Rules every writer follows (several processes may share one database):
+
+1. A claim is one transaction inserting lease documents; whatever it holds is
+   read back afterwards, so the loop never acts on a version older than its claim.
+2. Every state change goes through `commit`: one transaction per batch that
+   writes each object conditionally on `{_id, fence}`, moves the counters in
+   the writer's own slot, appends history, and proves the writer still holds
+   its lease (by deleting or updating its lease document). A change from
+   outside the loop (`guard`) inserts and removes a lease for the object in
+   the same transaction, so it can never slip between another process's
+   claim and its call.
+3. Transactions never wait: a write conflict (another transaction holds the
+   document, perhaps one of a process that died) is answered at once and
+   retried later, so a dead process never stalls the living.
+4. Filters put `_id` first; no `find_one_and_update`; no counts over collections.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import datetime as dt
-import fcntl
 import logging
-import os
-import queue
 import re
-import shutil
-import signal
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Iterable
-from concurrent.futures import Future
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pymongo
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo import ASCENDING, DESCENDING, DeleteOne, UpdateOne
+from pymongo.client_session import ClientSession
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
-from pymongo.results import BulkWriteResult
 
-from .errors import Conflict, StateDirLocked, StoreUnavailable
+from .errors import Conflict, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 ATTEMPTS_KEPT = 200
 STATES = ("scheduled", "running", "completed", "failed", "cancelled")
-_LISTENING = re.compile(r"listening on ([0-9.]+):(\d+)")
 OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
+BASE_SLOT = "0"
 
 
-# --------------------------------------------------------------------------- embedded server
+def new_id() -> str:
+    """A new object id: time-ordered, so newest-first lists page on `_id`."""
+    return str(ObjectId())
 
 
-def _parent_death_signal() -> None:  # pragma: no cover - runs in the child before exec
-    """Ask Linux to SIGTERM the embedded server if lambdaop dies (even by kill -9)."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class StateDir:
-    """The state folder, held by one live lambdaop process at a time (an flock)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        lock_path = self.path / "lambdaop.lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise StateDirLocked(
-                f"state folder {self.path} is in use by a running lambdaop (pid {holder}); "
-                "stop it first or pass --state-dir with another folder"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._fd = fd
-
-    def held_elsewhere(self) -> bool:
-        """Whether a live process holds the folder (without taking it)."""
-        try:
-            self.acquire()
-        except StateDirLocked:
-            return True
-        self.release()
-        return False
-
-    def release(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-                os.close(self._fd)
-            self._fd = None
-
-
-def _server_binary() -> str:
-    beside = Path(sys.executable).with_name("secantusd-py")
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("secantusd-py")
-    if not found:
-        raise StoreUnavailable(
-            "the embedded store needs the `secantusd-py` program (PyPI package SecantusDB); "
-            "install lambdaop with pip, or set LAMBDAOP_MONGODB_URI"
-        )
-    return found
+# --------------------------------------------------------------------------- one transition
 
 
 @dataclass
-class EmbeddedServer:
-    """SecantusDB as a child process on 127.0.0.1, data under `<state>/db`."""
+class Op:
+    """One state transition for `Store.commit`.
 
-    state_dir: Path
-    oplog_retention_seconds: int = 600
-    oplog_max_entries: int = 20000
-    start_timeout: float = 60.0
-    process: subprocess.Popen[bytes] | None = None
-    port: int | None = None
-    _log_file: Any = field(default=None, repr=False)
+    An insert carries `doc`; a change carries `update` (`$set`/`$unset`, the
+    fence increment is added) and the `fence` it expects. `lease` names the
+    writer's lease when the loop writes a result (`release` drops the object
+    from it); `claim` creates a lease holding a new object; `guard` makes a
+    change from outside the loop exclusive with every claim.
+    """
 
-    @property
-    def uri(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+    id: str
+    owner: str
+    kind: str
+    old_state: str | None
+    new_state: str | None
+    fence: int | None = None
+    update: dict[str, Any] | None = None
+    doc: dict[str, Any] | None = None
+    leased: bool = False
+    release: bool = False
+    until: dt.datetime | None = None
+    claim_until: dt.datetime | None = None
+    guard: bool = False
+    attempts: list[dict[str, Any]] = field(default_factory=list)
 
-    def start(self) -> str:
-        data = self.state_dir / "db"
-        data.mkdir(parents=True, exist_ok=True)
-        self._stop_leftover()
-        log_path = self.state_dir / "secantusd.log"
-        offset = log_path.stat().st_size if log_path.exists() else 0
-        self._log_file = open(log_path, "ab")  # noqa: SIM115 - held for the child's lifetime
-        cmd = [
-            _server_binary(),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--storage-path",
-            str(data),
-            "--sync-on-commit",
-            "--oplog-retention-seconds",
-            str(self.oplog_retention_seconds),
-            "--oplog-max-entries",
-            str(self.oplog_max_entries),
-            "--log-level",
-            "INFO",  # the port is read from its "listening on" line
+
+# outcomes of an op
+OK, STALE, HELD, EXISTS, CONFLICT, ERROR = "ok", "stale", "held", "exists", "conflict", "error"
+
+
+class _Failed(Exception):
+    """Ops of a batch that cannot be written, and why; the rest are tried again."""
+
+    def __init__(self, failed: dict[int, str]) -> None:
+        super().__init__(failed)
+        self.failed = failed
+
+
+def _is_conflict(exc: PyMongoError) -> bool:
+    if isinstance(exc, OperationFailure) and exc.code in (112, 251, 244, 246, 24):
+        return True
+    return hasattr(exc, "has_error_label") and exc.has_error_label("TransientTransactionError")
+
+
+@dataclass
+class Counts:
+    """Moves of objects between states, kept per owner and for everybody ('*')."""
+
+    deltas: dict[tuple[str, str, str], int] = field(default_factory=dict)
+
+    def move(self, owner: str, kind: str, old: str | None, new: str | None) -> None:
+        if old == new:
+            return
+        for who in (owner, "*"):
+            if old is not None:
+                self.deltas[(who, kind, old)] = self.deltas.get((who, kind, old), 0) - 1
+            if new is not None:
+                self.deltas[(who, kind, new)] = self.deltas.get((who, kind, new), 0) + 1
+
+    def ops(self, slot: str) -> list[UpdateOne]:
+        return [
+            UpdateOne(
+                {"_id": f"{who}/{kind}/{state}@{slot}"},
+                {"$inc": {"n": n}, "$setOnInsert": {"p": f"{who}/{kind}", "s": state, "slot": slot}},
+                upsert=True,
+            )
+            for (who, kind, state), n in self.deltas.items()
+            if n
         ]
-        self.process = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_parent_death_signal,
-            cwd=str(self.state_dir),
-        )
-        (self.state_dir / "secantusd.pid").write_text(str(self.process.pid))
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                tail = log_path.read_bytes()[offset:].decode(errors="replace")[-2000:]
-                raise StoreUnavailable(f"the embedded store exited at start:\n{tail}")
-            text = log_path.read_bytes()[offset:].decode(errors="replace")
-            match = _LISTENING.search(text)
-            if match:
-                self.port = int(match.group(2))
-                # lets `lambdaop user ...` reach the store while serve holds the folder
-                (self.state_dir / "store.uri").write_text(self.uri)
-                return self.uri
-            time.sleep(0.05)
-        self.stop()
-        raise StoreUnavailable(f"the embedded store did not start within {self.start_timeout:.0f}s")
-
-    def _stop_leftover(self) -> None:
-        """A server left by a lambdaop that died holds the data folder: end it."""
-        pid_file = self.state_dir / "secantusd.pid"
-        if not pid_file.exists():
-            return
-        try:
-            pid = int(pid_file.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except (ValueError, OSError):
-            return
-        if "secantusd" not in cmdline or str(self.state_dir / "db") not in cmdline:
-            return
-        log.warning("stopping the embedded store left running by an earlier lambdaop (pid %s)", pid)
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGTERM)
-        for _ in range(200):
-            if not Path(f"/proc/{pid}").exists():
-                return
-            time.sleep(0.05)
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-        time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        self.process = None
-        for name in ("secantusd.pid", "store.uri"):
-            with contextlib.suppress(OSError):
-                (self.state_dir / name).unlink()
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
 
 
 # --------------------------------------------------------------------------- the store
 
 
-@dataclass(frozen=True)
-class Write:
-    """One conditional update of the loop."""
-
-    id: str
-    fence: int
-    update: dict[str, Any]
-    lease_owner: str | None = None
-
-
 class Store:
     """Every MongoDB query lambdaop makes. Thread-safe (pymongo's client is)."""
 
-    def __init__(self, uri: str, database: str = "lambdaop", embedded: bool = False) -> None:
+    def __init__(
+        self,
+        uri: str,
+        database: str = "lambdaop",
+        embedded: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
         options: dict[str, Any] = {"tz_aware": True, "serverSelectionTimeoutMS": 10000, "appname": "lambdaop"}
         if embedded:
             # retryable writes make the embedded server rebuild a retry table on every write
             options["retryWrites"] = False
         else:
             options["w"] = "majority"
+        if username:
+            options.update(username=username, password=password, authSource="admin")
         self.client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(uri, **options)
         self.db = self.client[database]
         self.objects = self.db["objects"]
-        self.users = self.db["users"]
+        self.leases = self.db["leases"]
+        self.attempts = self.db["attempts"]
         self.counters = self.db["counters"]
+        self.processes = self.db["processes"]
+        self.users = self.db["users"]
+        self.sessions = self.db["sessions"]
         self.embedded = embedded
         self._transactions = True
-        self._group: _GroupWriter | None = None
-        self._group_lock = threading.Lock()
 
     # ----- lifecycle
 
@@ -277,54 +199,84 @@ class Store:
         raise StoreUnavailable(f"the store does not answer: {last}")
 
     def ensure_indexes(self) -> None:
-        self.objects.create_index([("due", ASCENDING)], name="due", sparse=True)
-        self.objects.create_index([("lease_until", ASCENDING)], name="lease_until", sparse=True)
-        self.objects.create_index(
-            [("owner", ASCENDING), ("kind", ASCENDING), ("name", ASCENDING)], name="key", unique=True
-        )
+        objects = self.objects
+        objects.create_index([("owner", ASCENDING), ("kind", ASCENDING), ("name", ASCENDING)], name="key", unique=True)  # fmt: skip
         # lists page newest first on _id within an equality prefix (filter keys in index order)
-        self.objects.create_index(
+        objects.create_index(
             [("owner", ASCENDING), ("kind", ASCENDING), ("state", ASCENDING), ("_id", DESCENDING)],
             name="by_state",
         )
-        self.objects.create_index([("kind", ASCENDING), ("_id", DESCENDING)], name="by_kind")
-        # No more indexes on objects: the embedded server maintains every index on every
-        # update (each costs ~0.2 ms per write, measured), and the loop writes twice per call.
+        objects.create_index([("kind", ASCENDING), ("_id", DESCENDING)], name="by_kind")
+        objects.create_index([("due", ASCENDING)], name="due", sparse=True)
+        self.attempts.create_index([("o", ASCENDING), ("_id", ASCENDING)], name="by_object")
+        self.counters.create_index([("p", ASCENDING)], name="by_prefix")
+        self.sessions.create_index([("expires", ASCENDING)], name="expires", expireAfterSeconds=0)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a database written by an earlier version up to date (idempotent)."""
+        names = {i["name"] for i in self.objects.list_indexes()}
+        if "lease_until" in names:
+            # calls claimed by the earlier engine were in flight: they become due again now
+            now = dt.datetime.now(dt.UTC)
+            for doc in self.objects.find({"lease_until": {"$gt": dt.datetime(1970, 1, 1, tzinfo=dt.UTC)}}):
+                self.objects.update_one(
+                    {"_id": doc["_id"]},
+                    {
+                        "$set": {"due": now, "progress.in_flight": False, "progress.due": now},
+                        "$unset": {"lease_owner": "", "lease_until": ""},
+                        "$inc": {"fence": 1},
+                    },
+                )
+            self.objects.drop_index("lease_until")
         for retired in ("by_owner", "by_folder"):
-            with contextlib.suppress(PyMongoError):
+            if retired in names:
                 self.objects.drop_index(retired)
+        if "ids" in {i["name"] for i in self.leases.list_indexes()}:  # an earlier lease layout
+            self.leases.drop_index("ids")
+        for doc in self.counters.find({"p": {"$exists": False}}):
+            parts = str(doc["_id"]).split("/")
+            if len(parts) == 3:
+                self.counters.update_one(
+                    {"_id": doc["_id"]},
+                    {"$set": {"p": f"{parts[0]}/{parts[1]}", "s": parts[2], "slot": BASE_SLOT}},
+                )
 
     def close(self) -> None:
-        if self._group is not None:
-            self._group.stop()
         self.client.close()
 
-    # ----- objects
-
-    def insert(self, doc: dict[str, Any]) -> None:
+    @contextlib.contextmanager
+    def _txn(self) -> Iterator[ClientSession | None]:
+        """A transaction, or plain statements on a server without them (logged once)."""
+        if not self._transactions:
+            yield None
+            return
         try:
-            self.objects.insert_one(doc)
-        except DuplicateKeyError:
-            raise Conflict(f"a {doc['kind']} named {doc['name']!r} already exists") from None
+            with self.client.start_session() as session, session.start_transaction():
+                yield session
+        except OperationFailure as exc:
+            if exc.code == 20 or "Transaction numbers" in str(exc):
+                log.error("the store does not support transactions (use a replica set); writing without them")
+                self._transactions = False
+            raise
+
+    # ----- objects
 
     def get(self, object_id: str) -> dict[str, Any] | None:
         if not isinstance(object_id, str) or not OBJECT_ID.match(object_id):
             return None  # not an id lambdaop ever made
         return self.objects.find_one({"_id": object_id})
 
+    def fetch(self, ids: Iterable[str]) -> list[dict[str, Any]]:
+        """Whole objects by id (the loop's read after a claim), without a legacy history array."""
+        ids = list(ids)
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(ids), 500):
+            out += self.objects.find({"_id": {"$in": ids[i : i + 500]}}, {"attempts": 0})
+        return out
+
     def find_by_name(self, owner: str, kind: str, name: str) -> dict[str, Any] | None:
         return self.objects.find_one({"owner": owner, "kind": kind, "name": name})
-
-    def insert_grouped(self, doc: dict[str, Any], move: Move) -> None:
-        """Insert one new object from any thread; concurrent inserts share one commit (group commit).
-
-        Raises Conflict when an object of that owner, kind and name exists.
-        """
-        if self._group is None:
-            with self._group_lock:
-                if self._group is None:
-                    self._group = _GroupWriter(self)
-        self._group.insert(doc, move)
 
     def find_by_names(self, owner: str, kind: str, names: list[str]) -> dict[str, dict[str, Any]]:
         """Objects of one owner and kind by name, in bounded chunks of the unique key index."""
@@ -335,28 +287,14 @@ class Store:
                 found[doc["name"]] = doc
         return found
 
-    def insert_new(self, docs: list[dict[str, Any]]) -> set[str]:
-        """Insert many; answers the ids refused because their (owner, kind, name) exists already."""
-        if not docs:
-            return set()
-        try:
-            self.objects.insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            dup = {
-                docs[e["index"]]["_id"] for e in exc.details.get("writeErrors", []) if e.get("code") == 11000
-            }
-            other = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
-            if other:
-                raise
-            return dup
-        return set()
-
     def objects_from_folder(self, folder: str, owners: Iterable[str]) -> list[dict[str, Any]]:
         """Every object these owners applied from a specs folder (start-up convergence).
 
         Reads each owner's objects on the unique key index and keeps the folder's.
         """
-        fields = {"owner": 1, "kind": 1, "name": 1, "source": 1, "annotations": 1, "pruned": 1, "state": 1}
+        fields = {
+            "owner": 1, "kind": 1, "name": 1, "source": 1, "annotations": 1, "pruned": 1, "state": 1, "manager": 1,
+        }  # fmt: skip
         out = []
         for owner in sorted(set(owners)):
             for kind in ("Task", "TaskSet"):
@@ -365,133 +303,292 @@ class Store:
                         out.append(doc)
         return out
 
-    def update_if(self, object_id: str, fence: int, update: dict[str, Any]) -> bool:
-        """A conditional write: applies only if nobody wrote the object since `fence` was read."""
-        update = _with_fence_inc(update)
-        result = self.objects.update_one({"_id": object_id, "fence": fence}, update)
-        return result.matched_count == 1
+    def history(self, doc: dict[str, Any], limit: int = ATTEMPTS_KEPT) -> list[dict[str, Any]]:
+        """An object's calls, oldest first (an earlier version kept them in the object itself)."""
+        newest = list(self.attempts.find({"o": doc["_id"]}, {"o": 0}).sort("_id", DESCENDING).limit(limit))
+        newest.reverse()
+        legacy = doc.get("attempts") or []
+        if legacy and "attempts" in doc:
+            return (legacy + newest)[-limit:]
+        return newest
 
-    # ----- the loop's queries
+    def prune_history(self, object_ids: Iterable[str], keep: int = ATTEMPTS_KEPT) -> int:
+        """Delete all but the newest `keep` calls of each object; answers how many went."""
+        removed = 0
+        for oid in object_ids:
+            old = list(
+                self.attempts.find({"o": oid}, {"_id": 1}).sort("_id", DESCENDING).skip(keep).limit(5000)
+            )
+            if old:
+                removed += self.attempts.delete_many({"_id": {"$in": [d["_id"] for d in old]}}).deleted_count
+        return removed
 
-    def due_window(self, until: dt.datetime, limit: int) -> list[dict[str, Any]]:
-        """Objects waiting for a call due at or before `until`, earliest first."""
-        return list(self.objects.find({"due": {"$lte": until}}).sort("due", ASCENDING).limit(limit))
+    # ----- the loop's reads
 
-    def expired_leases(self, now: dt.datetime, limit: int) -> list[dict[str, Any]]:
-        return list(self.objects.find({"lease_until": {"$lt": now}}).limit(limit))
-
-    def in_flight(self, limit: int) -> list[dict[str, Any]]:
-        """Objects with a call in flight under any lease, expired or not."""
+    def due_between(self, after: dt.datetime | None, until: dt.datetime, limit: int) -> list[dict[str, Any]]:
+        """Objects waiting for a call due in (after, until], earliest first: id, due and fence only."""
+        rng: dict[str, Any] = {"$lte": until}
+        if after is not None:
+            rng["$gt"] = after
         return list(
-            self.objects.find({"lease_until": {"$gt": dt.datetime(1970, 1, 1, tzinfo=dt.UTC)}}).limit(limit)
+            self.objects.find({"due": rng}, {"due": 1, "fence": 1}).sort("due", ASCENDING).limit(limit)
         )
 
-    def claim(
-        self,
-        writes: list[Write],
-        owner: str,
-        lease_until: dt.datetime,
-        now: dt.datetime,
-        moves: Moves | None = None,
-    ) -> set[str]:
-        """Claim due objects under a lease (each write conditional on its fence).
+    def holders(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The lease of each of these objects (those nobody holds are left out)."""
+        ids = list(ids)
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(ids), 500):
+            for lease in self.leases.find({"_id": {"$in": ids[i : i + 500]}}):
+                out[lease["_id"]] = lease
+        return out
 
-        Answers the ids this owner now holds; the others changed since they were read.
+    # ----- leases
+
+    def claim(self, owner: str, until: dt.datetime, ids: list[str]) -> set[str]:
+        """Hold these objects until `until`; answers those now held.
+
+        Objects another lease holds are left out. One that an unfinished
+        transaction is writing (a conflict) is left for a later claim.
         """
-        if not writes:
-            return set()
-        ops = []
-        for w in writes:
-            update = _with_fence_inc(w.update)
-            update["$set"] = {
-                **update.get("$set", {}),
-                "lease_owner": owner,
-                "lease_until": lease_until,
-                "updated": now,
-            }
-            update["$unset"] = {**update.get("$unset", {}), "due": ""}
-            ops.append(UpdateOne({"_id": w.id, "fence": w.fence}, update))
-        result, counted = self._bulk(ops, moves)
-        if result.matched_count == len(writes):
-            held = {w.id for w in writes}
-        else:
-            expected = {w.id: w.fence + 1 for w in writes}
-            held = set()
-            for doc in self.objects.find({"_id": {"$in": list(expected)}}, {"fence": 1, "lease_owner": 1}):
-                if doc.get("lease_owner") == owner and doc.get("fence") == expected[doc["_id"]]:
-                    held.add(doc["_id"])
-        if not counted:
-            self._count(moves, held)
+        held: set[str] = set()
+        todo = [list(dict.fromkeys(ids))]
+        while todo:
+            part = todo.pop()
+            for _ in range(3):
+                if not part:
+                    break
+                try:
+                    with self._txn() as s:
+                        self.leases.insert_many(
+                            [{"_id": i, "owner": owner, "until": until} for i in part],
+                            ordered=True,
+                            session=s,
+                        )
+                    held.update(part)
+                    break
+                except BulkWriteError:
+                    taken = self.holders(part)
+                    part = [i for i in part if i not in taken]
+                except PyMongoError as exc:
+                    if not _is_conflict(exc):
+                        raise
+                    if len(part) > 1:  # find the objects an open transaction holds: split
+                        half = len(part) // 2
+                        todo += [part[:half], part[half:]]
+                    break
         return held
 
-    def write_many(self, writes: list[Write], moves: Moves | None = None) -> set[str]:
-        """Conditional updates in one batch; answers the ids that were not written (stale)."""
-        if not writes:
-            return set()
-        ops = []
-        for w in writes:
-            flt: dict[str, Any] = {"_id": w.id, "fence": w.fence}
-            if w.lease_owner is not None:
-                flt["lease_owner"] = w.lease_owner
-            ops.append(UpdateOne(flt, _with_fence_inc(w.update)))
-        result, counted = self._bulk(ops, moves)
-        if result.matched_count == len(writes):
-            written = {w.id for w in writes}
-        else:
-            expected = {w.id: w.fence + 1 for w in writes}
-            written = {
-                d["_id"]
-                for d in self.objects.find({"_id": {"$in": list(expected)}}, {"fence": 1})
-                if d.get("fence") == expected[d["_id"]]
-            }
-        if not counted:
-            self._count(moves, written)
-        return {w.id for w in writes} - written
+    def release(self, owner: str, ids: list[str]) -> None:
+        """End this owner's leases of these objects (they are free to claim again)."""
+        with self._txn() as s:
+            self.leases.delete_many({"_id": {"$in": ids}, "owner": owner}, session=s)
 
-    def _bulk(self, ops: list[UpdateOne], moves: Moves | None = None) -> tuple[BulkWriteResult, bool]:
-        """Conditional updates, and the state counters they move, in one transaction.
+    def renew(self, owner: str, ids: list[str], until: dt.datetime) -> set[str]:
+        """Extend this owner's leases; answers the objects whose lease is gone (taken over)."""
+        lost: set[str] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            result = self.leases.update_many(
+                {"_id": {"$in": chunk}, "owner": owner}, {"$set": {"until": until}}
+            )
+            if result.matched_count != len(chunk):
+                mine = {
+                    d["_id"] for d in self.leases.find({"_id": {"$in": chunk}, "owner": owner}, {"_id": 1})
+                }
+                lost.update(set(chunk) - mine)
+        return lost
 
-        One commit is ~1.7x faster per batch on the embedded server. Answers the
-        result and whether the counters were written (only when every update
-        matched; otherwise the caller counts the updates that were written). A
-        transaction that conflicts with another writer is retried as a plain
-        unordered bulk write, where each update stands or falls on its own.
+    def expired_leases(self, now: dt.datetime, limit: int = 5000) -> list[dict[str, Any]]:
+        return list(self.leases.find({"until": {"$lt": now}}).limit(limit))
+
+    def drop_lease(self, lease: dict[str, Any], now: dt.datetime) -> bool:
+        """Remove an expired lease (its object is free to claim); False if it changed or is busy."""
+        try:
+            with self._txn() as s:
+                result = self.leases.delete_one(
+                    {"_id": lease["_id"], "owner": lease.get("owner"), "until": {"$lt": now}}, session=s
+                )
+            return result.deleted_count == 1
+        except PyMongoError as exc:
+            if _is_conflict(exc):
+                return False
+            raise
+
+    def drop_leases_of_others(self, owner: str) -> list[str]:
+        """At the start of the only process on an embedded store: every other lease is stale."""
+        ids = [d["_id"] for d in self.leases.find({"owner": {"$ne": owner}}, {"_id": 1})]
+        if ids:
+            self.leases.delete_many({"_id": {"$in": ids}, "owner": {"$ne": owner}})
+        return ids
+
+    # ----- the one transition path
+
+    def commit(self, ops: list[Op], owner: str, slot: str, now: dt.datetime) -> list[str]:
+        """Write state transitions in one transaction each batch; answers one outcome per op.
+
+        OK, or STALE (the fence moved, or the writer's lease is gone), HELD (a
+        guarded change of an object a lease holds), EXISTS (an insert whose
+        name is taken), CONFLICT (an open transaction holds the object: try
+        again later), ERROR (the store refused the value). Failing ops never
+        affect the others: the batch is written again without them.
         """
-        counter_ops = _counts(moves.values()).ops() if moves else []
-        if (len(ops) > 1 or counter_ops) and self._transactions:
+        outcomes: list[str | None] = [None] * len(ops)
+        pending = list(range(len(ops)))
+        for _ in range(len(ops) + 2):
+            if not pending:
+                break
             try:
-                with self.client.start_session() as session, session.start_transaction():
-                    result = self.objects.bulk_write(ops, ordered=False, session=session)
-                    counted = result.matched_count == len(ops)
-                    if counter_ops and counted:
-                        self.counters.bulk_write(counter_ops, ordered=False, session=session)
-                return result, counted
-            except OperationFailure as exc:
-                if exc.code == 20 or "Transaction numbers" in str(exc):  # no transactions on this server
-                    log.warning("the store does not support transactions; writing batches without them")
-                    self._transactions = False
-                else:
-                    log.debug("batch transaction conflicted (%s); writing it update by update", exc)
+                self._commit([ops[i] for i in pending], owner, slot, now)
+                for i in pending:
+                    outcomes[i] = OK
+                pending = []
+            except _Failed as exc:
+                for local, why in exc.failed.items():
+                    outcomes[pending[local]] = why
+                pending = [i for j, i in enumerate(pending) if j not in exc.failed]
             except PyMongoError as exc:
-                log.debug("batch transaction failed (%s); writing it update by update", exc)
-        return self.objects.bulk_write(ops, ordered=False), False
+                if len(pending) == 1:
+                    outcomes[pending[0]] = CONFLICT if _is_conflict(exc) else ERROR
+                    if not _is_conflict(exc):
+                        log.error("object %s: the store refused the write: %s", ops[pending[0]].id, exc)
+                    pending = []
+                else:  # find the op at fault: halves, each on its own
+                    half = len(pending) // 2
+                    first = self.commit([ops[i] for i in pending[:half]], owner, slot, now)
+                    second = self.commit([ops[i] for i in pending[half:]], owner, slot, now)
+                    for i, why in zip(pending, first + second, strict=True):
+                        outcomes[i] = why
+                    pending = []
+            except Exception as exc:  # a value BSON cannot hold, and the like
+                if len(pending) == 1:
+                    log.error("object %s: cannot be written: %s", ops[pending[0]].id, exc)
+                    outcomes[pending[0]] = ERROR
+                    pending = []
+                else:
+                    half = len(pending) // 2
+                    first = self.commit([ops[i] for i in pending[:half]], owner, slot, now)
+                    second = self.commit([ops[i] for i in pending[half:]], owner, slot, now)
+                    for i, why in zip(pending, first + second, strict=True):
+                        outcomes[i] = why
+                    pending = []
+        return [o or CONFLICT for o in outcomes]
 
-    def _count(self, moves: Moves | None, written: set[str]) -> None:
-        if moves:
-            self.inc_counts(_counts(m for i, m in moves.items() if i in written))
+    def _commit(self, ops: list[Op], owner: str, slot: str, now: dt.datetime) -> None:
+        inserts = [(i, op) for i, op in enumerate(ops) if op.doc is not None]
+        changes = [(i, op) for i, op in enumerate(ops) if op.doc is None]
+        guards = [(i, op) for i, op in changes if op.guard]
+        counts = Counts()
+        for op in ops:
+            counts.move(op.owner, op.kind, op.old_state, op.new_state)
+        records = [{**r, "o": op.id} for op in ops for r in op.attempts]
+        released = [(i, op) for i, op in changes if op.leased and op.release]
+        kept = [(i, op) for i, op in changes if op.leased and not op.release]
+        claims = [
+            {"_id": op.id, "owner": owner, "until": op.claim_until} for _, op in inserts if op.claim_until
+        ]
+        with self._txn() as s:
+            if inserts:
+                try:
+                    self.objects.insert_many([op.doc for _, op in inserts], ordered=True, session=s)  # type: ignore[misc]
+                except BulkWriteError as exc:
+                    first = exc.details["writeErrors"][0]
+                    raise _Failed({inserts[first["index"]][0]: EXISTS if first.get("code") == 11000 else ERROR}) from None  # fmt: skip
+                if claims:
+                    self.leases.insert_many(claims, ordered=False, session=s)
+            if released:
+                ids = [op.id for _, op in released]
+                if self.leases.delete_many(
+                    {"_id": {"$in": ids}, "owner": owner}, session=s
+                ).deleted_count != len(ids):
+                    raise _Failed(self._lost(released, owner))
+            for i, op in kept:  # the next step is due soon: the lease goes on
+                until = op.until or now
+                if self.leases.update_one({"_id": op.id, "owner": owner}, {"$set": {"until": until}}, session=s).matched_count != 1:  # fmt: skip
+                    raise _Failed({i: STALE})
+            if guards:
+                try:
+                    self.leases.insert_many(
+                        [{"_id": op.id, "owner": owner, "until": now, "guard": True} for _, op in guards],
+                        ordered=True,
+                        session=s,
+                    )
+                except BulkWriteError as exc:
+                    first = exc.details["writeErrors"][0]
+                    raise _Failed({guards[first["index"]][0]: HELD}) from None
+            if changes:
+                writes = [UpdateOne({"_id": op.id, "fence": op.fence}, _with_fence_inc(op.update or {})) for _, op in changes]  # fmt: skip
+                result = self.objects.bulk_write(writes, ordered=False, session=s)
+                if result.matched_count != len(changes):
+                    raise _Failed(self._stale([(i, op) for i, op in changes]))
+            if guards:
+                self.leases.delete_many(
+                    {"_id": {"$in": [op.id for _, op in guards]}, "guard": True}, session=s
+                )
+            if records:
+                self.attempts.insert_many(records, ordered=False, session=s)
+            counter_ops = counts.ops(slot)
+            if counter_ops:
+                self.counters.bulk_write(counter_ops, ordered=False, session=s)
 
-    def inc_counts(self, counts: Counts) -> None:
-        ops = counts.ops()
-        if ops:
-            self.counters.bulk_write(ops, ordered=False)
+    def _lost(self, released: list[tuple[int, Op]], owner: str) -> dict[int, str]:
+        """Which of these leases are no longer the writer's (read after the transaction failed)."""
+        mine = {d["_id"] for d in self.leases.find({"_id": {"$in": [op.id for _, op in released]}, "owner": owner}, {"_id": 1})}  # fmt: skip
+        failed = {i: STALE for i, op in released if op.id not in mine}
+        return failed or {released[0][0]: STALE}
+
+    def _stale(self, changes: list[tuple[int, Op]]) -> dict[int, str]:
+        fences = {d["_id"]: d.get("fence") for d in self.objects.find({"_id": {"$in": [op.id for _, op in changes]}}, {"fence": 1})}  # fmt: skip
+        failed = {i: STALE for i, op in changes if fences.get(op.id) != op.fence}
+        return failed or {changes[0][0]: STALE}
+
+    # ----- counters and processes
+
+    def heartbeat(self, slot: str, until: dt.datetime, info: dict[str, Any]) -> None:
+        self.processes.update_one({"_id": slot}, {"$set": {"until": until, **info}}, upsert=True)
+
+    def fold_slots(self, now: dt.datetime, keep: str, everyone_else: bool = False) -> int:
+        """Fold the counter slots of processes gone for 2 minutes (or of everyone but `keep`) into slot 0.
+
+        Answers how many slots were folded. A slot still written by an open
+        transaction is left for a later pass.
+        """
+        if everyone_else:
+            dead = {d["_id"] for d in self.processes.find({"_id": {"$ne": keep}}, {"_id": 1})}
+            dead |= {d["slot"] for d in self.counters.find({"slot": {"$nin": [keep, BASE_SLOT]}}, {"slot": 1}) if d.get("slot")}  # fmt: skip
+        else:
+            cutoff = now - dt.timedelta(minutes=2)
+            dead = {d["_id"] for d in self.processes.find({"until": {"$lt": cutoff}}, {"_id": 1})}
+        folded = 0
+        for slot in sorted(dead - {keep, BASE_SLOT}):
+            try:
+                with self._txn() as s:
+                    docs = list(self.counters.find({"slot": slot}, session=s))
+                    ops: list[Any] = [
+                        UpdateOne(
+                            {"_id": f"{d['p']}/{d['s']}@{BASE_SLOT}"},
+                            {"$inc": {"n": d.get("n", 0)}, "$setOnInsert": {"p": d["p"], "s": d["s"], "slot": BASE_SLOT}},
+                            upsert=True,
+                        )
+                        for d in docs
+                        if d.get("n")
+                    ]  # fmt: skip
+                    ops += [DeleteOne({"_id": d["_id"]}) for d in docs]
+                    if ops:
+                        self.counters.bulk_write(ops, ordered=True, session=s)
+                    self.processes.delete_one({"_id": slot}, session=s)
+                folded += 1
+            except PyMongoError as exc:
+                if not _is_conflict(exc):
+                    raise
+        return folded
 
     def counts(self, owner: str | None, kind: str) -> dict[str, int]:
         """Objects per state, from the maintained counters (never a collection count)."""
-        prefix = f"{owner or '*'}/{kind}/"
-        out = {}
-        for doc in self.counters.find({"_id": {"$gte": prefix, "$lt": prefix + "~"}}):
-            out[doc["_id"][len(prefix) :]] = max(0, int(doc.get("n", 0)))
-        return out
+        out: dict[str, int] = {}
+        for doc in self.counters.find({"p": f"{owner or '*'}/{kind}"}, {"s": 1, "n": 1}):
+            out[doc["s"]] = out.get(doc["s"], 0) + int(doc.get("n", 0))
+        return {k: max(0, v) for k, v in out.items()}
 
     # ----- users
 
@@ -507,11 +604,12 @@ class Store:
     def update_user(self, name: str, update: dict[str, Any]) -> bool:
         return self.users.update_one({"_id": name}, update).matched_count == 1
 
+    def delete_user(self, name: str) -> bool:
+        return self.users.delete_one({"_id": name}).deleted_count == 1
+
     def list_users(self, limit: int = 1000) -> list[dict[str, Any]]:
         return list(
-            self.users.find({"_id": {"$gt": ""}}, {"tokens": 0, "password": 0})
-            .sort("_id", ASCENDING)
-            .limit(limit)
+            self.users.find({"_id": {"$gt": ""}}, {"password": 0}).sort("_id", ASCENDING).limit(limit)
         )
 
     def any_user(self) -> bool:
@@ -542,131 +640,6 @@ class Store:
         cursor = self.objects.find(flt, {"attempts": 0}).sort("_id", DESCENDING).limit(limit)
         return list(cursor)
 
-    def renew(self, leases: list[tuple[str, int]], owner: str, lease_until: dt.datetime) -> None:
-        """Extend leases of calls still in flight (does not change the fence)."""
-        if leases:
-            self.objects.bulk_write(
-                [
-                    UpdateOne(
-                        {"_id": i, "fence": f, "lease_owner": owner}, {"$set": {"lease_until": lease_until}}
-                    )
-                    for i, f in leases
-                ],
-                ordered=False,
-            )
-
-
-Move = tuple[str, str, str | None, str | None]  # owner, kind, old state, new state
-Moves = dict[str, Move]  # object id -> its move
-
-
-def _counts(moves: Iterable[Move]) -> Counts:
-    counts = Counts()
-    for owner, kind, old, new in moves:
-        counts.move(owner, kind, old, new)
-    return counts
-
-
-@dataclass
-class Counts:
-    """Moves of objects between states, kept per owner and for everybody ('*')."""
-
-    deltas: dict[str, int] = field(default_factory=dict)
-
-    def move(self, owner: str, kind: str, old: str | None, new: str | None) -> None:
-        if old == new:
-            return
-        for who in (owner, "*"):
-            if old is not None:
-                key = f"{who}/{kind}/{old}"
-                self.deltas[key] = self.deltas.get(key, 0) - 1
-            if new is not None:
-                key = f"{who}/{kind}/{new}"
-                self.deltas[key] = self.deltas.get(key, 0) + 1
-
-    def ops(self) -> list[UpdateOne]:
-        return [UpdateOne({"_id": k}, {"$inc": {"n": v}}, upsert=True) for k, v in self.deltas.items() if v]
-
-
-class _GroupWriter:
-    """One thread writing the inserts queued by many: one transaction per batch."""
-
-    def __init__(self, store: Store, max_batch: int = 500) -> None:
-        self.store = store
-        self.max_batch = max_batch
-        self._queue: queue.SimpleQueue[tuple[dict[str, Any], Move, Future[None]] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
-        self._thread.start()
-
-    def insert(self, doc: dict[str, Any], move: Move) -> None:
-        done: Future[None] = Future()
-        self._queue.put((doc, move, done))
-        done.result(timeout=60)
-
-    def stop(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while True:
-            try:
-                if not self._run_batch():
-                    return
-            except Exception:  # never die: the items of a failed batch already have their answers
-                log.exception("the store writer failed on a batch; it goes on")
-
-    def _run_batch(self) -> bool:
-        """Write one batch; answers False when told to stop."""
-        item = self._queue.get()
-        if item is None:
-            return False
-        batch = [item]
-        stop = False
-        while len(batch) < self.max_batch:
-            try:
-                more = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if more is None:
-                stop = True
-                break
-            batch.append(more)
-        try:
-            self._write(batch)
-        except Exception as exc:
-            for _, _, done in batch:
-                if not done.done():
-                    done.set_exception(exc)
-            raise
-        return not stop
-
-    def _write(self, batch: list[tuple[dict[str, Any], Move, Future[None]]]) -> None:
-        store = self.store
-        if store._transactions:
-            try:
-                with store.client.start_session() as session, session.start_transaction():
-                    store.objects.insert_many([d for d, _, _ in batch], ordered=False, session=session)
-                    store.counters.bulk_write(
-                        _counts(m for _, m, _ in batch).ops(), ordered=False, session=session
-                    )
-                for _, _, done in batch:
-                    done.set_result(None)
-                return
-            except Exception as exc:  # a duplicate name, a conflict, a bad value: write them one by one
-                log.debug("grouped insert of %d failed (%s); inserting one by one", len(batch), exc)
-        for doc, move, done in batch:
-            try:
-                store.insert(doc)
-                store.inc_counts(_counts([move]))
-                done.set_result(None)
-            except Exception as exc:
-                done.set_exception(exc)
-
-
-def new_id() -> str:
-    """A new object id: time-ordered, so newest-first lists page on `_id`."""
-    return str(ObjectId())
-
 
 def _with_fence_inc(update: dict[str, Any]) -> dict[str, Any]:
     update = dict(update)
@@ -677,21 +650,18 @@ def _with_fence_inc(update: dict[str, Any]) -> dict[str, Any]:
 
 
 def connect(
-    uri: str | None, state_dir: Path, database: str = "lambdaop"
-) -> tuple[Store, EmbeddedServer | None]:
-    """A store on `uri`, or on a new embedded server under `state_dir` when there is none."""
-    if uri:
-        store = Store(uri, database, embedded=False)
-        store.wait_ready()
-        store.ensure_indexes()
-        return store, None
-    server = EmbeddedServer(state_dir)
-    embedded_uri = server.start()
+    uri: str,
+    database: str = "lambdaop",
+    embedded: bool = False,
+    username: str | None = None,
+    password: str | None = None,
+) -> Store:
+    """A ready store on `uri` with its indexes in place."""
+    store = Store(uri, database, embedded=embedded, username=username, password=password)
     try:
-        store = Store(embedded_uri, database, embedded=True)
         store.wait_ready()
         store.ensure_indexes()
     except Exception:
-        server.stop()
+        store.close()
         raise
-    return store, server
+    return store

@@ -421,8 +421,8 @@ def test_user_commands_with_and_without_a_running_service(
 def test_a_busy_port_is_a_clear_error_and_releases_everything(make_runtime, tmp_path: Path) -> None:
     import socket
 
+    from lambdaop.embedded import StateDir
     from lambdaop.errors import StartupFailed
-    from lambdaop.store import StateDir
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

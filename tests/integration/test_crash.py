@@ -56,7 +56,7 @@ def test_kill_9_loses_nothing_and_reruns_the_interrupted_call(tmp_path: Path, de
         # d runs at its time, or at once if the restart took longer than that
         took = f"the restart took {ready - restarted:.1f}s"
         if ready < due["d"]:
-            assert 0 <= oks["d"].at - due["d"] < 0.1, (
+            assert due["d"] <= oks["d"].at < due["d"] + 2.0, (
                 f"d ran {oks['d'].at - due['d']:.3f}s off its time; {took}"
             )
         else:
@@ -69,6 +69,6 @@ def test_kill_9_loses_nothing_and_reruns_the_interrupted_call(tmp_path: Path, de
 
     docs_by_name = {d["name"]: d for d in stored_objects(state)}
     assert {n: d["state"] for n, d in docs_by_name.items()} == dict.fromkeys(due, "completed")
-    mid = docs_by_name["mid"]["attempts"]
-    assert mid[0]["interrupted"] and "interrupted by a restart" in mid[0]["error"]
-    assert mid[1]["ok"] and mid[1]["key"] == mid_call.idempotency_key
+    (mid,) = docs_by_name["mid"]["attempts"]  # the interrupted call never reported: one recorded call
+    assert mid["ok"] and mid["key"] == mid_call.idempotency_key
+    assert "restarted while its call was due or in flight" in mid["recovered"]

@@ -9,7 +9,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from helpers import wait_until
+from helpers import wait_until, with_history
 from lambdaop.demo import DemoLambda
 from lambdaop.runtime import Runtime
 
@@ -39,7 +39,7 @@ def states(path: Path) -> dict[str, str]:
 def obj(runtime: Runtime, name: str, kind: str = "Task") -> dict[str, Any]:
     doc = runtime.store.find_by_name("admin", kind, name)
     assert doc is not None, name
-    return doc
+    return with_history(runtime.store, doc)
 
 
 def test_three_documents_run_and_their_status_follows(make_runtime, demo: DemoLambda, tmp_path: Path) -> None:
@@ -82,7 +82,8 @@ def test_edits_reschedule_or_start_a_new_run(make_runtime, demo: DemoLambda, tmp
     )
     wait_until(lambda: len(demo.calls("/ok")) == 3, timeout=15)
     calls = {c.query: c for c in demo.calls("/ok")}
-    assert abs(calls["moving"].at - dt.datetime.fromisoformat(new_at).timestamp()) < 0.1
+    moved_to = dt.datetime.fromisoformat(new_at).timestamp()
+    assert moved_to <= calls["moving"].at < moved_to + 2.0
     done = wait_until(
         lambda: (
             obj(runtime, "done")["state"] == "completed"

@@ -1,0 +1,140 @@
+"""Shared parts of the benchmarks: a local endpoint, an embedded store, the raw-rate baseline, figures.
+
+Not a test: the benchmarks print figures measured on this machine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+from lambdaop.config import Config
+from lambdaop.embedded import EmbeddedServer
+from lambdaop.errors import Problem
+from lambdaop.runtime import Runtime
+from lambdaop.service import Placed
+from lambdaop.spec import Document, Task
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def endpoint() -> Iterator[str]:
+    """The demo Lambda in its own process on 127.0.0.1 (so its CPU is not the engine's)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lambdaop.demo", "--port", str(port)], stdout=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                requests.get(base + "/_calls", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextmanager
+def embedded_store() -> Iterator[tuple[EmbeddedServer, Path]]:
+    tmp = Path(tempfile.mkdtemp(prefix="lambdaop-bench-"))
+    server = EmbeddedServer(tmp / "store")
+    server.start()
+    try:
+        yield server, tmp
+    finally:
+        server.stop()
+
+
+def raw_rate(url: str, n: int, threads: int) -> float:
+    """Calls per second of plain `requests.Session`s against the same endpoint."""
+    per = max(1, n // threads)
+
+    def worker() -> None:
+        with requests.Session() as session:
+            for _ in range(per):
+                session.get(url, timeout=10).raise_for_status()
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    t0 = time.perf_counter()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return per * threads / (time.perf_counter() - t0)
+
+
+def runtime(server: EmbeddedServer, tmp: Path, workers: int = 16, **kw: object) -> Runtime:
+    config = Config(
+        state_dir=tmp / "state",
+        specs_dir=None,
+        mongodb_uri=server.uri + "&retryWrites=false",
+        workers=workers,
+        serve_api=False,
+        **kw,  # type: ignore[arg-type]
+    )
+    rt = Runtime(config)
+    rt.start()
+    return rt
+
+
+def create(rt: Runtime, url: str, dues: list[dt.datetime], owner: str = "bench", prefix: str = "b") -> None:
+    """Tasks at these due times, created in batches (the fast path of `apply`)."""
+    for start in range(0, len(dues), 2000):
+        items = []
+        for i in range(start, min(len(dues), start + 2000)):
+            task = Task.model_validate(
+                {
+                    "metadata": {"name": f"{prefix}{i}"},
+                    "spec": {"invoke": f"{url}?i={i}", "at": dues[i].isoformat()},
+                }
+            )
+            items.append(Placed(Document(i, 1, task, list[Problem]()), owner))
+        rt.service.apply_placed(items)
+
+
+def calls(base: str) -> list[dict[str, object]]:
+    body: list[dict[str, object]] = requests.get(base + "/_calls", timeout=120).json()
+    return body
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def rss_mb(pid: int | None = None) -> float:
+    text = Path(f"/proc/{pid or os.getpid()}/status").read_text()
+    match = re.search(r"VmRSS:\s+(\d+)", text)
+    return int(match.group(1)) / 1024 if match else 0.0
+
+
+def wait_durable(rt: Runtime, n: int, timeout: float = 600) -> float:
+    """Seconds until `n` objects are final in the store (the counters), polled."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        counts = rt.store.counts("bench", "Task")
+        if counts.get("completed", 0) + counts.get("failed", 0) >= n:
+            return time.time()
+        time.sleep(0.02)
+    raise SystemExit(f"only {rt.store.counts('bench', 'Task')} after {timeout}s")

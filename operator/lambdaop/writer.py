@@ -1,0 +1,202 @@
+"""Group commit: one thread writes every state transition of the process, in batches.
+
+The loop (results), the service (creations, cancels, changes) and the folder
+all hand `Op`s to the writer; each batch is one `Store.commit` transaction,
+so a thousand results cost one commit, not a thousand. The loop's results
+linger up to `linger` seconds to share a commit (on the embedded store a
+transaction costs as much as ten updates); a caller who waits (the API) is
+written at once, with whatever is queued. Callers get the outcome
+through a callback (the loop: its event queue) or wait for it (`write`).
+An op that meets a write conflict (an open transaction of another process
+holds its object) is tried again a little later until its deadline; a
+failing op never affects the rest of its batch, and nothing that goes wrong
+in a batch stops the thread. Called by reconciler, service and runtime.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from .clock import Clock, to_utc
+from .errors import Conflict
+from .store import CONFLICT, Op, Store
+
+log = logging.getLogger(__name__)
+
+Done = Callable[[str], None]
+
+
+@dataclass
+class _Item:
+    op: Op
+    done: Done
+    deadline: float  # monotonic: until when a conflict is retried
+    urgent: bool = False  # somebody waits for it: no lingering
+    queued: float = 0.0
+    not_before: float = 0.0
+
+
+class Writer:
+    """Batches ops from any thread into `Store.commit` transactions.
+
+    With `threaded=False` nothing runs by itself: `run_pending()` writes what
+    is queued (unit tests drive it that way, with no threads and no sleeps).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        owner: str,
+        slot: str,
+        clock: Clock,
+        max_batch: int = 500,
+        retry_for: float = 90.0,
+        threaded: bool = True,
+        linger: float = 0.2,
+    ) -> None:
+        self.store = store
+        self.owner = owner
+        self.slot = slot
+        self.clock = clock
+        self.max_batch = max_batch
+        self.retry_for = retry_for
+        self.threaded = threaded
+        self.linger = linger
+        self.batches = 0
+        self.written = 0
+        self.last_batch_seconds = 0.0
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._later: list[_Item] = []
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        if threaded:
+            self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+            self._thread.start()
+
+    # ----- any thread
+
+    def submit(self, op: Op, done: Done, retry_for: float | None = None, urgent: bool = False) -> None:
+        now = time.monotonic()
+        deadline = now + (self.retry_for if retry_for is None else retry_for)
+        self._queue.put(_Item(op, done, deadline, urgent, now))
+
+    def write(self, op: Op, timeout: float = 60.0, retry_for: float = 5.0) -> str:
+        """Write one op and wait for its outcome (API and folder threads)."""
+        return self.write_many([op], timeout, retry_for)[0]
+
+    def write_many(self, ops: list[Op], timeout: float = 120.0, retry_for: float = 5.0) -> list[str]:
+        futures: list[Future[str]] = []
+        for op in ops:
+            future: Future[str] = Future()
+            self.submit(op, future.set_result, retry_for, urgent=True)
+            futures.append(future)
+        if not self.threaded:
+            while not all(f.done() for f in futures):
+                self.run_pending()
+        try:
+            return [f.result(timeout=timeout) for f in futures]
+        except TimeoutError:
+            raise Conflict("the store did not confirm the write in time; try again") from None
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is None or self._thread.is_alive()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stopped.set()
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # ----- the writer thread
+
+    def _run(self) -> None:
+        while True:
+            try:
+                if not self.run_pending(block=True):
+                    return
+            except Exception:  # never die; the batch's callers already have an answer
+                log.exception("the store writer failed on a batch; it goes on")
+                time.sleep(0.1)
+
+    def run_pending(self, block: bool = False) -> bool:
+        """Write one batch of what is queued; answers False once the writer is stopped."""
+        batch: list[_Item] = []
+        now = time.monotonic()
+        later: list[_Item] = []
+        for item in self._later:
+            (batch if item.not_before <= now else later).append(item)
+        self._later = later
+        if block and not batch:
+            wait = min((i.not_before for i in self._later), default=now + 1.0) - now
+            try:
+                first = self._queue.get(timeout=max(0.01, wait))
+            except queue.Empty:
+                return not self._stopped.is_set()
+            if first is None:
+                self._flush_at_stop()
+                return False
+            batch.append(first)
+        while len(batch) < self.max_batch:
+            try:
+                queued = self._queue.get_nowait()
+            except queue.Empty:
+                if not block or not batch or any(i.urgent for i in batch):
+                    break
+                wait = batch[0].queued + self.linger - time.monotonic()
+                if wait <= 0:
+                    break
+                try:  # let more results join this commit
+                    queued = self._queue.get(timeout=wait)
+                except queue.Empty:
+                    break
+            if queued is None:
+                self._write(batch)
+                self._flush_at_stop()
+                return False
+            batch.append(queued)
+        if batch:
+            self._write(batch)
+        return not self._stopped.is_set()
+
+    def _flush_at_stop(self) -> None:
+        pending = [i for i in self._later]
+        self._later = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                pending.append(item)
+        if pending:
+            self._write(pending, final=True)
+
+    def _write(self, batch: list[_Item], final: bool = False) -> None:
+        t0 = time.monotonic()
+        try:
+            outcomes = self.store.commit(
+                [i.op for i in batch], self.owner, self.slot, to_utc(self.clock.now())
+            )
+        except Exception:
+            log.exception("a batch of %d writes failed; each is answered as a conflict", len(batch))
+            outcomes = [CONFLICT] * len(batch)
+        self.batches += 1
+        self.last_batch_seconds = time.monotonic() - t0
+        now = time.monotonic()
+        for item, outcome in zip(batch, outcomes, strict=True):
+            if outcome == CONFLICT and not final and now < item.deadline:
+                item.not_before = now + 0.25
+                self._later.append(item)
+                continue
+            self.written += outcome != CONFLICT
+            try:
+                item.done(outcome)
+            except Exception:
+                log.exception("object %s: the writer's callback failed", item.op.id)

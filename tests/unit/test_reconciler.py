@@ -1,0 +1,283 @@
+"""The loop driven pass by pass: `reconcile_once(now)` with the test clock, a synchronous invoker,
+the store thread and the writer run inline (no threads, no sleeps), on the real embedded store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from lambdaop.clock import to_utc
+from lambdaop.errors import Conflict
+from lambdaop.invoker import CallResult, Job
+from lambdaop.reconciler import LoopSettings, Reconciler, StoreThread
+from lambdaop.service import Service
+from lambdaop.spec import Task, load_one
+from lambdaop.store import Store
+from lambdaop.writer import Writer
+
+
+class CountingStore(Store):
+    """The real store, counting what the loop asks of it (to show what the timer path does not do)."""
+
+    asked: Counter[str]
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in (
+            "claim",
+            "fetch",
+            "commit",
+            "due_between",
+            "release",
+            "renew",
+            "holders",
+            "expired_leases",
+        ):
+            object.__getattribute__(self, "asked")[name] += 1
+        return object.__getattribute__(self, name)
+
+
+class HeldCalls:
+    """An invoker whose calls wait until the test answers them."""
+
+    def __init__(self) -> None:
+        self.jobs: list[Job] = []
+        self.deliver: Any = None
+        self.clock: Any = None
+
+    def submit(self, job: Job) -> None:
+        self.jobs.append(job)
+
+    def shutdown(self, wait: bool = True) -> None:
+        pass
+
+    def answer(self, job: Job, ok: bool = True, status: int = 200) -> None:
+        self.jobs.remove(job)
+        self.deliver(
+            CallResult(job, ok, self.clock.now(), 1.0, status, "{}", None if ok else f"status {status}")
+        )
+
+    def answer_all(self, ok: bool = True, status: int = 200) -> None:
+        for job in list(self.jobs):
+            self.answer(job, ok, status)
+
+
+class Rig:
+    def __init__(self, uri: str, database: str, clock: Any, owner: str = "p1", **settings: Any) -> None:
+        self.store = CountingStore(uri, database, embedded=True)
+        self.store.asked = Counter()
+        self.store.ensure_indexes()
+        self.clock = clock
+        self.writer = Writer(self.store, owner, owner, clock, threaded=False)
+        self.calls = HeldCalls()
+        self.calls.clock = clock
+        self.loop = Reconciler(
+            self.store,
+            self.writer,
+            clock,
+            owner,
+            {},
+            LoopSettings(**settings),
+            invoker=self.calls,
+            io=StoreThread(threaded=False),
+        )
+        self.calls.deliver = self.loop.deliver
+        self.service = Service(self.store, self.writer, self.loop, clock)
+
+    def task(self, name: str, **spec: Any) -> str:
+        (obj,) = load_one(Task.model_validate({"metadata": {"name": name}, "spec": {"invoke": "http://127.0.0.1:9/ok", **spec}}).model_dump_json())  # fmt: skip
+        return self.service.apply(obj, "alice").id or ""
+
+    def at(self, seconds: float) -> dt.datetime:
+        return to_utc(self.clock.start + dt.timedelta(seconds=seconds))
+
+    def run(self, seconds: float) -> dt.datetime:
+        """Move the clock to `seconds` after the start and make one pass."""
+        now = self.at(seconds)
+        self.clock._now = now
+        self.loop.reconcile_once(now)
+        return now
+
+    def state(self, oid: str) -> str:
+        doc = self.store.get(oid)
+        assert doc is not None
+        return str(doc["state"])
+
+
+@pytest.fixture
+def rig(store_uri: str, database: str, clock: Any) -> Any:
+    clock.start = clock.now()
+    made: list[Rig] = []
+
+    def make(owner: str = "p1", **settings: Any) -> Rig:
+        r = Rig(store_uri, database, clock, owner, **settings)
+        made.append(r)
+        return r
+
+    yield make
+    for r in made:
+        r.store.client.drop_database(database)
+        r.store.close()
+
+
+def test_claims_ahead_then_fires_from_memory_at_the_due_time(rig: Any) -> None:
+    r = rig()
+    oid = r.task("report", at=r.at(10).isoformat())
+    r.run(0)
+    assert not r.store.holders([oid]), "not claimed while beyond the claim window"
+    r.run(8.5)
+    assert r.store.holders([oid])[oid]["owner"] == "p1", "claimed 1.5 s ahead of its due time"
+    assert not r.calls.jobs
+    r.run(9.99)
+    assert not r.calls.jobs, "never early"
+    before = Counter(r.store.asked)
+    r.run(10)
+    assert [j.object_id for j in r.calls.jobs] == [oid]
+    assert r.store.asked == before, "firing touched the store"
+    assert r.state(oid) == "scheduled", "the stored state moves with the result, not at the call"
+    r.calls.answer_all()
+    r.run(10.01)
+    assert r.state(oid) == "completed"
+    assert not r.store.holders([oid]), "the result ends the lease"
+    (call,) = r.store.history(r.store.get(oid) or {})
+    assert call["ok"] and call["key"] == f"{oid}-g1-task"
+
+
+def test_work_created_inside_the_window_is_held_at_once_and_created_for_now_runs_now(rig: Any) -> None:
+    r = rig()
+    r.run(0)
+    soon = r.task("soon", at=r.at(1).isoformat())
+    now = r.task("now")
+    assert set(r.store.holders([soon, now])) == {soon, now}, "inserted already claimed"
+    r.run(0)
+    assert [j.object_id for j in r.calls.jobs] == [now]
+    r.run(1)
+    assert sorted(j.object_id for j in r.calls.jobs) == sorted([now, soon])
+
+
+def test_cancel_inside_the_window_withdraws_the_call_before_it_leaves(rig: Any) -> None:
+    r = rig()
+    oid = r.task("withdrawn", at=r.at(10).isoformat())
+    r.run(0)
+    r.run(9.5)
+    assert r.loop.holds(oid)
+    answer = r.loop.request("cancel", oid)
+    r.run(9.6)
+    assert answer.result(0)["state"] == "cancelled"
+    r.run(10)
+    r.run(11)
+    assert not r.calls.jobs, "a withdrawn call never leaves"
+    assert r.state(oid) == "cancelled" and not r.store.holders([oid])
+
+
+def test_cancel_after_the_call_left_is_refused_and_the_call_completes(rig: Any) -> None:
+    r = rig()
+    oid = r.task("gone", at=r.at(10).isoformat())
+    r.run(0)
+    r.run(9.5)
+    r.run(10)
+    assert [j.object_id for j in r.calls.jobs] == [oid]
+    answer = r.loop.request("cancel", oid)
+    r.run(10.01)
+    with pytest.raises(Conflict, match="started"):
+        answer.result(0)
+    r.calls.answer_all()
+    r.run(10.02)
+    assert r.state(oid) == "completed"
+
+
+def test_modify_inside_the_window_moves_the_call(rig: Any) -> None:
+    r = rig()
+    oid = r.task("moved", at=r.at(10).isoformat())
+    r.run(0)
+    r.run(9)
+    answer = r.loop.request("modify", oid, r.at(60))
+    r.run(9.1)
+    assert answer.result(0)["due"] == r.at(60)
+    assert not r.store.holders([oid]), "moved beyond the window: released"
+    r.run(10)
+    assert not r.calls.jobs
+    for second in (40, 58.5, 60):
+        r.run(second)
+    assert [j.object_id for j in r.calls.jobs] == [oid]
+
+
+def test_a_dead_holder_is_recovered_after_its_lease_with_the_same_key(rig: Any) -> None:
+    dead = rig("p1", lease=dt.timedelta(seconds=6))
+    oid = dead.task("orphan", at=dead.at(10).isoformat())
+    dead.run(0)
+    dead.run(9)
+    dead.run(10)
+    (first,) = dead.calls.jobs  # p1 dies with its call out
+    alive = rig("p2", lease=dt.timedelta(seconds=6))
+    alive.run(10)
+    alive.run(12)
+    assert not alive.calls.jobs, "the lease still holds"
+    for second in (16.5, 17, 20, 25, 26):
+        alive.run(second)
+    (again,) = alive.calls.jobs
+    assert (again.idempotency_key, again.attempt) == (first.idempotency_key, first.attempt)
+    alive.calls.answer_all()
+    alive.run(26.1)
+    assert alive.state(oid) == "completed"
+    (call,) = alive.store.history(alive.store.get(oid) or {})
+    assert "the lease of p1 expired" in call["recovered"]
+    dead.calls.answer(first)  # the dead process's late result is not its own to write any more
+    dead.run(26.2)
+    assert not dead.loop.holds(oid) and alive.state(oid) == "completed"
+    assert len(alive.store.history(alive.store.get(oid) or {})) == 1, "the stale result was not written"
+
+
+def test_results_share_one_commit(rig: Any) -> None:
+    r = rig()
+    ids = [r.task(f"t{i}", at=r.at(10).isoformat()) for i in range(50)]
+    r.run(0)
+    r.run(9)
+    r.run(10)
+    assert len(r.calls.jobs) == 50
+    r.calls.answer_all()
+    batches = r.writer.batches
+    r.run(10.01)
+    assert r.writer.batches == batches + 1, "fifty results, one transaction"
+    assert {r.state(i) for i in ids} == {"completed"}
+    assert r.store.counts("alice", "Task") == {"completed": 50, "scheduled": 0}
+
+
+def test_a_result_that_cannot_be_decided_fails_alone(rig: Any) -> None:
+    r = rig()
+    r.clock._now = r.clock.start = dt.datetime(9995, 1, 1, tzinfo=dt.UTC)  # ten years to the calendar's end
+    bad = r.task("overflow", retries=1, retryDelay="3650d")
+    good = r.task("fine")
+    r.run(0)
+    assert len(r.calls.jobs) == 2
+    for job in list(r.calls.jobs):
+        r.calls.answer(job, ok=job.object_id == good, status=200 if job.object_id == good else 500)
+    r.run(0.01)
+    assert r.state(good) == "completed"
+    doc = r.store.get(bad) or {}
+    assert doc["state"] == "failed" and "internal error" in doc["progress"]["reason"]
+
+
+def test_a_document_from_a_newer_version_is_skipped_and_the_rest_run(rig: Any, caplog: Any) -> None:
+    r = rig()
+    odd = r.task("odd", at=r.at(10).isoformat())
+    fine = r.task("fine", at=r.at(10).isoformat())
+    r.store.objects.update_one({"_id": odd}, {"$set": {"progress.shiny": 1}})
+    r.run(0)
+    r.run(9)
+    r.run(10)
+    assert [j.object_id for j in r.calls.jobs] == [fine]
+    assert f"object {odd}: its stored document cannot be read" in caplog.text
+
+
+def test_chores_follow_the_loop_clock(rig: Any) -> None:
+    r = rig(refill_every=5.0)
+    r.run(0)
+    reads = r.store.asked["due_between"]
+    r.run(4.9)
+    assert r.store.asked["due_between"] == reads, "no refill before its period on the loop's clock"
+    r.run(5.0)
+    assert r.store.asked["due_between"] == reads + 1
