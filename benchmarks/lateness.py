@@ -42,7 +42,10 @@ def main() -> None:
                 print(f"stored {args.stored} far-future Tasks in {time.monotonic() - t0:.0f}s")
             requests.delete(base + "/_calls", timeout=5)
             start = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5 + n / 1500)
-            dues = [start + dt.timedelta(seconds=i / args.rate) for i in range(n)]
+            start = start.replace(
+                microsecond=start.microsecond // 1000 * 1000
+            )  # due times are kept to the ms
+            dues = [start + dt.timedelta(milliseconds=round(i * 1000 / args.rate)) for i in range(n)]
             create(rt, base + "/ok", dues)
             if dt.datetime.now(dt.UTC) > start:
                 print("warning: creating took longer than planned; the first Tasks were overdue")

@@ -17,10 +17,12 @@ import pytest
 from lambdaop.config import Config
 from lambdaop.demo import DemoLambda
 from lambdaop.embedded import EmbeddedServer
+from lambdaop.outbound import Policy
 from lambdaop.runtime import Runtime
 from lambdaop.store import Store
 
 _db_names = itertools.count()
+LOOPBACK = Policy.parse("127.0.0.1")  # tests call only the local endpoints they start
 
 
 class FakeClock:
@@ -99,7 +101,7 @@ def make_runtime(store_uri: str, database: str, tmp_path: Path) -> Iterator:
             mongodb_uri=store_uri,
             database=database,
             env=env or {},
-            **{"port": 0, **kw},  # type: ignore[arg-type]
+            **{"port": 0, "allow_hosts": LOOPBACK, **kw},  # type: ignore[arg-type]
         )
         runtime = Runtime(config)
         runtime.start()

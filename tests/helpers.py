@@ -54,6 +54,8 @@ def serve(state: Path, specs: Path, log: Path, *extra: str) -> subprocess.Popen[
             str(state),
             "--specs",
             str(specs),
+            "--allow-hosts",
+            "127.0.0.1",
             *extra,
         ],
         stdout=log.open("ab"),

@@ -316,10 +316,11 @@ class Create:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         fields = read_fields(req)
         now = to_utc(self.clock.now())
+        policy = self.service.policy
         if self.kind == "Task":
-            obj: Any = seed.schedule(fields, now, self.zone, _name_maker("Task"))
+            obj: Any = seed.schedule(fields, now, self.zone, _name_maker("Task"), policy)
         else:
-            obj = seed.orchestrate(fields, now, self.zone, _name_maker("TaskSet"))
+            obj = seed.orchestrate(fields, now, self.zone, _name_maker("TaskSet"), policy)
         doc = self.service.create(obj, _user(req).name)
         resp.status = falcon.HTTP_201
         resp.media = present(doc)
@@ -382,6 +383,9 @@ class Specs:
                     )
                 )
             seen.setdefault(key, d.index)
+        for d in docs:
+            if d.spec is not None:
+                problems += self.service.target_problems(d.spec, d.line, d.index)
         if not docs:
             problems.append(Problem("no spec documents in the body"))
         if problems:

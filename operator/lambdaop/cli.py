@@ -20,8 +20,9 @@ import requests
 from . import __version__
 from .client import Client, ClientError, split_documents
 from .config import Config
-from .errors import LambdaopError
-from .spec import json_schemas, load_documents, parse_duration
+from .errors import LambdaopError, Problem
+from .outbound import SECURE, Policy, Refused
+from .spec import json_schemas, load_documents, parse_duration, targets
 
 log = logging.getLogger("lambdaop")
 
@@ -31,6 +32,19 @@ def _duration(text: str) -> object:
         return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+ALLOW_HELP = (
+    "targets calls may reach beyond public addresses: comma-separated CIDRs and host patterns, "
+    "e.g. 127.0.0.1,10.0.0.0/8,*.corp.example (default: none)"
+)
+
+
+def _policy(text: str) -> Policy:
+    policy = Policy.parse(text)
+    if policy.problems:
+        raise argparse.ArgumentTypeError("--allow-hosts: " + "; ".join(policy.problems))
+    return policy
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("LAMBDAOP_LEASE", "30s"),
         help="how long a claimed call is held before another process may re-run it (default 30s)",
     )
+    serve.add_argument("--allow-hosts", default=os.environ.get("LAMBDAOP_ALLOW_HOSTS", ""), help=ALLOW_HELP)
     serve.add_argument("--host", default=os.environ.get("LAMBDAOP_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("LAMBDAOP_PORT", "8080")))
     serve.add_argument(
@@ -83,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check spec files or folders offline; exit 1 on any error")
     validate.add_argument("paths", nargs="+", type=Path)
+    validate.add_argument(
+        "--allow-hosts", default=os.environ.get("LAMBDAOP_ALLOW_HOSTS", ""), help=ALLOW_HELP
+    )
 
     schema = sub.add_parser("schema", help="write the JSON Schemas of the spec kinds")
     schema.add_argument("--out", type=Path, default=Path("schemas"))
@@ -135,13 +153,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return serve(args)
         if args.command == "validate":
-            return validate(args.paths)
+            return validate(args.paths, _policy(args.allow_hosts))
         if args.command == "schema":
             return write_schemas(args.out)
         if args.command == "user":
             return user_command(args)
         return client_command(args)
     except LambdaopError as exc:
+        print(f"lambdaop: {exc}", file=sys.stderr)
+        return 2
+    except argparse.ArgumentTypeError as exc:
         print(f"lambdaop: {exc}", file=sys.stderr)
         return 2
     except ClientError as exc:
@@ -167,6 +188,7 @@ def serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         timezone=args.timezone,
+        allow_hosts=_policy(args.allow_hosts),
         lease=args.lease if not isinstance(args.lease, str) else parse_duration(args.lease),
         env=dict(os.environ),
     )
@@ -293,7 +315,7 @@ def _files(paths: Sequence[Path]) -> list[Path]:
     return out
 
 
-def validate(paths: Sequence[Path]) -> int:
+def validate(paths: Sequence[Path], policy: Policy = SECURE) -> int:
     failed = 0
     count = 0
     seen: dict[tuple[str, str], list[str]] = {}
@@ -306,6 +328,12 @@ def validate(paths: Sequence[Path]) -> int:
             continue
         for doc in load_documents(text, str(path)):
             count += 1
+            if doc.spec is not None:
+                for field, invoke in targets(doc.spec):
+                    try:
+                        policy.check_url(invoke.url)
+                    except Refused as exc:
+                        doc.problems.append(Problem(str(exc), file=str(path), line=doc.line, field=field))
             if doc.problems:
                 failed += 1
                 for problem in doc.problems:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .outbound import SECURE, Policy
+
 
 @dataclass(frozen=True)
 class Config:
@@ -25,6 +27,7 @@ class Config:
     workers: int = 16
     lease: dt.timedelta = dt.timedelta(seconds=30)
     claim_window: dt.timedelta = dt.timedelta(seconds=2)
+    allow_hosts: Policy = SECURE
     env: dict[str, str] = field(default_factory=dict, repr=False)
 
     def describe(self) -> dict[str, Any]:
@@ -43,4 +46,5 @@ class Config:
             "claim_window": self.claim_window.total_seconds(),
             "api": f"http://{self.host}:{self.port}" if self.serve_api else None,
             "timezone": self.timezone,
+            "outbound": self.allow_hosts.describe(),
         }

@@ -13,6 +13,9 @@ Paths (any method):
   /check/NAME?fails=N      200 {"status": "failed"} for the first N calls of NAME,
                            then 200 {"status": "success"}
   /code/NNN                answers status NNN
+  /redirect?to=URL&code=N  answers N (default 302) with Location: URL
+  /big?mb=N                200 with N MiB of zeros, streamed
+  /drip?secs=N             200, then one byte a second for N seconds
 """
 
 from __future__ import annotations
@@ -59,6 +62,23 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
+    def _stream(self, size: int, chunk: int, pause: float) -> None:
+        """A 200 whose body is `size` zero bytes, sent `chunk` at a time with `pause` seconds between."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        self.wfile.flush()
+        sent = 0
+        with contextlib.suppress(OSError):
+            while sent < size:
+                piece = min(chunk, size - sent)
+                self.wfile.write(b"0" * piece)
+                self.wfile.flush()
+                sent += piece
+                if pause:
+                    time.sleep(pause)
+
     def _handle(self) -> None:
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
@@ -102,6 +122,16 @@ class _Handler(BaseHTTPRequestHandler):
             return self._answer(200, {"status": "failed" if n <= int(query.get("fails", 0)) else "success"})
         if head == "code" and arg.isdigit():
             return self._answer(int(arg), {"code": int(arg)})
+        if head == "redirect":
+            self.send_response(int(query.get("code", 302)))
+            self.send_header("Location", query.get("to", "/ok"))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        if head == "big":
+            return self._stream(int(float(query.get("mb", 1)) * 1024 * 1024), 65536, 0.0)
+        if head == "drip":
+            return self._stream(int(query.get("secs", 10)), 1, 1.0)
         return self._answer(404, {"error": f"no demo path {path}"})
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle

@@ -1,34 +1,59 @@
-"""HTTP calls on a bounded thread pool; results go back to the loop through a callback.
+"""HTTP calls on a pool of threads; results go back to the loop through a callback.
 
-Called by the reconciler (`submit`). Each worker thread keeps its own
-`requests.Session` (connection pooling). A call never raises: every failure
-(timeout, connection error, unwanted status, a body test that does not hold, a
-missing `fromEnv` variable) becomes a `CallResult` with `ok=False` and an
-error that says what happened. Secrets named by `fromEnv` are read from the
-environment mapping at call time and are never stored or logged.
+Called by the reconciler (`submit`). Each call:
+
+- resolves its host and checks every address against the outbound policy,
+  then connects to the address it checked (the name goes in `Host` and TLS
+  SNI, the certificate is verified for the name), so a name that resolves
+  elsewhere later cannot redirect it;
+- has one total deadline, `timeout`, for connecting, sending and receiving: a
+  reaper thread shuts the socket when it passes, whatever the peer does;
+- reads at most 1 MiB of the answer (4 KiB of it are kept as the excerpt);
+- follows redirects only when `followRedirects` is set, checking every hop again;
+- carries `Idempotency-Key` and `X-Lambdaop-Attempt`, and when `sign` is set the
+  Standard Webhooks headers (an HMAC-SHA256 of id, timestamp and body);
+- reads `fromEnv` secrets (headers, query values, body fields) at call time;
+  they are never stored or logged.
+
+A call never raises: every failure becomes a `CallResult` with `ok=False` and
+an error that says what happened. Threads start only as calls need them (up
+to `max_threads`), so calls held by slow endpoints never leave a due call
+waiting for a free thread. Keep-alive connections are reused per thread.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import datetime as dt
+import hashlib
+import heapq
+import hmac
+import http.client
+import itertools
 import json
 import logging
+import socket
+import ssl
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
-
-import requests
-from requests.adapters import HTTPAdapter
+from urllib.parse import urlencode, urljoin, urlsplit
 
 from . import __version__
 from .clock import Clock
+from .outbound import SECURE, IPAddress, Policy, Refused, resolve
 from .spec import FromEnv, Invoke, SuccessWhen
 
 log = logging.getLogger(__name__)
 
 EXCERPT_BYTES = 4096
+MAX_RESPONSE = 1024 * 1024
+MAX_HOPS = 5
+_REDIRECTS = (301, 302, 303, 307, 308)
 
 
 @dataclass(frozen=True)
@@ -58,6 +83,70 @@ class ConfigError(Exception):
     """The call cannot be made as configured (e.g. a missing fromEnv variable)."""
 
 
+class _Expired(Exception):
+    """The call's deadline passed."""
+
+
+class Reaper:
+    """Shuts sockets whose deadline passed (one thread for every call)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, socket.socket]] = []
+        self._live: set[int] = set()
+        self._fired: set[int] = set()
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="call-deadlines", daemon=True)
+        self._thread.start()
+
+    def watch(self, sock: socket.socket, deadline: float) -> int:
+        token = next(self._seq)
+        with self._cond:
+            self._live.add(token)
+            heapq.heappush(self._heap, (deadline, token, sock))
+            self._cond.notify()
+        return token
+
+    def unwatch(self, token: int) -> bool:
+        """Stop watching; answers whether the deadline had already shut the socket."""
+        with self._cond:
+            self._live.discard(token)
+            fired = token in self._fired
+            self._fired.discard(token)
+            return fired
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._heap and self._heap[0][1] not in self._live:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                deadline, token, sock = self._heap[0]
+                wait = deadline - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+                self._live.discard(token)
+                self._fired.add(token)
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Pinned(http.client.HTTPSConnection):
+    """HTTPS to an address already checked, with SNI and certificate checks for the name."""
+
+    def __init__(self, ip: str, port: int, hostname: str, timeout: float, context: ssl.SSLContext) -> None:
+        super().__init__(ip, port, timeout=timeout, context=context)
+        self.hostname = hostname
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.host, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.hostname)  # type: ignore[attr-defined]
+
+
 class Invoker:
     def __init__(
         self,
@@ -65,30 +154,26 @@ class Invoker:
         clock: Clock,
         env: Mapping[str, str],
         workers: int = 16,
+        policy: Policy = SECURE,
+        resolver: Callable[[str, int], list[IPAddress]] = resolve,
+        max_threads: int = 256,
     ) -> None:
         self._on_result = on_result
         self._clock = clock
         self._env = env
         self.workers = workers
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="invoker")
+        self.policy = policy
+        self._resolve = resolver
+        self._pool = ThreadPoolExecutor(max_workers=max(workers, max_threads), thread_name_prefix="invoker")
         self._local = threading.local()
+        self._reaper = Reaper()
+        self._tls = ssl.create_default_context()
 
     def submit(self, job: Job) -> None:
         self._pool.submit(self._run, job)
 
     def shutdown(self, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
-
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=32, pool_maxsize=32, max_retries=0)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            session.headers["User-Agent"] = f"lambdaop/{__version__}"
-            self._local.session = session
-        return session
 
     def _run(self, job: Job) -> None:
         try:
@@ -98,58 +183,238 @@ class Invoker:
             result = CallResult(job, False, self._clock.now(), 0.0, error=f"internal error: {exc}")
         self._on_result(result)
 
+    # ----- one call
+
     def call(self, job: Job) -> CallResult:
         inv = job.invoke
         started = self._clock.now()
         t0 = self._clock.monotonic()
+        timeout = inv.timeout.total_seconds()
+        deadline = time.monotonic() + timeout
+
+        def fail(error: str, status: int | None = None) -> CallResult:
+            return CallResult(job, False, started, elapsed(), status, error=error)
 
         def elapsed() -> float:
             return round((self._clock.monotonic() - t0) * 1000, 3)
 
         try:
-            headers = self._headers(inv)
+            headers, body, url = self._request(job, started)
         except ConfigError as exc:
-            return CallResult(job, False, started, elapsed(), error=str(exc))
+            return fail(str(exc))
+        method = inv.method
+        try:
+            for _hop in range(MAX_HOPS + 1):
+                status, raw, location, truncated = self._exchange(
+                    method, url, headers, body, deadline, inv.headers
+                )
+                if status in _REDIRECTS and location and inv.followRedirects:
+                    url = urljoin(url, location)
+                    if status == 303 or (status in (301, 302) and method == "POST"):
+                        method, body = "GET", None
+                        headers.pop("Content-Type", None)
+                    continue
+                break
+            else:
+                return fail(f"more than {MAX_HOPS} redirects")
+        except Refused as exc:
+            return fail(f"refused by the outbound policy: {exc}")
+        except _Expired:
+            return fail(f"timed out after {timeout:g}s")
+        except ConfigError as exc:
+            return fail(str(exc))
+        except ssl.SSLError as exc:
+            return fail(f"TLS failed: {_short(exc)}")
+        except (OSError, http.client.HTTPException) as exc:
+            if time.monotonic() >= deadline:
+                return fail(f"timed out after {timeout:g}s")
+            return fail(f"connection failed: {_short(exc)}")
+        duration = elapsed()
+        excerpt = raw[:EXCERPT_BYTES].decode("utf-8", errors="replace")
+        if status in _REDIRECTS and not inv.followRedirects and inv.successWhen is None:
+            return CallResult(job, False, started, duration, status, excerpt, f"status {status} (a redirect; set followRedirects to follow it)")  # fmt: skip
+        ok, why = judge(inv.successWhen, status, raw, truncated)
+        return CallResult(job, ok, started, duration, status, excerpt, None if ok else why)
+
+    def _request(self, job: Job, started: dt.datetime) -> tuple[dict[str, str], bytes | None, str]:
+        inv = job.invoke
+        headers = {"User-Agent": f"lambdaop/{__version__}"}
+        for name, value in inv.headers.items():
+            headers[name] = self._secret(value, f"header {name}")
         headers["Idempotency-Key"] = job.idempotency_key
         headers["X-Lambdaop-Attempt"] = str(job.attempt)
-        kwargs: dict[str, Any] = {"headers": headers, "params": inv.query or None}
+        body: bytes | None = None
         if inv.body is not None:
             if isinstance(inv.body, str):
-                kwargs["data"] = inv.body.encode()
+                body = inv.body.encode()
             else:
-                kwargs["json"] = inv.body
-        timeout = inv.timeout.total_seconds()
+                body = json.dumps(self._fill(inv.body), separators=(",", ":")).encode()
+                headers.setdefault("Content-Type", "application/json")
+        url = inv.url
+        if inv.query:
+            query = urlencode({k: self._secret(v, f"query {k}") for k, v in inv.query.items()})
+            url += ("&" if urlsplit(url).query else "?") + query
+        if inv.sign is not None:
+            secret = self._env.get(inv.sign.secretFromEnv)
+            if secret is None:
+                raise ConfigError(f"sign: environment variable {inv.sign.secretFromEnv} is not set in the lambdaop process")  # fmt: skip
+            headers.update(sign(secret, job.idempotency_key, int(started.timestamp()), body or b""))
+        return headers, body, url
+
+    def _secret(self, value: str | FromEnv, where: str) -> str:
+        if isinstance(value, FromEnv):
+            if value.fromEnv not in self._env:
+                raise ConfigError(
+                    f"{where}: environment variable {value.fromEnv} is not set in the lambdaop process"
+                )
+            return self._env[value.fromEnv]
+        return value
+
+    def _fill(self, value: Any) -> Any:
+        """The body with every `{fromEnv: NAME}` replaced by the variable's value."""
+        if isinstance(value, dict):
+            if set(value) == {"fromEnv"} and isinstance(value["fromEnv"], str):
+                return self._secret(FromEnv(fromEnv=value["fromEnv"]), "body")
+            return {k: self._fill(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._fill(v) for v in value]
+        return value
+
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        deadline: float,
+        declared: Mapping[str, object],
+    ) -> tuple[int, bytes, str | None, bool]:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise Refused(f"{url!r} is not an http(s) URL")
+        host = parts.hostname
+        port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
-            response = self._session().request(
-                inv.method, inv.url, timeout=(min(timeout, 10.0), timeout), allow_redirects=False, **kwargs
-            )
-        except requests.Timeout:
-            return CallResult(job, False, started, elapsed(), error=f"timed out after {timeout:g}s")
-        except requests.ConnectionError as exc:
-            return CallResult(job, False, started, elapsed(), error=f"connection failed: {_short(exc)}")
-        except requests.RequestException as exc:
-            return CallResult(job, False, started, elapsed(), error=f"request failed: {_short(exc)}")
-        duration = elapsed()
-        raw = response.content
-        excerpt = raw[:EXCERPT_BYTES].decode(response.encoding or "utf-8", errors="replace")
-        ok, why = judge(inv.successWhen, response.status_code, raw)
-        return CallResult(job, ok, started, duration, response.status_code, excerpt, None if ok else why)
+            addresses = self._resolve(host, port)
+        except OSError as exc:
+            raise ConfigError(f"cannot resolve {host}: {_short(exc)}") from None
+        if not addresses:
+            raise ConfigError(f"{host} resolves to no address")
+        for address in addresses:
+            self.policy.check_address(address, host)
+        ip = str(addresses[0])
+        for _try in (1, 2):  # a kept-alive connection the peer closed meanwhile gets one fresh try
+            if time.monotonic() >= deadline:
+                raise _Expired()
+            conn, fresh = self._connection(parts.scheme, ip, port, host, deadline)
+            try:
+                return self._send(conn, method, parts, host, port, headers, body, deadline, declared)
+            except _Expired:
+                self._drop(parts.scheme, ip, port, host)
+                raise
+            except (OSError, http.client.HTTPException):
+                self._drop(parts.scheme, ip, port, host)
+                if fresh:
+                    raise
+        raise ConfigError("the connection failed twice")
 
-    def _headers(self, inv: Invoke) -> dict[str, str]:
-        out = {}
-        for name, value in inv.headers.items():
-            if isinstance(value, FromEnv):
-                if value.fromEnv not in self._env:
-                    raise ConfigError(
-                        f"header {name}: environment variable {value.fromEnv} is not set in the lambdaop process"
-                    )
-                out[name] = self._env[value.fromEnv]
-            else:
-                out[name] = value
-        return out
+    def _send(
+        self,
+        conn: http.client.HTTPConnection,
+        method: str,
+        parts: Any,
+        host: str,
+        port: int,
+        headers: dict[str, str],
+        body: bytes | None,
+        deadline: float,
+        declared: Mapping[str, object],
+    ) -> tuple[int, bytes, str | None, bool]:
+        """One request and its (bounded) answer on this connection, under the deadline."""
+        assert conn.sock is not None
+        token = self._reaper.watch(conn.sock, deadline)
+        keep = False
+        try:
+            conn.sock.settimeout(max(0.001, deadline - time.monotonic()))
+            send = dict(headers)
+            if "host" not in {k.lower() for k in declared}:
+                default = 443 if parts.scheme == "https" else 80
+                send["Host"] = host if port == default else f"{host}:{port}"
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            conn.request(method, path, body=body, headers=send)
+            resp = conn.getresponse()
+            chunks: list[bytes] = []
+            size = 0
+            while size <= MAX_RESPONSE and method != "HEAD":
+                chunk = resp.read(min(65536, MAX_RESPONSE + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            truncated = size > MAX_RESPONSE
+            fired, token = self._reaper.unwatch(token), -1
+            if fired:  # the deadline shut the socket: what was read is not the whole answer
+                raise _Expired()
+            if not truncated and resp.length:  # the peer closed before the end it announced
+                raise http.client.IncompleteRead(b"", resp.length)
+            raw = b"".join(chunks)[:MAX_RESPONSE]
+            keep = not truncated and not resp.will_close and resp.isclosed()
+            return resp.status, raw, resp.getheader("Location"), truncated
+        except (OSError, http.client.HTTPException):
+            if (token >= 0 and self._reaper.unwatch(token)) or time.monotonic() >= deadline:
+                token = -1
+                raise _Expired() from None
+            raise
+        finally:
+            if token >= 0 and self._reaper.unwatch(token):
+                keep = False
+            if not keep:
+                conn.close()
+
+    def _connection(
+        self, scheme: str, ip: str, port: int, host: str, deadline: float
+    ) -> tuple[http.client.HTTPConnection, bool]:
+        conns: dict[tuple[str, str, int, str], http.client.HTTPConnection] = self._local.__dict__.setdefault("conns", {})  # fmt: skip
+        key = (scheme, ip, port, host)
+        conn = conns.get(key)
+        if conn is not None and conn.sock is not None:
+            return conn, False
+        remaining = max(0.001, deadline - time.monotonic())
+        if scheme == "https":
+            conn = _Pinned(ip, port, host, remaining, self._tls)
+        else:
+            conn = http.client.HTTPConnection(ip, port, timeout=remaining)
+        conn.connect()
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conns[key] = conn
+        return conn, True
+
+    def _drop(self, scheme: str, ip: str, port: int, host: str) -> None:
+        conns = self._local.__dict__.get("conns", {})
+        conn = conns.pop((scheme, ip, port, host), None)
+        if conn is not None:
+            conn.close()
 
 
-def judge(when: SuccessWhen | None, status: int, body: bytes) -> tuple[bool, str | None]:
+def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """Standard Webhooks headers: `v1,` + base64(HMAC-SHA256(key, "id.timestamp.body")).
+
+    A secret written `whsec_<base64>` is the base64 key (the Standard Webhooks
+    form); any other text is used as the key's bytes.
+    """
+    key = base64.b64decode(secret[6:]) if secret.startswith("whsec_") else secret.encode()
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    digest = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": f"v1,{digest}",
+    }
+
+
+def judge(
+    when: SuccessWhen | None, status: int, body: bytes, truncated: bool = False
+) -> tuple[bool, str | None]:
     """Success: 2xx (or one of `status`), and the JSON test if there is one."""
     if when is not None and when.status:
         if status not in when.status:
@@ -159,6 +424,8 @@ def judge(when: SuccessWhen | None, status: int, body: bytes) -> tuple[bool, str
     if when is None or when.json_ is None:
         return True, None
     test = when.json_
+    if truncated:
+        return False, f"the body is over {MAX_RESPONSE} bytes, so {test.path} cannot be tested"
     try:
         doc = json.loads(body)
     except ValueError:
@@ -187,5 +454,5 @@ def _dig(doc: Any, path: str) -> tuple[bool, Any]:
 
 
 def _short(exc: Exception) -> str:
-    text = str(exc)
+    text = str(exc) or type(exc).__name__
     return text if len(text) <= 300 else text[:300] + "…"

@@ -48,6 +48,7 @@ from .clock import Clock
 from .errors import Conflict
 from .invoker import CallResult, Invoker, Job
 from .machine import Outcome, Phase, PlanSpec, Progress
+from .outbound import SECURE, Policy
 from .spec import TaskSetSpec, TaskSpec
 from .store import ATTEMPTS_KEPT, OK, STALE, Op, Store
 from .writer import Writer
@@ -216,6 +217,7 @@ class Reconciler:
         invoker: CallSink | None = None,
         io: StoreThread | None = None,
         on_flush: Callable[[], None] | None = None,
+        policy: Policy = SECURE,
     ) -> None:
         self.store = store
         self.writer = writer
@@ -224,7 +226,7 @@ class Reconciler:
         self.settings = settings or LoopSettings()
         self.on_change = on_change
         self.on_flush = on_flush
-        self.invoker: CallSink = invoker or Invoker(self.deliver, clock, env, workers=self.settings.workers)
+        self.invoker: CallSink = invoker or Invoker(self.deliver, clock, env, self.settings.workers, policy)
         self.io = io or StoreThread()
         self.stats = Stats()
         self.last_pass = time.monotonic()
@@ -239,6 +241,7 @@ class Reconciler:
         self._held: dict[str, Held] = {}
         self._fire_heap: list[tuple[dt.datetime, int, str]] = []
         self._out: set[str] = set()  # calls that have left and not reported back
+        self._long: set[str] = set()  # those of them out longer than `long_call` (they do not count as busy)
         self._out_order: collections.deque[tuple[float, str, int]] = collections.deque()
         self._waiting_requests: dict[str, list[_Request]] = {}
         self._recovered: dict[str, str] = {}
@@ -497,6 +500,14 @@ class Reconciler:
             self._answer_waiting(asked)
             return
         got, docs, until = value
+        earliest = min(e.due for e in batch)
+        if earliest < now and self.clock.now() - earliest > dt.timedelta(milliseconds=50):
+            log.warning(
+                "a claim of %d object(s) finished %.0f ms after the first was due (the store is slow); "
+                "those calls leave late",
+                len(batch),
+                (self.clock.now() - earliest).total_seconds() * 1000,
+            )
         self.stats.claimed += len(got)
         self.stats.lost_claims += len(asked) - len(got)
         by_id = {d["_id"]: d for d in docs}
@@ -541,6 +552,7 @@ class Reconciler:
         for oid in ids:
             self._held.pop(oid, None)
             self._out.discard(oid)
+            self._long.discard(oid)
         owner = self.owner
 
         def job() -> list[tuple[str, dt.datetime, int]]:
@@ -595,7 +607,11 @@ class Reconciler:
         while self._out_order and self._out_order[0][0] <= cutoff:
             _, oid, seq = self._out_order.popleft()
             held = self._held.get(oid)
-            if held is None or held.seq != seq or not held.fired or held.started_written or held.writes:
+            if held is None or held.seq != seq or not held.fired:
+                continue
+            if oid in self._out:
+                self._long.add(oid)
+            if held.started_written or held.writes:
                 continue
             held.started_written = True
             if held.doc.get("state") != Phase.RUNNING.value:
@@ -607,6 +623,7 @@ class Reconciler:
         job = result.job
         held = self._held.get(job.object_id)
         self._out.discard(job.object_id)
+        self._long.discard(job.object_id)
         if (
             held is None
             or not held.fired
@@ -754,6 +771,7 @@ class Reconciler:
         if release:
             self._held.pop(oid, None)
             self._out.discard(oid)
+            self._long.discard(oid)
             if progress.due is not None and not progress.final:
                 self._upcoming_add(oid, progress.due, held.fence, now)
         else:
@@ -853,10 +871,13 @@ class Reconciler:
             log.warning("lease renewal failed (%s); the next one retries", value)
             return
         for oid in value:
-            held = self._held.pop(oid, None)
+            held = self._held.get(oid)
+            if held is None or held.writes:  # released by our own write meanwhile
+                continue
+            del self._held[oid]
             self._out.discard(oid)
-            if held is not None:
-                log.warning("%s (%s): its lease was taken over by another process; dropped", held.label, oid)
+            self._long.discard(oid)
+            log.warning("%s (%s): its lease was taken over by another process; dropped", held.label, oid)
 
     def _sweep(self, now: dt.datetime) -> None:
         """Free leases of processes that stopped, and find due work that nobody holds."""
@@ -920,6 +941,9 @@ class Reconciler:
 
     def _wake_time(self, now: dt.datetime) -> dt.datetime:
         candidates = [now + dt.timedelta(seconds=min(1.0, self.chores.idle_at(now)))]
+        if self._out_order:  # a call becomes long (and stops counting as busy)
+            left = self._out_order[0][0] + self.settings.long_call.total_seconds() - time.monotonic()
+            candidates.append(now + dt.timedelta(seconds=max(0.0, left)))
         while self._fire_heap:
             due, seq, oid = self._fire_heap[0]
             held = self._held.get(oid)

@@ -6,6 +6,7 @@ Called by the CLI (`lambdaop serve`) and by integration tests.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import secrets
@@ -52,6 +53,7 @@ class Runtime:
 
     def start(self) -> None:
         log.info("lambdaop starting: %s", self.config.describe())
+
         self.state.acquire()
         try:
             if self.config.mongodb_uri:
@@ -89,8 +91,9 @@ class Runtime:
             settings,
             self._changed,
             on_flush=self._flush_status,
+            policy=self.config.allow_hosts,
         )
-        self.service = Service(self.store, self.writer, self.reconciler, self.clock)
+        self.service = Service(self.store, self.writer, self.reconciler, self.clock, self.config.allow_hosts)
         self.users = Users(self.store, self.clock)
         self.admin_token = self.users.ensure_admin()
         if self.admin_token:
@@ -105,6 +108,7 @@ class Runtime:
             if self.config.watch:
                 self.folder.start_watching()
             self.folder.sync_all()
+        gc.freeze()  # long-lived start-up objects need no more collection passes
         self._thread = threading.Thread(target=self.reconciler.run, name="reconciler", daemon=True)
         self._thread.start()
         self._started_loop = True

@@ -21,7 +21,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from .errors import Problem, SpecInvalid
-from .spec import MAX_DURATION, Task, TaskSet, parse_duration, parse_time, validation_problems
+from .outbound import Policy, Refused
+from .spec import MAX_DURATION, Task, TaskSet, parse_duration, parse_time, targets, validation_problems
 
 URL = ("url", "URL", "taskURL", "taskUrl")
 NAME = ("name", "taskName", "title")
@@ -229,9 +230,13 @@ def _invoke(fields: Fields, url: Any) -> dict[str, Any]:
 
 
 def _validate(
-    model: type[Task] | type[TaskSet], data: dict[str, Any], fields: Fields, where: dict[str, str]
+    model: type[Task] | type[TaskSet],
+    data: dict[str, Any],
+    fields: Fields,
+    where: dict[str, str],
+    policy: Policy | None = None,
 ) -> Any:
-    """Every problem at once: the request's own (unknown fields, bad numbers) and the spec's."""
+    """Every problem at once: the request's own (unknown fields, bad numbers), the spec's and the targets'."""
     with contextlib.suppress(SpecInvalid):
         fields.finish()
     problems = list(fields.problems)
@@ -244,6 +249,12 @@ def _validate(
             p.field = _seed_field(p.field, where)
             if p.field not in seen:
                 problems.append(p)
+    if obj is not None and policy is not None:
+        for path, invoke in targets(obj):
+            try:
+                policy.check_url(invoke.url)
+            except Refused as exc:
+                problems.append(Problem(str(exc), field=_seed_field(path, where)))
     if problems:
         raise SpecInvalid("invalid request", problems)
     return obj
@@ -254,12 +265,18 @@ def _seed_field(field: str | None, where: dict[str, str]) -> str | None:
     if field is None:
         return None
     for prefix, name in sorted(where.items(), key=lambda kv: -len(kv[0])):
-        if field == prefix or field.startswith(prefix + "."):
+        if field == prefix or field.startswith((prefix + ".", prefix + "[")):
             return name
     return field
 
 
-def schedule(data: dict[str, Any], now: dt.datetime, zone: str, make_name: Callable[[], str]) -> Task:
+def schedule(
+    data: dict[str, Any],
+    now: dt.datetime,
+    zone: str,
+    make_name: Callable[[], str],
+    policy: Policy | None = None,
+) -> Task:
     """POST /scheduler/schedule -> a Task spec."""
     f = Fields(data)
     url_name, url = f.take(URL)
@@ -280,7 +297,7 @@ def schedule(data: dict[str, Any], now: dt.datetime, zone: str, make_name: Calla
         "spec.after": "delay",
         "metadata.name": "name",
     }
-    return _validate(Task, {"kind": "Task", "metadata": meta, "spec": spec}, f, where)
+    return _validate(Task, {"kind": "Task", "metadata": meta, "spec": spec}, f, where, policy)
 
 
 def _url_list(f: Fields) -> tuple[str | None, list[Any]]:
@@ -303,7 +320,13 @@ def _url_list(f: Fields) -> tuple[str | None, list[Any]]:
     return name, value
 
 
-def orchestrate(data: dict[str, Any], now: dt.datetime, zone: str, make_name: Callable[[], str]) -> TaskSet:
+def orchestrate(
+    data: dict[str, Any],
+    now: dt.datetime,
+    zone: str,
+    make_name: Callable[[], str],
+    policy: Policy | None = None,
+) -> TaskSet:
     """POST /orchestrator/orchestrate -> a TaskSet spec."""
     f = Fields(data)
     tasks_name, tasks = _url_list(f)
@@ -347,7 +370,7 @@ def orchestrate(data: dict[str, Any], now: dt.datetime, zone: str, make_name: Ca
         "spec.initialDelay": "initialDelay",
         "metadata.name": "name",
     }
-    return _validate(TaskSet, {"kind": "TaskSet", "metadata": meta, "spec": spec}, f, where)
+    return _validate(TaskSet, {"kind": "TaskSet", "metadata": meta, "spec": spec}, f, where, policy)
 
 
 def object_id(data: dict[str, Any]) -> tuple[Fields, str]:

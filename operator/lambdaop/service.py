@@ -23,8 +23,9 @@ from . import machine
 from .clock import Clock, to_utc
 from .errors import Conflict, NotFound, Problem, SpecInvalid
 from .machine import Progress
+from .outbound import SECURE, Policy, Refused
 from .reconciler import NotHeld, Reconciler
-from .spec import AnySpec, Document, Task, spec_hash, spec_json
+from .spec import AnySpec, Document, Task, spec_hash, spec_json, targets
 from .store import EXISTS, HELD, OK, STALE, Op, Store, new_id
 from .writer import Writer
 
@@ -80,14 +81,36 @@ def label(doc: dict[str, Any]) -> str:
 
 
 class Service:
-    def __init__(self, store: Store, writer: Writer, loop: Reconciler, clock: Clock) -> None:
+    def __init__(
+        self, store: Store, writer: Writer, loop: Reconciler, clock: Clock, policy: Policy = SECURE
+    ) -> None:
         self.store = store
         self.writer = writer
         self.loop = loop
         self.clock = clock
+        self.policy = policy
         settings = loop.settings
         self.window = settings.claim_window
         self.lease = settings.lease
+
+    # ----- checking
+
+    def target_problems(
+        self, obj: AnySpec, line: int | None = None, document: int | None = None
+    ) -> list[Problem]:
+        """The calls of a spec the outbound policy refuses, each naming its field."""
+        problems = []
+        for field_path, invoke in targets(obj):
+            try:
+                self.policy.check_url(invoke.url)
+            except Refused as exc:
+                problems.append(Problem(str(exc), field=field_path, line=line, document=document))
+        return problems
+
+    def _check(self, obj: AnySpec) -> None:
+        problems = self.target_problems(obj)
+        if problems:
+            raise SpecInvalid("invalid spec", problems)
 
     # ----- creating
 
@@ -130,6 +153,7 @@ class Service:
 
     def create(self, obj: AnySpec, owner: str) -> dict[str, Any]:
         """Create a new object (the original routes); its name must be new."""
+        self._check(obj)
         now = to_utc(self.clock.now())
         doc = self._new_doc(obj, owner, now, None)
         op = self._insert_op(doc, now)
@@ -143,6 +167,7 @@ class Service:
 
     def apply(self, obj: AnySpec, owner: str, source: dict[str, Any] | None = None) -> Applied:
         """Create the object, or bring the stored one in line with this spec."""
+        self._check(obj)
         kind, name = obj.kind, obj.metadata.name
         for _ in range(CONFLICT_RETRIES):
             now = to_utc(self.clock.now())
@@ -183,8 +208,9 @@ class Service:
         groups: dict[tuple[str, str], list[int]] = {}
         for i, item in enumerate(items):
             d = item.doc
-            if d.spec is None:
-                results[i] = Applied("invalid", d.kind, d.name, problems=tuple(d.problems))
+            refused = self.target_problems(d.spec, d.line, d.index) if d.spec is not None else []
+            if d.spec is None or refused:
+                results[i] = Applied("invalid", d.kind, d.name, problems=tuple(d.problems or refused))
             else:
                 groups.setdefault((item.owner, d.spec.kind), []).append(i)
         for (owner, kind), indexes in groups.items():

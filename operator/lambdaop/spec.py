@@ -159,6 +159,15 @@ class FromEnv(_Model):
 HeaderValue = str | FromEnv
 
 
+class Sign(_Model):
+    """Sign each call with the Standard Webhooks headers (webhook-id, -timestamp, -signature)."""
+
+    secretFromEnv: str = Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="environment variable holding the secret (whsec_<base64>, or any text)",
+    )
+
+
 class JsonTest(_Model):
     """A test on one field of the JSON response body, by dotted path."""
 
@@ -192,10 +201,16 @@ class Invoke(_Model):
     url: str = Field(description="http(s) URL of the Lambda function URL or any endpoint")
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
     headers: dict[str, HeaderValue] = Field(default_factory=dict)
-    query: dict[str, str] = Field(default_factory=dict)
-    body: Any = None
-    timeout: Duration = dt.timedelta(seconds=30)
+    query: dict[str, HeaderValue] = Field(
+        default_factory=dict, description="query string (added to the URL's)"
+    )
+    body: Any = Field(
+        default=None, description="JSON (a string is sent as is); {fromEnv: NAME} anywhere in it is a secret"
+    )
+    timeout: Duration = Field(default=dt.timedelta(seconds=30), description="one deadline for the whole call")
     successWhen: SuccessWhen | None = None
+    followRedirects: bool = Field(default=False, description="follow up to 5 redirects, each checked again")
+    sign: Sign | None = None
 
     @field_validator("method", mode="before")
     @classmethod
@@ -329,6 +344,18 @@ class TaskSet(_Model):
 
 KINDS: dict[str, type[Task] | type[TaskSet]] = {"Task": Task, "TaskSet": TaskSet}
 AnySpec = Task | TaskSet
+
+
+def targets(obj: AnySpec) -> list[tuple[str, Invoke]]:
+    """Every call a spec makes, with the field that holds its URL."""
+    if isinstance(obj, Task):
+        return [("spec.invoke.url", obj.spec.invoke)]
+    out: list[tuple[str, Invoke]] = [(f"spec.tasks[{i}].url", t) for i, t in enumerate(obj.spec.tasks)]
+    if obj.spec.conditionCheck is not None:
+        out.append(("spec.conditionCheck.invoke.url", obj.spec.conditionCheck.invoke))
+    if obj.spec.fallback is not None:
+        out.append(("spec.fallback.invoke.url", obj.spec.fallback.invoke))
+    return out
 
 
 def spec_json(obj: AnySpec) -> dict[str, Any]:

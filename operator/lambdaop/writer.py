@@ -55,7 +55,7 @@ class Writer:
         owner: str,
         slot: str,
         clock: Clock,
-        max_batch: int = 500,
+        max_batch: int = 64,  # one commit holds the store for ~0.2 s, so claims get in between
         retry_for: float = 90.0,
         threaded: bool = True,
         linger: float = 0.2,

@@ -46,7 +46,7 @@ def test_a_dead_process_leaves_its_call_to_another_after_the_lease(
     )
     env = {**os.environ, "LAMBDAOP_MONGODB_URI": store_uri}
     cmd = [sys.executable, "-m", "lambdaop.cli", "serve", "--state-dir", str(tmp_path / "a"), "--specs", str(specs),
-           "--lease", "2s", "--port", "0"]  # fmt: skip
+           "--lease", "2s", "--port", "0", "--allow-hosts", "127.0.0.1"]  # fmt: skip
     env["LAMBDAOP_DATABASE"] = database
     a = subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
     try:

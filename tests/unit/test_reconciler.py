@@ -13,6 +13,7 @@ import pytest
 from lambdaop.clock import to_utc
 from lambdaop.errors import Conflict
 from lambdaop.invoker import CallResult, Job
+from lambdaop.outbound import Policy
 from lambdaop.reconciler import LoopSettings, Reconciler, StoreThread
 from lambdaop.service import Service
 from lambdaop.spec import Task, load_one
@@ -85,7 +86,7 @@ class Rig:
             io=StoreThread(threaded=False),
         )
         self.calls.deliver = self.loop.deliver
-        self.service = Service(self.store, self.writer, self.loop, clock)
+        self.service = Service(self.store, self.writer, self.loop, clock, Policy.parse("127.0.0.1"))
 
     def task(self, name: str, **spec: Any) -> str:
         (obj,) = load_one(Task.model_validate({"metadata": {"name": name}, "spec": {"invoke": "http://127.0.0.1:9/ok", **spec}}).model_dump_json())  # fmt: skip
