@@ -28,6 +28,7 @@ from lambdaop.cli import main as cli
 from lambdaop.config import Config
 from lambdaop.embedded import EmbeddedServer
 from lambdaop.runtime import Runtime
+from lambdaop.store import start_embedded
 
 
 def pct(values: list[float], p: float) -> float:
@@ -108,7 +109,7 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="lambdaop-bench-"))
     server = EmbeddedServer(tmp / "store")
-    server.start()
+    start_embedded(server)
     uri = server.uri + "&retryWrites=false"
     try:
         runtime = Runtime(Config(state_dir=tmp / "state", specs_dir=None, mongodb_uri=uri, port=0))

@@ -27,6 +27,7 @@ from lambdaop.outbound import Policy
 from lambdaop.runtime import Runtime
 from lambdaop.service import Placed
 from lambdaop.spec import Document, Task
+from lambdaop.store import start_embedded
 
 
 def free_port() -> int:
@@ -60,7 +61,7 @@ def endpoint() -> Iterator[str]:
 def embedded_store() -> Iterator[tuple[EmbeddedServer, Path]]:
     tmp = Path(tempfile.mkdtemp(prefix="lambdaop-bench-"))
     server = EmbeddedServer(tmp / "store")
-    server.start()
+    start_embedded(server)
     try:
         yield server, tmp
     finally:

@@ -17,6 +17,7 @@ from pathlib import Path
 from lambdaop.config import Config
 from lambdaop.embedded import EmbeddedServer
 from lambdaop.runtime import Runtime
+from lambdaop.store import start_embedded
 
 
 def main() -> None:
@@ -27,7 +28,7 @@ def main() -> None:
     specs = tmp / "specs"
     specs.mkdir()
     server = EmbeddedServer(tmp / "store")
-    server.start()
+    start_embedded(server)
     try:
         config = Config(
             state_dir=tmp / "state",

@@ -19,7 +19,7 @@ from lambdaop.demo import DemoLambda
 from lambdaop.embedded import EmbeddedServer
 from lambdaop.outbound import Policy
 from lambdaop.runtime import Runtime
-from lambdaop.store import Store
+from lambdaop.store import Store, start_embedded
 
 _db_names = itertools.count()
 LOOPBACK = Policy.parse("127.0.0.1")  # tests call only the local endpoints they start
@@ -52,7 +52,7 @@ def clock() -> FakeClock:
 @pytest.fixture(scope="session")
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
     server = EmbeddedServer(tmp_path_factory.mktemp("store"))
-    server.start()
+    start_embedded(server)
     yield server
     server.stop()
 

@@ -66,10 +66,10 @@ def serve(state: Path, specs: Path, log: Path, *extra: str) -> subprocess.Popen[
 def stored_objects(state: Path) -> list[dict[str, Any]]:
     """Every object in a stopped service's embedded store."""
     from lambdaop.embedded import EmbeddedServer
-    from lambdaop.store import Store
+    from lambdaop.store import Store, start_embedded
 
     server = EmbeddedServer(state)
-    server.start()
+    start_embedded(server)
     try:
         store = Store(server.uri, embedded=True)
         docs = [with_history(store, d) for d in store.objects.find({"_id": {"$gt": ""}})]

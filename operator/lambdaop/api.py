@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import falcon
 
@@ -24,16 +24,18 @@ from .errors import (
     STATUS,
     BadRequest,
     Conflict,
+    Forbidden,
     LambdaopError,
     NotFound,
     PayloadTooLarge,
     Problem,
     SpecInvalid,
+    TooManyRequests,
     UnsupportedMediaType,
 )
 from .limits import Limit, load_json, storable
-from .service import Service
-from .spec import load_documents
+from .service import Service, managed_message, manager_of
+from .spec import load_documents, parse_duration
 from .store import OBJECT_ID, Store, new_id
 from .users import User, Users
 
@@ -50,17 +52,60 @@ YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yam
 # --------------------------------------------------------------------------- presentation
 
 
+SECRET_HEADERS = {"authorization", "cookie", "x-api-key", "proxy-authorization"}
+SUMMARY = ("id", "kind", "name", "owner", "state", "generation", "created", "updated", "due", "started", "finished", "calls", "attempt", "inFlight", "taskId", "taskSetId")  # fmt: skip
+
+
+def mask_url(url: str) -> str:
+    """A URL with the password of its user part masked."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def masked(value: Any) -> Any:
+    """A spec or call record with secret header values and URL passwords masked (secrets by
+    reference, `fromEnv`, are names only and stay)."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if key == "headers" and isinstance(item, dict):
+                out[key] = {h: ("***" if h.lower() in SECRET_HEADERS and isinstance(v, str) else masked(v)) for h, v in item.items()}  # fmt: skip
+            elif key == "url" and isinstance(item, str):
+                out[key] = mask_url(item)
+            else:
+                out[key] = masked(item)
+        return out
+    if isinstance(value, list):
+        return [masked(v) for v in value]
+    if isinstance(value, str) and "://" in value and "@" in value:
+        return mask_url(value)
+    return value
+
+
 def present_attempt(a: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in a.items() if v is not None}
+    out = {k: v for k, v in masked(a).items() if v is not None and k != "o"}
     if isinstance(out.get("at"), dt.datetime):
         out["at"] = iso(out["at"])
+    if "_id" in out:
+        out.pop("_id")
     return out
 
 
 def present(
-    doc: dict[str, Any], history: list[dict[str, Any]] | None = None, live: str | None = None
+    doc: dict[str, Any],
+    history: list[dict[str, Any]] | None = None,
+    live: str | None = None,
+    viewer: User | None = None,
 ) -> dict[str, Any]:
-    """An object as the API shows it (`history` for one object's answer; `live` overrides the stored state)."""
+    """An object as the API shows it to `viewer`: its owner sees it whole (secret header values
+    and URL passwords masked); anybody else, admins too, sees only kind, name, owner, state,
+    times and counts.
+
+    `history` is for one object's answer; `live` overrides the stored state.
+    """
     p = doc.get("progress", {})
     out: dict[str, Any] = {
         "id": doc["_id"],
@@ -82,12 +127,13 @@ def present(
         "started": iso(p.get("started")),
         "finished": iso(p.get("finished")),
         "pruned": bool(doc.get("pruned")),
+        "manager": manager_of(doc),
         "last": present_attempt(doc["last"]) if doc.get("last") else None,
-        "spec": doc.get("spec", {}),
+        "spec": masked(doc.get("spec", {})),
     }
     if doc["kind"] == "Task":
         out["taskId"] = doc["_id"]
-        invoke = doc.get("spec", {}).get("invoke", {})
+        invoke = out["spec"].get("invoke", {})
         out["url"] = invoke.get("url") if isinstance(invoke, dict) else None
     else:
         out["taskSetId"] = doc["_id"]
@@ -95,6 +141,8 @@ def present(
         out["attempts"] = [present_attempt(a) for a in history]
         if doc.get("source"):
             out["source"] = doc["source"]
+    if viewer is not None and viewer.name != doc["owner"]:
+        return {k: out[k] for k in SUMMARY if k in out} | {"redacted": True}
     return out
 
 
@@ -224,6 +272,8 @@ def handle_lambdaop_error(req: falcon.Request, resp: falcon.Response, ex: Lambda
     details = [p.as_dict() for p in ex.problems]
     message = ex.message if not details else f"{ex.message}: " + "; ".join(str(p) for p in ex.problems[:5])
     _send_error(resp, status, ex.code, message, details)
+    if isinstance(ex, TooManyRequests):
+        resp.set_header("Retry-After", str(ex.retry_after))
 
 
 def handle_http_error(req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError, params: Any) -> None:
@@ -256,18 +306,90 @@ class Health:
 
 
 class Login:
+    """`POST /auth/login` (`name` or `username`, and `password`): a web session token."""
+
     def __init__(self, users: Users) -> None:
         self.users = users
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        fields = read_fields(req)
-        unknown = [k for k in fields if k not in ("name", "password")]
-        if unknown:
-            raise SpecInvalid("invalid request", [Problem("unknown field", field=k) for k in unknown])
-        name, password = fields.get("name"), fields.get("password")
+        f = seed.Fields(read_fields(req))
+        _, name = f.take(("name", "username"))
+        _, password = f.take(("password",))
         if not isinstance(name, str) or not isinstance(password, str):
-            raise SpecInvalid("invalid request", [Problem("name and password are required", field="name")])
-        resp.media = {"token": self.users.login(name, password), "name": name}
+            f.problem("name", "name (or username) and password are required")
+        f.finish()
+        assert isinstance(name, str) and isinstance(password, str)
+        token = self.users.login(name.strip(), password, req.remote_addr or "")
+        resp.media = {"token": token, "name": name.strip(), "expiresInHours": self.users.session_hours}
+
+
+class Logout:
+    def __init__(self, users: Users) -> None:
+        self.users = users
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.users.logout(_bearer(req))
+        resp.media = {"signedOut": True}
+
+
+def _admin(req: falcon.Request) -> User:
+    user = _user(req)
+    if not user.admin:
+        raise Forbidden("only an admin manages users")
+    return user
+
+
+def _admin_or_self(req: falcon.Request, name: str) -> None:
+    user = _user(req)
+    if not user.admin and user.name != name:
+        raise Forbidden("only an admin manages other users' tokens")
+
+
+class UsersRoute:
+    """`/users` (admin): list, create; `/users/{name}`: remove; `/users/{name}/tokens[/{prefix}]`: tokens."""
+
+    def __init__(self, users: Users) -> None:
+        self.users = users
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        _admin(req)
+        resp.media = {"users": [{**u, "created": iso(u.get("created"))} for u in self.users.listing()]}
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        _admin(req)
+        f = seed.Fields(read_fields(req))
+        _, name = f.take(("name", "username"))
+        _, admin = f.take(("admin",))
+        f.finish()
+        if not isinstance(name, str):
+            raise SpecInvalid("invalid request", [Problem("the user's name is required", field="name")])
+        token = self.users.add(name, admin=admin in (True, "true", "on", "1"))
+        resp.status = falcon.HTTP_201
+        resp.media = {"name": name, "token": token}
+
+    def on_delete_one(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        admin = _admin(req)
+        if name == admin.name:
+            raise Conflict("an admin cannot remove itself; ask another admin")
+        self.users.remove(name)
+        resp.media = {"removed": name}
+
+    def on_get_tokens(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        _admin_or_self(req, name)
+        resp.media = {"tokens": [{k: iso(v) if isinstance(v, dt.datetime) else v for k, v in t.items()} for t in self.users.tokens(name)]}  # fmt: skip
+
+    def on_post_tokens(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        _admin_or_self(req, name)
+        f = seed.Fields(read_fields(req))
+        expires = f.millis(("expiresIn",))
+        f.finish()
+        token = self.users.issue_token(name, parse_duration(expires) if expires else None)
+        resp.status = falcon.HTTP_201
+        resp.media = {"name": name, "token": token}
+
+    def on_delete_token(self, req: falcon.Request, resp: falcon.Response, name: str, prefix: str) -> None:
+        _admin_or_self(req, name)
+        resp.media = {"revoked": self.users.revoke(name, prefix)}
 
 
 class Me:
@@ -293,16 +415,17 @@ class Objects:
         docs = self.store.list_objects(self.kind, owner, state, req.get_param("cursor"), limit)
         live = self.service.loop.live_state
         resp.media = {
-            self.key: [present(d, live=live(d["_id"])) for d in docs],
+            self.key: [present(d, live=live(d["_id"]), viewer=user) for d in docs],
             "next": docs[-1]["_id"] if len(docs) == limit else None,
             "counts": self.store.counts(owner, self.kind),
         }
 
     def on_get_one(self, req: falcon.Request, resp: falcon.Response, object_id: str) -> None:
-        doc = self.service.get(object_id, _user(req).name)
+        user = _user(req)
+        doc = self.service.get(object_id, user.name)
         if doc["kind"] != self.kind:
             raise NotFound(f"no {self.kind} {object_id}")
-        resp.media = present(doc, self.store.history(doc), self.service.loop.live_state(object_id))
+        resp.media = present(doc, self.store.history(doc), self.service.loop.live_state(object_id), user)
 
 
 def _name_maker(kind: str) -> Callable[[], str]:
@@ -390,20 +513,33 @@ class Specs:
             problems.append(Problem("no spec documents in the body"))
         if problems:
             raise SpecInvalid("invalid spec; nothing was applied", problems)
+        user = _user(req)
+        force = req.get_param_as_bool("force", default=False)
+        if not force:
+            managed = self.service.managed_by_folder(docs, user.name)
+            if managed:
+                raise Conflict(
+                    "some documents change objects the specs folder manages; nothing was applied", managed
+                )
         if req.get_param_as_bool("dryRun", default=False):
             resp.media = {
                 "results": [{"action": "valid", "kind": d.kind, "name": d.name, "line": d.line} for d in docs]
             }
             return
-        results = self.service.apply_documents(docs, _user(req).name)
+        results = self.service.apply_documents(docs, user.name, manager=f"api:{user.name}", force=force)
         resp.media = {"results": [r.as_dict() for r in results]}
 
     def on_delete_one(self, req: falcon.Request, resp: falcon.Response, kind: str, name: str) -> None:
         real = KINDS.get(kind.lower(), kind if kind in ("Task", "TaskSet") else None)
         if real is None:
             raise NotFound(f"no kind {kind!r}; use Task or TaskSet")
-        doc = self.service.prune(_user(req).name, real, name)
-        resp.media = {"deleted": True, "object": present(doc)}
+        user = _user(req)
+        current = self.service.store.find_by_name(user.name, real, name)
+        managed = current is not None and manager_of(current).startswith("folder:")
+        if managed and current is not None and not req.get_param_as_bool("force", default=False):
+            raise Conflict(managed_message(current))
+        doc = self.service.prune(user.name, real, name)
+        resp.media = {"deleted": True, "object": present(doc, viewer=user)}
 
 
 UI_DIR = Path(__file__).with_name("ui")
@@ -454,6 +590,12 @@ def create_app(
     app.add_route("/healthz", Health())
     app.add_route("/readyz", Health(ready or (lambda: [] if store.ping() else ["the store does not answer"])))
     app.add_route("/auth/login", Login(users))
+    app.add_route("/auth/logout", Logout(users))
+    user_routes = UsersRoute(users)
+    app.add_route("/users", user_routes)
+    app.add_route("/users/{name}", user_routes, suffix="one")
+    app.add_route("/users/{name}/tokens", user_routes, suffix="tokens")
+    app.add_route("/users/{name}/tokens/{prefix}", user_routes, suffix="token")
     app.add_route("/auth/me", Me())
     app.add_route("/scheduler/schedule", Create(service, clock, zone, "Task"))
     app.add_route("/scheduler/retrieve-tasks", tasks)

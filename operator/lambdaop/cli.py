@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import getpass
 import json
 import logging
 import os
@@ -20,7 +22,7 @@ import requests
 from . import __version__
 from .client import Client, ClientError, split_documents
 from .config import Config
-from .errors import LambdaopError, Problem
+from .errors import LambdaopError, Problem, SpecInvalid
 from .outbound import SECURE, Policy, Refused
 from .spec import json_schemas, load_documents, parse_duration, targets
 
@@ -112,12 +114,22 @@ def build_parser() -> argparse.ArgumentParser:
     user_sub = user.add_subparsers(dest="user_command", required=True)
     add = user_sub.add_parser("add", help="create a user and print its API token once")
     add.add_argument("name")
-    add.add_argument("--admin", action="store_true")
+    add.add_argument("--admin", action="store_true", help="may manage users through the API")
     token = user_sub.add_parser("token", help="issue another API token")
     token.add_argument("name")
+    token.add_argument("--expires", type=_duration, help="e.g. 30d (default: never)")
+    tokens = user_sub.add_parser("tokens", help="list a user's API tokens (prefix, created, last used)")
+    tokens.add_argument("name")
+    revoke = user_sub.add_parser("revoke", help="revoke API tokens by their prefix (from `user tokens`)")
+    revoke.add_argument("name")
+    revoke.add_argument("prefix")
+    remove = user_sub.add_parser("remove", help="remove a user (its tokens and sessions stop at once)")
+    remove.add_argument("name")
     passwd = user_sub.add_parser("passwd", help="set the password used to sign in to the web page")
     passwd.add_argument("name")
-    passwd.add_argument("--password", help="(default: read from standard input)")
+    passwd.add_argument(
+        "--password-stdin", action="store_true", help="read it from standard input (no prompt)"
+    )
     user_sub.add_parser("list", help="list users")
 
     def client_options(p: argparse.ArgumentParser) -> None:
@@ -126,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     apply = sub.add_parser("apply", help="send spec files (or a folder of them) to a running lambdaop")
     apply.add_argument("-f", "--file", dest="files", type=Path, action="append", required=True)
+    apply.add_argument("--force", action="store_true", help="take over objects the specs folder manages")
     client_options(apply)
     get = sub.add_parser("get", help="list tasks or tasksets")
     get.add_argument("what", choices=["tasks", "tasksets"])
@@ -204,7 +217,7 @@ def serve(args: argparse.Namespace) -> int:
     runtime.start()
     if runtime.admin_token:
         print(
-            f"first start: created user admin; its API token (shown once):\n{runtime.admin_token}",
+            f"first start: created user admin; its API token is in {runtime.state.path / 'admin.token'}",
             file=sys.stderr,
         )
     print(
@@ -223,44 +236,75 @@ def serve(args: argparse.Namespace) -> int:
 def user_command(args: argparse.Namespace) -> int:
     from .clock import SystemClock
     from .embedded import EmbeddedServer, StateDir
-    from .store import Store, connect
+    from .store import Store, connect, start_embedded
     from .users import Users
 
     uri = os.environ.get("LAMBDAOP_MONGODB_URI") or None
     state = StateDir(args.state_dir)
     server = None
-    if uri is None and state.held_elsewhere() and (args.state_dir / "store.uri").exists():
-        store = Store((args.state_dir / "store.uri").read_text().strip(), embedded=True)  # serve's store
+    if uri is None and state.held_elsewhere() and (state.path / "store.uri").exists():
+        store = Store((state.path / "store.uri").read_text().strip(), embedded=True)  # serve's store
     elif uri is not None:
         store = connect(uri, os.environ.get("LAMBDAOP_DATABASE", "lambdaop"))
     else:
         state.acquire()
-        server = EmbeddedServer(args.state_dir)
+        server = EmbeddedServer(state.path)
         try:
-            store = connect(server.start(), embedded=True)
+            store = connect(start_embedded(server), embedded=True)
         except Exception:
             server.stop()
             state.release()
             raise
     try:
-        users = Users(store, SystemClock())
-        if args.user_command == "add":
+        users = Users(store, SystemClock(), token_file=state.path / "admin.token")
+        if users.ensure_admin():
+            print(
+                f"created user admin first; its API token is in {state.path / 'admin.token'}", file=sys.stderr
+            )
+        command = args.user_command
+        if command == "add":
             print(users.add(args.name, admin=args.admin))
-        elif args.user_command == "token":
-            print(users.issue_token(args.name))
-        elif args.user_command == "passwd":
-            password = args.password if args.password is not None else sys.stdin.readline().rstrip("\n")
-            users.set_password(args.name, password)
+        elif command == "token":
+            print(users.issue_token(args.name, args.expires))
+        elif command == "tokens":
+            print(f"{'PREFIX':10} {'CREATED':25} {'LAST USED':25} EXPIRES")
+            for t in users.tokens(args.name):
+                print(
+                    f"{t['prefix'] or '-':10} {_when(t['created']):25} {_when(t['lastUsed']):25} {_when(t['expires'])}"
+                )
+        elif command == "revoke":
+            print(f"revoked {users.revoke(args.name, args.prefix)} token(s) of {args.name}")
+        elif command == "remove":
+            users.remove(args.name)
+            print(f"removed user {args.name}")
+        elif command == "passwd":
+            users.set_password(args.name, _read_password(args.password_stdin))
             print(f"password of {args.name} set")
         else:
-            for u in users.list():
-                print(f"{u['name']}\t{'admin' if u['admin'] else 'user'}")
+            for u in users.listing():
+                print(f"{u['name']}\t{'admin' if u['admin'] else 'user'}\t{u['tokens']} token(s)")
     finally:
         store.close()
         if server is not None:
             server.stop()
         state.release()
     return 0
+
+
+def _when(value: object) -> str:
+    from .clock import iso
+
+    return iso(value) or "-" if isinstance(value, dt.datetime) else "-"
+
+
+def _read_password(from_stdin: bool) -> str:
+    """From standard input, or asked twice without echo."""
+    if from_stdin or not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("new password: ")
+    if getpass.getpass("again: ") != first:
+        raise SpecInvalid("the passwords differ", [Problem("type the same password twice", field="password")])
+    return first
 
 
 def client_command(args: argparse.Namespace) -> int:
@@ -271,11 +315,11 @@ def client_command(args: argparse.Namespace) -> int:
             results = []
             for offset, piece in split_documents(path.read_text()):
                 try:
-                    results += client.apply(piece)["results"]
+                    results += client.apply(piece, force=args.force)["results"]
                 except ClientError as exc:
                     failed = True
                     print(
-                        f"{path}: {exc.body.get('message') if not exc.body.get('details') else 'invalid'}",
+                        f"{path}: {exc.body.get('message') if exc.status == 409 or not exc.body.get('details') else 'invalid'}",
                         file=sys.stderr,
                     )
                     for d in exc.body.get("details", []):

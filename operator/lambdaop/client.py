@@ -56,8 +56,11 @@ class Client:
             raise ClientError(response.status_code, body)
         return body if isinstance(body, dict) else {"value": body}
 
-    def apply(self, text: str, content_type: str = "application/yaml") -> dict[str, Any]:
-        return self._call("POST", "/specs", data=text.encode(), headers={"Content-Type": content_type})
+    def apply(self, text: str, content_type: str = "application/yaml", force: bool = False) -> dict[str, Any]:
+        params = {"force": "true"} if force else None
+        return self._call(
+            "POST", "/specs", data=text.encode(), headers={"Content-Type": content_type}, params=params
+        )
 
     def delete_spec(self, kind: str, name: str) -> dict[str, Any]:
         return self._call("DELETE", f"/specs/{kind}/{name}")

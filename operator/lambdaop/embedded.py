@@ -4,8 +4,13 @@
 `EmbeddedServer` starts `secantusd-py` on 127.0.0.1 with its data under
 `<state>/db`, reads its port from its log, stops a server left behind by a
 lambdaop that died, and stops it on exit (Linux ends it even when lambdaop is
-killed with -9). No MongoDB client here: `store` is the only module that
-talks to the server. Called by runtime and the CLI.
+killed with -9). It runs with authentication: its credential is made at the
+first start and kept in `<state>/store.secret` (mode 0600; the folder is
+0700), so no other local user or process can reach the data. The folder is
+always taken by its absolute path, and a database nested by earlier versions
+(`.lambdaop/.lambdaop/db`) is moved where it belongs. No MongoDB client here:
+`store` is the only module that talks to the server (it creates the user).
+Called by runtime and the CLI.
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import json
 import logging
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -24,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from .errors import StateDirLocked, StoreUnavailable
 
@@ -39,17 +47,35 @@ def _parent_death_signal() -> None:  # pragma: no cover - runs in the child befo
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def private_folder(path: Path) -> Path:
+    """The folder by its absolute path, made if need be, readable by its owner only."""
+    path = Path(path).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        path.chmod(0o700)
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """A file only its owner may read (written whole, then renamed into place)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 class StateDir:
     """The state folder, held by one live lambdaop process at a time (an flock)."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
+        self.path = Path(path).expanduser().resolve()
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+        private_folder(self.path)
         lock_path = self.path / "lambdaop.lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -93,6 +119,9 @@ def _server_binary() -> str:
     return found
 
 
+STORE_USER = "lambdaop"
+
+
 @dataclass
 class EmbeddedServer:
     """SecantusDB as a child process on 127.0.0.1, data under `<state>/db`."""
@@ -103,16 +132,72 @@ class EmbeddedServer:
     start_timeout: float = 60.0
     process: subprocess.Popen[bytes] | None = None
     port: int | None = None
+    auth: bool = False
     _log_file: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.state_dir = Path(self.state_dir).expanduser().resolve()
+
+    @property
+    def secret_file(self) -> Path:
+        return self.state_dir / "store.secret"
+
+    def credential(self) -> tuple[str, str] | None:
+        """The store's user and password, once made (`new_credential`)."""
+        try:
+            data = json.loads(self.secret_file.read_text())
+            return str(data["user"]), str(data["password"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def new_credential(self) -> tuple[str, str]:
+        """A fresh random credential, kept (0600) only once `save_credential` confirms it works."""
+        password = secrets.token_urlsafe(32)
+        write_private(
+            self.state_dir / "store.secret.new", json.dumps({"user": STORE_USER, "password": password})
+        )
+        return STORE_USER, password
+
+    def save_credential(self) -> None:
+        os.replace(self.state_dir / "store.secret.new", self.secret_file)
 
     @property
     def uri(self) -> str:
+        """How to reach it: with the credential when it runs with authentication."""
+        credential = self.credential() if self.auth else None
+        if credential is None:
+            return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+        user, password = credential
+        return (
+            f"mongodb://{quote(user, safe='')}:{quote(password, safe='')}@127.0.0.1:{self.port}/"
+            "?directConnection=true&authSource=admin&authMechanism=SCRAM-SHA-256"
+        )
+
+    @property
+    def anonymous_uri(self) -> str:
         return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
 
-    def start(self) -> str:
+    def _migrate_nested(self, data: Path) -> None:
+        """Earlier versions ran the server inside the folder with its relative path again, so
+        `./.lambdaop` held its database in `.lambdaop/.lambdaop/db`: move such a database home."""
+        if (data / "WiredTiger").exists():
+            return
+        for found in sorted(self.state_dir.glob("**/db/WiredTiger")):
+            nested = found.parent
+            if nested != data and self.state_dir in nested.parents:
+                log.warning("moving the database an earlier version nested in %s to %s", nested, data)
+                if data.exists():
+                    data.rmdir()
+                shutil.move(str(nested), str(data))
+                return
+
+    def start(self, auth: bool = True) -> str:
+        private_folder(self.state_dir)
         data = self.state_dir / "db"
+        self._migrate_nested(data)
         data.mkdir(parents=True, exist_ok=True)
         self._stop_leftover()
+        self.auth = auth
         log_path = self.state_dir / "secantusd.log"
         offset = log_path.stat().st_size if log_path.exists() else 0
         self._log_file = open(log_path, "ab")  # noqa: SIM115 - held for the child's lifetime
@@ -131,6 +216,7 @@ class EmbeddedServer:
             str(self.oplog_max_entries),
             "--log-level",
             "INFO",  # the port is read from its "listening on" line
+            *(["--auth"] if auth else []),
         ]
         self.process = subprocess.Popen(
             cmd,
@@ -150,8 +236,8 @@ class EmbeddedServer:
             match = _LISTENING.search(text)
             if match:
                 self.port = int(match.group(2))
-                # lets `lambdaop user ...` reach the store while serve holds the folder
-                (self.state_dir / "store.uri").write_text(self.uri)
+                # lets `lambdaop user ...` reach the store while serve holds the folder (0600: it holds the credential)
+                write_private(self.state_dir / "store.uri", self.uri)
                 return self.uri
             time.sleep(0.05)
         self.stop()

@@ -68,6 +68,18 @@ class Unauthorized(LambdaopError):
     code = "unauthorized"
 
 
+class Forbidden(LambdaopError):
+    code = "forbidden"
+
+
+class TooManyRequests(LambdaopError):
+    code = "too_many_requests"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class PayloadTooLarge(LambdaopError):
     code = "too_large"
 
@@ -99,6 +111,8 @@ class StateDirLocked(LambdaopError):
 STATUS: dict[type[LambdaopError], int] = {
     BadRequest: 400,
     Unauthorized: 401,
+    Forbidden: 403,
+    TooManyRequests: 429,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
     NotFound: 404,

@@ -123,13 +123,53 @@ class ErrorOut(_Out):
 
 class LoginIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str
+    name: str | None = Field(default=None, description="the user's name (or send it as `username`)")
+    username: str | None = None
     password: str
 
 
 class LoginOut(_Out):
-    token: str
+    token: str = Field(description="a web session token (s.…), not an API token")
     name: str
+    expiresInHours: float
+
+
+class UserIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    admin: bool = False
+
+
+class UserOut(_Out):
+    name: str
+    admin: bool
+    created: str | None = None
+    tokens: int
+
+
+class UserList(_Out):
+    users: list[UserOut]
+
+
+class TokenOut(_Out):
+    name: str
+    token: str = Field(description="shown once; only a hash is kept")
+
+
+class TokenInfo(_Out):
+    prefix: str | None
+    created: str | None
+    lastUsed: str | None
+    expires: str | None
+
+
+class TokenList(_Out):
+    tokens: list[TokenInfo]
+
+
+class TokenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    expiresIn: str | int | None = Field(default=None, description="a duration (30d) or milliseconds")
 
 
 class Me(_Out):
@@ -143,7 +183,7 @@ class Health(_Out):
 
 MODELS: list[type[BaseModel]] = [
     Task, TaskSet, ObjectOut, TaskList, TaskSetList, ModifyOut, CancelOut, ApplyOut, DeleteOut,
-    ErrorOut, LoginIn, LoginOut, Me, Health,
+    ErrorOut, LoginIn, LoginOut, Me, Health, UserIn, UserOut, UserList, TokenOut, TokenInfo, TokenList, TokenIn,
 ]  # fmt: skip
 
 
@@ -229,6 +269,8 @@ def _answers(ok: str, status: str = "200", *errors: int) -> dict[str, Any]:
 _ERRORS = {
     400: "malformed body",
     401: "no or bad token",
+    403: "only an admin may",
+    429: "too many failed sign-ins (see Retry-After)",
     404: "unknown object, or another user's",
     409: "not in a state that allows it",
     413: "body over 1 MiB",
@@ -244,6 +286,7 @@ _STATE_PARAMS = [
     {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
 ]  # fmt: skip
 _ID = [{"name": "object_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+_NAME = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
 
 
 def openapi_document() -> dict[str, Any]:
@@ -269,8 +312,15 @@ def openapi_document() -> dict[str, Any]:
         "/healthz": {"get": {"summary": "liveness", "security": [], "responses": {"200": {"description": "alive", "content": _json(_ref("Health"))}}}},
         "/readyz": {"get": {"summary": "readiness (store reachable)", "security": [], "responses": {"200": {"description": "ready", "content": _json(_ref("Health"))}, "503": {"description": _ERRORS[503], "content": _json(_ref("ErrorOut"))}}}},
         "/openapi.json": {"get": {"summary": "this document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}},
-        "/auth/login": {"post": {"summary": "sign in with name and password; answers a token", "security": [], "requestBody": _body(_ref("LoginIn")), "responses": _answers("LoginOut", "200", 400, 415, 422)}},
+        "/auth/login": {"post": {"summary": "sign in with name (or username) and password; answers a web session token", "security": [], "requestBody": _body(_ref("LoginIn")), "responses": _answers("LoginOut", "200", 400, 415, 422, 429)}},
         "/auth/me": {"get": {"summary": "the signed-in user", "responses": _answers("Me")}},
+        "/auth/logout": {"post": {"summary": "end this web session", "responses": _answers("Health")}},
+        "/users": {"get": {"summary": "every user (admin)", "responses": _answers("UserList", "200", 403)},
+                   "post": {"summary": "create a user (admin); answers its first API token", "requestBody": _body(_ref("UserIn")), "responses": _answers("TokenOut", "201", 400, 403, 409, 415, 422)}},
+        "/users/{name}": {"delete": {"summary": "remove a user (admin): its tokens and sessions stop at once", "parameters": _NAME, "responses": _answers("Health", "200", 403, 404, 409)}},
+        "/users/{name}/tokens": {"get": {"summary": "the user's API tokens (admin, or the user)", "parameters": _NAME, "responses": _answers("TokenList", "200", 403, 404)},
+                                 "post": {"summary": "another API token (admin, or the user)", "parameters": _NAME, "requestBody": {**_body(_ref("TokenIn")), "required": False}, "responses": _answers("TokenOut", "201", 403, 404, 422)}},
+        "/users/{name}/tokens/{prefix}": {"delete": {"summary": "revoke the tokens starting with this prefix (admin, or the user)", "parameters": [*_NAME, {"name": "prefix", "in": "path", "required": True, "schema": {"type": "string", "minLength": 6}}], "responses": _answers("Health", "200", 403, 404, 422)}},
         "/scheduler/schedule": {"post": {"summary": "create a Task", "requestBody": _body(_ref("ScheduleIn")), "responses": _answers("ObjectOut", "201", 400, 409, 413, 415, 422)}},
         "/scheduler/retrieve-tasks": {"get": {"summary": "list Tasks by state; All lists every user's", **listing, "responses": _answers("TaskList", "200", 422)}},
         "/scheduler/modify": {"post": {"summary": "new time for a scheduled Task", "requestBody": _body(_ref("ModifyIn")), "responses": _answers("ModifyOut", "200", 400, 404, 409, 415, 422)}},
@@ -279,8 +329,8 @@ def openapi_document() -> dict[str, Any]:
         "/orchestrator/retrieve-tasks": {"get": {"summary": "list TaskSets by state", **listing, "responses": _answers("TaskSetList", "200", 422)}},
         "/orchestrator/modify": {"post": {"summary": "new start time for a scheduled TaskSet", "requestBody": _body(_ref("ModifyIn")), "responses": _answers("ModifyOut", "200", 400, 404, 409, 415, 422)}},
         "/orchestrator/cancel": {"post": {"summary": "cancel a scheduled TaskSet", "requestBody": _body(_ref("CancelIn")), "responses": _answers("CancelOut", "200", 400, 404, 409, 415, 422)}},
-        "/specs": {"post": {"summary": "apply Task/TaskSet specs (create or update by owner, kind and name); dryRun=true only validates", "parameters": [{"name": "dryRun", "in": "query", "required": False, "schema": {"type": "boolean"}}], "requestBody": yaml_body, "responses": _answers("ApplyOut", "200", 400, 413, 415, 422)}},
-        "/specs/{kind}/{name}": {"delete": {"summary": "remove a spec: cancel it if still scheduled, mark it pruned", "parameters": [{"name": "kind", "in": "path", "required": True, "schema": {"type": "string", "enum": ["Task", "TaskSet"]}}, {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}], "responses": _answers("DeleteOut", "200", 404, 409)}},
+        "/specs": {"post": {"summary": "apply Task/TaskSet specs (create or update by owner, kind and name); dryRun=true only validates", "parameters": [{"name": "dryRun", "in": "query", "required": False, "schema": {"type": "boolean"}}, {"name": "force", "in": "query", "required": False, "schema": {"type": "boolean"}, "description": "take over objects the specs folder manages (else 409)"}], "requestBody": yaml_body, "responses": _answers("ApplyOut", "200", 400, 409, 413, 415, 422)}},
+        "/specs/{kind}/{name}": {"delete": {"summary": "remove a spec: cancel it if still scheduled, mark it pruned", "parameters": [{"name": "force", "in": "query", "required": False, "schema": {"type": "boolean"}}, {"name": "kind", "in": "path", "required": True, "schema": {"type": "string", "enum": ["Task", "TaskSet"]}}, {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}], "responses": _answers("DeleteOut", "200", 404, 409)}},
         "/tasks": {"get": {"summary": "list Tasks (like retrieve-tasks)", **listing, "responses": _answers("TaskList", "200", 422)}},
         "/tasks/{object_id}": {"get": {"summary": "one Task with its attempt history", "parameters": _ID, "responses": _answers("ObjectOut", "200", 404)}},
         "/tasksets": {"get": {"summary": "list TaskSets", **listing, "responses": _answers("TaskSetList", "200", 422)}},

@@ -861,7 +861,7 @@ class Reconciler:
         info = {"owner": owner, "at": now}
 
         def job() -> set[str]:
-            self.store.heartbeat(self.writer.slot, now + 3 * self.settings.lease, info)
+            self.store.heartbeat(self.writer.slot, now + self.settings.lease, info)
             return self.store.renew(owner, due, until) if due else set()
 
         self.io.submit(job, lambda value: self._put(("renewed", value)))
@@ -890,11 +890,16 @@ class Reconciler:
 
         def job() -> tuple[list[dict[str, Any]], dict[str, str]]:
             freed: dict[str, str] = {}
+            ended: set[str] = set()
             for lease in self.store.expired_leases(now):
-                if lease.get("owner") == owner:
+                holder = str(lease.get("owner"))
+                if holder == owner:
                     if lease["_id"] not in live:  # left behind by a write that failed
                         self.store.drop_lease(lease, now)
                     continue
+                if holder not in ended:  # it may have died inside a transaction: end it, or wait a minute
+                    ended.add(holder)
+                    self.store.end_sessions_of(holder, now)
                 if self.store.drop_lease(lease, now):
                     freed[lease["_id"]] = (
                         f"the lease of {lease.get('owner')} expired while its call was due or in flight"

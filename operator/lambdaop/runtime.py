@@ -21,7 +21,7 @@ from .errors import LambdaopError, StartupFailed
 from .reconciler import LoopSettings, Reconciler
 from .service import Service
 from .status import StatusWriter
-from .store import Store, connect
+from .store import Store, connect, start_embedded
 from .users import Users
 from .watcher import FolderSync
 from .writer import Writer
@@ -60,7 +60,7 @@ class Runtime:
                 self.store = connect(self.config.mongodb_uri, self.config.database)
             else:
                 self.server = EmbeddedServer(self.config.state_dir)
-                uri = self.server.start()
+                uri = start_embedded(self.server)
                 self.store = connect(uri, self.config.database, embedded=True)
         except Exception:
             if self.server is not None:
@@ -81,6 +81,8 @@ class Runtime:
             max_in_flight=self.config.workers * 64,
             recover_all_at_start=self.server is not None,
         )
+        self.store.identify(self.owner)
+        self.store.heartbeat(self.owner, self.clock.now() + self.config.lease, {"owner": self.owner})
         self.writer = Writer(self.store, self.owner, self.owner, self.clock)
         self.reconciler = Reconciler(
             self.store,
@@ -94,10 +96,13 @@ class Runtime:
             policy=self.config.allow_hosts,
         )
         self.service = Service(self.store, self.writer, self.reconciler, self.clock, self.config.allow_hosts)
-        self.users = Users(self.store, self.clock)
+        self.users = Users(self.store, self.clock, token_file=self.state.path / "admin.token")
         self.admin_token = self.users.ensure_admin()
         if self.admin_token:
-            log.warning("created the first user, admin; its API token (shown once): %s", self.admin_token)
+            log.warning(
+                "created the first user, admin; its API token is in %s (mode 0600)",
+                self.state.path / "admin.token",
+            )
         if self.config.serve_api:
             self._start_http()
         if self.config.specs_dir is not None:

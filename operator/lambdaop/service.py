@@ -62,11 +62,27 @@ class Applied:
 
 @dataclass(frozen=True)
 class Placed:
-    """A document to apply, with its owner and where it came from."""
+    """A document to apply, with its owner and where it came from (a folder, or a user of the API)."""
 
     doc: Document
     owner: str
     source: dict[str, Any] | None = None
+    manager: str | None = None  # api:<user>; a folder's documents carry their folder in `source`
+    force: bool = False  # take over an object the folder manages
+
+
+def manager_of(doc: dict[str, Any]) -> str:
+    """Who keeps an object in line with its spec: `folder:<path>` or `api:<user>`."""
+    if doc.get("manager"):
+        return str(doc["manager"])
+    folder = (doc.get("source") or {}).get("folder")
+    return f"folder:{folder}" if folder else f"api:{doc.get('owner')}"
+
+
+def _manager(source: dict[str, Any] | None, manager: str | None, owner: str) -> str:
+    if source and source.get("folder"):
+        return f"folder:{source['folder']}"
+    return manager or f"api:{owner}"
 
 
 def first_due(obj: AnySpec, now: dt.datetime) -> dt.datetime:
@@ -115,7 +131,12 @@ class Service:
     # ----- creating
 
     def _new_doc(
-        self, obj: AnySpec, owner: str, now: dt.datetime, source: dict[str, Any] | None
+        self,
+        obj: AnySpec,
+        owner: str,
+        now: dt.datetime,
+        source: dict[str, Any] | None,
+        manager: str | None = None,
     ) -> dict[str, Any]:
         due = first_due(obj, now)
         progress = machine.start(obj.spec, due)
@@ -138,6 +159,7 @@ class Service:
         }
         if source is not None:
             doc["source"] = source
+        doc["manager"] = _manager(source, manager, owner)
         return doc
 
     def _insert_op(self, doc: dict[str, Any], now: dt.datetime) -> Op:
@@ -151,11 +173,11 @@ class Service:
         self.loop.notify(doc, op.claim_until)
         log.info("%s created, due %s (id %s)", label(doc), doc["due"].isoformat(), doc["_id"])
 
-    def create(self, obj: AnySpec, owner: str) -> dict[str, Any]:
+    def create(self, obj: AnySpec, owner: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Create a new object (the original routes); its name must be new."""
         self._check(obj)
         now = to_utc(self.clock.now())
-        doc = self._new_doc(obj, owner, now, None)
+        doc = {**self._new_doc(obj, owner, now, None), **(extra or {})}
         op = self._insert_op(doc, now)
         outcome = self.writer.write(op)
         if outcome == EXISTS:
@@ -165,15 +187,38 @@ class Service:
         self._created(doc, op)
         return doc
 
-    def apply(self, obj: AnySpec, owner: str, source: dict[str, Any] | None = None) -> Applied:
-        """Create the object, or bring the stored one in line with this spec."""
+    def apply(
+        self,
+        obj: AnySpec,
+        owner: str,
+        source: dict[str, Any] | None = None,
+        manager: str | None = None,
+        force: bool = False,
+    ) -> Applied:
+        """Create the object, or bring the stored one in line with this spec.
+
+        An object the specs folder manages is changed through the API only with
+        `force` (which takes it over: the folder then leaves it alone); the
+        folder never changes an object managed through the API.
+        """
         self._check(obj)
         kind, name = obj.kind, obj.metadata.name
+        incoming = _manager(source, manager, owner)
         for _ in range(CONFLICT_RETRIES):
             now = to_utc(self.clock.now())
             current = self.store.find_by_name(owner, kind, name)
+            if current is not None and manager_of(current) != incoming:
+                refusal = self._managed_elsewhere(current, incoming, force)
+                if refusal is not None:
+                    return refusal
+                source = {
+                    **(current.get("source") or {}),
+                    "takenOverFrom": manager_of(current),
+                    "takenOverBy": incoming,
+                }
+                source.pop("folder", None)
             if current is None:
-                doc = self._new_doc(obj, owner, now, source)
+                doc = self._new_doc(obj, owner, now, source, manager)
                 op = self._insert_op(doc, now)
                 outcome = self.writer.write(op)
                 if outcome == EXISTS:
@@ -184,16 +229,52 @@ class Service:
                     )
                 self._created(doc, op)
                 return Applied("created", kind, name, doc["_id"], doc["state"], doc=doc)
-            result = self._reapply(current, obj, now, source)
+            result = self._reapply(current, obj, now, source, incoming)
             if result is not None:
                 return result
         raise Conflict(f"{kind} {name} is changing too fast to apply; try again")
 
+    def _managed_elsewhere(self, current: dict[str, Any], incoming: str, force: bool) -> Applied | None:
+        """None when `incoming` may change the object; else the refusal."""
+        held_by = manager_of(current)
+        kind, name, oid = current["kind"], current["name"], current["_id"]
+        if incoming.startswith("folder:"):
+            return Applied(
+                "refused", kind, name, oid, current.get("state"),
+                f"{kind} {name} is managed by {held_by}; the folder leaves it alone (remove it here, or delete it there)",
+            )  # fmt: skip
+        if held_by.startswith("folder:") and not force:
+            raise Conflict(managed_message(current))
+        return None
+
+    def managed_by_folder(self, docs: list[Document], owner: str) -> list[Problem]:
+        """The documents that would change objects the specs folder manages (409 unless forced)."""
+        problems = []
+        by_kind: dict[str, list[Document]] = {}
+        for d in docs:
+            if d.spec is not None:
+                by_kind.setdefault(d.spec.kind, []).append(d)
+        for kind, group in by_kind.items():
+            found = self.store.find_by_names(owner, kind, [d.spec.metadata.name for d in group if d.spec])
+            for d in group:
+                doc = found.get(d.spec.metadata.name) if d.spec else None
+                if doc is not None and manager_of(doc).startswith("folder:"):
+                    problems.append(
+                        Problem(managed_message(doc), field="metadata.name", line=d.line, document=d.index)
+                    )
+        return problems
+
     def apply_documents(
-        self, docs: list[Document], owner: str, file: str | None = None, folder: str | None = None
+        self,
+        docs: list[Document],
+        owner: str,
+        file: str | None = None,
+        folder: str | None = None,
+        manager: str | None = None,
+        force: bool = False,
     ) -> list[Applied]:
         """Apply every valid document of one file or request (invalid ones are answered with their problems)."""
-        return self.apply_placed([Placed(d, owner, _source(d, file, folder)) for d in docs])
+        return self.apply_placed([Placed(d, owner, _source(d, file, folder), manager, force) for d in docs])
 
     def apply_placed(self, items: list[Placed]) -> list[Applied]:
         """Apply documents, each with its owner and source, in the order given.
@@ -222,7 +303,7 @@ class Service:
                 if spec.metadata.name in existing:
                     results[i] = self._apply_one(items[i])
                 else:
-                    doc = self._new_doc(spec, owner, now, items[i].source)
+                    doc = self._new_doc(spec, owner, now, items[i].source, items[i].manager)
                     fresh.append((i, doc, self._insert_op(doc, now)))
         outcomes = self.writer.write_many([op for _, _, op in fresh]) if fresh else []
         created = 0
@@ -241,12 +322,17 @@ class Service:
         d = item.doc
         assert d.spec is not None
         try:
-            return self.apply(d.spec, item.owner, item.source)
+            return self.apply(d.spec, item.owner, item.source, item.manager, item.force)
         except Conflict as exc:
             return Applied("refused", d.kind, d.name, message=exc.message)
 
     def _reapply(
-        self, current: dict[str, Any], obj: AnySpec, now: dt.datetime, source: dict[str, Any] | None
+        self,
+        current: dict[str, Any],
+        obj: AnySpec,
+        now: dt.datetime,
+        source: dict[str, Any] | None,
+        manager: str,
     ) -> Applied | None:
         kind, name, oid = obj.kind, obj.metadata.name, current["_id"]
         new_hash = spec_hash(obj)
@@ -254,14 +340,16 @@ class Service:
         meta: dict[str, Any] = {
             "labels": dict(obj.metadata.labels),
             "annotations": dict(obj.metadata.annotations),
+            "manager": manager,
         }
         if source is not None:
             meta["source"] = source
         if current.get("spec_hash") == new_hash and not current.get("pruned"):
-            # same spec, new place (a moved document, an edited neighbour): remember where it is
-            if source is not None and current.get("source") != source:
+            # same spec, new place (a moved document, an edited neighbour) or a new manager: remember it
+            moved = {k: v for k, v in (("source", source), ("manager", manager)) if v is not None and current.get(k) != v}  # fmt: skip
+            if moved and (source is not None or manager != manager_of(current)):
                 with contextlib.suppress(Conflict, NotFound):
-                    self._set(current, {"source": source})
+                    current = self._set(current, moved)
             return Applied("unchanged", kind, name, oid, progress.phase.value, doc=current)
         generation = current.get("generation", 1) + 1
         due = first_due(obj, now)
@@ -447,6 +535,16 @@ def _replace(
         return fresh, fields
 
     return decide
+
+
+def managed_message(doc: dict[str, Any]) -> str:
+    file = (doc.get("source") or {}).get("file")
+    folder = manager_of(doc).removeprefix("folder:")
+    where = f"{folder}/{file}" if file else folder
+    return (
+        f"{doc['kind']} {doc['name']} is managed by the specs folder ({where}); change it there, "
+        "or apply with force=true to take it over"
+    )
 
 
 def _source(d: Document, file: str | None, folder: str | None = None) -> dict[str, Any] | None:

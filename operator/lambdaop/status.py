@@ -75,6 +75,10 @@ def object_entry(doc: dict[str, Any]) -> dict[str, Any]:
         entry["finished"] = iso(p["finished"])
     if doc.get("pruned"):
         entry["pruned"] = True
+    manager = doc.get("manager") or ""
+    if manager.startswith("api:"):
+        entry["managedBy"] = manager
+        entry["takenOver"] = True  # changed through the API with force: the folder leaves it alone
     return entry
 
 

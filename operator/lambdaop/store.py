@@ -46,6 +46,7 @@ import contextlib
 import datetime as dt
 import logging
 import re
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ from pymongo import ASCENDING, DESCENDING, DeleteOne, UpdateOne
 from pymongo.client_session import ClientSession
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 
+from .embedded import EmbeddedServer
 from .errors import Conflict, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -182,6 +184,8 @@ class Store:
         self.listing = self.db["listing"]
         self.embedded = embedded
         self._transactions = True
+        self._local = threading.local()
+        self._process = ""
 
     # ----- lifecycle
 
@@ -255,7 +259,28 @@ class Store:
                 )
 
     def close(self) -> None:
+        session = getattr(self._local, "session", None)
+        if session is not None:
+            with contextlib.suppress(PyMongoError):
+                session.end_session()
         self.client.close()
+
+    def identify(self, process: str) -> None:
+        """Name this process: its transaction sessions are listed under it, so others can end
+        them if it dies inside a transaction (`end_sessions_of`)."""
+        self._process = process
+
+    def _session(self) -> ClientSession:
+        """This thread's own session (one per thread, reused by every transaction it runs)."""
+        session: ClientSession | None = getattr(self._local, "session", None)
+        if session is None or session.has_ended:
+            session = self.client.start_session()
+            self._local.session = session
+            if self._process:
+                self.processes.update_one(
+                    {"_id": self._process}, {"$addToSet": {"sessions": session.session_id}}, upsert=True
+                )
+        return session
 
     @contextlib.contextmanager
     def _txn(self) -> Iterator[ClientSession | None]:
@@ -263,13 +288,19 @@ class Store:
         if not self._transactions:
             yield None
             return
+        session = self._session()
         try:
-            with self.client.start_session() as session, session.start_transaction():
+            with session.start_transaction():
                 yield session
         except OperationFailure as exc:
             if exc.code == 20 or "Transaction numbers" in str(exc):
                 log.error("the store does not support transactions (use a replica set); writing without them")
                 self._transactions = False
+            raise
+        except BaseException:
+            if session.in_transaction:
+                with contextlib.suppress(PyMongoError):
+                    session.abort_transaction()
             raise
 
     # ----- objects
@@ -561,6 +592,19 @@ class Store:
     def heartbeat(self, slot: str, until: dt.datetime, info: dict[str, Any]) -> None:
         self.processes.update_one({"_id": slot}, {"$set": {"until": until, **info}}, upsert=True)
 
+    def end_sessions_of(self, process: str, now: dt.datetime) -> bool:
+        """Abort the open transactions of a process whose heartbeat stopped (it died inside one,
+        holding what that transaction wrote); answers whether it did. Without this the store
+        keeps them until its transaction lifetime (60 s by default) runs out."""
+        doc = self.processes.find_one({"_id": process})
+        if doc is None or doc.get("until", now) >= now or not doc.get("sessions"):
+            return False
+        with contextlib.suppress(PyMongoError):
+            self.client.admin.command("killSessions", [{"id": s["id"]} for s in doc["sessions"]])
+        self.processes.update_one({"_id": process}, {"$set": {"sessions": []}})
+        log.warning("ended the open transactions of stopped process %s", process)
+        return True
+
     def fold_slots(self, now: dt.datetime, keep: str, everyone_else: bool = False) -> int:
         """Fold the counter slots of processes gone for 2 minutes (or of everyone but `keep`) into slot 0.
 
@@ -669,6 +713,32 @@ def _with_fence_inc(update: dict[str, Any]) -> dict[str, Any]:
     inc["fence"] = 1
     update["$inc"] = inc
     return update
+
+
+def start_embedded(server: EmbeddedServer) -> str:
+    """Start the embedded server with authentication; at its first start (or on data an earlier
+    version kept without it) make its credential first: the user is created while the server
+    runs without authentication for a moment, on a random port only this process knows."""
+    if server.credential() is None:
+        server.start(auth=False)
+        try:
+            user, password = server.new_credential()
+            client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+                server.anonymous_uri, retryWrites=False, serverSelectionTimeoutMS=10000
+            )
+            try:
+                try:
+                    client.admin.command("createUser", user, pwd=password, roles=["root"])
+                except OperationFailure as exc:
+                    if exc.code != 51003:  # the user exists (a start interrupted before): new password
+                        raise
+                    client.admin.command("updateUser", user, pwd=password)
+            finally:
+                client.close()
+            server.save_credential()
+        finally:
+            server.stop()
+    return server.start(auth=True)
 
 
 def connect(

@@ -1,13 +1,25 @@
-"""Users, API tokens and passwords.
+"""Users, API tokens, web sessions and passwords.
 
-A token is `NAME.SECRET`; only its SHA-256 is stored, so the user is found by
-`_id` and the token compared in constant time. Passwords are scrypt hashes.
-Called by the API (authenticate, login), the CLI (`lambdaop user ...`) and
-runtime (the first `admin`).
+- An API token is `NAME.SECRET` (for scripts and CI); only its SHA-256 is
+  stored, with a prefix to name it, when it was made and last used, and an
+  optional expiry. Tokens are listed and revoked one by one; signing in
+  never touches them.
+- A web session is `s.SECRET`, made by signing in with a password and ending
+  after `session_hours` (or at sign-out); kept in its own collection.
+- Passwords are scrypt hashes. Signing in takes the same time whether or not
+  the user exists, and failures are limited per user and per client address:
+  from the 5th failure in a row each attempt waits twice as long as the last
+  (answered 429 with Retry-After), up to 15 minutes.
+- The first `admin` is made when no admin exists; its token goes once to
+  `<state>/admin.token` (mode 0600), never to a log.
+
+Called by the API (authenticate, login, user routes), the CLI (`lambdaop user
+...`) and runtime.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import re
@@ -15,14 +27,17 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from .clock import Clock
-from .errors import Conflict, NotFound, Problem, SpecInvalid, Unauthorized
+from .errors import Conflict, NotFound, Problem, SpecInvalid, TooManyRequests, Unauthorized
 from .store import Store
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-TOKENS_KEPT = 50
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+_DUMMY = "scrypt$" + "00" * 16 + "$" + "00" * 32  # checked against when the user does not exist
+LAST_USED_EVERY = 600.0  # seconds between writes of a token's last use
 
 
 @dataclass(frozen=True)
@@ -31,7 +46,7 @@ class User:
     admin: bool = False
 
 
-def _token_hash(token: str) -> str:
+def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -44,20 +59,67 @@ def hash_password(password: str, salt: bytes | None = None) -> str:
 def check_password(password: str, stored: str) -> bool:
     try:
         scheme, salt, digest = stored.split("$")
+        salt_bytes = bytes.fromhex(salt)
     except ValueError:
         return False
     if scheme != "scrypt":
         return False
-    return hmac.compare_digest(hash_password(password, bytes.fromhex(salt)), stored) and bool(digest)
+    return hmac.compare_digest(hash_password(password, salt_bytes), stored) and bool(digest)
+
+
+class LoginGuard:
+    """Failed sign-ins per user and per client address, with an exponential wait from the 5th."""
+
+    FREE = 4
+    LONGEST = 900.0
+
+    def __init__(self) -> None:
+        self._failures: dict[str, tuple[int, float]] = {}  # key -> (failures in a row, blocked until)
+        self._lock = threading.Lock()
+
+    def check(self, keys: list[str], now: float) -> None:
+        with self._lock:
+            wait = max((self._failures.get(k, (0, 0.0))[1] - now for k in keys), default=0.0)
+        if wait > 0:
+            raise TooManyRequests(
+                f"too many failed sign-ins; try again in {int(wait) + 1}s", retry_after=int(wait) + 1
+            )
+
+    def failed(self, keys: list[str], now: float) -> None:
+        with self._lock:
+            if len(self._failures) > 100_000:
+                self._failures.clear()
+            for key in keys:
+                count = self._failures.get(key, (0, 0.0))[0] + 1
+                until = now + min(2.0 ** (count - self.FREE), self.LONGEST) if count > self.FREE else 0.0
+                self._failures[key] = (count, until)
+
+    def succeeded(self, keys: list[str]) -> None:
+        with self._lock:
+            for key in keys:
+                self._failures.pop(key, None)
 
 
 class Users:
-    def __init__(self, store: Store, clock: Clock, cache_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        cache_seconds: float = 30.0,
+        session_hours: float = 12.0,
+        token_file: Path | None = None,
+    ) -> None:
         self.store = store
         self.clock = clock
+        self.session_hours = session_hours
+        self.token_file = token_file
+        self.guard = LoginGuard()
         self._cache: dict[str, tuple[User, float]] = {}
         self._cache_seconds = cache_seconds
+        self._used: dict[str, float] = {}
         self._lock = threading.Lock()
+
+    # ----- users
 
     def add(self, name: str, admin: bool = False) -> str:
         """Create a user; answers its first API token (shown once, never stored)."""
@@ -65,20 +127,88 @@ class Users:
             raise SpecInvalid(
                 "invalid user name", [Problem("use 1-64 letters, digits, '_' or '-'", field="name")]
             )
-        token = self._new_token(name)
-        self.store.insert_user(
-            {"_id": name, "admin": admin, "tokens": [_token_hash(token)], "created": self.clock.now()}
-        )
+        token, entry = self._new_token(name, None)
+        self.store.insert_user({"_id": name, "admin": admin, "tokens": [entry], "created": self.clock.now()})
         return token
 
-    def issue_token(self, name: str) -> str:
+    def remove(self, name: str) -> None:
+        """Remove a user: its tokens and sessions stop working at once (its objects stay)."""
+        if not self.store.delete_user(name):
+            raise NotFound(f"no user {name!r}")
+        self.store.sessions.delete_many({"user": name})
+        self._forget(name)
+
+    def listing(self) -> list[dict[str, Any]]:
+        return [
+            {"name": d["_id"], "admin": bool(d.get("admin")), "created": d.get("created"), "tokens": len(d.get("tokens", []))}
+            for d in self.store.list_users()
+        ]  # fmt: skip
+
+    def ensure_admin(self) -> str | None:
+        """When no admin exists: create `admin`, write its token to the token file, answer it (else None)."""
+        if any(u["admin"] for u in self.listing()):
+            return None
+        try:
+            token = self.add("admin", admin=True)
+        except Conflict:  # a user named admin exists, without the right: give it the right and a token
+            self.store.update_user("admin", {"$set": {"admin": True}})
+            token = self.issue_token("admin")
+        if self.token_file is not None:
+            from .embedded import write_private
+
+            write_private(self.token_file, token + "\n")
+        return token
+
+    # ----- API tokens
+
+    def issue_token(self, name: str, expires: dt.timedelta | None = None) -> str:
         if self.store.get_user(name) is None:
             raise NotFound(f"no user {name!r}")
-        token = self._new_token(name)
-        self.store.update_user(
-            name, {"$push": {"tokens": {"$each": [_token_hash(token)], "$slice": -TOKENS_KEPT}}}
-        )
+        token, entry = self._new_token(name, expires)
+        self.store.update_user(name, {"$push": {"tokens": entry}})
         return token
+
+    def tokens(self, name: str) -> list[dict[str, Any]]:
+        doc = self.store.get_user(name)
+        if doc is None:
+            raise NotFound(f"no user {name!r}")
+        return [
+            {"prefix": t.get("prefix"), "created": t.get("created"), "lastUsed": t.get("last_used"), "expires": t.get("expires")}
+            for t in doc.get("tokens", [])
+            if isinstance(t, dict)
+        ]  # fmt: skip
+
+    def revoke(self, name: str, prefix: str) -> int:
+        """Revoke the user's tokens that start with this prefix (at least 6 characters); answers how many."""
+        if len(prefix) < 6:
+            raise SpecInvalid(
+                "invalid prefix", [Problem("give at least 6 characters of the token", field="prefix")]
+            )
+        doc = self.store.get_user(name)
+        if doc is None:
+            raise NotFound(f"no user {name!r}")
+        secret = prefix.split(".", 1)[1] if prefix.startswith(f"{name}.") else prefix
+        gone = [
+            t
+            for t in doc.get("tokens", [])
+            if isinstance(t, dict) and str(t.get("prefix", "")).startswith(secret[:8])
+        ]
+        if not gone:
+            raise NotFound(f"no token of {name} starts with {prefix!r}")
+        self.store.update_user(name, {"$pull": {"tokens": {"hash": {"$in": [t["hash"] for t in gone]}}}})
+        self._forget(name)
+        return len(gone)
+
+    def _new_token(self, name: str, expires: dt.timedelta | None) -> tuple[str, dict[str, Any]]:
+        secret = secrets.token_urlsafe(32)
+        token = f"{name}.{secret}"
+        now = self.clock.now()
+        entry: dict[str, Any] = {"hash": _digest(token), "prefix": secret[:8], "created": now}
+        if expires is not None:
+            entry["expires"] = now + expires
+        return token, entry
+
+    # ----- passwords and sessions
 
     def set_password(self, name: str, password: str) -> None:
         if len(password) < 8:
@@ -86,47 +216,87 @@ class Users:
         if not self.store.update_user(name, {"$set": {"password": hash_password(password)}}):
             raise NotFound(f"no user {name!r}")
 
-    def login(self, name: str, password: str) -> str:
+    def login(self, name: str, password: str, client: str = "") -> str:
+        """Sign in with a password; answers a new web session token (API tokens are left alone)."""
+        keys = [f"user:{name[:64]}"] + ([f"addr:{client}"] if client else [])
+        now = time.monotonic()
+        self.guard.check(keys, now)
         doc = self.store.get_user(name) if NAME.match(name or "") else None
-        if doc is None or not check_password(password, doc.get("password", "")):
+        stored = (doc or {}).get("password") or _DUMMY
+        ok = check_password(password, stored) and doc is not None and stored != _DUMMY  # same work either way
+        if not ok:
+            self.guard.failed(keys, now)
             raise Unauthorized("unknown user or wrong password")
-        return self.issue_token(name)
+        self.guard.succeeded(keys)
+        token = f"s.{secrets.token_urlsafe(32)}"
+        created = self.clock.now()
+        self.store.sessions.insert_one(
+            {"_id": _digest(token), "user": name, "created": created, "expires": created + dt.timedelta(hours=self.session_hours)}
+        )  # fmt: skip
+        return token
+
+    def logout(self, token: str | None) -> None:
+        if token and token.startswith("s."):
+            self.store.sessions.delete_one({"_id": _digest(token)})
+            with self._lock:
+                self._cache.pop(_digest(token), None)
+
+    # ----- every request
 
     def authenticate(self, token: str | None) -> User:
         if not token:
             raise Unauthorized("this route needs `Authorization: Bearer <token>`")
-        digest = _token_hash(token)
+        digest = _digest(token)
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(digest)
         if hit is not None and hit[1] > now:
             return hit[0]
-        name = token.split(".", 1)[0]
-        doc = self.store.get_user(name) if NAME.match(name) else None
-        if doc is None or not any(hmac.compare_digest(digest, h) for h in doc.get("tokens", [])):
-            raise Unauthorized("the token is not valid")
-        user = User(name, bool(doc.get("admin")))
+        user = self._session_user(digest) if token.startswith("s.") else self._token_user(token, digest)
+        if user is None:
+            raise Unauthorized("the token is not valid (revoked, expired or never issued)")
         with self._lock:
             if len(self._cache) > 10000:
                 self._cache.clear()
             self._cache[digest] = (user, now + self._cache_seconds)
         return user
 
-    def list(self) -> list[dict[str, object]]:
-        return [
-            {"name": d["_id"], "admin": bool(d.get("admin")), "created": d.get("created")}
-            for d in self.store.list_users()
-        ]
-
-    def ensure_admin(self) -> str | None:
-        """On first start with no users: create `admin` and answer its token (else None)."""
-        if self.store.any_user():
+    def _session_user(self, digest: str) -> User | None:
+        session = self.store.sessions.find_one({"_id": digest})
+        if session is None or session["expires"] <= self.clock.now():
             return None
-        try:
-            return self.add("admin", admin=True)
-        except Conflict:
-            return None
+        doc = self.store.get_user(session["user"])
+        return User(doc["_id"], bool(doc.get("admin"))) if doc else None
 
-    @staticmethod
-    def _new_token(name: str) -> str:
-        return f"{name}.{secrets.token_urlsafe(32)}"
+    def _token_user(self, token: str, digest: str) -> User | None:
+        name = token.split(".", 1)[0]
+        doc = self.store.get_user(name) if NAME.match(name) else None
+        if doc is None:
+            return None
+        now = self.clock.now()
+        for entry in doc.get("tokens", []):
+            stored = (
+                entry.get("hash") if isinstance(entry, dict) else entry
+            )  # earlier versions kept bare hashes
+            if isinstance(stored, str) and hmac.compare_digest(digest, stored):
+                if isinstance(entry, dict) and entry.get("expires") and entry["expires"] <= now:
+                    return None
+                self._touch(name, stored)
+                return User(name, bool(doc.get("admin")))
+        return None
+
+    def _touch(self, name: str, digest: str) -> None:
+        """Record a token's use, at most every ten minutes (it costs a write)."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._used.get(digest, -LAST_USED_EVERY) < LAST_USED_EVERY:
+                return
+            self._used[digest] = now
+        self.store.users.update_one(
+            {"_id": name, "tokens.hash": digest}, {"$set": {"tokens.$.last_used": self.clock.now()}}
+        )
+
+    def _forget(self, name: str) -> None:
+        """Drop cached answers for a user (a revoked token or removed user stops working at once)."""
+        with self._lock:
+            self._cache = {k: v for k, v in self._cache.items() if v[0].name != name}

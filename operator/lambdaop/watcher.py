@@ -24,7 +24,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from .errors import LambdaopError, Problem
-from .service import Applied, Placed, Service
+from .service import Applied, Placed, Service, manager_of
 from .spec import Document, load_documents
 from .status import StatusWriter, is_status_file, object_entry, problem_entry, render, status_path
 from .store import Store
@@ -266,6 +266,9 @@ class FolderSync:
         if doc is None or doc.get("pruned"):
             return
         source = doc.get("source") or {}
+        if manager_of(doc) != f"folder:{self.folder}":
+            log.info("%s %s: %s; not pruned: it is managed by %s", kind, name, why, manager_of(doc))
+            return
         if only_from is not None and (
             source.get("file") != only_from or source.get("folder") != str(self.folder)
         ):

@@ -189,6 +189,8 @@ class Writer:
             outcomes = [CONFLICT] * len(batch)
         self.batches += 1
         self.last_batch_seconds = time.monotonic() - t0
+        if self.last_batch_seconds > 1.0:
+            log.warning("a store commit took %.2fs (%d writes); the store is slow or busy", self.last_batch_seconds, len(batch))  # fmt: skip
         now = time.monotonic()
         for item, outcome in zip(batch, outcomes, strict=True):
             if outcome == CONFLICT and not final and now < item.deadline:
