@@ -383,7 +383,11 @@ class UsersRoute:
         f = seed.Fields(read_fields(req))
         expires = f.millis(("expiresIn",))
         f.finish()
-        token = self.users.issue_token(name, parse_duration(expires) if expires else None)
+        try:
+            lifetime = parse_duration(expires) if expires else None
+        except ValueError as exc:
+            raise SpecInvalid("invalid request", [Problem(str(exc), field="expiresIn")]) from None
+        token = self.users.issue_token(name, lifetime)
         resp.status = falcon.HTTP_201
         resp.media = {"name": name, "token": token}
 

@@ -95,10 +95,11 @@ class Policy:
     networks: tuple[Network, ...] = ()
     patterns: tuple[str, ...] = ()
     open_all: bool = False  # `--allow-hosts '*'`: every target (for a trusted network only)
+    public: bool = True  # False: only the allow-list (tests and fuzzing keep every call on 127.0.0.1)
     problems: list[str] = field(default_factory=list, compare=False)
 
     @classmethod
-    def parse(cls, text: str | Iterable[str] | None) -> Policy:
+    def parse(cls, text: str | Iterable[str] | None, public: bool = True) -> Policy:
         """From `--allow-hosts` / LAMBDAOP_ALLOW_HOSTS: comma-separated CIDRs, addresses and host patterns."""
         items = [p.strip() for p in (text.split(",") if isinstance(text, str) else (text or [])) if p.strip()]
         networks: list[Network] = []
@@ -118,7 +119,7 @@ class Policy:
                 patterns.append(item.lower())
             else:
                 problems.append(f"{item!r} is neither an address, a CIDR nor a host pattern")
-        return cls(tuple(networks), tuple(patterns), open_all, problems)
+        return cls(tuple(networks), tuple(patterns), open_all, public, problems)
 
     def describe(self) -> str:
         if self.open_all:
@@ -148,6 +149,8 @@ class Policy:
                         f"{host + ' resolves to ' if host and host != str(ip) else ''}{shown}, {why}; "
                         f"calls go only to public addresses unless --allow-hosts lists it"
                     )
+        if not self.public:
+            raise Refused(f"{host or ip} is not on the allow-list, and this policy allows nothing else")
 
     def check_url(self, url: str) -> None:
         """Judge a URL as written: a refused literal address or host name raises Refused (no DNS here)."""
@@ -166,6 +169,8 @@ class Policy:
                     f"{host} is an internal name ({pattern}); calls go only to public addresses "
                     "unless --allow-hosts lists it"
                 )
+        if not self.public:
+            raise Refused(f"{host} is not on the allow-list, and this policy allows nothing else")
 
 
 SECURE = Policy()
