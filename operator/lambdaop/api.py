@@ -126,6 +126,7 @@ def present(
         "failedStep": p.get("failed_step"),
         "started": iso(p.get("started")),
         "finished": iso(p.get("finished")),
+        "displayName": doc.get("display") or doc["name"],
         "pruned": bool(doc.get("pruned")),
         "manager": manager_of(doc),
         "last": present_attempt(doc["last"]) if doc.get("last") else None,
@@ -216,12 +217,11 @@ def _user(req: falcon.Request) -> User:
     return user
 
 
-def _limit(req: falcon.Request) -> int:
-    raw = req.get_param("limit")
-    if raw is None:
+def _limit_value(raw: Any) -> int:
+    if raw is None or raw == "":
         return 50
     try:
-        value = int(raw)
+        value = int(str(raw).strip())
     except ValueError:
         raise SpecInvalid(
             "invalid request", [Problem("expected a whole number 1-500", field="limit")]
@@ -403,23 +403,43 @@ class Me:
 
 
 class Objects:
-    """Lists (`GET /tasks`, the original retrieve routes) and one object (`GET /tasks/{id}`)."""
+    """Lists (`GET /tasks`, the original retrieve routes) and one object (`GET /tasks/{id}`).
 
-    def __init__(self, service: Service, store: Store, kind: str, key: str) -> None:
+    On the original routes (`original`) lists are also fetched with POST (a form's
+    `taskInstance`), and a finished TaskSet is reported as `success`, as there.
+    """
+
+    def __init__(self, service: Service, store: Store, kind: str, key: str, original: bool = False) -> None:
         self.service, self.store, self.kind, self.key = service, store, kind, key
+        self.original = original
+
+    def _present(
+        self, doc: dict[str, Any], user: User, history: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        out = present(doc, history, self.service.loop.live_state(doc["_id"]), user)
+        if self.original and self.kind == "TaskSet" and out["state"] == "completed":
+            out["state"] = "success"
+        return out
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        params = _params(req, seed.STATE + ("limit", "cursor"))
+        self._list(req, resp, _params(req, seed.STATE + ("limit", "cursor")))
+
+    def _list(self, req: falcon.Request, resp: falcon.Response, params: dict[str, Any]) -> None:
+        unknown = [k for k in params if k not in seed.STATE + ("limit", "cursor")]
+        if unknown:
+            raise SpecInvalid("invalid request", [Problem("unknown field", field=k) for k in unknown])
         state = seed.state_filter(params)
-        limit = _limit(req)
+        limit = _limit_value(params.get("limit"))
+        cursor = params.get("cursor")
+        if cursor is not None and not (isinstance(cursor, str) and OBJECT_ID.match(cursor.strip())):
+            raise SpecInvalid("invalid request", [Problem("expected the `next` value of a previous page", field="cursor")])  # fmt: skip
         user = _user(req)
         owner: str | None = user.name
         if state == "all":
             owner, state = None, None
-        docs = self.store.list_objects(self.kind, owner, state, req.get_param("cursor"), limit)
-        live = self.service.loop.live_state
+        docs = self.store.list_objects(self.kind, owner, state, cursor.strip() if cursor else None, limit)
         resp.media = {
-            self.key: [present(d, live=live(d["_id"]), viewer=user) for d in docs],
+            self.key: [self._present(d, user) for d in docs],
             "next": docs[-1]["_id"] if len(docs) == limit else None,
             "counts": self.store.counts(owner, self.kind),
         }
@@ -429,11 +449,18 @@ class Objects:
         doc = self.service.get(object_id, user.name)
         if doc["kind"] != self.kind:
             raise NotFound(f"no {self.kind} {object_id}")
-        resp.media = present(doc, self.store.history(doc), self.service.loop.live_state(object_id), user)
+        resp.media = self._present(doc, user, self.store.history(doc))
 
 
-def _name_maker(kind: str) -> Callable[[], str]:
-    return lambda: f"{kind.lower()}-{new_id()}"
+class OriginalObjects(Objects):
+    """The original retrieve routes: lists also by POST (a form's `taskInstance`), finished sets as `success`."""
+
+    def __init__(self, service: Service, store: Store, kind: str, key: str) -> None:
+        super().__init__(service, store, kind, key, original=True)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        fields = read_fields(req)
+        self._list(req, resp, {**_params(req, seed.STATE + ("limit", "cursor")), **fields})
 
 
 class Create:
@@ -444,13 +471,18 @@ class Create:
         fields = read_fields(req)
         now = to_utc(self.clock.now())
         policy = self.service.policy
+        oid = new_id()  # the object's id, and the end of its name
         if self.kind == "Task":
-            obj: Any = seed.schedule(fields, now, self.zone, _name_maker("Task"), policy)
+            obj: Any
+            obj, display = seed.schedule(fields, now, self.zone, oid, policy)
         else:
-            obj = seed.orchestrate(fields, now, self.zone, _name_maker("TaskSet"), policy)
-        doc = self.service.create(obj, _user(req).name)
+            obj, display = seed.orchestrate(fields, now, self.zone, oid, policy)
+        user = _user(req)
+        doc = self.service.create(
+            obj, user.name, {"_id": oid, "display": display} if display else {"_id": oid}
+        )
         resp.status = falcon.HTTP_201
-        resp.media = present(doc)
+        resp.media = present(doc, viewer=user)
 
 
 class Modify:
@@ -591,6 +623,8 @@ def create_app(
 
     tasks = Objects(service, store, "Task", "tasks")
     tasksets = Objects(service, store, "TaskSet", "taskSets")
+    original_tasks = OriginalObjects(service, store, "Task", "tasks")
+    original_tasksets = OriginalObjects(service, store, "TaskSet", "taskSets")
     app.add_route("/healthz", Health())
     app.add_route("/readyz", Health(ready or (lambda: [] if store.ping() else ["the store does not answer"])))
     app.add_route("/auth/login", Login(users))
@@ -602,11 +636,13 @@ def create_app(
     app.add_route("/users/{name}/tokens/{prefix}", user_routes, suffix="token")
     app.add_route("/auth/me", Me())
     app.add_route("/scheduler/schedule", Create(service, clock, zone, "Task"))
-    app.add_route("/scheduler/retrieve-tasks", tasks)
+    app.add_route("/scheduler/retrieve-tasks", original_tasks)
+    app.add_route("/scheduler/retrieve-tasks/{object_id}", original_tasks, suffix="one")
     app.add_route("/scheduler/modify", Modify(service, clock, zone, "Task"))
     app.add_route("/scheduler/cancel", Cancel(service, "Task"))
     app.add_route("/orchestrator/orchestrate", Create(service, clock, zone, "TaskSet"))
-    app.add_route("/orchestrator/retrieve-tasks", tasksets)
+    app.add_route("/orchestrator/retrieve-tasks", original_tasksets)
+    app.add_route("/orchestrator/retrieve-tasks/{object_id}", original_tasksets, suffix="one")
     app.add_route("/orchestrator/cancel", Cancel(service, "TaskSet"))
     app.add_route("/orchestrator/modify", Modify(service, clock, zone, "TaskSet"))
     specs = Specs(service)

@@ -192,7 +192,7 @@ def _after_exhausted(spec: PlanSpec, progress: Progress, outcome: Outcome, now: 
     else:
         reason = f"condition check after task {int(index) + 1} failed after {attempts} attempt(s): {why}"
     failed = replace(progress, failed_step=progress.step, reason=reason)
-    if spec.fallback is not None:
+    if spec.fallback is not None and name in spec.fallback.on:
         return _goto(failed, "fallback", now)
     return _end(failed, Phase.FAILED, now)
 

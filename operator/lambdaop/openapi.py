@@ -187,17 +187,29 @@ MODELS: list[type[BaseModel]] = [
 ]  # fmt: skip
 
 
-def _fields(groups: dict[tuple[str, ...], dict[str, Any]]) -> dict[str, Any]:
+def _fields(groups: dict[tuple[str, ...], dict[str, Any]], rows: bool = False) -> dict[str, Any]:
     props: dict[str, Any] = {}
     for names, schema in groups.items():
         for n in names:
             props.setdefault(
                 n, {**schema, "description": f"{schema.get('description', '')} (also: {', '.join(names)})"}
             )
-    return {"type": "object", "additionalProperties": False, "properties": props}
+    out: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": props}
+    if rows:  # the original form's parameter rows: checkbox0=on&key0=region&value0=eu, numbers may skip
+        out["patternProperties"] = {
+            r"^checkbox[0-9]+$": {"type": "string", "description": "on: the row counts"},
+            r"^key[0-9]+$": {"type": "string", "description": "a query parameter's name"},
+            r"^value[0-9]+$": {"type": "string", "description": "its value"},
+        }
+    return out
 
 
 _MS = {"type": ["integer", "string"], "description": "milliseconds, or a duration with a unit (30s)"}
+_PARAMS = {
+    "type": "object",
+    "additionalProperties": {"type": "string"},
+    "description": "the Lambda's query parameters",
+}
 _STR = {"type": "string"}
 _INT = {"type": ["integer", "string"], "minimum": 0}
 _WHEN: dict[tuple[str, ...], dict[str, Any]] = {
@@ -221,7 +233,9 @@ SCHEDULE_IN = _fields(
         ("timeout",): {"type": "string"},
         ("successWhen",): {"type": "object"},
         seed.LABELS: {"type": "object"},
-    }
+        seed.PARAMS: _PARAMS,
+    },
+    rows=True,
 )
 ORCHESTRATE_IN = _fields(
     {
@@ -236,11 +250,35 @@ ORCHESTRATE_IN = _fields(
         seed.CHECK_DELAY: _MS,
         seed.CHECK_RETRIES: _INT,
         seed.CHECK_RETRY_DELAY: _MS,
-        seed.FALLBACK_URL: {"type": "string", "format": "uri"},
+        seed.FALLBACK_URL: {
+            "type": "string",
+            "format": "uri",
+            "description": "runs when the condition check gives up",
+        },
         seed.LABELS: {"type": "object"},
-    }
+        seed.PARAMS: {**_PARAMS, "description": "query parameters for every task of the set"},
+        **{
+            names: {
+                "type": "string",
+                "format": "uri",
+                "description": "the tasks in order: firstTaskURL, secondTaskURL, ...",
+            }
+            for names in seed.NTH_TASK
+        },
+    },
+    rows=True,
 )
 MODIFY_IN = _fields({seed.TASK_ID: _STR, **_WHEN})
+LIST_IN = _fields(
+    {
+        seed.STATE: {
+            "type": "string",
+            "description": "scheduled, running, completed (success), failed, cancelled or All",
+        },
+        ("limit",): _INT,
+        ("cursor",): _STR,
+    }
+)
 CANCEL_IN = _fields({seed.TASK_ID: _STR})
 
 
@@ -295,7 +333,11 @@ def openapi_document() -> dict[str, Any]:
     )
     schemas = dict(top.get("$defs", {}))
     schemas.update(
-        ScheduleIn=SCHEDULE_IN, OrchestrateIn=ORCHESTRATE_IN, ModifyIn=MODIFY_IN, CancelIn=CANCEL_IN
+        ScheduleIn=SCHEDULE_IN,
+        OrchestrateIn=ORCHESTRATE_IN,
+        ModifyIn=MODIFY_IN,
+        CancelIn=CANCEL_IN,
+        ListIn=LIST_IN,
     )
     yaml_body = {
         "required": True,
@@ -322,11 +364,15 @@ def openapi_document() -> dict[str, Any]:
                                  "post": {"summary": "another API token (admin, or the user)", "parameters": _NAME, "requestBody": {**_body(_ref("TokenIn")), "required": False}, "responses": _answers("TokenOut", "201", 403, 404, 422)}},
         "/users/{name}/tokens/{prefix}": {"delete": {"summary": "revoke the tokens starting with this prefix (admin, or the user)", "parameters": [*_NAME, {"name": "prefix", "in": "path", "required": True, "schema": {"type": "string", "minLength": 6}}], "responses": _answers("Health", "200", 403, 404, 422)}},
         "/scheduler/schedule": {"post": {"summary": "create a Task", "requestBody": _body(_ref("ScheduleIn")), "responses": _answers("ObjectOut", "201", 400, 409, 413, 415, 422)}},
-        "/scheduler/retrieve-tasks": {"get": {"summary": "list Tasks by state; All lists every user's", **listing, "responses": _answers("TaskList", "200", 422)}},
+        "/scheduler/retrieve-tasks": {"get": {"summary": "list Tasks by state; All lists every user's", **listing, "responses": _answers("TaskList", "200", 422)},
+                                      "post": {"summary": "the same list, the state in a form field (taskInstance)", "requestBody": {**_body(_ref("ListIn")), "required": False}, "responses": _answers("TaskList", "200", 400, 415, 422)}},
+        "/scheduler/retrieve-tasks/{object_id}": {"get": {"summary": "one Task with its attempt history", "parameters": _ID, "responses": _answers("ObjectOut", "200", 404)}},
         "/scheduler/modify": {"post": {"summary": "new time for a scheduled Task", "requestBody": _body(_ref("ModifyIn")), "responses": _answers("ModifyOut", "200", 400, 404, 409, 415, 422)}},
         "/scheduler/cancel": {"post": {"summary": "cancel a scheduled Task", "requestBody": _body(_ref("CancelIn")), "responses": _answers("CancelOut", "200", 400, 404, 409, 415, 422)}},
         "/orchestrator/orchestrate": {"post": {"summary": "create a TaskSet", "requestBody": _body(_ref("OrchestrateIn")), "responses": _answers("ObjectOut", "201", 400, 409, 413, 415, 422)}},
-        "/orchestrator/retrieve-tasks": {"get": {"summary": "list TaskSets by state", **listing, "responses": _answers("TaskSetList", "200", 422)}},
+        "/orchestrator/retrieve-tasks": {"get": {"summary": "list TaskSets by state (a finished one is `success`)", **listing, "responses": _answers("TaskSetList", "200", 422)},
+                                         "post": {"summary": "the same list, the state in a form field (taskInstance)", "requestBody": {**_body(_ref("ListIn")), "required": False}, "responses": _answers("TaskSetList", "200", 400, 415, 422)}},
+        "/orchestrator/retrieve-tasks/{object_id}": {"get": {"summary": "one TaskSet with its steps' history", "parameters": _ID, "responses": _answers("ObjectOut", "200", 404)}},
         "/orchestrator/modify": {"post": {"summary": "new start time for a scheduled TaskSet", "requestBody": _body(_ref("ModifyIn")), "responses": _answers("ModifyOut", "200", 400, 404, 409, 415, 422)}},
         "/orchestrator/cancel": {"post": {"summary": "cancel a scheduled TaskSet", "requestBody": _body(_ref("CancelIn")), "responses": _answers("CancelOut", "200", 400, 404, 409, 415, 422)}},
         "/specs": {"post": {"summary": "apply Task/TaskSet specs (create or update by owner, kind and name); dryRun=true only validates", "parameters": [{"name": "dryRun", "in": "query", "required": False, "schema": {"type": "boolean"}}, {"name": "force", "in": "query", "required": False, "schema": {"type": "boolean"}, "description": "take over objects the specs folder manages (else 409)"}], "requestBody": yaml_body, "responses": _answers("ApplyOut", "200", 400, 409, 413, 415, 422)}},

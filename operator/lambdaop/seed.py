@@ -15,7 +15,6 @@ import json
 import math
 import re
 import zoneinfo
-from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -41,6 +40,10 @@ RETRY_DELAY = (
 TASK_ID = ("taskId", "task_id", "id", "Taskid", "taskSetId")
 STATE = ("taskState", "taskInstance", "state", "status")
 TASKS = ("tasks", "taskUrls", "tasksURL")
+ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
+NTH_TASK = tuple((f"{o}TaskURL", f"{o}TaskUrl") for o in ORDINALS)  # firstTaskURL, secondTaskURL, ...
+PARAMS = ("params", "parameters", "queryParams")
+_ROW = re.compile(r"^(checkbox|key|value)(\d+)$")
 CHECK_URL = ("conditionCheckUrl", "conditionCheckURL", "conditionCheckTaskUrl", "conditionCheckTaskURL")
 FALLBACK_URL = ("fallbackTaskUrl", "fallbackTaskURL", "fallbackUrl")
 INITIAL_DELAY = ("initialDelay", "initialDelayInMS")
@@ -84,6 +87,41 @@ class Fields:
 
     def problem(self, field: str, message: str) -> None:
         self.problems.append(Problem(message, field=field))
+
+    def params(self) -> dict[str, str] | None:
+        """The Lambda's query parameters: a JSON object, or the form's rows (checkboxN=on, keyN, valueN)."""
+        name, value = self.take(PARAMS)
+        query: dict[str, str] = {}
+        if name is not None:
+            if isinstance(value, str):
+                try:
+                    value = json.loads(value)
+                except ValueError:
+                    value = None
+            if not isinstance(value, dict) or not all(
+                isinstance(v, str | int | float | bool) for v in value.values()
+            ):
+                self.problem(name, "expected an object of parameter names and plain values")
+                return None
+            query.update(
+                {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
+            )
+        rows: dict[int, dict[str, Any]] = {}
+        for field_name, field_value in self.data.items():
+            match = _ROW.match(field_name)
+            if match:
+                self.used.add(field_name)
+                rows.setdefault(int(match.group(2)), {})[match.group(1)] = field_value
+        for number in sorted(rows):
+            row = rows[number]
+            if str(row.get("checkbox", "")).strip().lower() not in ("on", "true", "1", "yes", "checked"):
+                continue  # an unticked row does not count
+            key = str(row.get("key") or "").strip()
+            if not key:
+                self.problem(f"key{number}", "a ticked row needs a parameter name")
+                continue
+            query[key] = str(row.get("value") if row.get("value") is not None else "")
+        return query or None
 
     def finish(self) -> None:
         for name in self.data:
@@ -215,17 +253,26 @@ def _epoch_ms(value: float | str) -> str | None | bool:
     return dt.datetime.fromtimestamp(value / 1000, dt.UTC).isoformat()
 
 
-def _name(fields: Fields, make_name: Callable[[], str]) -> str:
-    _, name = fields.take(NAME)
-    return str(name) if name else make_name()
+def _name(fields: Fields, kind: str, object_id: str) -> tuple[str, str]:
+    """(object name, display name): on the original routes a name is a label (any text, used
+    again or not); the object's name is made from it and the object's id, so it is unique."""
+    _, given = fields.take(NAME)
+    display = str(given).strip() if given not in (None, "") else ""
+    if not display:
+        return f"{kind.lower()}-{object_id}", ""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", display).strip("-._")[:60].strip("-._") or kind.lower()
+    return f"{slug}-{object_id}", display[:200]
 
 
-def _invoke(fields: Fields, url: Any) -> dict[str, Any]:
+def _invoke(fields: Fields, url: Any, query: dict[str, str] | None) -> dict[str, Any]:
     invoke: dict[str, Any] = {"url": url}
     for extra in INVOKE_EXTRAS:
         name, value = fields.take((extra,))
         if name is not None:
             invoke[extra] = value
+    if query:
+        own = invoke.get("query")
+        invoke["query"] = {**query, **(own if isinstance(own, dict) else {})}
     return invoke
 
 
@@ -274,15 +321,15 @@ def schedule(
     data: dict[str, Any],
     now: dt.datetime,
     zone: str,
-    make_name: Callable[[], str],
+    object_id: str,
     policy: Policy | None = None,
-) -> Task:
-    """POST /scheduler/schedule -> a Task spec."""
+) -> tuple[Task, str]:
+    """POST /scheduler/schedule -> a Task spec, and the display name the client gave."""
     f = Fields(data)
     url_name, url = f.take(URL)
     if url_name is None:
         f.problem("url", "the Lambda URL is required (url, URL, taskURL or taskUrl)")
-    spec: dict[str, Any] = {"invoke": _invoke(f, url), **f.when(now, zone)}
+    spec: dict[str, Any] = {"invoke": _invoke(f, url, f.params()), **f.when(now, zone)}
     retries = f.integer(RETRIES)
     if retries is not None:
         spec["retries"] = retries
@@ -290,18 +337,25 @@ def schedule(
     if retry_delay is not None:
         spec["retryDelay"] = retry_delay
     _, labels = f.take(LABELS)
-    meta: dict[str, Any] = {"name": _name(f, make_name), "labels": labels or {}}
+    name, display = _name(f, "Task", object_id)
+    meta: dict[str, Any] = {"name": name, "labels": labels or {}}
     where = {
         "spec.invoke.url": url_name or "url",
+        "spec.invoke.query": "params",
         "spec.at": "at",
         "spec.after": "delay",
         "metadata.name": "name",
     }
-    return _validate(Task, {"kind": "Task", "metadata": meta, "spec": spec}, f, where, policy)
+    return _validate(Task, {"kind": "Task", "metadata": meta, "spec": spec}, f, where, policy), display
 
 
 def _url_list(f: Fields) -> tuple[str | None, list[Any]]:
     name, value = f.take(TASKS)
+    nth = [(n, v) for names in NTH_TASK for n, v in [f.take(names)] if n is not None]
+    if nth:
+        if name is not None:
+            f.problem(nth[0][0], f"give the tasks once: {name} or firstTaskURL, secondTaskURL, ...")
+        return nth[0][0], [v for _, v in nth]
     if name is None:
         return None, []
     if isinstance(value, str):
@@ -324,14 +378,21 @@ def orchestrate(
     data: dict[str, Any],
     now: dt.datetime,
     zone: str,
-    make_name: Callable[[], str],
+    object_id: str,
     policy: Policy | None = None,
-) -> TaskSet:
-    """POST /orchestrator/orchestrate -> a TaskSet spec."""
+) -> tuple[TaskSet, str]:
+    """POST /orchestrator/orchestrate -> a TaskSet spec, and the display name the client gave.
+
+    As the original system did, the fallback runs only when the condition check gives up;
+    a failing task ends the set `failed` without it.
+    """
     f = Fields(data)
     tasks_name, tasks = _url_list(f)
     if tasks_name is None:
-        f.problem("tasks", "the tasks to run are required (tasks, taskUrls or tasksURL)")
+        f.problem("tasks", "the tasks to run are required (tasks, taskUrls, tasksURL or firstTaskURL, secondTaskURL, ...)")  # fmt: skip
+    query = f.params()
+    if query:
+        tasks = [_with_query(t, query) for t in tasks]
     spec: dict[str, Any] = {"tasks": tasks}
     when = f.when(now, zone)
     if "after" in when:
@@ -360,9 +421,10 @@ def orchestrate(
         f.problem("conditionCheckUrl", "condition-check settings were given without a condition check URL")
     fb_name, fb_url = f.take(FALLBACK_URL)
     if fb_name is not None:
-        spec["fallback"] = {"invoke": fb_url}
+        spec["fallback"] = {"invoke": fb_url, "on": ["check"]}
     _, labels = f.take(LABELS)
-    meta: dict[str, Any] = {"name": _name(f, make_name), "labels": labels or {}}
+    name, display = _name(f, "TaskSet", object_id)
+    meta: dict[str, Any] = {"name": name, "labels": labels or {}}
     where = {
         "spec.tasks": tasks_name or "tasks",
         "spec.conditionCheck.invoke": check_name or "conditionCheckUrl",
@@ -370,7 +432,17 @@ def orchestrate(
         "spec.initialDelay": "initialDelay",
         "metadata.name": "name",
     }
-    return _validate(TaskSet, {"kind": "TaskSet", "metadata": meta, "spec": spec}, f, where, policy)
+    return _validate(TaskSet, {"kind": "TaskSet", "metadata": meta, "spec": spec}, f, where, policy), display
+
+
+def _with_query(task: Any, query: dict[str, str]) -> Any:
+    """A task of the set with the request's parameters (its own, if any, win)."""
+    if isinstance(task, str):
+        return {"url": task, "query": query}
+    if isinstance(task, dict):
+        own = task.get("query")
+        return {**task, "query": {**query, **(own if isinstance(own, dict) else {})}}
+    return task
 
 
 def object_id(data: dict[str, Any]) -> tuple[Fields, str]:
@@ -379,7 +451,7 @@ def object_id(data: dict[str, Any]) -> tuple[Fields, str]:
     if name is None:
         f.problem("taskId", "the id is required (taskId, task_id, id or Taskid)")
         f.finish()
-    return f, str(value)
+    return f, str(value).strip()
 
 
 def modify(data: dict[str, Any], now: dt.datetime, zone: str) -> tuple[str, dt.datetime]:

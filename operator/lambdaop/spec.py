@@ -304,10 +304,18 @@ class ConditionCheck(_Model):
     afterLast: bool = Field(default=False, description="also check after the last task")
 
 
+FALLBACK_ON: tuple[Literal["check", "task"], ...] = ("check", "task")
+
+
 class Fallback(_Model):
     invoke: InvokeOrUrl
     retries: int = Field(default=0, ge=0, le=1000)
     retryDelay: Duration = dt.timedelta(seconds=10)
+    on: list[Literal["check", "task"]] = Field(
+        default_factory=lambda: list(FALLBACK_ON),
+        min_length=1,
+        description="when it runs: the condition check gave up (check), a task failed (task)",
+    )
 
 
 class TaskSetSpec(_Model):

@@ -115,7 +115,8 @@ def test_comma_separated_tasks_and_plain_url_at(api: Api, demo: DemoLambda) -> N
     r = api.post(
         "/scheduler/schedule", json={"url": demo.url + "/ok?plain", "at": iso_in(0.3), "name": "plain"}
     )
-    assert r.status_code == 201 and r.json()["name"] == "plain"
+    assert r.status_code == 201 and r.json()["displayName"] == "plain"
+    assert r.json()["name"] == f"plain-{r.json()['id']}", "a label; the object's name is made unique"
     assert api.final(f"/tasks/{r.json()['id']}")["state"] == "completed"
     assert {c.query for c in demo.calls("/ok")} == {"a", "b", "plain"}
 

@@ -215,3 +215,19 @@ def test_step_plan_names_each_call() -> None:
     assert machine.step_plan(spec, "fallback").invoke.url == "http://x.test/fallback"
     with pytest.raises(ValueError):
         machine.step_plan(taskset(1, fallback=False), "fallback")
+
+
+def test_fallback_on_chooses_when_the_fallback_runs() -> None:
+    def taskset(on: list[str]) -> TaskSetSpec:
+        return TaskSetSpec.model_validate(
+            {"tasks": ["http://x.test/a", "http://x.test/b"], "conditionCheck": {"invoke": "http://x.test/c"},
+             "fallback": {"invoke": "http://x.test/f", "on": on}}
+        )  # fmt: skip
+
+    for on, after_task in ((["check", "task"], "fallback"), (["check"], None)):
+        spec = taskset(on)
+        p = machine.finish(spec, machine.dispatch(machine.start(spec, s(0)), s(0)), BAD, s(1))
+        assert (p.step if after_task else p.phase) == (after_task or Phase.FAILED), on
+        p = machine.finish(spec, machine.dispatch(machine.start(spec, s(0)), s(0)), OK, s(1))
+        p = machine.finish(spec, machine.dispatch(p, s(1)), BAD, s(2))  # the check gives up
+        assert p.step == "fallback", on
