@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import falcon
 
-from . import seed
+from . import recurrence, seed
 from .clock import Clock, iso, to_utc
 from .errors import (
     STATUS,
@@ -35,7 +35,7 @@ from .errors import (
 )
 from .limits import Limit, load_json, storable
 from .service import Service, managed_message, manager_of
-from .spec import load_documents, parse_duration
+from .spec import Schedule, load_documents, parse_duration
 from .store import OBJECT_ID, Store, new_id
 from .users import User, Users
 
@@ -53,7 +53,7 @@ YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yam
 
 
 SECRET_HEADERS = {"authorization", "cookie", "x-api-key", "proxy-authorization"}
-SUMMARY = ("id", "kind", "name", "owner", "state", "generation", "created", "updated", "due", "started", "finished", "calls", "attempt", "inFlight", "taskId", "taskSetId")  # fmt: skip
+SUMMARY = ("id", "kind", "name", "displayName", "owner", "state", "generation", "created", "updated", "due", "started", "finished", "calls", "attempt", "inFlight", "taskId", "taskSetId", "run", "suspended", "nextRuns")  # fmt: skip
 
 
 def mask_url(url: str) -> str:
@@ -91,6 +91,38 @@ def present_attempt(a: dict[str, Any]) -> dict[str, Any]:
         out["at"] = iso(out["at"])
     if "_id" in out:
         out.pop("_id")
+    return out
+
+
+def present_schedule(doc: dict[str, Any], count: int = 5) -> dict[str, Any]:
+    """A recurring object's schedule in words, its next run times, last run, and whether it is suspended."""
+    raw = (doc.get("spec") or {}).get("schedule")
+    if not raw:
+        return {}
+    try:
+        schedule = Schedule.model_validate(raw)
+    except ValueError:
+        return {}
+    p = doc.get("progress", {})
+    out: dict[str, Any] = {
+        "schedule": {**raw, "description": recurrence.describe(schedule)},
+        "run": p.get("run", 1),
+        "suspended": bool(p.get("suspended")),
+        "skippedRuns": p.get("skipped", 0),
+        "lastRun": present_attempt(doc["lastRun"]) if doc.get("lastRun") else None,
+        "nextRuns": [],
+    }
+    scheduled = p.get("scheduled")
+    if (
+        isinstance(scheduled, dt.datetime)
+        and not p.get("suspended")
+        and p.get("phase") in ("scheduled", "running")
+    ):
+        anchor = p.get("anchor") or scheduled
+        first = [scheduled] if p.get("phase") == "scheduled" else []
+        out["nextRuns"] = [
+            iso(t) for t in first + recurrence.upcoming(schedule, scheduled, anchor, count - len(first))
+        ]
     return out
 
 
@@ -138,8 +170,10 @@ def present(
         out["url"] = invoke.get("url") if isinstance(invoke, dict) else None
     else:
         out["taskSetId"] = doc["_id"]
+    out.update(present_schedule(doc))
     if history is not None:
         out["attempts"] = [present_attempt(a) for a in history]
+        out["runs"] = [present_attempt(r) for r in doc.get("runs", [])] if "schedule" in out else None
         if doc.get("source"):
             out["source"] = doc["source"]
     if viewer is not None and viewer.name != doc["owner"]:
@@ -452,6 +486,23 @@ class Objects:
         resp.media = self._present(doc, user, self.store.history(doc))
 
 
+class Pause:
+    """`POST /tasks/{id}/suspend|resume` (and for TaskSets): pause or resume a recurring object."""
+
+    def __init__(self, service: Service, kind: str) -> None:
+        self.service, self.kind = service, kind
+
+    def on_post_suspend(self, req: falcon.Request, resp: falcon.Response, object_id: str) -> None:
+        user = _user(req)
+        doc = self.service.suspend(object_id, user.name, kind=self.kind)
+        resp.media = {"suspended": True, "object": present(doc, viewer=user), "afterThisRun": bool(doc.get("suspendAfterRun"))}  # fmt: skip
+
+    def on_post_resume(self, req: falcon.Request, resp: falcon.Response, object_id: str) -> None:
+        user = _user(req)
+        doc = self.service.resume(object_id, user.name, kind=self.kind)
+        resp.media = {"suspended": False, "object": present(doc, viewer=user)}
+
+
 class OriginalObjects(Objects):
     """The original retrieve routes: lists also by POST (a form's `taskInstance`), finished sets as `success`."""
 
@@ -650,8 +701,12 @@ def create_app(
     app.add_route("/specs/{kind}/{name}", specs, suffix="one")
     app.add_route("/tasks", tasks)
     app.add_route("/tasks/{object_id}", tasks, suffix="one")
+    app.add_route("/tasks/{object_id}/suspend", Pause(service, "Task"), suffix="suspend")
+    app.add_route("/tasks/{object_id}/resume", Pause(service, "Task"), suffix="resume")
     app.add_route("/tasksets", tasksets)
     app.add_route("/tasksets/{object_id}", tasksets, suffix="one")
+    app.add_route("/tasksets/{object_id}/suspend", Pause(service, "TaskSet"), suffix="suspend")
+    app.add_route("/tasksets/{object_id}/resume", Pause(service, "TaskSet"), suffix="resume")
     app.add_route("/openapi.json", OpenAPI(openapi_document()))
     app.add_route("/", Page())
     app.add_static_route("/ui", str(UI_DIR))

@@ -90,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a claimed call is held before another process may re-run it (default 30s)",
     )
     serve.add_argument("--allow-hosts", default=os.environ.get("LAMBDAOP_ALLOW_HOSTS", ""), help=ALLOW_HELP)
+    serve.add_argument(
+        "--on-failure",
+        default=os.environ.get("LAMBDAOP_ON_FAILURE") or None,
+        help="URL that hears of every failed run whose spec names no onFailure (a JSON POST)",
+    )
     serve.add_argument("--host", default=os.environ.get("LAMBDAOP_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("LAMBDAOP_PORT", "8080")))
     serve.add_argument(
@@ -202,6 +207,7 @@ def serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         timezone=args.timezone,
         allow_hosts=_policy(args.allow_hosts),
+        on_failure=args.on_failure,
         lease=args.lease if not isinstance(args.lease, str) else parse_duration(args.lease),
         env=dict(os.environ),
     )

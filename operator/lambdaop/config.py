@@ -28,6 +28,7 @@ class Config:
     lease: dt.timedelta = dt.timedelta(seconds=30)
     claim_window: dt.timedelta = dt.timedelta(seconds=2)
     allow_hosts: Policy = SECURE
+    on_failure: str | None = None  # where failed runs are reported when a spec names no onFailure
     env: dict[str, str] = field(default_factory=dict, repr=False)
 
     def describe(self) -> dict[str, Any]:
@@ -47,4 +48,5 @@ class Config:
             "api": f"http://{self.host}:{self.port}" if self.serve_api else None,
             "timezone": self.timezone,
             "outbound": self.allow_hosts.describe(),
+            "on_failure": self.on_failure,
         }

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import email.utils
 import hashlib
 import heapq
 import hmac
@@ -77,6 +78,8 @@ class CallResult:
     status: int | None = None
     response: str | None = None
     error: str | None = None
+    kind: str | None = None  # of a failure: 5xx, 4xx, 429, timeout, connection, body, config
+    retry_after: float | None = None  # seconds a 429 or 503 asked to wait
 
 
 class ConfigError(Exception):
@@ -192,8 +195,8 @@ class Invoker:
         timeout = inv.timeout.total_seconds()
         deadline = time.monotonic() + timeout
 
-        def fail(error: str, status: int | None = None) -> CallResult:
-            return CallResult(job, False, started, elapsed(), status, error=error)
+        def fail(error: str, kind: str) -> CallResult:
+            return CallResult(job, False, started, elapsed(), None, error=error, kind=kind)
 
         def elapsed() -> float:
             return round((self._clock.monotonic() - t0) * 1000, 3)
@@ -201,11 +204,11 @@ class Invoker:
         try:
             headers, body, url = self._request(job, started)
         except ConfigError as exc:
-            return fail(str(exc))
+            return fail(str(exc), "config")
         method = inv.method
         try:
             for _hop in range(MAX_HOPS + 1):
-                status, raw, location, truncated = self._exchange(
+                status, raw, location, truncated, wait_for = self._exchange(
                     method, url, headers, body, deadline, inv.headers
                 )
                 if status in _REDIRECTS and location and inv.followRedirects:
@@ -216,25 +219,31 @@ class Invoker:
                     continue
                 break
             else:
-                return fail(f"more than {MAX_HOPS} redirects")
+                return fail(f"more than {MAX_HOPS} redirects", "4xx")
         except Refused as exc:
-            return fail(f"refused by the outbound policy: {exc}")
+            return fail(f"refused by the outbound policy: {exc}", "config")
         except _Expired:
-            return fail(f"timed out after {timeout:g}s")
+            return fail(f"timed out after {timeout:g}s", "timeout")
         except ConfigError as exc:
-            return fail(str(exc))
+            return fail(str(exc), "connection")
         except ssl.SSLError as exc:
-            return fail(f"TLS failed: {_short(exc)}")
+            return fail(f"TLS failed: {_short(exc)}", "connection")
         except (OSError, http.client.HTTPException) as exc:
             if time.monotonic() >= deadline:
-                return fail(f"timed out after {timeout:g}s")
-            return fail(f"connection failed: {_short(exc)}")
+                return fail(f"timed out after {timeout:g}s", "timeout")
+            return fail(f"connection failed: {_short(exc)}", "connection")
         duration = elapsed()
         excerpt = raw[:EXCERPT_BYTES].decode("utf-8", errors="replace")
         if status in _REDIRECTS and not inv.followRedirects and inv.successWhen is None:
-            return CallResult(job, False, started, duration, status, excerpt, f"status {status} (a redirect; set followRedirects to follow it)")  # fmt: skip
+            return CallResult(job, False, started, duration, status, excerpt, f"status {status} (a redirect; set followRedirects to follow it)", "4xx")  # fmt: skip
         ok, why = judge(inv.successWhen, status, raw, truncated)
-        return CallResult(job, ok, started, duration, status, excerpt, None if ok else why)
+        if ok:
+            return CallResult(job, True, started, duration, status, excerpt)
+        kind = (
+            "429" if status == 429 else "5xx" if status >= 500 else "body" if 200 <= status < 300 else "4xx"
+        )
+        wait = retry_after(wait_for, self._clock.now()) if status in (429, 503) else None
+        return CallResult(job, False, started, duration, status, excerpt, why, kind, wait)
 
     def _request(self, job: Job, started: dt.datetime) -> tuple[dict[str, str], bytes | None, str]:
         inv = job.invoke
@@ -288,7 +297,7 @@ class Invoker:
         body: bytes | None,
         deadline: float,
         declared: Mapping[str, object],
-    ) -> tuple[int, bytes, str | None, bool]:
+    ) -> tuple[int, bytes, str | None, bool, str | None]:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise Refused(f"{url!r} is not an http(s) URL")
@@ -329,7 +338,7 @@ class Invoker:
         body: bytes | None,
         deadline: float,
         declared: Mapping[str, object],
-    ) -> tuple[int, bytes, str | None, bool]:
+    ) -> tuple[int, bytes, str | None, bool, str | None]:
         """One request and its (bounded) answer on this connection, under the deadline."""
         assert conn.sock is not None
         token = self._reaper.watch(conn.sock, deadline)
@@ -359,7 +368,7 @@ class Invoker:
                 raise http.client.IncompleteRead(b"", resp.length)
             raw = b"".join(chunks)[:MAX_RESPONSE]
             keep = not truncated and not resp.will_close and resp.isclosed()
-            return resp.status, raw, resp.getheader("Location"), truncated
+            return resp.status, raw, resp.getheader("Location"), truncated, resp.getheader("Retry-After")
         except (OSError, http.client.HTTPException):
             if (token >= 0 and self._reaper.unwatch(token)) or time.monotonic() >= deadline:
                 token = -1
@@ -394,6 +403,22 @@ class Invoker:
         conn = conns.pop((scheme, ip, port, host), None)
         if conn is not None:
             conn.close()
+
+
+def retry_after(value: str | None, now: dt.datetime) -> float | None:
+    """Seconds a Retry-After header asks for (a number of seconds, or an HTTP date)."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - now).total_seconds())
 
 
 def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> dict[str, str]:

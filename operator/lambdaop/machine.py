@@ -2,14 +2,17 @@
 
 No I/O and no clock: every function takes `now`. The reconciler calls
 `dispatch` when work is due, `finish` when a call reports back, `recover` when
-a lease expired; the service calls `cancel` and `reschedule`. Refusals are
-raised as `Refused` with the reason shown to the user.
+a lease expired and `catch_up` for a recurring object whose run was missed;
+the service calls `cancel`, `reschedule`, `suspend` and `resume`. Refusals
+are raised as `Refused` with the reason shown to the user.
 
 Steps: a Task has one step, `task`. A TaskSet has `task:0 … task:N-1`, a
 condition check after each task but the last (`check:I`, and after the last
 with `afterLast`), and `fallback`. Each step has its own attempt counter and
-retry budget; a step that used its budget up ends the object (through the
-fallback, for a TaskSet).
+retry policy (delays in `retrypolicy`); a step that used its budget up ends
+the run (through the fallback, for a TaskSet). A run that ends failed calls
+the `notify` step when there is one (`onFailure`). A recurring object then
+starts its next run (`run` + 1, state `scheduled`) until its schedule ends.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from .spec import Invoke, TaskSetSpec, TaskSpec
+from . import recurrence, retrypolicy
+from .spec import Invoke, Notify, RetryFields, TaskSetSpec, TaskSpec
 
 
 class Phase(StrEnum):
@@ -32,6 +36,7 @@ class Phase(StrEnum):
 
 FINAL = frozenset({Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED})
 PlanSpec = TaskSpec | TaskSetSpec
+MISSED_AFTER = dt.timedelta(minutes=1)  # a recurring run this late was missed (the service was down)
 
 
 class Refused(Exception):
@@ -40,22 +45,24 @@ class Refused(Exception):
 
 @dataclass(frozen=True)
 class Outcome:
-    """A call's result as the machine sees it."""
+    """A call's result as the machine sees it: `kind` is 5xx, 4xx, 429, timeout, connection,
+    body or config; `retry_after` the seconds a 429 or 503 asked for."""
 
     ok: bool
     error: str | None = None
+    kind: str | None = None
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True)
 class StepPlan:
     invoke: Invoke
-    retries: int
-    retry_delay: dt.timedelta
+    policy: RetryFields
 
 
 @dataclass(frozen=True)
 class Progress:
-    """Where an object is. Stored as a sub-document; due/in_flight mirror store fields."""
+    """Where an object is. Stored as a sub-document; `due` mirrors the store field."""
 
     phase: Phase
     step: str
@@ -67,24 +74,25 @@ class Progress:
     failed_step: str | None = None
     started: dt.datetime | None = None
     finished: dt.datetime | None = None
+    run: int = 1
+    scheduled: dt.datetime | None = None  # the run's time on the schedule (recurring objects)
+    anchor: dt.datetime | None = None  # where a rate (`every`) counts from
+    salt: int = 0  # makes jitter repeatable per object
+    notify: bool = False  # the failure notification is still to be delivered
+    notified: str | None = None  # delivered | failed
+    skipped: int = 0  # runs missed or skipped so far
+    delay_ms: float | None = None  # the wait chosen before this retry, and why
+    delay_reason: str | None = None
+    suspended: bool = False
+    last_result: str | None = None  # how the last run ended (completed, failed), for recurring objects
+    last_reason: str | None = None
 
     @classmethod
     def from_storage(cls, data: dict[str, Any]) -> Progress:
         return cls(**{**data, "phase": Phase(data["phase"])})
 
     def for_storage(self) -> dict[str, Any]:
-        return {
-            "phase": self.phase.value,
-            "step": self.step,
-            "attempt": self.attempt,
-            "due": self.due,
-            "in_flight": self.in_flight,
-            "calls": self.calls,
-            "reason": self.reason,
-            "failed_step": self.failed_step,
-            "started": self.started,
-            "finished": self.finished,
-        }
+        return {**self.__dict__, "phase": self.phase.value}
 
     @property
     def final(self) -> bool:
@@ -95,40 +103,46 @@ def first_step(spec: PlanSpec) -> str:
     return "task" if isinstance(spec, TaskSpec) else "task:0"
 
 
-def start(spec: PlanSpec, due: dt.datetime) -> Progress:
-    """A new object, scheduled for its first call at `due`."""
-    return Progress(phase=Phase.SCHEDULED, step=first_step(spec), due=due)
+def start(spec: PlanSpec, due: dt.datetime, salt: int = 0, now: dt.datetime | None = None) -> Progress:
+    """A new object, scheduled for its first call at `due` (a recurring one: its first run after `now`)."""
+    schedule = spec.schedule
+    if schedule is None or now is None:
+        return Progress(phase=Phase.SCHEDULED, step=first_step(spec), due=due, salt=salt)
+    first = recurrence.next_run(schedule, now - dt.timedelta(microseconds=1), now)
+    if first is None:
+        return Progress(phase=Phase.COMPLETED, step=first_step(spec), salt=salt, anchor=now, finished=now,
+                        reason="the schedule has ended: no run after its end time")  # fmt: skip
+    progress = Progress(phase=Phase.SCHEDULED, step=first_step(spec), salt=salt, anchor=now, scheduled=first)
+    return replace(progress, due=None if spec.suspended else first + recurrence.jitter(schedule, salt, 1), suspended=spec.suspended)  # fmt: skip
 
 
-def step_plan(spec: PlanSpec, step: str) -> StepPlan:
-    """The call a step makes and its retry budget."""
+def step_plan(spec: PlanSpec, step: str, notify: Notify | None = None) -> StepPlan:
+    """The call a step makes and its retry policy."""
+    if step == "notify":
+        target = spec.onFailure or notify
+        if target is None:
+            raise ValueError("no failure notification configured")
+        return StepPlan(target.invoke, target)
     if isinstance(spec, TaskSpec):
-        return StepPlan(spec.invoke, spec.retries, spec.retryDelay)
+        return StepPlan(spec.invoke, spec)
     name, _, index = step.partition(":")
     if name == "task":
         item = spec.tasks[int(index)]
-        return StepPlan(item.as_invoke(), item.retries, item.retryDelay)
+        return StepPlan(item.as_invoke(), item)
     if name == "check" and spec.conditionCheck is not None:
-        check = spec.conditionCheck
-        return StepPlan(check.invoke, check.retries, check.retryDelay)
+        return StepPlan(spec.conditionCheck.invoke, spec.conditionCheck)
     if name == "fallback" and spec.fallback is not None:
-        fb = spec.fallback
-        return StepPlan(fb.invoke, fb.retries, fb.retryDelay)
+        return StepPlan(spec.fallback.invoke, spec.fallback)
     raise ValueError(f"no step {step!r} in this spec")
 
 
 def dispatch(progress: Progress, now: dt.datetime) -> Progress:
-    """The due call starts: the object is running and no longer waiting."""
-    if progress.final or progress.in_flight:
+    """The due call starts: the object is running (a failure notification leaves the state alone)."""
+    if (progress.final and not progress.notify) or progress.in_flight:
         raise Refused(f"cannot call: object is {progress.phase.value}")
-    return replace(
-        progress,
-        phase=Phase.RUNNING,
-        in_flight=True,
-        due=None,
-        calls=progress.calls + 1,
-        started=progress.started or now,
-    )
+    phase = progress.phase if progress.notify else Phase.RUNNING
+    return replace(progress, phase=phase, in_flight=True, due=None, calls=progress.calls + 1,
+                   started=progress.started or now)  # fmt: skip
 
 
 def recover(progress: Progress, now: dt.datetime) -> Progress:
@@ -138,28 +152,58 @@ def recover(progress: Progress, now: dt.datetime) -> Progress:
     return replace(progress, in_flight=False, due=now)
 
 
-def finish(spec: PlanSpec, progress: Progress, outcome: Outcome, now: dt.datetime) -> Progress:
-    """A call reported back: retry the step, move on, fall back, or end."""
-    waiting = replace(progress, in_flight=False)
-    plan = step_plan(spec, progress.step)
+def finish(
+    spec: PlanSpec, progress: Progress, outcome: Outcome, now: dt.datetime, notify: Notify | None = None
+) -> Progress:
+    """A call reported back: retry the step, move on, fall back, notify, or end the run."""
+    waiting = replace(progress, in_flight=False, delay_ms=None, delay_reason=None)
+    plan = step_plan(spec, progress.step, notify)
+    if progress.step == "notify":
+        delivered = outcome.ok
+        if not delivered:
+            wait = retrypolicy.delay(plan.policy, progress.attempt, outcome, progress.salt, "notify")
+            if wait is not None:
+                return _retry(waiting, wait, now)
+        done = replace(waiting, notify=False, notified="delivered" if delivered else "failed", step=first_step(spec))  # fmt: skip
+        return _after_run(spec, done, now)
     if outcome.ok:
-        return _after_success(spec, waiting, now)
-    if progress.attempt <= plan.retries:
-        return replace(waiting, attempt=progress.attempt + 1, due=now + plan.retry_delay)
-    return _after_exhausted(spec, waiting, outcome, now)
+        return _after_success(spec, waiting, now, notify)
+    wait = retrypolicy.delay(plan.policy, progress.attempt, outcome, progress.salt, progress.step)
+    if wait is not None:
+        return _retry(waiting, wait, now)
+    return _after_exhausted(spec, waiting, outcome, now, notify)
+
+
+def _retry(progress: Progress, wait: tuple[dt.timedelta, str], now: dt.datetime) -> Progress:
+    delay, why = wait
+    return replace(progress, attempt=progress.attempt + 1, due=now + delay,
+                   delay_ms=round(delay.total_seconds() * 1000, 3), delay_reason=why)  # fmt: skip
 
 
 def _goto(progress: Progress, step: str, due: dt.datetime) -> Progress:
     return replace(progress, step=step, attempt=1, due=due)
 
 
-def _end(progress: Progress, phase: Phase, now: dt.datetime, reason: str | None = None) -> Progress:
-    return replace(progress, phase=phase, due=None, finished=now, reason=reason or progress.reason)
+def _end(
+    spec: PlanSpec,
+    progress: Progress,
+    phase: Phase,
+    now: dt.datetime,
+    reason: str | None,
+    notify: Notify | None,
+) -> Progress:
+    """The run ends: notify a failure first, then (recurring objects) the next run."""
+    reason = reason or progress.reason
+    ended = replace(progress, phase=phase, due=None, finished=now, reason=reason, last_result=phase.value,
+                    last_reason=reason if phase is Phase.FAILED else None)  # fmt: skip
+    if phase is Phase.FAILED and (spec.onFailure or notify) is not None:
+        return replace(ended, step="notify", attempt=1, due=now, notify=True)
+    return _after_run(spec, ended, now)
 
 
-def _after_success(spec: PlanSpec, progress: Progress, now: dt.datetime) -> Progress:
+def _after_success(spec: PlanSpec, progress: Progress, now: dt.datetime, notify: Notify | None) -> Progress:
     if isinstance(spec, TaskSpec):
-        return _end(progress, Phase.COMPLETED, now)
+        return _end(spec, progress, Phase.COMPLETED, now, None, notify)
     name, _, index = progress.step.partition(":")
     last = len(spec.tasks) - 1
     check = spec.conditionCheck
@@ -169,24 +213,28 @@ def _after_success(spec: PlanSpec, progress: Progress, now: dt.datetime) -> Prog
             return _goto(progress, f"check:{i}", now + check.delay)
         if i < last:
             return _goto(progress, f"task:{i + 1}", now)
-        return _end(progress, Phase.COMPLETED, now)
+        return _end(spec, progress, Phase.COMPLETED, now, None, notify)
     if name == "check":
         i = int(index)
         if i < last:
             return _goto(progress, f"task:{i + 1}", now)
-        return _end(progress, Phase.COMPLETED, now)
+        return _end(spec, progress, Phase.COMPLETED, now, None, notify)
     # the fallback ran: the set has failed, whatever the fallback answered
-    return _end(progress, Phase.FAILED, now)
+    return _end(spec, progress, Phase.FAILED, now, None, notify)
 
 
-def _after_exhausted(spec: PlanSpec, progress: Progress, outcome: Outcome, now: dt.datetime) -> Progress:
+def _after_exhausted(
+    spec: PlanSpec, progress: Progress, outcome: Outcome, now: dt.datetime, notify: Notify | None
+) -> Progress:
     attempts = progress.attempt
     why = outcome.error or "call failed"
     if isinstance(spec, TaskSpec):
-        return _end(progress, Phase.FAILED, now, f"failed after {attempts} attempt(s): {why}")
+        return _end(spec, progress, Phase.FAILED, now, f"failed after {attempts} attempt(s): {why}", notify)
     name, _, index = progress.step.partition(":")
     if name == "fallback":
-        return _end(progress, Phase.FAILED, now, f"{progress.reason}; the fallback failed too: {why}")
+        return _end(
+            spec, progress, Phase.FAILED, now, f"{progress.reason}; the fallback failed too: {why}", notify
+        )
     if name == "task":
         reason = f"task {int(index) + 1} failed after {attempts} attempt(s): {why}"
     else:
@@ -194,14 +242,90 @@ def _after_exhausted(spec: PlanSpec, progress: Progress, outcome: Outcome, now: 
     failed = replace(progress, failed_step=progress.step, reason=reason)
     if spec.fallback is not None and name in spec.fallback.on:
         return _goto(failed, "fallback", now)
-    return _end(failed, Phase.FAILED, now)
+    return _end(spec, failed, Phase.FAILED, now, None, notify)
+
+
+# --------------------------------------------------------------------------- recurring objects
+
+
+def _after_run(spec: PlanSpec, progress: Progress, now: dt.datetime) -> Progress:
+    """A run has ended: a one-time object stays as it ended; a recurring one is scheduled again."""
+    schedule = spec.schedule
+    if schedule is None or progress.phase is Phase.CANCELLED:
+        return progress
+    anchor = progress.anchor or now
+    after = progress.scheduled or now
+    following = recurrence.next_run(schedule, after, anchor)
+    skipped = progress.skipped
+    began = progress.started or now
+    caught_up = following is not None and following <= began and schedule.catchUp == "all"
+    if following is not None and following <= now and not caught_up and schedule.overlap == "skip":
+        skipped += len(recurrence.missed(schedule, after, now, anchor))  # they came due during this run
+        following = recurrence.next_run(schedule, now, anchor)
+    # catchUp all (missed while down) and overlap wait: the next run starts now, this one having ended
+    if following is None:
+        last = progress.phase.value
+        return replace(progress, phase=Phase.COMPLETED, due=None, skipped=skipped,
+                       reason=f"the schedule ended (the last run {last})")  # fmt: skip
+    due = max(following + recurrence.jitter(schedule, progress.salt, progress.run + 1), now)
+    return replace(
+        progress, phase=Phase.SCHEDULED, step=first_step(spec), attempt=1, run=progress.run + 1,
+        scheduled=following, due=None if progress.suspended else due, started=None, failed_step=None,
+        reason=None, skipped=skipped,
+    )  # fmt: skip
+
+
+def catch_up(spec: PlanSpec, progress: Progress, now: dt.datetime) -> Progress:
+    """A recurring run found long overdue (the service was down) is decided by `catchUp`:
+    none skips to the next run time, latest runs the last missed one now, all runs each in turn."""
+    schedule = spec.schedule
+    if schedule is None or progress.phase is not Phase.SCHEDULED or progress.scheduled is None:
+        return progress
+    if now - progress.scheduled < MISSED_AFTER or schedule.catchUp == "all":
+        return progress
+    anchor = progress.anchor or now
+    later = recurrence.missed(schedule, progress.scheduled, now, anchor)
+    if schedule.catchUp == "latest":
+        if not later:
+            return progress
+        return replace(progress, scheduled=later[-1], due=now, skipped=progress.skipped + len(later))
+    following = recurrence.next_run(schedule, now, anchor)
+    skipped = progress.skipped + 1 + len(later)
+    if following is None:
+        return replace(progress, phase=Phase.COMPLETED, due=None, finished=now, skipped=skipped,
+                       reason="the schedule ended while the service was down")  # fmt: skip
+    due = following + recurrence.jitter(schedule, progress.salt, progress.run)
+    return replace(progress, scheduled=following, due=due, skipped=skipped)
+
+
+def run_summary(before: Progress, after: Progress) -> dict[str, Any] | None:
+    """The summary of the run that ended going from `before` to `after` (recurring objects), else None."""
+    ended = after.run > before.run or (after.final and not before.final and not after.notify)
+    if not ended:
+        return None
+    result = after.last_result or after.phase.value
+    return {
+        "run": before.run,
+        "scheduled": before.scheduled,
+        "started": before.started,
+        "finished": after.finished,
+        "result": result,
+        "reason": after.last_reason if result == "failed" else None,
+        "notified": after.notified if result == "failed" else None,
+    }
+
+
+# --------------------------------------------------------------------------- changes from users
 
 
 def cancel(progress: Progress, now: dt.datetime) -> Progress:
-    """Only a scheduled object (no call made yet) can be cancelled."""
+    """Only a scheduled object (no call of this run made yet) can be cancelled."""
     if progress.phase is not Phase.SCHEDULED or progress.in_flight:
         raise Refused(not_scheduled(progress, "cancelled"))
-    return _end(progress, Phase.CANCELLED, now, "cancelled before its first call")
+    reason = (
+        "cancelled before its first call" if progress.run == 1 else f"cancelled before run {progress.run}"
+    )
+    return replace(progress, phase=Phase.CANCELLED, due=None, finished=now, reason=reason)
 
 
 def reschedule(progress: Progress, due: dt.datetime) -> Progress:
@@ -209,6 +333,33 @@ def reschedule(progress: Progress, due: dt.datetime) -> Progress:
     if progress.phase is not Phase.SCHEDULED or progress.in_flight:
         raise Refused(not_scheduled(progress, "modified"))
     return replace(progress, due=due)
+
+
+def suspend(spec: PlanSpec, progress: Progress) -> Progress:
+    """A recurring object pauses: no run starts until it is resumed (a run going on ends first)."""
+    if spec.schedule is None:
+        raise Refused("only a recurring object (with a schedule) can be suspended; cancel a one-time one")
+    if progress.final:
+        raise Refused(f"it is {progress.phase.value}")
+    if progress.phase is Phase.SCHEDULED:
+        return replace(progress, suspended=True, due=None)
+    return replace(progress, suspended=True)
+
+
+def resume(spec: PlanSpec, progress: Progress, now: dt.datetime) -> Progress:
+    """A suspended recurring object runs again from its next run time after now."""
+    schedule = spec.schedule
+    if schedule is None or progress.final:
+        raise Refused("only a recurring object that has not ended can be resumed")
+    if not progress.suspended:
+        return progress
+    if progress.phase is not Phase.SCHEDULED:
+        return replace(progress, suspended=False)
+    following = recurrence.next_run(schedule, now, progress.anchor or now)
+    if following is None:
+        return replace(progress, suspended=False, phase=Phase.COMPLETED, finished=now, reason="the schedule has ended")  # fmt: skip
+    due = following + recurrence.jitter(schedule, progress.salt, progress.run)
+    return replace(progress, suspended=False, scheduled=following, due=due)
 
 
 def not_scheduled(progress: Progress, verb: str) -> str:

@@ -61,6 +61,24 @@ class ObjectOut(_Out):
     taskSetId: str | None = None
     url: str | None = None
     attempts: list[Attempt] | None = Field(default=None, description="in single-object answers only")
+    displayName: str | None = Field(default=None, description="the name a client of the original routes gave")
+    manager: str | None = Field(
+        default=None, description="folder:<path> or api:<user>: who keeps it in line with its spec"
+    )
+    redacted: bool | None = Field(
+        default=None, description="another user's object: only its summary is shown"
+    )
+    schedule: dict[str, Any] | None = Field(
+        default=None, description="recurring objects: the schedule, with `description` in words"
+    )
+    run: int | None = Field(default=None, description="recurring objects: the current (or next) run's number")
+    suspended: bool | None = None
+    skippedRuns: int | None = None
+    nextRuns: list[str] | None = Field(default=None, description="the next five run times (UTC)")
+    lastRun: dict[str, Any] | None = None
+    runs: list[dict[str, Any]] | None = Field(
+        default=None, description="the last 100 runs' summaries, in single-object answers"
+    )
 
 
 class TaskList(_Out):
@@ -172,6 +190,14 @@ class TokenIn(BaseModel):
     expiresIn: str | int | None = Field(default=None, description="a duration (30d) or milliseconds")
 
 
+class PauseOut(_Out):
+    suspended: bool
+    object: ObjectOut
+    afterThisRun: bool | None = Field(
+        default=None, description="a run is going on: the pause starts when it ends"
+    )
+
+
 class Me(_Out):
     name: str
     admin: bool
@@ -183,7 +209,7 @@ class Health(_Out):
 
 MODELS: list[type[BaseModel]] = [
     Task, TaskSet, ObjectOut, TaskList, TaskSetList, ModifyOut, CancelOut, ApplyOut, DeleteOut,
-    ErrorOut, LoginIn, LoginOut, Me, Health, UserIn, UserOut, UserList, TokenOut, TokenInfo, TokenList, TokenIn,
+    ErrorOut, LoginIn, LoginOut, Me, Health, PauseOut, UserIn, UserOut, UserList, TokenOut, TokenInfo, TokenList, TokenIn,
 ]  # fmt: skip
 
 
@@ -381,6 +407,10 @@ def openapi_document() -> dict[str, Any]:
         "/tasks/{object_id}": {"get": {"summary": "one Task with its attempt history", "parameters": _ID, "responses": _answers("ObjectOut", "200", 404)}},
         "/tasksets": {"get": {"summary": "list TaskSets", **listing, "responses": _answers("TaskSetList", "200", 422)}},
         "/tasksets/{object_id}": {"get": {"summary": "one TaskSet with its steps' history", "parameters": _ID, "responses": _answers("ObjectOut", "200", 404)}},
+        "/tasks/{object_id}/suspend": {"post": {"summary": "pause a recurring Task (a run going on ends first)", "parameters": _ID, "responses": _answers("PauseOut", "200", 404, 409)}},
+        "/tasks/{object_id}/resume": {"post": {"summary": "resume a paused recurring Task from its next run time", "parameters": _ID, "responses": _answers("PauseOut", "200", 404, 409)}},
+        "/tasksets/{object_id}/suspend": {"post": {"summary": "pause a recurring TaskSet", "parameters": _ID, "responses": _answers("PauseOut", "200", 404, 409)}},
+        "/tasksets/{object_id}/resume": {"post": {"summary": "resume a paused recurring TaskSet", "parameters": _ID, "responses": _answers("PauseOut", "200", 404, 409)}},
     }  # fmt: skip
     return {
         "openapi": "3.1.0",

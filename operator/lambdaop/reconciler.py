@@ -49,7 +49,7 @@ from .errors import Conflict
 from .invoker import CallResult, Invoker, Job
 from .machine import Outcome, Phase, PlanSpec, Progress
 from .outbound import SECURE, Policy
-from .spec import TaskSetSpec, TaskSpec
+from .spec import Notify, TaskSetSpec, TaskSpec
 from .store import ATTEMPTS_KEPT, OK, STALE, Op, Store
 from .writer import Writer
 
@@ -71,6 +71,7 @@ class LoopSettings:
     orphan_grace: dt.timedelta = dt.timedelta(seconds=5)
     recover_all_at_start: bool = False  # the embedded store has one owner: every other lease is stale
     stop_grace: float = 10.0
+    notify: Notify | None = None  # the service-wide failure notification (--on-failure)
 
 
 def parse_plan(doc: dict[str, Any]) -> PlanSpec:
@@ -79,8 +80,35 @@ def parse_plan(doc: dict[str, Any]) -> PlanSpec:
     return TaskSetSpec.model_validate(doc["spec"])
 
 
-def idempotency_key(object_id: str, generation: int, step: str) -> str:
-    return f"{object_id}-g{generation}-{step}"
+def idempotency_key(object_id: str, generation: int, step: str, run: int | None = None) -> str:
+    """The same for every attempt of a step (of one run, for a recurring object)."""
+    if run is None:
+        return f"{object_id}-g{generation}-{step}"
+    return f"{object_id}-g{generation}-r{run}-{step}"
+
+
+RUNS_KEPT = 100
+
+
+def failure_event(doc: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """The JSON a failure notification posts: which object, which run, why, and its last call."""
+    last = doc.get("last") or {}
+    return {
+        "event": "run.failed",
+        "kind": doc.get("kind"),
+        "name": doc.get("name"),
+        "owner": doc.get("owner"),
+        "id": doc.get("_id"),
+        "run": progress.run,
+        "reason": progress.reason,
+        "failedStep": progress.failed_step,
+        "at": progress.finished.isoformat() if progress.finished else None,
+        "lastAttempt": {
+            k: (v.isoformat() if isinstance(v, dt.datetime) else v)
+            for k, v in last.items()
+            if k in ("step", "attempt", "at", "status", "error", "duration_ms", "key")
+        },
+    }
 
 
 class CallSink(Protocol):
@@ -176,6 +204,7 @@ class Held:
     result: CallResult | None = None  # a result waiting for an earlier write to finish
     started_written: bool = False
     recovered: str | None = None
+    suspend_after: bool = False
 
     @property
     def label(self) -> str:
@@ -540,6 +569,12 @@ class Reconciler:
             oid, doc, spec, progress, doc.get("fence", 0), until, recovered=self._recovered.pop(oid, None)
         )
         self._held[oid] = held
+        caught = machine.catch_up(spec, progress, now) if spec.schedule is not None else progress
+        if caught != progress:  # runs were missed while the service was down: catchUp decides
+            log.warning("%s (%s): missed runs while the service was down; catchUp %s: next run at %s",
+                        held.label, oid, spec.schedule.catchUp if spec.schedule else "", caught.scheduled)  # fmt: skip
+            self._write(held, "catchup", caught, now, keep=caught.due is not None and caught.due <= now + self.settings.claim_window)  # fmt: skip
+            return True
         self._arm(held)
         return True
 
@@ -594,9 +629,15 @@ class Reconciler:
             held.fired_at = time.monotonic()
             self._out.add(oid)
             self._out_order.append((held.fired_at, oid, held.seq))
-            plan = machine.step_plan(held.spec, progress.step)
+            plan = machine.step_plan(held.spec, progress.step, self.settings.notify)
+            invoke = plan.invoke
+            if progress.step == "notify":
+                invoke = invoke.model_copy(
+                    update={"method": "POST", "body": failure_event(held.doc, progress)}
+                )
             generation = held.doc.get("generation", 1)
-            job = Job(oid, held.fence, progress.step, progress.attempt, idempotency_key(oid, generation, progress.step), plan.invoke)  # fmt: skip
+            run = progress.run if held.spec.schedule is not None else None
+            job = Job(oid, held.fence, progress.step, progress.attempt, idempotency_key(oid, generation, progress.step, run), invoke)  # fmt: skip
             self.stats.dispatched += 1
             log.debug("%s (%s): calling %s (step %s, attempt %s)", held.label, oid, plan.invoke.url, progress.step, progress.attempt)  # fmt: skip
             self.invoker.submit(job)
@@ -640,7 +681,13 @@ class Reconciler:
         self.stats.finished += 1
         ended = result.started + dt.timedelta(milliseconds=result.duration_ms)
         try:
-            progress = machine.finish(held.spec, held.progress, Outcome(result.ok, result.error), ended)
+            outcome = Outcome(result.ok, result.error, result.kind, result.retry_after)
+            progress = machine.finish(held.spec, held.progress, outcome, ended, self.settings.notify)
+            if held.suspend_after and held.spec.schedule is not None and not progress.final:
+                held.suspend_after = False
+                progress = replace(
+                    progress, suspended=True, due=None if progress.phase is Phase.SCHEDULED else progress.due
+                )
         except Exception as exc:  # one result that cannot be decided fails its object alone
             log.exception("%s (%s): its result cannot be decided", held.label, held.id)
             progress = replace(
@@ -660,12 +707,17 @@ class Reconciler:
             "error": result.error,
             "response": result.response,
         }
+        if held.spec.schedule is not None:
+            record["run"] = held.progress.run
+        if progress.delay_reason is not None and progress.step == job.step and progress.attempt > job.attempt:
+            record["nextDelayMs"], record["delayReason"] = progress.delay_ms, progress.delay_reason
         if held.recovered:
             record["recovered"] = held.recovered
             held.recovered = None
         if progress.calls > ATTEMPTS_KEPT:
             self._prune.add(held.id)
-        self._write(held, "result", progress, now, record=record)
+        summary = machine.run_summary(held.progress, progress) if held.spec.schedule is not None else None
+        self._write(held, "result", progress, now, record=record, summary=summary)
 
     def _write(
         self,
@@ -677,11 +729,10 @@ class Reconciler:
         extra: dict[str, Any] | None = None,
         keep: bool = False,
         reply: Future[dict[str, Any]] | None = None,
+        summary: dict[str, Any] | None = None,
     ) -> None:
         """Hand one of the loop's writes of a held object to the writer (fenced, under its lease)."""
-        release = not keep and (
-            progress.final or progress.due is None or progress.due > now + self.settings.claim_window
-        )
+        release = not keep and (progress.due is None or progress.due > now + self.settings.claim_window)
         until = max(held.until, (progress.due or now) + self.settings.lease)
         stored = replace(progress, in_flight=progress.in_flight and what == "started")
         fields: dict[str, Any] = {
@@ -699,6 +750,9 @@ class Reconciler:
             fields["due"] = progress.due
         else:
             update["$unset"] = {"due": ""}
+        if summary is not None:
+            update["$push"] = {"runs": {"$each": [summary], "$slice": -RUNS_KEPT}}
+            fields["lastRun"] = summary
         doc = held.doc
         op = Op(
             held.id,
@@ -830,6 +884,10 @@ class Reconciler:
             if req.kind == "set":
                 self._write(held, "set", held.progress, now, extra=req.payload, keep=True, reply=req.future)
                 return
+            if req.kind == "suspend" and (held.fired or held.writes):  # takes effect when this run ends
+                held.suspend_after = True
+                req.future.set_result({**held.doc, "suspendAfterRun": True})
+                return
             if held.fired or held.writes:
                 verb = "cancelled" if req.kind == "cancel" else "modified"
                 stored = replace(held.progress, phase=Phase(held.doc.get("state", Phase.SCHEDULED.value)))
@@ -844,6 +902,12 @@ class Reconciler:
                 fields, fresh = req.payload
                 machine.reschedule(held.progress, fresh.due)  # refused unless scheduled
                 self._write(held, "replace", fresh, now, extra=fields, reply=req.future)
+            elif req.kind == "suspend":
+                self._write(held, "suspend", machine.suspend(held.spec, held.progress), now, reply=req.future)
+            elif req.kind == "resume":
+                self._write(
+                    held, "resume", machine.resume(held.spec, held.progress, now), now, reply=req.future
+                )
             else:
                 raise ValueError(f"unknown request {req.kind}")
         except machine.Refused as exc:

@@ -18,8 +18,10 @@ from .clock import Clock, SystemClock
 from .config import Config
 from .embedded import EmbeddedServer, StateDir
 from .errors import LambdaopError, StartupFailed
+from .outbound import Refused
 from .reconciler import LoopSettings, Reconciler
 from .service import Service
+from .spec import Notify
 from .status import StatusWriter
 from .store import Store, connect, start_embedded
 from .users import Users
@@ -80,6 +82,7 @@ class Runtime:
             workers=self.config.workers,
             max_in_flight=self.config.workers * 64,
             recover_all_at_start=self.server is not None,
+            notify=self._default_notify(),
         )
         self.store.identify(self.owner)
         self.store.heartbeat(self.owner, self.clock.now() + self.config.lease, {"owner": self.owner})
@@ -120,6 +123,16 @@ class Runtime:
         if self.folder is not None and self.config.watch:
             self._watch_thread = threading.Thread(target=self.folder.watch, name="watcher", daemon=True)
             self._watch_thread.start()
+
+    def _default_notify(self) -> Notify | None:
+        url = self.config.on_failure
+        if not url:
+            return None
+        try:
+            self.config.allow_hosts.check_url(url)
+            return Notify.model_validate({"invoke": url})
+        except (Refused, ValueError) as exc:
+            raise StartupFailed(f"--on-failure {url}: {exc}") from None
 
     def _changed(self, doc: dict[str, Any]) -> None:
         if self.folder is not None:

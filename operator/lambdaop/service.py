@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -139,7 +140,7 @@ class Service:
         manager: str | None = None,
     ) -> dict[str, Any]:
         due = first_due(obj, now)
-        progress = machine.start(obj.spec, due)
+        progress = machine.start(obj.spec, due, secrets.randbits(48), now)
         doc: dict[str, Any] = {
             "_id": new_id(),
             "kind": obj.kind,
@@ -152,11 +153,12 @@ class Service:
             "generation": 1,
             "state": progress.phase.value,
             "progress": progress.for_storage(),
-            "due": due,
             "fence": 0,
             "created": now,
             "updated": now,
         }
+        if progress.due is not None:
+            doc["due"] = progress.due
         if source is not None:
             doc["source"] = source
         doc["manager"] = _manager(source, manager, owner)
@@ -165,7 +167,7 @@ class Service:
     def _insert_op(self, doc: dict[str, Any], now: dt.datetime) -> Op:
         """New work due within the claim window is created already held by this process."""
         op = Op(doc["_id"], doc["owner"], doc["kind"], None, doc["state"], doc=doc)
-        if doc["due"] <= now + self.window:
+        if doc.get("due") is not None and doc["due"] <= now + self.window:
             op.claim_until = max(doc["due"], now) + self.lease
         return op
 
@@ -361,7 +363,7 @@ class Service:
             "pruned": False,
             **meta,
         }
-        fresh = machine.start(obj.spec, due)
+        fresh = machine.start(obj.spec, due, progress.salt or secrets.randbits(48), now)
         if progress.phase is machine.Phase.SCHEDULED:
             action = "rescheduled"
         elif progress.final:
@@ -421,6 +423,26 @@ class Service:
 
         doc = self._change(object_id, owner, kind, "modify", due, decide)
         log.info("%s rescheduled to %s (id %s)", label(doc), due.isoformat(), object_id)
+        return doc
+
+    def suspend(self, object_id: str, owner: str, kind: str | None = None) -> dict[str, Any]:
+        """Pause a recurring object: no run starts until it is resumed (a run going on ends first)."""
+
+        def decide(doc: dict[str, Any], p: Progress, now: dt.datetime) -> tuple[Progress, dict[str, Any]]:
+            return machine.suspend(_plan(doc), p), {}
+
+        doc = self._change(object_id, owner, kind, "suspend", None, decide)
+        log.info("%s suspended (id %s)", label(doc), object_id)
+        return doc
+
+    def resume(self, object_id: str, owner: str, kind: str | None = None) -> dict[str, Any]:
+        """A suspended recurring object runs again from its next run time."""
+
+        def decide(doc: dict[str, Any], p: Progress, now: dt.datetime) -> tuple[Progress, dict[str, Any]]:
+            return machine.resume(_plan(doc), p, now), {}
+
+        doc = self._change(object_id, owner, kind, "resume", None, decide)
+        log.info("%s resumed; next run %s (id %s)", label(doc), doc.get("due"), object_id)
         return doc
 
     def prune(self, owner: str, kind: str, name: str) -> dict[str, Any]:
@@ -518,6 +540,15 @@ class Service:
 
 class _Stale(Exception):
     """The object changed between reading and writing: read it again."""
+
+
+def _plan(doc: dict[str, Any]) -> Any:
+    from .reconciler import parse_plan
+
+    try:
+        return parse_plan(doc)
+    except Exception as exc:
+        raise Conflict(f"its stored spec cannot be read: {exc}") from None
 
 
 def _cancel_pruned(doc: dict[str, Any], p: Progress, now: dt.datetime) -> tuple[Progress, dict[str, Any]]:

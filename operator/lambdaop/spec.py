@@ -269,34 +269,156 @@ class Metadata(_Model):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
-class TaskSpec(_Model):
+class Backoff(_Model):
+    """Each retry waits `factor` times longer than the one before, up to `max`."""
+
+    factor: float = Field(default=2.0, ge=1.0, le=10.0)
+    max: Duration | None = Field(
+        default=None, description="the longest wait (default: none; 15m for Retry-After)"
+    )
+
+
+RetryOn = Literal["5xx", "4xx", "429", "timeout", "connection", "body"]
+RETRY_ON: tuple[RetryOn, ...] = ("5xx", "4xx", "429", "timeout", "connection", "body")
+
+
+class RetryFields(_Model):
+    """When a failed call is tried again, and after how long."""
+
+    retries: int = Field(default=0, ge=0, le=1000, description="further attempts after a failure")
+    retryDelay: Duration = Field(
+        default=dt.timedelta(seconds=10), description="the first wait before a retry"
+    )
+    backoff: Backoff | None = None
+    jitter: Literal["none", "full"] = Field(
+        default="none", description="full: each wait is random in [0, wait)"
+    )
+    retryOn: list[RetryOn] | None = Field(
+        default=None,
+        min_length=1,
+        description="which failures are retried: 5xx, 4xx, 429, timeout, connection, body (default: all)",
+    )
+
+    @field_validator("retryOn", mode="before")
+    @classmethod
+    def _as_text(cls, value: Any) -> Any:
+        return (
+            [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+            if isinstance(value, list)
+            else value
+        )
+
+
+_CRON_FIELDS = 5
+
+
+def check_zone(name: str) -> str:
+    import zoneinfo
+
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,3}", name or "") or len(name) > 64:
+        raise ValueError(f"unknown time zone {name[:80]!r}; use an IANA name such as Europe/Berlin")
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"unknown time zone {name!r}; use an IANA name such as Europe/Berlin") from None
+    return name
+
+
+class Schedule(_Model):
+    """A recurring schedule: `cron` (five fields, in `timezone`) or `every` (a fixed rate)."""
+
+    cron: str | None = Field(
+        default=None, description="minute hour day-of-month month day-of-week, e.g. 0 9 * * MON-FRI"
+    )
+    every: Duration | None = Field(
+        default=None, description="a fixed rate, e.g. 15m (from `start`, or from when applied)"
+    )
+    timezone: str = Field(default="UTC", description="IANA time zone of the cron fields")
+    start: Time | None = Field(default=None, description="no run before this time")
+    end: Time | None = Field(default=None, description="no run after this time; the object then ends")
+    jitter: Duration | None = Field(default=None, description="spread each run over [0, jitter)")
+    catchUp: Literal["none", "latest", "all"] = Field(
+        default="latest", description="runs missed while the service was down: none, the latest one, or all"
+    )
+    overlap: Literal["skip", "wait"] = Field(
+        default="skip",
+        description="a run still going when the next is due: skip the next, or run it right after",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return check_zone(value)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from cronsim import CronSim, CronSimError
+
+        text = " ".join(value.split())
+        if len(text.split(" ")) != _CRON_FIELDS:
+            raise ValueError(f"expected five fields (minute hour day month weekday), got {value!r}")
+        try:
+            CronSim(text, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+        except CronSimError as exc:
+            raise ValueError(f"{exc} in {value!r}") from None
+        return text
+
+    @field_validator("every")
+    @classmethod
+    def _rate(cls, value: dt.timedelta | None) -> dt.timedelta | None:
+        if value is not None and value < dt.timedelta(seconds=1):
+            raise ValueError("every must be at least 1s")
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Schedule:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError("give either `cron` or `every`")
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValueError("`end` must be after `start`")
+        return self
+
+
+class Notify(RetryFields):
+    """A call made when a run ends failed: a JSON event POSTed to `invoke`."""
+
+    invoke: InvokeOrUrl
+    retries: int = Field(default=3, ge=0, le=1000)
+
+
+class TaskSpec(RetryFields):
     invoke: InvokeOrUrl
     at: Time | None = Field(default=None, description="when to call (ISO 8601 with an offset)")
     after: Duration | None = Field(default=None, description="when to call, relative to apply time")
-    retries: int = Field(default=0, ge=0, le=1000, description="further attempts after a failure")
-    retryDelay: Duration = dt.timedelta(seconds=10)
+    schedule: Schedule | None = Field(default=None, description="run on a calendar instead of once")
+    suspended: bool = Field(default=False, description="a recurring object paused (no runs until resumed)")
+    onFailure: Notify | None = None
 
     @model_validator(mode="after")
     def _one_start(self) -> TaskSpec:
         if self.at is not None and self.after is not None:
             raise ValueError("give either `at` or `after`, not both")
+        if self.schedule is not None and (self.at is not None or self.after is not None):
+            raise ValueError("a `schedule` runs on its own times: leave out `at` and `after`")
         return self
 
 
-class Step(Invoke):
+class Step(Invoke, RetryFields):
     """A task of a TaskSet: an invoke, with its own retries (default none)."""
 
-    retries: int = Field(default=0, ge=0, le=1000)
-    retryDelay: Duration = dt.timedelta(seconds=10)
-
     def as_invoke(self) -> Invoke:
-        return Invoke.model_validate(self.model_dump(by_alias=True, exclude={"retries", "retryDelay"}))
+        return Invoke.model_validate(
+            self.model_dump(by_alias=True, exclude={"retries", "retryDelay", "backoff", "jitter", "retryOn"})
+        )
 
 
 StepOrUrl = Annotated[Step, BeforeValidator(_invoke_from)]
 
 
-class ConditionCheck(_Model):
+class ConditionCheck(RetryFields):
     invoke: InvokeOrUrl
     delay: Duration = Field(default=dt.timedelta(0), description="wait after a task before the check")
     retries: int = Field(default=0, ge=0, le=1000, description="further checks after a failed one")
@@ -307,10 +429,8 @@ class ConditionCheck(_Model):
 FALLBACK_ON: tuple[Literal["check", "task"], ...] = ("check", "task")
 
 
-class Fallback(_Model):
+class Fallback(RetryFields):
     invoke: InvokeOrUrl
-    retries: int = Field(default=0, ge=0, le=1000)
-    retryDelay: Duration = dt.timedelta(seconds=10)
     on: list[Literal["check", "task"]] = Field(
         default_factory=lambda: list(FALLBACK_ON),
         min_length=1,
@@ -324,11 +444,16 @@ class TaskSetSpec(_Model):
     at: Time | None = None
     conditionCheck: ConditionCheck | None = None
     fallback: Fallback | None = None
+    schedule: Schedule | None = Field(default=None, description="run the set on a calendar instead of once")
+    suspended: bool = False
+    onFailure: Notify | None = None
 
     @model_validator(mode="after")
     def _one_start(self) -> TaskSetSpec:
         if self.at is not None and self.initialDelay is not None:
             raise ValueError("give either `at` or `initialDelay`, not both")
+        if self.schedule is not None and (self.at is not None or self.initialDelay is not None):
+            raise ValueError("a `schedule` runs on its own times: leave out `at` and `initialDelay`")
         return self
 
 

@@ -11,6 +11,7 @@ reconciler's change hook (through watcher).
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import logging
 import os
@@ -51,6 +52,15 @@ def object_entry(doc: dict[str, Any]) -> dict[str, Any]:
     }
     if doc.get("due") is not None:
         entry["nextDue"] = iso(doc["due"])
+    if (doc.get("spec") or {}).get("schedule"):
+        entry["run"] = p.get("run", 1)
+        if p.get("suspended"):
+            entry["suspended"] = True
+        elif doc.get("due") is not None:
+            entry["nextRun"] = iso(doc["due"])
+        last_run = doc.get("lastRun")
+        if last_run:
+            entry["lastRun"] = {k: iso(v) if isinstance(v, dt.datetime) else v for k, v in last_run.items() if v is not None and k in ("run", "result", "finished", "reason")}  # fmt: skip
     if doc["kind"] == "TaskSet" and doc["state"] != "scheduled":
         entry["step"] = p.get("step")
     if p.get("reason"):

@@ -211,7 +211,7 @@ def test_set_recover_resumes_the_step_it_was_on() -> None:
 def test_step_plan_names_each_call() -> None:
     spec = taskset(2, check={"retries": 4})
     assert machine.step_plan(spec, "task:1").invoke.url == "http://x.test/t1"
-    assert machine.step_plan(spec, "check:0").retries == 4
+    assert machine.step_plan(spec, "check:0").policy.retries == 4
     assert machine.step_plan(spec, "fallback").invoke.url == "http://x.test/fallback"
     with pytest.raises(ValueError):
         machine.step_plan(taskset(1, fallback=False), "fallback")

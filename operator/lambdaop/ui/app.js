@@ -18,6 +18,8 @@ function localTime(iso) {
   return `<time datetime="${esc(iso)}" title="${esc(d.toISOString())} (UTC)">${esc(d.toLocaleString())}</time>`;
 }
 
+function label(o) { return o.displayName || o.name; }
+
 function host(url) {
   try { return new URL(url).host; } catch { return url || ""; }
 }
@@ -248,14 +250,14 @@ function renderList(kind, params) {
 
 function actionsFor(kind, o) {
   if (o.state !== "scheduled" || o.inFlight || !me || o.owner !== me.name) return "";
-  const modify = `<button class="btn btn-outline-primary btn-sm" type="button" data-action="modify" data-id="${esc(o.id)}" aria-label="Modify the time of ${esc(o.name)}">Modify time</button>`;
-  return `<div class="btn-group">${modify}<button class="btn btn-outline-danger btn-sm" type="button" data-action="cancel" data-id="${esc(o.id)}" aria-label="Cancel ${esc(o.name)}">Cancel</button></div>`;
+  const modify = `<button class="btn btn-outline-primary btn-sm" type="button" data-action="modify" data-id="${esc(o.id)}" aria-label="Modify the time of ${esc(label(o))}">Modify time</button>`;
+  return `<div class="btn-group">${modify}<button class="btn btn-outline-danger btn-sm" type="button" data-action="cancel" data-id="${esc(o.id)}" aria-label="Cancel ${esc(label(o))}">Cancel</button></div>`;
 }
 
 function row(kind, o) {
   const url = kind === "Task" ? o.url : (o.spec.tasks || []).map((t) => t.url).join(", ");
-  return `<tr data-id="${esc(o.id)}" data-name="${esc(o.name)}">
-    <td><a href="#/${KIND[kind].one}/${esc(o.id)}">${esc(o.name)}</a>${me && o.owner !== me.name ? ` <small class="text-muted">(${esc(o.owner)})</small>` : ""}</td>
+  return `<tr data-id="${esc(o.id)}" data-name="${esc(label(o))}">
+    <td><a href="#/${KIND[kind].one}/${esc(o.id)}">${esc(label(o))}</a>${me && o.owner !== me.name ? ` <small class="text-muted">(${esc(o.owner)})</small>` : ""}</td>
     <td class="url" title="${esc(url)}">${esc(kind === "Task" ? host(url) : [...new Set((o.spec.tasks || []).map((t) => host(t.url)))].join(", "))}</td>
     <td>${localTime(o.due)}</td><td>${esc(o.calls)}</td><td>${badge(o.state)}</td><td>${lastResult(o.last)}</td>
     <td>${actionsFor(kind, o)}</td></tr>`;
@@ -341,7 +343,7 @@ async function submitTask(e, reload) {
       try { request.body = JSON.parse(body); } catch { throw { title: "The body is not JSON", message: "Write a JSON value, e.g. {\"report\": \"daily\"}, or leave it empty." }; }
     }
     const created = await api.call("POST", "/scheduler/schedule", request);
-    showInfo(`Task ${created.name} scheduled.`);
+    showInfo(`Task ${label(created)} scheduled.`);
     e.target.reset();
     await reload();
   } catch (err) { showError(err); }
@@ -386,7 +388,7 @@ async function submitTaskSet(e, reload) {
   if (f.get("fallback")) request.fallbackUrl = f.get("fallback");
   try {
     const created = await api.call("POST", "/orchestrator/orchestrate", request);
-    showInfo(`TaskSet ${created.name} scheduled.`);
+    showInfo(`TaskSet ${label(created)} scheduled.`);
     e.target.reset();
     await reload();
   } catch (err) { showError(err); }
@@ -439,7 +441,7 @@ function renderDetail(kind, id) {
         <small class="d-block text-truncate" title="${esc(s.url)}">${esc(host(s.url))}</small>
         <small>${esc(s.status)}${s.calls.length ? ` · ${s.calls.length} call${s.calls.length > 1 ? "s" : ""}` : ""}</small></li>`).join("")}</ol>` : "";
     detail.innerHTML = `
-      <div class="d-flex flex-wrap align-items-center gap-2 mb-2"><h1 class="h3 mb-0">${esc(o.name)}</h1> ${badge(o.state)}
+      <div class="d-flex flex-wrap align-items-center gap-2 mb-2"><h1 class="h3 mb-0">${esc(label(o))}</h1> ${badge(o.state)}
         <span class="ms-auto" id="detail-actions">${actionsFor(kind, o)}</span></div>
       <dl class="row mb-0">
         <dt class="col-sm-3">Id</dt><dd class="col-sm-9"><code>${esc(o.id)}</code></dd>
