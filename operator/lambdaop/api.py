@@ -34,6 +34,7 @@ from .errors import (
     UnsupportedMediaType,
 )
 from .limits import Limit, load_json, storable
+from .metrics import Metrics
 from .service import Service, managed_message, manager_of
 from .spec import Schedule, load_documents, parse_duration
 from .store import OBJECT_ID, Store, new_id
@@ -42,6 +43,7 @@ from .users import User, Users
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
+LIST_PARAMS = (*seed.STATE, "limit", "cursor", "name")
 PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/auth/login"}
 KINDS = {"tasks": "Task", "tasksets": "TaskSet", "task": "Task", "taskset": "TaskSet"}
 JSON_TYPES = ("application/json",)
@@ -282,11 +284,17 @@ def _params(req: falcon.Request, allowed: tuple[str, ...]) -> dict[str, Any]:
 
 
 class AuthMiddleware:
-    def __init__(self, users: Users) -> None:
+    def __init__(self, users: Users, public: frozenset[str] = frozenset()) -> None:
         self.users = users
+        self.public = PUBLIC | public
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if req.path in PUBLIC or req.method == "OPTIONS" or req.path == "/" or req.path.startswith("/ui/"):
+        if (
+            req.path in self.public
+            or req.method == "OPTIONS"
+            or req.path == "/"
+            or req.path.startswith("/ui/")
+        ):
             return
         req.context.user = self.users.authenticate(_bearer(req))
 
@@ -456,10 +464,10 @@ class Objects:
         return out
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._list(req, resp, _params(req, seed.STATE + ("limit", "cursor")))
+        self._list(req, resp, _params(req, LIST_PARAMS))
 
     def _list(self, req: falcon.Request, resp: falcon.Response, params: dict[str, Any]) -> None:
-        unknown = [k for k in params if k not in seed.STATE + ("limit", "cursor")]
+        unknown = [k for k in params if k not in LIST_PARAMS]
         if unknown:
             raise SpecInvalid("invalid request", [Problem("unknown field", field=k) for k in unknown])
         state = seed.state_filter(params)
@@ -471,7 +479,12 @@ class Objects:
         owner: str | None = user.name
         if state == "all":
             owner, state = None, None
-        docs = self.store.list_objects(self.kind, owner, state, cursor.strip() if cursor else None, limit)
+        name = params.get("name")
+        if isinstance(name, str) and name:  # one object by name (the caller's)
+            found = self.store.find_by_name(user.name, self.kind, name)
+            docs = [found] if found is not None else []
+        else:
+            docs = self.store.list_objects(self.kind, owner, state, cursor.strip() if cursor else None, limit)
         resp.media = {
             self.key: [self._present(d, user) for d in docs],
             "next": docs[-1]["_id"] if len(docs) == limit else None,
@@ -484,6 +497,49 @@ class Objects:
         if doc["kind"] != self.kind:
             raise NotFound(f"no {self.kind} {object_id}")
         resp.media = self._present(doc, user, self.store.history(doc))
+
+
+class MetricsRoute:
+    """`GET /metrics`: Prometheus text (token-protected unless serve runs with --metrics-public)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = "text/plain; version=0.0.4; charset=utf-8"
+        resp.data = self.metrics.render()
+
+
+class Dashboard:
+    """`GET /dashboard`: the caller's counts, what comes due in the next hour, and calls per minute."""
+
+    def __init__(self, service: Service, store: Store, metrics: Metrics, clock: Clock) -> None:
+        self.service, self.store, self.metrics, self.clock = service, store, metrics, clock
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        user = _user(req)
+        now = to_utc(self.clock.now())
+        horizon = now + dt.timedelta(hours=1)
+        upcoming = []
+        for kind in ("Task", "TaskSet"):
+            for doc in self.store.list_objects(kind, user.name, "scheduled", None, 500):
+                due = doc.get("due")
+                if isinstance(due, dt.datetime) and due <= horizon:
+                    upcoming.append(
+                        {
+                            "id": doc["_id"],
+                            "kind": kind,
+                            "name": doc.get("display") or doc["name"],
+                            "due": iso(due),
+                        }
+                    )
+        upcoming.sort(key=lambda u: u["due"] or "")
+        resp.media = {
+            "now": iso(now),
+            "counts": {kind: self.store.counts(user.name, kind) for kind in ("Task", "TaskSet")},
+            "upcoming": upcoming[:200],
+            "callsPerMinute": self.metrics.last_hour(user.name),
+        }
 
 
 class Pause:
@@ -511,7 +567,7 @@ class OriginalObjects(Objects):
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         fields = read_fields(req)
-        self._list(req, resp, {**_params(req, seed.STATE + ("limit", "cursor")), **fields})
+        self._list(req, resp, {**_params(req, LIST_PARAMS), **fields})
 
 
 class Create:
@@ -659,10 +715,15 @@ def create_app(
     clock: Clock,
     zone: str = "UTC",
     ready: Callable[[], list[str]] | None = None,
+    metrics: Metrics | None = None,
+    metrics_public: bool = False,
 ) -> falcon.App:
     from .openapi import openapi_document
 
-    app = falcon.App(middleware=[AuthMiddleware(users)])
+    metrics = metrics or Metrics()
+    app = falcon.App(
+        middleware=[AuthMiddleware(users, frozenset({"/metrics"}) if metrics_public else frozenset())]
+    )
     app.req_options.auto_parse_form_urlencoded = False
     app.req_options.strip_url_path_trailing_slash = True
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(
@@ -679,6 +740,8 @@ def create_app(
     app.add_route("/healthz", Health())
     app.add_route("/readyz", Health(ready or (lambda: [] if store.ping() else ["the store does not answer"])))
     app.add_route("/auth/login", Login(users))
+    app.add_route("/metrics", MetricsRoute(metrics))
+    app.add_route("/dashboard", Dashboard(service, store, metrics, clock))
     app.add_route("/auth/logout", Logout(users))
     user_routes = UsersRoute(users)
     app.add_route("/users", user_routes)

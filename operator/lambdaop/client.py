@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import quote
 
 import requests
+
+OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
 
 BODY_LIMIT = 900 * 1024
 
@@ -62,8 +66,10 @@ class Client:
             "POST", "/specs", data=text.encode(), headers={"Content-Type": content_type}, params=params
         )
 
-    def delete_spec(self, kind: str, name: str) -> dict[str, Any]:
-        return self._call("DELETE", f"/specs/{kind}/{name}")
+    def delete_spec(self, kind: str, name: str, force: bool = False) -> dict[str, Any]:
+        return self._call(
+            "DELETE", f"/specs/{kind}/{quote(name, safe='')}", params={"force": "true"} if force else None
+        )
 
     def list(
         self, kind: str = "Task", state: str | None = None, limit: int = 50, cursor: str | None = None
@@ -73,10 +79,25 @@ class Client:
             params["taskState"] = state
         if cursor:
             params["cursor"] = cursor
-        return self._call("GET", "/tasks" if kind == "Task" else "/tasksets", params=params)
+        return self._call("GET", _path(kind), params=params)
 
     def get(self, object_id: str, kind: str = "Task") -> dict[str, Any]:
-        return self._call("GET", f"/{'tasks' if kind == 'Task' else 'tasksets'}/{object_id}")
+        return self._call("GET", f"{_path(kind)}/{quote(object_id, safe='')}")
+
+    def find(self, kind: str, name_or_id: str) -> dict[str, Any]:
+        """One of the caller's objects by id, or else by name (404 when neither)."""
+        if OBJECT_ID.match(name_or_id):
+            try:
+                return self.get(name_or_id, kind)
+            except ClientError as exc:
+                if exc.status != 404:
+                    raise
+        rows = self._call("GET", _path(kind), params={"name": name_or_id})[
+            "tasks" if kind == "Task" else "taskSets"
+        ]
+        if not rows:
+            raise ClientError(404, {"message": f"you have no {kind} named or numbered {name_or_id!r}"})
+        return dict(rows[0])
 
     def describe(self, object_id: str) -> dict[str, Any]:
         """One object of either kind."""
@@ -93,14 +114,25 @@ class Client:
     def orchestrate(self, **fields: Any) -> dict[str, Any]:
         return self._call("POST", "/orchestrator/orchestrate", json=fields)
 
-    def modify(self, object_id: str, at: str) -> dict[str, Any]:
-        return self._call("POST", "/scheduler/modify", json={"taskId": object_id, "at": at})
+    def modify(self, object_id: str, at: str, kind: str = "Task") -> dict[str, Any]:
+        route = "/scheduler/modify" if kind == "Task" else "/orchestrator/modify"
+        return self._call("POST", route, json={"taskId": object_id, "at": at})
 
-    def cancel(self, object_id: str) -> dict[str, Any]:
-        """Cancel a scheduled Task or TaskSet."""
+    def cancel(self, object_id: str, kind: str | None = None) -> dict[str, Any]:
+        """Cancel a scheduled Task or TaskSet (either, when the kind is not given)."""
+        if kind is not None:
+            return self._call("POST", "/scheduler/cancel" if kind == "Task" else "/orchestrator/cancel", json={"taskId": object_id})  # fmt: skip
         try:
             return self._call("POST", "/scheduler/cancel", json={"taskId": object_id})
         except ClientError as exc:
             if exc.status != 404:
                 raise
             return self._call("POST", "/orchestrator/cancel", json={"taskId": object_id})
+
+    def pause(self, object_id: str, kind: str, action: str) -> dict[str, Any]:
+        """suspend or resume a recurring object."""
+        return self._call("POST", f"{_path(kind)}/{quote(object_id, safe='')}/{action}")
+
+
+def _path(kind: str) -> str:
+    return "/tasks" if kind == "Task" else "/tasksets"

@@ -29,6 +29,7 @@ class Config:
     claim_window: dt.timedelta = dt.timedelta(seconds=2)
     allow_hosts: Policy = SECURE
     on_failure: str | None = None  # where failed runs are reported when a spec names no onFailure
+    metrics_public: bool = False  # /metrics without a token
     env: dict[str, str] = field(default_factory=dict, repr=False)
 
     def describe(self) -> dict[str, Any]:

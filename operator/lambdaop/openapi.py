@@ -198,6 +198,17 @@ class PauseOut(_Out):
     )
 
 
+class DashboardOut(_Out):
+    now: str
+    counts: dict[str, dict[str, int]] = Field(description="per kind, objects per state")
+    upcoming: list[dict[str, Any]] = Field(
+        description="the caller's objects due in the next hour (id, kind, name, due)"
+    )
+    callsPerMinute: list[dict[str, int]] = Field(
+        description="60 minutes, oldest first: minute (epoch s), ok, failed (this process)"
+    )
+
+
 class Me(_Out):
     name: str
     admin: bool
@@ -209,7 +220,7 @@ class Health(_Out):
 
 MODELS: list[type[BaseModel]] = [
     Task, TaskSet, ObjectOut, TaskList, TaskSetList, ModifyOut, CancelOut, ApplyOut, DeleteOut,
-    ErrorOut, LoginIn, LoginOut, Me, Health, PauseOut, UserIn, UserOut, UserList, TokenOut, TokenInfo, TokenList, TokenIn,
+    ErrorOut, LoginIn, LoginOut, Me, Health, PauseOut, DashboardOut, UserIn, UserOut, UserList, TokenOut, TokenInfo, TokenList, TokenIn,
 ]  # fmt: skip
 
 
@@ -348,6 +359,7 @@ _STATE_PARAMS = [
 ] + [
     {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
     {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+    {"name": "name", "in": "query", "required": False, "schema": {"type": "string"}, "description": "only the caller's object of this name"},
 ]  # fmt: skip
 _ID = [{"name": "object_id", "in": "path", "required": True, "schema": {"type": "string"}}]
 _NAME = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
@@ -380,6 +392,8 @@ def openapi_document() -> dict[str, Any]:
         "/healthz": {"get": {"summary": "liveness", "security": [], "responses": {"200": {"description": "alive", "content": _json(_ref("Health"))}}}},
         "/readyz": {"get": {"summary": "readiness (store reachable)", "security": [], "responses": {"200": {"description": "ready", "content": _json(_ref("Health"))}, "503": {"description": _ERRORS[503], "content": _json(_ref("ErrorOut"))}}}},
         "/openapi.json": {"get": {"summary": "this document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics (a token unless serve runs with --metrics-public)", "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}, "401": {"description": _ERRORS[401], "content": _json(_ref("ErrorOut"))}}}},
+        "/dashboard": {"get": {"summary": "the caller's counts, what comes due in the next hour, calls per minute over the last hour", "responses": _answers("DashboardOut")}},
         "/auth/login": {"post": {"summary": "sign in with name (or username) and password; answers a web session token", "security": [], "requestBody": _body(_ref("LoginIn")), "responses": _answers("LoginOut", "200", 400, 415, 422, 429)}},
         "/auth/me": {"get": {"summary": "the signed-in user", "responses": _answers("Me")}},
         "/auth/logout": {"post": {"summary": "end this web session", "responses": _answers("Health")}},

@@ -47,7 +47,9 @@ from .chores import Chores
 from .clock import Clock
 from .errors import Conflict
 from .invoker import CallResult, Invoker, Job
+from .logs import about
 from .machine import Outcome, Phase, PlanSpec, Progress
+from .metrics import Metrics
 from .outbound import SECURE, Policy
 from .spec import Notify, TaskSetSpec, TaskSpec
 from .store import ATTEMPTS_KEPT, OK, STALE, Op, Store
@@ -247,6 +249,7 @@ class Reconciler:
         io: StoreThread | None = None,
         on_flush: Callable[[], None] | None = None,
         policy: Policy = SECURE,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.writer = writer
@@ -255,6 +258,7 @@ class Reconciler:
         self.settings = settings or LoopSettings()
         self.on_change = on_change
         self.on_flush = on_flush
+        self.metrics = metrics
         self.invoker: CallSink = invoker or Invoker(self.deliver, clock, env, self.settings.workers, policy)
         self.io = io or StoreThread()
         self.stats = Stats()
@@ -331,11 +335,14 @@ class Reconciler:
         log.info("reconcile loop started (owner %s)", self.owner)
         while not self._stopping.is_set():
             now = self.clock.now()
+            t0 = time.monotonic()
             try:
                 wake_at = self.reconcile_once(now)
             except Exception:
                 log.exception("reconcile pass failed; retrying in 1s")
                 wake_at = now + dt.timedelta(seconds=1)
+            if self.metrics is not None:
+                self.metrics.pass_seconds.observe(time.monotonic() - t0)
             timeout = (wake_at - self.clock.now()).total_seconds()
             if timeout > 0:
                 self._wake.wait(min(timeout, 1.0))
@@ -559,7 +566,7 @@ class Reconciler:
             spec = parse_plan(doc)
             progress = Progress.from_storage(doc["progress"])
         except (ValidationError, KeyError, ValueError, TypeError) as exc:
-            log.error("object %s: its stored document cannot be read (written by a newer version?); skipped: %s", oid, exc)  # fmt: skip
+            log.error("object %s: its stored document cannot be read (written by a newer version?); skipped: %s", oid, exc, extra=about(doc))  # fmt: skip
             return False
         if progress.in_flight:  # its call was out when its last holder stopped
             progress = machine.recover(progress, now)
@@ -571,8 +578,8 @@ class Reconciler:
         self._held[oid] = held
         caught = machine.catch_up(spec, progress, now) if spec.schedule is not None else progress
         if caught != progress:  # runs were missed while the service was down: catchUp decides
-            log.warning("%s (%s): missed runs while the service was down; catchUp %s: next run at %s",
-                        held.label, oid, spec.schedule.catchUp if spec.schedule else "", caught.scheduled)  # fmt: skip
+            log.warning("%s missed runs while the service was down; catchUp %s: next run at %s",
+                        held.label, spec.schedule.catchUp if spec.schedule else "", caught.scheduled, extra=about(doc))  # fmt: skip
             self._write(held, "catchup", caught, now, keep=caught.due is not None and caught.due <= now + self.settings.claim_window)  # fmt: skip
             return True
         self._arm(held)
@@ -619,10 +626,11 @@ class Reconciler:
                 continue
             if held.writes:  # a change of ours is being written: it is armed again once durable
                 continue
+            due = held.progress.due or now
             try:
                 progress = machine.dispatch(held.progress, now)
             except machine.Refused as exc:
-                log.warning("%s (%s): not called: %s", held.label, oid, exc)
+                log.warning("%s not called: %s", held.label, exc, extra=about(held.doc))
                 continue
             held.progress = progress
             held.fired = True
@@ -639,7 +647,9 @@ class Reconciler:
             run = progress.run if held.spec.schedule is not None else None
             job = Job(oid, held.fence, progress.step, progress.attempt, idempotency_key(oid, generation, progress.step, run), invoke)  # fmt: skip
             self.stats.dispatched += 1
-            log.debug("%s (%s): calling %s (step %s, attempt %s)", held.label, oid, plan.invoke.url, progress.step, progress.attempt)  # fmt: skip
+            if self.metrics is not None:
+                self.metrics.lateness.observe(max(0.0, (now - due).total_seconds()))
+            log.debug("%s calling %s (step %s, attempt %s)", held.label, plan.invoke.url, progress.step, progress.attempt, extra=about(held.doc, progress.step, progress.attempt))  # fmt: skip
             self.invoker.submit(job)
 
     def _mark_long_calls(self, now: dt.datetime) -> None:
@@ -663,6 +673,9 @@ class Reconciler:
     def _on_result(self, result: CallResult, now: dt.datetime) -> None:
         job = result.job
         held = self._held.get(job.object_id)
+        if self.metrics is not None:
+            owner = held.doc.get("owner", "") if held is not None else ""
+            self.metrics.call(owner, job.step, result.ok, result.status, result.duration_ms / 1000)
         self._out.discard(job.object_id)
         self._long.discard(job.object_id)
         if (
@@ -689,7 +702,7 @@ class Reconciler:
                     progress, suspended=True, due=None if progress.phase is Phase.SCHEDULED else progress.due
                 )
         except Exception as exc:  # one result that cannot be decided fails its object alone
-            log.exception("%s (%s): its result cannot be decided", held.label, held.id)
+            log.exception("%s: its result cannot be decided", held.label, extra=about(held.doc))
             progress = replace(
                 held.progress, phase=Phase.FAILED, in_flight=False, due=None, finished=now, reason=f"internal error: {exc}"
             )  # fmt: skip
@@ -839,29 +852,36 @@ class Reconciler:
     ) -> None:
         self.stats.stale += outcome == STALE
         if outcome == STALE:
-            log.warning("%s (%s): its lease was lost or it changed before the %s was written; another process runs it", held.label, held.id, what)  # fmt: skip
+            log.warning("%s: its lease was lost or it changed before the %s was written; another process runs it", held.label, what, extra=about(held.doc))  # fmt: skip
         else:
-            log.error("%s (%s): the %s could not be written (%s); it is released and will run again", held.label, held.id, what, outcome)  # fmt: skip
+            log.error("%s: the %s could not be written (%s); it is released and will run again", held.label, what, outcome, extra=about(held.doc))  # fmt: skip
         if reply is not None:
             reply.set_exception(Conflict(f"{held.label} changed meanwhile; try again"))
         self._release([held.id])
 
     def _log_result(self, held: Held, progress: Progress) -> None:
+        """One line per call; a line when a run ends: `Task admin/hello completed after 1 attempt (200) in 4 ms`."""
         last = held.doc.get("last") or {}
-        if progress.final:
-            took = last.get("duration_ms")
-            log.info(
-                "%s %s after %s call(s)%s%s (id %s)",
-                held.label,
-                progress.phase.value,
-                progress.calls,
-                f" ({last.get('status')})" if last.get("status") else "",
-                f" in {took:.0f} ms" if isinstance(took, int | float) else "",
-                held.id,
-            )
-        elif last:
+        fields = about(held.doc, last.get("step"), last.get("attempt"))
+        took = last.get("duration_ms")
+        spent = f" in {took:.0f} ms" if isinstance(took, int | float) else ""
+        status = f" ({last.get('status')})" if last.get("status") else ""
+        if last.get("step") == "notify":
+            log.info("%s: failure notification %s%s%s", held.label, progress.notified or "pending", status, spent, extra=fields)  # fmt: skip
+            return
+        ended = (
+            progress.final or progress.run > (last.get("run") or progress.run) or progress.step == "notify"
+        )
+        if ended:
+            result = progress.last_result or progress.phase.value
+            attempts = last.get("attempt", 1)
+            run = f" run {last.get('run')}" if last.get("run") else ""
+            why = f": {progress.last_reason}" if result == "failed" and progress.last_reason else ""
+            log.info("%s%s %s after %s attempt%s%s%s%s", held.label, run, result, attempts, "" if attempts == 1 else "s", status, spent, why, extra=fields)  # fmt: skip
+        else:
             outcome = "ok" if last.get("ok") else f"failed: {last.get('error')}"
-            log.info("%s: %s attempt %s %s (id %s)", held.label, last.get("step"), last.get("attempt"), outcome, held.id)  # fmt: skip
+            retry = f"; next try in {last['nextDelayMs'] / 1000:g}s ({last.get('delayReason')})" if last.get("nextDelayMs") is not None else ""  # fmt: skip
+            log.info("%s: %s attempt %s %s%s", held.label, last.get("step"), last.get("attempt"), outcome, retry, extra=fields)  # fmt: skip
 
     def _changed(self, doc: dict[str, Any]) -> None:
         if self.on_change is not None:
@@ -941,7 +961,9 @@ class Reconciler:
             del self._held[oid]
             self._out.discard(oid)
             self._long.discard(oid)
-            log.warning("%s (%s): its lease was taken over by another process; dropped", held.label, oid)
+            log.warning(
+                "%s: its lease was taken over by another process; dropped", held.label, extra=about(held.doc)
+            )
 
     def _sweep(self, now: dt.datetime) -> None:
         """Free leases of processes that stopped, and find due work that nobody holds."""

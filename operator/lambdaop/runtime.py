@@ -18,6 +18,7 @@ from .clock import Clock, SystemClock
 from .config import Config
 from .embedded import EmbeddedServer, StateDir
 from .errors import LambdaopError, StartupFailed
+from .metrics import Metrics
 from .outbound import Refused
 from .reconciler import LoopSettings, Reconciler
 from .service import Service
@@ -84,6 +85,7 @@ class Runtime:
             recover_all_at_start=self.server is not None,
             notify=self._default_notify(),
         )
+        self.metrics = Metrics()
         self.store.identify(self.owner)
         self.store.heartbeat(self.owner, self.clock.now() + self.config.lease, {"owner": self.owner})
         self.writer = Writer(self.store, self.owner, self.owner, self.clock)
@@ -97,6 +99,11 @@ class Runtime:
             self._changed,
             on_flush=self._flush_status,
             policy=self.config.allow_hosts,
+            metrics=self.metrics,
+        )
+        self.writer.on_commit = self.metrics.commit_seconds.observe
+        self.metrics.watch(
+            lambda: len(self.reconciler._out), lambda: len(self.reconciler._held), self.store.counts
         )
         self.service = Service(self.store, self.writer, self.reconciler, self.clock, self.config.allow_hosts)
         self.users = Users(self.store, self.clock, token_file=self.state.path / "admin.token")
@@ -113,6 +120,7 @@ class Runtime:
             self.folder = FolderSync(
                 self.config.specs_dir, self.service, self.store, self.config.specs_owner, self.status
             )
+            self.folder.metrics = self.metrics
             if self.config.watch:
                 self.folder.start_watching()
             self.folder.sync_all()
@@ -161,7 +169,14 @@ class Runtime:
         from .api import create_app
 
         self.app = create_app(
-            self.service, self.users, self.store, self.clock, zone=self.config.timezone, ready=self.problems
+            self.service,
+            self.users,
+            self.store,
+            self.clock,
+            zone=self.config.timezone,
+            ready=self.problems,
+            metrics=self.metrics,
+            metrics_public=self.config.metrics_public,
         )
         try:
             self.http = self._create_server(create_server)

@@ -23,6 +23,7 @@ from typing import Any
 from . import machine
 from .clock import Clock, to_utc
 from .errors import Conflict, NotFound, Problem, SpecInvalid
+from .logs import about
 from .machine import Progress
 from .outbound import SECURE, Policy, Refused
 from .reconciler import NotHeld, Reconciler
@@ -173,7 +174,8 @@ class Service:
 
     def _created(self, doc: dict[str, Any], op: Op) -> None:
         self.loop.notify(doc, op.claim_until)
-        log.info("%s created, due %s (id %s)", label(doc), doc["due"].isoformat(), doc["_id"])
+        due = doc["due"].isoformat() if doc.get("due") else "(no run due)"
+        log.info("%s created, due %s", label(doc), due, extra=about(doc))
 
     def create(self, obj: AnySpec, owner: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Create a new object (the original routes); its name must be new."""
@@ -377,7 +379,7 @@ class Service:
         except _Stale:
             return None
         log.info(
-            "%s %s (generation %s), due %s (id %s)", label(doc), action, generation, due.isoformat(), oid
+            "%s %s (generation %s), due %s", label(doc), action, generation, due.isoformat(), extra=about(doc)
         )
         return Applied(action, kind, name, oid, doc["state"], doc=doc)
 
@@ -407,7 +409,7 @@ class Service:
             return machine.cancel(p, now), {}
 
         doc = self._change(object_id, owner, kind, "cancel", {}, decide)
-        log.info("%s cancelled (id %s)", label(doc), object_id)
+        log.info("%s cancelled", label(doc), extra=about(doc))
         return doc
 
     def modify(
@@ -422,7 +424,7 @@ class Service:
             return machine.reschedule(p, due), {}
 
         doc = self._change(object_id, owner, kind, "modify", due, decide)
-        log.info("%s rescheduled to %s (id %s)", label(doc), due.isoformat(), object_id)
+        log.info("%s rescheduled to %s", label(doc), due.isoformat(), extra=about(doc))
         return doc
 
     def suspend(self, object_id: str, owner: str, kind: str | None = None) -> dict[str, Any]:
@@ -432,7 +434,7 @@ class Service:
             return machine.suspend(_plan(doc), p), {}
 
         doc = self._change(object_id, owner, kind, "suspend", None, decide)
-        log.info("%s suspended (id %s)", label(doc), object_id)
+        log.info("%s suspended", label(doc), extra=about(doc))
         return doc
 
     def resume(self, object_id: str, owner: str, kind: str | None = None) -> dict[str, Any]:
@@ -442,7 +444,7 @@ class Service:
             return machine.resume(_plan(doc), p, now), {}
 
         doc = self._change(object_id, owner, kind, "resume", None, decide)
-        log.info("%s resumed; next run %s (id %s)", label(doc), doc.get("due"), object_id)
+        log.info("%s resumed; next run %s", label(doc), doc.get("due"), extra=about(doc))
         return doc
 
     def prune(self, owner: str, kind: str, name: str) -> dict[str, Any]:
@@ -464,7 +466,7 @@ class Service:
                     doc = self._set(doc, {"pruned": True})
             except _Stale:
                 continue
-            log.info("%s pruned (%s; id %s)", label(doc), doc["state"], doc["_id"])
+            log.info("%s pruned (%s)", label(doc), doc["state"], extra=about(doc))
             return doc
         raise Conflict(f"{kind} {name} is changing too fast; try again")
 

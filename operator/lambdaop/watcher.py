@@ -70,6 +70,7 @@ class FolderSync:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._retry: set[Path] = set()
+        self.metrics: Any = None  # runtime sets it (lambdaop_folder_apply_errors)
         self._notify: Any = None
 
     # ----- owners
@@ -149,6 +150,8 @@ class FolderSync:
                 state.errors = [problem_entry(problem) for problem in problems]
                 for problem in problems:
                     log.error("%s", problem)
+                if self.metrics is not None:
+                    self.metrics.folder_errors.inc()
                 self._report(path)
                 continue
             assert docs is not None

@@ -68,6 +68,7 @@ class Writer:
         self.retry_for = retry_for
         self.threaded = threaded
         self.linger = linger
+        self.on_commit: Callable[[float], None] | None = None
         self.batches = 0
         self.written = 0
         self.last_batch_seconds = 0.0
@@ -189,6 +190,8 @@ class Writer:
             outcomes = [CONFLICT] * len(batch)
         self.batches += 1
         self.last_batch_seconds = time.monotonic() - t0
+        if self.on_commit is not None:
+            self.on_commit(self.last_batch_seconds)
         if self.last_batch_seconds > 1.0:
             log.warning("a store commit took %.2fs (%d writes); the store is slow or busy", self.last_batch_seconds, len(batch))  # fmt: skip
         now = time.monotonic()

@@ -380,14 +380,22 @@ def test_cli_verbs(api: Api, demo: DemoLambda, tmp_path: Path, capsys: pytest.Ca
     assert main(["get", "tasks", "--state", "scheduled", *common]) == 0
     listing = capsys.readouterr().out
     assert "one" in listing and "scheduled" in listing
-    task_id = listing.splitlines()[1].split()[0]
+    assert main(["get", "tasks", "-o", "wide", *common]) == 0
+    task_id = capsys.readouterr().out.splitlines()[1].split()[0]
     assert main(["describe", "task", task_id, *common]) == 0
     assert json.loads(capsys.readouterr().out)["name"] == "one"
-    assert main(["cancel", task_id, *common]) == 0
-    assert json.loads(capsys.readouterr().out)["cancelled"] is True
-    assert main(["cancel", task_id, *common]) == 1
+    assert main(["describe", "task", "one", "-o", "yaml", *common]) == 0, "by name too"
+    assert "name: one" in capsys.readouterr().out
+    assert main([*common, "modify", "task", "one", "--after", "2h"]) == 0, "global options before the verb"
+    assert "Task/one now due" in capsys.readouterr().out
+    assert main(["cancel", "task", "one", *common]) == 0
+    assert "Task/one cancelled" in capsys.readouterr().out
+    assert main(["cancel", "task", task_id, *common]) == 1
     assert "only a scheduled object" in capsys.readouterr().err
+    assert main(["delete", "taskset", "two", *common]) == 0
+    assert "TaskSet/two deleted" in capsys.readouterr().out
     assert main(["get", "tasks", "--server", api.url, "--token", "bad.token"]) == 1
+    assert "the server refused the token" in capsys.readouterr().err
 
 
 def test_user_commands_with_and_without_a_running_service(
