@@ -25,6 +25,13 @@ _db_names = itertools.count()
 LOOPBACK = Policy.parse("127.0.0.1")  # tests call only the local endpoints they start
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything outside tests/unit talks to real parts: `pytest -m "not integration"` is the fast subset."""
+    for item in items:
+        if "unit" not in item.path.parts:
+            item.add_marker(pytest.mark.integration)
+
+
 class FakeClock:
     """Time as an input: tests move it by hand."""
 

@@ -26,7 +26,12 @@ def setup(level: str = "INFO", fmt: str = "text") -> None:
             JsonFormatter(
                 "{asctime}{levelname}{name}{message}",
                 style="{",
-                rename_fields={"asctime": "ts", "levelname": "level", "name": "logger", "object_name": "name"},
+                rename_fields={
+                    "asctime": "ts",
+                    "levelname": "level",
+                    "name": "logger",
+                    "object_name": "name",
+                },
             )
         )
     else:

@@ -830,8 +830,6 @@ class Reconciler:
         held.progress = replace(progress, in_flight=False)
         held.fired = False
         held.started_written = False
-        if what == "result":
-            self._log_result(held, progress)
         if isinstance(fields.get("spec"), dict):
             with contextlib.suppress(ValidationError, KeyError, ValueError):
                 held.spec = parse_plan(doc)
@@ -846,6 +844,11 @@ class Reconciler:
         if reply is not None:
             reply.set_result(doc)
         self._changed(doc)
+        if what == "result":  # last: nothing about the log line can leave the object half moved
+            try:
+                self._log_result(held, progress)
+            except Exception:
+                log.exception("%s: its result could not be logged", held.label)
 
     def _write_failed(
         self, held: Held, outcome: str, what: str, reply: Future[dict[str, Any]] | None

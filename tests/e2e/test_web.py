@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import zoneinfo
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from lambdaop.demo import DemoLambda
 from lambdaop.runtime import Runtime
 
 WAIT = 20_000  # ms: generous bounds on events, never fixed sleeps
+ZONE = "Europe/Berlin"  # the browser's zone; its offset changes with summer time, so it is looked up
 
 
 @pytest.fixture
@@ -26,7 +28,7 @@ def app(make_runtime) -> Runtime:
 
 
 def open_page(browser: Any, runtime: Runtime, width: int = 1280) -> Page:
-    context = browser.new_context(viewport={"width": width, "height": 900}, timezone_id="Europe/Berlin")
+    context = browser.new_context(viewport={"width": width, "height": 900}, timezone_id=ZONE)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -40,15 +42,27 @@ def sign_in(page: Page, name: str, password: str) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#who")).to_have_text(f"Signed in as {name}", timeout=WAIT)
+    expect(page.locator("h1")).to_have_text("Dashboard", timeout=WAIT)  # where signing in lands
 
 
-def local_input(seconds: float, zone_hours: int = 1) -> str:
-    """A datetime-local value `seconds` from now in the page's zone (Europe/Berlin, UTC+1 in November)."""
-    at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds) + dt.timedelta(hours=zone_hours)
+def go(page: Page, view: str) -> None:
+    """Open a view by its address, as a bookmark would (the menu is collapsed on narrow screens)."""
+    page.evaluate("view => { location.hash = '#/' + view; }", view)
+    expect(page.locator("h1").first).to_have_text(
+        {"tasks": "Tasks", "tasksets": "TaskSets", "specs": "Specs", "dashboard": "Dashboard"}[view],
+        timeout=WAIT,
+    )
+
+
+def local_input(seconds: float) -> str:
+    """A datetime-local value `seconds` from now, as the page's clock on the wall shows it."""
+    at = dt.datetime.now(zoneinfo.ZoneInfo(ZONE)) + dt.timedelta(seconds=seconds)
     return at.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def schedule(page: Page, url: str, seconds: float, name: str) -> None:
+    if page.locator("#task-form").count() == 0:
+        go(page, "tasks")
     if not page.locator("#task-form").is_visible():
         page.get_by_role("button", name="New Task").click()
     page.get_by_label("URL").fill(url)
@@ -111,7 +125,7 @@ def test_taskset_steps_and_the_retried_check(
 ) -> None:
     page = open_page(browser, app)
     sign_in(page, "admin", "admin-password")
-    page.get_by_role("link", name="TaskSets").click()
+    page.get_by_role("link", name="TaskSets", exact=True).click()
     page.get_by_role("button", name="New TaskSet").click()
     page.get_by_label("Task URLs, in order (one per line)").fill(
         "\n".join(f"{demo.url}/ok?t{i}" for i in range(1, 4))
@@ -145,28 +159,30 @@ def test_another_user_sees_only_their_own_except_under_all(browser, app: Runtime
     schedule(admin, demo.url + "/ok", 3600, "admins-task")
     bob = open_page(browser, app)  # another browser context: another session
     sign_in(bob, "bob", "bob-password")
+    go(bob, "tasks")
     expect(bob.locator("#rows")).to_contain_text("No tasks in state scheduled", timeout=WAIT)
     bob.get_by_role("tab", name=re.compile("^All")).click()
     row = bob.locator("tr[data-name='admins-task']")
     expect(row).to_be_visible(timeout=WAIT)
     expect(row).to_contain_text("(admin)")
     expect(row.get_by_role("button")).to_have_count(0)  # not bob's to change
+    expect(row.get_by_role("link")).to_have_count(0)  # nor to open: its details are not bob's to see
     expect(admin.locator("#who")).to_have_text("Signed in as admin")
 
 
 def test_invalid_yaml_shows_the_line(browser, app: Runtime, demo: DemoLambda, screenshots: Path) -> None:
     page = open_page(browser, app)
     sign_in(page, "admin", "admin-password")
-    page.get_by_role("link", name="Specs").click()
+    page.get_by_role("link", name="Specs", exact=True).click()
     editor = page.get_by_label("Spec YAML")
     editor.fill(f"kind: Task\nmetadata: {{name: from-page}}\nspec:\n  invoke: {demo.url}/ok\n  retries: -3\n")
     page.get_by_role("button", name="Validate").click()
     error = page.locator(".spec-errors li")
-    expect(error).to_contain_text("Line 5", timeout=WAIT)
+    expect(error).to_contain_text("line 5", timeout=WAIT)
     expect(error).to_contain_text("spec.retries")
     editor.fill("kind: Task\nmetadata: {name: broken\nspec: {}\n")
     page.get_by_role("button", name="Validate").click()
-    expect(page.locator(".spec-errors li")).to_contain_text("Line 3", timeout=WAIT)
+    expect(page.locator(".spec-errors li")).to_contain_text("line 3", timeout=WAIT)
     expect(page.locator(".spec-errors li")).to_contain_text("YAML syntax error")
     page.screenshot(path=str(screenshots / "specs-1280.png"), full_page=True)
     editor.fill(f"kind: Task\nmetadata: {{name: from-page}}\nspec:\n  invoke: {demo.url}/ok\n  after: 1h\n")
@@ -188,4 +204,106 @@ def test_narrow_screens(browser, app: Runtime, demo: DemoLambda, screenshots: Pa
     # keyboard: the menu opens and its links are reachable without a mouse
     page.get_by_role("button", name="Toggle navigation").focus()
     page.keyboard.press("Enter")
-    expect(page.get_by_role("link", name="Specs")).to_be_visible(timeout=WAIT)
+    expect(page.get_by_role("link", name="Specs", exact=True)).to_be_visible(timeout=WAIT)
+
+
+@pytest.mark.parametrize("width", [1280, 375])
+def test_dashboard_charts_what_is_due_and_what_was_called(
+    browser, app: Runtime, demo: DemoLambda, screenshots: Path, width: int
+) -> None:
+    page = open_page(browser, app, width=width)
+    sign_in(page, "admin", "admin-password")
+    schedule(page, demo.url + "/ok?now", 1, "called")
+    schedule(page, demo.url + "/fail", 1, "refused")
+    schedule(page, demo.url + "/ok?later", 1800, "later")
+    demo.wait_for(1, "/ok", timeout=20)
+    demo.wait_for(1, "/fail", timeout=20)
+    go(page, "dashboard")
+    # the timeline has a mark for what is due within the hour, the bars count the calls made
+    expect(page.locator("#timeline")).to_have_attribute("data-points", "1", timeout=WAIT)
+    expect(page.locator("#calls")).to_have_attribute("data-calls", "2", timeout=WAIT)
+    expect(page.locator("#timeline canvas")).to_be_visible()
+    expect(page.locator("#calls canvas")).to_be_visible()
+    expect(page.locator("#upcoming")).to_contain_text("later")
+    expect(page.locator("#calls-total")).to_contain_text("1 failed")
+    expect(page.locator(".count-card[data-kind='Task'][data-state='completed'] [data-count]")).to_have_text(
+        "1"
+    )
+    expect(page.locator(".count-card[data-kind='Task'][data-state='failed'] [data-count]")).to_have_text("1")
+    canvas = page.locator("#calls canvas").bounding_box()
+    assert canvas and canvas["width"] >= 200 and canvas["height"] >= 100
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    page.screenshot(path=str(screenshots / f"dashboard-{width}.png"), full_page=True)
+    # a count card opens the list behind it
+    page.locator(".count-card[data-kind='Task'][data-state='failed']").click()
+    expect(page.locator("tr[data-name='refused']")).to_be_visible(timeout=WAIT)
+    assert not page.errors  # type: ignore[attr-defined]
+
+
+def test_rows_are_cards_on_a_phone_and_their_buttons_work(
+    browser, app: Runtime, demo: DemoLambda, screenshots: Path
+) -> None:
+    page = open_page(browser, app, width=375)
+    sign_in(page, "admin", "admin-password")
+    schedule(page, demo.url + "/ok?phone", 3600, "on-the-phone")
+    row = page.locator("tr[data-name='on-the-phone']")
+    expect(row).to_be_visible(timeout=WAIT)
+    assert row.evaluate("tr => getComputedStyle(tr).display") == "block"
+    assert page.locator("table.objects thead").evaluate("h => h.getBoundingClientRect().height") <= 1
+    # each cell says what it is, and the row fits the screen
+    assert "Next" in row.locator("td[data-label='Next']").evaluate(
+        "td => getComputedStyle(td, '::before').content"
+    )
+    box = row.bounding_box()
+    assert box and box["x"] >= 0 and box["x"] + box["width"] <= 375
+    cancel = row.get_by_role("button", name="Cancel on-the-phone")
+    expect(cancel).to_be_visible()
+    button = cancel.bounding_box()
+    assert button and button["x"] + button["width"] <= 375 and button["height"] >= 36
+    page.screenshot(path=str(screenshots / "task-cards-375.png"), full_page=True)
+    cancel.click()
+    expect(page.locator("#alert")).to_contain_text("Cancelled", timeout=WAIT)
+    page.get_by_role("tab", name=re.compile("^cancelled")).click()
+    expect(page.locator("tr[data-name='on-the-phone'] [data-state]")).to_have_text("cancelled", timeout=WAIT)
+
+
+def test_the_spec_editor_shows_eighteen_lines(browser, app: Runtime) -> None:
+    page = open_page(browser, app)
+    sign_in(page, "admin", "admin-password")
+    go(page, "specs")
+    editor = page.get_by_label("Spec YAML")
+    line = editor.evaluate("e => parseFloat(getComputedStyle(e).lineHeight)")
+    height = editor.evaluate("e => e.clientHeight")
+    assert height >= 18 * line, f"the editor is {height} px high, 18 lines need {18 * line} px"
+    assert editor.evaluate("e => getComputedStyle(e).resize") == "vertical"
+
+
+def test_a_recurring_task_from_the_form_runs_and_can_be_suspended(
+    browser, app: Runtime, demo: DemoLambda, screenshots: Path
+) -> None:
+    page = open_page(browser, app)
+    sign_in(page, "admin", "admin-password")
+    go(page, "tasks")
+    page.get_by_role("button", name="New Task").click()
+    page.get_by_label("URL").fill(demo.url + "/ok?beat")
+    page.get_by_label("At a fixed rate").check()
+    page.get_by_label("Every").fill("1s")
+    page.get_by_label("Name (optional)").fill("heartbeat")
+    page.get_by_role("button", name="Schedule", exact=True).click()
+    expect(page.locator("#alert")).to_contain_text("Task heartbeat created", timeout=WAIT)
+    demo.wait_for(2, "/ok", timeout=30)
+    row = page.locator("tr[data-name='heartbeat']")
+    expect(row).to_contain_text("recurring", timeout=WAIT)
+    row.get_by_role("link", name="heartbeat").click()
+    expect(page.locator("#schedule-words")).to_contain_text("every 1s", timeout=WAIT)
+    expect(page.locator("#next-runs li")).not_to_have_count(0)
+    expect(page.locator("#runs tbody tr")).not_to_have_count(0, timeout=WAIT)
+    page.screenshot(path=str(screenshots / "recurring-detail-1280.png"), full_page=True)
+    page.get_by_role("button", name="Suspend heartbeat").click()
+    expect(page.locator("#schedule-words")).to_contain_text("suspended", timeout=WAIT)
+    settled = len(demo.calls("/ok"))
+    expect(page.get_by_role("button", name="Resume heartbeat")).to_be_visible(timeout=WAIT)
+    page.get_by_role("button", name="Resume heartbeat").click()
+    demo.wait_for(settled + 1, "/ok", timeout=30)
+    expect(page.get_by_role("button", name="Suspend heartbeat")).to_be_visible(timeout=WAIT)
+    assert not page.errors  # type: ignore[attr-defined]

@@ -113,7 +113,7 @@ function stopPolling() { if (poller) { poller.stopped = true; clearTimeout(polle
 // ---------------------------------------------------------------- routing
 
 function parseHash() {
-  const [path, query] = (location.hash.slice(1) || "/tasks").split("?");
+  const [path, query] = (location.hash.slice(1) || "/dashboard").split("?");
   return { parts: path.split("/").filter(Boolean), params: new URLSearchParams(query || "") };
 }
 
@@ -121,17 +121,19 @@ let me = null;
 async function route() {
   stopPolling();
   const { parts, params } = parseHash();
-  document.querySelectorAll("[data-nav]").forEach((a) => a.classList.toggle("active", a.dataset.nav === parts[0] || (parts[0] === "task" && a.dataset.nav === "tasks") || (parts[0] === "taskset" && a.dataset.nav === "tasksets")));
+  const section = { task: "tasks", taskset: "tasksets" }[parts[0]] || parts[0];
+  document.querySelectorAll("[data-nav]").forEach((a) => a.classList.toggle("active", a.dataset.nav === section));
   if (!api.token || parts[0] === "login") { me = null; renderLogin(); updateWho(); return; }
   if (!me) {
     try { me = await api.call("GET", "/auth/me"); } catch (err) { if (err.status !== 401) showError(err); return; }
   }
   updateWho();
+  if (parts[0] === "tasks") return renderList("Task", params);
   if (parts[0] === "tasksets") return renderList("TaskSet", params);
   if (parts[0] === "task" && parts[1]) return renderDetail("Task", parts[1]);
   if (parts[0] === "taskset" && parts[1]) return renderDetail("TaskSet", parts[1]);
   if (parts[0] === "specs") return renderSpecs();
-  return renderList("Task", params);
+  return renderDashboard();
 }
 
 function updateWho() {
@@ -139,13 +141,20 @@ function updateWho() {
   document.getElementById("signout").classList.toggle("d-none", !me);
 }
 
-document.getElementById("signout").addEventListener("click", () => {
+document.getElementById("signout").addEventListener("click", async () => {
+  try { await api.call("POST", "/auth/logout"); } catch { /* the session may have ended already */ }
   sessionStorage.removeItem(TOKEN_KEY);
   me = null;
   clearAlert();
   location.hash = "#/login";
 });
 window.addEventListener("hashchange", () => { clearAlert(); route(); });
+
+function failed(where, err) {
+  // an element that was waiting for data says why it has none (never an endless "Loading…")
+  const el = typeof where === "string" ? document.getElementById(where) : where;
+  if (el) el.innerHTML = `<p class="text-danger load-error">Could not load: ${esc(err.title || "error")}${err.message ? ` (${esc(err.message)})` : ""}. The page tries again by itself.</p>`;
+}
 
 // ---------------------------------------------------------------- sign in
 
@@ -172,7 +181,10 @@ function renderLogin() {
     try {
       const answer = await api.call("POST", "/auth/login", { name: form.get("name"), password: form.get("password") });
       signedIn(answer.token);
-    } catch (err) { showError(err.status === 401 ? { title: "Sign-in failed", message: "Unknown name or wrong password." } : err); }
+    } catch (err) {
+      if (err.status === 429) showError({ title: "Too many failed sign-ins", message: err.message });
+      else showError(err.status === 401 ? { title: "Sign-in failed", message: "Unknown name or wrong password." } : err);
+    }
   });
   document.getElementById("token-login").addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -186,7 +198,117 @@ function signedIn(token) {
   sessionStorage.setItem(TOKEN_KEY, token);
   me = null;
   clearAlert();
-  if (location.hash === "#/tasks") route(); else location.hash = "#/tasks";
+  if (location.hash === "#/dashboard") route(); else location.hash = "#/dashboard";
+}
+
+// ---------------------------------------------------------------- dashboard
+
+const COLOURS = { ok: "#198754", failed: "#dc3545", Task: "#0d6efd", TaskSet: "#6f42c1" };
+let shownCharts = {};  // the dashboard's charts while it is open, resized with the window
+
+window.addEventListener("resize", () => {
+  for (const [id, chart] of Object.entries(shownCharts)) {
+    const el = document.getElementById(id);
+    if (el) chart.setSize({ width: Math.max(240, el.clientWidth), height: chart.height });
+  }
+});
+
+function renderDashboard() {
+  main.innerHTML = `
+    <h1 class="h3">Dashboard</h1>
+    <div class="mb-3" id="counts" aria-label="Objects by state"><p class="text-muted">Loading…</p></div>
+    <div class="row g-3">
+      <section class="col-12 col-xl-6" aria-labelledby="timeline-title">
+        <h2 class="h5" id="timeline-title">Due in the next hour</h2>
+        <div class="chart" id="timeline" role="img" aria-label="Calls due in the next hour on a time axis"></div>
+        <p class="small text-muted mb-1" id="timeline-tip" aria-live="polite">Hover a mark to see its name.</p>
+        <ol class="small list-unstyled mb-0" id="upcoming"></ol>
+      </section>
+      <section class="col-12 col-xl-6" aria-labelledby="calls-title">
+        <h2 class="h5" id="calls-title">Calls per minute, last hour</h2>
+        <div class="chart" id="calls" role="img" aria-label="Calls per minute over the last hour, ok and failed"></div>
+        <p class="small text-muted" id="calls-total"></p>
+      </section>
+    </div>`;
+  const charts = {};
+  shownCharts = charts;
+  const load = async () => {
+    const d = await api.call("GET", "/dashboard");
+    if (!document.getElementById("counts")) return;
+    renderCounts(d.counts);
+    drawTimeline(charts, d);
+    drawCalls(charts, d.callsPerMinute);
+  };
+  load().catch((err) => failed("counts", err));
+  poll(load, 5000);
+}
+
+function renderCounts(counts) {
+  const rows = ["Task", "TaskSet"].map((kind) => {
+    const cards = STATES.slice(0, 5).map((state) => {
+      const n = (counts[kind] || {})[state] || 0;
+      return `<div class="col"><a class="card card-body p-2 text-decoration-none count-card" href="#/${kind.toLowerCase()}s?state=${state}" data-kind="${kind}" data-state="${state}">
+        <span class="small text-muted">${kind}s ${state}</span><span class="fs-4" data-count>${n}</span></a></div>`;
+    });
+    return `<div class="row row-cols-2 row-cols-sm-3 row-cols-lg-5 g-2 mb-1">${cards.join("")}</div>`;
+  });
+  document.getElementById("counts").innerHTML = rows.join("");
+}
+
+function chartSize(el, height) {
+  return { width: Math.max(240, el.clientWidth || 320), height };
+}
+
+function drawTimeline(charts, d) {
+  const el = document.getElementById("timeline");
+  if (!el) return;
+  const now = Date.parse(d.now) / 1000;
+  const points = d.upcoming.map((u) => ({ ...u, t: Date.parse(u.due) / 1000 }));
+  const xs = [now, ...points.map((p) => p.t), now + 3600];
+  const lane = (kind) => (kind === "Task" ? 1 : 2);
+  const task = [null, ...points.map((p) => (p.kind === "Task" ? lane(p.kind) : null)), null];
+  const set = [null, ...points.map((p) => (p.kind === "TaskSet" ? lane(p.kind) : null)), null];
+  const data = [xs, task, set];
+  document.getElementById("upcoming").innerHTML = points.slice(0, 10).map((p) => `<li>${localTime(p.due)} · ${esc(p.kind)} <a href="#/${p.kind.toLowerCase()}/${esc(p.id)}">${esc(p.name)}</a></li>`).join("") || `<li class="text-muted">Nothing due in the next hour.</li>`;
+  el.dataset.points = String(points.length);
+  if (charts.timeline) { charts.timeline.setData(data); return; }
+  const tip = document.getElementById("timeline-tip");
+  const dots = (colour) => ({ stroke: colour, fill: colour, paths: () => null, points: { show: true, size: 9, fill: colour } });
+  charts.timeline = new uPlot({
+    ...chartSize(el, 140),
+    series: [{}, { label: "Tasks", ...dots(COLOURS.Task) }, { label: "TaskSets", ...dots(COLOURS.TaskSet) }],
+    scales: { y: { range: [0.5, 2.5] } },
+    axes: [{}, { values: (u, vals) => vals.map((v) => ({ 1: "Task", 2: "Set" }[v] || "")), splits: () => [1, 2], size: 48 }],
+    legend: { show: false },
+    cursor: { points: { show: true } },
+    hooks: { setCursor: [(u) => {
+      const i = u.cursor.idx;
+      const p = i != null && i > 0 && i <= points.length ? points[i - 1] : null;
+      tip.textContent = p ? `${p.kind} ${p.name}, due ${new Date(p.due).toLocaleTimeString()}` : "Hover a mark to see its name.";
+    }] },
+  }, data, el);
+}
+
+function drawCalls(charts, minutes) {
+  const el = document.getElementById("calls");
+  if (!el) return;
+  const xs = minutes.map((m) => m.minute);
+  const ok = minutes.map((m) => m.ok);
+  const total = minutes.map((m) => m.ok + m.failed);  // drawn behind the ok bars: the red part is what failed
+  const sum = total.reduce((a, b) => a + b, 0);
+  const failedSum = minutes.reduce((a, m) => a + m.failed, 0);
+  document.getElementById("calls-total").textContent = `${sum} call(s) in the last hour, ${failedSum} failed (this process).`;
+  el.dataset.calls = String(sum);
+  const data = [xs, total, ok];
+  if (charts.calls) { charts.calls.setData(data); return; }
+  const bars = uPlot.paths.bars({ size: [0.8, 20] });
+  charts.calls = new uPlot({
+    ...chartSize(el, 180),
+    series: [{}, { label: "failed", fill: COLOURS.failed, stroke: COLOURS.failed, paths: bars, points: { show: false } },
+             { label: "ok", fill: COLOURS.ok, stroke: COLOURS.ok, paths: bars, points: { show: false } }],
+    scales: { y: { range: (u, min, max) => [0, Math.max(1, max)] } },
+    legend: { show: true },
+  }, data, el);
 }
 
 // ---------------------------------------------------------------- lists
@@ -210,10 +332,10 @@ function renderList(kind, params) {
     <ul class="nav nav-tabs flex-wrap" role="tablist" aria-label="States">
       ${STATES.map((s) => `<li class="nav-item" role="presentation"><a class="nav-link ${s === state ? "active" : ""}" role="tab" aria-selected="${s === state}" href="${k.hash}?state=${s}" data-tab="${s}">${s === "all" ? "All" : s} <span class="badge text-bg-light" data-count="${s}">0</span></a></li>`).join("")}
     </ul>
-    <div class="table-responsive"><table class="table table-sm table-hover align-middle" aria-live="polite">
-      <thead><tr><th scope="col">Name</th><th scope="col">URL host</th><th scope="col">Due</th><th scope="col">Attempts</th><th scope="col">State</th><th scope="col">Last result</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
+    <table class="table table-sm table-hover align-middle objects" aria-live="polite">
+      <thead><tr><th scope="col">Name</th><th scope="col">URL host</th><th scope="col">Next</th><th scope="col">Calls</th><th scope="col">State</th><th scope="col">Last result</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
       <tbody id="rows"><tr><td colspan="7">Loading…</td></tr></tbody>
-    </table></div>
+    </table>
     <nav aria-label="Pages" class="d-flex gap-2">
       <button class="btn btn-outline-secondary btn-sm" id="newer" type="button" disabled>Newer</button>
       <button class="btn btn-outline-secondary btn-sm" id="older" type="button" disabled>Older</button>
@@ -244,23 +366,44 @@ function renderList(kind, params) {
   document.getElementById("newer").addEventListener("click", () => { cursor = cursors.pop() || null; load().catch(showError); });
   main.querySelector("#rows").addEventListener("click", (e) => onRowAction(e, kind, load));
   main.querySelector("#create form").addEventListener("submit", (e) => (kind === "Task" ? submitTask(e, load) : submitTaskSet(e, load)));
-  load().catch(showError);
+  wireWhen(main.querySelector("#create form"));
+  load().catch((err) => failed(document.querySelector("#rows td") || "rows", err));
   poll(load);
 }
 
+function mine(o) { return me && o.owner === me.name; }
+
 function actionsFor(kind, o) {
-  if (o.state !== "scheduled" || o.inFlight || !me || o.owner !== me.name) return "";
-  const modify = `<button class="btn btn-outline-primary btn-sm" type="button" data-action="modify" data-id="${esc(o.id)}" aria-label="Modify the time of ${esc(label(o))}">Modify time</button>`;
-  return `<div class="btn-group">${modify}<button class="btn btn-outline-danger btn-sm" type="button" data-action="cancel" data-id="${esc(o.id)}" aria-label="Cancel ${esc(label(o))}">Cancel</button></div>`;
+  if (!mine(o) || o.redacted) return "";
+  const buttons = [];
+  const name = esc(label(o));
+  if (o.state === "scheduled" && !o.inFlight && !o.suspended) {
+    buttons.push(`<button class="btn btn-outline-primary btn-sm" type="button" data-action="modify" data-id="${esc(o.id)}" aria-label="Modify the time of ${name}">Modify time</button>`);
+  }
+  if (o.schedule && ["scheduled", "running"].includes(o.state)) {
+    buttons.push(o.suspended
+      ? `<button class="btn btn-outline-success btn-sm" type="button" data-action="resume" data-id="${esc(o.id)}" aria-label="Resume ${name}">Resume</button>`
+      : `<button class="btn btn-outline-secondary btn-sm" type="button" data-action="suspend" data-id="${esc(o.id)}" aria-label="Suspend ${name}">Suspend</button>`);
+  }
+  if (o.state === "scheduled" && !o.inFlight) {
+    buttons.push(`<button class="btn btn-outline-danger btn-sm" type="button" data-action="cancel" data-id="${esc(o.id)}" aria-label="Cancel ${name}">Cancel</button>`);
+  }
+  return buttons.length ? `<div class="btn-group flex-wrap">${buttons.join("")}</div>` : "";
 }
 
 function row(kind, o) {
-  const url = kind === "Task" ? o.url : (o.spec.tasks || []).map((t) => t.url).join(", ");
-  return `<tr data-id="${esc(o.id)}" data-name="${esc(label(o))}">
-    <td><a href="#/${KIND[kind].one}/${esc(o.id)}">${esc(label(o))}</a>${me && o.owner !== me.name ? ` <small class="text-muted">(${esc(o.owner)})</small>` : ""}</td>
-    <td class="url" title="${esc(url)}">${esc(kind === "Task" ? host(url) : [...new Set((o.spec.tasks || []).map((t) => host(t.url)))].join(", "))}</td>
-    <td>${localTime(o.due)}</td><td>${esc(o.calls)}</td><td>${badge(o.state)}</td><td>${lastResult(o.last)}</td>
-    <td>${actionsFor(kind, o)}</td></tr>`;
+  const tasks = (o.spec && o.spec.tasks) || [];
+  const url = kind === "Task" ? (o.url || "") : tasks.map((t) => t.url).join(", ");
+  const hosts = kind === "Task" ? host(url) : [...new Set(tasks.map((t) => host(t.url)))].join(", ");
+  const nameCell = mine(o)
+    ? `<a href="#/${KIND[kind].one}/${esc(o.id)}">${esc(label(o))}</a>`
+    : `<span class="text-body">${esc(label(o))}</span> <small class="text-muted">(${esc(o.owner)})</small>`;  // another user's: no details to open
+  const next = o.nextRuns && o.nextRuns.length ? o.nextRuns[0] : o.due;
+  return `<tr data-id="${esc(o.id)}" data-name="${esc(label(o))}" class="${mine(o) ? "" : "theirs"}">
+    <td data-label="Name">${nameCell}${o.schedule ? ` <span class="badge text-bg-info" title="${esc(o.schedule.description)}">recurring</span>` : ""}${o.suspended ? ` <span class="badge text-bg-warning">suspended</span>` : ""}</td>
+    <td data-label="Host" class="url" title="${esc(url)}">${esc(hosts || "–")}</td>
+    <td data-label="Next">${localTime(next)}</td><td data-label="Calls">${esc(o.calls)}</td><td data-label="State">${badge(o.state)}</td><td data-label="Last">${lastResult(o.last)}</td>
+    <td class="actions">${actionsFor(kind, o)}</td></tr>`;
 }
 
 function toIso(local) {
@@ -278,11 +421,20 @@ async function onRowAction(e, kind, reload) {
   const button = e.target.closest("button[data-action]");
   if (!button) return;
   const id = button.dataset.id;
-  if (button.dataset.action === "cancel") {
-    try { await api.call("POST", KIND[kind].cancel, { taskId: id }); showInfo("Cancelled."); await reload(); } catch (err) { showError(err); }
-  } else if (button.dataset.action === "modify") {
-    openModify(kind, id, button.closest("td") || button.parentElement, reload);
-  }
+  const action = button.dataset.action;
+  try {
+    if (action === "cancel") {
+      await api.call("POST", KIND[kind].cancel, { taskId: id });
+      showInfo("Cancelled.");
+    } else if (action === "suspend" || action === "resume") {
+      const answer = await api.call("POST", `${KIND[kind].list}/${encodeURIComponent(id)}/${action}`);
+      showInfo(action === "suspend" ? (answer.afterThisRun ? "Suspended once the run going on ends." : "Suspended.") : "Resumed.");
+    } else if (action === "modify") {
+      openModify(kind, id, button.closest("td") || button.parentElement, reload);
+      return;
+    }
+    await reload();
+  } catch (err) { showError(err); }
 }
 
 function openModify(kind, id, cell, reload) {
@@ -308,24 +460,74 @@ function openModify(kind, id, cell, reload) {
 
 // ---------------------------------------------------------------- create forms
 
+function whenFields(prefix) {
+  return `<fieldset class="col-12"><legend class="form-label fs-6 mb-1">When</legend>
+    <div class="d-flex flex-wrap gap-3 mb-2">
+      ${[["once", "Once, at a time"], ["cron", "On a cron schedule"], ["every", "At a fixed rate"]].map(([v, t], i) => `
+      <div class="form-check"><input class="form-check-input" type="radio" name="when" id="${prefix}-when-${v}" value="${v}" ${i === 0 ? "checked" : ""}>
+        <label class="form-check-label" for="${prefix}-when-${v}">${t}</label></div>`).join("")}
+    </div>
+    <div class="row g-2">
+      <div class="col-12 col-sm-6 col-lg-4" data-when="once"><label class="form-label" for="${prefix}-at">Date and time</label>
+        <input class="form-control" id="${prefix}-at" name="at" type="datetime-local" step="1"></div>
+      <div class="col-12 col-sm-6 col-lg-4 d-none" data-when="cron"><label class="form-label" for="${prefix}-cron">Cron (minute hour day month weekday)</label>
+        <input class="form-control" id="${prefix}-cron" name="cron" placeholder="0 9 * * MON-FRI"></div>
+      <div class="col-12 col-sm-6 col-lg-4 d-none" data-when="every"><label class="form-label" for="${prefix}-every">Every</label>
+        <input class="form-control" id="${prefix}-every" name="every" placeholder="15m"></div>
+      <div class="col-12 col-sm-6 col-lg-4 d-none" data-when="cron"><label class="form-label" for="${prefix}-zone">Time zone</label>
+        <input class="form-control" id="${prefix}-zone" name="timezone" value="${esc(Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC")}"></div>
+    </div></fieldset>`;
+}
+
+function wireWhen(form) {
+  const show = () => {
+    const when = form.querySelector("input[name=when]:checked").value;
+    form.querySelectorAll("[data-when]").forEach((el) => el.classList.toggle("d-none", el.dataset.when !== when));
+  };
+  form.querySelectorAll("input[name=when]").forEach((r) => r.addEventListener("change", show));
+}
+
+function readWhen(f) {
+  const when = f.get("when");
+  if (when === "cron") {
+    if (!f.get("cron")) throw { title: "A cron schedule is needed", message: "Five fields, e.g. 0 9 * * MON-FRI." };
+    return { schedule: { cron: f.get("cron"), timezone: f.get("timezone") || "UTC" } };
+  }
+  if (when === "every") {
+    if (!f.get("every")) throw { title: "A rate is needed", message: "e.g. 15m or 1h." };
+    return { schedule: { every: f.get("every") } };
+  }
+  if (!f.get("at")) throw { title: "A time is needed", message: "Choose a date and a time." };
+  return { at: toIso(f.get("at")) };
+}
+
+function slug(text, kind) {
+  const s = String(text || "").trim().replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^[-._]+|[-._]+$/g, "");
+  return s || `${kind.toLowerCase()}-${Date.now().toString(36)}`;
+}
+
+async function applySpec(kind, name, spec) {
+  const answer = await api.call("POST", "/specs", [{ apiVersion: "lambdaop/v1", kind, metadata: { name }, spec }]);
+  return answer.results[0];
+}
+
 function taskForm() {
   return `<form class="card card-body" id="task-form" novalidate>
     <h2 class="h5">Schedule a Task</h2>
     <div class="row g-2">
       <div class="col-12 col-lg-6"><label class="form-label" for="task-url">URL</label>
         <input class="form-control" id="task-url" name="url" type="url" placeholder="https://…" required></div>
-      <div class="col-12 col-sm-6 col-lg-3"><label class="form-label" for="task-at">Date and time</label>
-        <input class="form-control" id="task-at" name="at" type="datetime-local" step="1" required></div>
       <div class="col-12 col-sm-6 col-lg-3"><label class="form-label" for="task-name">Name (optional)</label>
-        <input class="form-control" id="task-name" name="name" pattern="[A-Za-z0-9]([A-Za-z0-9._\\-]*[A-Za-z0-9])?"></div>
+        <input class="form-control" id="task-name" name="name"></div>
+      <div class="col-6 col-sm-3 col-lg-3"><label class="form-label" for="task-method">Method</label>
+        <select class="form-select" id="task-method" name="method">${["GET", "POST", "PUT", "PATCH", "DELETE"].map((m) => `<option>${m}</option>`).join("")}</select></div>
+      ${whenFields("task")}
       <div class="col-4 col-lg-2"><label class="form-label" for="task-retries">Retries</label>
         <input class="form-control" id="task-retries" name="retries" type="number" min="0" value="0"></div>
-      <div class="col-4 col-lg-2"><label class="form-label" for="task-retry-delay">Retry delay</label>
+      <div class="col-8 col-lg-2"><label class="form-label" for="task-retry-delay">Retry delay</label>
         <input class="form-control" id="task-retry-delay" name="retryDelay" value="10s" aria-describedby="task-retry-help">
         <div class="form-text" id="task-retry-help">e.g. 30s, 5m</div></div>
-      <div class="col-4 col-lg-2"><label class="form-label" for="task-method">Method</label>
-        <select class="form-select" id="task-method" name="method">${["GET", "POST", "PUT", "PATCH", "DELETE"].map((m) => `<option>${m}</option>`).join("")}</select></div>
-      <div class="col-12 col-lg-6"><label class="form-label" for="task-body">Body (JSON, optional)</label>
+      <div class="col-12 col-lg-8"><label class="form-label" for="task-body">Body (JSON, optional)</label>
         <textarea class="form-control" id="task-body" name="body" rows="2"></textarea></div>
     </div>
     <div class="mt-3"><button class="btn btn-primary" type="submit">Schedule</button></div>
@@ -336,14 +538,23 @@ async function submitTask(e, reload) {
   e.preventDefault();
   const f = new FormData(e.target);
   try {
-    const request = { url: f.get("url"), at: toIso(f.get("at")), retries: Number(f.get("retries") || 0), retryDelay: f.get("retryDelay") || "10s", method: f.get("method") };
-    if (f.get("name")) request.name = f.get("name");
+    const when = readWhen(f);
+    const invoke = { url: f.get("url"), method: f.get("method") };
     const body = (f.get("body") || "").trim();
     if (body) {
-      try { request.body = JSON.parse(body); } catch { throw { title: "The body is not JSON", message: "Write a JSON value, e.g. {\"report\": \"daily\"}, or leave it empty." }; }
+      try { invoke.body = JSON.parse(body); } catch { throw { title: "The body is not JSON", message: "Write a JSON value, e.g. {\"report\": \"daily\"}, or leave it empty." }; }
     }
-    const created = await api.call("POST", "/scheduler/schedule", request);
-    showInfo(`Task ${label(created)} scheduled.`);
+    const retries = Number(f.get("retries") || 0);
+    const retryDelay = f.get("retryDelay") || "10s";
+    if (when.schedule) {  // a recurring Task is a spec: it needs a unique name
+      const result = await applySpec("Task", slug(f.get("name"), "Task"), { invoke, retries, retryDelay, schedule: when.schedule });
+      showInfo(`Task ${result.name} ${result.action}.`);
+    } else {
+      const request = { ...invoke, at: when.at, retries, retryDelay };
+      if (f.get("name")) request.name = f.get("name");
+      const created = await api.call("POST", "/scheduler/schedule", request);
+      showInfo(`Task ${label(created)} scheduled.`);
+    }
     e.target.reset();
     await reload();
   } catch (err) { showError(err); }
@@ -359,7 +570,7 @@ function taskSetForm() {
         <input class="form-control" id="ts-check" name="check" type="url">
         <label class="form-label mt-2" for="ts-fallback">Fallback URL (optional)</label>
         <input class="form-control" id="ts-fallback" name="fallback" type="url"></div>
-      <div class="col-6 col-lg-3"><label class="form-label" for="ts-initial">Initial delay</label>
+      <div class="col-6 col-lg-3"><label class="form-label" for="ts-initial">Initial delay (once)</label>
         <input class="form-control" id="ts-initial" name="initialDelay" value="0s"></div>
       <div class="col-6 col-lg-3"><label class="form-label" for="ts-check-delay">Delay before each check</label>
         <input class="form-control" id="ts-check-delay" name="checkDelay" value="0s"></div>
@@ -369,6 +580,7 @@ function taskSetForm() {
         <input class="form-control" id="ts-check-retry-delay" name="checkRetryDelay" value="10s"></div>
       <div class="col-12 col-lg-6"><label class="form-label" for="ts-name">Name (optional)</label>
         <input class="form-control" id="ts-name" name="name"></div>
+      ${whenFields("ts").replace('name="at" type="datetime-local" step="1">', 'name="at" type="datetime-local" step="1" placeholder="(or the initial delay)">')}
     </div>
     <div class="mt-3"><button class="btn btn-primary" type="submit">Orchestrate</button></div>
   </form>`;
@@ -377,18 +589,29 @@ function taskSetForm() {
 async function submitTaskSet(e, reload) {
   e.preventDefault();
   const f = new FormData(e.target);
-  const request = { tasks: String(f.get("tasks") || "").split("\n").map((s) => s.trim()).filter(Boolean), initialDelay: f.get("initialDelay") || "0s" };
-  if (f.get("name")) request.name = f.get("name");
-  if (f.get("check")) {
-    request.conditionCheckUrl = f.get("check");
-    request.timeDelayForConditionCheck = f.get("checkDelay") || "0s";
-    request.conditionCheckRetries = Number(f.get("checkRetries") || 0);
-    request.timeDelayBetweenRetries = f.get("checkRetryDelay") || "10s";
-  }
-  if (f.get("fallback")) request.fallbackUrl = f.get("fallback");
+  const tasks = String(f.get("tasks") || "").split("\n").map((s) => s.trim()).filter(Boolean);
   try {
-    const created = await api.call("POST", "/orchestrator/orchestrate", request);
-    showInfo(`TaskSet ${label(created)} scheduled.`);
+    const recurring = f.get("when") !== "once";
+    if (recurring) {
+      const spec = { tasks, ...readWhen(f) };
+      if (f.get("check")) spec.conditionCheck = { invoke: f.get("check"), delay: f.get("checkDelay") || "0s", retries: Number(f.get("checkRetries") || 0), retryDelay: f.get("checkRetryDelay") || "10s" };
+      if (f.get("fallback")) spec.fallback = { invoke: f.get("fallback") };
+      const result = await applySpec("TaskSet", slug(f.get("name"), "TaskSet"), spec);
+      showInfo(`TaskSet ${result.name} ${result.action}.`);
+    } else {
+      const request = { tasks };
+      if (f.get("at")) request.at = toIso(f.get("at")); else request.initialDelay = f.get("initialDelay") || "0s";
+      if (f.get("name")) request.name = f.get("name");
+      if (f.get("check")) {
+        request.conditionCheckUrl = f.get("check");
+        request.timeDelayForConditionCheck = f.get("checkDelay") || "0s";
+        request.conditionCheckRetries = Number(f.get("checkRetries") || 0);
+        request.timeDelayBetweenRetries = f.get("checkRetryDelay") || "10s";
+      }
+      if (f.get("fallback")) request.fallbackUrl = f.get("fallback");
+      const created = await api.call("POST", "/orchestrator/orchestrate", request);
+      showInfo(`TaskSet ${label(created)} scheduled.`);
+    }
     e.target.reset();
     await reload();
   } catch (err) { showError(err); }
@@ -396,37 +619,58 @@ async function submitTaskSet(e, reload) {
 
 // ---------------------------------------------------------------- details
 
+function stepLabel(key) {
+  // the same words on the step cards and in the calls table: Task 1, Check 1, Fallback, Notify
+  const [name, index] = key.split(":");
+  if (name === "task" && index === undefined) return "Task";
+  if (name === "task") return `Task ${Number(index) + 1}`;
+  if (name === "check") return `Check ${Number(index) + 1}`;
+  return { fallback: "Fallback", notify: "Failure notification" }[name] || key;
+}
+
 function stepsOf(o) {
   const spec = o.spec;
   const steps = [];
   (spec.tasks || []).forEach((t, i) => {
-    steps.push({ key: `task:${i}`, label: `Task ${i + 1}`, url: t.url });
+    steps.push({ key: `task:${i}`, url: t.url });
     const last = i === spec.tasks.length - 1;
-    if (spec.conditionCheck && (!last || spec.conditionCheck.afterLast)) steps.push({ key: `check:${i}`, label: `Check ${i + 1}`, url: spec.conditionCheck.invoke.url });
+    if (spec.conditionCheck && (!last || spec.conditionCheck.afterLast)) steps.push({ key: `check:${i}`, url: spec.conditionCheck.invoke.url || spec.conditionCheck.invoke });
   });
-  if (spec.fallback) steps.push({ key: "fallback", label: "Fallback", url: spec.fallback.invoke.url });
+  if (spec.fallback) steps.push({ key: "fallback", url: spec.fallback.invoke.url || spec.fallback.invoke });
+  const run = o.schedule ? o.run : null;
   return steps.map((s) => {
-    const calls = (o.attempts || []).filter((a) => a.step === s.key && a.generation === o.generation);
+    const calls = (o.attempts || []).filter((a) => a.step === s.key && a.generation === o.generation && (run == null || a.run === run));
     let status = "pending";
     if (calls.some((a) => a.ok)) status = s.key === "fallback" ? "fallback" : "done";
     else if (o.step === s.key && o.state === "running") status = o.inFlight ? "running" : "waiting";
     else if (calls.length) status = s.key === "fallback" ? "fallback" : "failed";
     if (o.failedStep === s.key) status = "failed";
     if (status === "pending" && ["completed", "failed", "cancelled"].includes(o.state)) status = "skipped";
-    return { ...s, status, calls };
+    return { ...s, label: stepLabel(s.key), status, calls };
   });
 }
 
 function attemptsTable(attempts) {
   if (!attempts.length) return `<p class="text-muted">No calls yet.</p>`;
-  return `<div class="table-responsive"><table class="table table-sm align-middle" id="attempts">
+  return `<table class="table table-sm align-middle objects" id="attempts">
     <caption class="visually-hidden">Calls</caption>
     <thead><tr><th scope="col">Time</th><th scope="col">Step</th><th scope="col">Attempt</th><th scope="col">Result</th><th scope="col">Duration</th><th scope="col">Response</th></tr></thead>
     <tbody>${attempts.slice().reverse().map((a) => `<tr data-step="${esc(a.step)}">
-      <td>${localTime(a.at)}</td><td>${esc(a.step)}</td><td>${esc(a.attempt)}</td>
-      <td>${a.ok ? `<span class="text-success">ok${a.status ? ` (HTTP ${esc(a.status)})` : ""}</span>` : `<span class="text-danger">${esc(a.error || "failed")}</span>`}</td>
-      <td>${a.duration_ms != null ? `${esc(Math.round(a.duration_ms))} ms` : "–"}</td>
-      <td>${a.response ? `<pre class="response">${esc(a.response)}</pre>` : ""}</td></tr>`).join("")}</tbody></table></div>`;
+      <td data-label="Time">${localTime(a.at)}</td><td data-label="Step">${esc(stepLabel(a.step))}${a.run ? ` <small class="text-muted">run ${esc(a.run)}</small>` : ""}</td><td data-label="Attempt">${esc(a.attempt)}</td>
+      <td data-label="Result">${a.ok ? `<span class="text-success">ok${a.status ? ` (HTTP ${esc(a.status)})` : ""}</span>` : `<span class="text-danger">${esc(a.error || "failed")}</span>`}${a.delayReason ? `<br><small class="text-muted">next try in ${esc((a.nextDelayMs / 1000).toFixed(1))}s: ${esc(a.delayReason)}</small>` : ""}</td>
+      <td data-label="Duration">${a.duration_ms != null ? `${esc(Math.round(a.duration_ms))} ms` : "–"}</td>
+      <td data-label="Response">${a.response ? `<pre class="response">${esc(a.response)}</pre>` : ""}</td></tr>`).join("")}</tbody></table>`;
+}
+
+function scheduleBlock(o) {
+  if (!o.schedule) return "";
+  const next = (o.nextRuns || []).map((t) => `<li>${localTime(t)}</li>`).join("") || `<li class="text-muted">${o.suspended ? "Suspended: no runs until resumed." : "No more runs."}</li>`;
+  const runs = (o.runs || []).slice().reverse().map((r) => `<tr><td>${esc(r.run)}</td><td>${localTime(r.scheduled)}</td><td>${localTime(r.finished)}</td>
+      <td>${badge(r.result)}${r.reason ? ` <small>${esc(r.reason)}</small>` : ""}${r.notified ? ` <small class="text-muted">notified: ${esc(r.notified)}</small>` : ""}</td></tr>`).join("");
+  return `<h2 class="h5 mt-3">Schedule</h2>
+    <p id="schedule-words">${esc(o.schedule.description)}${o.suspended ? ` <span class="badge text-bg-warning">suspended</span>` : ""}${o.skippedRuns ? ` <small class="text-muted">(${esc(o.skippedRuns)} run(s) skipped or missed)</small>` : ""}</p>
+    <div class="row g-3"><div class="col-12 col-md-4"><h3 class="h6">Next runs</h3><ol class="small" id="next-runs">${next}</ol></div>
+    <div class="col-12 col-md-8"><h3 class="h6">Runs</h3>${runs ? `<table class="table table-sm objects" id="runs"><thead><tr><th>Run</th><th>Due</th><th>Finished</th><th>Result</th></tr></thead><tbody>${runs}</tbody></table>` : `<p class="text-muted small">No run has ended yet.</p>`}</div></div>`;
 }
 
 function renderDetail(kind, id) {
@@ -441,7 +685,7 @@ function renderDetail(kind, id) {
         <small class="d-block text-truncate" title="${esc(s.url)}">${esc(host(s.url))}</small>
         <small>${esc(s.status)}${s.calls.length ? ` · ${s.calls.length} call${s.calls.length > 1 ? "s" : ""}` : ""}</small></li>`).join("")}</ol>` : "";
     detail.innerHTML = `
-      <div class="d-flex flex-wrap align-items-center gap-2 mb-2"><h1 class="h3 mb-0">${esc(label(o))}</h1> ${badge(o.state)}
+      <div class="d-flex flex-wrap align-items-center gap-2 mb-2"><h1 class="h3 mb-0 text-break">${esc(label(o))}</h1> ${badge(o.state)}
         <span class="ms-auto" id="detail-actions">${actionsFor(kind, o)}</span></div>
       <dl class="row mb-0">
         <dt class="col-sm-3">Id</dt><dd class="col-sm-9"><code>${esc(o.id)}</code></dd>
@@ -451,14 +695,17 @@ function renderDetail(kind, id) {
         <dt class="col-sm-3">Calls</dt><dd class="col-sm-9">${esc(o.calls)}</dd>
         <dt class="col-sm-3">Generation</dt><dd class="col-sm-9">${esc(o.generation)}</dd>
         ${o.reason ? `<dt class="col-sm-3">Reason</dt><dd class="col-sm-9">${esc(o.reason)}</dd>` : ""}
-      </dl>${steps}
+      </dl>${scheduleBlock(o)}${steps}
       <h2 class="h5 mt-3">Calls</h2>${attemptsTable(o.attempts || [])}`;
   };
   document.getElementById("detail").addEventListener("click", (e) => {
     if (e.target.closest("#detail-actions")) onRowAction(e, kind, load);
   });
-  load().catch(showError);
-  poll(load);
+  const firstLoad = load().catch((err) => {
+    failed("detail", err.status === 404 ? { title: "Not found", message: "That object does not exist, or it belongs to another user" } : err);
+    if (err.status === 404) stopPolling();
+  });
+  poll(() => firstLoad.then(load));
 }
 
 // ---------------------------------------------------------------- specs
@@ -469,7 +716,7 @@ function renderSpecs() {
     <div class="row g-3">
       <div class="col-12 col-lg-7">
         <label class="form-label" for="spec-text">Spec YAML</label>
-        <textarea class="form-control spec-editor" id="spec-text" spellcheck="false" aria-describedby="spec-errors-title"></textarea>
+        <textarea class="form-control spec-editor" id="spec-text" rows="18" spellcheck="false" aria-describedby="spec-errors-title"></textarea>
         <div class="mt-2"><label class="form-label" for="spec-file">Or upload a file</label>
           <input class="form-control" type="file" id="spec-file" accept=".yaml,.yml,.json,text/yaml,application/json"></div>
         <div class="mt-3 d-flex gap-2">
@@ -488,14 +735,17 @@ function renderSpecs() {
     const file = e.target.files[0];
     if (file) text.value = await file.text();
   });
+  const where = (d) => [d.document != null ? `Document ${Number(d.document) + 1}` : null, d.line != null ? `line ${d.line}` : null, d.column != null ? `column ${d.column}` : null].filter(Boolean).join(", ");
   const send = async (dryRun) => {
     clearAlert();
     try {
       const answer = await api.call("POST", `/specs${dryRun ? "?dryRun=true" : ""}`, text.value, "application/yaml");
       result.innerHTML = `<ul class="list-group">${answer.results.map((r) => `<li class="list-group-item list-group-item-success">${esc(r.kind)} <strong>${esc(r.name)}</strong>: ${esc(r.action)}${r.message ? ` (${esc(r.message)})` : ""}</li>`).join("")}</ul>`;
     } catch (err) {
-      if (err.status === 422) {
-        result.innerHTML = `<p class="text-danger">${esc(err.message)}</p><ul class="list-group spec-errors">${err.details.map((d) => `<li class="list-group-item list-group-item-danger" data-line="${esc(d.line ?? "")}">${d.line != null ? `<strong>Line ${esc(d.line)}</strong>${d.column != null ? `, column ${esc(d.column)}` : ""}: ` : ""}${d.field ? `<code>${esc(d.field)}</code>: ` : ""}${esc(d.message)}</li>`).join("")}</ul>`;
+      if (err.status === 422 || err.status === 409) {
+        const seen = new Set();
+        const items = err.details.filter((d) => { const key = `${d.document}|${d.line}|${d.field}|${d.message}`; if (seen.has(key)) return false; seen.add(key); return true; });
+        result.innerHTML = `<p class="text-danger">${err.status === 409 ? "Nothing was applied: some objects are managed by the specs folder." : "Nothing was applied: the specs are not valid."}</p><ul class="list-group spec-errors">${items.map((d) => `<li class="list-group-item list-group-item-danger" data-line="${esc(d.line ?? "")}">${where(d) ? `<strong>${esc(where(d))}</strong>: ` : ""}${d.field ? `<code>${esc(d.field)}</code>: ` : ""}${esc(d.message)}</li>`).join("")}</ul>`;
       } else { showError(err); }
     }
   };
