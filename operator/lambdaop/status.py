@@ -4,7 +4,9 @@ One entry per document: kind, name, state, generation, attempts, next due
 time, last call result, the step of a TaskSet, and validation errors with line
 and column. A file is written atomically (temporary file + rename), only when
 its content changes, and at most once a second (a busy object does not
-rewrite it more often). Called by watcher (after applying a file) and by the
+rewrite it more often). A report is rendered when it is written, not when an
+object changes: a file of 1,000 recurring Tasks costs one rendering a second,
+not one per call. Called by watcher (after applying a file) and by the
 reconciler's change hook (through watcher).
 """
 
@@ -148,7 +150,7 @@ class StatusWriter:
     def __init__(self, interval: float = 1.0, on_write: Callable[[Path], None] | None = None) -> None:
         self.interval = interval
         self.on_write = on_write
-        self._pending: dict[Path, str] = {}
+        self._pending: dict[Path, str | Callable[[], str | None]] = {}
         self._written: dict[Path, str] = {}
         self._last: dict[Path, float] = {}
         self._cond = threading.Condition()
@@ -158,10 +160,12 @@ class StatusWriter:
         self._thread = threading.Thread(target=self._run, name="status-writer", daemon=True)
         self._thread.start()
 
-    def put(self, path: Path, text: str) -> None:
+    def put(self, path: Path, text: str | Callable[[], str | None]) -> None:
+        """Write `text` soon; a callable is called (on the writer's thread) when the file is written."""
         with self._cond:
-            if self._pending.get(path) == text or (
-                path not in self._pending and self._written.get(path) == text
+            if isinstance(text, str) and (
+                self._pending.get(path) == text
+                or (path not in self._pending and self._written.get(path) == text)
             ):
                 return
             self._pending[path] = text
@@ -219,12 +223,21 @@ class StatusWriter:
                 for p in ready:
                     del self._pending[p]
             for path, text in ready.items():
-                self._write(path, text)
+                self._write(path, text if isinstance(text, str) else self._render(path, text))
             with self._cond:
                 self._cond.notify_all()
 
-    def _write(self, path: Path, text: str) -> None:
+    def _render(self, path: Path, render_now: Callable[[], str | None]) -> str | None:
         try:
+            return render_now()
+        except Exception:  # one report never stops the writer
+            log.exception("%s: cannot render the status report", path)
+            return None
+
+    def _write(self, path: Path, text: str | None) -> None:
+        try:
+            if text is None or self._written.get(path) == text:
+                return  # nothing to report, or nothing new
             if not path.parent.exists():
                 return  # the folder went away with its spec
             if self._written.get(path) is None and path.exists() and path.read_text() == text:

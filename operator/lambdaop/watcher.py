@@ -306,11 +306,17 @@ class FolderSync:
                 self._retry.add(path)  # a change refused while it ran can be applied now
 
     def _report(self, path: Path) -> None:
-        state = self.files.get(path)
-        if state is None:
-            return
-        entries = [state.entries[k] for k in state.order if k in state.entries]
-        self.writer.put(status_path(path), render(path.name, entries, state.errors))
+        """Refresh the file's report; it is rendered when the writer writes it, at most once a second."""
+        if path in self.files:
+            self.writer.put(status_path(path), lambda: self._render(path))
+
+    def _render(self, path: Path) -> str | None:
+        with self._lock:
+            state = self.files.get(path)
+            if state is None:
+                return None
+            entries = [state.entries[k] for k in state.order if k in state.entries]
+            return render(path.name, entries, state.errors)
 
     # ----- watching
 
