@@ -157,11 +157,17 @@ def shared(args: argparse.Namespace) -> None:
                     break
                 time.sleep(0.5)
             done = time.time()
+            stalled = counts.get("completed", 0) < args.tasks
             time.sleep(3)
             for p, proc in enumerate(procs):
                 if p != victim:
                     proc.send_signal(signal.SIGTERM)
-                    proc.wait(60)
+                    try:
+                        proc.wait(60)
+                    except subprocess.TimeoutExpired:
+                        stalled = True
+                        proc.kill()
+                        proc.wait(10)
             got = calls(base)
             real, counted = recount(store)
             store.close()
@@ -177,6 +183,11 @@ def shared(args: argparse.Namespace) -> None:
                 f"lost {lost}, repeated {twice + more} (more than twice {more}, another key {other_key}); "
                 f"survivors' slowest commit {slowest:.2f}s; all final {done - killed:.1f}s after the kill; "
                 f"counters {'equal the recount' if real == counted else f'DIFFER: {counted} vs {real}'}"
+                + (
+                    f"; STALLED: {counts.get('completed', 0)} completed after 180 s, or a survivor did not stop"
+                    if stalled
+                    else ""
+                )
             )
 
 

@@ -38,6 +38,10 @@ Rules every writer follows (several processes may share one database):
    document, perhaps one of a process that died) is answered at once and
    retried later, so a dead process never stalls the living.
 4. Filters put `_id` first; no `find_one_and_update`; no counts over collections.
+5. A write of several documents to a collection that transactions write runs in a
+   transaction of its own. Outside one, the embedded server retries a conflicting
+   multi-document write without end while holding the collection, and the
+   transaction it waits for can then never finish: the whole store stops.
 """
 
 from __future__ import annotations
@@ -363,7 +367,9 @@ class Store:
                 self.attempts.find({"o": oid}, {"_id": 1}).sort("_id", DESCENDING).skip(keep).limit(5000)
             )
             if old:
-                removed += self.attempts.delete_many({"_id": {"$in": [d["_id"] for d in old]}}).deleted_count
+                with self._txn() as s:
+                    ids = [d["_id"] for d in old]
+                    removed += self.attempts.delete_many({"_id": {"$in": ids}}, session=s).deleted_count
         return removed
 
     # ----- the loop's reads
@@ -428,18 +434,32 @@ class Store:
             self.leases.delete_many({"_id": {"$in": ids}, "owner": owner}, session=s)
 
     def renew(self, owner: str, ids: list[str], until: dt.datetime) -> set[str]:
-        """Extend this owner's leases; answers the objects whose lease is gone (taken over)."""
+        """Extend this owner's leases; answers the objects whose lease is gone (taken over).
+
+        A part that meets a conflict (a transaction is writing one of its leases) is
+        halved and tried again; a single lease still in conflict waits for the next
+        renewal.
+        """
         lost: set[str] = set()
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            result = self.leases.update_many(
-                {"_id": {"$in": chunk}, "owner": owner}, {"$set": {"until": until}}
-            )
-            if result.matched_count != len(chunk):
+        todo = [ids[i : i + 500] for i in range(0, len(ids), 500)]
+        while todo:
+            part = todo.pop()
+            try:
+                with self._txn() as s:
+                    result = self.leases.update_many(
+                        {"_id": {"$in": part}, "owner": owner}, {"$set": {"until": until}}, session=s
+                    )
+            except PyMongoError as exc:
+                if not _is_conflict(exc):
+                    raise
+                if len(part) > 1:
+                    todo += [part[: len(part) // 2], part[len(part) // 2 :]]
+                continue
+            if result.matched_count != len(part):
                 mine = {
-                    d["_id"] for d in self.leases.find({"_id": {"$in": chunk}, "owner": owner}, {"_id": 1})
+                    d["_id"] for d in self.leases.find({"_id": {"$in": part}, "owner": owner}, {"_id": 1})
                 }
-                lost.update(set(chunk) - mine)
+                lost.update(set(part) - mine)
         return lost
 
     def expired_leases(self, now: dt.datetime, limit: int = 5000) -> list[dict[str, Any]]:
@@ -462,7 +482,8 @@ class Store:
         """At the start of the only process on an embedded store: every other lease is stale."""
         ids = [d["_id"] for d in self.leases.find({"owner": {"$ne": owner}}, {"_id": 1})]
         if ids:
-            self.leases.delete_many({"_id": {"$in": ids}, "owner": {"$ne": owner}})
+            with self._txn() as s:
+                self.leases.delete_many({"_id": {"$in": ids}, "owner": {"$ne": owner}}, session=s)
         return ids
 
     # ----- the one transition path

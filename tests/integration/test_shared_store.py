@@ -7,12 +7,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from helpers import final, wait_until, with_history
 from lambdaop.demo import DemoLambda
 from lambdaop.spec import load_one
+from lambdaop.store import Store
 
 
 def test_two_processes_never_fire_the_same_task_twice(make_runtime, demo: DemoLambda) -> None:
@@ -119,3 +121,30 @@ def test_a_process_killed_mid_run_leaves_no_task_lost_and_exact_counts(
     assert {k: v for k, v in b.store.counts("admin", "Task").items() if v} == real, (
         "the counters match a recount"
     )
+
+
+def test_lease_renewal_does_not_wait_for_a_transaction_writing_one_of_the_leases(store: Store) -> None:
+    """Outside a transaction, the embedded server retries a conflicting many-document write
+    without end while holding the collection, and the whole store stops; renewal runs in
+    transactions of its own and leaves the one lease in conflict for the next renewal."""
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    ids = [f"o{i}" for i in range(10)]
+    assert store.claim("me", now + dt.timedelta(seconds=5), ids) == set(ids)
+    until = now + dt.timedelta(seconds=60)
+    answer: list[set[str]] = []
+    other = store.client.start_session()
+    try:
+        with other.start_transaction():
+            store.leases.update_one({"_id": "o3", "owner": "me"}, {"$set": {"until": now}}, session=other)
+            renewal = threading.Thread(
+                target=lambda: answer.append(store.renew("me", ids, until)), daemon=True
+            )
+            renewal.start()
+            renewal.join(30)
+            assert not renewal.is_alive(), "the renewal waited for the open transaction"
+            other.abort_transaction()
+    finally:
+        other.end_session()
+    assert answer == [set()], "a lease in conflict is not reported lost"
+    renewed = {d["_id"] for d in store.leases.find({"_id": {"$in": ids}, "until": until})}
+    assert renewed == set(ids) - {"o3"}
