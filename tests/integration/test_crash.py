@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import signal
 import time
 from pathlib import Path
+
+import requests
 
 from helpers import serve, stored_objects, wait_until
 from lambdaop.demo import DemoLambda
@@ -72,3 +75,48 @@ def test_kill_9_loses_nothing_and_reruns_the_interrupted_call(tmp_path: Path, de
     (mid,) = docs_by_name["mid"]["attempts"]  # the interrupted call never reported: one recorded call
     assert mid["ok"] and mid["key"] == mid_call.idempotency_key
     assert "restarted while its call was due or in flight" in mid["recovered"]
+
+
+def test_kill_9_after_the_claim_before_the_call_runs_each_task_once_at_its_time(
+    tmp_path: Path, demo: DemoLambda
+) -> None:
+    """Work claimed ahead (held in memory, due later) is neither lost nor fired early by a restart."""
+    state, specs, log = tmp_path / "state", tmp_path / "specs", tmp_path / "serve.log"
+    specs.mkdir()
+    due = time.time() + 15
+    (specs / "ahead.yaml").write_text(
+        "---\n".join(
+            f"kind: Task\nmetadata: {{name: t{i}}}\nspec:\n  invoke: '{demo.url}/ok?t{i}'\n  at: {iso(due)}\n"
+            for i in range(50)
+        )
+    )
+    flags = ("--port", "0", "--metrics-public", "--claim-window", "60s")
+    first = serve(state, specs, log, *flags)
+    try:
+        port = wait_until(
+            lambda: re.search(r"API listening on http://127\.0\.0\.1:(\d+)", log.read_text()), 60
+        )
+        metrics = f"http://127.0.0.1:{port.group(1)}/metrics"
+
+        def held() -> bool:
+            text = requests.get(metrics, timeout=5).text
+            return "lambdaop_leases_held 50.0" in text
+
+        wait_until(held, timeout=30, what="the 50 Tasks to be claimed ahead")
+        assert time.time() < due - 2, "claimed well before the due time"
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert not demo.calls("/ok"), "nothing was due before the kill"
+    second = serve(state, specs, log, *flags)
+    try:
+        calls = demo.wait_for(50, "/ok", timeout=60)
+        assert min(c.at for c in calls) >= due, "claimed work does not run before its time"
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(60)
+    assert second.returncode == 0, log.read_text()[-3000:]
+    assert sorted(c.query for c in demo.calls("/ok")) == sorted(f"t{i}" for i in range(50))
+    assert {d["state"] for d in stored_objects(state)} == {"completed"}
