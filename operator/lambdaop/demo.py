@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -142,6 +143,11 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 256
     lambda_: DemoLambda
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # the caller went away (it was stopped or killed): nothing to report
+        super().handle_error(request, client_address)
 
 
 class DemoLambda:

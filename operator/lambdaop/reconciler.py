@@ -979,20 +979,16 @@ class Reconciler:
 
         def job() -> tuple[list[dict[str, Any]], dict[str, str]]:
             freed: dict[str, str] = {}
-            ended: set[str] = set()
+            by_holder: dict[Any, list[str]] = {}
             for lease in self.store.expired_leases(now):
-                holder = str(lease.get("owner"))
-                if holder == owner:
-                    if lease["_id"] not in live:  # left behind by a write that failed
-                        self.store.drop_lease(lease, now)
+                by_holder.setdefault(lease.get("owner"), []).append(lease["_id"])
+            for holder, ids in by_holder.items():
+                if holder == owner:  # left behind by a write that failed
+                    self.store.drop_leases(holder, [i for i in ids if i not in live], now)
                     continue
-                if holder not in ended:  # it may have died inside a transaction: end it, or wait a minute
-                    ended.add(holder)
-                    self.store.end_sessions_of(holder, now)
-                if self.store.drop_lease(lease, now):
-                    freed[lease["_id"]] = (
-                        f"the lease of {lease.get('owner')} expired while its call was due or in flight"
-                    )
+                self.store.end_sessions_of(str(holder), now)  # it may have died inside a transaction
+                why = f"the lease of {holder} expired while its call was due or in flight"
+                freed.update(dict.fromkeys(self.store.drop_leases(holder, ids, now), why))
             overdue = [d for d in self.store.due_between(None, now - grace, 1000) if d["_id"] not in known]
             held = self.store.holders([d["_id"] for d in overdue[:200]])
             light = [d for d in overdue[:200] if d["_id"] not in held]

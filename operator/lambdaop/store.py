@@ -465,18 +465,31 @@ class Store:
     def expired_leases(self, now: dt.datetime, limit: int = 5000) -> list[dict[str, Any]]:
         return list(self.leases.find({"until": {"$lt": now}}).limit(limit))
 
-    def drop_lease(self, lease: dict[str, Any], now: dt.datetime) -> bool:
-        """Remove an expired lease (its object is free to claim); False if it changed or is busy."""
-        try:
-            with self._txn() as s:
-                result = self.leases.delete_one(
-                    {"_id": lease["_id"], "owner": lease.get("owner"), "until": {"$lt": now}}, session=s
-                )
-            return result.deleted_count == 1
-        except PyMongoError as exc:
-            if _is_conflict(exc):
-                return False
-            raise
+    def drop_leases(self, holder: Any, ids: list[str], now: dt.datetime) -> set[str]:
+        """Remove these expired leases of `holder` (their objects are free to claim).
+
+        Answers the ids removed: a lease that was renewed or taken meanwhile stays, and
+        a part that meets a conflict is halved; a single lease in conflict waits for the
+        next sweep.
+        """
+        dropped: set[str] = set()
+        todo = [ids[i : i + 500] for i in range(0, len(ids), 500)]
+        while todo:
+            part = todo.pop()
+            query = {"_id": {"$in": part}, "owner": holder, "until": {"$lt": now}}
+            try:
+                with self._txn() as s:
+                    found = [d["_id"] for d in self.leases.find(query, {"_id": 1}, session=s)]
+                    if found:
+                        self.leases.delete_many({**query, "_id": {"$in": found}}, session=s)
+            except PyMongoError as exc:
+                if not _is_conflict(exc):
+                    raise
+                if len(part) > 1:
+                    todo += [part[: len(part) // 2], part[len(part) // 2 :]]
+                continue
+            dropped.update(found)
+        return dropped
 
     def drop_leases_of_others(self, owner: str) -> list[str]:
         """At the start of the only process on an embedded store: every other lease is stale."""
