@@ -282,6 +282,7 @@ class Reconciler:
         self._covered: dt.datetime | None = None
         self._refilling = False
         self._refill_again = False
+        self._reread = False  # the next refill reads from the start (freed objects are overdue)
         self._sweeping = False
         self._started = False
         self.chores = Chores(clock.now())
@@ -467,6 +468,8 @@ class Reconciler:
             return
         self._refilling = True
         after, until, limit = self._covered, now + self.settings.horizon, self.settings.refill_limit
+        if self._reread:
+            after, self._reread = None, False
 
         def job() -> tuple[list[dict[str, Any]], dt.datetime, bool]:
             docs = self.store.due_between(after, until, limit)
@@ -483,7 +486,7 @@ class Reconciler:
             return
         docs, covered, more = value
         self._covered = covered
-        self._refill_again = more
+        self._refill_again = more or self._reread  # a reread asked for while this one was out
         for d in docs:
             self._upcoming_add(d["_id"], d["due"], d.get("fence", 0), now)
 
@@ -1007,8 +1010,7 @@ class Reconciler:
             self.stats.recovered += 1
         if freed:
             log.warning("%d object(s) of a stopped process are due again", len(freed))
-            self._refill_again = True
-            self._covered = None  # read the freed objects (their due time has passed) with the rest
+            self._refill_again = self._reread = True  # read the freed objects (overdue) with the rest
         for d in light:
             self._upcoming_add(d["_id"], d["due"], d.get("fence", 0), now)
 

@@ -282,3 +282,24 @@ def test_chores_follow_the_loop_clock(rig: Any) -> None:
     assert r.store.asked["due_between"] == reads, "no refill before its period on the loop's clock"
     r.run(5.0)
     assert r.store.asked["due_between"] == reads + 1
+
+
+def test_everything_a_dead_holder_leaves_is_claimed_at_once_after_its_lease(rig: Any) -> None:
+    """The freed objects are overdue: the next refill reads them all, even one already out
+    when they were freed, rather than the sweep bringing 200 at a time."""
+    dead = rig("p1", lease=dt.timedelta(seconds=6))
+    ids = {dead.task(f"t{i}", at=dead.at(10).isoformat()) for i in range(250)}
+    for second in (0, 9, 10):
+        dead.run(second)
+    assert len(dead.calls.jobs) == 250  # p1 dies with every call out
+    alive = rig("p2", lease=dt.timedelta(seconds=6))  # sweeps every 3 s, refills every 1 s
+    fired: dict[float, int] = {}
+    second = 10.0
+    while len(alive.calls.jobs) < 250 and second < 40:
+        before = len(alive.calls.jobs)
+        alive.run(second)
+        if len(alive.calls.jobs) > before:
+            fired[second] = len(alive.calls.jobs) - before
+        second = round(second + 0.7, 1)  # passes fall at every phase of the two chores
+    assert {j.object_id for j in alive.calls.jobs} == ids
+    assert max(fired) - min(fired) < 2, f"recovered in one go, not a sweep at a time: {fired}"
