@@ -982,6 +982,9 @@ class Reconciler:
 
         def job() -> tuple[list[dict[str, Any]], dict[str, str]]:
             freed: dict[str, str] = {}
+            for process in self.store.lapsed(now):  # one that died inside a transaction stalls the store
+                if process != owner:
+                    self.store.end_sessions_of(process, now)
             by_holder: dict[Any, list[str]] = {}
             for lease in self.store.expired_leases(now):
                 by_holder.setdefault(lease.get("owner"), []).append(lease["_id"])

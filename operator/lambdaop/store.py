@@ -626,6 +626,11 @@ class Store:
     def heartbeat(self, slot: str, until: dt.datetime, info: dict[str, Any]) -> None:
         self.processes.update_one({"_id": slot}, {"$set": {"until": until, **info}}, upsert=True)
 
+    def lapsed(self, now: dt.datetime) -> list[str]:
+        """Processes whose heartbeat stopped while they had transaction sessions."""
+        query = {"until": {"$lt": now}, "sessions.0": {"$exists": True}}
+        return [str(d["_id"]) for d in self.processes.find(query, {"_id": 1})]
+
     def end_sessions_of(self, process: str, now: dt.datetime) -> bool:
         """Abort the open transactions of a process whose heartbeat stopped (it died inside one,
         holding what that transaction wrote); answers whether it did. Without this the store

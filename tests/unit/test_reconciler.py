@@ -303,3 +303,20 @@ def test_everything_a_dead_holder_leaves_is_claimed_at_once_after_its_lease(rig:
         second = round(second + 0.7, 1)  # passes fall at every phase of the two chores
     assert {j.object_id for j in alive.calls.jobs} == ids
     assert max(fired) - min(fired) < 2, f"recovered in one go, not a sweep at a time: {fired}"
+
+
+def test_a_stopped_process_s_open_transaction_is_ended_though_it_held_no_lease(rig: Any) -> None:
+    """A process that died inside a transaction pins what it wrote (and, on the embedded
+    server, slows every other writer) until its transaction is ended."""
+    alive = rig("p2", lease=dt.timedelta(seconds=6))
+    dead = rig("p1")
+    dead.store.identify("p1")
+    dead.store.heartbeat("p1", alive.at(2), {"owner": "p1"})
+    session = dead.store._session()
+    session.start_transaction()
+    dead.store.counters.update_one({"_id": "pinned"}, {"$set": {"n": 1}}, upsert=True, session=session)
+    for second in range(0, 10):
+        alive.run(second)
+    with alive.store.client.start_session() as mine, mine.start_transaction():
+        alive.store.counters.update_one({"_id": "pinned"}, {"$set": {"n": 2}}, upsert=True, session=mine)
+    assert alive.store.counters.find_one({"_id": "pinned"}) == {"_id": "pinned", "n": 2}
