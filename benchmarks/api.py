@@ -27,6 +27,7 @@ import requests
 from lambdaop.cli import main as cli
 from lambdaop.config import Config
 from lambdaop.embedded import EmbeddedServer
+from lambdaop.outbound import Policy
 from lambdaop.runtime import Runtime
 from lambdaop.store import start_embedded
 
@@ -112,7 +113,10 @@ def main() -> None:
     start_embedded(server)
     uri = server.uri + "&retryWrites=false"
     try:
-        runtime = Runtime(Config(state_dir=tmp / "state", specs_dir=None, mongodb_uri=uri, port=0))
+        loopback = Policy.parse("127.0.0.1")  # the Tasks call a local address
+        runtime = Runtime(
+            Config(state_dir=tmp / "state", specs_dir=None, mongodb_uri=uri, port=0, allow_hosts=loopback)
+        )
         runtime.start()
         try:
             url = runtime.url
@@ -154,7 +158,13 @@ def main() -> None:
         spec_file(folder / "big.yaml", args.documents, "folder")
         t0 = time.perf_counter()
         runtime = Runtime(
-            Config(state_dir=tmp / "state2", specs_dir=folder, mongodb_uri=uri, serve_api=False)
+            Config(
+                state_dir=tmp / "state2",
+                specs_dir=folder,
+                mongodb_uri=uri,
+                serve_api=False,
+                allow_hosts=loopback,
+            )
         )
         runtime.start()
         print(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lambdaop.config import Config
 from lambdaop.embedded import EmbeddedServer
+from lambdaop.outbound import Policy
 from lambdaop.runtime import Runtime
 from lambdaop.store import start_embedded
 
@@ -35,6 +36,7 @@ def main() -> None:
             specs_dir=specs,
             mongodb_uri=server.uri + "&retryWrites=false",
             serve_api=False,
+            allow_hosts=Policy.parse("127.0.0.1"),  # the Tasks call a local address
         )
         runtime = Runtime(config)
         runtime.start()
