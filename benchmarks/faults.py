@@ -132,7 +132,7 @@ def shared(args: argparse.Namespace) -> None:
     lease = args.lease
     with endpoint() as base, embedded_store() as (server, tmp):
         uri = server.uri + "&retryWrites=false"
-        for run in range(args.runs):
+        for run in range(args.first_run, args.runs):
             database = f"run{run}"
             env = {"LAMBDAOP_MONGODB_URI": uri, "LAMBDAOP_DATABASE": database}
             requests.delete(base + "/_calls", timeout=10)
@@ -201,6 +201,7 @@ def main() -> None:
     )
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--first-run", type=int, default=0, help="start at this run (to repeat one)")
     parser.add_argument("--lease", default="5s")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
