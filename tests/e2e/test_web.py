@@ -54,6 +54,13 @@ def go(page: Page, view: str) -> None:
     )
 
 
+def open_form(page: Page, kind: str) -> None:
+    """Open the create form and wait until it has finished opening: a click while it grows
+    lands wherever its button is about to be."""
+    page.get_by_role("button", name=f"New {kind}").click()
+    expect(page.locator("#create.collapse.show")).to_be_visible(timeout=WAIT)
+
+
 def local_input(seconds: float) -> str:
     """A datetime-local value `seconds` from now, as the page's clock on the wall shows it."""
     at = dt.datetime.now(zoneinfo.ZoneInfo(ZONE)) + dt.timedelta(seconds=seconds)
@@ -64,7 +71,7 @@ def schedule(page: Page, url: str, seconds: float, name: str) -> None:
     if page.locator("#task-form").count() == 0:
         go(page, "tasks")
     if not page.locator("#task-form").is_visible():
-        page.get_by_role("button", name="New Task").click()
+        open_form(page, "Task")
     page.get_by_label("URL").fill(url)
     page.get_by_label("Date and time").fill(local_input(seconds))
     page.get_by_label("Name (optional)").fill(name)
@@ -126,7 +133,7 @@ def test_taskset_steps_and_the_retried_check(
     page = open_page(browser, app)
     sign_in(page, "admin", "admin-password")
     page.get_by_role("link", name="TaskSets", exact=True).click()
-    page.get_by_role("button", name="New TaskSet").click()
+    open_form(page, "TaskSet")
     page.get_by_label("Task URLs, in order (one per line)").fill(
         "\n".join(f"{demo.url}/ok?t{i}" for i in range(1, 4))
     )
@@ -284,7 +291,7 @@ def test_a_recurring_task_from_the_form_runs_and_can_be_suspended(
     page = open_page(browser, app)
     sign_in(page, "admin", "admin-password")
     go(page, "tasks")
-    page.get_by_role("button", name="New Task").click()
+    open_form(page, "Task")
     page.get_by_label("URL").fill(demo.url + "/ok?beat")
     page.get_by_label("At a fixed rate").check()
     page.get_by_label("Every").fill("1s")
