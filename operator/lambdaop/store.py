@@ -52,9 +52,9 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pymongo
 from bson import ObjectId
@@ -66,6 +66,7 @@ from .embedded import EmbeddedServer
 from .errors import Conflict, StoreUnavailable
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 ATTEMPTS_KEPT = 200
 STATES = ("scheduled", "running", "completed", "failed", "cancelled")
@@ -433,29 +434,42 @@ class Store:
         with self._txn() as s:
             self.leases.delete_many({"_id": {"$in": ids}, "owner": owner}, session=s)
 
-    def renew(self, owner: str, ids: list[str], until: dt.datetime) -> set[str]:
-        """Extend this owner's leases; answers the objects whose lease is gone (taken over).
+    def _in_parts(
+        self, ids: list[str], write: Callable[[list[str], ClientSession | None], _T]
+    ) -> Iterator[tuple[list[str], _T]]:
+        """Run `write` on parts of at most 500 ids, each in a transaction of its own.
 
-        A part that meets a conflict (a transaction is writing one of its leases) is
-        halved and tried again; a single lease still in conflict waits for the next
-        renewal.
+        A part that meets a conflict (a transaction is writing one of its documents)
+        is halved and tried again; a single id still in conflict is left out, for the
+        next pass of whatever called.
         """
-        lost: set[str] = set()
         todo = [ids[i : i + 500] for i in range(0, len(ids), 500)]
         while todo:
             part = todo.pop()
             try:
                 with self._txn() as s:
-                    result = self.leases.update_many(
-                        {"_id": {"$in": part}, "owner": owner}, {"$set": {"until": until}}, session=s
-                    )
+                    value = write(part, s)
             except PyMongoError as exc:
                 if not _is_conflict(exc):
                     raise
                 if len(part) > 1:
                     todo += [part[: len(part) // 2], part[len(part) // 2 :]]
                 continue
-            if result.matched_count != len(part):
+            yield part, value
+
+    def renew(self, owner: str, ids: list[str], until: dt.datetime) -> set[str]:
+        """Extend this owner's leases; answers the objects whose lease is gone (taken over).
+
+        A lease in conflict is not reported lost: the next renewal tries it again.
+        """
+
+        def extend(part: list[str], s: ClientSession | None) -> int:
+            query = {"_id": {"$in": part}, "owner": owner}
+            return self.leases.update_many(query, {"$set": {"until": until}}, session=s).matched_count
+
+        lost: set[str] = set()
+        for part, matched in self._in_parts(ids, extend):
+            if matched != len(part):
                 mine = {
                     d["_id"] for d in self.leases.find({"_id": {"$in": part}, "owner": owner}, {"_id": 1})
                 }
@@ -469,27 +483,17 @@ class Store:
         """Remove these expired leases of `holder` (their objects are free to claim).
 
         Answers the ids removed: a lease that was renewed or taken meanwhile stays, and
-        a part that meets a conflict is halved; a single lease in conflict waits for the
-        next sweep.
+        one in conflict waits for the next sweep.
         """
-        dropped: set[str] = set()
-        todo = [ids[i : i + 500] for i in range(0, len(ids), 500)]
-        while todo:
-            part = todo.pop()
+
+        def drop(part: list[str], s: ClientSession | None) -> list[str]:
             query = {"_id": {"$in": part}, "owner": holder, "until": {"$lt": now}}
-            try:
-                with self._txn() as s:
-                    found = [d["_id"] for d in self.leases.find(query, {"_id": 1}, session=s)]
-                    if found:
-                        self.leases.delete_many({**query, "_id": {"$in": found}}, session=s)
-            except PyMongoError as exc:
-                if not _is_conflict(exc):
-                    raise
-                if len(part) > 1:
-                    todo += [part[: len(part) // 2], part[len(part) // 2 :]]
-                continue
-            dropped.update(found)
-        return dropped
+            found = [d["_id"] for d in self.leases.find(query, {"_id": 1}, session=s)]
+            if found:
+                self.leases.delete_many({**query, "_id": {"$in": found}}, session=s)
+            return found
+
+        return {i for _, found in self._in_parts(ids, drop) for i in found}
 
     def drop_leases_of_others(self, owner: str) -> list[str]:
         """At the start of the only process on an embedded store: every other lease is stale."""
