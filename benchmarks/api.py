@@ -24,12 +24,12 @@ from pathlib import Path
 
 import requests
 
-from lambdaop.cli import main as cli
-from lambdaop.config import Config
-from lambdaop.embedded import EmbeddedServer
-from lambdaop.outbound import Policy
-from lambdaop.runtime import Runtime
-from lambdaop.store import start_embedded
+from lambdaop.cli.main import main as cli
+from lambdaop.loop.outbound import Policy
+from lambdaop.runtime.config import Config
+from lambdaop.runtime.runtime import Runtime
+from lambdaop.store.embedded import EmbeddedServer
+from lambdaop.store.mongo import start_embedded
 
 
 def pct(values: list[float], p: float) -> float:

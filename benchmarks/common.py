@@ -20,14 +20,14 @@ from pathlib import Path
 
 import requests
 
-from lambdaop.config import Config
-from lambdaop.embedded import EmbeddedServer
-from lambdaop.errors import Problem
-from lambdaop.outbound import Policy
-from lambdaop.runtime import Runtime
-from lambdaop.service import Placed
+from lambdaop.app.service import Placed
+from lambdaop.core.errors import Problem
+from lambdaop.loop.outbound import Policy
+from lambdaop.runtime.config import Config
+from lambdaop.runtime.runtime import Runtime
 from lambdaop.spec import Document, Task
-from lambdaop.store import start_embedded
+from lambdaop.store.embedded import EmbeddedServer
+from lambdaop.store.mongo import start_embedded
 
 
 def free_port() -> int:
@@ -41,7 +41,7 @@ def endpoint() -> Iterator[str]:
     """The demo Lambda in its own process on 127.0.0.1 (so its CPU is not the engine's)."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lambdaop.demo", "--port", str(port)], stdout=subprocess.DEVNULL
+        [sys.executable, "-m", "lambdaop.tools.demo", "--port", str(port)], stdout=subprocess.DEVNULL
     )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -37,8 +37,8 @@ from typing import Any
 import requests
 
 from common import calls, embedded_store, endpoint
-from lambdaop.embedded import EmbeddedServer
-from lambdaop.store import Store, start_embedded
+from lambdaop.store.embedded import EmbeddedServer
+from lambdaop.store.mongo import Store, start_embedded
 
 
 def specs_text(base: str, n: int, start: dt.datetime, span: float) -> str:
@@ -54,7 +54,7 @@ def specs_text(base: str, n: int, start: dt.datetime, span: float) -> str:
 def serve(
     state: Path, specs: Path, log: Path, env: dict[str, str] | None = None, *extra: str
 ) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "lambdaop.cli", "serve", "--state-dir", str(state), "--specs", str(specs),
+    cmd = [sys.executable, "-m", "lambdaop.cli.main", "serve", "--state-dir", str(state), "--specs", str(specs),
            "--allow-hosts", "127.0.0.1", "--port", "0", *extra]  # fmt: skip
     return subprocess.Popen(
         cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}

@@ -14,11 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from lambdaop.config import Config
-from lambdaop.embedded import EmbeddedServer
-from lambdaop.outbound import Policy
-from lambdaop.runtime import Runtime
-from lambdaop.store import start_embedded
+from lambdaop.loop.outbound import Policy
+from lambdaop.runtime.config import Config
+from lambdaop.runtime.runtime import Runtime
+from lambdaop.store.embedded import EmbeddedServer
+from lambdaop.store.mongo import start_embedded
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ from common import calls, endpoint, pct
 
 
 def serve(state: Path, specs: Path, log: Path) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "lambdaop.cli", "serve", "--state-dir", str(state), "--specs", str(specs),
+    cmd = [sys.executable, "-m", "lambdaop.cli.main", "serve", "--state-dir", str(state), "--specs", str(specs),
            "--allow-hosts", "127.0.0.1", "--port", "0"]  # fmt: skip
     return subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT)
 

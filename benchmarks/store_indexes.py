@@ -29,8 +29,8 @@ from typing import Any
 import pymongo
 from pymongo import UpdateOne
 
-from lambdaop.embedded import EmbeddedServer
-from lambdaop.store import start_embedded
+from lambdaop.store.embedded import EmbeddedServer
+from lambdaop.store.mongo import start_embedded
 
 N, CALLS = 20000, 2000
 NOW = dt.datetime.now(dt.UTC)

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from lambdaop.config import Config
-from lambdaop.demo import DemoLambda
-from lambdaop.embedded import EmbeddedServer
-from lambdaop.outbound import Policy
-from lambdaop.runtime import Runtime
-from lambdaop.store import Store, start_embedded
+from lambdaop.loop.outbound import Policy
+from lambdaop.runtime.config import Config
+from lambdaop.runtime.runtime import Runtime
+from lambdaop.store.embedded import EmbeddedServer
+from lambdaop.store.mongo import Store, start_embedded
+from lambdaop.tools.demo import DemoLambda
 
 _db_names = itertools.count()
 LOOPBACK = Policy.parse("127.0.0.1")  # tests call only the local endpoints they start

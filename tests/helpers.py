@@ -65,8 +65,8 @@ def serve(state: Path, specs: Path, log: Path, *extra: str) -> subprocess.Popen[
 
 def stored_objects(state: Path) -> list[dict[str, Any]]:
     """Every object in a stopped service's embedded store."""
-    from lambdaop.embedded import EmbeddedServer
-    from lambdaop.store import Store, start_embedded
+    from lambdaop.store.embedded import EmbeddedServer
+    from lambdaop.store.mongo import Store, start_embedded
 
     server = EmbeddedServer(state)
     start_embedded(server)

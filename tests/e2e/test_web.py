@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from lambdaop.demo import DemoLambda
-from lambdaop.runtime import Runtime
+from lambdaop.runtime.runtime import Runtime
+from lambdaop.tools.demo import DemoLambda
 
 WAIT = 20_000  # ms: generous bounds on events, never fixed sleeps
 ZONE = "Europe/Berlin"  # the browser's zone; its offset changes with summer time, so it is looked up

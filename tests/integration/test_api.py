@@ -15,12 +15,12 @@ import requests
 from falcon import inspect
 
 from helpers import wait_until
-from lambdaop.cli import main
-from lambdaop.config import Config
-from lambdaop.demo import DemoLambda
-from lambdaop.errors import StateDirLocked
-from lambdaop.openapi import openapi_document
-from lambdaop.runtime import Runtime
+from lambdaop.api.openapi import openapi_document
+from lambdaop.cli.main import main
+from lambdaop.core.errors import StateDirLocked
+from lambdaop.runtime.config import Config
+from lambdaop.runtime.runtime import Runtime
+from lambdaop.tools.demo import DemoLambda
 
 
 class Api:
@@ -442,8 +442,8 @@ def test_user_commands_with_and_without_a_running_service(
 def test_a_busy_port_is_a_clear_error_and_releases_everything(make_runtime, tmp_path: Path) -> None:
     import socket
 
-    from lambdaop.embedded import StateDir
-    from lambdaop.errors import StartupFailed
+    from lambdaop.core.errors import StartupFailed
+    from lambdaop.store.embedded import StateDir
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

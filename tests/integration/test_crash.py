@@ -12,7 +12,7 @@ from pathlib import Path
 import requests
 
 from helpers import serve, stored_objects, wait_until
-from lambdaop.demo import DemoLambda
+from lambdaop.tools.demo import DemoLambda
 
 
 def iso(t: float) -> str:

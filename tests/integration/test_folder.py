@@ -10,8 +10,8 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from helpers import wait_until, with_history
-from lambdaop.demo import DemoLambda
-from lambdaop.runtime import Runtime
+from lambdaop.runtime.runtime import Runtime
+from lambdaop.tools.demo import DemoLambda
 
 
 def task(name: str, url: str, **spec: str) -> str:

@@ -14,7 +14,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lambdaop import seed
+from lambdaop.api import seed
 
 ROUTES = [
     ("POST", "/scheduler/schedule"),

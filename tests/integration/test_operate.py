@@ -17,9 +17,9 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import wait_until
-from lambdaop.cli import main
-from lambdaop.demo import DemoLambda
+from lambdaop.cli.main import main
 from lambdaop.spec import load_one
+from lambdaop.tools.demo import DemoLambda
 
 
 def test_metrics_after_some_calls(make_runtime, demo: DemoLambda) -> None:

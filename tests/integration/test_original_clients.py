@@ -13,8 +13,8 @@ import pytest
 import requests
 
 from helpers import wait_until
-from lambdaop.demo import DemoLambda
-from lambdaop.runtime import Runtime
+from lambdaop.runtime.runtime import Runtime
+from lambdaop.tools.demo import DemoLambda
 
 
 class Client:

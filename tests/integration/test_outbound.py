@@ -21,12 +21,12 @@ from typing import Any
 import requests
 
 from helpers import final
-from lambdaop.cli import main
-from lambdaop.clock import SystemClock
-from lambdaop.demo import DemoLambda
-from lambdaop.invoker import CallResult, Invoker, Job
-from lambdaop.outbound import SECURE, Policy
+from lambdaop.cli.main import main
+from lambdaop.core.clock import SystemClock
+from lambdaop.loop.invoker import CallResult, Invoker, Job
+from lambdaop.loop.outbound import SECURE, Policy
 from lambdaop.spec import Invoke, load_one
+from lambdaop.tools.demo import DemoLambda
 
 LOOPBACK = Policy.parse("127.0.0.1")
 
@@ -81,9 +81,9 @@ def test_a_dripping_endpoint_ends_at_the_timeout_as_a_failed_attempt(demo: DemoL
 def test_four_100_mb_answers_at_once_stay_under_150_mb(demo: DemoLambda) -> None:
     script = f"""
 import re, threading
-from lambdaop.clock import SystemClock
-from lambdaop.invoker import Invoker, Job
-from lambdaop.outbound import Policy
+from lambdaop.core.clock import SystemClock
+from lambdaop.loop.invoker import Invoker, Job
+from lambdaop.loop.outbound import Policy
 from lambdaop.spec import Invoke
 results = []
 inv = Invoker(results.append, SystemClock(), {{}}, policy=Policy.parse("127.0.0.1"))

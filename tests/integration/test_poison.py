@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from helpers import wait_until
-from lambdaop.demo import DemoLambda
+from lambdaop.tools.demo import DemoLambda
 
 NEST_BOMB = "a: " + "[" * 30000 + "]" * 30000
 
@@ -127,7 +127,7 @@ def test_validate_refuses_bombs_quickly_in_little_memory(tmp_path: Path, text: s
     path.write_text(text)
     script = (  # VmHWM is this program's own peak (ru_maxrss may carry the forking parent's)
         "import re, sys, time\n"
-        "from lambdaop.cli import main\n"
+        "from lambdaop.cli.main import main\n"
         "t0 = time.monotonic(); code = main(['validate', sys.argv[1]])\n"
         "peak = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
         "print(code, time.monotonic() - t0, peak)\n"

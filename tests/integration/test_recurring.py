@@ -9,8 +9,8 @@ from typing import Any
 import requests
 
 from helpers import wait_until, with_history
-from lambdaop.demo import DemoLambda
 from lambdaop.spec import load_one
+from lambdaop.tools.demo import DemoLambda
 
 
 def apply(runtime: Any, text: str) -> str:

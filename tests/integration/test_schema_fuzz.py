@@ -16,10 +16,10 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from lambdaop.config import Config
-from lambdaop.openapi import openapi_document
-from lambdaop.outbound import Policy
-from lambdaop.runtime import Runtime
+from lambdaop.api.openapi import openapi_document
+from lambdaop.loop.outbound import Policy
+from lambdaop.runtime.config import Config
+from lambdaop.runtime.runtime import Runtime
 
 schema = schemathesis.openapi.from_dict(openapi_document())
 SEEN: dict[int, int] = {}

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 from helpers import final, wait_until, with_history
-from lambdaop.demo import DemoLambda
 from lambdaop.spec import load_one
-from lambdaop.store import Store
+from lambdaop.store.mongo import Store
+from lambdaop.tools.demo import DemoLambda
 
 
 def test_two_processes_never_fire_the_same_task_twice(make_runtime, demo: DemoLambda) -> None:

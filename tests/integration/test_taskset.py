@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from helpers import final, serve, stored_objects, wait_until
-from lambdaop.demo import DemoLambda
-from lambdaop.errors import Conflict
-from lambdaop.runtime import Runtime
+from lambdaop.core.errors import Conflict
+from lambdaop.runtime.runtime import Runtime
 from lambdaop.spec import load_one
+from lambdaop.tools.demo import DemoLambda
 
 CHECK_JSON = "successWhen: {json: {path: status, equals: success}}"
 

@@ -20,13 +20,13 @@ import requests
 from pymongo.errors import OperationFailure
 
 from helpers import wait_until
-from lambdaop.cli import main
-from lambdaop.config import Config
-from lambdaop.demo import DemoLambda
-from lambdaop.embedded import EmbeddedServer
-from lambdaop.errors import Unauthorized
-from lambdaop.runtime import Runtime
-from lambdaop.store import Store, start_embedded
+from lambdaop.cli.main import main
+from lambdaop.core.errors import Unauthorized
+from lambdaop.runtime.config import Config
+from lambdaop.runtime.runtime import Runtime
+from lambdaop.store.embedded import EmbeddedServer
+from lambdaop.store.mongo import Store, start_embedded
+from lambdaop.tools.demo import DemoLambda
 
 
 def session(runtime: Runtime, token: str | None) -> requests.Session:
@@ -42,7 +42,7 @@ def test_the_embedded_store_refuses_connections_without_its_credential(tmp_path:
     try:
         anonymous: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(server.anonymous_uri, serverSelectionTimeoutMS=5000)  # fmt: skip
         with pytest.raises(OperationFailure):
-            anonymous.lambdaop.users.insert_one({"_id": "mallory", "admin": True, "tokens": []})
+            anonymous.lambdaop.app.insert_one({"_id": "mallory", "admin": True, "tokens": []})
         anonymous.close()
         secret = server.secret_file
         assert stat.S_IMODE(secret.stat().st_mode) == 0o600

@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from lambdaop import machine
-from lambdaop.machine import Outcome, Phase, Progress
+from lambdaop.engine import machine
+from lambdaop.engine.machine import Outcome, Phase, Progress
 from lambdaop.spec import TaskSetSpec, TaskSpec
 
 T0 = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)

@@ -9,7 +9,7 @@ import ipaddress
 
 import pytest
 
-from lambdaop.outbound import SECURE, Policy, Refused, literal_address
+from lambdaop.loop.outbound import SECURE, Policy, Refused, literal_address
 
 # the review's 19 targets (the last one, a name resolving to loopback, is judged at call time:
 # tests/integration/test_outbound.py), then more spellings of the same places

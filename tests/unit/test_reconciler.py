@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from lambdaop.clock import to_utc
-from lambdaop.errors import Conflict
-from lambdaop.invoker import CallResult, Job
-from lambdaop.outbound import Policy
-from lambdaop.reconciler import LoopSettings, Reconciler, StoreThread
-from lambdaop.service import Service
+from lambdaop.app.service import Service
+from lambdaop.core.clock import to_utc
+from lambdaop.core.errors import Conflict
+from lambdaop.loop.invoker import CallResult, Job
+from lambdaop.loop.outbound import Policy
+from lambdaop.loop.reconciler import LoopSettings, Reconciler, StoreThread
 from lambdaop.spec import Task, load_one
-from lambdaop.store import Store
-from lambdaop.writer import Writer
+from lambdaop.store.mongo import Store
+from lambdaop.store.writer import Writer
 
 
 class CountingStore(Store):

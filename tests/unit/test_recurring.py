@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from lambdaop import machine, recurrence
-from lambdaop.machine import Outcome, Phase
+from lambdaop.engine import machine, recurrence
+from lambdaop.engine.machine import Outcome, Phase
 from lambdaop.spec import Schedule, TaskSetSpec, TaskSpec
 
 UTC = dt.UTC

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lambdaop.errors import SpecInvalid
+from lambdaop.core.errors import SpecInvalid
 from lambdaop.spec import format_duration, json_schemas, load_documents, load_one, parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -185,7 +185,7 @@ def test_committed_schemas_match_the_models() -> None:
 def test_validate_command_reports_every_problem_and_duplicates(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from lambdaop.cli import main
+    from lambdaop.cli.main import main
 
     (tmp_path / "ok.yaml").write_text("kind: Task\nmetadata: {name: a}\nspec: {invoke: 'http://x.test/a'}\n")
     (tmp_path / "sub").mkdir()

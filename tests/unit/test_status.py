@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lambdaop.status import StatusWriter
+from lambdaop.app.status import StatusWriter
 
 
 def test_a_busy_report_is_rendered_once_per_write(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from ruamel.yaml.events import (
     NodeEvent,
 )
 
-from .errors import Problem
+from lambdaop.core.errors import Problem
 
 MAX_TEXT = 1024 * 1024  # a spec file or request body, in bytes
 MAX_DEPTH = 32  # mappings and sequences inside one another

@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from . import recurrence, retrypolicy
-from .spec import Invoke, Notify, RetryFields, TaskSetSpec, TaskSpec
+from lambdaop.engine import recurrence, retrypolicy
+from lambdaop.spec import Invoke, Notify, RetryFields, TaskSetSpec, TaskSpec
 
 
 class Phase(StrEnum):

@@ -23,9 +23,9 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from .clock import Clock, to_utc
-from .errors import Conflict
-from .store import CONFLICT, Op, Store
+from lambdaop.core.clock import Clock, to_utc
+from lambdaop.core.errors import Conflict
+from lambdaop.store.mongo import CONFLICT, Op, Store
 
 log = logging.getLogger(__name__)
 

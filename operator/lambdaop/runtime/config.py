@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .outbound import SECURE, Policy
+from lambdaop.loop.outbound import SECURE, Policy
 
 
 @dataclass(frozen=True)

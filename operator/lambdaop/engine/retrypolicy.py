@@ -16,11 +16,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from .recurrence import fraction
-from .spec import RETRY_ON, RetryFields, format_duration
+from lambdaop.engine.recurrence import fraction
+from lambdaop.spec import RETRY_ON, RetryFields, format_duration
 
 if TYPE_CHECKING:
-    from .machine import Outcome
+    from lambdaop.engine.machine import Outcome
 
 RETRY_AFTER_CAP = dt.timedelta(minutes=15)
 

@@ -1,6 +1,6 @@
 """A demo "Lambda": an HTTP server whose paths succeed, fail, sleep or answer a JSON status.
 
-Run it with `python -m lambdaop.demo --port 9000`; tests start it in-process
+Run it with `python -m lambdaop.tools.demo --port 9000`; tests start it in-process
 with `DemoLambda().start()`. Every request is recorded (GET /_calls lists them,
 DELETE /_calls clears them).
 
@@ -217,7 +217,7 @@ class DemoLambda:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m lambdaop.demo",
+        prog="python -m lambdaop.tools.demo",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -14,20 +14,20 @@ import socket
 import threading
 from typing import Any
 
-from .clock import Clock, SystemClock
-from .config import Config
-from .embedded import EmbeddedServer, StateDir
-from .errors import LambdaopError, StartupFailed
-from .metrics import Metrics
-from .outbound import Refused
-from .reconciler import LoopSettings, Reconciler
-from .service import Service
-from .spec import Notify
-from .status import StatusWriter
-from .store import Store, connect, start_embedded
-from .users import Users
-from .watcher import FolderSync
-from .writer import Writer
+from lambdaop.app.folder import FolderSync
+from lambdaop.app.service import Service
+from lambdaop.app.status import StatusWriter
+from lambdaop.app.users import Users
+from lambdaop.core.clock import Clock, SystemClock
+from lambdaop.core.errors import LambdaopError, StartupFailed
+from lambdaop.core.metrics import Metrics
+from lambdaop.loop.outbound import Refused
+from lambdaop.loop.reconciler import LoopSettings, Reconciler
+from lambdaop.runtime.config import Config
+from lambdaop.spec import Notify
+from lambdaop.store.embedded import EmbeddedServer, StateDir
+from lambdaop.store.mongo import Store, connect, start_embedded
+from lambdaop.store.writer import Writer
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ class Runtime:
     def _start_http(self) -> None:
         from waitress.server import create_server
 
-        from .api import create_app
+        from lambdaop.api.app import create_app
 
         self.app = create_app(
             self.service,

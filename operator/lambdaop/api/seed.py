@@ -19,9 +19,17 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .errors import Problem, SpecInvalid
-from .outbound import Policy, Refused
-from .spec import MAX_DURATION, Task, TaskSet, parse_duration, parse_time, targets, validation_problems
+from lambdaop.core.errors import Problem, SpecInvalid
+from lambdaop.loop.outbound import Policy, Refused
+from lambdaop.spec import (
+    MAX_DURATION,
+    Task,
+    TaskSet,
+    parse_duration,
+    parse_time,
+    targets,
+    validation_problems,
+)
 
 URL = ("url", "URL", "taskURL", "taskUrl")
 NAME = ("name", "taskName", "title")

@@ -42,18 +42,18 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from . import machine
-from .chores import Chores
-from .clock import Clock
-from .errors import Conflict
-from .invoker import CallResult, Invoker, Job
-from .logs import about
-from .machine import Outcome, Phase, PlanSpec, Progress
-from .metrics import Metrics
-from .outbound import SECURE, Policy
-from .spec import Notify, TaskSetSpec, TaskSpec
-from .store import ATTEMPTS_KEPT, OK, STALE, Op, Store
-from .writer import Writer
+from lambdaop.core.clock import Clock
+from lambdaop.core.errors import Conflict
+from lambdaop.core.logs import about
+from lambdaop.core.metrics import Metrics
+from lambdaop.engine import machine
+from lambdaop.engine.machine import Outcome, Phase, PlanSpec, Progress
+from lambdaop.loop.chores import Chores
+from lambdaop.loop.invoker import CallResult, Invoker, Job
+from lambdaop.loop.outbound import SECURE, Policy
+from lambdaop.spec import Notify, TaskSetSpec, TaskSpec
+from lambdaop.store.mongo import ATTEMPTS_KEPT, OK, STALE, Op, Store
+from lambdaop.store.writer import Writer
 
 log = logging.getLogger(__name__)
 

@@ -20,16 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import machine
-from .clock import Clock, to_utc
-from .errors import Conflict, NotFound, Problem, SpecInvalid
-from .logs import about
-from .machine import Progress
-from .outbound import SECURE, Policy, Refused
-from .reconciler import NotHeld, Reconciler
-from .spec import AnySpec, Document, Task, spec_hash, spec_json, targets
-from .store import EXISTS, HELD, OK, STALE, Op, Store, new_id
-from .writer import Writer
+from lambdaop.core.clock import Clock, to_utc
+from lambdaop.core.errors import Conflict, NotFound, Problem, SpecInvalid
+from lambdaop.core.logs import about
+from lambdaop.engine import machine
+from lambdaop.engine.machine import Progress
+from lambdaop.loop.outbound import SECURE, Policy, Refused
+from lambdaop.loop.reconciler import NotHeld, Reconciler
+from lambdaop.spec import AnySpec, Document, Task, spec_hash, spec_json, targets
+from lambdaop.store.mongo import EXISTS, HELD, OK, STALE, Op, Store, new_id
+from lambdaop.store.writer import Writer
 
 log = logging.getLogger(__name__)
 
@@ -545,7 +545,7 @@ class _Stale(Exception):
 
 
 def _plan(doc: dict[str, Any]) -> Any:
-    from .reconciler import parse_plan
+    from lambdaop.loop.reconciler import parse_plan
 
     try:
         return parse_plan(doc)

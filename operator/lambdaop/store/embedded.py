@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .errors import StateDirLocked, StoreUnavailable
+from lambdaop.core.errors import StateDirLocked, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

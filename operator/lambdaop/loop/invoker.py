@@ -44,10 +44,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
-from . import __version__
-from .clock import Clock
-from .outbound import SECURE, IPAddress, Policy, Refused, resolve
-from .spec import FromEnv, Invoke, SuccessWhen
+from lambdaop import __version__
+from lambdaop.core.clock import Clock
+from lambdaop.loop.outbound import SECURE, IPAddress, Policy, Refused, resolve
+from lambdaop.spec import FromEnv, Invoke, SuccessWhen
 
 log = logging.getLogger(__name__)
 

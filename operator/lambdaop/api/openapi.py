@@ -12,8 +12,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
-from . import __version__, seed
-from .spec import Task, TaskSet
+from lambdaop import __version__
+from lambdaop.api import seed
+from lambdaop.spec import Task, TaskSet
 
 
 class _Out(BaseModel):

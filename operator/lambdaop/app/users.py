@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .clock import Clock
-from .errors import Conflict, NotFound, Problem, SpecInvalid, TooManyRequests, Unauthorized
-from .store import Store
+from lambdaop.core.clock import Clock
+from lambdaop.core.errors import Conflict, NotFound, Problem, SpecInvalid, TooManyRequests, Unauthorized
+from lambdaop.store.mongo import Store
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
@@ -154,7 +154,7 @@ class Users:
             self.store.update_user("admin", {"$set": {"admin": True}})
             token = self.issue_token("admin")
         if self.token_file is not None:
-            from .embedded import write_private
+            from lambdaop.store.embedded import write_private
 
             write_private(self.token_file, token + "\n")
         return token

@@ -62,8 +62,8 @@ from pymongo import ASCENDING, DESCENDING, DeleteOne, UpdateOne
 from pymongo.client_session import ClientSession
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 
-from .embedded import EmbeddedServer
-from .errors import Conflict, StoreUnavailable
+from lambdaop.core.errors import Conflict, StoreUnavailable
+from lambdaop.store.embedded import EmbeddedServer
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")

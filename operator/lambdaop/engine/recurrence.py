@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 from cronsim import CronSim
 
-from .spec import Schedule, format_duration
+from lambdaop.spec import Schedule, format_duration
 
 UTC = dt.UTC
 

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .clock import iso
-from .errors import Problem
+from lambdaop.core.clock import iso
+from lambdaop.core.errors import Problem
 
 log = logging.getLogger(__name__)
 

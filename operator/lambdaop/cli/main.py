@@ -20,13 +20,13 @@ from typing import Any, NoReturn
 
 import requests
 
-from . import __version__
-from .client import Client, ClientError, split_documents
-from .config import Config
-from .errors import LambdaopError, Problem, SpecInvalid
-from .logs import setup as setup_logs
-from .outbound import SECURE, Policy, Refused
-from .spec import json_schemas, load_documents, parse_duration, targets
+from lambdaop import __version__
+from lambdaop.cli.client import Client, ClientError, split_documents
+from lambdaop.core.errors import LambdaopError, Problem, SpecInvalid
+from lambdaop.core.logs import setup as setup_logs
+from lambdaop.loop.outbound import SECURE, Policy, Refused
+from lambdaop.runtime.config import Config
+from lambdaop.spec import json_schemas, load_documents, parse_duration, targets
 
 log = logging.getLogger("lambdaop")
 
@@ -248,7 +248,7 @@ def _client_problem(exc: ClientError, args: argparse.Namespace) -> str:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from .runtime import Runtime
+    from lambdaop.runtime.runtime import Runtime
 
     config = Config(
         state_dir=args.state_dir,
@@ -296,10 +296,10 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def user_command(args: argparse.Namespace) -> int:
-    from .clock import SystemClock
-    from .embedded import EmbeddedServer, StateDir
-    from .store import Store, connect, start_embedded
-    from .users import Users
+    from lambdaop.app.users import Users
+    from lambdaop.core.clock import SystemClock
+    from lambdaop.store.embedded import EmbeddedServer, StateDir
+    from lambdaop.store.mongo import Store, connect, start_embedded
 
     uri = os.environ.get("LAMBDAOP_MONGODB_URI") or None
     state = StateDir(args.state_dir)
@@ -354,7 +354,7 @@ def user_command(args: argparse.Namespace) -> int:
 
 
 def _when(value: object) -> str:
-    from .clock import iso
+    from lambdaop.core.clock import iso
 
     return iso(value) or "-" if isinstance(value, dt.datetime) else "-"
 
@@ -467,7 +467,7 @@ def _show(args: argparse.Namespace, rows: list[dict[str, Any]], kind: str) -> in
 
 
 def _files(paths: Sequence[Path]) -> list[Path]:
-    from .watcher import spec_files
+    from lambdaop.app.folder import spec_files
 
     out: list[Path] = []
     for path in paths:

@@ -18,9 +18,11 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import falcon
 
-from . import recurrence, seed
-from .clock import Clock, iso, to_utc
-from .errors import (
+from lambdaop.api import seed
+from lambdaop.app.service import Service, managed_message, manager_of
+from lambdaop.app.users import User, Users
+from lambdaop.core.clock import Clock, iso, to_utc
+from lambdaop.core.errors import (
     STATUS,
     BadRequest,
     Conflict,
@@ -33,12 +35,11 @@ from .errors import (
     TooManyRequests,
     UnsupportedMediaType,
 )
-from .limits import Limit, load_json, storable
-from .metrics import Metrics
-from .service import Service, managed_message, manager_of
-from .spec import Schedule, load_documents, parse_duration
-from .store import OBJECT_ID, Store, new_id
-from .users import User, Users
+from lambdaop.core.metrics import Metrics
+from lambdaop.engine import recurrence
+from lambdaop.spec import Schedule, load_documents, parse_duration
+from lambdaop.spec.limits import Limit, load_json, storable
+from lambdaop.store.mongo import OBJECT_ID, Store, new_id
 
 log = logging.getLogger(__name__)
 
@@ -718,7 +719,7 @@ def create_app(
     metrics: Metrics | None = None,
     metrics_public: bool = False,
 ) -> falcon.App:
-    from .openapi import openapi_document
+    from lambdaop.api.openapi import openapi_document
 
     metrics = metrics or Metrics()
     app = falcon.App(

@@ -23,11 +23,11 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from .errors import LambdaopError, Problem
-from .service import Applied, Placed, Service, manager_of
-from .spec import Document, load_documents
-from .status import StatusWriter, is_status_file, object_entry, problem_entry, render, status_path
-from .store import Store
+from lambdaop.app.service import Applied, Placed, Service, manager_of
+from lambdaop.app.status import StatusWriter, is_status_file, object_entry, problem_entry, render, status_path
+from lambdaop.core.errors import LambdaopError, Problem
+from lambdaop.spec import Document, load_documents
+from lambdaop.store.mongo import Store
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,10 @@
+"""engine: what happens to an object, as pure functions of (state, event, now).
+
+Owns the state machine of Tasks and TaskSets (`machine`), the outcome of a
+call as the machine sees it (`outcomes`), retry waits (`retrypolicy`),
+recurring schedules (`recurrence`), and the typed record of a stored object
+with the changes made to it (`record`). No I/O, no clock, no threads.
+
+May import: lambdaop.spec and lambdaop.core. Never the store (the two do not
+know each other), never a driver, a web framework or a file watcher.
+"""

@@ -1,0 +1,377 @@
+"""Spec models: what users write in YAML (and the REST API sends), validated by pydantic.
+
+`Task` and `TaskSet` are the two kinds. `json_schemas` gives the JSON Schemas committed under
+schemas/. Called by the loading code, the engine (stored specs) and the API.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from lambdaop.spec.durations import Duration, Time, check_zone
+from lambdaop.spec.limits import printable
+
+API_VERSION = "lambdaop/v1"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class FromEnv(_Model):
+    """A secret by reference: the value is read from this environment variable at call time."""
+
+    fromEnv: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+HeaderValue = str | FromEnv
+
+
+class Sign(_Model):
+    """Sign each call with the Standard Webhooks headers (webhook-id, -timestamp, -signature)."""
+
+    secretFromEnv: str = Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="environment variable holding the secret (whsec_<base64>, or any text)",
+    )
+
+
+class JsonTest(_Model):
+    """A test on one field of the JSON response body, by dotted path."""
+
+    path: str = Field(min_length=1, description="dotted path into the JSON body, e.g. status or data.0.ok")
+    equals: Any = None
+    in_: list[Any] | None = Field(default=None, alias="in")
+
+    @model_validator(mode="after")
+    def _one_test(self) -> JsonTest:
+        if self.in_ is None and "equals" not in self.model_fields_set:
+            raise ValueError("give `equals` or `in`")
+        return self
+
+
+class SuccessWhen(_Model):
+    """What counts as success. Default: any 2xx status."""
+
+    status: list[Annotated[int, Field(ge=100, le=599)]] | None = Field(
+        default=None, min_length=1, description="accepted status codes (replaces the 2xx default)"
+    )
+    json_: JsonTest | None = Field(default=None, alias="json")
+
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
+
+
+class Invoke(_Model):
+    """One HTTP call."""
+
+    url: str = Field(description="http(s) URL of the Lambda function URL or any endpoint")
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
+    headers: dict[str, HeaderValue] = Field(default_factory=dict)
+    query: dict[str, HeaderValue] = Field(
+        default_factory=dict, description="query string (added to the URL's)"
+    )
+    body: Any = Field(
+        default=None, description="JSON (a string is sent as is); {fromEnv: NAME} anywhere in it is a secret"
+    )
+    timeout: Duration = Field(default=dt.timedelta(seconds=30), description="one deadline for the whole call")
+    successWhen: SuccessWhen | None = None
+    followRedirects: bool = Field(default=False, description="follow up to 5 redirects, each checked again")
+    sign: Sign | None = None
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return check_url(value)
+
+    @field_validator("headers")
+    @classmethod
+    def _http_headers(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name, header in value.items():
+            if not _TOKEN.match(name):
+                raise ValueError(f"header name {printable(name)!r} is not a valid HTTP header name")
+            if isinstance(header, str) and any(c in header for c in "\r\n\x00"):
+                raise ValueError(f"header {name}: the value must not hold CR, LF or NUL")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive_timeout(cls, value: dt.timedelta) -> dt.timedelta:
+        if value.total_seconds() <= 0:
+            raise ValueError("timeout must be greater than 0")
+        if value.total_seconds() > 900:
+            raise ValueError("timeout must be at most 15m")
+        return value
+
+
+def check_url(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+    return value.strip()
+
+
+def _invoke_from(value: Any) -> Any:
+    return {"url": value} if isinstance(value, str) else value
+
+
+InvokeOrUrl = Annotated[Invoke, BeforeValidator(_invoke_from)]
+
+
+class Metadata(_Model):
+    name: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$",
+        description="unique per owner and kind",
+    )
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class Backoff(_Model):
+    """Each retry waits `factor` times longer than the one before, up to `max`."""
+
+    factor: float = Field(default=2.0, ge=1.0, le=10.0)
+    max: Duration | None = Field(
+        default=None, description="the longest wait (default: none; 15m for Retry-After)"
+    )
+
+
+RetryOn = Literal["5xx", "4xx", "429", "timeout", "connection", "body"]
+RETRY_ON: tuple[RetryOn, ...] = ("5xx", "4xx", "429", "timeout", "connection", "body")
+
+
+class RetryFields(_Model):
+    """When a failed call is tried again, and after how long."""
+
+    retries: int = Field(default=0, ge=0, le=1000, description="further attempts after a failure")
+    retryDelay: Duration = Field(
+        default=dt.timedelta(seconds=10), description="the first wait before a retry"
+    )
+    backoff: Backoff | None = None
+    jitter: Literal["none", "full"] = Field(
+        default="none", description="full: each wait is random in [0, wait)"
+    )
+    retryOn: list[RetryOn] | None = Field(
+        default=None,
+        min_length=1,
+        description="which failures are retried: 5xx, 4xx, 429, timeout, connection, body (default: all)",
+    )
+
+    @field_validator("retryOn", mode="before")
+    @classmethod
+    def _as_text(cls, value: Any) -> Any:
+        return (
+            [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+            if isinstance(value, list)
+            else value
+        )
+
+
+_CRON_FIELDS = 5
+
+
+class Schedule(_Model):
+    """A recurring schedule: `cron` (five fields, in `timezone`) or `every` (a fixed rate)."""
+
+    cron: str | None = Field(
+        default=None, description="minute hour day-of-month month day-of-week, e.g. 0 9 * * MON-FRI"
+    )
+    every: Duration | None = Field(
+        default=None, description="a fixed rate, e.g. 15m (from `start`, or from when applied)"
+    )
+    timezone: str = Field(default="UTC", description="IANA time zone of the cron fields")
+    start: Time | None = Field(default=None, description="no run before this time")
+    end: Time | None = Field(default=None, description="no run after this time; the object then ends")
+    jitter: Duration | None = Field(default=None, description="spread each run over [0, jitter)")
+    catchUp: Literal["none", "latest", "all"] = Field(
+        default="latest", description="runs missed while the service was down: none, the latest one, or all"
+    )
+    overlap: Literal["skip", "wait"] = Field(
+        default="skip",
+        description="a run still going when the next is due: skip the next, or run it right after",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return check_zone(value)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from cronsim import CronSim, CronSimError
+
+        text = " ".join(value.split())
+        if len(text.split(" ")) != _CRON_FIELDS:
+            raise ValueError(f"expected five fields (minute hour day month weekday), got {value!r}")
+        try:
+            CronSim(text, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+        except CronSimError as exc:
+            raise ValueError(f"{exc} in {value!r}") from None
+        return text
+
+    @field_validator("every")
+    @classmethod
+    def _rate(cls, value: dt.timedelta | None) -> dt.timedelta | None:
+        if value is not None and value < dt.timedelta(seconds=1):
+            raise ValueError("every must be at least 1s")
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Schedule:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError("give either `cron` or `every`")
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValueError("`end` must be after `start`")
+        return self
+
+
+class Notify(RetryFields):
+    """A call made when a run ends failed: a JSON event POSTed to `invoke`."""
+
+    invoke: InvokeOrUrl
+    retries: int = Field(default=3, ge=0, le=1000)
+
+
+class TaskSpec(RetryFields):
+    invoke: InvokeOrUrl
+    at: Time | None = Field(default=None, description="when to call (ISO 8601 with an offset)")
+    after: Duration | None = Field(default=None, description="when to call, relative to apply time")
+    schedule: Schedule | None = Field(default=None, description="run on a calendar instead of once")
+    suspended: bool = Field(default=False, description="a recurring object paused (no runs until resumed)")
+    onFailure: Notify | None = None
+
+    @model_validator(mode="after")
+    def _one_start(self) -> TaskSpec:
+        if self.at is not None and self.after is not None:
+            raise ValueError("give either `at` or `after`, not both")
+        if self.schedule is not None and (self.at is not None or self.after is not None):
+            raise ValueError("a `schedule` runs on its own times: leave out `at` and `after`")
+        return self
+
+
+class Step(Invoke, RetryFields):
+    """A task of a TaskSet: an invoke, with its own retries (default none)."""
+
+    def as_invoke(self) -> Invoke:
+        return Invoke.model_validate(
+            self.model_dump(by_alias=True, exclude={"retries", "retryDelay", "backoff", "jitter", "retryOn"})
+        )
+
+
+StepOrUrl = Annotated[Step, BeforeValidator(_invoke_from)]
+
+
+class ConditionCheck(RetryFields):
+    invoke: InvokeOrUrl
+    delay: Duration = Field(default=dt.timedelta(0), description="wait after a task before the check")
+    retries: int = Field(default=0, ge=0, le=1000, description="further checks after a failed one")
+    retryDelay: Duration = Field(default=dt.timedelta(seconds=10), description="between checks")
+    afterLast: bool = Field(default=False, description="also check after the last task")
+
+
+FALLBACK_ON: tuple[Literal["check", "task"], ...] = ("check", "task")
+
+
+class Fallback(RetryFields):
+    invoke: InvokeOrUrl
+    on: list[Literal["check", "task"]] = Field(
+        default_factory=lambda: list(FALLBACK_ON),
+        min_length=1,
+        description="when it runs: the condition check gave up (check), a task failed (task)",
+    )
+
+
+class TaskSetSpec(_Model):
+    tasks: list[StepOrUrl] = Field(min_length=1, max_length=1000)
+    initialDelay: Duration | None = None
+    at: Time | None = None
+    conditionCheck: ConditionCheck | None = None
+    fallback: Fallback | None = None
+    schedule: Schedule | None = Field(default=None, description="run the set on a calendar instead of once")
+    suspended: bool = False
+    onFailure: Notify | None = None
+
+    @model_validator(mode="after")
+    def _one_start(self) -> TaskSetSpec:
+        if self.at is not None and self.initialDelay is not None:
+            raise ValueError("give either `at` or `initialDelay`, not both")
+        if self.schedule is not None and (self.at is not None or self.initialDelay is not None):
+            raise ValueError("a `schedule` runs on its own times: leave out `at` and `initialDelay`")
+        return self
+
+
+class Task(_Model):
+    """A single call at a time, retried until it succeeds or its retries are used up."""
+
+    apiVersion: Literal["lambdaop/v1"] = "lambdaop/v1"
+    kind: Literal["Task"] = "Task"
+    metadata: Metadata
+    spec: TaskSpec
+
+
+class TaskSet(_Model):
+    """Calls in sequence, gated by a condition check, with a fallback."""
+
+    apiVersion: Literal["lambdaop/v1"] = "lambdaop/v1"
+    kind: Literal["TaskSet"] = "TaskSet"
+    metadata: Metadata
+    spec: TaskSetSpec
+
+
+KINDS: dict[str, type[Task] | type[TaskSet]] = {"Task": Task, "TaskSet": TaskSet}
+AnySpec = Task | TaskSet
+
+
+def targets(obj: AnySpec) -> list[tuple[str, Invoke]]:
+    """Every call a spec makes, with the field that holds its URL."""
+    if isinstance(obj, Task):
+        return [("spec.invoke.url", obj.spec.invoke)]
+    out: list[tuple[str, Invoke]] = [(f"spec.tasks[{i}].url", t) for i, t in enumerate(obj.spec.tasks)]
+    if obj.spec.conditionCheck is not None:
+        out.append(("spec.conditionCheck.invoke.url", obj.spec.conditionCheck.invoke))
+    if obj.spec.fallback is not None:
+        out.append(("spec.fallback.invoke.url", obj.spec.fallback.invoke))
+    return out
+
+
+def spec_json(obj: AnySpec) -> dict[str, Any]:
+    """The spec part as stored: plain JSON, durations as strings, secrets as references."""
+    return obj.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def spec_hash(obj: AnySpec) -> str:
+    blob = json.dumps(spec_json(obj), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """File name -> JSON Schema, as committed under schemas/."""
+    out = {}
+    for name, model in (("task", Task), ("taskset", TaskSet)):
+        schema = model.model_json_schema(by_alias=True)
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        schema["$id"] = f"https://lambdaop.dev/schemas/{name}.schema.json"
+        out[f"{name}.schema.json"] = schema
+    return out
+
+
+# --------------------------------------------------------------------------- loading
