@@ -20,7 +20,7 @@ from pathlib import Path
 
 import requests
 
-from lambdaop.app.service import Placed
+from lambdaop.app.applying import Placed
 from lambdaop.core.errors import Problem
 from lambdaop.loop.outbound import Policy
 from lambdaop.runtime.config import Config
@@ -113,7 +113,7 @@ def create(rt: Runtime, url: str, dues: list[dt.datetime], owner: str = "bench",
                 }
             )
             items.append(Placed(Document(i, 1, task, list[Problem]()), owner))
-        rt.service.apply_placed(items)
+        rt.applier.apply_placed(items)
 
 
 def calls(base: str) -> list[dict[str, object]]:

@@ -38,7 +38,7 @@ import requests
 
 from common import calls, embedded_store, endpoint
 from lambdaop.store.embedded import EmbeddedServer
-from lambdaop.store.mongo import Store, start_embedded
+from lambdaop.store.mongo import MongoStore, start_embedded
 
 
 def specs_text(base: str, n: int, start: dt.datetime, span: float) -> str:
@@ -61,7 +61,7 @@ def serve(
     )
 
 
-def recount(store: Store, owner: str = "admin") -> tuple[dict[str, int], dict[str, int]]:
+def recount(store: MongoStore, owner: str = "admin") -> tuple[dict[str, int], dict[str, int]]:
     real: collections.Counter[str] = collections.Counter()
     for doc in store.objects.find({"_id": {"$gt": ""}}, {"state": 1, "kind": 1, "owner": 1}):
         if doc["owner"] == owner and doc["kind"] == "Task":
@@ -115,7 +115,7 @@ def kills(args: argparse.Namespace) -> None:
     server = EmbeddedServer(state)
     start_embedded(server)
     try:
-        store = Store(server.uri, embedded=True)
+        store = MongoStore(server.uri, embedded=True)
         real, counted = recount(store)
         store.close()
     finally:
@@ -149,7 +149,7 @@ def shared(args: argparse.Namespace) -> None:
             os.kill(procs[victim].pid, signal.SIGKILL)
             procs[victim].wait(10)
             killed = time.time()
-            store = Store(uri, database, embedded=True)
+            store = MongoStore(uri, database, embedded=True)
             deadline = time.time() + 180
             while time.time() < deadline:
                 counts = store.counts("admin", "Task")

@@ -18,7 +18,7 @@ from lambdaop.loop.outbound import Policy
 from lambdaop.runtime.config import Config
 from lambdaop.runtime.runtime import Runtime
 from lambdaop.store.embedded import EmbeddedServer
-from lambdaop.store.mongo import Store, start_embedded
+from lambdaop.store.mongo import MongoStore, start_embedded
 from lambdaop.tools.demo import DemoLambda
 
 _db_names = itertools.count()
@@ -75,8 +75,8 @@ def database() -> str:
 
 
 @pytest.fixture
-def store(store_uri: str, database: str) -> Iterator[Store]:
-    s = Store(store_uri, database, embedded=True)
+def store(store_uri: str, database: str) -> Iterator[MongoStore]:
+    s = MongoStore(store_uri, database, embedded=True)
     s.ensure_indexes()
     yield s
     s.client.drop_database(database)

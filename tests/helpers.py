@@ -39,7 +39,7 @@ def final(runtime: Any, object_id: str, timeout: float = 20.0) -> dict[str, Any]
 
 def with_history(store: Any, doc: dict[str, Any]) -> dict[str, Any]:
     """The document with its call history (kept beside it in the store) as `attempts`."""
-    return {**doc, "attempts": store.history(doc)}
+    return {**doc, "attempts": store.history(doc["_id"])}
 
 
 def serve(state: Path, specs: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
@@ -66,12 +66,12 @@ def serve(state: Path, specs: Path, log: Path, *extra: str) -> subprocess.Popen[
 def stored_objects(state: Path) -> list[dict[str, Any]]:
     """Every object in a stopped service's embedded store."""
     from lambdaop.store.embedded import EmbeddedServer
-    from lambdaop.store.mongo import Store, start_embedded
+    from lambdaop.store.mongo import MongoStore, start_embedded
 
     server = EmbeddedServer(state)
     start_embedded(server)
     try:
-        store = Store(server.uri, embedded=True)
+        store = MongoStore(server.uri, embedded=True)
         docs = [with_history(store, d) for d in store.objects.find({"_id": {"$gt": ""}})]
         store.close()
         return docs

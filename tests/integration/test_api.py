@@ -325,7 +325,9 @@ def test_apply_specs_update_and_delete(api: Api, demo: DemoLambda) -> None:
     (detail,) = bad.json()["details"]
     assert (detail["document"], detail["line"], detail["field"]) == (0, 5, "spec.after")
     dup = api.post("/specs", data=text + "---\n" + text.split("---\n")[0], headers=headers)
-    assert dup.status_code == 422 and "also defined by document 0" in dup.json()["message"]
+    assert (
+        dup.status_code == 422 and "is defined more than once (document 0 (line 1)" in dup.json()["message"]
+    )
     as_json = api.post(
         "/specs", json={"kind": "Task", "metadata": {"name": "j"}, "spec": {"invoke": demo.url + "/ok"}}
     )

@@ -23,7 +23,7 @@ def task_yaml(name: str, url: str, **spec: object) -> str:
 
 
 def apply(runtime: Runtime, text: str, owner: str = "admin") -> list[str]:
-    return [runtime.service.apply(obj, owner).id or "" for obj in load_one(text)]
+    return [runtime.applier.apply(obj, owner).id or "" for obj in load_one(text)]
 
 
 def iso_in(seconds: float) -> str:
@@ -136,8 +136,8 @@ def test_cancel_only_while_scheduled(make_runtime, demo: DemoLambda) -> None:
         + "---\n"
         + task_yaml("soon", demo.url + "/sleep?ms=300"),
     )
-    doc = runtime.service.cancel(later, "admin")
-    assert doc["state"] == "cancelled"
+    record = runtime.service.cancel(later, "admin")
+    assert record.state == "cancelled"
     demo.wait_for(1, "/sleep")
     with pytest.raises(Conflict, match="only a scheduled object can be"):
         runtime.service.cancel(soon, "admin")
@@ -183,8 +183,8 @@ def test_reapplying_the_same_spec_changes_nothing(make_runtime, demo: DemoLambda
     runtime = make_runtime()
     text = task_yaml("same", demo.url + "/ok", after="1h")
     (obj,) = load_one(text)
-    first = runtime.service.apply(obj, "admin")
-    second = runtime.service.apply(obj, "admin")
+    first = runtime.applier.apply(obj, "admin")
+    second = runtime.applier.apply(obj, "admin")
     assert (first.action, second.action, first.id) == ("created", "unchanged", second.id)
 
 

@@ -14,7 +14,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lambdaop.api import seed
+from lambdaop.api import fields, seed
 
 ROUTES = [
     ("POST", "/scheduler/schedule"),
@@ -37,7 +37,7 @@ ROUTES = [
 ]
 FIELDS = sorted(
     {
-        *seed.URL, *seed.NAME, *seed.AT, *seed.DATE, *seed.TIME, *seed.ZONE, *seed.DELAY, *seed.RETRIES,
+        *seed.URL, *seed.NAME, *fields.AT, *fields.DATE, *fields.TIME, *fields.ZONE, *fields.DELAY, *seed.RETRIES,
         *seed.RETRY_DELAY, *seed.TASK_ID, *seed.TASKS, *seed.CHECK_URL, *seed.FALLBACK_URL, *seed.INITIAL_DELAY,
         *seed.CHECK_DELAY, *seed.CHECK_RETRIES, *seed.CHECK_RETRY_DELAY, *seed.INVOKE_EXTRAS, "labels", "password",
     }

@@ -28,7 +28,7 @@ def test_metrics_after_some_calls(make_runtime, demo: DemoLambda) -> None:
         f"kind: Task\nmetadata: {{name: m{i}}}\nspec: {{invoke: '{demo.url}/{'ok' if i % 3 else 'fail'}'}}\n"
         for i in range(6)
     )
-    ids = [runtime.service.apply(obj, "admin").id for obj in load_one(text)]
+    ids = [runtime.applier.apply(obj, "admin").id for obj in load_one(text)]
     wait_until(lambda: all(runtime.store.get(i)["state"] in ("completed", "failed") for i in ids), timeout=20)  # type: ignore[index]
     assert requests.get(runtime.url + "/metrics", timeout=10).status_code == 401, "token-protected by default"
     body = requests.get(runtime.url + "/metrics", headers={"Authorization": f"Bearer {runtime.admin_token}"}, timeout=10).text  # fmt: skip

@@ -110,7 +110,7 @@ def test_signed_calls_verify_with_the_readme_code(make_runtime, demo: DemoLambda
         "    body: {report: daily}\n    sign: {secretFromEnv: WEBHOOK_SECRET}\n"
     )
     (obj,) = load_one(text)
-    oid = runtime.service.apply(obj, "admin").id or ""
+    oid = runtime.applier.apply(obj, "admin").id or ""
     (received,) = demo.wait_for(1, "/ok")
     assert final(runtime, oid)["state"] == "completed"
     headers = {k.lower(): v for k, v in received.headers.items()}
@@ -142,14 +142,14 @@ def test_sixteen_slow_calls_do_not_hold_up_an_ordinary_task(make_runtime, demo: 
         for i in range(16)
     )
     for obj in load_one(slow):
-        runtime.service.apply(obj, "admin")
+        runtime.applier.apply(obj, "admin")
     demo.wait_for(16, "/drip", timeout=20)
     due = time.time() + 1.0
     at = dt.datetime.fromtimestamp(due, dt.UTC).isoformat()
     (obj,) = load_one(
         f"kind: Task\nmetadata: {{name: ordinary}}\nspec: {{invoke: '{demo.url}/ok', at: '{at}'}}\n"
     )
-    runtime.service.apply(obj, "admin")
+    runtime.applier.apply(obj, "admin")
     (ordinary,) = demo.wait_for(1, "/ok", timeout=20)
     assert due <= ordinary.at < due + 1.0, f"{ordinary.at - due:.3f}s late with 16 slow calls out"
 

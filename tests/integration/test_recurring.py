@@ -15,7 +15,7 @@ from lambdaop.tools.demo import DemoLambda
 
 def apply(runtime: Any, text: str) -> str:
     (obj,) = load_one(text)
-    return runtime.service.apply(obj, "admin").id or ""
+    return runtime.applier.apply(obj, "admin").id or ""
 
 
 def api(runtime: Any) -> requests.Session:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from helpers import final, wait_until, with_history
 from lambdaop.spec import load_one
-from lambdaop.store.mongo import Store
+from lambdaop.store.mongo import MongoStore
 from lambdaop.tools.demo import DemoLambda
 
 
@@ -27,7 +27,7 @@ def test_two_processes_never_fire_the_same_task_twice(make_runtime, demo: DemoLa
     )
     # half of them created through each process, so both loops hold them in memory
     ids = [
-        (first if i % 2 else second).service.apply(obj, "admin").id or ""
+        (first if i % 2 else second).applier.apply(obj, "admin").id or ""
         for i, obj in enumerate(load_one(text))
     ]
     demo.wait_for(200, "/ok", timeout=30)
@@ -123,7 +123,7 @@ def test_a_process_killed_mid_run_leaves_no_task_lost_and_exact_counts(
     )
 
 
-def test_lease_renewal_does_not_wait_for_a_transaction_writing_one_of_the_leases(store: Store) -> None:
+def test_lease_renewal_does_not_wait_for_a_transaction_writing_one_of_the_leases(store: MongoStore) -> None:
     """Outside a transaction, the embedded server retries a conflicting many-document write
     without end while holding the collection, and the whole store stops; renewal runs in
     transactions of its own and leaves the one lease in conflict for the next renewal."""

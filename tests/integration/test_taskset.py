@@ -43,7 +43,7 @@ def check_block(demo: DemoLambda, path: str, delay: str, retries: int, retry_del
 
 def apply(runtime: Runtime, text: str) -> str:
     (obj,) = load_one(text)
-    return runtime.service.apply(obj, "admin").id or ""
+    return runtime.applier.apply(obj, "admin").id or ""
 
 
 def sequence(demo: DemoLambda) -> list[str]:
@@ -118,7 +118,7 @@ def test_a_failing_fallback_is_shown(make_runtime, demo: DemoLambda) -> None:
 def test_cancel_while_scheduled_and_refused_after_the_first_call(make_runtime, demo: DemoLambda) -> None:
     runtime = make_runtime()
     waiting = apply(runtime, taskset_yaml(demo, "later", ["/ok?never"], extra="  initialDelay: 1h\n"))
-    assert runtime.service.cancel(waiting, "admin")["state"] == "cancelled"
+    assert runtime.service.cancel(waiting, "admin").state == "cancelled"
     check = check_block(demo, "/check/slow", "500ms", 0, "0")
     started = apply(runtime, taskset_yaml(demo, "going", ["/ok?t1", "/ok?t2"], check))
     demo.wait_for(1, "/ok", timeout=10)

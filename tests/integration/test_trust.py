@@ -25,7 +25,7 @@ from lambdaop.core.errors import Unauthorized
 from lambdaop.runtime.config import Config
 from lambdaop.runtime.runtime import Runtime
 from lambdaop.store.embedded import EmbeddedServer
-from lambdaop.store.mongo import Store, start_embedded
+from lambdaop.store.mongo import MongoStore, start_embedded
 from lambdaop.tools.demo import DemoLambda
 
 
@@ -48,7 +48,7 @@ def test_the_embedded_store_refuses_connections_without_its_credential(tmp_path:
         assert stat.S_IMODE(secret.stat().st_mode) == 0o600
         assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
         assert stat.S_IMODE((tmp_path / "state" / "store.uri").stat().st_mode) == 0o600
-        store = Store(server.uri, embedded=True)
+        store = MongoStore(server.uri, embedded=True)
         store.users.insert_one({"_id": "ok"})
         store.close()
     finally:

@@ -13,73 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from lambdaop import __version__
-from lambdaop.api import seed
+from lambdaop.api import fields, seed
+from lambdaop.app.view import ObjectOut
 from lambdaop.spec import Task, TaskSet
 
 
 class _Out(BaseModel):
     model_config = ConfigDict(extra="allow")
-
-
-class Attempt(_Out):
-    generation: int | None = None
-    step: str
-    attempt: int
-    key: str | None = Field(default=None, description="the Idempotency-Key sent")
-    url: str | None = None
-    at: str = Field(description="when the call started (ISO 8601, UTC)")
-    duration_ms: float | None = None
-    status: int | None = None
-    ok: bool
-    error: str | None = None
-    response: str | None = Field(default=None, description="first 4 KiB of the response body")
-    interrupted: bool | None = None
-
-
-class ObjectOut(_Out):
-    id: str
-    kind: str
-    name: str
-    owner: str
-    state: str = Field(description="scheduled, running, completed, failed or cancelled")
-    labels: dict[str, str]
-    generation: int
-    created: str | None
-    updated: str | None
-    due: str | None = Field(description="when the next call is due, while waiting")
-    step: str | None = Field(description="task, or task:N / check:N / fallback for a TaskSet")
-    attempt: int | None
-    calls: int
-    inFlight: bool
-    reason: str | None
-    failedStep: str | None
-    started: str | None
-    finished: str | None
-    pruned: bool
-    last: Attempt | None
-    spec: dict[str, Any]
-    taskId: str | None = None
-    taskSetId: str | None = None
-    url: str | None = None
-    attempts: list[Attempt] | None = Field(default=None, description="in single-object answers only")
-    displayName: str | None = Field(default=None, description="the name a client of the original routes gave")
-    manager: str | None = Field(
-        default=None, description="folder:<path> or api:<user>: who keeps it in line with its spec"
-    )
-    redacted: bool | None = Field(
-        default=None, description="another user's object: only its summary is shown"
-    )
-    schedule: dict[str, Any] | None = Field(
-        default=None, description="recurring objects: the schedule, with `description` in words"
-    )
-    run: int | None = Field(default=None, description="recurring objects: the current (or next) run's number")
-    suspended: bool | None = None
-    skippedRuns: int | None = None
-    nextRuns: list[str] | None = Field(default=None, description="the next five run times (UTC)")
-    lastRun: dict[str, Any] | None = None
-    runs: list[dict[str, Any]] | None = Field(
-        default=None, description="the last 100 runs' summaries, in single-object answers"
-    )
 
 
 class TaskList(_Out):
@@ -251,11 +191,11 @@ _PARAMS = {
 _STR = {"type": "string"}
 _INT = {"type": ["integer", "string"], "minimum": 0}
 _WHEN: dict[tuple[str, ...], dict[str, Any]] = {
-    seed.AT: {"type": ["string", "integer"], "description": "ISO 8601 time with an offset (or epoch ms)"},
-    seed.DATE: {"type": "string", "description": "YYYY-MM-DD, with timefield"},
-    seed.TIME: {"type": "string", "description": "HH:MM, with datefield"},
-    seed.ZONE: {"type": "string", "description": "IANA zone for datefield/timefield"},
-    seed.DELAY: {**_MS, "description": "run after this many milliseconds"},
+    fields.AT: {"type": ["string", "integer"], "description": "ISO 8601 time with an offset (or epoch ms)"},
+    fields.DATE: {"type": "string", "description": "YYYY-MM-DD, with timefield"},
+    fields.TIME: {"type": "string", "description": "HH:MM, with datefield"},
+    fields.ZONE: {"type": "string", "description": "IANA zone for datefield/timefield"},
+    fields.DELAY: {**_MS, "description": "run after this many milliseconds"},
 }
 SCHEDULE_IN = _fields(
     {
@@ -271,7 +211,7 @@ SCHEDULE_IN = _fields(
         ("timeout",): {"type": "string"},
         ("successWhen",): {"type": "object"},
         seed.LABELS: {"type": "object"},
-        seed.PARAMS: _PARAMS,
+        fields.PARAMS: _PARAMS,
     },
     rows=True,
 )
@@ -294,7 +234,7 @@ ORCHESTRATE_IN = _fields(
             "description": "runs when the condition check gives up",
         },
         seed.LABELS: {"type": "object"},
-        seed.PARAMS: {**_PARAMS, "description": "query parameters for every task of the set"},
+        fields.PARAMS: {**_PARAMS, "description": "query parameters for every task of the set"},
         **{
             names: {
                 "type": "string",

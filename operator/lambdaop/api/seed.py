@@ -12,30 +12,27 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import math
 import re
-import zoneinfo
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
 
+from lambdaop.api.fields import Fields
 from lambdaop.core.errors import Problem, SpecInvalid
-from lambdaop.loop.outbound import Policy, Refused
 from lambdaop.spec import (
-    MAX_DURATION,
+    AnySpec,
     Task,
     TaskSet,
     parse_duration,
     parse_time,
-    targets,
     validation_problems,
 )
 
+Targets = Callable[[AnySpec], list[Problem]]  # the problems of a spec's call targets (the outbound policy)
+
 URL = ("url", "URL", "taskURL", "taskUrl")
 NAME = ("name", "taskName", "title")
-AT = ("at", "scheduledTime", "dateTime")
-DATE, TIME, ZONE = ("datefield",), ("timefield",), ("timezone",)
-DELAY = ("delay", "timeInMs", "delayInMS", "timeDelay")
 RETRIES = ("retries", "retryCount", "retriesCount")
 RETRY_DELAY = (
     "retryDelay",
@@ -50,8 +47,6 @@ STATE = ("taskState", "taskInstance", "state", "status")
 TASKS = ("tasks", "taskUrls", "tasksURL")
 ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
 NTH_TASK = tuple((f"{o}TaskURL", f"{o}TaskUrl") for o in ORDINALS)  # firstTaskURL, secondTaskURL, ...
-PARAMS = ("params", "parameters", "queryParams")
-_ROW = re.compile(r"^(checkbox|key|value)(\d+)$")
 CHECK_URL = ("conditionCheckUrl", "conditionCheckURL", "conditionCheckTaskUrl", "conditionCheckTaskURL")
 FALLBACK_URL = ("fallbackTaskUrl", "fallbackTaskURL", "fallbackUrl")
 INITIAL_DELAY = ("initialDelay", "initialDelayInMS")
@@ -72,193 +67,6 @@ STATES = {
     "canceled": "cancelled",
     "all": "all",
 }
-
-
-class Fields:
-    """A request's fields: takes each by any of its names, and reports what was left unused."""
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        self.data = data
-        self.used: set[str] = set()
-        self.problems: list[Problem] = []
-
-    def take(self, names: tuple[str, ...]) -> tuple[str | None, Any]:
-        present = [n for n in names if n in self.data and self.data[n] not in (None, "")]
-        self.used.update(n for n in names if n in self.data)
-        if len(present) > 1 and len({json.dumps(self.data[n], default=str) for n in present}) > 1:
-            self.problems.append(
-                Problem(f"{' and '.join(present)} mean the same thing; send one", field=present[0])
-            )
-        if not present:
-            return None, None
-        return present[0], self.data[present[0]]
-
-    def problem(self, field: str, message: str) -> None:
-        self.problems.append(Problem(message, field=field))
-
-    def params(self) -> dict[str, str] | None:
-        """The Lambda's query parameters: a JSON object, or the form's rows (checkboxN=on, keyN, valueN)."""
-        name, value = self.take(PARAMS)
-        query: dict[str, str] = {}
-        if name is not None:
-            if isinstance(value, str):
-                try:
-                    value = json.loads(value)
-                except ValueError:
-                    value = None
-            if not isinstance(value, dict) or not all(
-                isinstance(v, str | int | float | bool) for v in value.values()
-            ):
-                self.problem(name, "expected an object of parameter names and plain values")
-                return None
-            query.update(
-                {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
-            )
-        rows: dict[int, dict[str, Any]] = {}
-        for field_name, field_value in self.data.items():
-            match = _ROW.match(field_name)
-            if match:
-                self.used.add(field_name)
-                rows.setdefault(int(match.group(2)), {})[match.group(1)] = field_value
-        for number in sorted(rows):
-            row = rows[number]
-            if str(row.get("checkbox", "")).strip().lower() not in ("on", "true", "1", "yes", "checked"):
-                continue  # an unticked row does not count
-            key = str(row.get("key") or "").strip()
-            if not key:
-                self.problem(f"key{number}", "a ticked row needs a parameter name")
-                continue
-            query[key] = str(row.get("value") if row.get("value") is not None else "")
-        return query or None
-
-    def finish(self) -> None:
-        for name in self.data:
-            if name not in self.used:
-                self.problems.append(Problem("unknown field", field=name))
-        if self.problems:
-            raise SpecInvalid("invalid request", self.problems)
-
-    # ----- typed takes
-
-    def integer(self, names: tuple[str, ...], minimum: int = 0) -> int | None:
-        name, value = self.take(names)
-        if name is None:
-            return None
-        try:
-            number = (
-                int(str(value).strip()) if not isinstance(value, int) or isinstance(value, bool) else value
-            )
-        except ValueError:
-            self.problem(name, f"expected a whole number, got {value!r}")
-            return None
-        if isinstance(value, bool):
-            self.problem(name, f"expected a whole number, got {value!r}")
-            return None
-        if number < minimum:
-            self.problem(name, f"must be at least {minimum}, got {number}")
-            return None
-        return number
-
-    def millis(self, names: tuple[str, ...]) -> str | None:
-        """A delay: a bare number is milliseconds; a string with a unit (30s, PT30S) is taken as is."""
-        name, value = self.take(names)
-        if name is None:
-            return None
-        if isinstance(value, bool):
-            self.problem(name, f"expected milliseconds, got {value!r}")
-            return None
-        text = str(value).strip()
-        try:
-            ms = float(text)
-        except ValueError:
-            return text  # a duration with a unit; the spec model checks it
-        if not math.isfinite(ms):
-            self.problem(name, f"expected milliseconds, got {value!r}")
-            return None
-        if ms < 0:
-            self.problem(name, f"must not be negative, got {value}")
-            return None
-        if ms > MAX_DURATION.total_seconds() * 1000:
-            self.problem(name, f"must be at most {int(MAX_DURATION.total_seconds() * 1000)} ms (ten years)")
-            return None
-        return f"{int(ms)}ms" if ms == int(ms) else f"{ms}ms"
-
-    def when(self, now: dt.datetime, zone: str, required: bool = False) -> dict[str, Any]:
-        """`at` (absolute), a date/time pair, or `after` (a delay in ms)."""
-        out: dict[str, Any] = {}
-        at_name, at = self.take(AT)
-        date_name, date = self.take(DATE)
-        time_name, time_ = self.take(TIME)
-        zone_name, zone_value = self.take(ZONE)
-        delay = self.millis(DELAY)
-        given = [n for n in (at_name, date_name or time_name, delay and "delay") if n]
-        if len(given) > 1:
-            self.problem(given[1], f"give one of {given[0]} and {given[1]}")
-            return out
-        if at_name is not None:
-            if isinstance(at, bool) or not isinstance(at, int | float | str):
-                self.problem(at_name, "expected an ISO 8601 time with an offset, or epoch milliseconds")
-                return out
-            epoch = _epoch_ms(at)
-            if epoch is False:
-                self.problem(at_name, "epoch milliseconds must fall between 1970 and 2999")
-                return out
-            out["at"] = epoch if epoch is not None else at
-        elif date_name or time_name:
-            if not (date_name and time_name):
-                self.problem(
-                    "datefield" if not date_name else "timefield", "datefield and timefield go together"
-                )
-                return out
-            tz_name = str(zone_value) if zone_name else zone
-            tz = time_zone(tz_name)
-            if tz is None:
-                self.problem(
-                    zone_name or "timezone",
-                    f"unknown time zone {tz_name[:80]!r}; use an IANA name such as Europe/Berlin",
-                )
-                return out
-            try:
-                local = dt.datetime.fromisoformat(f"{str(date).strip()}T{str(time_).strip()}")
-            except ValueError:
-                self.problem("datefield", f"expected YYYY-MM-DD and HH:MM, got {date!r} and {time_!r}")
-                return out
-            out["at"] = local.replace(tzinfo=tz).isoformat()
-        elif delay is not None:
-            out["after"] = delay
-        elif required:
-            self.problem(
-                "at", "a new time is needed: at, scheduledTime, dateTime, datefield+timefield, or delay"
-            )
-        return out
-
-
-_ZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,3}$")
-
-
-def time_zone(name: str) -> zoneinfo.ZoneInfo | None:
-    """The IANA zone of that name, or None (never an OSError for a strange name)."""
-    if not isinstance(name, str) or len(name) > 64 or not _ZONE.match(name):
-        return None
-    try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-        return None
-
-
-def _epoch_ms(value: float | str) -> str | None | bool:
-    """Epoch milliseconds (a number, or digits as a form sends them) as ISO 8601; None if not a number.
-
-    False when the number is outside 1970-2999.
-    """
-    if isinstance(value, str):
-        text = value.strip()
-        if not re.fullmatch(r"\d{1,16}", text):
-            return None
-        value = int(text)
-    if not math.isfinite(value) or not 0 <= value < 32503680000000:
-        return False
-    return dt.datetime.fromtimestamp(value / 1000, dt.UTC).isoformat()
 
 
 def _name(fields: Fields, kind: str, object_id: str) -> tuple[str, str]:
@@ -289,7 +97,7 @@ def _validate(
     data: dict[str, Any],
     fields: Fields,
     where: dict[str, str],
-    policy: Policy | None = None,
+    refused: Targets | None = None,
 ) -> Any:
     """Every problem at once: the request's own (unknown fields, bad numbers), the spec's and the targets'."""
     with contextlib.suppress(SpecInvalid):
@@ -304,12 +112,9 @@ def _validate(
             p.field = _seed_field(p.field, where)
             if p.field not in seen:
                 problems.append(p)
-    if obj is not None and policy is not None:
-        for path, invoke in targets(obj):
-            try:
-                policy.check_url(invoke.url)
-            except Refused as exc:
-                problems.append(Problem(str(exc), field=_seed_field(path, where)))
+    if obj is not None and refused is not None:
+        for p in refused(obj):
+            problems.append(Problem(p.message, field=_seed_field(p.field, where)))
     if problems:
         raise SpecInvalid("invalid request", problems)
     return obj
@@ -330,7 +135,7 @@ def schedule(
     now: dt.datetime,
     zone: str,
     object_id: str,
-    policy: Policy | None = None,
+    refused: Targets | None = None,
 ) -> tuple[Task, str]:
     """POST /scheduler/schedule -> a Task spec, and the display name the client gave."""
     f = Fields(data)
@@ -354,7 +159,7 @@ def schedule(
         "spec.after": "delay",
         "metadata.name": "name",
     }
-    return _validate(Task, {"kind": "Task", "metadata": meta, "spec": spec}, f, where, policy), display
+    return _validate(Task, {"kind": "Task", "metadata": meta, "spec": spec}, f, where, refused), display
 
 
 def _url_list(f: Fields) -> tuple[str | None, list[Any]]:
@@ -387,7 +192,7 @@ def orchestrate(
     now: dt.datetime,
     zone: str,
     object_id: str,
-    policy: Policy | None = None,
+    refused: Targets | None = None,
 ) -> tuple[TaskSet, str]:
     """POST /orchestrator/orchestrate -> a TaskSet spec, and the display name the client gave.
 
@@ -440,7 +245,7 @@ def orchestrate(
         "spec.initialDelay": "initialDelay",
         "metadata.name": "name",
     }
-    return _validate(TaskSet, {"kind": "TaskSet", "metadata": meta, "spec": spec}, f, where, policy), display
+    return _validate(TaskSet, {"kind": "TaskSet", "metadata": meta, "spec": spec}, f, where, refused), display
 
 
 def _with_query(task: Any, query: dict[str, str]) -> Any:

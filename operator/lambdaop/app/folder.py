@@ -23,11 +23,14 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from lambdaop.app.service import Applied, Placed, Service, manager_of
+from lambdaop.app.applying import Applied, Applier, ApplyAction, Placed
+from lambdaop.app.batch import Place
+from lambdaop.app.batch import duplicates as twice
 from lambdaop.app.status import StatusWriter, is_status_file, object_entry, problem_entry, render, status_path
 from lambdaop.core.errors import LambdaopError, Problem
+from lambdaop.engine.record import Source, StoredObject
 from lambdaop.spec import Document, load_documents
-from lambdaop.store.mongo import Store
+from lambdaop.store.contract import ObjectReads
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +60,11 @@ class FileState:
 
 class FolderSync:
     def __init__(
-        self, folder: Path, service: Service, store: Store, default_owner: str, writer: StatusWriter
+        self, folder: Path, applier: Applier, store: ObjectReads, default_owner: str, writer: StatusWriter
     ) -> None:
         self.folder = folder.resolve()
-        self.service = service
+        self.applier = applier
+        self.service = applier.service
         self.store = store
         self.default_owner = default_owner
         self.writer = writer
@@ -167,8 +171,8 @@ class FolderSync:
         batch: list[tuple[Path, Document, Key]] = []
         file_errors: dict[Path, list[dict[str, Any]]] = {p: [] for p in parsed}
         for key, places in duplicates.items():
-            where = ", ".join(f"{self._rel(p)}:{line}" for p, line in places)
-            message = f"{key[1]} {key[2]!r} is defined more than once ({where}); none of them is applied"
+            (problem, *_) = twice({(key[1], key[2]): [Place(self._rel(p), 0, line) for p, line in places]})
+            message = problem.message
             for p, line in places:
                 log.error("%s:%s: %s", self._rel(p), line, message)
                 entry = {"message": message, "line": line, "field": "metadata.name"}
@@ -194,11 +198,9 @@ class FolderSync:
                 if key not in duplicates:
                     batch.append((path, d, key))
         folder = str(self.folder)
-        results = self.service.apply_placed(
+        results = self.applier.apply_placed(
             [
-                Placed(
-                    d, key[0], {"file": self._rel(p), "line": d.line, "document": d.index, "folder": folder}
-                )
+                Placed(d, key[0], Source(file=self._rel(p), line=d.line, document=d.index, folder=folder))
                 for p, d, key in batch
             ]
         )
@@ -228,11 +230,11 @@ class FolderSync:
         for d, key, result in applied:
             new_keys[key] = d.line
             entries[key] = (
-                object_entry(result.doc)
-                if result.doc
+                object_entry(result.record)
+                if result.record
                 else {"kind": result.kind, "name": result.name, "state": result.state or "unknown"}
             )
-            if result.action == "refused":
+            if result.action is ApplyAction.REFUSED:
                 errors.append({"message": result.message or "refused", "line": d.line})
         for key in state.keys:
             if key not in new_keys:
@@ -265,18 +267,16 @@ class FolderSync:
         self, key: Key, annotations: dict[str, str] | None, why: str, only_from: str | None = None
     ) -> None:
         owner, kind, name = key
-        doc = self.store.find_by_name(owner, kind, name)
-        if doc is None or doc.get("pruned"):
+        record = self.service.find(owner, kind, name)
+        if record is None or record.pruned:
             return
-        source = doc.get("source") or {}
-        if manager_of(doc) != f"folder:{self.folder}":
-            log.info("%s %s: %s; not pruned: it is managed by %s", kind, name, why, manager_of(doc))
+        source = record.source or Source()
+        if record.managed_by != f"folder:{self.folder}":
+            log.info("%s %s: %s; not pruned: it is managed by %s", kind, name, why, record.managed_by)
             return
-        if only_from is not None and (
-            source.get("file") != only_from or source.get("folder") != str(self.folder)
-        ):
+        if only_from is not None and (source.file != only_from or source.folder != str(self.folder)):
             return  # the document moved to another file
-        if (doc.get("annotations") or annotations or {}).get(PRUNE_ANNOTATION) == "false":
+        if (record.annotations or annotations or {}).get(PRUNE_ANNOTATION) == "false":
             log.info("%s %s: %s; kept (%s: false)", kind, name, why, PRUNE_ANNOTATION)
             return
         try:
@@ -287,22 +287,21 @@ class FolderSync:
 
     # ----- reports
 
-    def object_changed(self, doc: dict[str, Any]) -> None:
+    def object_changed(self, record: StoredObject) -> None:
         """The loop moved an object: refresh its entry in its file's report."""
-        source = doc.get("source") or {}
-        if source.get("folder") != str(self.folder):
+        if record.source is None or record.source.folder != str(self.folder):
             return
         with self._lock:
-            where = self.by_id.get(doc["_id"])
+            where = self.by_id.get(record.id)
             if where is None:
                 return
             path, key = where
             state = self.files.get(path)
             if state is None or key not in state.entries:
                 return
-            state.entries[key] = object_entry(doc)
+            state.entries[key] = object_entry(record)
             self._report(path)
-            if state.digest is None and doc["state"] in ("completed", "failed", "cancelled"):
+            if state.digest is None and record.progress.final:
                 self._retry.add(path)  # a change refused while it ran can be applied now
 
     def _report(self, path: Path) -> None:

@@ -13,19 +13,19 @@ reconciler's change hook (through watcher).
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import logging
 import os
 import re
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lambdaop.core.clock import iso
+from lambdaop.app.view import present
+from lambdaop.core.clock import Clock, SystemClock
 from lambdaop.core.errors import Problem
+from lambdaop.engine.record import StoredObject
 
 log = logging.getLogger(__name__)
 
@@ -40,56 +40,43 @@ def is_status_file(path: str | Path) -> bool:
     return str(path).endswith((".status.yaml", ".status.yml"))
 
 
-def object_entry(doc: dict[str, Any]) -> dict[str, Any]:
-    """What the status file says of a stored object."""
-    p = doc.get("progress", {})
+def object_entry(record: StoredObject) -> dict[str, Any]:
+    """What the status file says of a stored object: a selection of its view (`view.present`)."""
+    view = present(record)
     entry: dict[str, Any] = {
-        "kind": doc["kind"],
-        "name": doc["name"],
-        "id": doc["_id"],
-        "state": doc["state"],
-        "generation": doc.get("generation", 1),
-        "observedGeneration": doc.get("generation", 1),
-        "attempts": p.get("calls", 0),
+        "kind": view["kind"],
+        "name": view["name"],
+        "id": view["id"],
+        "state": view["state"],
+        "generation": view["generation"],
+        "observedGeneration": view["generation"],
+        "attempts": view["calls"],
     }
-    if doc.get("due") is not None:
-        entry["nextDue"] = iso(doc["due"])
-    if (doc.get("spec") or {}).get("schedule"):
-        entry["run"] = p.get("run", 1)
-        if p.get("suspended"):
+    if view["due"] is not None:
+        entry["nextDue"] = view["due"]
+    if "schedule" in view:
+        entry["run"] = view["run"]
+        if view["suspended"]:
             entry["suspended"] = True
-        elif doc.get("due") is not None:
-            entry["nextRun"] = iso(doc["due"])
-        last_run = doc.get("lastRun")
-        if last_run:
-            entry["lastRun"] = {k: iso(v) if isinstance(v, dt.datetime) else v for k, v in last_run.items() if v is not None and k in ("run", "result", "finished", "reason")}  # fmt: skip
-    if doc["kind"] == "TaskSet" and doc["state"] != "scheduled":
-        entry["step"] = p.get("step")
-    if p.get("reason"):
-        entry["reason"] = p["reason"]
-    if p.get("failed_step"):
-        entry["failedStep"] = p["failed_step"]
-    last = doc.get("last")
+        elif view["due"] is not None:
+            entry["nextRun"] = view["due"]
+        if view["lastRun"]:
+            entry["lastRun"] = {k: v for k, v in view["lastRun"].items() if k in ("run", "result", "finished", "reason")}  # fmt: skip
+    if view["kind"] == "TaskSet" and view["state"] != "scheduled":
+        entry["step"] = view["step"]
+    for key in ("reason", "failedStep"):
+        if view[key]:
+            entry[key] = view[key]
+    last = view["last"]
     if last:
-        entry["lastCall"] = {
-            k: v
-            for k, v in {
-                "step": last.get("step"),
-                "attempt": last.get("attempt"),
-                "at": iso(last.get("at")),
-                "status": last.get("status"),
-                "durationMs": last.get("duration_ms"),
-                "error": last.get("error"),
-            }.items()
-            if v is not None
-        }
-    if p.get("finished"):
-        entry["finished"] = iso(p["finished"])
-    if doc.get("pruned"):
+        names = (("step", "step"), ("attempt", "attempt"), ("at", "at"), ("status", "status"), ("durationMs", "duration_ms"), ("error", "error"))  # fmt: skip
+        entry["lastCall"] = {out: last[key] for out, key in names if last.get(key) is not None}
+    if view["finished"]:
+        entry["finished"] = view["finished"]
+    if view["pruned"]:
         entry["pruned"] = True
-    manager = doc.get("manager") or ""
-    if manager.startswith("api:"):
-        entry["managedBy"] = manager
+    if view["manager"].startswith("api:") and record.manager:
+        entry["managedBy"] = view["manager"]
         entry["takenOver"] = True  # changed through the API with force: the folder leaves it alone
     return entry
 
@@ -147,7 +134,13 @@ class StatusWriter:
     every second.
     """
 
-    def __init__(self, interval: float = 1.0, on_write: Callable[[Path], None] | None = None) -> None:
+    def __init__(
+        self,
+        interval: float = 1.0,
+        on_write: Callable[[Path], None] | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.clock: Clock = clock or SystemClock()
         self.interval = interval
         self.on_write = on_write
         self._pending: dict[Path, str | Callable[[], str | None]] = {}
@@ -169,7 +162,7 @@ class StatusWriter:
             ):
                 return
             self._pending[path] = text
-            if time.monotonic() - self._last.get(path, 0.0) >= self.interval:
+            if self.clock.monotonic() - self._last.get(path, 0.0) >= self.interval:
                 self._cond.notify()
 
     def kick(self) -> None:
@@ -191,10 +184,10 @@ class StatusWriter:
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until everything put so far is on disk (tests, shutdown)."""
-        deadline = time.monotonic() + timeout
+        deadline = self.clock.monotonic() + timeout
         with self._cond:
             self._force = True
-            while self._pending and time.monotonic() < deadline:
+            while self._pending and self.clock.monotonic() < deadline:
                 self._cond.notify()
                 self._cond.wait(0.05)
             self._force = False
@@ -211,7 +204,7 @@ class StatusWriter:
             with self._cond:
                 if self._stop:
                     return
-                now = time.monotonic()
+                now = self.clock.monotonic()
                 ready = {
                     p: t
                     for p, t in self._pending.items()
@@ -247,7 +240,7 @@ class StatusWriter:
             tmp.write_text(text)
             os.replace(tmp, path)
             self._written[path] = text
-            self._last[path] = time.monotonic()
+            self._last[path] = self.clock.monotonic()
             self.writes += 1
             if self.on_write is not None:
                 self.on_write(path)

@@ -25,14 +25,14 @@ import hmac
 import re
 import secrets
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lambdaop.core.clock import Clock
 from lambdaop.core.errors import Conflict, NotFound, Problem, SpecInvalid, TooManyRequests, Unauthorized
-from lambdaop.store.mongo import Store
+from lambdaop.store.contract import UserStore
+from lambdaop.store.embedded import write_private
 
 NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
@@ -103,7 +103,7 @@ class LoginGuard:
 class Users:
     def __init__(
         self,
-        store: Store,
+        store: UserStore,
         clock: Clock,
         cache_seconds: float = 30.0,
         session_hours: float = 12.0,
@@ -135,7 +135,7 @@ class Users:
         """Remove a user: its tokens and sessions stop working at once (its objects stay)."""
         if not self.store.delete_user(name):
             raise NotFound(f"no user {name!r}")
-        self.store.sessions.delete_many({"user": name})
+        self.store.delete_sessions_of(name)
         self._forget(name)
 
     def listing(self) -> list[dict[str, Any]]:
@@ -151,11 +151,9 @@ class Users:
         try:
             token = self.add("admin", admin=True)
         except Conflict:  # a user named admin exists, without the right: give it the right and a token
-            self.store.update_user("admin", {"$set": {"admin": True}})
+            self.store.set_user("admin", {"admin": True})
             token = self.issue_token("admin")
         if self.token_file is not None:
-            from lambdaop.store.embedded import write_private
-
             write_private(self.token_file, token + "\n")
         return token
 
@@ -165,7 +163,7 @@ class Users:
         if self.store.get_user(name) is None:
             raise NotFound(f"no user {name!r}")
         token, entry = self._new_token(name, expires)
-        self.store.update_user(name, {"$push": {"tokens": entry}})
+        self.store.add_token(name, entry)
         return token
 
     def tokens(self, name: str) -> list[dict[str, Any]]:
@@ -195,7 +193,7 @@ class Users:
         ]
         if not gone:
             raise NotFound(f"no token of {name} starts with {prefix!r}")
-        self.store.update_user(name, {"$pull": {"tokens": {"hash": {"$in": [t["hash"] for t in gone]}}}})
+        self.store.remove_tokens(name, [t["hash"] for t in gone])
         self._forget(name)
         return len(gone)
 
@@ -213,13 +211,13 @@ class Users:
     def set_password(self, name: str, password: str) -> None:
         if len(password) < 8:
             raise SpecInvalid("weak password", [Problem("use at least 8 characters", field="password")])
-        if not self.store.update_user(name, {"$set": {"password": hash_password(password)}}):
+        if not self.store.set_user(name, {"password": hash_password(password)}):
             raise NotFound(f"no user {name!r}")
 
     def login(self, name: str, password: str, client: str = "") -> str:
         """Sign in with a password; answers a new web session token (API tokens are left alone)."""
         keys = [f"user:{name[:64]}"] + ([f"addr:{client}"] if client else [])
-        now = time.monotonic()
+        now = self.clock.monotonic()
         self.guard.check(keys, now)
         doc = self.store.get_user(name) if NAME.match(name or "") else None
         stored = (doc or {}).get("password") or _DUMMY
@@ -230,14 +228,14 @@ class Users:
         self.guard.succeeded(keys)
         token = f"s.{secrets.token_urlsafe(32)}"
         created = self.clock.now()
-        self.store.sessions.insert_one(
+        self.store.insert_session(
             {"_id": _digest(token), "user": name, "created": created, "expires": created + dt.timedelta(hours=self.session_hours)}
         )  # fmt: skip
         return token
 
     def logout(self, token: str | None) -> None:
         if token and token.startswith("s."):
-            self.store.sessions.delete_one({"_id": _digest(token)})
+            self.store.delete_session(_digest(token))
             with self._lock:
                 self._cache.pop(_digest(token), None)
 
@@ -247,7 +245,7 @@ class Users:
         if not token:
             raise Unauthorized("this route needs `Authorization: Bearer <token>`")
         digest = _digest(token)
-        now = time.monotonic()
+        now = self.clock.monotonic()
         with self._lock:
             hit = self._cache.get(digest)
         if hit is not None and hit[1] > now:
@@ -262,7 +260,7 @@ class Users:
         return user
 
     def _session_user(self, digest: str) -> User | None:
-        session = self.store.sessions.find_one({"_id": digest})
+        session = self.store.find_session(digest)
         if session is None or session["expires"] <= self.clock.now():
             return None
         doc = self.store.get_user(session["user"])
@@ -287,14 +285,12 @@ class Users:
 
     def _touch(self, name: str, digest: str) -> None:
         """Record a token's use, at most every ten minutes (it costs a write)."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         with self._lock:
             if now - self._used.get(digest, -LAST_USED_EVERY) < LAST_USED_EVERY:
                 return
             self._used[digest] = now
-        self.store.users.update_one(
-            {"_id": name, "tokens.hash": digest}, {"$set": {"tokens.$.last_used": self.clock.now()}}
-        )
+        self.store.touch_token(name, digest, self.clock.now())
 
     def _forget(self, name: str) -> None:
         """Drop cached answers for a user (a revoked token or removed user stops working at once)."""

@@ -6,27 +6,22 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import getpass
-import json
 import logging
 import os
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import requests
 
 from lambdaop import __version__
-from lambdaop.cli.client import Client, ClientError, split_documents
-from lambdaop.core.errors import LambdaopError, Problem, SpecInvalid
+from lambdaop.cli.client import ClientError
+from lambdaop.cli.local import policy_of, serve, user_command, validate, write_schemas
+from lambdaop.cli.remote import client_command, client_problem
+from lambdaop.core.errors import LambdaopError
 from lambdaop.core.logs import setup as setup_logs
-from lambdaop.loop.outbound import SECURE, Policy, Refused
-from lambdaop.runtime.config import Config
-from lambdaop.spec import json_schemas, load_documents, parse_duration, targets
+from lambdaop.spec import kind_named, parse_duration
 
 log = logging.getLogger("lambdaop")
 
@@ -44,18 +39,8 @@ ALLOW_HELP = (
 )
 
 
-def _policy(text: str) -> Policy:
-    policy = Policy.parse(text)
-    if policy.problems:
-        raise argparse.ArgumentTypeError("--allow-hosts: " + "; ".join(policy.problems))
-    return policy
-
-
-KINDS = {"task": "Task", "tasks": "Task", "taskset": "TaskSet", "tasksets": "TaskSet"}
-
-
 def _kind(text: str) -> str:
-    kind = KINDS.get(text.lower())
+    kind = kind_named(text)
     if kind is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a kind: use task or taskset")
     return kind
@@ -193,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return serve(args)
         if args.command == "validate":
-            return validate(args.paths, _policy(args.allow_hosts))
+            return validate(args.paths, policy_of(args.allow_hosts))
         if args.command == "schema":
             return write_schemas(args.out)
         if args.command == "user":
@@ -206,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lambdaop: {exc}", file=sys.stderr)
         return 2
     except ClientError as exc:
-        print(f"lambdaop: {_client_problem(exc, args)}", file=sys.stderr)
+        print(f"lambdaop: {client_problem(exc, args)}", file=sys.stderr)
         for detail in exc.body.get("details", []) if exc.status == 422 else []:
             where = ", ".join(
                 str(detail[k]) for k in ("document", "line", "field") if detail.get(k) is not None
@@ -231,293 +216,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.debug("unexpected error", exc_info=True)
         print(f"lambdaop: unexpected error: {type(exc).__name__}: {exc} (run with --log-level DEBUG for details)", file=sys.stderr)  # fmt: skip
         return 2
-
-
-def _client_problem(exc: ClientError, args: argparse.Namespace) -> str:
-    if exc.status == 401:
-        if not args.token:
-            return "no token: pass --token or set LAMBDAOP_TOKEN; `lambdaop user token NAME` prints one"
-        return "the server refused the token (revoked, expired or mistyped); `lambdaop user token NAME` prints a new one"
-    if exc.status == 403:
-        return f"not allowed: {exc.body.get('message')}"
-    if exc.status == 404:
-        return f"not found: {exc.body.get('message') or 'no such object'} (check the name or id, and --token's user)"
-    if exc.status == 409:
-        return str(exc.body.get("reason") or exc.body.get("message"))
-    return f"the server answered {exc.status}: {exc.body.get('message') or exc.body}"
-
-
-def serve(args: argparse.Namespace) -> int:
-    from lambdaop.runtime.runtime import Runtime
-
-    config = Config(
-        state_dir=args.state_dir,
-        specs_dir=args.specs,
-        specs_owner=args.specs_owner,
-        mongodb_uri=os.environ.get("LAMBDAOP_MONGODB_URI") or None,
-        database=os.environ.get("LAMBDAOP_DATABASE", "lambdaop"),
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        timezone=args.timezone,
-        allow_hosts=_policy(args.allow_hosts),
-        on_failure=args.on_failure,
-        metrics_public=args.metrics_public,
-        claim_window=args.claim_window,
-        lease=args.lease if not isinstance(args.lease, str) else parse_duration(args.lease),
-        env=dict(os.environ),
-    )
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        log.info("signal %s: stopping after the current pass", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    runtime = Runtime(config)
-    runtime.start()
-    if runtime.admin_token:
-        print(
-            f"first start: created user admin; its API token is in {runtime.state.path / 'admin.token'}",
-            file=sys.stderr,
-        )
-    print(
-        f"lambdaop {__version__} serving {runtime.url}; specs from {config.specs_dir}; Ctrl-C to stop",
-        file=sys.stderr,
-        flush=True,
-    )
-    try:
-        while not stop.wait(1.0):
-            pass
-    finally:
-        runtime.stop()
-    return 0
-
-
-def user_command(args: argparse.Namespace) -> int:
-    from lambdaop.app.users import Users
-    from lambdaop.core.clock import SystemClock
-    from lambdaop.store.embedded import EmbeddedServer, StateDir
-    from lambdaop.store.mongo import Store, connect, start_embedded
-
-    uri = os.environ.get("LAMBDAOP_MONGODB_URI") or None
-    state = StateDir(args.state_dir)
-    server = None
-    if uri is None and state.held_elsewhere() and (state.path / "store.uri").exists():
-        store = Store((state.path / "store.uri").read_text().strip(), embedded=True)  # serve's store
-    elif uri is not None:
-        store = connect(uri, os.environ.get("LAMBDAOP_DATABASE", "lambdaop"))
-    else:
-        state.acquire()
-        server = EmbeddedServer(state.path)
-        try:
-            store = connect(start_embedded(server), embedded=True)
-        except Exception:
-            server.stop()
-            state.release()
-            raise
-    try:
-        users = Users(store, SystemClock(), token_file=state.path / "admin.token")
-        if users.ensure_admin():
-            print(
-                f"created user admin first; its API token is in {state.path / 'admin.token'}", file=sys.stderr
-            )
-        command = args.user_command
-        if command == "add":
-            print(users.add(args.name, admin=args.admin))
-        elif command == "token":
-            print(users.issue_token(args.name, args.expires))
-        elif command == "tokens":
-            print(f"{'PREFIX':10} {'CREATED':25} {'LAST USED':25} EXPIRES")
-            for t in users.tokens(args.name):
-                print(
-                    f"{t['prefix'] or '-':10} {_when(t['created']):25} {_when(t['lastUsed']):25} {_when(t['expires'])}"
-                )
-        elif command == "revoke":
-            print(f"revoked {users.revoke(args.name, args.prefix)} token(s) of {args.name}")
-        elif command == "remove":
-            users.remove(args.name)
-            print(f"removed user {args.name}")
-        elif command == "passwd":
-            users.set_password(args.name, _read_password(args.password_stdin))
-            print(f"password of {args.name} set")
-        else:
-            for u in users.listing():
-                print(f"{u['name']}\t{'admin' if u['admin'] else 'user'}\t{u['tokens']} token(s)")
-    finally:
-        store.close()
-        if server is not None:
-            server.stop()
-        state.release()
-    return 0
-
-
-def _when(value: object) -> str:
-    from lambdaop.core.clock import iso
-
-    return iso(value) or "-" if isinstance(value, dt.datetime) else "-"
-
-
-def _read_password(from_stdin: bool) -> str:
-    """From standard input, or asked twice without echo."""
-    if from_stdin or not sys.stdin.isatty():
-        return sys.stdin.readline().rstrip("\n")
-    first = getpass.getpass("new password: ")
-    if getpass.getpass("again: ") != first:
-        raise SpecInvalid("the passwords differ", [Problem("type the same password twice", field="password")])
-    return first
-
-
-def client_command(args: argparse.Namespace) -> int:
-    client = Client(args.server, args.token)
-    command = args.command
-    if command == "apply":
-        return _apply(client, args)
-    if command == "get":
-        if args.name:
-            return _show(args, [client.find(args.kind, args.name)], args.kind)
-        body = client.list(args.kind, args.state, args.limit)
-        return _show(args, body["tasks" if args.kind == "Task" else "taskSets"], args.kind)
-    if command == "delete":
-        body = client.delete_spec(args.kind, args.name, force=args.force)
-        print(f"{args.kind}/{args.name} deleted ({body['object']['state']}, marked pruned)")
-        return 0
-    target = client.find(args.kind, args.name)
-    if command == "describe":
-        _print(args, client.get(target["id"], args.kind), detail=True)
-        return 0
-    if command == "cancel":
-        client.cancel(target["id"], args.kind)
-        print(f"{args.kind}/{target['name']} cancelled")
-        return 0
-    if command == "modify":
-        at = args.at if args.at else (dt.datetime.now(dt.UTC) + args.after).isoformat()
-        body = client.modify(target["id"], at, args.kind)
-        changed = body.get("task") or body.get("taskSet") or {}
-        print(f"{args.kind}/{target['name']} now due {changed.get('due')}")
-        return 0
-    if command in ("suspend", "resume"):
-        body = client.pause(target["id"], args.kind, command)
-        print(f"{args.kind}/{target['name']} {'suspended' if body['suspended'] else 'resumed'}"
-              + (" after the run going on" if body.get("afterThisRun") else ""))  # fmt: skip
-        return 0
-    return 2
-
-
-def _apply(client: Client, args: argparse.Namespace) -> int:
-    failed = False
-    for path in _files(args.files):
-        results = []
-        for offset, piece in split_documents(path.read_text()):
-            try:
-                results += client.apply(piece, force=args.force)["results"]
-            except ClientError as exc:
-                failed = True
-                if exc.status != 422:
-                    print(f"{path}: {_client_problem(exc, args)}", file=sys.stderr)
-                    continue
-                print(f"{path}: invalid; nothing in it was applied", file=sys.stderr)
-                for d in exc.body.get("details", []):
-                    line = f":{d['line'] + offset}" if d.get("line") else ""
-                    field = f" {d['field']}:" if d.get("field") else ""
-                    print(f"{path}{line}:{field} {d['message']}", file=sys.stderr)
-        for r in results:
-            print(
-                f"{path}: {r['kind']}/{r['name']} {r['action']}"
-                + (f" ({r['message']})" if r.get("message") else "")
-            )
-    return 1 if failed else 0
-
-
-def _print(args: argparse.Namespace, value: Any, detail: bool = False) -> None:
-    if args.output == "yaml":
-        from ruamel.yaml import YAML
-
-        YAML(typ="safe", pure=True).dump(value, sys.stdout)
-    else:
-        print(json.dumps(value, indent=2))
-
-
-def _show(args: argparse.Namespace, rows: list[dict[str, Any]], kind: str) -> int:
-    if args.output in ("json", "yaml"):
-        _print(args, rows)
-        return 0
-    wide = args.output == "wide"
-    header = f"{'NAME':32} {'STATE':10} {'NEXT':25} {'CALLS':>5}"
-    if wide:
-        header = f"{'ID':25} {header} {'OWNER':12} {'LAST RESULT':24} SCHEDULE"
-    print(header)
-    for r in rows:
-        nxt = r.get("due") or ((r.get("nextRuns") or [None])[0]) or "-"
-        line = (
-            f"{(r.get('displayName') or r['name'])[:32]:32} {r['state']:10} {nxt:25} {r.get('calls', 0):>5}"
-        )
-        if wide:
-            last = r.get("last") or {}
-            result = (
-                "-"
-                if not last
-                else ("ok" if last.get("ok") else f"failed {last.get('status') or ''}".strip())
-            )
-            sched = (r.get("schedule") or {}).get("description", "-")
-            line = f"{r['id']:25} {line} {r['owner'][:12]:12} {result[:24]:24} {sched}"
-        print(line)
-    return 0
-
-
-def _files(paths: Sequence[Path]) -> list[Path]:
-    from lambdaop.app.folder import spec_files
-
-    out: list[Path] = []
-    for path in paths:
-        out.extend(spec_files(path) if path.is_dir() else [path])
-    return out
-
-
-def validate(paths: Sequence[Path], policy: Policy = SECURE) -> int:
-    failed = 0
-    count = 0
-    seen: dict[tuple[str, str], list[str]] = {}
-    for path in _files(paths):
-        try:
-            text = path.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            print(f"{path}: cannot be read: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        for doc in load_documents(text, str(path)):
-            count += 1
-            if doc.spec is not None:
-                for field, invoke in targets(doc.spec):
-                    try:
-                        policy.check_url(invoke.url)
-                    except Refused as exc:
-                        doc.problems.append(Problem(str(exc), file=str(path), line=doc.line, field=field))
-            if doc.problems:
-                failed += 1
-                for problem in doc.problems:
-                    print(str(problem), file=sys.stderr)
-            elif doc.spec is not None:
-                seen.setdefault((doc.spec.kind, doc.spec.metadata.name), []).append(f"{path}:{doc.line}")
-    for (kind, name), places in seen.items():
-        if len(places) > 1:
-            failed += len(places)
-            for place in places:
-                print(
-                    f"{place}: {kind} {name!r} is defined more than once ({', '.join(places)})",
-                    file=sys.stderr,
-                )
-    print(f"{count} document(s) checked, {failed} with errors", file=sys.stderr)
-    return 1 if failed else 0
-
-
-def write_schemas(out: Path) -> int:
-    out.mkdir(parents=True, exist_ok=True)
-    for name, schema in json_schemas().items():
-        (out / name).write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
-        print(f"wrote {out / name}")
-    return 0
 
 
 if __name__ == "__main__":

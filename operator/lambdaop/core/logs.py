@@ -65,21 +65,20 @@ class TextFormatter(logging.Formatter):
         return f"{text} [id {object_id}]" if object_id else text
 
 
-def about(doc: dict[str, Any], step: str | None = None, attempt: int | None = None) -> dict[str, Any]:
-    """`extra=` fields naming an object (and a call of it)."""
+def about(obj: Any, step: str | None = None, attempt: int | None = None) -> dict[str, Any]:
+    """`extra=` fields naming an object (a stored record, or a stored document) and a call of it."""
+    if isinstance(obj, dict):
+        owner, kind, name, object_id = obj.get("owner"), obj.get("kind"), obj.get("name"), obj.get("_id")
+    else:
+        owner, kind, name, object_id = obj.owner, str(obj.kind), obj.name, obj.id
     fields: dict[str, Any] = {
-        "owner": doc.get("owner"),
-        "kind": doc.get("kind"),
-        "object_name": doc.get("name"),  # `name` in JSON lines (a log record keeps `name` for the logger)
-        "id": doc.get("_id"),
+        "owner": owner,
+        "kind": kind,
+        "object_name": name,  # `name` in JSON lines (a log record keeps `name` for the logger)
+        "id": object_id,
     }
     if step is not None:
         fields["step"] = step
     if attempt is not None:
         fields["attempt"] = attempt
     return fields
-
-
-def label(doc: dict[str, Any]) -> str:
-    """`Task alice/hello`: how a line names an object."""
-    return f"{doc.get('kind')} {doc.get('owner')}/{doc.get('name')}"

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import collections
 import threading
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from lambdaop.core.clock import Clock, SystemClock
 
 STATES = ("scheduled", "running", "completed", "failed", "cancelled")
 LATENESS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -56,7 +57,8 @@ class _Objects(Collector):
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock or SystemClock()
         self.registry = CollectorRegistry()
         r = self.registry
         self.calls = Counter("lambdaop_calls", "Calls made, by step kind (task, check, fallback, notify), result and status class", ["kind", "result", "status"], registry=r)  # fmt: skip
@@ -79,7 +81,7 @@ class Metrics:
         kind = step_kind(step)
         self.calls.labels(kind, "ok" if ok else "failed", status_class(status)).inc()
         self.call_seconds.labels(kind).observe(max(0.0, seconds))
-        minute = int(time.time() // 60)
+        minute = int(self.clock.now().timestamp() // 60)
         with self._lock:
             ring = self._minutes.setdefault(owner, collections.deque(maxlen=60))
             if not ring or ring[-1][0] != minute:
@@ -88,7 +90,7 @@ class Metrics:
 
     def last_hour(self, owner: str) -> list[dict[str, int]]:
         """Calls per minute of this owner over the last hour (oldest first), by this process."""
-        now = int(time.time() // 60)
+        now = int(self.clock.now().timestamp() // 60)
         with self._lock:
             seen = {m: (ok, bad) for m, ok, bad in self._minutes.get(owner, ())}
         return [

@@ -23,6 +23,7 @@ from enum import StrEnum
 from typing import Any
 
 from lambdaop.engine import recurrence, retrypolicy
+from lambdaop.engine.outcomes import Outcome
 from lambdaop.spec import Invoke, Notify, RetryFields, TaskSetSpec, TaskSpec
 
 
@@ -41,17 +42,6 @@ MISSED_AFTER = dt.timedelta(minutes=1)  # a recurring run this late was missed (
 
 class Refused(Exception):
     """The event is not allowed in this state; the message says why."""
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """A call's result as the machine sees it: `kind` is 5xx, 4xx, 429, timeout, connection,
-    body or config; `retry_after` the seconds a 429 or 503 asked for."""
-
-    ok: bool
-    error: str | None = None
-    kind: str | None = None
-    retry_after: float | None = None
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,10 @@ Called by machine.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
 
+from lambdaop.engine.outcomes import Failure, Outcome
 from lambdaop.engine.recurrence import fraction
 from lambdaop.spec import RETRY_ON, RetryFields, format_duration
-
-if TYPE_CHECKING:
-    from lambdaop.engine.machine import Outcome
 
 RETRY_AFTER_CAP = dt.timedelta(minutes=15)
 
@@ -32,10 +29,10 @@ def delay(
     if attempt > policy.retries:
         return None
     kinds = policy.retryOn or list(RETRY_ON)
-    if policy.retryOn is not None and (outcome.kind or "") not in kinds:
+    if policy.retryOn is not None and (outcome.failure or "") not in kinds:
         return None
     cap = policy.backoff.max if policy.backoff and policy.backoff.max else None
-    if outcome.retry_after is not None and outcome.kind in ("429", "5xx"):
+    if outcome.retry_after is not None and outcome.failure in (Failure.THROTTLED, Failure.SERVER):
         wait = min(dt.timedelta(seconds=max(0.0, outcome.retry_after)), cap or RETRY_AFTER_CAP)
         return wait, f"Retry-After asked for {outcome.retry_after:g}s" + (" (capped)" if wait < dt.timedelta(seconds=outcome.retry_after) else "")  # fmt: skip
     wait = policy.retryDelay

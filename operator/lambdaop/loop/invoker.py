@@ -37,7 +37,6 @@ import logging
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 from lambdaop import __version__
 from lambdaop.core.clock import Clock
+from lambdaop.engine.outcomes import Failure
 from lambdaop.loop.outbound import SECURE, IPAddress, Policy, Refused, resolve
 from lambdaop.spec import FromEnv, Invoke, SuccessWhen
 
@@ -78,7 +78,7 @@ class CallResult:
     status: int | None = None
     response: str | None = None
     error: str | None = None
-    kind: str | None = None  # of a failure: 5xx, 4xx, 429, timeout, connection, body, config
+    failure: Failure | None = None  # what kind of failure it was
     retry_after: float | None = None  # seconds a 429 or 503 asked to wait
 
 
@@ -93,7 +93,8 @@ class _Expired(Exception):
 class Reaper:
     """Shuts sockets whose deadline passed (one thread for every call)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
         self._heap: list[tuple[float, int, socket.socket]] = []
         self._live: set[int] = set()
         self._fired: set[int] = set()
@@ -127,7 +128,7 @@ class Reaper:
                     self._cond.wait()
                     continue
                 deadline, token, sock = self._heap[0]
-                wait = deadline - time.monotonic()
+                wait = deadline - self._clock.monotonic()
                 if wait > 0:
                     self._cond.wait(wait)
                     continue
@@ -169,7 +170,7 @@ class Invoker:
         self._resolve = resolver
         self._pool = ThreadPoolExecutor(max_workers=max(workers, max_threads), thread_name_prefix="invoker")
         self._local = threading.local()
-        self._reaper = Reaper()
+        self._reaper = Reaper(clock)
         self._tls = ssl.create_default_context()
 
     def submit(self, job: Job) -> None:
@@ -193,10 +194,10 @@ class Invoker:
         started = self._clock.now()
         t0 = self._clock.monotonic()
         timeout = inv.timeout.total_seconds()
-        deadline = time.monotonic() + timeout
+        deadline = self._clock.monotonic() + timeout
 
-        def fail(error: str, kind: str) -> CallResult:
-            return CallResult(job, False, started, elapsed(), None, error=error, kind=kind)
+        def fail(error: str, failure: Failure) -> CallResult:
+            return CallResult(job, False, started, elapsed(), None, error=error, failure=failure)
 
         def elapsed() -> float:
             return round((self._clock.monotonic() - t0) * 1000, 3)
@@ -204,7 +205,7 @@ class Invoker:
         try:
             headers, body, url = self._request(job, started)
         except ConfigError as exc:
-            return fail(str(exc), "config")
+            return fail(str(exc), Failure.CONFIG)
         method = inv.method
         try:
             for _hop in range(MAX_HOPS + 1):
@@ -219,31 +220,37 @@ class Invoker:
                     continue
                 break
             else:
-                return fail(f"more than {MAX_HOPS} redirects", "4xx")
+                return fail(f"more than {MAX_HOPS} redirects", Failure.CLIENT)
         except Refused as exc:
-            return fail(f"refused by the outbound policy: {exc}", "config")
+            return fail(f"refused by the outbound policy: {exc}", Failure.CONFIG)
         except _Expired:
-            return fail(f"timed out after {timeout:g}s", "timeout")
+            return fail(f"timed out after {timeout:g}s", Failure.TIMEOUT)
         except ConfigError as exc:
-            return fail(str(exc), "connection")
+            return fail(str(exc), Failure.CONNECTION)
         except ssl.SSLError as exc:
-            return fail(f"TLS failed: {_short(exc)}", "connection")
+            return fail(f"TLS failed: {_short(exc)}", Failure.CONNECTION)
         except (OSError, http.client.HTTPException) as exc:
-            if time.monotonic() >= deadline:
-                return fail(f"timed out after {timeout:g}s", "timeout")
-            return fail(f"connection failed: {_short(exc)}", "connection")
+            if self._clock.monotonic() >= deadline:
+                return fail(f"timed out after {timeout:g}s", Failure.TIMEOUT)
+            return fail(f"connection failed: {_short(exc)}", Failure.CONNECTION)
         duration = elapsed()
         excerpt = raw[:EXCERPT_BYTES].decode("utf-8", errors="replace")
         if status in _REDIRECTS and not inv.followRedirects and inv.successWhen is None:
-            return CallResult(job, False, started, duration, status, excerpt, f"status {status} (a redirect; set followRedirects to follow it)", "4xx")  # fmt: skip
+            return CallResult(job, False, started, duration, status, excerpt, f"status {status} (a redirect; set followRedirects to follow it)", Failure.CLIENT)  # fmt: skip
         ok, why = judge(inv.successWhen, status, raw, truncated)
         if ok:
             return CallResult(job, True, started, duration, status, excerpt)
-        kind = (
-            "429" if status == 429 else "5xx" if status >= 500 else "body" if 200 <= status < 300 else "4xx"
+        failure = (
+            Failure.THROTTLED
+            if status == 429
+            else Failure.SERVER
+            if status >= 500
+            else Failure.BODY
+            if 200 <= status < 300
+            else Failure.CLIENT
         )
         wait = retry_after(wait_for, self._clock.now()) if status in (429, 503) else None
-        return CallResult(job, False, started, duration, status, excerpt, why, kind, wait)
+        return CallResult(job, False, started, duration, status, excerpt, why, failure, wait)
 
     def _request(self, job: Job, started: dt.datetime) -> tuple[dict[str, str], bytes | None, str]:
         inv = job.invoke
@@ -313,7 +320,7 @@ class Invoker:
             self.policy.check_address(address, host)
         ip = str(addresses[0])
         for _try in (1, 2):  # a kept-alive connection the peer closed meanwhile gets one fresh try
-            if time.monotonic() >= deadline:
+            if self._clock.monotonic() >= deadline:
                 raise _Expired()
             conn, fresh = self._connection(parts.scheme, ip, port, host, deadline)
             try:
@@ -344,7 +351,7 @@ class Invoker:
         token = self._reaper.watch(conn.sock, deadline)
         keep = False
         try:
-            conn.sock.settimeout(max(0.001, deadline - time.monotonic()))
+            conn.sock.settimeout(max(0.001, deadline - self._clock.monotonic()))
             send = dict(headers)
             if "host" not in {k.lower() for k in declared}:
                 default = 443 if parts.scheme == "https" else 80
@@ -370,7 +377,7 @@ class Invoker:
             keep = not truncated and not resp.will_close and resp.isclosed()
             return resp.status, raw, resp.getheader("Location"), truncated, resp.getheader("Retry-After")
         except (OSError, http.client.HTTPException):
-            if (token >= 0 and self._reaper.unwatch(token)) or time.monotonic() >= deadline:
+            if (token >= 0 and self._reaper.unwatch(token)) or self._clock.monotonic() >= deadline:
                 token = -1
                 raise _Expired() from None
             raise
@@ -388,7 +395,7 @@ class Invoker:
         conn = conns.get(key)
         if conn is not None and conn.sock is not None:
             return conn, False
-        remaining = max(0.001, deadline - time.monotonic())
+        remaining = max(0.001, deadline - self._clock.monotonic())
         if scheme == "https":
             conn = _Pinned(ip, port, host, remaining, self._tls)
         else:

@@ -14,6 +14,8 @@ import socket
 import threading
 from typing import Any
 
+from lambdaop.app.applying import Applier
+from lambdaop.app.batch import Checker
 from lambdaop.app.folder import FolderSync
 from lambdaop.app.service import Service
 from lambdaop.app.status import StatusWriter
@@ -21,12 +23,14 @@ from lambdaop.app.users import Users
 from lambdaop.core.clock import Clock, SystemClock
 from lambdaop.core.errors import LambdaopError, StartupFailed
 from lambdaop.core.metrics import Metrics
+from lambdaop.engine.record import StoredObject
 from lambdaop.loop.outbound import Refused
-from lambdaop.loop.reconciler import LoopSettings, Reconciler
+from lambdaop.loop.reconciler import Reconciler
+from lambdaop.loop.settings import LoopSettings
 from lambdaop.runtime.config import Config
 from lambdaop.spec import Notify
 from lambdaop.store.embedded import EmbeddedServer, StateDir
-from lambdaop.store.mongo import Store, connect, start_embedded
+from lambdaop.store.mongo import MongoStore, connect, start_embedded
 from lambdaop.store.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -39,7 +43,7 @@ class Runtime:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.state = StateDir(config.state_dir)
         self.server: EmbeddedServer | None = None
-        self.store: Store
+        self.store: MongoStore
         self.writer: Writer | None = None
         self.reconciler: Reconciler
         self.service: Service
@@ -85,7 +89,7 @@ class Runtime:
             recover_all_at_start=self.server is not None,
             notify=self._default_notify(),
         )
-        self.metrics = Metrics()
+        self.metrics = Metrics(self.clock)
         self.store.identify(self.owner)
         self.store.heartbeat(self.owner, self.clock.now() + self.config.lease, {"owner": self.owner})
         self.writer = Writer(self.store, self.owner, self.owner, self.clock)
@@ -103,9 +107,13 @@ class Runtime:
         )
         self.writer.on_commit = self.metrics.commit_seconds.observe
         self.metrics.watch(
-            lambda: len(self.reconciler._out), lambda: len(self.reconciler._held), self.store.counts
+            lambda: self.reconciler.held.in_flight, lambda: len(self.reconciler.held), self.store.counts
         )
-        self.service = Service(self.store, self.writer, self.reconciler, self.clock, self.config.allow_hosts)
+        self.service = Service(
+            self.store, self.writer, self.reconciler, self.clock, settings.claim_window, settings.lease
+        )
+        self.checker = Checker(self.config.allow_hosts)
+        self.applier = Applier(self.service, self.checker)
         self.users = Users(self.store, self.clock, token_file=self.state.path / "admin.token")
         self.admin_token = self.users.ensure_admin()
         if self.admin_token:
@@ -116,9 +124,9 @@ class Runtime:
         if self.config.serve_api:
             self._start_http()
         if self.config.specs_dir is not None:
-            self.status = StatusWriter(self.config.status_interval)
+            self.status = StatusWriter(self.config.status_interval, clock=self.clock)
             self.folder = FolderSync(
-                self.config.specs_dir, self.service, self.store, self.config.specs_owner, self.status
+                self.config.specs_dir, self.applier, self.store, self.config.specs_owner, self.status
             )
             self.folder.metrics = self.metrics
             if self.config.watch:
@@ -142,9 +150,9 @@ class Runtime:
         except (Refused, ValueError) as exc:
             raise StartupFailed(f"--on-failure {url}: {exc}") from None
 
-    def _changed(self, doc: dict[str, Any]) -> None:
+    def _changed(self, record: StoredObject) -> None:
         if self.folder is not None:
-            self.folder.object_changed(doc)
+            self.folder.object_changed(record)
 
     def _flush_status(self) -> None:
         if self.status is not None:
@@ -169,9 +177,8 @@ class Runtime:
         from lambdaop.api.app import create_app
 
         self.app = create_app(
-            self.service,
+            self.applier,
             self.users,
-            self.store,
             self.clock,
             zone=self.config.timezone,
             ready=self.problems,

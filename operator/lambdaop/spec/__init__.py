@@ -34,6 +34,7 @@ from lambdaop.spec.models import (
     Invoke,
     InvokeOrUrl,
     JsonTest,
+    Kind,
     Metadata,
     Notify,
     RetryFields,
@@ -48,6 +49,7 @@ from lambdaop.spec.models import (
     TaskSpec,
     check_url,
     json_schemas,
+    kind_named,
     spec_hash,
     spec_json,
     targets,
@@ -56,8 +58,8 @@ from lambdaop.spec.models import (
 __all__ = [
     "API_VERSION", "EARLIEST", "FALLBACK_ON", "KINDS", "LATEST", "MAX_DURATION", "METHODS", "RETRY_ON",
     "AnySpec", "Backoff", "ConditionCheck", "Document", "Duration", "Fallback", "FromEnv", "HeaderValue",
-    "Invoke", "InvokeOrUrl", "JsonTest", "Metadata", "Notify", "RetryFields", "RetryOn", "Schedule", "Sign",
+    "Invoke", "InvokeOrUrl", "JsonTest", "Kind", "Metadata", "Notify", "RetryFields", "RetryOn", "Schedule", "Sign",
     "Step", "SuccessWhen", "Task", "TaskSet", "TaskSetSpec", "TaskSpec", "Time", "check_url", "check_zone",
-    "format_duration", "json_schemas", "load_documents", "load_one", "parse_duration", "parse_time",
+    "format_duration", "json_schemas", "kind_named", "load_documents", "load_one", "parse_duration", "parse_time",
     "spec_hash", "spec_json", "targets", "validate_document", "validation_problems",
 ]  # fmt: skip

@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
@@ -18,6 +19,21 @@ from lambdaop.spec.durations import Duration, Time, check_zone
 from lambdaop.spec.limits import printable
 
 API_VERSION = "lambdaop/v1"
+
+
+class Kind(StrEnum):
+    """The two kinds of object: what `kind` always means in lambdaop."""
+
+    TASK = "Task"
+    TASKSET = "TaskSet"
+
+
+_KIND_NAMES = {"task": Kind.TASK, "tasks": Kind.TASK, "taskset": Kind.TASKSET, "tasksets": Kind.TASKSET}
+
+
+def kind_named(text: str) -> Kind | None:
+    """The kind a route or a command names: Task or TaskSet, or task(s), taskset(s) in any case."""
+    return _KIND_NAMES.get(text.lower())
 
 
 class _Model(BaseModel):

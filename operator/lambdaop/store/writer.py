@@ -10,7 +10,8 @@ through a callback (the loop: its event queue) or wait for it (`write`).
 An op that meets a write conflict (an open transaction of another process
 holds its object) is tried again a little later until its deadline; a
 failing op never affects the rest of its batch, and nothing that goes wrong
-in a batch stops the thread. Called by reconciler, service and runtime.
+in a batch stops the thread. Time comes from the clock (monotonic, for lingering and retry deadlines). Called by
+the loop, the service and runtime.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ from dataclasses import dataclass
 
 from lambdaop.core.clock import Clock, to_utc
 from lambdaop.core.errors import Conflict
-from lambdaop.store.mongo import CONFLICT, Op, Store
+from lambdaop.store.contract import Committer, Op, WriteOutcome
 
 log = logging.getLogger(__name__)
 
-Done = Callable[[str], None]
+Done = Callable[[WriteOutcome], None]
 
 
 @dataclass
@@ -51,7 +52,7 @@ class Writer:
 
     def __init__(
         self,
-        store: Store,
+        store: Committer,
         owner: str,
         slot: str,
         clock: Clock,
@@ -83,18 +84,18 @@ class Writer:
     # ----- any thread
 
     def submit(self, op: Op, done: Done, retry_for: float | None = None, urgent: bool = False) -> None:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         deadline = now + (self.retry_for if retry_for is None else retry_for)
         self._queue.put(_Item(op, done, deadline, urgent, now))
 
-    def write(self, op: Op, timeout: float = 60.0, retry_for: float = 5.0) -> str:
+    def write(self, op: Op, timeout: float = 60.0, retry_for: float = 5.0) -> WriteOutcome:
         """Write one op and wait for its outcome (API and folder threads)."""
         return self.write_many([op], timeout, retry_for)[0]
 
-    def write_many(self, ops: list[Op], timeout: float = 120.0, retry_for: float = 5.0) -> list[str]:
-        futures: list[Future[str]] = []
+    def write_many(self, ops: list[Op], timeout: float = 120.0, retry_for: float = 5.0) -> list[WriteOutcome]:
+        futures: list[Future[WriteOutcome]] = []
         for op in ops:
-            future: Future[str] = Future()
+            future: Future[WriteOutcome] = Future()
             self.submit(op, future.set_result, retry_for, urgent=True)
             futures.append(future)
         if not self.threaded:
@@ -129,7 +130,7 @@ class Writer:
     def run_pending(self, block: bool = False) -> bool:
         """Write one batch of what is queued; answers False once the writer is stopped."""
         batch: list[_Item] = []
-        now = time.monotonic()
+        now = self.clock.monotonic()
         later: list[_Item] = []
         for item in self._later:
             (batch if item.not_before <= now else later).append(item)
@@ -150,7 +151,7 @@ class Writer:
             except queue.Empty:
                 if not block or not batch or any(i.urgent for i in batch):
                     break
-                wait = batch[0].queued + self.linger - time.monotonic()
+                wait = batch[0].queued + self.linger - self.clock.monotonic()
                 if wait <= 0:
                     break
                 try:  # let more results join this commit
@@ -180,27 +181,27 @@ class Writer:
             self._write(pending, final=True)
 
     def _write(self, batch: list[_Item], final: bool = False) -> None:
-        t0 = time.monotonic()
+        t0 = self.clock.monotonic()
         try:
             outcomes = self.store.commit(
                 [i.op for i in batch], self.owner, self.slot, to_utc(self.clock.now())
             )
         except Exception:
             log.exception("a batch of %d writes failed; each is answered as a conflict", len(batch))
-            outcomes = [CONFLICT] * len(batch)
+            outcomes = [WriteOutcome.CONFLICT] * len(batch)
         self.batches += 1
-        self.last_batch_seconds = time.monotonic() - t0
+        self.last_batch_seconds = self.clock.monotonic() - t0
         if self.on_commit is not None:
             self.on_commit(self.last_batch_seconds)
         if self.last_batch_seconds > 1.0:
             log.warning("a store commit took %.2fs (%d writes); the store is slow or busy", self.last_batch_seconds, len(batch))  # fmt: skip
-        now = time.monotonic()
+        now = self.clock.monotonic()
         for item, outcome in zip(batch, outcomes, strict=True):
-            if outcome == CONFLICT and not final and now < item.deadline:
+            if outcome is WriteOutcome.CONFLICT and not final and now < item.deadline:
                 item.not_before = now + 0.25
                 self._later.append(item)
                 continue
-            self.written += outcome != CONFLICT
+            self.written += outcome is not WriteOutcome.CONFLICT
             try:
                 item.done(outcome)
             except Exception:

@@ -10,18 +10,23 @@ from typing import Any
 
 import pytest
 
+from lambdaop.app.applying import Applier
+from lambdaop.app.batch import Checker
 from lambdaop.app.service import Service
 from lambdaop.core.clock import to_utc
 from lambdaop.core.errors import Conflict
+from lambdaop.loop.events import Action
 from lambdaop.loop.invoker import CallResult, Job
 from lambdaop.loop.outbound import Policy
-from lambdaop.loop.reconciler import LoopSettings, Reconciler, StoreThread
+from lambdaop.loop.reconciler import Reconciler
+from lambdaop.loop.settings import LoopSettings
+from lambdaop.loop.storethread import StoreThread
 from lambdaop.spec import Task, load_one
-from lambdaop.store.mongo import Store
+from lambdaop.store.mongo import MongoStore
 from lambdaop.store.writer import Writer
 
 
-class CountingStore(Store):
+class CountingStore(MongoStore):
     """The real store, counting what the loop asks of it (to show what the timer path does not do)."""
 
     asked: Counter[str]
@@ -86,11 +91,19 @@ class Rig:
             io=StoreThread(threaded=False),
         )
         self.calls.deliver = self.loop.deliver
-        self.service = Service(self.store, self.writer, self.loop, clock, Policy.parse("127.0.0.1"))
+        self.service = Service(
+            self.store,
+            self.writer,
+            self.loop,
+            clock,
+            self.loop.settings.claim_window,
+            self.loop.settings.lease,
+        )
+        self.applier = Applier(self.service, Checker(Policy.parse("127.0.0.1")))
 
     def task(self, name: str, **spec: Any) -> str:
         (obj,) = load_one(Task.model_validate({"metadata": {"name": name}, "spec": {"invoke": "http://127.0.0.1:9/ok", **spec}}).model_dump_json())  # fmt: skip
-        return self.service.apply(obj, "alice").id or ""
+        return self.applier.apply(obj, "alice").id or ""
 
     def at(self, seconds: float) -> dt.datetime:
         return to_utc(self.clock.start + dt.timedelta(seconds=seconds))
@@ -130,7 +143,7 @@ def test_claims_ahead_then_fires_from_memory_at_the_due_time(rig: Any) -> None:
     r.run(0)
     assert not r.store.holders([oid]), "not claimed while beyond the claim window"
     r.run(8.5)
-    assert r.store.holders([oid])[oid]["owner"] == "p1", "claimed 1.5 s ahead of its due time"
+    assert r.store.holders([oid])[oid].owner == "p1", "claimed 1.5 s ahead of its due time"
     assert not r.calls.jobs
     r.run(9.99)
     assert not r.calls.jobs, "never early"
@@ -143,7 +156,7 @@ def test_claims_ahead_then_fires_from_memory_at_the_due_time(rig: Any) -> None:
     r.run(10.01)
     assert r.state(oid) == "completed"
     assert not r.store.holders([oid]), "the result ends the lease"
-    (call,) = r.store.history(r.store.get(oid) or {})
+    (call,) = r.store.history(oid)
     assert call["ok"] and call["key"] == f"{oid}-g1-task"
 
 
@@ -165,9 +178,9 @@ def test_cancel_inside_the_window_withdraws_the_call_before_it_leaves(rig: Any) 
     r.run(0)
     r.run(9.5)
     assert r.loop.holds(oid)
-    answer = r.loop.request("cancel", oid)
+    answer = r.loop.request(Action.CANCEL, oid)
     r.run(9.6)
-    assert answer.result(0)["state"] == "cancelled"
+    assert answer.result(0).record.state == "cancelled"
     r.run(10)
     r.run(11)
     assert not r.calls.jobs, "a withdrawn call never leaves"
@@ -181,7 +194,7 @@ def test_cancel_after_the_call_left_is_refused_and_the_call_completes(rig: Any) 
     r.run(9.5)
     r.run(10)
     assert [j.object_id for j in r.calls.jobs] == [oid]
-    answer = r.loop.request("cancel", oid)
+    answer = r.loop.request(Action.CANCEL, oid)
     r.run(10.01)
     with pytest.raises(Conflict, match="started"):
         answer.result(0)
@@ -195,9 +208,9 @@ def test_modify_inside_the_window_moves_the_call(rig: Any) -> None:
     oid = r.task("moved", at=r.at(10).isoformat())
     r.run(0)
     r.run(9)
-    answer = r.loop.request("modify", oid, r.at(60))
+    answer = r.loop.request(Action.MODIFY, oid, r.at(60))
     r.run(9.1)
-    assert answer.result(0)["due"] == r.at(60)
+    assert answer.result(0).record.due == r.at(60)
     assert not r.store.holders([oid]), "moved beyond the window: released"
     r.run(10)
     assert not r.calls.jobs
@@ -224,12 +237,12 @@ def test_a_dead_holder_is_recovered_after_its_lease_with_the_same_key(rig: Any) 
     alive.calls.answer_all()
     alive.run(26.1)
     assert alive.state(oid) == "completed"
-    (call,) = alive.store.history(alive.store.get(oid) or {})
+    (call,) = alive.store.history(oid)
     assert "the lease of p1 expired" in call["recovered"]
     dead.calls.answer(first)  # the dead process's late result is not its own to write any more
     dead.run(26.2)
     assert not dead.loop.holds(oid) and alive.state(oid) == "completed"
-    assert len(alive.store.history(alive.store.get(oid) or {})) == 1, "the stale result was not written"
+    assert len(alive.store.history(oid)) == 1, "the stale result was not written"
 
 
 def test_results_share_one_commit(rig: Any) -> None:

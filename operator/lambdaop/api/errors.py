@@ -1,0 +1,50 @@
+"""Errors as JSON: `{"error", "message", "details"}` with the status `core.errors.STATUS` gives.
+
+Bad input never yields a 500; an unexpected error is logged and answered 500
+without its internals. Called by the app factory (error handlers).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import falcon
+
+from lambdaop.core.errors import STATUS, LambdaopError, TooManyRequests
+
+log = logging.getLogger("lambdaop.api")
+
+
+def send_error(
+    resp: falcon.Response, status: int, code: str, message: str, details: list[Any], **extra: Any
+) -> None:
+    resp.status = falcon.code_to_http_status(status)
+    resp.content_type = falcon.MEDIA_JSON
+    resp.text = json.dumps({"error": code, "message": message, "details": details, **extra}, default=str)
+    if status == 401:
+        resp.set_header("WWW-Authenticate", 'Bearer realm="lambdaop"')
+
+
+def handle_lambdaop_error(req: falcon.Request, resp: falcon.Response, ex: LambdaopError, params: Any) -> None:
+    status = next((s for cls, s in STATUS.items() if isinstance(ex, cls)), 500)
+    details = [p.as_dict() for p in ex.problems]
+    message = ex.message if not details else f"{ex.message}: " + "; ".join(str(p) for p in ex.problems[:5])
+    send_error(resp, status, ex.code, message, details)
+    if isinstance(ex, TooManyRequests):
+        resp.set_header("Retry-After", str(ex.retry_after))
+
+
+def handle_http_error(req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError, params: Any) -> None:
+    code = ex.status_code
+    send_error(
+        resp, code, (ex.title or "error").lower().replace(" ", "_"), ex.description or ex.title or "", []
+    )
+
+
+def handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
+    if isinstance(ex, falcon.HTTPError):
+        return handle_http_error(req, resp, ex, params)
+    log.exception("unexpected error on %s %s", req.method, req.path)
+    send_error(resp, 500, "internal", "an unexpected error happened; it is logged", [])

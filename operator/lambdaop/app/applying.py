@@ -1,0 +1,290 @@
+"""Applying specs: create the object, or bring the stored one in line with its spec.
+
+Each object is keyed by (owner, kind, name) and compared by a hash of its
+spec: an unchanged spec is left alone, a changed one is a new generation
+(rescheduled while scheduled, restarted once finished, refused while it runs).
+New objects of a batch are written together (one transaction per batch of
+the writer), so thousands of documents apply in seconds. Who manages an
+object is recorded: the folder never changes an object managed through the
+API, and the API changes a folder-managed one only with `force`, which takes
+it over. Called by the API's /specs route and the folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from lambdaop.app.batch import Checker
+from lambdaop.app.service import CONFLICT_RETRIES, Service, Stale, first_due, manager_for
+from lambdaop.core.errors import Conflict, NotFound, Problem
+from lambdaop.core.logs import about
+from lambdaop.engine import machine
+from lambdaop.engine.record import Change, Source, StoredObject
+from lambdaop.loop.events import Action
+from lambdaop.spec import AnySpec, Document, spec_hash, spec_json
+from lambdaop.store.contract import WriteOutcome
+
+log = logging.getLogger("lambdaop.service")
+
+
+class ApplyAction(StrEnum):
+    """What applying one document did."""
+
+    CREATED = "created"
+    UNCHANGED = "unchanged"
+    RESCHEDULED = "rescheduled"
+    RESTARTED = "restarted"
+    REFUSED = "refused"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What applying one document did, to which object."""
+
+    action: ApplyAction
+    kind: str | None
+    name: str | None
+    id: str | None = None
+    state: str | None = None
+    message: str | None = None
+    problems: tuple[Problem, ...] = ()
+    record: StoredObject | None = field(default=None, repr=False, compare=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"action": self.action.value, "kind": self.kind, "name": self.name}
+        if self.id:
+            out["id"] = self.id
+        if self.state:
+            out["state"] = self.state
+        if self.message:
+            out["message"] = self.message
+        if self.problems:
+            out["problems"] = [p.as_dict() for p in self.problems]
+        return out
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A document to apply, with its owner and where it came from (a folder, or a user of the API)."""
+
+    doc: Document
+    owner: str
+    source: Source | None = None
+    manager: str | None = None  # api:<user>; a folder's documents carry their folder in `source`
+    force: bool = False  # take over an object the folder manages
+
+
+def managed_message(record: StoredObject) -> str:
+    file = record.source.file if record.source else None
+    folder = record.managed_by.removeprefix("folder:")
+    where = f"{folder}/{file}" if file else folder
+    return (
+        f"{record.kind.value} {record.name} is managed by the specs folder ({where}); change it there, "
+        "or apply with force=true to take it over"
+    )
+
+
+def source_of(d: Document, file: str | None, folder: str | None = None) -> Source | None:
+    if not file:
+        return None
+    return Source(file=file, line=d.line, document=d.index, folder=folder)
+
+
+class Applier:
+    def __init__(self, service: Service, checker: Checker) -> None:
+        self.service = service
+        self.checker = checker
+
+    def apply(
+        self,
+        obj: AnySpec,
+        owner: str,
+        source: Source | None = None,
+        manager: str | None = None,
+        force: bool = False,
+    ) -> Applied:
+        """Create the object, or bring the stored one in line with this spec."""
+        self.checker.raise_for_targets(obj)
+        service, kind, name = self.service, obj.kind, obj.metadata.name
+        incoming = manager_for(source, manager, owner)
+        for _ in range(CONFLICT_RETRIES):
+            now = service.now()
+            current = service.find(owner, kind, name)
+            if current is not None and current.managed_by != incoming:
+                refusal = self._managed_elsewhere(current, incoming, force)
+                if refusal is not None:
+                    return refusal
+                base = current.source or Source()
+                source = replace(
+                    base, folder=None, taken_over_from=current.managed_by, taken_over_by=incoming
+                )
+            if current is None:
+                record = service.new_record(obj, owner, now, source, manager)
+                op = service.insert_op(record, now)
+                outcome = service.writer.write(op)
+                if outcome is WriteOutcome.EXISTS:
+                    continue  # created meanwhile by another writer: compare with it
+                if outcome is not WriteOutcome.OK:
+                    return Applied(ApplyAction.REFUSED, kind, name, message=f"could not be stored ({outcome.value}); try again")  # fmt: skip
+                service.created(record, op)
+                return Applied(ApplyAction.CREATED, kind, name, record.id, record.state, record=record)
+            result = self._reapply(current, obj, source, incoming)
+            if result is not None:
+                return result
+        raise Conflict(f"{kind} {name} is changing too fast to apply; try again")
+
+    @staticmethod
+    def _managed_elsewhere(current: StoredObject, incoming: str, force: bool) -> Applied | None:
+        """None when `incoming` may change the object; else the refusal."""
+        held_by = current.managed_by
+        kind, name = current.kind.value, current.name
+        if incoming.startswith("folder:"):
+            message = f"{kind} {name} is managed by {held_by}; the folder leaves it alone (remove it here, or delete it there)"  # fmt: skip
+            return Applied(ApplyAction.REFUSED, kind, name, current.id, current.state, message)
+        if held_by.startswith("folder:") and not force:
+            raise Conflict(managed_message(current))
+        return None
+
+    def managed_by_folder(self, docs: list[Document], owner: str) -> list[Problem]:
+        """The documents that would change objects the specs folder manages (409 unless forced)."""
+        problems = []
+        by_kind: dict[str, list[Document]] = {}
+        for d in docs:
+            if d.spec is not None:
+                by_kind.setdefault(d.spec.kind, []).append(d)
+        for kind, group in by_kind.items():
+            found = self.service.store.find_by_names(
+                owner, kind, [d.spec.metadata.name for d in group if d.spec]
+            )
+            for d in group:
+                doc = found.get(d.spec.metadata.name) if d.spec else None
+                record = StoredObject.from_storage(doc) if doc is not None else None
+                if record is not None and record.managed_by.startswith("folder:"):
+                    problems.append(Problem(managed_message(record), field="metadata.name", line=d.line, document=d.index))  # fmt: skip
+        return problems
+
+    def apply_documents(
+        self,
+        docs: list[Document],
+        owner: str,
+        file: str | None = None,
+        folder: str | None = None,
+        manager: str | None = None,
+        force: bool = False,
+    ) -> list[Applied]:
+        """Apply every valid document of one file or request (invalid ones are answered with their problems)."""
+        return self.apply_placed([Placed(d, owner, source_of(d, file, folder), manager, force) for d in docs])
+
+    def apply_placed(self, items: list[Placed]) -> list[Applied]:
+        """Apply documents, each with its owner and source, in the order given.
+
+        New objects are written in batches (one transaction per batch, counted
+        in it); existing ones go through `apply`.
+        """
+        service = self.service
+        now = service.now()
+        results: list[Applied | None] = [None] * len(items)
+        fresh: list[tuple[int, StoredObject, Any]] = []
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i, item in enumerate(items):
+            d = item.doc
+            refused = self.checker.targets(d.spec, d.line, d.index) if d.spec is not None else []
+            if d.spec is None or refused:
+                results[i] = Applied(
+                    ApplyAction.INVALID, d.kind, d.name, problems=tuple(d.problems or refused)
+                )
+            else:
+                groups.setdefault((item.owner, d.spec.kind), []).append(i)
+        for (owner, kind), indexes in groups.items():
+            names = [items[i].doc.spec.metadata.name for i in indexes if items[i].doc.spec]  # type: ignore[union-attr]
+            existing = service.store.find_by_names(owner, kind, names)
+            for i in indexes:
+                spec = items[i].doc.spec
+                assert spec is not None
+                if spec.metadata.name in existing:
+                    results[i] = self._apply_one(items[i])
+                else:
+                    record = service.new_record(spec, owner, now, items[i].source, items[i].manager)
+                    fresh.append((i, record, service.insert_op(record, now)))
+        outcomes = service.writer.write_many([op for _, _, op in fresh]) if fresh else []
+        created = 0
+        for (i, record, op), outcome in zip(fresh, outcomes, strict=True):
+            if outcome is WriteOutcome.OK:
+                created += 1
+                service.loop.notify(record, op.claim_until)
+                results[i] = Applied(ApplyAction.CREATED, record.kind.value, record.name, record.id, record.state, record=record)  # fmt: skip
+            else:  # created meanwhile by another writer (compare with it), or refused
+                results[i] = self._apply_one(items[i])
+        if created:
+            log.info("created %d object(s)", created)
+        return [r for r in results if r is not None]
+
+    def _apply_one(self, item: Placed) -> Applied:
+        d = item.doc
+        assert d.spec is not None
+        try:
+            return self.apply(d.spec, item.owner, item.source, item.manager, item.force)
+        except Conflict as exc:
+            return Applied(ApplyAction.REFUSED, d.kind, d.name, message=exc.message)
+
+    def _reapply(
+        self, current: StoredObject, obj: AnySpec, source: Source | None, manager: str
+    ) -> Applied | None:
+        service = self.service
+        kind, name, oid = obj.kind, obj.metadata.name, current.id
+        new_hash = spec_hash(obj)
+        progress = current.progress
+        now = service.now()
+        if current.spec_hash == new_hash and not current.pruned:
+            # same spec, new place (a moved document, an edited neighbour) or a new manager: remember it
+            moved = (source is not None and current.source != source) or manager != current.managed_by
+            record = current
+            if moved and (source is not None or manager != current.managed_by):
+                try:
+                    record = service.set(current, Change(updated=now, source=source, manager=manager))
+                except (Conflict, NotFound, Stale):
+                    record = current
+            return Applied(ApplyAction.UNCHANGED, kind, name, oid, progress.phase.value, record=record)
+        generation = current.generation + 1
+        due = first_due(obj, now)
+        fields = Change(
+            updated=now,
+            spec=spec_json(obj),
+            spec_hash=new_hash,
+            generation=generation,
+            pruned=False,
+            labels=dict(obj.metadata.labels),
+            annotations=dict(obj.metadata.annotations),
+            manager=manager,
+            source=source,
+        )
+        fresh = machine.start(obj.spec, due, progress.salt or secrets.randbits(48), now)
+        if progress.phase is machine.Phase.SCHEDULED:
+            action = ApplyAction.RESCHEDULED
+        elif progress.final:
+            action = ApplyAction.RESTARTED
+        else:
+            message = f"{kind} {name} is {progress.phase.value}; its spec can change once this run ends"
+            return Applied(ApplyAction.REFUSED, kind, name, oid, progress.phase.value, message)
+
+        def decide(record: StoredObject, at: Any) -> Change:
+            p = record.progress
+            if action is ApplyAction.RESCHEDULED and p.phase is not machine.Phase.SCHEDULED:
+                raise machine.Refused(f"it is {p.phase.value}; its spec can change once this run ends")
+            if not p.final and p.phase is not machine.Phase.SCHEDULED:
+                raise machine.Refused(f"it is {p.phase.value}; its spec can change once this run ends")
+            return replace(fields, progress=fresh)
+
+        try:
+            record = service.change(oid, None, None, Action.REPLACE, (fields, fresh), decide).record
+        except Conflict as exc:
+            return Applied(ApplyAction.REFUSED, kind, name, oid, progress.phase.value, exc.message)
+        except Stale:
+            return None
+        log.info("%s %s (generation %s), due %s", record.label, action.value, generation, due.isoformat(), extra=about(record))  # fmt: skip
+        return Applied(action, kind, name, oid, record.state, record=record)

@@ -1,0 +1,210 @@
+"""How a stored object is shown: one view, used by the API, the web page and the status files.
+
+`present` makes the JSON view of a record for a viewer: its owner sees it
+whole (secret header values and URL passwords masked); anybody else, admins
+too, sees only a summary (kind, name, owner, state, times and counts).
+`ObjectOut` documents that view (it is the OpenAPI schema of every object
+answer, and a test keeps the two together). The status files' entries are a
+selection of the same view (`status.object_entry`). Called by the API and
+the folder's status files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lambdaop.core.clock import iso
+from lambdaop.engine import recurrence
+from lambdaop.engine.record import CallRecord, RunSummary, StoredObject
+from lambdaop.spec import Schedule
+
+SECRET_HEADERS = {"authorization", "cookie", "x-api-key", "proxy-authorization"}
+SUMMARY = ("id", "kind", "name", "displayName", "owner", "state", "generation", "created", "updated", "due", "started", "finished", "calls", "attempt", "inFlight", "taskId", "taskSetId", "run", "suspended", "nextRuns")  # fmt: skip
+
+
+def mask_url(url: str) -> str:
+    """A URL with the password of its user part masked."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def masked(value: Any) -> Any:
+    """A spec or call record with secret header values and URL passwords masked (secrets by
+    reference, `fromEnv`, are names only and stay)."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if key == "headers" and isinstance(item, dict):
+                out[key] = {h: ("***" if h.lower() in SECRET_HEADERS and isinstance(v, str) else masked(v)) for h, v in item.items()}  # fmt: skip
+            elif key == "url" and isinstance(item, str):
+                out[key] = mask_url(item)
+            else:
+                out[key] = masked(item)
+        return out
+    if isinstance(value, list):
+        return [masked(v) for v in value]
+    if isinstance(value, str) and "://" in value and "@" in value:
+        return mask_url(value)
+    return value
+
+
+def _plain(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: iso(v) if isinstance(v, dt.datetime) else v for k, v in masked(data).items() if v is not None}
+
+
+def present_call(call: CallRecord) -> dict[str, Any]:
+    return _plain(call.for_storage())
+
+
+def present_run(run: RunSummary) -> dict[str, Any]:
+    return _plain(run.for_storage())
+
+
+def present_schedule(record: StoredObject, count: int = 5) -> dict[str, Any]:
+    """A recurring object's schedule in words, its next run times, last run, and whether it is suspended."""
+    raw = record.spec.get("schedule")
+    if not raw:
+        return {}
+    try:
+        schedule = Schedule.model_validate(raw)
+    except ValueError:
+        return {}
+    p = record.progress
+    out: dict[str, Any] = {
+        "schedule": {**raw, "description": recurrence.describe(schedule)},
+        "run": p.run,
+        "suspended": p.suspended,
+        "skippedRuns": p.skipped,
+        "lastRun": present_run(record.last_run) if record.last_run else None,
+        "nextRuns": [],
+    }
+    if p.scheduled is not None and not p.suspended and p.phase.value in ("scheduled", "running"):
+        anchor = p.anchor or p.scheduled
+        first = [p.scheduled] if p.phase.value == "scheduled" else []
+        upcoming = recurrence.upcoming(schedule, p.scheduled, anchor, count - len(first))
+        out["nextRuns"] = [iso(t) for t in first + upcoming]
+    return out
+
+
+def present(
+    record: StoredObject,
+    history: list[CallRecord] | None = None,
+    live: str | None = None,
+    viewer: str | None = None,
+) -> dict[str, Any]:
+    """An object as `viewer` (a user name; None: its owner) sees it. `history` is for one
+    object's answer; `live` overrides the stored state."""
+    p = record.progress
+    out: dict[str, Any] = {
+        "id": record.id,
+        "kind": record.kind.value,
+        "name": record.name,
+        "owner": record.owner,
+        "state": live or record.state,
+        "labels": record.labels,
+        "generation": record.generation,
+        "created": iso(record.created),
+        "updated": iso(record.updated),
+        "due": iso(record.due),
+        "step": p.step,
+        "attempt": p.attempt,
+        "calls": p.calls,
+        "inFlight": live == "running",
+        "reason": p.reason,
+        "failedStep": p.failed_step,
+        "started": iso(p.started),
+        "finished": iso(p.finished),
+        "displayName": record.display or record.name,
+        "pruned": record.pruned,
+        "manager": record.managed_by,
+        "last": present_call(record.last) if record.last else None,
+        "spec": masked(record.spec),
+    }
+    if record.kind == "Task":
+        out["taskId"] = record.id
+        invoke = out["spec"].get("invoke", {})
+        out["url"] = invoke.get("url") if isinstance(invoke, dict) else None
+    else:
+        out["taskSetId"] = record.id
+    out.update(present_schedule(record))
+    if history is not None:
+        out["attempts"] = [present_call(a) for a in history]
+        out["runs"] = [present_run(r) for r in record.runs] if "schedule" in out else None
+        if record.source is not None:
+            out["source"] = record.source.for_storage()
+    if viewer is not None and viewer != record.owner:
+        return {k: out[k] for k in SUMMARY if k in out} | {"redacted": True}
+    return out
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Attempt(_Out):
+    generation: int | None = None
+    step: str
+    attempt: int
+    key: str | None = Field(default=None, description="the Idempotency-Key sent")
+    url: str | None = None
+    at: str = Field(description="when the call started (ISO 8601, UTC)")
+    duration_ms: float | None = None
+    status: int | None = None
+    ok: bool
+    error: str | None = None
+    response: str | None = Field(default=None, description="first 4 KiB of the response body")
+    run: int | None = Field(default=None, description="the run of a recurring object")
+    nextDelayMs: float | None = Field(default=None, description="the wait chosen before the next attempt")
+    delayReason: str | None = Field(default=None, description="why that wait")
+    recovered: str | None = Field(default=None, description="why this attempt was made again")
+    interrupted: bool | None = None
+
+
+class ObjectOut(_Out):
+    """One Task or TaskSet as the API shows it (another user's: only the summary fields, and `redacted`)."""
+
+    id: str
+    kind: str
+    name: str
+    owner: str
+    state: str = Field(description="scheduled, running, completed, failed or cancelled")
+    labels: dict[str, str] | None = None
+    generation: int
+    created: str | None
+    updated: str | None
+    due: str | None = Field(description="when the next call is due, while waiting")
+    step: str | None = Field(default=None, description="task, or task:N / check:N / fallback for a TaskSet")
+    attempt: int | None
+    calls: int
+    inFlight: bool
+    reason: str | None = None
+    failedStep: str | None = None
+    started: str | None
+    finished: str | None
+    pruned: bool | None = None
+    last: Attempt | None = None
+    spec: dict[str, Any] | None = None
+    taskId: str | None = None
+    taskSetId: str | None = None
+    url: str | None = None
+    attempts: list[Attempt] | None = Field(default=None, description="in single-object answers only")
+    displayName: str | None = Field(default=None, description="the name a client of the original routes gave")
+    manager: str | None = Field(default=None, description="folder:<path> or api:<user>: who keeps it in line with its spec")  # fmt: skip
+    redacted: bool | None = Field(
+        default=None, description="another user's object: only its summary is shown"
+    )
+    source: dict[str, Any] | None = Field(default=None, description="the file and line it was applied from")
+    schedule: dict[str, Any] | None = Field(default=None, description="recurring objects: the schedule, with `description` in words")  # fmt: skip
+    run: int | None = Field(default=None, description="recurring objects: the current (or next) run's number")
+    suspended: bool | None = None
+    skippedRuns: int | None = None
+    nextRuns: list[str] | None = Field(default=None, description="the next five run times (UTC)")
+    lastRun: dict[str, Any] | None = None
+    runs: list[dict[str, Any]] | None = Field(default=None, description="the last 100 runs' summaries, in single-object answers")  # fmt: skip

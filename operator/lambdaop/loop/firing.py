@@ -1,0 +1,111 @@
+"""Firing: held objects' due calls leave from memory, and their results come back to be written.
+
+`fire_due` dispatches each due held object (the machine says the call
+starts), hands its call to the invoker and counts how late it left;
+`mark_long` has a call out longer than `long_call` shown as running in the
+store; `accept` takes a result for the object it belongs to (a result of a
+call no longer held is dropped), and `write_result` writes what it means
+(`results.decide`) through the loop's writes. It owns the invoker, the ids
+whose history wants pruning, and the call counts. Called by reconciler.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+from lambdaop.core.clock import Clock
+from lambdaop.core.logs import about
+from lambdaop.core.metrics import Metrics
+from lambdaop.engine import machine
+from lambdaop.engine.record import Change
+from lambdaop.loop import results
+from lambdaop.loop.events import Write
+from lambdaop.loop.held import Held, Holdings, Stats
+from lambdaop.loop.invoker import CallResult, Job
+from lambdaop.loop.settings import LoopSettings
+from lambdaop.loop.writes import Writes
+from lambdaop.store.contract import ObjectReads
+
+log = logging.getLogger("lambdaop.loop")
+
+
+class CallSink(Protocol):
+    """What the loop needs of an invoker: take a job; results come back through `deliver`."""
+
+    def submit(self, job: Job) -> None: ...
+
+    def shutdown(self, wait: bool = True) -> None: ...
+
+
+class Firing:
+    def __init__(
+        self,
+        held: Holdings,
+        writes: Writes,
+        invoker: CallSink,
+        clock: Clock,
+        settings: LoopSettings,
+        metrics: Metrics | None,
+        stats: Stats,
+    ) -> None:
+        self.held, self.writes, self.invoker, self.clock = held, writes, invoker, clock
+        self.settings, self.metrics, self.stats = settings, metrics, stats
+        self.prune: set[str] = set()
+
+    def fire_due(self, now: dt.datetime) -> None:
+        for held in self.held.due(now, self.settings.max_in_flight):
+            due = held.progress.due or now
+            try:
+                progress = machine.dispatch(held.progress, now)
+            except machine.Refused as exc:
+                log.warning("%s not called: %s", held.label, exc, extra=about(held.record))
+                continue
+            held.progress = progress
+            self.held.fired(held, self.clock.monotonic())
+            job = results.call_for(held, progress, self.settings.notify)
+            self.stats.dispatched += 1
+            if self.metrics is not None:
+                self.metrics.lateness.observe(max(0.0, (now - due).total_seconds()))
+            self.invoker.submit(job)
+
+    def mark_long(self, now: dt.datetime) -> None:
+        """A call out longer than `long_call` shows `running` in the store (a quick one never needs to)."""
+        for held in self.held.out_since(self.clock.monotonic() - self.settings.long_call.total_seconds()):
+            if held.started_written or held.writes:
+                continue
+            held.started_written = True
+            if held.record.state != machine.Phase.RUNNING.value:
+                started = Change(updated=now, progress=held.progress, keep_due=True)
+                self.writes.submit(held, Write.STARTED, held.progress, started, now, keep=True)
+
+    def accept(self, result: CallResult, now: dt.datetime) -> None:
+        """A call came back: write its result, or keep it until the object's write under way lands."""
+        job = result.job
+        held = self.held.get(job.object_id)
+        if self.metrics is not None:
+            owner = held.record.owner if held is not None else ""
+            self.metrics.call(owner, job.step, result.ok, result.status, result.duration_ms / 1000)
+        self.held.returned(job.object_id)
+        step = (job.step, job.attempt)
+        if held is None or not held.fired or step != (held.progress.step, held.progress.attempt):
+            log.warning("object %s: result of a call no longer held, dropped", job.object_id)
+        elif held.writes:
+            held.result = result  # written once the earlier write is durable
+        else:
+            self.write_result(held, result, now)
+
+    def write_result(self, held: Held, result: CallResult, now: dt.datetime) -> None:
+        self.stats.finished += 1
+        decision = results.decide(held, result, now, self.settings.notify)
+        if decision.prune:
+            self.prune.add(held.id)
+        change = Change(updated=now, progress=decision.progress, last=decision.call, run=decision.run)
+        self.writes.submit(held, Write.RESULT, decision.progress, change, now, call=decision.call)
+
+    def prune_job(self, store: ObjectReads) -> Callable[[], int]:
+        """A store job that trims the history of the objects with more calls than are kept."""
+        ids, self.prune = list(self.prune), set()
+        return lambda: store.prune_history(ids) if ids else 0

@@ -1,0 +1,195 @@
+"""The lease keeper: claims ahead, renewals, releases and the sweep of stopped processes' leases.
+
+It owns what is being claimed (and how many claim batches are out), whether a
+sweep is out, and why freed objects are due again. Its methods answer store
+jobs, functions that run on the store thread and answer one typed event,
+which the reconciler hands back to it (`claimed`, `swept`). It never reads
+the clock: every job gets `now`. Called by reconciler.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from lambdaop.core.logs import about
+from lambdaop.engine.record import StoredObject
+from lambdaop.loop.events import Claimed, Released, Renewed, Swept
+from lambdaop.loop.held import Held, Holdings, Stats
+from lambdaop.store.contract import Doc, Due, LoopStore, ObjectReads
+
+log = logging.getLogger("lambdaop.loop")
+
+Job = Callable[[], object]
+
+
+def read_record(doc: Doc) -> StoredObject | None:
+    """A stored document as the typed record, spec read too; None (logged) when it cannot be read."""
+    try:
+        record = StoredObject.from_storage(doc)
+        record.plan  # noqa: B018 - read the spec now: one that cannot be read is skipped
+        return record
+    except (KeyError, TypeError, ValueError) as exc:
+        log.error("object %s: its stored document cannot be read (written by a newer version?); skipped: %s", doc.get("_id"), exc, extra=about(doc))  # fmt: skip
+        return None
+
+
+@dataclass(frozen=True)
+class LeaseTimes:
+    lease: dt.timedelta
+    orphan_grace: dt.timedelta  # overdue work nobody holds is taken after this long
+
+
+class KeeperStore(LoopStore, ObjectReads, Protocol):
+    """What the keeper asks of the store."""
+
+
+class LeaseKeeper:
+    def __init__(self, store: KeeperStore, owner: str, slot: str, times: LeaseTimes) -> None:
+        self.store = store
+        self.owner = owner
+        self.slot = slot
+        self.times = times
+        self.claiming: set[str] = set()
+        self.batches = 0  # claim batches with the store thread
+        self.sweeping = False
+        self.recovered: dict[str, str] = {}  # object -> why its call is made again
+
+    # ----- claims
+
+    def claim(self, batch: list[Due], now: dt.datetime) -> Callable[[], Claimed]:
+        """A job that holds these objects until the last is due plus a lease, and reads them back."""
+        ids = [d.id for d in batch]
+        self.claiming.update(ids)
+        self.batches += 1
+        until = max(max(d.due for d in batch), now) + self.times.lease
+        owner, store = self.owner, self.store
+
+        def job() -> Claimed:
+            got = store.claim(owner, until, ids)
+            return Claimed(tuple(batch), frozenset(got), tuple(store.fetch(got)), until)
+
+        return job
+
+    def claimed(self, asked: Iterable[Due]) -> None:
+        """A claim came back (or failed): these are no longer being claimed."""
+        self.batches -= 1
+        self.claiming.difference_update(d.id for d in asked)
+
+    def sort(
+        self, event: Claimed, now: dt.datetime, back: dt.datetime, window: dt.timedelta, stats: Stats
+    ) -> tuple[list[StoredObject], list[str]]:
+        """Of what a claim now holds (it came back at `back`): the records to hold, and the ids to
+        let go (changed since they were read, not due soon any more, or unreadable)."""
+        self.claimed(event.asked)
+        earliest = min(d.due for d in event.asked)
+        if earliest < now and back - earliest > dt.timedelta(milliseconds=50):
+            log.warning("a claim of %d object(s) finished %.0f ms after the first was due (the store is slow); "
+                        "those calls leave late", len(event.asked), (back - earliest).total_seconds() * 1000)  # fmt: skip
+        stats.claimed += len(event.got)
+        stats.lost_claims += len(event.asked) - len(event.got)
+        by_id = {d["_id"]: d for d in event.docs}
+        keep: list[StoredObject] = []
+        unwanted: list[str] = []
+        for oid in event.got:
+            doc = by_id.get(oid)
+            due = doc.get("due") if doc else None
+            record = read_record(doc) if doc is not None else None
+            if record is None or due is None or due > now + 2 * window:
+                unwanted.append(oid)
+            else:
+                keep.append(record)
+        return keep, unwanted
+
+    def release(self, ids: list[str]) -> Callable[[], Released]:
+        """A job that ends this process's leases of these objects and answers those still waiting."""
+        owner, store = self.owner, self.store
+
+        def job() -> Released:
+            store.release(owner, ids)
+            waiting = [Due(d["_id"], d["due"], d.get("fence", 0)) for d in store.fetch(ids) if d.get("due")]
+            return Released(tuple(waiting))
+
+        return job
+
+    def free_at_start(self) -> list[str]:
+        """The only process of an embedded store starts: every other lease is stale (runs inline)."""
+        freed = self.store.drop_leases_of_others(self.owner)
+        for oid in freed:
+            self.recovered[oid] = "lambdaop restarted while its call was due or in flight"
+        if freed:
+            log.warning("%d object(s) held before a restart are due again", len(freed))
+        return freed
+
+    # ----- renewal
+
+    def renew(self, held: Iterable[Held], now: dt.datetime) -> Callable[[], Renewed]:
+        """A job that says this process is alive and extends the leases of these held objects that
+        end within two thirds of a lease, by one lease from `now`."""
+        until = now + self.times.lease
+        due = [h for h in held if h.until <= now + 2 * self.times.lease / 3]
+        for h in due:
+            h.until = until
+        ids = [h.id for h in due]
+        owner, slot, store = self.owner, self.slot, self.store
+        info = {"owner": owner, "at": now}
+
+        def job() -> Renewed:
+            store.heartbeat(slot, until, info)
+            return Renewed(frozenset(store.renew(owner, ids, until) if ids else ()))
+
+        return job
+
+    def lost(self, event: Renewed, holdings: Holdings) -> None:
+        """Drop the held objects whose lease another process took over."""
+        for oid in event.lost:
+            held = holdings.get(oid)
+            if held is None or held.writes:  # released by our own write meanwhile
+                continue
+            holdings.pop(oid)
+            log.warning("%s: its lease was taken over by another process; dropped", held.label, extra=about(held.record))  # fmt: skip
+
+    # ----- the sweep
+
+    def sweep(self, now: dt.datetime, live: set[str], known: set[str]) -> Callable[[], Swept] | None:
+        """A job that frees the expired leases of stopped processes and finds overdue work nobody
+        holds; None while one is out. `live` is what this process holds or claims, `known` also
+        what it knows is upcoming."""
+        if self.sweeping:
+            return None
+        self.sweeping = True
+        owner, store, grace = self.owner, self.store, self.times.orphan_grace
+
+        def job() -> Swept:
+            freed: dict[str, str] = {}
+            for process in store.lapsed(now):  # one that died inside a transaction stalls the store
+                if process != owner:
+                    store.end_sessions_of(process, now)
+            by_holder: dict[str, list[str]] = {}
+            for lease in store.expired_leases(now):
+                by_holder.setdefault(lease.owner, []).append(lease.id)
+            for holder, ids in by_holder.items():
+                if holder == owner:  # left behind by a write that failed
+                    store.drop_leases(holder, [i for i in ids if i not in live], now)
+                    continue
+                store.end_sessions_of(holder, now)  # it may have died inside a transaction
+                why = f"the lease of {holder} expired while its call was due or in flight"
+                freed.update(dict.fromkeys(store.drop_leases(holder, ids, now), why))
+            overdue = [d for d in store.due_between(None, now - grace, 1000) if d.id not in known]
+            held = store.holders([d.id for d in overdue[:200]])
+            unheld = tuple(d for d in overdue[:200] if d.id not in held)
+            return Swept(freed, unheld)
+
+        return job
+
+    def sweep_failed(self) -> None:
+        self.sweeping = False
+
+    def swept(self, freed: dict[str, str]) -> None:
+        self.sweeping = False
+        self.recovered.update(freed)
+        if freed:
+            log.warning("%d object(s) of a stopped process are due again", len(freed))

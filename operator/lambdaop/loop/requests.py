@@ -1,0 +1,103 @@
+"""Changes the service asks of objects the loop holds: cancel, modify, replace, suspend, resume, set.
+
+An object held for its imminent call is changed only here, on the loop's
+thread, so a change can never race the call: either the call is withdrawn
+(the change is written first) or it has already left, and the change is
+refused with the reason. `plan` answers what to write, or None when the
+change waits for the run going on (a suspend), or raises `Refused`. Pure
+apart from the held object's flag. Called by reconciler.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, replace
+from typing import Any
+
+from lambdaop.core.errors import Conflict
+from lambdaop.engine import machine
+from lambdaop.engine.machine import Phase, Progress
+from lambdaop.engine.record import Change
+from lambdaop.loop.events import Action, Answer, Request, Write
+from lambdaop.loop.held import Held, Holdings
+from lambdaop.loop.writes import Writes
+
+
+class NotHeld(Exception):
+    """The loop does not hold that object (any more): change it through the store."""
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A write a request makes: why, the progress after it, the change, and whether the lease stays."""
+
+    why: Write
+    progress: Progress
+    change: Change
+    keep: bool = False
+
+
+def plan(held: Held, action: Action, payload: Any, now: dt.datetime) -> Planned | None:
+    """What `action` does to this held object (`payload` as `Service` sends it)."""
+    if action is Action.SET:
+        extra: Change = payload
+        return Planned(Write.SET, held.progress, replace(extra, updated=now), keep=True)
+    busy = held.fired or held.writes > 0
+    if action is Action.SUSPEND and busy:  # takes effect when this run ends
+        held.suspend_after = True
+        return None
+    if busy:
+        verb = "cancelled" if action is Action.CANCEL else "modified"
+        stored = replace(held.progress, phase=Phase(held.record.state))
+        raise machine.Refused(machine.not_scheduled(stored, verb))
+    if action is Action.CANCEL:
+        new = machine.cancel(held.progress, now)
+        base: Change = payload or Change(updated=now)
+        return Planned(Write.CANCEL, new, replace(base, updated=now, progress=new))
+    if action is Action.MODIFY:
+        new = machine.reschedule(held.progress, payload)
+        return Planned(Write.MODIFY, new, Change(updated=now, progress=new))
+    if action is Action.REPLACE:
+        fields, fresh = payload
+        machine.reschedule(held.progress, fresh.due)  # refused unless scheduled
+        return Planned(Write.REPLACE, fresh, replace(fields, updated=now, progress=fresh))
+    if action is Action.SUSPEND:
+        new = machine.suspend(held.plan, held.progress)
+        return Planned(Write.SUSPEND, new, Change(updated=now, progress=new))
+    if action is Action.RESUME:
+        new = machine.resume(held.plan, held.progress, now)
+        return Planned(Write.RESUME, new, Change(updated=now, progress=new))
+    raise ValueError(f"unknown request {action}")
+
+
+class Desk:
+    """Takes requests: plans and writes them for held objects, keeps those for objects being
+    claimed until the claim is back, and answers NotHeld for the rest."""
+
+    def __init__(self, held: Holdings, claiming: set[str], writes: Writes) -> None:
+        self.held, self.claiming, self.writes = held, claiming, writes
+        self._waiting: dict[str, list[Request]] = {}
+
+    def take(self, req: Request, now: dt.datetime) -> None:
+        held = self.held.get(req.id)
+        if held is None:
+            if req.id in self.claiming:
+                self._waiting.setdefault(req.id, []).append(req)
+            else:
+                req.future.set_exception(NotHeld(req.id))
+            return
+        try:
+            planned = plan(held, req.action, req.payload, now)
+        except machine.Refused as exc:
+            req.future.set_exception(Conflict(str(exc)))
+            return
+        if planned is None:
+            req.future.set_result(Answer(held.record, later=True))
+        else:
+            self.writes.submit(
+                held, planned.why, planned.progress, planned.change, now, planned.keep, req.future
+            )
+
+    def claimed(self, ids: list[str]) -> list[Request]:
+        """The claims of these objects are back: their waiting requests, to be taken again."""
+        return [req for oid in ids for req in self._waiting.pop(oid, [])]

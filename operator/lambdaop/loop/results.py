@@ -1,0 +1,121 @@
+"""Turning a due step into a call, and a call's result into what is written.
+
+`call_for` makes the `Job` of a held object's due step: its invoke (a failure
+notification gets the event as its body), and its `Idempotency-Key`, the same
+for every attempt of that step. `decide` asks the machine what a result
+means and answers a `Decision`: the new progress, the history record, the
+run that ended (recurring objects), and whether its history wants pruning.
+Both are functions of their arguments (the time comes in as `now`). Called
+by reconciler.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, replace
+from typing import Any
+
+from lambdaop.core.logs import about
+from lambdaop.engine import machine
+from lambdaop.engine.machine import Phase, Progress
+from lambdaop.engine.outcomes import Outcome
+from lambdaop.engine.record import CallRecord, RunSummary, StoredObject
+from lambdaop.loop.held import Held
+from lambdaop.loop.invoker import CallResult, Job
+from lambdaop.spec import Notify
+from lambdaop.store.contract import ATTEMPTS_KEPT
+
+log = logging.getLogger("lambdaop.loop")
+
+
+def idempotency_key(object_id: str, generation: int, step: str, run: int | None = None) -> str:
+    """The same for every attempt of a step (of one run, for a recurring object)."""
+    if run is None:
+        return f"{object_id}-g{generation}-{step}"
+    return f"{object_id}-g{generation}-r{run}-{step}"
+
+
+def failure_event(record: StoredObject, progress: Progress) -> dict[str, Any]:
+    """The JSON a failure notification posts: which object, which run, why, and its last call."""
+    last = record.last.for_storage() if record.last is not None else {}
+    return {
+        "event": "run.failed",
+        "kind": record.kind.value,
+        "name": record.name,
+        "owner": record.owner,
+        "id": record.id,
+        "run": progress.run,
+        "reason": progress.reason,
+        "failedStep": progress.failed_step,
+        "at": progress.finished.isoformat() if progress.finished else None,
+        "lastAttempt": {
+            k: (v.isoformat() if isinstance(v, dt.datetime) else v)
+            for k, v in last.items()
+            if k in ("step", "attempt", "at", "status", "error", "duration_ms", "key")
+        },
+    }
+
+
+def call_for(held: Held, progress: Progress, notify: Notify | None) -> Job:
+    """The call a dispatched step makes."""
+    plan = machine.step_plan(held.plan, progress.step, notify)
+    invoke = plan.invoke
+    if progress.step == "notify":
+        invoke = invoke.model_copy(update={"method": "POST", "body": failure_event(held.record, progress)})
+    record = held.record
+    run = progress.run if held.plan.schedule is not None else None
+    key = idempotency_key(record.id, record.generation, progress.step, run)
+    return Job(record.id, held.fence, progress.step, progress.attempt, key, invoke)
+
+
+@dataclass(frozen=True)
+class Decision:
+    progress: Progress
+    call: CallRecord
+    run: RunSummary | None  # the run that ended with this call (recurring objects)
+    prune: bool  # its history is longer than what is kept
+
+
+def decide(held: Held, result: CallResult, now: dt.datetime, notify: Notify | None) -> Decision:
+    """What a call's result means for its object. One that cannot be decided fails its object alone."""
+    ended = result.started + dt.timedelta(milliseconds=result.duration_ms)
+    spec = held.plan
+    try:
+        outcome = Outcome(result.ok, result.error, result.failure, result.retry_after)
+        progress = machine.finish(spec, held.progress, outcome, ended, notify)
+        if held.suspend_after and spec.schedule is not None and not progress.final:
+            held.suspend_after = False
+            progress = replace(
+                progress, suspended=True, due=None if progress.phase is Phase.SCHEDULED else progress.due
+            )
+    except Exception as exc:
+        log.exception("%s: its result cannot be decided", held.label, extra=about(held.record))
+        progress = replace(
+            held.progress, phase=Phase.FAILED, in_flight=False, due=None, finished=now, reason=f"internal error: {exc}"
+        )  # fmt: skip
+    job = result.job
+    retried = (
+        progress.delay_reason is not None and progress.step == job.step and progress.attempt > job.attempt
+    )
+    call = CallRecord(
+        generation=held.record.generation,
+        step=job.step,
+        attempt=job.attempt,
+        key=job.idempotency_key,
+        url=job.invoke.url,
+        at=result.started,
+        duration_ms=result.duration_ms,
+        status=result.status,
+        ok=result.ok,
+        error=result.error,
+        response=result.response,
+        run=held.progress.run if spec.schedule is not None else None,
+        next_delay_ms=progress.delay_ms if retried else None,
+        delay_reason=progress.delay_reason if retried else None,
+        recovered=held.recovered,
+    )
+    held.recovered = None
+    summary = machine.run_summary(held.progress, progress) if spec.schedule is not None else None
+    run = RunSummary(**summary) if summary is not None else None
+    return Decision(progress, call, run, progress.calls > ATTEMPTS_KEPT)

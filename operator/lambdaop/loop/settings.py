@@ -1,0 +1,26 @@
+"""How the loop runs: lease and claim times, batch sizes, bounds on calls. Built by runtime."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from lambdaop.spec import Notify
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    lease: dt.timedelta = dt.timedelta(seconds=30)
+    claim_window: dt.timedelta = dt.timedelta(seconds=2)
+    claim_gather: dt.timedelta = dt.timedelta(seconds=1)  # a claim also takes what comes due this much later
+    horizon: dt.timedelta = dt.timedelta(seconds=30)
+    refill_every: float = 1.0
+    refill_limit: int = 5000
+    claim_batch: int = 2000
+    workers: int = 16
+    max_in_flight: int = 1024
+    long_call: dt.timedelta = dt.timedelta(seconds=1)  # a call out longer than this shows `running`
+    orphan_grace: dt.timedelta = dt.timedelta(seconds=5)
+    recover_all_at_start: bool = False  # the embedded store has one owner: every other lease is stale
+    stop_grace: float = 10.0
+    notify: Notify | None = None  # the service-wide failure notification (--on-failure)

@@ -1,0 +1,249 @@
+"""The store contract: what lambdaop asks of wherever it keeps its objects.
+
+Two implementations honour it: `mongo.MongoStore` (MongoDB, and the embedded
+SecantusDB server) and `memory.MemoryStore` (in-process, for the loop's unit
+tests and a quick look). One contract test suite (tests/contract) runs
+against both, so a rule written here holds in each.
+
+Documents are returned as the plain mappings they are stored as (`Doc`); the
+engine's typed record (`StoredObject.from_storage`) is made from them by the
+callers, since the store and the engine do not know each other.
+
+Rules every implementation keeps (several processes may share one store):
+
+1. **Fencing.** Every object has a `fence`, incremented by every write. A
+   change (`Op` with `change`) is written only if the stored fence is the one
+   the op expects; otherwise its outcome is `STALE` and nothing of it is written.
+2. **One lease per object.** `claim` holds an object for an owner until a
+   time; a second claim of a held object fails for it. A loop's write of a
+   held object (`Op.leased`) succeeds only while the writer still holds the
+   lease (else `STALE`): a process whose lease was taken over can never
+   commit. A change from outside the loop (`Op.guard`) fails with `HELD`
+   while anyone holds the object, so it never slips between a claim and its call.
+3. **All or nothing per op, never per batch.** `commit` writes each op of a
+   batch in full or not at all, and a failing op never affects the others.
+   The object, its history records, its lease and the counters of its owner
+   move together.
+4. **Names are unique** per (owner, kind, name): an insert whose name is
+   taken answers `EXISTS`.
+5. **Counters, not counts.** `counts` answers from counters moved by each
+   commit, never by counting objects.
+6. **Never wait on another process.** A write that meets another writer's
+   unfinished transaction answers `CONFLICT` at once (the writer tries again),
+   so a dead process never stalls the living.
+7. **Bounded reads.** Every read is by id, by name, or a range with a limit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, NamedTuple, Protocol
+
+Doc = dict[str, Any]  # a document as stored
+
+STATES = ("scheduled", "running", "completed", "failed", "cancelled")
+ATTEMPTS_KEPT = 200  # calls kept per object in the history
+
+
+class WriteOutcome(StrEnum):
+    """What became of one op of a commit."""
+
+    OK = "ok"
+    STALE = "stale"  # the fence moved, or the writer's lease is gone
+    HELD = "held"  # a guarded change of an object a lease holds
+    EXISTS = "exists"  # an insert whose name is taken
+    CONFLICT = "conflict"  # another writer's open transaction holds the object: try again later
+    ERROR = "error"  # the store refused the value
+
+
+class Due(NamedTuple):
+    """An object waiting for a call: its id, when the call is due, and its fence."""
+
+    id: str
+    due: dt.datetime
+    fence: int
+
+
+class Lease(NamedTuple):
+    """Who holds an object, and until when."""
+
+    id: str
+    owner: str
+    until: dt.datetime
+    guard: bool = False
+
+
+class Mutation(Protocol):
+    """What a change writes (the engine's `Change` is one): stored fields set, removed and appended to."""
+
+    def sets(self) -> dict[str, Any]: ...
+
+    def unsets(self) -> tuple[str, ...]: ...
+
+    def pushes(self) -> dict[str, tuple[list[Any], int]]: ...
+
+
+@dataclass
+class Op:
+    """One state transition for `commit`.
+
+    An insert carries `doc` (and `claim_until` to create it held by the
+    writer); a change carries `change` and the `fence` it expects. `leased`
+    marks a write of the loop under its lease (`release` ends the lease,
+    otherwise it lasts until `until`); `guard` makes a change from outside
+    the loop exclusive with every claim. `attempts` are history records
+    written with it.
+    """
+
+    id: str
+    owner: str
+    kind: str
+    old_state: str | None
+    new_state: str | None
+    fence: int | None = None
+    change: Mutation | None = None
+    doc: Doc | None = None
+    leased: bool = False
+    release: bool = False
+    until: dt.datetime | None = None
+    claim_until: dt.datetime | None = None
+    guard: bool = False
+    attempts: list[Doc] = field(default_factory=list)
+
+
+class ObjectReads(Protocol):
+    """Reading objects and their history."""
+
+    def get(self, object_id: str) -> Doc | None:
+        """One object by id (None for an id lambdaop never made)."""
+
+    def fetch(self, ids: Iterable[str]) -> list[Doc]:
+        """Whole objects by id, in any order (those that do not exist are left out)."""
+
+    def find_by_name(self, owner: str, kind: str, name: str) -> Doc | None:
+        """One owner's object of a kind by its name."""
+
+    def find_by_names(self, owner: str, kind: str, names: list[str]) -> dict[str, Doc]:
+        """One owner's objects of a kind by name: name -> document."""
+
+    def objects_from_folder(self, folder: str, owners: Iterable[str]) -> list[Doc]:
+        """Every object these owners applied from a specs folder (a projection: identity, source,
+        annotations, manager, state and `pruned`)."""
+
+    def list_objects(
+        self, kind: str, owner: str | None, state: str | None, before: str | None, limit: int
+    ) -> list[Doc]:
+        """One page, newest first (by id): an owner's objects (in a state, or all of them), or with
+        no owner everybody's (no state filter then). `before` is the last id of the previous page."""
+
+    def counts(self, owner: str | None, kind: str) -> dict[str, int]:
+        """Objects per state of an owner (None: everybody), from the counters."""
+
+    def history(self, object_id: str, limit: int = ATTEMPTS_KEPT) -> list[Doc]:
+        """An object's newest `limit` calls, oldest first."""
+
+    def prune_history(self, object_ids: Iterable[str], keep: int = ATTEMPTS_KEPT) -> int:
+        """Delete all but the newest `keep` calls of each object; answers how many went."""
+
+
+class LoopStore(Protocol):
+    """What the reconcile loop reads, claims and renews."""
+
+    def due_between(self, after: dt.datetime | None, until: dt.datetime, limit: int) -> list[Due]:
+        """Objects waiting for a call due in (after, until], earliest first, at most `limit`."""
+
+    def holders(self, ids: Iterable[str]) -> dict[str, Lease]:
+        """The lease of each of these objects (those nobody holds are left out)."""
+
+    def claim(self, owner: str, until: dt.datetime, ids: list[str]) -> set[str]:
+        """Hold these objects for `owner` until `until`; answers those now held (others hold
+        the rest, or an open transaction writes them)."""
+
+    def release(self, owner: str, ids: list[str]) -> None:
+        """End this owner's leases of these objects."""
+
+    def renew(self, owner: str, ids: list[str], until: dt.datetime) -> set[str]:
+        """Extend this owner's leases; answers the objects whose lease is gone (taken over). A lease
+        in conflict is not reported lost: the next renewal tries again."""
+
+    def expired_leases(self, now: dt.datetime, limit: int = 5000) -> list[Lease]:
+        """Leases whose time passed."""
+
+    def drop_leases(self, holder: str, ids: list[str], now: dt.datetime) -> set[str]:
+        """Remove these expired leases of `holder`; answers the ids removed (one renewed or taken
+        meanwhile stays)."""
+
+    def drop_leases_of_others(self, owner: str) -> list[str]:
+        """Every lease not of `owner` goes (the only process of an embedded store, at its start)."""
+
+    def heartbeat(self, slot: str, until: dt.datetime, info: Mapping[str, Any]) -> None:
+        """This process is alive until `until`."""
+
+    def lapsed(self, now: dt.datetime) -> list[str]:
+        """Processes whose heartbeat stopped while they had transaction sessions."""
+
+    def end_sessions_of(self, process: str, now: dt.datetime) -> bool:
+        """End the open transactions of a process whose heartbeat stopped; answers whether it did."""
+
+    def fold_slots(self, now: dt.datetime, keep: str, everyone_else: bool = False) -> int:
+        """Fold the counter slots of processes gone for two minutes (or of everyone but `keep`)
+        into the base slot; answers how many were folded."""
+
+
+class Committer(Protocol):
+    """The one transition path."""
+
+    def commit(self, ops: list[Op], owner: str, slot: str, now: dt.datetime) -> list[WriteOutcome]:
+        """Write state transitions (rules 1-6 of this module); one outcome per op, in order. `slot`
+        is the writer's own counter slot."""
+
+
+class UserStore(Protocol):
+    """Users, their API tokens and web sessions."""
+
+    def get_user(self, name: str) -> Doc | None: ...
+
+    def insert_user(self, doc: Doc) -> None:
+        """Raises Conflict when the name is taken."""
+
+    def delete_user(self, name: str) -> bool: ...
+
+    def list_users(self, limit: int = 1000) -> list[Doc]:
+        """Users by name, without their password hashes."""
+
+    def any_user(self) -> bool: ...
+
+    def set_user(self, name: str, values: Mapping[str, Any]) -> bool:
+        """Set fields of a user (admin, password); answers whether it exists."""
+
+    def add_token(self, name: str, entry: Doc) -> bool: ...
+
+    def remove_tokens(self, name: str, hashes: list[str]) -> None: ...
+
+    def touch_token(self, name: str, digest: str, at: dt.datetime) -> None:
+        """Record when a token was last used."""
+
+    def insert_session(self, doc: Doc) -> None: ...
+
+    def find_session(self, digest: str) -> Doc | None: ...
+
+    def delete_session(self, digest: str) -> None: ...
+
+    def delete_sessions_of(self, name: str) -> None: ...
+
+
+class Store(ObjectReads, LoopStore, Committer, UserStore, Protocol):
+    """Everything lambdaop keeps, behind one object."""
+
+    embedded: bool  # the embedded server: this process is its only user
+
+    def ping(self) -> bool:
+        """Whether the store answers."""
+
+    def identify(self, process: str) -> None:
+        """Name this process (its transactions can be ended by others if it dies inside one)."""
+
+    def close(self) -> None: ...

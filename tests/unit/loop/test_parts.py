@@ -1,0 +1,64 @@
+"""The loop's parts on their own: the upcoming index, the refill watermark, the held objects."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from lambdaop.engine import machine
+from lambdaop.engine.record import StoredObject
+from lambdaop.loop.held import Holdings
+from lambdaop.loop.upcoming import Refill, Upcoming
+from lambdaop.spec import Kind, TaskSpec
+from lambdaop.store.contract import Due
+
+T0 = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
+
+
+def at(seconds: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+def test_upcoming_takes_what_is_due_in_order_and_forgets_beyond_the_horizon() -> None:
+    up = Upcoming(dt.timedelta(seconds=30))
+    up.add(Due("b", at(5), 0), T0)
+    up.add(Due("a", at(2), 0), T0)
+    up.add(Due("far", at(60), 0), T0)
+    up.add(Due("b", at(1), 1), T0)  # moved earlier by a newer fence
+    assert "far" not in up and up.first_due() == at(1)
+    assert [d.id for d in up.take_until(at(2))] == ["b", "a"]
+    assert len(up) == 0 and up.first_due() is None
+
+
+def test_a_read_from_the_start_asked_while_a_refill_is_out_still_comes() -> None:
+    refill = Refill(dt.timedelta(seconds=30), 100)
+    first = refill.next_read(T0)
+    assert first is not None and first.after is None
+    assert refill.next_read(T0) is None, "one read at a time"
+    refill.read_all_again()
+    refill.done(at(30), more=False)
+    assert refill.wanted()
+    again = refill.next_read(at(1))
+    assert again is not None and again.after is None, "read from the start, not from the watermark"
+    refill.done(at(31), more=False)
+    following = refill.next_read(at(2))
+    assert following is not None and following.after == at(31)
+
+
+def test_a_held_object_fires_once_at_its_time_and_not_while_its_write_is_out() -> None:
+    spec = TaskSpec.model_validate({"invoke": "https://example.com/a"})
+    progress = machine.start(spec, at(3))
+    record = StoredObject(
+        "0" * 24, Kind.TASK, "alice", "a", spec.model_dump(mode="json"), progress, due=at(3)
+    )
+    held_objects = Holdings()
+    held, caught = held_objects.hold(record, at(33), at(1), None)
+    assert held is not None and caught is None
+    held_objects.arm(held)
+    assert list(held_objects.due(at(2), 10)) == []
+    held.writes = 1
+    assert list(held_objects.due(at(3), 10)) == [], "a write under way: armed again once durable"
+    held.writes = 0
+    held_objects.arm(held)
+    (due,) = held_objects.due(at(3), 10)
+    held_objects.fired(due, 100.0)
+    assert held_objects.in_flight == 1 and list(held_objects.due(at(4), 10)) == []
