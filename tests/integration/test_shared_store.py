@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from helpers import final, wait_until, with_history
 from lambdaop.spec import load_one
@@ -148,3 +149,33 @@ def test_lease_renewal_does_not_wait_for_a_transaction_writing_one_of_the_leases
     assert answer == [set()], "a lease in conflict is not reported lost"
     renewed = {d["_id"] for d in store.leases.find({"_id": {"$in": ids}, "until": until})}
     assert renewed == set(ids) - {"o3"}
+
+
+def test_a_stopped_process_s_open_transaction_is_ended_though_it_held_no_lease(
+    store_uri: str, database: str, clock: Any
+) -> None:
+    """A process that died inside a transaction pins what it wrote (and, on the embedded
+    server, slows every other writer) until its transaction is ended. The loop driven pass by
+    pass with the test clock, on the embedded store (transactions are the store's)."""
+    from unit.loop.test_reconciler import Rig
+
+    clock.start = clock.now()
+    shared = MongoStore(store_uri, database, embedded=True)
+    shared.ensure_indexes()
+    try:
+        alive = Rig(shared, clock, "p2", lease=dt.timedelta(seconds=6))
+        dead = MongoStore(store_uri, database, embedded=True)
+        dead.identify("p1")
+        dead.heartbeat("p1", alive.at(2), {"owner": "p1"})
+        session = dead._session()
+        session.start_transaction()
+        dead.counters.update_one({"_id": "pinned"}, {"$set": {"n": 1}}, upsert=True, session=session)
+        for second in range(0, 10):
+            alive.run(second)
+        with shared.client.start_session() as mine, mine.start_transaction():
+            shared.counters.update_one({"_id": "pinned"}, {"$set": {"n": 2}}, upsert=True, session=mine)
+        assert shared.counters.find_one({"_id": "pinned"}) == {"_id": "pinned", "n": 2}
+        dead.close()
+    finally:
+        shared.client.drop_database(database)
+        shared.close()

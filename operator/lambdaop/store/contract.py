@@ -31,7 +31,9 @@ Rules every implementation keeps (several processes may share one store):
 6. **Never wait on another process.** A write that meets another writer's
    unfinished transaction answers `CONFLICT` at once (the writer tries again),
    so a dead process never stalls the living.
-7. **Bounded reads.** Every read is by id, by name, or a range with a limit.
+7. **Bounded reads.** Every read a request or the loop makes is by id, by name, or a range with a
+   limit. Reads of start-up and housekeeping (`objects_from_folder`, `drop_leases_of_others`,
+   `lapsed`, `fold_slots`) go over what they are about, in chunks.
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ class Op:
     An insert carries `doc` (and `claim_until` to create it held by the
     writer); a change carries `change` and the `fence` it expects. `leased`
     marks a write of the loop under its lease (`release` ends the lease,
-    otherwise it lasts until `until`); `guard` makes a change from outside
+    otherwise it lasts until `until`, or the commit's time when None); `guard` makes a change from outside
     the loop exclusive with every claim. `attempts` are history records
     written with it.
     """
@@ -114,6 +116,30 @@ class Op:
     attempts: list[Doc] = field(default_factory=list)
 
 
+def batch_conflicts(ops: list[Op]) -> dict[int, WriteOutcome]:
+    """Ops of one batch that cannot be written together with an earlier op of it: a second change of
+    an object expecting the fence the first moves on, or a second write of the loop ending the same
+    lease. They are STALE (as they would be one batch later); the rest of the batch is unaffected."""
+    out: dict[int, WriteOutcome] = {}
+    fences: set[tuple[str, int | None]] = set()
+    released: set[str] = set()
+    for i, op in enumerate(ops):
+        if op.doc is not None:
+            continue
+        if (op.id, op.fence) in fences or (op.leased and op.release and op.id in released):
+            out[i] = WriteOutcome.STALE
+            continue
+        fences.add((op.id, op.fence))
+        if op.leased and op.release:
+            released.add(op.id)
+    return out
+
+
+def created_fences(ops: list[Op]) -> dict[str, int]:
+    """The fence each object inserted by this batch starts with (a later change in the batch expects it)."""
+    return {op.id: int(op.doc.get("fence", 0)) for op in ops if op.doc is not None}
+
+
 class ObjectReads(Protocol):
     """Reading objects and their history."""
 
@@ -121,7 +147,8 @@ class ObjectReads(Protocol):
         """One object by id (None for an id lambdaop never made)."""
 
     def fetch(self, ids: Iterable[str]) -> list[Doc]:
-        """Whole objects by id, in any order (those that do not exist are left out)."""
+        """Objects by id, in any order (those that do not exist are left out), without the call
+        history an earlier version kept inside them (`attempts`)."""
 
     def find_by_name(self, owner: str, kind: str, name: str) -> Doc | None:
         """One owner's object of a kind by its name."""

@@ -1,5 +1,6 @@
 """The loop driven pass by pass: `reconcile_once(now)` with the test clock, a synchronous invoker,
-the store thread and the writer run inline (no threads, no sleeps), on the real embedded store.
+the store thread and the writer run inline, on the in-memory store: no server, no threads, no sleeps.
+Several rigs on one store are several processes sharing it.
 """
 
 from __future__ import annotations
@@ -22,16 +23,18 @@ from lambdaop.loop.reconciler import Reconciler
 from lambdaop.loop.settings import LoopSettings
 from lambdaop.loop.storethread import StoreThread
 from lambdaop.spec import Task, load_one
-from lambdaop.store.mongo import MongoStore
+from lambdaop.store.memory import MemoryStore
 from lambdaop.store.writer import Writer
 
 
-class CountingStore(MongoStore):
-    """The real store, counting what the loop asks of it (to show what the timer path does not do)."""
+class CountingStore:
+    """A store seen by one process, counting what its loop asks (to show what the timer path does not do)."""
 
-    asked: Counter[str]
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+        self.asked: Counter[str] = Counter()
 
-    def __getattribute__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> Any:
         if name in (
             "claim",
             "fetch",
@@ -42,8 +45,8 @@ class CountingStore(MongoStore):
             "holders",
             "expired_leases",
         ):
-            object.__getattribute__(self, "asked")[name] += 1
-        return object.__getattribute__(self, name)
+            self.asked[name] += 1
+        return getattr(self.store, name)
 
 
 class HeldCalls:
@@ -72,10 +75,8 @@ class HeldCalls:
 
 
 class Rig:
-    def __init__(self, uri: str, database: str, clock: Any, owner: str = "p1", **settings: Any) -> None:
-        self.store = CountingStore(uri, database, embedded=True)
-        self.store.asked = Counter()
-        self.store.ensure_indexes()
+    def __init__(self, shared: MemoryStore, clock: Any, owner: str = "p1", **settings: Any) -> None:
+        self.store: Any = CountingStore(shared)
         self.clock = clock
         self.writer = Writer(self.store, owner, owner, clock, threaded=False)
         self.calls = HeldCalls()
@@ -122,19 +123,14 @@ class Rig:
 
 
 @pytest.fixture
-def rig(store_uri: str, database: str, clock: Any) -> Any:
+def rig(clock: Any) -> Any:
     clock.start = clock.now()
-    made: list[Rig] = []
+    shared = MemoryStore()
 
     def make(owner: str = "p1", **settings: Any) -> Rig:
-        r = Rig(store_uri, database, clock, owner, **settings)
-        made.append(r)
-        return r
+        return Rig(shared, clock, owner, **settings)
 
-    yield make
-    for r in made:
-        r.store.client.drop_database(database)
-        r.store.close()
+    return make
 
 
 def test_claims_ahead_then_fires_from_memory_at_the_due_time(rig: Any) -> None:
@@ -279,7 +275,7 @@ def test_a_document_from_a_newer_version_is_skipped_and_the_rest_run(rig: Any, c
     r = rig()
     odd = r.task("odd", at=r.at(10).isoformat())
     fine = r.task("fine", at=r.at(10).isoformat())
-    r.store.objects.update_one({"_id": odd}, {"$set": {"progress.shiny": 1}})
+    r.store.store._objects[odd]["progress"]["shiny"] = 1  # as a newer version would have written it
     r.run(0)
     r.run(9)
     r.run(10)
@@ -316,20 +312,3 @@ def test_everything_a_dead_holder_leaves_is_claimed_at_once_after_its_lease(rig:
         second = round(second + 0.7, 1)  # passes fall at every phase of the two chores
     assert {j.object_id for j in alive.calls.jobs} == ids
     assert max(fired) - min(fired) < 2, f"recovered in one go, not a sweep at a time: {fired}"
-
-
-def test_a_stopped_process_s_open_transaction_is_ended_though_it_held_no_lease(rig: Any) -> None:
-    """A process that died inside a transaction pins what it wrote (and, on the embedded
-    server, slows every other writer) until its transaction is ended."""
-    alive = rig("p2", lease=dt.timedelta(seconds=6))
-    dead = rig("p1")
-    dead.store.identify("p1")
-    dead.store.heartbeat("p1", alive.at(2), {"owner": "p1"})
-    session = dead.store._session()
-    session.start_transaction()
-    dead.store.counters.update_one({"_id": "pinned"}, {"$set": {"n": 1}}, upsert=True, session=session)
-    for second in range(0, 10):
-        alive.run(second)
-    with alive.store.client.start_session() as mine, mine.start_transaction():
-        alive.store.counters.update_one({"_id": "pinned"}, {"$set": {"n": 2}}, upsert=True, session=mine)
-    assert alive.store.counters.find_one({"_id": "pinned"}) == {"_id": "pinned", "n": 2}

@@ -10,7 +10,7 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, PyMongoError
 
-from lambdaop.store.contract import Mutation, Op, WriteOutcome
+from lambdaop.store.contract import Mutation, Op, WriteOutcome, batch_conflicts, created_fences
 from lambdaop.store.mongo.base import Base, is_conflict
 from lambdaop.store.mongo.objects import name_doc
 
@@ -113,6 +113,9 @@ class Commits(Base):
         return WriteOutcome.ERROR
 
     def _commit(self, ops: list[Op], owner: str, slot: str, now: dt.datetime) -> None:
+        clash = batch_conflicts(ops)
+        if clash:
+            raise _Failed(clash)
         inserts = [(i, op) for i, op in enumerate(ops) if op.doc is not None]
         changes = [(i, op) for i, op in enumerate(ops) if op.doc is None]
         guards = [(i, op) for i, op in changes if op.guard]
@@ -163,7 +166,7 @@ class Commits(Base):
                 ]
                 result = self.objects.bulk_write(writes, ordered=False, session=s)
                 if result.matched_count != len(changes):
-                    raise _Failed(self._stale(changes))
+                    raise _Failed(self._stale(changes, created_fences(ops)))
             if guards:
                 self.leases.delete_many(
                     {"_id": {"$in": [op.id for _, op in guards]}, "guard": True}, session=s
@@ -178,9 +181,12 @@ class Commits(Base):
         """Which of these leases are no longer the writer's (read after the transaction failed)."""
         mine = {d["_id"] for d in self.leases.find({"_id": {"$in": [op.id for _, op in released]}, "owner": owner}, {"_id": 1})}  # fmt: skip
         failed = {i: WriteOutcome.STALE for i, op in released if op.id not in mine}
-        return failed or {released[0][0]: WriteOutcome.STALE}
+        return failed or {released[-1][0]: WriteOutcome.STALE}
 
-    def _stale(self, changes: list[tuple[int, Op]]) -> dict[int, WriteOutcome]:
-        fences = {d["_id"]: d.get("fence") for d in self.objects.find({"_id": {"$in": [op.id for _, op in changes]}}, {"fence": 1})}  # fmt: skip
+    def _stale(self, changes: list[tuple[int, Op]], created: dict[str, int]) -> dict[int, WriteOutcome]:
+        """Which changes expected another fence (read after the transaction failed: an object this
+        batch creates is not there yet, and starts at its inserted fence)."""
+        fences: dict[str, Any] = dict(created)
+        fences.update({d["_id"]: d.get("fence") for d in self.objects.find({"_id": {"$in": [op.id for _, op in changes]}}, {"fence": 1})})  # fmt: skip
         failed = {i: WriteOutcome.STALE for i, op in changes if fences.get(op.id) != op.fence}
-        return failed or {changes[0][0]: WriteOutcome.STALE}
+        return failed or {changes[-1][0]: WriteOutcome.STALE}
