@@ -197,6 +197,39 @@ def test_invalid_yaml_shows_the_line(browser, app: Runtime, demo: DemoLambda, sc
     expect(page.locator("#spec-result")).to_contain_text("from-page: created", timeout=WAIT)
 
 
+def test_the_specs_view_takes_over_a_folder_object_only_when_asked(
+    browser, make_runtime, demo: DemoLambda, tmp_path: Path, screenshots: Path
+) -> None:
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "owned.yaml").write_text(
+        f"kind: Task\nmetadata: {{name: owned}}\nspec:\n  invoke: {demo.url}/ok\n  after: 1h\n"
+    )
+    runtime = make_runtime(specs_dir=specs)
+    runtime.users.set_password("admin", "admin-password")
+    page = open_page(browser, runtime)
+    sign_in(page, "admin", "admin-password")
+    go(page, "specs")
+    page.get_by_label("Spec YAML").fill(
+        f"kind: Task\nmetadata: {{name: owned}}\nspec:\n  invoke: {demo.url}/ok\n  after: 2h\n"
+    )
+    page.get_by_role("button", name="Validate").click()
+    expect(page.locator("#spec-result")).to_contain_text("owned: valid; would be refused", timeout=WAIT)
+    expect(page.locator("#spec-result")).to_contain_text("owned.yaml")
+    page.get_by_role("button", name="Apply").click()
+    refusal = page.locator(".spec-errors li")
+    expect(refusal).to_contain_text("owned.yaml", timeout=WAIT)
+    expect(refusal).to_contain_text("Take over objects the specs folder manages")
+    expect(refusal).not_to_contain_text("force=true")
+    page.get_by_label("Take over objects the specs folder manages").check()
+    page.get_by_role("button", name="Apply").click()
+    expect(page.locator("#spec-result")).to_contain_text("owned: rescheduled", timeout=WAIT)
+    expect(page.locator("#spec-result")).to_contain_text("taken over from the specs folder")
+    page.screenshot(path=str(screenshots / "specs-take-over-1280.png"), full_page=True)
+    doc = runtime.store.find_by_name("admin", "Task", "owned")
+    assert doc is not None and doc["manager"] == "api:admin" and doc["generation"] == 2
+
+
 @pytest.mark.parametrize("view", ["tasks", "tasksets", "specs"])
 def test_narrow_screens(browser, app: Runtime, demo: DemoLambda, screenshots: Path, view: str) -> None:
     page = open_page(browser, app, width=375)

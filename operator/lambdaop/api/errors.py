@@ -12,7 +12,7 @@ from typing import Any
 
 import falcon
 
-from lambdaop.core.errors import STATUS, LambdaopError, TooManyRequests
+from lambdaop.core.errors import STATUS, LambdaopError
 
 log = logging.getLogger("lambdaop.api")
 
@@ -32,8 +32,9 @@ def handle_lambdaop_error(req: falcon.Request, resp: falcon.Response, ex: Lambda
     details = [p.as_dict() for p in ex.problems]
     message = ex.message if not details else f"{ex.message}: " + "; ".join(str(p) for p in ex.problems[:5])
     send_error(resp, status, ex.code, message, details)
-    if isinstance(ex, TooManyRequests):
-        resp.set_header("Retry-After", str(ex.retry_after))
+    retry = getattr(ex, "retry_after", None)
+    if isinstance(retry, int):
+        resp.set_header("Retry-After", str(retry))
 
 
 def handle_http_error(req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError, params: Any) -> None:

@@ -11,7 +11,7 @@ import falcon
 from lambdaop.api.auth import user_of
 from lambdaop.api.bodies import JSON_TYPES, YAML_TYPES, media_message, media_type, read_body
 from lambdaop.app.applying import Applier, managed_message
-from lambdaop.app.view import present
+from lambdaop.app.view import masked, present
 from lambdaop.core.errors import BadRequest, Conflict, NotFound, Problem, SpecInvalid, UnsupportedMediaType
 from lambdaop.spec import kind_named, load_documents
 
@@ -36,17 +36,15 @@ class Specs:
             raise SpecInvalid("invalid spec; nothing was applied", problems)
         user = user_of(req)
         force = req.get_param_as_bool("force", default=False)
+        if req.get_param_as_bool("dryRun", default=False):  # what would happen, document by document
+            resp.media = {"dryRun": True, "results": masked(self.applier.preview(docs, user.name, f"api:{user.name}", force))}  # fmt: skip
+            return
         if not force:
             managed = self.applier.managed_by_folder(docs, user.name)
             if managed:
                 raise Conflict(
                     "some documents change objects the specs folder manages; nothing was applied", managed
                 )
-        if req.get_param_as_bool("dryRun", default=False):
-            resp.media = {
-                "results": [{"action": "valid", "kind": d.kind, "name": d.name, "line": d.line} for d in docs]
-            }
-            return
         results = self.applier.apply_documents(docs, user.name, manager=f"api:{user.name}", force=force)
         resp.media = {"results": [r.as_dict() for r in results]}
 
@@ -59,6 +57,6 @@ class Specs:
         current = service.find(user.name, real, name)
         managed = current is not None and current.managed_by.startswith("folder:")
         if managed and current is not None and not req.get_param_as_bool("force", default=False):
-            raise Conflict(managed_message(current))
+            raise Conflict(managed_message(current, "delete"))
         record = service.prune(user.name, real, name)
         resp.media = {"deleted": True, "object": present(record, viewer=user.name)}

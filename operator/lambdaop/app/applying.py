@@ -12,6 +12,7 @@ it over. Called by the API's /specs route and the folder.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import secrets
 from dataclasses import dataclass, field, replace
@@ -23,7 +24,7 @@ from lambdaop.app.service import CONFLICT_RETRIES, Service, Stale, first_due, ma
 from lambdaop.core.errors import Conflict, NotFound, Problem
 from lambdaop.core.logs import about
 from lambdaop.engine import machine
-from lambdaop.engine.record import Change, Source, StoredObject
+from lambdaop.engine.record import Change, PendingSpec, Source, StoredObject
 from lambdaop.loop.events import Action
 from lambdaop.spec import AnySpec, Document, spec_hash, spec_json
 from lambdaop.store.contract import WriteOutcome
@@ -38,6 +39,7 @@ class ApplyAction(StrEnum):
     UNCHANGED = "unchanged"
     RESCHEDULED = "rescheduled"
     RESTARTED = "restarted"
+    DEFERRED = "deferred"  # a run is going on: the edit applies when it ends
     REFUSED = "refused"
     INVALID = "invalid"
 
@@ -54,6 +56,7 @@ class Applied:
     message: str | None = None
     problems: tuple[Problem, ...] = ()
     record: StoredObject | None = field(default=None, repr=False, compare=False)
+    stalled: bool = False  # refused until the file or the manager changes (not worth trying again)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"action": self.action.value, "kind": self.kind, "name": self.name}
@@ -79,13 +82,16 @@ class Placed:
     force: bool = False  # take over an object the folder manages
 
 
-def managed_message(record: StoredObject) -> str:
+def managed_message(record: StoredObject, verb: str = "apply") -> str:
+    """Why a folder-managed object is refused to the API, naming its file (the API's flag,
+    `force=true`, is named; the CLI and the page say theirs)."""
     file = record.source.file if record.source else None
     folder = record.managed_by.removeprefix("folder:")
     where = f"{folder}/{file}" if file else folder
+    after = "to take it over" if verb == "apply" else "anyway"
     return (
         f"{record.kind.value} {record.name} is managed by the specs folder ({where}); change it there, "
-        "or apply with force=true to take it over"
+        f"or {verb} with force=true {after}"
     )
 
 
@@ -115,10 +121,12 @@ class Applier:
         for _ in range(CONFLICT_RETRIES):
             now = service.now()
             current = service.find(owner, kind, name)
-            if current is not None and current.managed_by != incoming:
+            taken_from = None
+            if current is not None and current.managed_by != incoming and not current.pruned:
                 refusal = self._managed_elsewhere(current, incoming, force)
                 if refusal is not None:
                     return refusal
+                taken_from = current
                 base = current.source or Source()
                 source = replace(
                     base, folder=None, taken_over_from=current.managed_by, taken_over_by=incoming
@@ -135,6 +143,10 @@ class Applier:
                 return Applied(ApplyAction.CREATED, kind, name, record.id, record.state, record=record)
             result = self._reapply(current, obj, source, incoming)
             if result is not None:
+                if taken_from is not None and result.action is not ApplyAction.REFUSED:
+                    where = taken_from.source.file if taken_from.source and taken_from.source.file else taken_from.managed_by  # fmt: skip
+                    note = f"taken over from the specs folder ({where}): the folder no longer manages it"
+                    result = replace(result, message="; ".join(m for m in (note, result.message) if m))
                 return result
         raise Conflict(f"{kind} {name} is changing too fast to apply; try again")
 
@@ -145,7 +157,7 @@ class Applier:
         kind, name = current.kind.value, current.name
         if incoming.startswith("folder:"):
             message = f"{kind} {name} is managed by {held_by}; the folder leaves it alone (remove it here, or delete it there)"  # fmt: skip
-            return Applied(ApplyAction.REFUSED, kind, name, current.id, current.state, message)
+            return Applied(ApplyAction.REFUSED, kind, name, current.id, current.state, message, record=current, stalled=True)  # fmt: skip
         if held_by.startswith("folder:") and not force:
             raise Conflict(managed_message(current))
         return None
@@ -164,9 +176,51 @@ class Applier:
             for d in group:
                 doc = found.get(d.spec.metadata.name) if d.spec else None
                 record = StoredObject.from_storage(doc) if doc is not None else None
-                if record is not None and record.managed_by.startswith("folder:"):
+                if record is not None and record.managed_by.startswith("folder:") and not record.pruned:
                     problems.append(Problem(managed_message(record), field="metadata.name", line=d.line, document=d.index))  # fmt: skip
         return problems
+
+    def preview(
+        self, docs: list[Document], owner: str, manager: str, force: bool = False
+    ) -> list[dict[str, Any]]:
+        """What applying these (valid) documents would do, without doing it: per document the
+        action it would answer, and the stored and the new spec where they differ."""
+        out: list[dict[str, Any]] = []
+        by_kind: dict[str, dict[str, Any]] = {}
+        for d in docs:
+            if d.spec is not None and d.spec.kind not in by_kind:
+                names = [
+                    x.spec.metadata.name for x in docs if x.spec is not None and x.spec.kind == d.spec.kind
+                ]
+                by_kind[d.spec.kind] = self.service.store.find_by_names(owner, d.spec.kind, names)
+        for d in docs:
+            assert d.spec is not None
+            obj, found = d.spec, by_kind[d.spec.kind].get(d.spec.metadata.name)
+            entry: dict[str, Any] = {
+                "kind": obj.kind,
+                "name": obj.metadata.name,
+                "line": d.line,
+                "desired": spec_json(obj),
+            }
+            if found is None:
+                out.append({**entry, "action": ApplyAction.CREATED.value})
+                continue
+            current = StoredObject.from_storage(found)
+            entry["current"] = current.pending.spec if current.pending else current.spec
+            entry["id"], entry["state"] = current.id, current.state
+            if current.managed_by != manager and not current.pruned and current.managed_by.startswith("folder:") and not force:  # fmt: skip
+                out.append(
+                    {**entry, "action": ApplyAction.REFUSED.value, "message": managed_message(current)}
+                )
+            elif current.spec_hash == spec_hash(obj) and not current.pruned and current.pending is None:
+                out.append({**entry, "action": ApplyAction.UNCHANGED.value})
+            elif current.pending is not None and current.pending.spec_hash == spec_hash(obj):
+                out.append({**entry, "action": ApplyAction.DEFERRED.value})
+            else:
+                phase = current.phase
+                action = ApplyAction.RESCHEDULED if phase is machine.Phase.SCHEDULED else ApplyAction.RESTARTED if current.progress.final else ApplyAction.DEFERRED  # fmt: skip
+                out.append({**entry, "action": action.value})
+        return out
 
     def apply_documents(
         self,
@@ -235,56 +289,77 @@ class Applier:
     def _reapply(
         self, current: StoredObject, obj: AnySpec, source: Source | None, manager: str
     ) -> Applied | None:
+        """Bring a stored object in line with `obj`: unchanged; a new generation now (scheduled:
+        rescheduled; finished: restarted); or, while a run goes on, a new generation that applies
+        when it ends (deferred). None when the object moved meanwhile (read it again)."""
         service = self.service
         kind, name, oid = obj.kind, obj.metadata.name, current.id
         new_hash = spec_hash(obj)
-        progress = current.progress
         now = service.now()
         if current.spec_hash == new_hash and not current.pruned:
-            # same spec, new place (a moved document, an edited neighbour) or a new manager: remember it
-            moved = (source is not None and current.source != source) or manager != current.managed_by
-            record = current
-            if moved and (source is not None or manager != current.managed_by):
-                try:
-                    record = service.set(current, Change(updated=now, source=source, manager=manager))
-                except (Conflict, NotFound, Stale):
-                    record = current
-            return Applied(ApplyAction.UNCHANGED, kind, name, oid, progress.phase.value, record=record)
+            return self._unchanged(current, source, manager, now)
+        waiting = current.pending
+        if waiting is not None and waiting.spec_hash == new_hash:
+            return Applied(ApplyAction.DEFERRED, kind, name, oid, current.state, deferred_message(current, waiting.generation), record=current)  # fmt: skip
         generation = current.generation + 1
-        due = first_due(obj, now)
         fields = Change(
-            updated=now,
-            spec=spec_json(obj),
-            spec_hash=new_hash,
-            generation=generation,
-            pruned=False,
-            labels=dict(obj.metadata.labels),
-            annotations=dict(obj.metadata.annotations),
-            manager=manager,
-            source=source,
+            updated=now, spec=spec_json(obj), spec_hash=new_hash, generation=generation, pruned=False,
+            labels=dict(obj.metadata.labels), annotations=dict(obj.metadata.annotations), manager=manager,
+            source=source, clear_pending=True,
+        )  # fmt: skip
+        pending = PendingSpec(
+            spec_json(obj), new_hash, generation, now, dict(obj.metadata.labels),
+            dict(obj.metadata.annotations), manager, source,
+        )  # fmt: skip
+        fresh = machine.start(
+            obj.spec, first_due(obj, now), current.progress.salt or secrets.randbits(48), now
         )
-        fresh = machine.start(obj.spec, due, progress.salt or secrets.randbits(48), now)
-        if progress.phase is machine.Phase.SCHEDULED:
-            action = ApplyAction.RESCHEDULED
-        elif progress.final:
-            action = ApplyAction.RESTARTED
-        else:
-            message = f"{kind} {name} is {progress.phase.value}; its spec can change once this run ends"
-            return Applied(ApplyAction.REFUSED, kind, name, oid, progress.phase.value, message)
 
         def decide(record: StoredObject, at: Any) -> Change:
-            p = record.progress
-            if action is ApplyAction.RESCHEDULED and p.phase is not machine.Phase.SCHEDULED:
-                raise machine.Refused(f"it is {p.phase.value}; its spec can change once this run ends")
-            if not p.final and p.phase is not machine.Phase.SCHEDULED:
-                raise machine.Refused(f"it is {p.phase.value}; its spec can change once this run ends")
-            return replace(fields, progress=fresh)
+            if record.phase is machine.Phase.SCHEDULED or record.progress.final:
+                return replace(fields, progress=fresh)
+            return Change(updated=now, pending=pending)  # a run is going on: it finishes first
 
+        before = current.phase
         try:
-            record = service.change(oid, None, None, Action.REPLACE, (fields, fresh), decide).record
+            answer = service.change(oid, None, None, Action.REPLACE, (fields, fresh, pending), decide)
         except Conflict as exc:
-            return Applied(ApplyAction.REFUSED, kind, name, oid, progress.phase.value, exc.message)
+            return Applied(ApplyAction.REFUSED, kind, name, oid, current.state, exc.message)
         except Stale:
             return None
-        log.info("%s %s (generation %s), due %s", record.label, action.value, generation, due.isoformat(), extra=about(record))  # fmt: skip
+        record = answer.record
+        if record.pending is not None and record.pending.spec_hash == new_hash:
+            log.info("%s: a run is going on; generation %s applies when it ends", record.label, generation, extra=about(record))  # fmt: skip
+            return Applied(ApplyAction.DEFERRED, kind, name, oid, record.state, deferred_message(record, generation), record=record)  # fmt: skip
+        action = ApplyAction.RESCHEDULED if before is machine.Phase.SCHEDULED else ApplyAction.RESTARTED
+        log.info("%s %s (generation %s), due %s", record.label, action.value, generation, fresh.due, extra=about(record))  # fmt: skip
         return Applied(action, kind, name, oid, record.state, record=record)
+
+    def _unchanged(
+        self, current: StoredObject, source: Source | None, manager: str, now: dt.datetime
+    ) -> Applied:
+        """The same spec: remember a new place (a moved document, an edited neighbour) or manager,
+        and take back an edit that was waiting for the run going on."""
+        moved = (source is not None and current.source != source) or manager != current.managed_by
+        record, message = current, None
+        if moved or current.pending is not None:
+            change = Change(
+                updated=now,
+                source=source if moved else None,
+                manager=manager if moved else None,
+                clear_pending=current.pending is not None,
+            )
+            try:
+                record = self.service.set(current, change)
+                if current.pending is not None:
+                    message = f"the waiting generation {current.pending.generation} is taken back"
+            except (Conflict, NotFound, Stale):
+                record = current
+        return Applied(ApplyAction.UNCHANGED, current.kind.value, current.name, current.id, record.state, message, record=record)  # fmt: skip
+
+
+def deferred_message(record: StoredObject, generation: int) -> str:
+    return (
+        f"{record.kind.value} {record.name} is {record.state} (generation {record.generation}); "
+        f"generation {generation} applies when this run ends"
+    )

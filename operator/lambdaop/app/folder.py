@@ -1,20 +1,28 @@
 """The GitOps folder: keep the store converged to a folder of spec files, and report back.
 
-`FolderSync.sync_all()` applies every file at start (and prunes what was
-removed while the service was down); `watch()` follows changes with
-watchfiles. Each document is keyed by (owner, kind, metadata.name); the owner
-is `--specs-owner` unless a `.lambdaop.yaml` (`owner: NAME`) in the file's
-folder or above says otherwise. A file is applied whole or not at all: a
-syntax or schema error leaves its objects as they were and is reported in its
-status file. Removing a document (or its file) cancels what is still
-scheduled and marks it pruned, unless `metadata.annotations` has
-`lambdaop/prune: "false"`. Called by runtime; applies through service.
+`FolderSync.sync_all()` applies every file (and prunes what was removed while
+the service was down); `resync()` re-reads every file and applies those that
+changed or have not converged; `changed(paths)` applies files that changed,
+together, as one batch. Each document is keyed by (owner, kind,
+metadata.name); the owner is `--specs-owner` unless a `.lambdaop.yaml`
+(`owner: NAME`) in the file's folder or above says otherwise. A file is
+applied whole or not at all: a syntax or schema error leaves its objects as
+they were. Removing a document (or its file) cancels what is still scheduled
+and marks it pruned, unless `metadata.annotations` has `lambdaop/prune:
+"false"`. Every document's status entry says where it stands (`conditions`);
+a document that did not converge is applied again when its object changes
+and at every resync, without the file being touched; each refusal is logged
+once per change of its file and counted. Paths and names starting with `.`
+are not specs (editors' temporary files, `.git`, Kubernetes' `..data`).
+Called by runtime and the watcher; applies through the applier.
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,16 +31,17 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from lambdaop.app.applying import Applied, Applier, ApplyAction, Placed
+from lambdaop.app.applying import Applied, Applier, ApplyAction, Placed, deferred_message
 from lambdaop.app.batch import Place
 from lambdaop.app.batch import duplicates as twice
+from lambdaop.app.conditions import Conditions, Reason, Verdict
 from lambdaop.app.status import StatusWriter, is_status_file, object_entry, problem_entry, render, status_path
 from lambdaop.core.errors import LambdaopError, Problem
 from lambdaop.engine.record import Source, StoredObject
 from lambdaop.spec import Document, load_documents
 from lambdaop.store.contract import ObjectReads
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("lambdaop.folder")
 
 FOLDER_CONFIG = ".lambdaop.yaml"
 PRUNE_ANNOTATION = "lambdaop/prune"
@@ -40,29 +49,57 @@ PRUNE_ANNOTATION = "lambdaop/prune"
 Key = tuple[str, str, str]  # owner, kind, name
 
 
-def is_spec_file(path: Path) -> bool:
-    return path.suffix in (".yaml", ".yml") and not is_status_file(path) and path.name != FOLDER_CONFIG
+def is_spec_file(path: Path, root: Path | None = None) -> bool:
+    parts = path.relative_to(root).parts if root is not None else (path.name,)
+    if any(part.startswith(".") for part in parts):
+        return False
+    return path.suffix in (".yaml", ".yml") and not is_status_file(path)
 
 
 def spec_files(folder: Path) -> list[Path]:
-    """YAML spec files under a folder, recursively, in a stable order (status files excluded)."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and is_spec_file(p))
+    """YAML spec files under a folder, recursively, in a stable order (status and hidden files excluded)."""
+    out = []
+    for base, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in files:
+            path = Path(base) / name
+            if is_spec_file(path, folder) and path.is_file():
+                out.append(path)
+    return sorted(out)
 
 
 @dataclass
 class FileState:
-    digest: str | None = None
+    digest: str | None = None  # of the text last applied; None: applied again at the next chance
+    reported: str | None = None  # of the text whose problems were logged (once per change)
     keys: dict[Key, int] = field(default_factory=dict)  # key -> line
     entries: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    verdicts: dict[Key, Verdict] = field(default_factory=dict)
     order: list[Key] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def verdict_of(result: Applied, rel: str) -> Verdict:
+    """Where a document stands after it was applied."""
+    record = result.record
+    gen = record.generation if record is not None else None
+    if result.action is ApplyAction.INVALID:
+        why = "; ".join(p.message for p in result.problems) or "invalid"
+        return Verdict(Reason.OUTBOUND_POLICY if "--allow-hosts" in why else Reason.INVALID, why)
+    if result.action is ApplyAction.REFUSED:
+        reason = Reason.MANAGED_ELSEWHERE if result.stalled else Reason.RETRYING
+        return Verdict(reason, result.message or "refused", observed=gen)
+    if record is not None and record.pending is not None:
+        return Verdict(Reason.RUN_IN_PROGRESS, result.message or "an edit waits for the run going on", record.pending.generation, gen)  # fmt: skip
+    note = f" ({result.message})" if result.message else ""
+    return Verdict(Reason.APPLIED, f"generation {gen} of {rel} is applied{note}", gen, gen)
 
 
 class FolderSync:
     def __init__(
         self, folder: Path, applier: Applier, store: ObjectReads, default_owner: str, writer: StatusWriter
     ) -> None:
-        self.folder = folder.resolve()
+        self.folder = Path(os.path.abspath(folder))  # not resolved: a symlinked folder may be swapped
         self.applier = applier
         self.service = applier.service
         self.store = store
@@ -70,14 +107,17 @@ class FolderSync:
         self.writer = writer
         self.files: dict[Path, FileState] = {}
         self.by_id: dict[str, tuple[Path, Key]] = {}
-        self.applies = 0
+        self.applies = 0  # files applied
+        self.batches = 0  # batches of files applied together
+        self.conditions = Conditions()
+        self.retry: set[Path] = set()  # files to apply again (their objects changed)
+        self._changes: collections.deque[StoredObject] = collections.deque()  # kept while busy
         self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._retry: set[Path] = set()
         self.metrics: Any = None  # runtime sets it (lambdaop_folder_apply_errors)
-        self._notify: Any = None
 
-    # ----- owners
+    @property
+    def manager(self) -> str:
+        return f"folder:{self.folder}"
 
     def owner_of(self, path: Path) -> str:
         for parent in path.parents:
@@ -102,8 +142,20 @@ class FolderSync:
     def sync_all(self) -> None:
         """Apply every file; prune objects whose documents left the folder while we were away."""
         with self._lock:
-            paths = spec_files(self.folder) if self.folder.is_dir() else []
-            self.apply_files(paths, full=True)
+            self.apply_files(spec_files(self.folder) if self.folder.is_dir() else [], full=True)
+            for path in [p for p in self.files if not p.exists()]:
+                self.removed(path)
+            self.drain()
+
+    def resync(self) -> None:
+        """Read every file again: apply what changed or did not converge (nothing else is written)."""
+        with self._lock:
+            present = spec_files(self.folder) if self.folder.is_dir() else []
+            self.apply_files(present)
+            there = set(present)
+            for path in [p for p in self.files if p not in there]:
+                self.removed(path)
+            self.drain()
 
     def changed(self, paths: list[Path]) -> None:
         """Files appeared, changed or vanished."""
@@ -112,6 +164,7 @@ class FolderSync:
             self.apply_files([p for p in paths if p.exists()])
             for path in gone:  # after the changes, so a document moved between files is never pruned
                 self.removed(path)
+            self.drain()
 
     def _prune_gone(self, present: set[Key]) -> None:
         owners = (
@@ -122,43 +175,38 @@ class FolderSync:
         for doc in self.store.objects_from_folder(str(self.folder), owners):
             key = (doc["owner"], doc["kind"], doc["name"])
             if key not in present and not doc.get("pruned"):
-                self._prune(
-                    key,
-                    doc.get("annotations", {}),
-                    why=f"{doc.get('source', {}).get('file')} no longer has it",
-                )
+                self._prune(key, doc.get("annotations", {}), why=f"{doc.get('source', {}).get('file')} no longer has it")  # fmt: skip
 
-    def _read(self, path: Path) -> tuple[list[Document] | None, Problem | None, str]:
-        """The file's documents (or why it cannot be read) and a digest of its text and owner."""
+    def _read(self, path: Path) -> tuple[str | None, Problem | None, str]:
+        """The file's text (or why it cannot be read) and a digest of its text and owner."""
         try:
             text = path.read_text()
         except (OSError, UnicodeDecodeError) as exc:
             return None, Problem(f"cannot be read: {exc}", file=self._rel(path)), ""
-        digest = hashlib.sha256(f"{self.owner_of(path)}\n{text}".encode()).hexdigest()
-        return load_documents(text, self._rel(path)), None, digest
+        return text, None, hashlib.sha256(f"{self.owner_of(path)}\n{text}".encode()).hexdigest()
 
     def apply_files(self, paths: list[Path], full: bool = False) -> None:
         """Apply files together: one batch of store writes for all their documents.
 
-        A broken file changes nothing and is reported; a document whose key is
-        also claimed by another file is refused in both; removed documents are pruned.
+        An unchanged file that converged is not parsed again; a broken file changes
+        nothing and is reported; a document whose key is also claimed by another
+        file is refused in both; removed documents are pruned.
         """
         parsed: dict[Path, list[Document]] = {}
         claims: dict[Key, list[tuple[Path, int]]] = {}
         digests: dict[Path, str] = {}
         for path in paths:
-            docs, error, digests[path] = self._read(path)
+            text, error, digests[path] = self._read(path)
             state = self.files.setdefault(path, FileState())
-            problems = [error] if error else [p for d in docs or [] for p in d.problems]
-            if problems:  # the file is broken: its objects stay as they were; only the report changes
-                state.errors = [problem_entry(problem) for problem in problems]
-                for problem in problems:
-                    log.error("%s", problem)
-                if self.metrics is not None:
-                    self.metrics.folder_errors.inc()
-                self._report(path)
+            if digests[path] and digests[path] == state.digest and path not in self.retry:
+                for key, line in state.keys.items():  # unchanged and converged: only its keys count
+                    claims.setdefault(key, []).append((path, line))
                 continue
-            assert docs is not None
+            docs = load_documents(text, self._rel(path)) if text is not None else []
+            problems = [error] if error else [p for d in docs for p in d.problems]
+            if problems:  # the file is broken: its objects stay as they were; only the report changes
+                self._broken(path, state, digests[path], problems)
+                continue
             parsed[path] = docs
             owner = self.owner_of(path)
             for d in docs:
@@ -166,52 +214,59 @@ class FolderSync:
                 claims.setdefault((owner, d.spec.kind, d.spec.metadata.name), []).append((path, d.line))
         if not full:  # keys held by files not in this batch count too
             for key in list(claims):
-                claims[key] += [(p, line) for p, line in self._holders(key) if p not in parsed]
-        duplicates = {k: v for k, v in claims.items() if len(v) > 1}
+                known = {p for p, _ in claims[key]}
+                claims[key] += [(p, line) for p, line in self._holders(key) if p not in known]
+        duplicates = {k: self._twice(k, v) for k, v in claims.items() if len(v) > 1}
         batch: list[tuple[Path, Document, Key]] = []
-        file_errors: dict[Path, list[dict[str, Any]]] = {p: [] for p in parsed}
-        for key, places in duplicates.items():
-            (problem, *_) = twice({(key[1], key[2]): [Place(self._rel(p), 0, line) for p, line in places]})
-            message = problem.message
-            for p, line in places:
-                log.error("%s:%s: %s", self._rel(p), line, message)
-                entry = {"message": message, "line": line, "field": "metadata.name"}
-                if p in file_errors:
-                    file_errors[p].append(entry)
-                elif p in self.files:
-                    self.files[p].errors = [
-                        *(e for e in self.files[p].errors if e["message"] != message),
-                        entry,
-                    ]
-                    self._report(p)
-        todo = []
         for path, docs in parsed.items():
-            state = self.files[path]
-            digest = digests[path]
-            if digest == state.digest and not file_errors[path] and not state.errors:
-                continue  # unchanged file: nothing to do
-            todo.append((path, digest))
+            self.retry.discard(path)
             owner = self.owner_of(path)
             for d in docs:
                 assert d.spec is not None
                 key = (owner, d.spec.kind, d.spec.metadata.name)
                 if key not in duplicates:
                     batch.append((path, d, key))
+        for key, message in duplicates.items():  # files not in this batch hear of it too
+            for p, line in claims[key]:
+                if p not in parsed and p in self.files:
+                    self.files[p].verdicts[key] = Verdict(Reason.DUPLICATE, message)
+                    self.files[p].errors = [*(e for e in self.files[p].errors if e["message"] != message), {"message": message, "line": line, "field": "metadata.name"}]  # fmt: skip
+                    self.files[p].digest = None
+                    self._report(p)
         folder = str(self.folder)
         results = self.applier.apply_placed(
             [
                 Placed(d, key[0], Source(file=self._rel(p), line=d.line, document=d.index, folder=folder))
                 for p, d, key in batch
-            ]
+            ]  # fmt: skip
         )
-        outcome: dict[Path, list[tuple[Document, Key, Applied]]] = {p: [] for p, _ in todo}
-        for (path, d, key), result in zip(batch, results, strict=True):
-            outcome[path].append((d, key, result))
-        for path, digest in todo:
+        outcome: dict[Path, dict[Key, Applied]] = {p: {} for p in parsed}
+        for (path, _, key), result in zip(batch, results, strict=True):
+            outcome[path][key] = result
+        self.batches += bool(parsed)
+        for path, docs in parsed.items():
             self.applies += 1
-            self._record(path, digest, outcome[path], file_errors[path])
+            self._record(path, digests[path], docs, outcome[path], duplicates)
         if full:
             self._prune_gone(set(claims))
+
+    def _twice(self, key: Key, places: list[tuple[Path, int]]) -> str:
+        (problem, *_) = twice({(key[1], key[2]): [Place(self._rel(p), 0, line) for p, line in places]})
+        return problem.message
+
+    def _broken(self, path: Path, state: FileState, digest: str, problems: list[Problem]) -> None:
+        if digest != state.reported:  # logged and counted once per change of the file
+            for problem in problems:
+                log.error("%s", problem)
+            if self.metrics is not None:
+                self.metrics.folder_errors.inc()
+        state.errors = [problem_entry(problem) for problem in problems]
+        state.digest = state.reported = digest  # a new text is read again
+        message = f"{self._rel(path)} has errors (see errors below); its objects are left as they were"
+        for key in state.keys:
+            observed = state.verdicts[key].observed if key in state.verdicts else None
+            state.verdicts[key] = Verdict(Reason.INVALID_FILE, message, observed=observed)
+        self._report(path)
 
     def _holders(self, key: Key) -> list[tuple[Path, int]]:
         return [(p, st.keys[key]) for p, st in self.files.items() if key in st.keys]
@@ -220,36 +275,48 @@ class FolderSync:
         self,
         path: Path,
         digest: str,
-        applied: list[tuple[Document, Key, Applied]],
-        errors: list[dict[str, Any]],
+        docs: list[Document],
+        applied: dict[Key, Applied],
+        duplicates: dict[Key, str],
     ) -> None:
-        state = self.files[path]
-        rel = self._rel(path)
-        new_keys: dict[Key, int] = {}
+        state, rel = self.files[path], self._rel(path)
+        owner = self.owner_of(path)
+        keys: dict[Key, int] = {}
         entries: dict[Key, dict[str, Any]] = {}
-        for d, key, result in applied:
-            new_keys[key] = d.line
-            entries[key] = (
-                object_entry(result.record)
-                if result.record
-                else {"kind": result.kind, "name": result.name, "state": result.state or "unknown"}
-            )
-            if result.action is ApplyAction.REFUSED:
-                errors.append({"message": result.message or "refused", "line": d.line})
+        verdicts: dict[Key, Verdict] = {}
+        errors: list[dict[str, Any]] = []
+        for d in docs:
+            assert d.spec is not None
+            key: Key = (owner, d.spec.kind, d.spec.metadata.name)
+            keys[key] = d.line
+            result = applied.get(key)
+            if result is None:  # defined twice: none of them is applied
+                verdicts[key] = Verdict(Reason.DUPLICATE, duplicates.get(key, "not applied"))
+                errors.append({"message": verdicts[key].message, "line": d.line, "field": "metadata.name"})
+                continue
+            verdicts[key] = verdict_of(result, rel)
+            base = {"kind": result.kind, "name": result.name, "state": result.state or "not applied"}
+            entries[key] = object_entry(result.record) if result.record else base
+            if result.action in (ApplyAction.REFUSED, ApplyAction.INVALID):
+                errors.append({"message": verdicts[key].message, "line": d.line})
+        if errors and digest != state.reported:  # logged and counted once per change of the file
+            for e in errors:
+                log.error("%s:%s: %s", rel, e.get("line"), e["message"])
+            if self.metrics is not None:
+                self.metrics.folder_errors.inc(len(errors))
+        state.reported = digest
         for key in state.keys:
-            if key not in new_keys:
+            if key not in keys:
                 self._prune(key, None, why=f"removed from {rel}", only_from=rel)
+                self.conditions.forget((path, key))
         self.by_id = {i: v for i, v in self.by_id.items() if v[0] != path}
         for key, entry in entries.items():
             if entry.get("id"):
                 self.by_id[entry["id"]] = (path, key)
-        state.digest = digest if not errors else None  # a refusal is retried on the next change
-        state.keys, state.order, state.entries, state.errors = (
-            new_keys,
-            [k for _, k, _ in applied],
-            entries,
-            errors,
-        )
+        converged = all(v.ready or v.reason is Reason.RUN_IN_PROGRESS for v in verdicts.values())
+        state.digest = digest if converged else None  # not converged: applied again at the next chance
+        state.keys, state.entries, state.verdicts, state.errors = keys, entries, verdicts, errors
+        state.order = list(keys)
         self._report(path)
 
     def removed(self, path: Path) -> None:
@@ -260,6 +327,7 @@ class FolderSync:
                 self.applies += 1
                 for key in state.keys:
                     self._prune(key, None, why=f"{rel} was deleted", only_from=rel)
+                    self.conditions.forget((path, key))
                 self.by_id = {i: v for i, v in self.by_id.items() if v[0] != path}
             self.writer.remove(status_path(path))
 
@@ -271,7 +339,7 @@ class FolderSync:
         if record is None or record.pruned:
             return
         source = record.source or Source()
-        if record.managed_by != f"folder:{self.folder}":
+        if record.managed_by != self.manager:
             log.info("%s %s: %s; not pruned: it is managed by %s", kind, name, why, record.managed_by)
             return
         if only_from is not None and (source.file != only_from or source.folder != str(self.folder)):
@@ -288,21 +356,45 @@ class FolderSync:
     # ----- reports
 
     def object_changed(self, record: StoredObject) -> None:
-        """The loop moved an object: refresh its entry in its file's report."""
-        if record.source is None or record.source.folder != str(self.folder):
+        """An object moved (the loop, or a change through the API): refresh its entry.
+
+        Called on the loop's thread, which must never wait for the folder (the folder may be
+        waiting for the loop): when the folder is busy, the change is kept for it to take."""
+        if not self._lock.acquire(blocking=False):
+            self._changes.append(record)
             return
+        try:
+            self._object_changed(record)
+        finally:
+            self._lock.release()
+
+    def drain(self) -> None:
+        """Take the object changes kept while the folder was busy."""
         with self._lock:
-            where = self.by_id.get(record.id)
-            if where is None:
-                return
-            path, key = where
-            state = self.files.get(path)
-            if state is None or key not in state.entries:
-                return
-            state.entries[key] = object_entry(record)
-            self._report(path)
-            if state.digest is None and record.progress.final:
-                self._retry.add(path)  # a change refused while it ran can be applied now
+            while self._changes:
+                self._object_changed(self._changes.popleft())
+
+    def _object_changed(self, record: StoredObject) -> None:
+        where = self.by_id.get(record.id)
+        if where is None:
+            return
+        path, key = where
+        state = self.files.get(path)
+        if state is None or key not in state.entries:
+            return
+        state.entries[key] = object_entry(record)
+        before = state.verdicts.get(key)
+        if record.managed_by != self.manager:
+            message = f"taken over by {record.managed_by}: the folder no longer manages it (change it there, or delete it there and this file applies again)"  # fmt: skip
+            state.verdicts[key] = Verdict(Reason.MANAGED_ELSEWHERE, message, observed=record.generation)
+        elif record.pending is not None:
+            message = deferred_message(record, record.pending.generation)
+            state.verdicts[key] = Verdict(Reason.RUN_IN_PROGRESS, message, record.pending.generation, record.generation)  # fmt: skip
+        elif before is not None and before.reason is Reason.RUN_IN_PROGRESS:
+            state.verdicts[key] = Verdict(Reason.APPLIED, f"generation {record.generation} of {self._rel(path)} is applied", record.generation, record.generation)  # fmt: skip
+        self._report(path)
+        if state.digest is None:
+            self.retry.add(path)  # a change refused while it ran may be applied now
 
     def _report(self, path: Path) -> None:
         """Refresh the file's report; it is rendered when the writer writes it, at most once a second."""
@@ -314,40 +406,16 @@ class FolderSync:
             state = self.files.get(path)
             if state is None:
                 return None
-            entries = [state.entries[k] for k in state.order if k in state.entries]
+            now = self.service.now()
+            entries = []
+            for key in state.order:
+                entry = dict(
+                    state.entries.get(key) or {"kind": key[1], "name": key[2], "state": "not applied"}
+                )
+                verdict = state.verdicts.get(key)
+                if verdict is not None:
+                    entry.pop("generation", None)
+                    entry.pop("observedGeneration", None)
+                    entry.update(self.conditions.entry((path, key), verdict, now))
+                entries.append(entry)
             return render(path.name, entries, state.errors)
-
-    # ----- watching
-
-    def start_watching(self) -> None:
-        """Start noticing changes now (before `sync_all`, so nothing written meanwhile is missed)."""
-        from watchfiles._rust_notify import RustNotify
-
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._notify = RustNotify([str(self.folder)], False, False, 300, True, True)
-
-    def watch(self) -> None:
-        """Apply changes as they come, until `stop()`; runs in its own thread after `start_watching`."""
-        log.info("watching %s for spec changes", self.folder)
-        while not self._stop.is_set():
-            changes = self._notify.watch(300, 50, 500, self._stop)
-            if changes == "stop":
-                break
-            found = {Path(p) for _, p in changes} if isinstance(changes, set) else set()
-            with self._lock:
-                retry, self._retry = self._retry, set()
-            if any(p.name == FOLDER_CONFIG for p in found):
-                self._safely(self.sync_all)
-                continue
-            paths = sorted({p for p in found if is_spec_file(p)} | retry)
-            if paths:
-                self._safely(lambda paths=paths: self.changed(paths))
-
-    def _safely(self, action: Any) -> None:
-        try:
-            action()
-        except Exception:
-            log.exception("applying the specs folder failed; the next change retries")
-
-    def stop(self) -> None:
-        self._stop.set()

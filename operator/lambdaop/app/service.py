@@ -27,7 +27,7 @@ from lambdaop.engine import machine
 from lambdaop.engine.record import CallRecord, Change, Source, StoredObject
 from lambdaop.loop.events import Action, Answer
 from lambdaop.loop.requests import NotHeld
-from lambdaop.spec import AnySpec, Kind, Task, spec_hash, spec_json
+from lambdaop.spec import AnySpec, Kind, spec_hash, spec_json
 from lambdaop.store.contract import ATTEMPTS_KEPT, Op, Store, WriteOutcome
 from lambdaop.store.mongo import OBJECT_ID, new_id
 from lambdaop.store.writer import Writer
@@ -62,10 +62,7 @@ def is_object_id(text: str) -> bool:
 
 
 def first_due(obj: AnySpec, now: dt.datetime) -> dt.datetime:
-    if obj.spec.at is not None:
-        return to_utc(obj.spec.at)
-    delay = obj.spec.after if isinstance(obj, Task) else obj.spec.initialDelay
-    return to_utc(now + (delay or dt.timedelta(0)))
+    return to_utc(machine.first_due(obj.spec, now))
 
 
 def manager_for(source: Source | None, manager: str | None, owner: str) -> str:

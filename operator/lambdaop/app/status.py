@@ -102,17 +102,21 @@ def _scalar(value: Any) -> str:
     return json.dumps(value)
 
 
-def _items(items: list[dict[str, Any]]) -> list[str]:
+def _items(items: list[dict[str, Any]], indent: str = "") -> list[str]:
+    """A block sequence of mappings (nested mappings and sequences of mappings inside)."""
     lines = []
     for item in items:
-        lead = "- "
+        lead = indent + "- "
         for key, value in item.items():
             if isinstance(value, dict):
                 lines.append(f"{lead}{key}:")
-                lines.extend(f"    {k}: {_scalar(v)}" for k, v in value.items())
+                lines.extend(f"{indent}    {k}: {_scalar(v)}" for k, v in value.items())
+            elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+                lines.append(f"{lead}{key}:")
+                lines += _items(value, indent + "  ")
             else:
                 lines.append(f"{lead}{key}: {_scalar(value)}")
-            lead = "  "
+            lead = indent + "  "
     return lines
 
 

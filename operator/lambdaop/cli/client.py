@@ -60,8 +60,10 @@ class Client:
             raise ClientError(response.status_code, body)
         return body if isinstance(body, dict) else {"value": body}
 
-    def apply(self, text: str, content_type: str = "application/yaml", force: bool = False) -> dict[str, Any]:
-        params = {"force": "true"} if force else None
+    def apply(
+        self, text: str, content_type: str = "application/yaml", force: bool = False, dry_run: bool = False
+    ) -> dict[str, Any]:
+        params = {k: "true" for k, on in (("force", force), ("dryRun", dry_run)) if on} or None
         return self._call(
             "POST", "/specs", data=text.encode(), headers={"Content-Type": content_type}, params=params
         )

@@ -51,6 +51,7 @@ def serve(args: argparse.Namespace) -> int:
         metrics_public=args.metrics_public,
         claim_window=args.claim_window,
         lease=args.lease if not isinstance(args.lease, str) else parse_duration(args.lease),
+        resync=args.resync if not isinstance(args.resync, str) else parse_duration(args.resync),
         env=dict(os.environ),
     )
     stop = threading.Event()

@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = verb("serve", "run the engine (and the embedded store unless LAMBDAOP_MONGODB_URI is set)")
     serve.add_argument("--specs", type=Path, default=Path(env.get("LAMBDAOP_SPECS", "specs")),
                        help="the watched folder of spec files (default ./specs)")  # fmt: skip
+    serve.add_argument("--resync", type=_duration, default=env.get("LAMBDAOP_RESYNC", "1m"),
+                       help="read the whole specs folder again this often, to apply what did not converge (default 1m)")  # fmt: skip
     serve.add_argument("--specs-owner", default=env.get("LAMBDAOP_SPECS_OWNER", "admin"),
                        help="the user owning specs from the folder (default admin)")  # fmt: skip
     serve.add_argument("--workers", type=int, default=int(env.get("LAMBDAOP_WORKERS", "16")),
@@ -142,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     apply = verb("apply", "send spec files (or folders of them) to a running lambdaop")
     apply.add_argument("-f", "--file", dest="files", type=Path, action="append", required=True)
     apply.add_argument("--force", action="store_true", help="take over objects the specs folder manages")
+    diff = verb(
+        "diff", "what an apply would change on the running server (exit 0: nothing, 1: changes, 2: errors)"
+    )
+    diff.add_argument("-f", "--file", dest="files", type=Path, action="append", required=True)
+    diff.add_argument("--force", action="store_true", help="as apply --force would")
     get = verb("get", "list Tasks or TaskSets (get task, get tasksets --state failed)")
     get.add_argument("kind", type=_kind, metavar="KIND")
     get.add_argument("name", nargs="?", help="one object, by name or id")

@@ -16,6 +16,10 @@ from lambdaop.core.clock import SystemClock
 
 
 def client_problem(exc: ClientError, args: argparse.Namespace) -> str:
+    return _flag(_problem(exc, args))
+
+
+def _problem(exc: ClientError, args: argparse.Namespace) -> str:
     if exc.status == 401:
         if not args.token:
             return "no token: pass --token or set LAMBDAOP_TOKEN; `lambdaop user token NAME` prints one"
@@ -34,6 +38,8 @@ def client_command(args: argparse.Namespace) -> int:
     command = args.command
     if command == "apply":
         return _apply(client, args)
+    if command == "diff":
+        return _diff(client, args)
     if command == "get":
         if args.name:
             return _show(args, [client.find(args.kind, args.name)], args.kind)
@@ -74,20 +80,71 @@ def _apply(client: Client, args: argparse.Namespace) -> int:
                 results += client.apply(piece, force=args.force)["results"]
             except ClientError as exc:
                 failed = True
-                if exc.status != 422:
+                if exc.status == 422:
+                    print(f"{path}: invalid; nothing in it was applied", file=sys.stderr)
+                else:
                     print(f"{path}: {client_problem(exc, args)}", file=sys.stderr)
-                    continue
-                print(f"{path}: invalid; nothing in it was applied", file=sys.stderr)
                 for d in exc.body.get("details", []):
                     line = f":{d['line'] + offset}" if d.get("line") else ""
                     field = f" {d['field']}:" if d.get("field") else ""
-                    print(f"{path}{line}:{field} {d['message']}", file=sys.stderr)
+                    print(f"{path}{line}:{field} {_flag(d['message'])}", file=sys.stderr)
         for r in results:
             print(
                 f"{path}: {r['kind']}/{r['name']} {r['action']}"
-                + (f" ({r['message']})" if r.get("message") else "")
+                + (f" ({_flag(r['message'])})" if r.get("message") else "")
             )
     return 1 if failed else 0
+
+
+def _block(value: Any) -> list[str]:
+    """A spec as block-style YAML lines, in its field order (what diff compares)."""
+    from io import StringIO
+
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="rt")
+    yaml.default_flow_style = False
+    out = StringIO()
+    yaml.dump(value, out)
+    return out.getvalue().splitlines(keepends=True)
+
+
+def _diff(client: Client, args: argparse.Namespace) -> int:
+    """`diff -f PATH`: per document what an apply would change, as a unified diff of its spec."""
+    import difflib
+
+    changed = failed = False
+    for path in spec_files_of(args.files):
+        for offset, piece in split_documents(path.read_text()):
+            try:
+                results = client.apply(piece, force=args.force, dry_run=True)["results"]
+            except ClientError as exc:
+                failed = True
+                print(f"{path}: {client_problem(exc, args)}", file=sys.stderr)
+                for d in exc.body.get("details", []):
+                    line = f":{d['line'] + offset}" if d.get("line") else ""
+                    print(f"{path}{line}: {d.get('field') + ': ' if d.get('field') else ''}{d['message']}", file=sys.stderr)  # fmt: skip
+                continue
+            for r in results:
+                name, where = f"{r['kind']}/{r['name']}", f"{path}:{r['line'] + offset}"
+                if r["action"] == "refused":
+                    failed = True
+                    print(f"{where}: {name} would be refused: {_flag(r.get('message', ''))}", file=sys.stderr)
+                    continue
+                if r["action"] == "unchanged":
+                    continue
+                changed = True
+                print(f"diff {name} ({where}): would be {r['action']}")
+                before = _block(r["current"]) if "current" in r else []
+                after = _block(r["desired"])
+                stored = f"{name} (stored, {r['state']})" if "current" in r else f"{name} (not stored)"
+                sys.stdout.writelines(difflib.unified_diff(before, after, stored, f"{name} ({path})"))
+    return 2 if failed else 1 if changed else 0
+
+
+def _flag(message: str) -> str:
+    """The API's words for its flag, as the command line spells it."""
+    return message.replace("force=true", "--force")
 
 
 def _print(args: argparse.Namespace, value: Any, detail: bool = False) -> None:

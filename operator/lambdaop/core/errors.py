@@ -97,7 +97,23 @@ class Conflict(LambdaopError):
 
 
 class StoreUnavailable(LambdaopError):
+    """The store does not answer (or cannot take a write) now; the request may be sent again."""
+
     code = "store_unavailable"
+
+    def __init__(self, message: str, retry_after: int = 2) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class InsufficientStorage(LambdaopError):
+    """The state folder's disk is (nearly) full: no new work is taken until space is freed."""
+
+    code = "insufficient_storage"
+
+    def __init__(self, message: str, retry_after: int = 10) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class StartupFailed(LambdaopError):
@@ -119,4 +135,5 @@ STATUS: dict[type[LambdaopError], int] = {
     Conflict: 409,
     SpecInvalid: 422,
     StoreUnavailable: 503,
+    InsufficientStorage: 507,
 }

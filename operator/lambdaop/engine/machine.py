@@ -106,6 +106,21 @@ def start(spec: PlanSpec, due: dt.datetime, salt: int = 0, now: dt.datetime | No
     return replace(progress, due=None if spec.suspended else first + recurrence.jitter(schedule, salt, 1), suspended=spec.suspended)  # fmt: skip
 
 
+def first_due(spec: PlanSpec, now: dt.datetime) -> dt.datetime:
+    """When a one-time object applied at `now` first comes due (`at`, or after its delay)."""
+    if spec.at is not None:
+        return spec.at.astimezone(dt.UTC)
+    delay = spec.after if isinstance(spec, TaskSpec) else spec.initialDelay
+    return now + (delay or dt.timedelta(0))
+
+
+def run_ended(before: Progress, after: Progress) -> bool:
+    """Whether going from `before` to `after` ended a run (its failure notification, if any, done)."""
+    if after.notify:
+        return False
+    return after.run > before.run or (after.final and (not before.final or before.notify))
+
+
 def step_plan(spec: PlanSpec, step: str, notify: Notify | None = None) -> StepPlan:
     """The call a step makes and its retry policy."""
     if step == "notify":

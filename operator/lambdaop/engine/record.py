@@ -33,6 +33,11 @@ def parse_plan(kind: str, spec: dict[str, Any]) -> PlanSpec:
     return TaskSetSpec.model_validate(spec)
 
 
+def parse_plan_of(spec: dict[str, Any]) -> PlanSpec:
+    """A stored spec as its model, its kind told by its shape (a TaskSet has `tasks`)."""
+    return parse_plan(Kind.TASKSET if "tasks" in spec else Kind.TASK, spec)
+
+
 def _clean(out: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None}
 
@@ -169,6 +174,54 @@ class Source:
 
 
 @dataclass(frozen=True)
+class PendingSpec:
+    """An edit that waits for the run going on to end: then it becomes the object's next generation."""
+
+    spec: dict[str, Any]
+    spec_hash: str
+    generation: int
+    asked: dt.datetime
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    manager: str | None = None
+    source: Source | None = None
+
+    @classmethod
+    def from_storage(cls, data: dict[str, Any] | None) -> PendingSpec | None:
+        if not data:
+            return None
+        return cls(
+            spec=data.get("spec") or {},
+            spec_hash=data.get("spec_hash", ""),
+            generation=int(data.get("generation", 1)),
+            asked=data["asked"],
+            labels=dict(data.get("labels") or {}),
+            annotations=dict(data.get("annotations") or {}),
+            manager=data.get("manager"),
+            source=Source.from_storage(data.get("source")),
+        )
+
+    def for_storage(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "spec": self.spec,
+            "spec_hash": self.spec_hash,
+            "generation": self.generation,
+            "asked": self.asked,
+            "labels": dict(self.labels),
+            "annotations": dict(self.annotations),
+        }
+        if self.manager is not None:
+            out["manager"] = self.manager
+        if self.source is not None:
+            out["source"] = self.source.for_storage()
+        return out
+
+    @property
+    def plan(self) -> PlanSpec:
+        return parse_plan_of(self.spec)
+
+
+@dataclass(frozen=True)
 class StoredObject:
     """One Task or TaskSet as lambdaop keeps it."""
 
@@ -193,6 +246,7 @@ class StoredObject:
     last: CallRecord | None = None
     last_run: RunSummary | None = None
     runs: tuple[RunSummary, ...] = ()
+    pending: PendingSpec | None = None  # an edit waiting for the run going on to end
     legacy_attempts: tuple[dict[str, Any], ...] | None = None  # history an earlier version kept inside
 
     @classmethod
@@ -223,6 +277,7 @@ class StoredObject:
             last=CallRecord.from_storage(last) if isinstance(last, dict) else None,
             last_run=RunSummary.from_storage(last_run) if isinstance(last_run, dict) else None,
             runs=tuple(RunSummary.from_storage(r) for r in doc.get("runs") or () if isinstance(r, dict)),
+            pending=PendingSpec.from_storage(doc.get("pending")),
             legacy_attempts=tuple(legacy) if isinstance(legacy, list) else None,
         )
 
@@ -260,6 +315,8 @@ class StoredObject:
             doc["lastRun"] = self.last_run.for_storage()
         if self.runs:
             doc["runs"] = [r.for_storage() for r in self.runs]
+        if self.pending is not None:
+            doc["pending"] = self.pending.for_storage()
         return doc
 
     # ----- derived
@@ -321,6 +378,8 @@ class Change:
     manager: str | None = None
     source: Source | None = None
     pruned: bool | None = None
+    pending: PendingSpec | None = None  # an edit to apply when the run going on ends
+    clear_pending: bool = False  # the waiting edit is done with (applied, or taken back)
 
     def new_state(self, record: StoredObject) -> str:
         return self.progress.phase.value if self.progress is not None else record.state
@@ -345,13 +404,18 @@ class Change:
                 out[name] = value
         if self.source is not None:
             out["source"] = self.source.for_storage()
+        if self.pending is not None:
+            out["pending"] = self.pending.for_storage()
         return out
 
     def unsets(self) -> tuple[str, ...]:
         """Stored fields removed."""
+        out: tuple[str, ...] = ()
         if self.progress is not None and self.progress.due is None and not self.keep_due:
-            return ("due",)
-        return ()
+            out += ("due",)
+        if self.clear_pending and self.pending is None:
+            out += ("pending",)
+        return out
 
     def pushes(self) -> dict[str, tuple[list[Any], int]]:
         """Lists appended to: field -> (items, how many of the newest to keep)."""
@@ -368,10 +432,12 @@ class Change:
             changed["progress"] = self.progress
             if not self.keep_due:
                 changed["due"] = self.progress.due
-        for name in ("last", "spec", "spec_hash", "generation", "labels", "annotations", "manager", "source", "pruned"):  # fmt: skip
+        for name in ("last", "spec", "spec_hash", "generation", "labels", "annotations", "manager", "source", "pruned", "pending"):  # fmt: skip
             value = getattr(self, name)
             if value is not None:
                 changed[name] = value
+        if self.clear_pending and self.pending is None:
+            changed["pending"] = None
         if self.run is not None:
             changed["last_run"] = self.run
             changed["runs"] = (*record.runs, self.run)[-RUNS_KEPT:]
@@ -380,3 +446,22 @@ class Change:
             out.__dict__.pop("plan", None)  # the spec changed: its model is read again
             return out
         return replace(record, **changed)
+
+
+def adopt(pending: PendingSpec, progress: Progress, now: dt.datetime, base: Change | None = None) -> Change:
+    """The change that makes a waiting edit the object's generation, starting at `progress`
+    (on top of `base`, the change the run's end writes anyway)."""
+    return replace(
+        base or Change(updated=now),
+        updated=now,
+        progress=progress,
+        spec=pending.spec,
+        spec_hash=pending.spec_hash,
+        generation=pending.generation,
+        labels=pending.labels,
+        annotations=pending.annotations,
+        manager=pending.manager,
+        source=pending.source,
+        pruned=False,
+        clear_pending=True,
+    )

@@ -104,6 +104,7 @@ class Pending:
     release: bool  # the lease ends with it (the next call is not due soon)
     until: dt.datetime  # else the lease lasts until then
     reply: Future[Answer] | None = None
+    later: bool = False  # the reply says the change waits for the run going on
 
 
 @dataclass(frozen=True)
@@ -116,9 +117,11 @@ class Written:
 
 @dataclass(frozen=True)
 class Renewed:
-    """Leases were renewed; those in `lost` were taken over by another process."""
+    """Leases were renewed (until `until`); those in `lost` were taken over by another process."""
 
     lost: frozenset[str]
+    renewed: tuple[str, ...] = ()
+    until: dt.datetime | None = None
 
 
 @dataclass(frozen=True)

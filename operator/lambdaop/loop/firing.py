@@ -20,7 +20,7 @@ from lambdaop.core.clock import Clock
 from lambdaop.core.logs import about
 from lambdaop.core.metrics import Metrics
 from lambdaop.engine import machine
-from lambdaop.engine.record import Change
+from lambdaop.engine.record import Change, adopt
 from lambdaop.loop import results
 from lambdaop.loop.events import Write
 from lambdaop.loop.held import Held, Holdings, Stats
@@ -56,7 +56,10 @@ class Firing:
         self.prune: set[str] = set()
 
     def fire_due(self, now: dt.datetime) -> None:
-        for held in self.held.due(now, self.settings.max_in_flight):
+        if self.writes.writer.backlog >= self.settings.max_unwritten:  # results kept in memory are bounded
+            return
+        safe = None if self.settings.sole_owner else now + self.settings.lease / 3
+        for held in self.held.due(now, self.settings.max_in_flight, safe):
             due = held.progress.due or now
             try:
                 progress = machine.dispatch(held.progress, now)
@@ -65,6 +68,7 @@ class Firing:
                 continue
             held.progress = progress
             self.held.fired(held, self.clock.monotonic())
+            self.stats.progress_at = self.clock.monotonic()
             job = results.call_for(held, progress, self.settings.notify)
             self.stats.dispatched += 1
             if self.metrics is not None:
@@ -103,7 +107,12 @@ class Firing:
         if decision.prune:
             self.prune.add(held.id)
         change = Change(updated=now, progress=decision.progress, last=decision.call, run=decision.run)
-        self.writes.submit(held, Write.RESULT, decision.progress, change, now, call=decision.call)
+        progress = decision.progress
+        waiting = held.record.pending
+        if waiting is not None and machine.run_ended(held.progress, progress):
+            progress = results.next_generation(held, waiting, now)
+            change = adopt(waiting, progress, now, change)
+        self.writes.submit(held, Write.RESULT, progress, change, now, call=decision.call)
 
     def prune_job(self, store: ObjectReads) -> Callable[[], int]:
         """A store job that trims the history of the objects with more calls than are kept."""

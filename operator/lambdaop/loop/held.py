@@ -70,6 +70,7 @@ class Stats:
     stale: int = 0
     claimed: int = 0
     lost_claims: int = 0
+    progress_at: float = 0.0  # monotonic: when a call last left or a write last landed
 
 
 class Holdings:
@@ -79,6 +80,7 @@ class Holdings:
         self._seq = itertools.count()
         self._out: set[str] = set()  # calls that have left and not reported back
         self._out_order: collections.deque[tuple[float, str, int]] = collections.deque()
+        self.held_back = 0  # calls the last pass did not fire: their lease might lapse during them
 
     def __contains__(self, object_id: object) -> bool:
         return object_id in self._held
@@ -128,14 +130,22 @@ class Holdings:
         self._out.discard(object_id)
         return self._held.pop(object_id, None)
 
-    def arm(self, held: Held) -> None:
-        """Fire it at its progress's due time."""
-        assert held.progress.due is not None
+    def arm(self, held: Held, at: dt.datetime | None = None) -> None:
+        """Fire it at its progress's due time (or look at it again `at` then)."""
+        when = at or held.progress.due
+        assert when is not None
         held.seq = next(self._seq)
-        heapq.heappush(self._fire, (held.progress.due, held.seq, held.id))
+        heapq.heappush(self._fire, (when, held.seq, held.id))
 
-    def due(self, now: dt.datetime, max_in_flight: int) -> Iterator[Held]:
-        """Held objects whose call is due now and may leave (armed, not fired, no write under way)."""
+    def due(
+        self, now: dt.datetime, max_in_flight: int, safe_until: dt.datetime | None = None
+    ) -> Iterator[Held]:
+        """Held objects whose call is due now and may leave (armed, not fired, no write under way).
+
+        With `safe_until`, one whose lease ends before it stays (fencing: the lease could lapse
+        while its call is out, and another process would make the call again); it is looked at
+        again when its lease is renewed."""
+        held_back: list[Held] = []
         while self._fire and self._fire[0][0] <= now and len(self._out) < max_in_flight:
             _, seq, oid = heapq.heappop(self._fire)
             held = self._held.get(oid)
@@ -143,7 +153,13 @@ class Holdings:
                 continue
             if held.writes:  # a change of ours is being written: it is armed again once durable
                 continue
+            if safe_until is not None and held.until < safe_until:
+                held_back.append(held)
+                continue
             yield held
+        for held in held_back:
+            self.arm(held, now + dt.timedelta(milliseconds=500))
+        self.held_back = len(held_back)
 
     def fired(self, held: Held, at: float) -> None:
         held.fired = True

@@ -130,21 +130,24 @@ class LeaseKeeper:
         """A job that says this process is alive and extends the leases of these held objects that
         end within two thirds of a lease, by one lease from `now`."""
         until = now + self.times.lease
-        due = [h for h in held if h.until <= now + 2 * self.times.lease / 3]
-        for h in due:
-            h.until = until
-        ids = [h.id for h in due]
+        ids = [h.id for h in held if h.until <= now + 2 * self.times.lease / 3]
         owner, slot, store = self.owner, self.slot, self.store
         info = {"owner": owner, "at": now}
 
         def job() -> Renewed:
             store.heartbeat(slot, until, info)
-            return Renewed(frozenset(store.renew(owner, ids, until) if ids else ()))
+            lost = store.renew(owner, ids, until) if ids else set()
+            return Renewed(frozenset(lost), tuple(i for i in ids if i not in lost), until)
 
         return job
 
-    def lost(self, event: Renewed, holdings: Holdings) -> None:
-        """Drop the held objects whose lease another process took over."""
+    def renewed(self, event: Renewed, holdings: Holdings) -> None:
+        """A renewal came back: the renewed leases last until its time (only now is it known);
+        the held objects whose lease another process took over are dropped."""
+        for oid in event.renewed:
+            held = holdings.get(oid)
+            if held is not None and event.until is not None:
+                held.until = max(held.until, event.until)
         for oid in event.lost:
             held = holdings.get(oid)
             if held is None or held.writes:  # released by our own write meanwhile

@@ -147,7 +147,8 @@ class Policy:
                     shown = f"{ip} (carrying {candidate})" if candidate is not ip else str(ip)
                     raise Refused(
                         f"{host + ' resolves to ' if host and host != str(ip) else ''}{shown}, {why}; "
-                        f"calls go only to public addresses unless --allow-hosts lists it"
+                        f"calls go only to public addresses: allow it with --allow-hosts {host or ip} "
+                        "(or LAMBDAOP_ALLOW_HOSTS), for serve and validate alike"
                     )
         if not self.public:
             raise Refused(f"{host or ip} is not on the allow-list, and this policy allows nothing else")
@@ -166,8 +167,8 @@ class Policy:
         for pattern in _NAMES:
             if fnmatch.fnmatchcase(host, pattern):
                 raise Refused(
-                    f"{host} is an internal name ({pattern}); calls go only to public addresses "
-                    "unless --allow-hosts lists it"
+                    f"{host} is an internal name ({pattern}); calls go only to public addresses: allow it "
+                    f"with --allow-hosts {host} (or LAMBDAOP_ALLOW_HOSTS), for serve and validate alike"
                 )
         if not self.public:
             raise Refused(f"{host} is not on the allow-list, and this policy allows nothing else")

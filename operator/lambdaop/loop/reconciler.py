@@ -30,7 +30,6 @@ from concurrent.futures import Future
 from typing import Any, Protocol
 
 from lambdaop.core.clock import Clock
-from lambdaop.core.errors import Conflict
 from lambdaop.core.metrics import Metrics
 from lambdaop.engine.record import Change, StoredObject
 from lambdaop.loop.chores import Chores
@@ -53,7 +52,7 @@ from lambdaop.loop.held import Holdings
 from lambdaop.loop.invoker import CallResult, Invoker
 from lambdaop.loop.leases import KeeperStore, LeaseKeeper, LeaseTimes
 from lambdaop.loop.outbound import SECURE, Policy
-from lambdaop.loop.requests import Desk
+from lambdaop.loop.requests import Desk, NotHeld
 from lambdaop.loop.resultlog import log_result
 from lambdaop.loop.runner import Inbox, Runner
 from lambdaop.loop.settings import LoopSettings
@@ -97,7 +96,7 @@ class Reconciler:
         self.refill = Refill(s.horizon, s.refill_limit)
         self.held = Holdings()
         self.leases = LeaseKeeper(store, owner, writer.slot, LeaseTimes(s.lease, s.orphan_grace))
-        self.writes = Writes(writer, s.claim_window, s.lease, self.inbox.put)
+        self.writes = Writes(writer, s.claim_window, s.lease, self.inbox.put, clock)
         invoker = invoker or Invoker(self.deliver, clock, env, s.workers, policy)
         self.firing = Firing(self.held, self.writes, invoker, clock, s, metrics, self.stats)
         self.desk = Desk(self.held, self.leases.claiming, self.writes)
@@ -110,7 +109,7 @@ class Reconciler:
             Claimed: self._on_claimed,
             Refilled: self._on_refilled,
             Released: self._on_released,
-            Renewed: lambda event, now: self.leases.lost(event, self.held),
+            Renewed: lambda event, now: self.leases.renewed(event, self.held),
             Swept: self._on_swept,
             StoreFailed: self._on_store_failed,
         }
@@ -258,6 +257,7 @@ class Reconciler:
                 self.upcoming.discard(record.id)
             else:
                 self._upcoming_add(Due(record.id, record.due, record.fence), now)
+            self._changed(record)  # changed through the store (the API, the folder): the reports follow
 
     def _refill(self, now: dt.datetime) -> None:
         job = self.refill.job(self.store, now)
@@ -308,13 +308,13 @@ class Reconciler:
         pending = event.pending
         held = self.held.get(pending.id)
         if held is None:
-            if pending.reply is not None:
-                pending.reply.set_exception(Conflict(f"object {pending.id} changed meanwhile; try again"))
+            if pending.reply is not None:  # released meanwhile: the service changes it through the store
+                pending.reply.set_exception(NotHeld(pending.id))
             return
         after = self.writes.landed(held, event, self.stats)
         if after is Next.FAILED:
             if pending.reply is not None:
-                pending.reply.set_exception(Conflict(f"{held.label} changed meanwhile; try again"))
+                pending.reply.set_exception(NotHeld(pending.id))
             self._release([held.id])
             return
         if after is Next.RESULT and held.result is not None:
@@ -324,7 +324,7 @@ class Reconciler:
         if waiting is not None:
             self.upcoming.add(waiting, now)
         if pending.reply is not None:
-            pending.reply.set_result(Answer(held.record))
+            pending.reply.set_result(Answer(held.record, later=pending.later))
         self._changed(held.record)
         if pending.why is Write.RESULT:  # last: nothing about the log line can leave the object half moved
             try:

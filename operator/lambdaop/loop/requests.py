@@ -46,6 +46,9 @@ def plan(held: Held, action: Action, payload: Any, now: dt.datetime) -> Planned 
     if action is Action.SUSPEND and busy:  # takes effect when this run ends
         held.suspend_after = True
         return None
+    if action is Action.REPLACE and (busy or held.progress.phase is not Phase.SCHEDULED):
+        _, _, waiting = payload  # a run is going on: the edit waits for it to end
+        return Planned(Write.SET, held.progress, Change(updated=now, pending=waiting), keep=True)
     if busy:
         verb = "cancelled" if action is Action.CANCEL else "modified"
         stored = replace(held.progress, phase=Phase(held.record.state))
@@ -58,8 +61,7 @@ def plan(held: Held, action: Action, payload: Any, now: dt.datetime) -> Planned 
         new = machine.reschedule(held.progress, payload)
         return Planned(Write.MODIFY, new, Change(updated=now, progress=new))
     if action is Action.REPLACE:
-        fields, fresh = payload
-        machine.reschedule(held.progress, fresh.due)  # refused unless scheduled
+        fields, fresh, _ = payload
         return Planned(Write.REPLACE, fresh, replace(fields, updated=now, progress=fresh))
     if action is Action.SUSPEND:
         new = machine.suspend(held.plan, held.progress)
@@ -93,6 +95,8 @@ class Desk:
             return
         if planned is None:
             req.future.set_result(Answer(held.record, later=True))
+        elif planned.why is Write.SET and planned.change.pending is not None:
+            self.writes.submit(held, planned.why, planned.progress, planned.change, now, planned.keep, req.future, later=True)  # fmt: skip
         else:
             self.writes.submit(
                 held, planned.why, planned.progress, planned.change, now, planned.keep, req.future

@@ -20,7 +20,7 @@ from lambdaop.core.logs import about
 from lambdaop.engine import machine
 from lambdaop.engine.machine import Phase, Progress
 from lambdaop.engine.outcomes import Outcome
-from lambdaop.engine.record import CallRecord, RunSummary, StoredObject
+from lambdaop.engine.record import CallRecord, PendingSpec, RunSummary, StoredObject
 from lambdaop.loop.held import Held
 from lambdaop.loop.invoker import CallResult, Job
 from lambdaop.spec import Notify
@@ -119,3 +119,11 @@ def decide(held: Held, result: CallResult, now: dt.datetime, notify: Notify | No
     summary = machine.run_summary(held.progress, progress) if spec.schedule is not None else None
     run = RunSummary(**summary) if summary is not None else None
     return Decision(progress, call, run, progress.calls > ATTEMPTS_KEPT)
+
+
+def next_generation(held: Held, pending: PendingSpec, now: dt.datetime) -> Progress:
+    """Where a waiting edit starts once the run going on has ended: as a new object would."""
+    plan = pending.plan
+    due = machine.first_due(plan, now)
+    log.info("%s: the run under generation %s ended; generation %s applies now", held.label, held.record.generation, pending.generation, extra=about(held.record))  # fmt: skip
+    return machine.start(plan, due, held.progress.salt, now)

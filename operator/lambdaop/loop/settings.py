@@ -22,5 +22,7 @@ class LoopSettings:
     long_call: dt.timedelta = dt.timedelta(seconds=1)  # a call out longer than this shows `running`
     orphan_grace: dt.timedelta = dt.timedelta(seconds=5)
     recover_all_at_start: bool = False  # the embedded store has one owner: every other lease is stale
+    sole_owner: bool = False  # the only process of its store: a call may leave whatever its lease says
+    max_unwritten: int = 50_000  # results kept in memory while the store is away; beyond, no call leaves
     stop_grace: float = 10.0
     notify: Notify | None = None  # the service-wide failure notification (--on-failure)

@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from dataclasses import replace
 from enum import Enum
 
+from lambdaop.core.clock import Clock
 from lambdaop.core.logs import about
 from lambdaop.engine.machine import Progress
 from lambdaop.engine.record import CallRecord, Change
@@ -45,7 +46,9 @@ class Writes:
         claim_window: dt.timedelta,
         lease: dt.timedelta,
         put: Callable[[Written], None],
+        clock: Clock,
     ) -> None:
+        self.clock = clock
         self.writer = writer
         self.claim_window = claim_window
         self.lease = lease
@@ -61,6 +64,7 @@ class Writes:
         keep: bool = False,
         reply: Future[Answer] | None = None,
         call: CallRecord | None = None,
+        later: bool = False,
     ) -> None:
         """Write `change` of a held object; `progress` is the loop's once it is written."""
         release = not keep and (progress.due is None or progress.due > now + self.claim_window)
@@ -82,7 +86,7 @@ class Writes:
             attempts=[call.for_storage()] if call is not None else [],
         )
         held.writes += 1
-        pending = Pending(held.id, why, progress, change, release, until, reply)
+        pending = Pending(held.id, why, progress, change, release, until, reply, later)
         soon = progress.due is not None and progress.due <= now + dt.timedelta(seconds=self.writer.linger)
 
         def done(outcome: WriteOutcome) -> None:
@@ -91,8 +95,7 @@ class Writes:
         # the next step is due now, or somebody waits: no lingering
         self.writer.submit(op, done, urgent=soon or reply is not None)
 
-    @staticmethod
-    def landed(held: Held, event: Written, stats: Stats) -> Next:
+    def landed(self, held: Held, event: Written, stats: Stats) -> Next:
         """Take the writer's answer into the held object, and say what follows."""
         pending = event.pending
         held.writes -= 1
@@ -103,6 +106,7 @@ class Writes:
         if event.outcome is not WriteOutcome.OK:
             log.error("%s: the %s could not be written (%s); it is released and will run again", held.label, pending.why.value, event.outcome.value, extra=about(held.record))  # fmt: skip
             return Next.FAILED
+        stats.progress_at = self.clock.monotonic()
         held.record = pending.change.applied_to(held.record)
         held.until = max(held.until, pending.until)
         if pending.why in (Write.STARTED, Write.SET):

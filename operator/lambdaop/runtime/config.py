@@ -22,6 +22,7 @@ class Config:
     serve_api: bool = True
     watch: bool = True
     status_interval: float = 1.0
+    resync: dt.timedelta = dt.timedelta(minutes=1)  # the specs folder is read again this often
     api_threads: int = 8
     timezone: str = "UTC"
     workers: int = 16
@@ -43,6 +44,7 @@ class Config:
             "state_dir": str(self.state_dir),
             "specs_dir": str(self.specs_dir) if self.specs_dir else None,
             "specs_owner": self.specs_owner,
+            "resync": self.resync.total_seconds(),
             "workers": self.workers,
             "lease": self.lease.total_seconds(),
             "claim_window": self.claim_window.total_seconds(),

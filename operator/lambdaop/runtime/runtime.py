@@ -20,6 +20,7 @@ from lambdaop.app.folder import FolderSync
 from lambdaop.app.service import Service
 from lambdaop.app.status import StatusWriter
 from lambdaop.app.users import Users
+from lambdaop.app.watcher import FolderWatcher
 from lambdaop.core.clock import Clock, SystemClock
 from lambdaop.core.errors import LambdaopError, StartupFailed
 from lambdaop.core.metrics import Metrics
@@ -54,6 +55,7 @@ class Runtime:
         self._http_thread: threading.Thread | None = None
         self.admin_token: str | None = None
         self.folder: FolderSync | None = None
+        self.watcher: FolderWatcher | None = None
         self.status: StatusWriter | None = None
         self._watch_thread: threading.Thread | None = None
         self._started_loop = False
@@ -129,16 +131,20 @@ class Runtime:
                 self.config.specs_dir, self.applier, self.store, self.config.specs_owner, self.status
             )
             self.folder.metrics = self.metrics
-            if self.config.watch:
-                self.folder.start_watching()
-            self.folder.sync_all()
+            if self.config.watch:  # the start-up sync runs once the watch is on: nothing is missed
+                self.watcher = FolderWatcher(self.folder, self.clock, self.config.resync.total_seconds())
+                self._watch_thread = threading.Thread(
+                    target=self.watcher.run, args=(self.folder.sync_all,), name="watcher", daemon=True
+                )
+                self._watch_thread.start()
+                if not self.watcher.ready.wait(timeout=600):
+                    log.warning("the specs folder is still being applied; going on")
+            else:
+                self.folder.sync_all()
         gc.freeze()  # long-lived start-up objects need no more collection passes
         self._thread = threading.Thread(target=self.reconciler.run, name="reconciler", daemon=True)
         self._thread.start()
         self._started_loop = True
-        if self.folder is not None and self.config.watch:
-            self._watch_thread = threading.Thread(target=self.folder.watch, name="watcher", daemon=True)
-            self._watch_thread.start()
 
     def _default_notify(self) -> Notify | None:
         url = self.config.on_failure
@@ -212,8 +218,8 @@ class Runtime:
         return f"http://{self.config.host}:{self.http.effective_port}" if self.http else ""
 
     def stop(self) -> None:
-        if self.folder is not None:
-            self.folder.stop()
+        if self.watcher is not None:
+            self.watcher.stop()
             if self._watch_thread is not None:
                 self._watch_thread.join(timeout=10)
         if self.http is not None:

@@ -191,7 +191,8 @@ class EmbeddedServer:
                 shutil.move(str(nested), str(data))
                 return
 
-    def start(self, auth: bool = True) -> str:
+    def start(self, auth: bool = True, port: int | None = None) -> str:
+        """Start the server (on `port`, or on a free one) and answer its URI."""
         private_folder(self.state_dir)
         data = self.state_dir / "db"
         self._migrate_nested(data)
@@ -200,13 +201,15 @@ class EmbeddedServer:
         self.auth = auth
         log_path = self.state_dir / "secantusd.log"
         offset = log_path.stat().st_size if log_path.exists() else 0
+        if self._log_file is not None:  # a restart after the server died
+            self._log_file.close()
         self._log_file = open(log_path, "ab")  # noqa: SIM115 - held for the child's lifetime
         cmd = [
             _server_binary(),
             "--host",
             "127.0.0.1",
             "--port",
-            "0",
+            str(port or 0),
             "--storage-path",
             str(data),
             "--sync-on-commit",
@@ -265,6 +268,10 @@ class EmbeddedServer:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
         time.sleep(0.2)
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -25,7 +25,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from lambdaop.core.clock import Clock, to_utc
-from lambdaop.core.errors import Conflict
+from lambdaop.core.errors import StoreUnavailable
 from lambdaop.store.contract import Committer, Op, WriteOutcome
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ class _Item:
     urgent: bool = False  # somebody waits for it: no lingering
     queued: float = 0.0
     not_before: float = 0.0
+    cancelled: bool = False  # its waiter gave up before it was written: it is not written
 
 
 class Writer:
@@ -75,6 +76,9 @@ class Writer:
         self.last_batch_seconds = 0.0
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._later: list[_Item] = []
+        self._waiting = 0
+        self._count_lock = threading.Lock()
+        self._failing = False
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         if threaded:
@@ -83,28 +87,46 @@ class Writer:
 
     # ----- any thread
 
-    def submit(self, op: Op, done: Done, retry_for: float | None = None, urgent: bool = False) -> None:
+    def submit(self, op: Op, done: Done, retry_for: float | None = None, urgent: bool = False) -> _Item:
         now = self.clock.monotonic()
         deadline = now + (self.retry_for if retry_for is None else retry_for)
-        self._queue.put(_Item(op, done, deadline, urgent, now))
+        item = _Item(op, done, deadline, urgent, now)
+        with self._count_lock:
+            self._waiting += 1
+        self._queue.put(item)
+        return item
+
+    @property
+    def backlog(self) -> int:
+        """Writes handed in and not answered yet (queued, being written, or waiting to be tried again)."""
+        return self._waiting
 
     def write(self, op: Op, timeout: float = 60.0, retry_for: float = 5.0) -> WriteOutcome:
         """Write one op and wait for its outcome (API and folder threads)."""
         return self.write_many([op], timeout, retry_for)[0]
 
     def write_many(self, ops: list[Op], timeout: float = 120.0, retry_for: float = 5.0) -> list[WriteOutcome]:
+        """Write ops and wait up to `timeout` seconds for all their outcomes. Past it, those not
+        taken into a commit yet are withdrawn, and StoreUnavailable says the store did not take
+        them (none of them was acknowledged)."""
         futures: list[Future[WriteOutcome]] = []
+        items = []
         for op in ops:
             future: Future[WriteOutcome] = Future()
-            self.submit(op, future.set_result, retry_for, urgent=True)
+            items.append(self.submit(op, future.set_result, min(retry_for, timeout), urgent=True))
             futures.append(future)
         if not self.threaded:
             while not all(f.done() for f in futures):
                 self.run_pending()
+        end = self.clock.monotonic() + timeout
         try:
-            return [f.result(timeout=timeout) for f in futures]
+            return [f.result(timeout=max(0.0, end - self.clock.monotonic())) for f in futures]
         except TimeoutError:
-            raise Conflict("the store did not confirm the write in time; try again") from None
+            for item in items:
+                item.cancelled = True
+            raise StoreUnavailable(
+                f"the store did not take the write within {timeout:g}s; nothing was written, try again"
+            ) from None
 
     @property
     def alive(self) -> bool:
@@ -181,13 +203,24 @@ class Writer:
             self._write(pending, final=True)
 
     def _write(self, batch: list[_Item], final: bool = False) -> None:
+        withdrawn = [i for i in batch if i.cancelled]
+        if withdrawn:
+            self._answered(len(withdrawn))
+            batch = [i for i in batch if not i.cancelled]
+            if not batch:
+                return
         t0 = self.clock.monotonic()
         try:
             outcomes = self.store.commit(
                 [i.op for i in batch], self.owner, self.slot, to_utc(self.clock.now())
             )
-        except Exception:
-            log.exception("a batch of %d writes failed; each is answered as a conflict", len(batch))
+            if self._failing:
+                log.warning("the store takes writes again")
+                self._failing = False
+        except Exception as exc:  # the store went away or stalled: every write is tried again later
+            if not self._failing:
+                log.error("a batch of %d writes failed (%s: %s); they are tried again", len(batch), type(exc).__name__, str(exc)[:200])  # fmt: skip
+                self._failing = True
             outcomes = [WriteOutcome.CONFLICT] * len(batch)
         self.batches += 1
         self.last_batch_seconds = self.clock.monotonic() - t0
@@ -202,7 +235,12 @@ class Writer:
                 self._later.append(item)
                 continue
             self.written += outcome is not WriteOutcome.CONFLICT
+            self._answered(1)
             try:
                 item.done(outcome)
             except Exception:
                 log.exception("object %s: the writer's callback failed", item.op.id)
+
+    def _answered(self, n: int) -> None:
+        with self._count_lock:
+            self._waiting -= n

@@ -11,7 +11,7 @@ import pytest
 from lambdaop.core.errors import SpecInvalid
 from lambdaop.spec import format_duration, json_schemas, load_documents, load_one, parse_duration
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize(

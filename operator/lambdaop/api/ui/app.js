@@ -719,6 +719,10 @@ function renderSpecs() {
         <textarea class="form-control spec-editor" id="spec-text" rows="18" spellcheck="false" aria-describedby="spec-errors-title"></textarea>
         <div class="mt-2"><label class="form-label" for="spec-file">Or upload a file</label>
           <input class="form-control" type="file" id="spec-file" accept=".yaml,.yml,.json,text/yaml,application/json"></div>
+        <div class="form-check mt-3">
+          <input class="form-check-input" type="checkbox" id="spec-force">
+          <label class="form-check-label" for="spec-force">Take over objects the specs folder manages (the folder then leaves them alone)</label>
+        </div>
         <div class="mt-3 d-flex gap-2">
           <button class="btn btn-outline-primary" type="button" id="validate">Validate</button>
           <button class="btn btn-primary" type="button" id="apply">Apply</button>
@@ -736,16 +740,20 @@ function renderSpecs() {
     if (file) text.value = await file.text();
   });
   const where = (d) => [d.document != null ? `Document ${Number(d.document) + 1}` : null, d.line != null ? `line ${d.line}` : null, d.column != null ? `column ${d.column}` : null].filter(Boolean).join(", ");
+  const flag = (message) => String(message).replace("apply with force=true", "tick \u201cTake over objects the specs folder manages\u201d and apply").replace("force=true", "the \u201cTake over\u201d box");
   const send = async (dryRun) => {
     clearAlert();
+    const force = document.getElementById("spec-force").checked;
+    const query = [dryRun ? "dryRun=true" : null, force ? "force=true" : null].filter(Boolean).join("&");
     try {
-      const answer = await api.call("POST", `/specs${dryRun ? "?dryRun=true" : ""}`, text.value, "application/yaml");
-      result.innerHTML = `<ul class="list-group">${answer.results.map((r) => `<li class="list-group-item list-group-item-success">${esc(r.kind)} <strong>${esc(r.name)}</strong>: ${esc(r.action)}${r.message ? ` (${esc(r.message)})` : ""}</li>`).join("")}</ul>`;
+      const answer = await api.call("POST", `/specs${query ? `?${query}` : ""}`, text.value, "application/yaml");
+      const said = (r) => (dryRun ? (r.action === "unchanged" ? "valid, unchanged" : `valid; would be ${r.action}`) : r.action);
+      result.innerHTML = `<ul class="list-group">${answer.results.map((r) => `<li class="list-group-item list-group-item-${r.action === "refused" ? "warning" : "success"}">${esc(r.kind)} <strong>${esc(r.name)}</strong>: ${esc(said(r))}${r.message ? ` (${esc(flag(r.message))})` : ""}</li>`).join("")}</ul>`;
     } catch (err) {
       if (err.status === 422 || err.status === 409) {
         const seen = new Set();
         const items = err.details.filter((d) => { const key = `${d.document}|${d.line}|${d.field}|${d.message}`; if (seen.has(key)) return false; seen.add(key); return true; });
-        result.innerHTML = `<p class="text-danger">${err.status === 409 ? "Nothing was applied: some objects are managed by the specs folder." : "Nothing was applied: the specs are not valid."}</p><ul class="list-group spec-errors">${items.map((d) => `<li class="list-group-item list-group-item-danger" data-line="${esc(d.line ?? "")}">${where(d) ? `<strong>${esc(where(d))}</strong>: ` : ""}${d.field ? `<code>${esc(d.field)}</code>: ` : ""}${esc(d.message)}</li>`).join("")}</ul>`;
+        result.innerHTML = `<p class="text-danger">${err.status === 409 ? "Nothing was applied: some objects are managed by the specs folder." : "Nothing was applied: the specs are not valid."}</p><ul class="list-group spec-errors">${items.map((d) => `<li class="list-group-item list-group-item-danger" data-line="${esc(d.line ?? "")}">${where(d) ? `<strong>${esc(where(d))}</strong>: ` : ""}${d.field ? `<code>${esc(d.field)}</code>: ` : ""}${esc(flag(d.message))}</li>`).join("")}</ul>`;
       } else { showError(err); }
     }
   };

@@ -42,7 +42,7 @@ from typing import Any
 
 import pymongo
 from pymongo.client_session import ClientSession
-from pymongo.errors import OperationFailure, PyMongoError
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, OperationFailure, PyMongoError, WTimeoutError
 
 from lambdaop.core.errors import StoreUnavailable
 
@@ -93,12 +93,38 @@ class Base:
         self._local = threading.local()
         self._process = ""
 
-    def ping(self) -> bool:
+    def ping(self, deadline: float = 0.8) -> bool:
+        """Whether the store answers a read of its storage within `deadline` seconds (a server
+        whose storage failed still answers `ping`)."""
         try:
-            self.client.admin.command("ping")
+            with pymongo.timeout(deadline):
+                self.processes.find_one({"_id": "-"}, {"_id": 1})
             return True
         except PyMongoError:
             return False
+
+    @contextlib.contextmanager
+    def deadline(self, seconds: float) -> Iterator[None]:
+        """Every store operation inside answers within `seconds`, or raises StoreUnavailable."""
+        try:
+            with pymongo.timeout(seconds):
+                yield
+        except (ConnectionFailure, ExecutionTimeout, WTimeoutError) as exc:
+            raise StoreUnavailable(
+                f"the store did not answer within {seconds:g}s ({type(exc).__name__})"
+            ) from None
+        except OperationFailure as exc:
+            if exc.code in (
+                1,
+                50,
+                91,
+                189,
+                11600,
+                11602,
+                13436,
+            ):  # internal error, time limit, shutdown, stepdown
+                raise StoreUnavailable(f"the store cannot take it now: {exc.details.get('errmsg', exc) if exc.details else exc}") from None  # fmt: skip
+            raise
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

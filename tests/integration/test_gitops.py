@@ -1,0 +1,293 @@
+"""GitOps that converges: every edit of the folder applies or says why, and what was refused is
+applied later without the file being touched. A real watcher, the real store, real endpoints."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from helpers import wait_until
+from lambdaop.cli.main import main
+from lambdaop.loop.outbound import Policy
+from lambdaop.tools.demo import DemoLambda
+
+
+def task(name: str, url: str, *lines: str) -> str:
+    extra = "".join(f"  {line}\n" for line in lines)
+    return (
+        f"apiVersion: lambdaop/v1\nkind: Task\nmetadata: {{name: {name}}}\nspec:\n  invoke: '{url}'\n{extra}"
+    )
+
+
+def status(path: Path) -> dict[str, Any]:
+    from ruamel.yaml import YAML
+
+    report = path.with_name(path.stem + ".status.yaml")
+    if not report.exists():
+        return {}
+    return YAML(typ="safe", pure=True).load(report.read_text()) or {}
+
+
+def entry(path: Path, name: str) -> dict[str, Any]:
+    return next((d for d in status(path).get("documents", []) if d["name"] == name), {})
+
+
+def condition(path: Path, name: str, kind: str) -> dict[str, Any]:
+    return next((c for c in entry(path, name).get("conditions", []) if c["type"] == kind), {})
+
+
+def hits(demo: DemoLambda, path: str, query: str) -> list[Any]:
+    return [c for c in demo.calls(path) if c.query == query]
+
+
+def wait_hits(demo: DemoLambda, path: str, query: str, n: int = 1, timeout: float = 20) -> list[Any]:
+    return wait_until(lambda: len(hits(demo, path, query)) >= n and hits(demo, path, query), timeout=timeout, what=f"{n} call(s) to {path}?{query}")  # fmt: skip
+
+
+def stored(runtime: Any, name: str) -> dict[str, Any]:
+    doc = runtime.store.find_by_name("admin", "Task", name)
+    assert doc is not None, name
+    return dict(doc)
+
+
+def test_a_recurring_task_is_suspended_resumed_and_moved_by_editing_its_file(
+    make_runtime, demo: DemoLambda, tmp_path: Path
+) -> None:
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    path = specs / "pulse.yaml"
+    path.write_text(task("pulse", f"{demo.url}/ok?v1", "schedule: {every: 2s}"))
+    runtime = make_runtime(specs_dir=specs)
+    wait_hits(demo, "/ok", "v1", 2)  # runs every 2 s
+    edited = time.time()
+    path.write_text(task("pulse", f"{demo.url}/ok?v1", "schedule: {every: 2s}", "suspended: true"))
+    wait_until(lambda: stored(runtime, "pulse")["progress"]["suspended"], timeout=10, what="suspended")
+    time.sleep(5)  # watching for calls that should not come (the runs were every 2 s)
+    late = [c for c in hits(demo, "/ok", "v1") if c.at > edited + 3]
+    assert not late, f"{len(late)} call(s) more than 3 s after the edit to suspended: true"
+    assert condition(path, "pulse", "Ready")["status"] == "True"
+    path.write_text(task("pulse", f"{demo.url}/ok?v2", "schedule: {every: 2s}"))
+    first_v2 = min(c.at for c in wait_hits(demo, "/ok", "v2"))
+    assert not [c for c in hits(demo, "/ok", "v1") if c.at > first_v2], "the old URL after the new one"
+    doc = stored(runtime, "pulse")
+    assert doc["generation"] == 3 and not doc["progress"]["suspended"]
+    wait_until(lambda: entry(path, "pulse").get("observedGeneration") == 3, timeout=10)
+
+
+def test_edits_racing_runs_are_never_lost(make_runtime, demo: DemoLambda, tmp_path: Path) -> None:
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    path = specs / "busy.yaml"
+    path.write_text(task("busy", f"{demo.url}/sleep?ms=150&e=0", "schedule: {every: 1s}"))
+    runtime = make_runtime(specs_dir=specs)
+    demo.wait_for(1, "/sleep", timeout=20)
+    for i in range(1, 101):
+        path.write_text(task("busy", f"{demo.url}/sleep?ms=150&e={i}", "schedule: {every: 1s}"))
+        time.sleep(0.05 + (i % 7) * 0.03)  # every phase of a run: waiting, claimed, in flight, writing
+    wait_until(lambda: stored(runtime, "busy")["spec"]["invoke"]["url"].endswith("e=100"), timeout=30, what="the last edit")  # fmt: skip
+    wait_hits(demo, "/sleep", "ms=150&e=100")
+    doc = stored(runtime, "busy")
+    assert "pending" not in doc
+    wait_until(lambda: condition(path, "busy", "Ready").get("status") == "True" and entry(path, "busy").get("observedGeneration") == doc["generation"], timeout=20, what="the report of the last edit")  # fmt: skip
+    first = min(c.at for c in hits(demo, "/sleep", "ms=150&e=100"))
+    stray = [
+        (c.query, round(c.at - first, 3))
+        for c in demo.calls("/sleep")
+        if c.at > first and not c.query.endswith("e=100")
+    ]
+    assert not stray, stray
+
+
+def test_an_edit_during_a_call_applies_after_it_without_touching_the_file(
+    make_runtime, demo: DemoLambda, tmp_path: Path
+) -> None:
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    path = specs / "slow.yaml"
+    path.write_text(task("slow", f"{demo.url}/sleep?ms=2500"))
+    runtime = make_runtime(specs_dir=specs)
+    demo.wait_for(1, "/sleep", timeout=10)  # its call is out for 2.5 s
+    path.write_text(task("slow", f"{demo.url}/ok?after-the-call"))
+    reconciling = wait_until(lambda: condition(path, "slow", "Reconciling").get("status") == "True" and condition(path, "slow", "Reconciling"), timeout=10)  # fmt: skip
+    assert (
+        reconciling["reason"] == "RunInProgress"
+        and "generation 2 applies when this run ends" in reconciling["message"]
+    )
+    assert entry(path, "slow")["generation"] == 2 and entry(path, "slow")["observedGeneration"] == 1
+    (call,) = wait_hits(demo, "/ok", "after-the-call", timeout=15)
+    assert call.at > demo.calls("/sleep")[0].at + 2.4, "the edit waited for the call going on"
+    wait_until(lambda: condition(path, "slow", "Ready").get("status") == "True", timeout=10)
+    assert runtime.folder.applies == 2, "applied at start and at the one edit: the rest converged by itself"
+
+
+def test_a_refusal_of_a_held_object_is_applied_later_without_touching_the_file(
+    make_runtime, demo: DemoLambda, tmp_path: Path
+) -> None:
+    import datetime as dt
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    path = specs / "held.yaml"
+    path.write_text(task("held", f"{demo.url}/ok?first", "after: 10s"))
+    folder = make_runtime(specs_dir=specs, resync=dt.timedelta(seconds=1), lease=dt.timedelta(seconds=2))
+    other = make_runtime(
+        claim_window=dt.timedelta(seconds=30), lease=dt.timedelta(seconds=2)
+    )  # holds it at once
+    wait_until(
+        lambda: folder.store.holders([stored(folder, "held")["_id"]]), timeout=10, what="the other claim"
+    )
+    path.write_text(task("held", f"{demo.url}/ok?second", "after: 10s"))
+    retrying = wait_until(lambda: condition(path, "held", "Reconciling").get("reason") == "Retrying" and condition(path, "held", "Reconciling"), timeout=10)  # fmt: skip
+    assert "held by another lambdaop process" in retrying["message"]
+    other.stop()  # its lease lapses; the folder's resync applies the edit
+    wait_until(lambda: stored(folder, "held")["spec"]["invoke"]["url"].endswith("second"), timeout=20)
+    wait_until(lambda: condition(path, "held", "Ready").get("status") == "True", timeout=10)
+
+
+def test_a_target_the_policy_refuses_is_reported_logged_once_and_counted(
+    make_runtime, demo: DemoLambda, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import datetime as dt
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    path = specs / "inside.yaml"
+    path.write_text(task("inside", f"{demo.url}/ok?never"))
+    caplog.set_level(logging.ERROR)
+    runtime = make_runtime(specs_dir=specs, allow_hosts=Policy(), resync=dt.timedelta(seconds=1))
+    ready = wait_until(lambda: condition(path, "inside", "Ready"), timeout=10)
+    assert ready["status"] == "False" and ready["reason"] == "OutboundPolicy"
+    assert "a loopback address" in ready["message"] and "--allow-hosts 127.0.0.1" in ready["message"]
+    assert condition(path, "inside", "Stalled")["status"] == "True"
+    assert entry(path, "inside")["state"] != "unknown"
+    time.sleep(2.5)  # two resyncs: nothing more is logged or counted
+    lines = [r for r in caplog.records if "inside.yaml" in r.getMessage() and "loopback" in r.getMessage()]
+    assert len(lines) == 1, [r.getMessage() for r in lines]
+    metrics = requests.get(runtime.url + "/metrics", headers={"Authorization": f"Bearer {runtime.admin_token}"}, timeout=10).text  # fmt: skip
+    assert "lambdaop_folder_apply_errors_total 1.0" in metrics
+    assert runtime.store.find_by_name("admin", "Task", "inside") is None and not hits(demo, "/ok", "never")
+
+
+def run_cli(runtime: Any, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["--server", runtime.url, "--token", runtime.admin_token or "", *argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_force_delete_and_diff_say_what_they_do(
+    make_runtime, demo: DemoLambda, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    pulse, hello = specs / "pulse.yaml", specs / "hello.yaml"
+    pulse.write_text(task("pulse", f"{demo.url}/ok?pulse", "after: 1h"))
+    hello.write_text(task("hello", f"{demo.url}/ok?hello", "after: 1h"))
+    runtime = make_runtime(specs_dir=specs)
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(task("pulse", f"{demo.url}/ok?pulse", "after: 1h"))
+    code, out, err = run_cli(runtime, capsys, "apply", "-f", str(mine))
+    assert code == 1 and "managed by the specs folder" in err and "pulse.yaml" in err and "--force" in err
+    assert "force=true" not in err
+    code, out, err = run_cli(runtime, capsys, "apply", "-f", str(mine), "--force")
+    assert code == 0 and "taken over from the specs folder (pulse.yaml)" in out, out
+    wait_until(lambda: condition(pulse, "pulse", "Stalled").get("reason") == "ManagedElsewhere", timeout=10)
+    assert "api:admin" in condition(pulse, "pulse", "Stalled")["message"]
+    code, out, err = run_cli(runtime, capsys, "delete", "task", "hello")
+    assert code == 1 and "hello.yaml" in err and "--force" in err, err
+    assert not stored(runtime, "hello").get("pruned")
+    code, out, err = run_cli(runtime, capsys, "diff", "-f", str(mine))
+    assert (code, out) == (0, ""), (code, out, err)
+    mine.write_text(task("pulse", f"{demo.url}/ok?moved", "after: 2h"))
+    code, out, err = run_cli(runtime, capsys, "diff", "-f", str(mine))
+    assert code == 1 and "would be rescheduled" in out
+    assert f"-  url: {demo.url}/ok?pulse" in out and f"+  url: {demo.url}/ok?moved" in out, out
+    code, out, err = run_cli(runtime, capsys, "diff", "-f", str(hello))
+    assert code == 2 and "would be refused" in err and "--force" in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(task("bad", "ftp://example.com/x"))
+    assert run_cli(runtime, capsys, "diff", "-f", str(bad))[0] == 2
+    assert stored(runtime, "pulse")["spec"]["invoke"]["url"].endswith("?pulse"), "diff changes nothing"
+    hello.unlink()  # pruned with its file; another manager may then take the name without force
+    wait_until(lambda: stored(runtime, "hello").get("pruned"), timeout=10)
+    again = tmp_path / "hello.yaml"
+    again.write_text(task("hello", f"{demo.url}/ok?hello-api", "after: 1h"))
+    code, out, err = run_cli(runtime, capsys, "apply", "-f", str(again))
+    assert code == 0 and "hello restarted" in out, (out, err)
+
+
+def test_a_git_checkout_of_a_thousand_files_applies_as_one_batch(
+    make_runtime, demo: DemoLambda, tmp_path: Path
+) -> None:
+    specs = tmp_path / "specs"
+    specs.mkdir()
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=specs, check=True, capture_output=True)  # fmt: skip
+
+    git("init", "-q", "-b", "main")
+    for version in (1, 2):
+        for i in range(1000):
+            (specs / f"s{i:04}.yaml").write_text(
+                task(f"s{i}", f"{demo.url}/ok?v{version}&i={i}", "after: 1h")
+            )
+        git("add", "-A")
+        git("commit", "-q", "-m", f"v{version}")
+    git("checkout", "-q", "HEAD~1")
+    runtime = make_runtime(specs_dir=specs)
+    assert runtime.store.counts("admin", "Task").get("scheduled") == 1000
+    before = runtime.folder.batches
+    git("checkout", "-q", "main")
+    wait_until(lambda: stored(runtime, "s999")["generation"] == 2 and stored(runtime, "s0")["generation"] == 2, timeout=60)  # fmt: skip
+    wait_until(
+        lambda: all(stored(runtime, f"s{i}")["generation"] == 2 for i in range(0, 1000, 37)), timeout=30
+    )
+    assert runtime.folder.batches == before + 1, "one checkout, one batch"
+
+
+def test_a_symlinked_folder_swapped_at_once_is_followed(
+    make_runtime, demo: DemoLambda, tmp_path: Path
+) -> None:
+    first, second = tmp_path / "release-1", tmp_path / "release-2"
+    first.mkdir()
+    second.mkdir()
+    (first / "job.yaml").write_text(task("job", f"{demo.url}/ok?r1", "after: 1h"))
+    (second / "job.yaml").write_text(task("job", f"{demo.url}/ok?r2", "after: 1h"))
+    (second / "extra.yaml").write_text(task("extra", f"{demo.url}/ok?extra", "after: 1h"))
+    link = tmp_path / "specs"
+    link.symlink_to(first)
+    runtime = make_runtime(specs_dir=link)
+    assert stored(runtime, "job")["spec"]["invoke"]["url"].endswith("r1")
+    staged = tmp_path / "specs.new"
+    staged.symlink_to(second)
+    os.replace(staged, link)  # the atomic swap a ConfigMap or a deploy tool makes
+    wait_until(lambda: stored(runtime, "job")["spec"]["invoke"]["url"].endswith("r2"), timeout=20)
+    wait_until(lambda: runtime.store.find_by_name("admin", "Task", "extra"), timeout=10)
+    wait_until(lambda: (link / "job.status.yaml").exists(), timeout=10)
+
+
+def test_the_walkthrough_validate_step_passes_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    step = next(line.strip() for line in readme.splitlines() if "lambdaop validate" in line and "specs/" in line and "invalid" not in line)  # fmt: skip
+    argv = step.split("#")[0].split("lambdaop", 1)[1].split()
+    assert argv[0] == "validate", step
+    here = Path.cwd()
+    try:
+        os.chdir(root)
+        import shutil
+
+        shutil.copytree(root / "examples" / "specs", root / "specs", dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.example"))  # fmt: skip
+        code = main(argv)
+    finally:
+        os.chdir(here)
+        for name in os.listdir(root / "examples" / "specs"):
+            if name.endswith(".yaml"):
+                (root / "specs" / name).unlink(missing_ok=True)
+    assert code == 0, capsys.readouterr().err
