@@ -14,8 +14,13 @@ Two experiments, each printing what a user would check:
   last Task finished after the kill (the lease plus a little), the counters
   against a recount.
 
+  --mode store-kill | store-stall [--stall 10] | disk-full: the store's own faults under
+  steady load (see store_faults.py): calls due, made, lost, repeated, lateness before,
+  during and after, and what /readyz and a creation answered meanwhile.
+
 Usage: python benchmarks/faults.py [--mode kills] [--tasks 2000] [--kills 10]
        python benchmarks/faults.py --mode shared [--processes 4] [--runs 5] [--tasks 2000] [--lease 5s]
+       python benchmarks/faults.py --mode store-stall --stall 10 [--tasks 2000] [--rate 100]
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ def specs_text(base: str, n: int, start: dt.datetime, span: float) -> str:
 def serve(
     state: Path, specs: Path, log: Path, env: dict[str, str] | None = None, *extra: str
 ) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "lambdaop.cli.main", "serve", "--state-dir", str(state), "--specs", str(specs),
+    cmd = [sys.executable, "-m", "lambdaop.cli", "serve", "--state-dir", str(state), "--specs", str(specs),
            "--allow-hosts", "127.0.0.1", "--port", "0", *extra]  # fmt: skip
     return subprocess.Popen(
         cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
@@ -193,7 +198,11 @@ def shared(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mode", choices=["kills", "shared"], default="kills")
+    parser.add_argument(
+        "--mode", choices=["kills", "shared", "store-kill", "store-stall", "disk-full"], default="kills"
+    )
+    parser.add_argument("--stall", type=float, default=10.0, help="store-stall: seconds the store is stopped")
+    parser.add_argument("--rate", type=float, default=100.0, help="store modes: calls due per second")
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument(
@@ -205,7 +214,12 @@ def main() -> None:
     parser.add_argument("--lease", default="5s")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    kills(args) if args.mode == "kills" else shared(args)
+    if args.mode.startswith(("store", "disk")):
+        import store_faults
+
+        store_faults.run(args)
+    else:
+        kills(args) if args.mode == "kills" else shared(args)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ class Health:
         found = self.problems() if self.problems is not None else []
         if found:
             send_error(resp, 503, "not_ready", "; ".join(found), [{"message": p} for p in found])
+            resp.set_header("Retry-After", "1")
             return
         resp.media = {"ok": True}
 
@@ -78,6 +79,7 @@ def create_app(
     zone: str = "UTC",
     ready: Callable[[], list[str]] | None = None,
     metrics: Metrics | None = None,
+    live: Callable[[], list[str]] | None = None,
     metrics_public: bool = False,
 ) -> falcon.App:
     from lambdaop.api.openapi import openapi_document
@@ -96,7 +98,7 @@ def create_app(
     app.add_error_handler(falcon.HTTPError, handle_http_error)
     app.add_error_handler(LambdaopError, handle_lambdaop_error)
 
-    app.add_route("/healthz", Health())
+    app.add_route("/healthz", Health(live))
     app.add_route("/readyz", Health(ready or (lambda: [] if service.store.ping() else ["the store does not answer"])))  # fmt: skip
     app.add_route("/auth/login", Login(users))
     app.add_route("/auth/logout", Logout(users))

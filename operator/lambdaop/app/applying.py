@@ -132,9 +132,10 @@ class Applier:
                     base, folder=None, taken_over_from=current.managed_by, taken_over_by=incoming
                 )
             if current is None:
+                service.require_store(creating=True)
                 record = service.new_record(obj, owner, now, source, manager)
                 op = service.insert_op(record, now)
-                outcome = service.writer.write(op)
+                outcome = service.writer.write(op, timeout=service.deadline)
                 if outcome is WriteOutcome.EXISTS:
                     continue  # created meanwhile by another writer: compare with it
                 if outcome is not WriteOutcome.OK:
@@ -241,6 +242,7 @@ class Applier:
         in it); existing ones go through `apply`.
         """
         service = self.service
+        service.require_store(creating=True)
         now = service.now()
         results: list[Applied | None] = [None] * len(items)
         fresh: list[tuple[int, StoredObject, Any]] = []

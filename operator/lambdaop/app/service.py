@@ -18,10 +18,18 @@ import logging
 import secrets
 from collections.abc import Callable
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from lambdaop.core.clock import Clock, to_utc
-from lambdaop.core.errors import Conflict, NotFound, Problem, SpecInvalid
+from lambdaop.core.errors import (
+    Conflict,
+    InsufficientStorage,
+    NotFound,
+    Problem,
+    SpecInvalid,
+    StoreUnavailable,
+)
 from lambdaop.core.logs import about
 from lambdaop.engine import machine
 from lambdaop.engine.record import CallRecord, Change, Source, StoredObject
@@ -52,6 +60,18 @@ class LoopPort(Protocol):
     def live_state(self, object_id: str) -> str | None: ...
 
 
+class Health(Protocol):
+    """What the service knows of the store's health (the store's health monitor)."""
+
+    @property
+    def answering(self) -> bool: ...
+
+    @property
+    def disk_full(self) -> bool: ...
+
+    def problems(self) -> list[str]: ...
+
+
 class Stale(Exception):
     """The object changed between reading and writing: read it again."""
 
@@ -80,7 +100,11 @@ class Service:
         clock: Clock,
         claim_window: dt.timedelta,
         lease: dt.timedelta,
+        health: Health | None = None,
+        deadline: float = 1.0,
     ) -> None:
+        self.health = health
+        self.deadline = deadline  # seconds a request waits for the store before 503
         self.store = store
         self.writer = writer
         self.loop = loop
@@ -90,6 +114,22 @@ class Service:
 
     def now(self) -> dt.datetime:
         return to_utc(self.clock.now())
+
+    def require_store(self, creating: bool = False) -> None:
+        """Refuse at once what the store cannot take now: it does not answer (503), or it is
+        about to run out of disk and this is new work (507)."""
+        if self.health is None:
+            return
+        if creating and self.health.disk_full:
+            why = "; ".join(p for p in self.health.problems() if "disk" in p)
+            raise InsufficientStorage(f"{why}: no new work is taken until space is freed (work already taken goes on)")  # fmt: skip
+        if not self.health.answering:
+            raise StoreUnavailable("; ".join(self.health.problems()) or "the store does not answer")
+
+    def read(self) -> AbstractContextManager[None]:
+        """The deadline of a request's reads of the store."""
+        self.require_store()
+        return self.store.deadline(self.deadline)
 
     @staticmethod
     def new_id() -> str:
@@ -144,10 +184,11 @@ class Service:
         self, obj: AnySpec, owner: str, object_id: str | None = None, display: str | None = None
     ) -> StoredObject:
         """Create a new object (the original routes); its name must be new."""
+        self.require_store(creating=True)
         now = self.now()
         record = self.new_record(obj, owner, now, object_id=object_id, display=display)
         op = self.insert_op(record, now)
-        outcome = self.writer.write(op)
+        outcome = self.writer.write(op, timeout=self.deadline)
         if outcome is WriteOutcome.EXISTS:
             raise Conflict(f"a {obj.kind} named {obj.metadata.name!r} already exists")
         if outcome is not WriteOutcome.OK:
@@ -158,7 +199,8 @@ class Service:
     # ----- reading
 
     def get(self, object_id: str, owner: str | None, kind: str | None = None) -> StoredObject:
-        doc = self.store.get(object_id)
+        with self.read():
+            doc = self.store.get(object_id)
         if doc is None or (owner is not None and doc.get("owner") != owner):
             raise NotFound(f"no object {object_id}")
         if kind is not None and doc.get("kind") != kind:
@@ -166,7 +208,8 @@ class Service:
         return StoredObject.from_storage(doc)
 
     def find(self, owner: str, kind: str, name: str) -> StoredObject | None:
-        doc = self.store.find_by_name(owner, kind, name)
+        with self.read():
+            doc = self.store.find_by_name(owner, kind, name)
         return StoredObject.from_storage(doc) if doc is not None else None
 
     def page(
@@ -182,7 +225,8 @@ class Service:
 
     def history(self, record: StoredObject) -> list[CallRecord]:
         """Its calls, oldest first (an earlier version kept them in the object itself)."""
-        calls = list(record.legacy_attempts or ()) + self.store.history(record.id)
+        with self.read():
+            calls = list(record.legacy_attempts or ()) + self.store.history(record.id)
         return [CallRecord.from_storage(d) for d in calls[-ATTEMPTS_KEPT:]]
 
     def live_state(self, object_id: str) -> str | None:
@@ -301,7 +345,7 @@ class Service:
                 raise Conflict(str(exc)) from None
             op = Op(object_id, record.owner, record.kind.value, record.state, change.new_state(record),
                     fence=record.fence, change=change, guard=True)  # fmt: skip
-            outcome = self.writer.write(op)
+            outcome = self.writer.write(op, timeout=self.deadline)
             if outcome is WriteOutcome.OK:
                 written = change.applied_to(record)
                 self.loop.notify(written)

@@ -25,12 +25,21 @@ import hmac
 import re
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lambdaop.core.clock import Clock
-from lambdaop.core.errors import Conflict, NotFound, Problem, SpecInvalid, TooManyRequests, Unauthorized
+from lambdaop.core.errors import (
+    Conflict,
+    NotFound,
+    Problem,
+    SpecInvalid,
+    StoreUnavailable,
+    TooManyRequests,
+    Unauthorized,
+)
 from lambdaop.store.contract import UserStore
 from lambdaop.store.embedded import write_private
 
@@ -116,6 +125,8 @@ class Users:
         self.guard = LoginGuard()
         self._cache: dict[str, tuple[User, float]] = {}
         self._cache_seconds = cache_seconds
+        self.deadline = 1.0  # seconds a request waits for the store
+        self.store_down: Callable[[], bool] = lambda: False  # runtime tells it what the health monitor knows
         self._used: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -219,7 +230,8 @@ class Users:
         keys = [f"user:{name[:64]}"] + ([f"addr:{client}"] if client else [])
         now = self.clock.monotonic()
         self.guard.check(keys, now)
-        doc = self.store.get_user(name) if NAME.match(name or "") else None
+        with self.store.deadline(self.deadline):
+            doc = self.store.get_user(name) if NAME.match(name or "") else None
         stored = (doc or {}).get("password") or _DUMMY
         ok = check_password(password, stored) and doc is not None and stored != _DUMMY  # same work either way
         if not ok:
@@ -250,7 +262,10 @@ class Users:
             hit = self._cache.get(digest)
         if hit is not None and hit[1] > now:
             return hit[0]
-        user = self._session_user(digest) if token.startswith("s.") else self._token_user(token, digest)
+        if self.store_down():
+            raise StoreUnavailable("the store does not answer, so the token cannot be checked; try again")
+        with self.store.deadline(self.deadline):  # a store that does not answer is a 503, never a hang
+            user = self._session_user(digest) if token.startswith("s.") else self._token_user(token, digest)
         if user is None:
             raise Unauthorized("the token is not valid (revoked, expired or never issued)")
         with self._lock:

@@ -49,7 +49,10 @@ def serve(args: argparse.Namespace) -> int:
         allow_hosts=policy_of(args.allow_hosts),
         on_failure=args.on_failure,
         metrics_public=args.metrics_public,
-        claim_window=args.claim_window,
+        claim_window=args.claim_window
+        if not isinstance(args.claim_window, str)
+        else parse_duration(args.claim_window),
+        liveness=args.liveness if not isinstance(args.liveness, str) else parse_duration(args.liveness),
         lease=args.lease if not isinstance(args.lease, str) else parse_duration(args.lease),
         resync=args.resync if not isinstance(args.resync, str) else parse_duration(args.resync),
         env=dict(os.environ),
@@ -76,9 +79,13 @@ def serve(args: argparse.Namespace) -> int:
     )
     try:
         while not stop.wait(1.0):
-            pass
+            if runtime.failed.is_set():
+                break
     finally:
         runtime.stop()
+    if runtime.probes.fatal is not None:
+        print(f"lambdaop: {runtime.probes.fatal}", file=sys.stderr)
+        return 1
     return 0
 
 

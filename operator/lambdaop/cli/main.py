@@ -99,8 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="calls at once (slow calls past a second do not count; default 16)")  # fmt: skip
     serve.add_argument("--lease", type=_duration, default=env.get("LAMBDAOP_LEASE", "30s"),
                        help="how long a claimed call is held before another process may re-run it (default 30s)")  # fmt: skip
-    serve.add_argument("--claim-window", type=_duration, default=env.get("LAMBDAOP_CLAIM_WINDOW", "2s"),
-                       help="how far ahead of its due time work is claimed (default 2s)")  # fmt: skip
+    serve.add_argument("--claim-window", type=_duration, default=env.get("LAMBDAOP_CLAIM_WINDOW") or None,
+                       help="how far ahead of its due time work is claimed (default 15s on the embedded store, 2s on a shared MongoDB)")  # fmt: skip
+    serve.add_argument("--liveness", type=_duration, default=env.get("LAMBDAOP_LIVENESS", "60s"),
+                       help="/healthz fails after this long without progress while work is due (default 60s)")  # fmt: skip
     serve.add_argument("--allow-hosts", default=env.get("LAMBDAOP_ALLOW_HOSTS", ""), help=ALLOW_HELP)
     serve.add_argument("--on-failure", default=env.get("LAMBDAOP_ON_FAILURE") or None,
                        help="URL that hears of every failed run whose spec names no onFailure (a JSON POST)")  # fmt: skip

@@ -66,6 +66,7 @@ class Metrics:
         self.lateness = Histogram("lambdaop_lateness_seconds", "How late calls left: the moment the loop sent them minus their due time", buckets=LATENESS_BUCKETS, registry=r)  # fmt: skip
         self.pass_seconds = Histogram("lambdaop_reconcile_pass_seconds", "How long one pass of the reconcile loop took", buckets=LATENESS_BUCKETS, registry=r)  # fmt: skip
         self.commit_seconds = Histogram("lambdaop_store_commit_seconds", "How long one store commit (a batch of writes) took", buckets=LATENESS_BUCKETS, registry=r)  # fmt: skip
+        self.store_restarts = Counter("lambdaop_store_restarts", "Times the embedded store stopped and was started again", registry=r)  # fmt: skip
         self.folder_errors = Counter("lambdaop_folder_apply_errors", "Spec files of the watched folder that could not be applied", registry=r)  # fmt: skip
         self.in_flight = Gauge("lambdaop_calls_in_flight", "Calls sent and not yet answered", registry=r)
         self.leases = Gauge("lambdaop_leases_held", "Objects this process holds under its lease", registry=r)

@@ -114,6 +114,7 @@ class Reconciler:
             StoreFailed: self._on_store_failed,
         }
         self._started = False
+        self.earliest_due: dt.datetime | None = None  # of the work it knows, after its last pass (liveness)
         self.chores = Chores(clock.now())
         job = self._job
         self.chores.add(s.refill_every, "refill", self._refill)
@@ -354,6 +355,9 @@ class Reconciler:
         first = self.upcoming.first_due() if not self.leases.batches else None
         if first is not None:
             wake.append(first - self.settings.claim_window)
+        self.earliest_due = min(
+            (t for t in (self.held.next_fire(), self.upcoming.first_due()) if t), default=None
+        )
         return min(wake)
 
     def problems(self) -> list[str]:

@@ -27,7 +27,12 @@ class Config:
     timezone: str = "UTC"
     workers: int = 16
     lease: dt.timedelta = dt.timedelta(seconds=30)
-    claim_window: dt.timedelta = dt.timedelta(seconds=2)
+    claim_window: dt.timedelta | None = (
+        None  # how far ahead work is claimed: 2s on a shared store, 15s embedded
+    )
+    liveness: dt.timedelta = dt.timedelta(
+        seconds=60
+    )  # /healthz fails after this long without progress while work is due
     allow_hosts: Policy = SECURE
     on_failure: str | None = None  # where failed runs are reported when a spec names no onFailure
     metrics_public: bool = False  # /metrics without a token
@@ -47,7 +52,9 @@ class Config:
             "resync": self.resync.total_seconds(),
             "workers": self.workers,
             "lease": self.lease.total_seconds(),
-            "claim_window": self.claim_window.total_seconds(),
+            "claim_window": self.claim_window.total_seconds()
+            if self.claim_window
+            else "2s shared, 15s embedded",
             "api": f"http://{self.host}:{self.port}" if self.serve_api else None,
             "timezone": self.timezone,
             "outbound": self.allow_hosts.describe(),

@@ -6,6 +6,7 @@ Called by the CLI (`lambdaop serve`) and by integration tests.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import gc
 import logging
 import os
@@ -29,8 +30,11 @@ from lambdaop.loop.outbound import Refused
 from lambdaop.loop.reconciler import Reconciler
 from lambdaop.loop.settings import LoopSettings
 from lambdaop.runtime.config import Config
+from lambdaop.runtime.probes import Probes
 from lambdaop.spec import Notify
 from lambdaop.store.embedded import EmbeddedServer, StateDir
+from lambdaop.store.health import StoreHealth
+from lambdaop.store.keeper import Keeper
 from lambdaop.store.mongo import MongoStore, connect, start_embedded
 from lambdaop.store.writer import Writer
 
@@ -59,11 +63,16 @@ class Runtime:
         self.status: StatusWriter | None = None
         self._watch_thread: threading.Thread | None = None
         self._started_loop = False
+        self.keeper: Keeper | None = None
+        self.health: StoreHealth | None = None
+        self.probes = Probes(self.clock, config.liveness)
+        self.failed = threading.Event()  # set when the process cannot go on (see `_fatal`)
 
     def start(self) -> None:
         log.info("lambdaop starting: %s", self.config.describe())
 
         self.state.acquire()
+        self.metrics = Metrics(self.clock)
         try:
             if self.config.mongodb_uri:
                 self.store = connect(self.config.mongodb_uri, self.config.database)
@@ -71,6 +80,11 @@ class Runtime:
                 self.server = EmbeddedServer(self.config.state_dir)
                 uri = start_embedded(self.server)
                 self.store = connect(uri, self.config.database, embedded=True)
+                self.keeper = Keeper(self.server, self.clock, self._fatal, self.metrics.store_restarts.inc, self._disk_full)  # fmt: skip
+                self.keeper.start()
+            broken = self._restart_store if self.server is not None else None
+            self.health = StoreHealth(self.store.probe, self.clock, self.state.path if self.server else None, on_broken=broken)  # fmt: skip
+            self.health.start()
         except Exception:
             if self.server is not None:
                 self.server.stop()
@@ -83,15 +97,17 @@ class Runtime:
             raise
 
     def _start_parts(self) -> None:
+        embedded = self.server is not None
+        window = self.config.claim_window or dt.timedelta(seconds=15 if embedded else 2)
         settings = LoopSettings(
             lease=self.config.lease,
-            claim_window=self.config.claim_window,
+            claim_window=window,
+            sole_owner=embedded,
             workers=self.config.workers,
             max_in_flight=self.config.workers * 64,
             recover_all_at_start=self.server is not None,
             notify=self._default_notify(),
         )
-        self.metrics = Metrics(self.clock)
         self.store.identify(self.owner)
         self.store.heartbeat(self.owner, self.clock.now() + self.config.lease, {"owner": self.owner})
         self.writer = Writer(self.store, self.owner, self.owner, self.clock)
@@ -112,11 +128,20 @@ class Runtime:
             lambda: self.reconciler.held.in_flight, lambda: len(self.reconciler.held), self.store.counts
         )
         self.service = Service(
-            self.store, self.writer, self.reconciler, self.clock, settings.claim_window, settings.lease
+            self.store,
+            self.writer,
+            self.reconciler,
+            self.clock,
+            settings.claim_window,
+            settings.lease,
+            self.health,
         )
         self.checker = Checker(self.config.allow_hosts)
         self.applier = Applier(self.service, self.checker)
         self.users = Users(self.store, self.clock, token_file=self.state.path / "admin.token")
+        if self.health is not None:
+            health = self.health
+            self.users.store_down = lambda: not health.answering
         self.admin_token = self.users.ensure_admin()
         if self.admin_token:
             log.warning(
@@ -145,6 +170,17 @@ class Runtime:
         self._thread = threading.Thread(target=self.reconciler.run, name="reconciler", daemon=True)
         self._thread.start()
         self._started_loop = True
+        self.probes.loop = self.reconciler
+        self.probes.started = self.clock.monotonic()
+        threads = {"reconcile loop": self._thread, "specs folder watcher": self._watch_thread}
+        self.probes.threads = {what: t.is_alive for what, t in threads.items() if t is not None}
+        if self.status is not None:
+            self.probes.threads["status file writer"] = lambda: self.status is not None and self.status.alive
+        if self.health is not None:
+            monitor = self.health
+            self.probes.threads["store health"] = lambda: monitor.alive
+            self.probes.health = monitor
+        self.probes.keeper = self.keeper
 
     def _default_notify(self) -> Notify | None:
         url = self.config.on_failure
@@ -166,16 +202,25 @@ class Runtime:
 
     def problems(self) -> list[str]:
         """Why the process is not ready (empty when it is): store, loop and every background thread."""
-        out = [] if self.store.ping() else ["the store does not answer"]
-        if self._thread is not None and not self._thread.is_alive():
-            out.append("the reconcile loop thread has stopped")
-        if self._watch_thread is not None and not self._watch_thread.is_alive():
-            out.append("the specs folder watcher thread has stopped")
-        if self.status is not None and not self.status.alive:
-            out.append("the status file writer thread has stopped")
-        if self._started_loop:
-            out += self.reconciler.problems()
-        return out
+        return self.probes.readiness()
+
+    def _fatal(self, message: str) -> None:
+        """Something a restart of this process may mend: say it once, and stop (the CLI exits 1)."""
+        log.critical("%s; lambdaop stops so that its supervisor starts it again", message)
+        self.probes.fatal = message
+        self.failed.set()
+
+    def _restart_store(self, why: str) -> None:
+        """The embedded store runs but cannot do its job (its storage failed, or it hangs): end it;
+        its keeper starts it again on its data."""
+        if self.server is not None and self.server.alive and self.server.process is not None:
+            log.error(
+                "the embedded store runs but does not work (%s); ending it so that it starts again", why
+            )
+            self.server.process.kill()
+
+    def _disk_full(self) -> bool:
+        return self.health is not None and self.health.disk_full
 
     def _start_http(self) -> None:
         from waitress.server import create_server
@@ -187,7 +232,8 @@ class Runtime:
             self.users,
             self.clock,
             zone=self.config.timezone,
-            ready=self.problems,
+            ready=self.probes.readiness,
+            live=self.probes.liveness,
             metrics=self.metrics,
             metrics_public=self.config.metrics_public,
         )
@@ -242,6 +288,10 @@ class Runtime:
             self.reconciler.io.stop()
         if self.status is not None:
             self.status.stop()
+        if self.health is not None:
+            self.health.stop()
+        if self.keeper is not None:
+            self.keeper.stop()
         try:
             self.store.close()
             if self.server is not None:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
@@ -231,6 +232,9 @@ class Committer(Protocol):
 class UserStore(Protocol):
     """Users, their API tokens and web sessions."""
 
+    def deadline(self, seconds: float) -> AbstractContextManager[None]:
+        """Every store operation inside answers within `seconds`, or raises StoreUnavailable."""
+
     def get_user(self, name: str) -> Doc | None: ...
 
     def insert_user(self, doc: Doc) -> None:
@@ -267,8 +271,14 @@ class Store(ObjectReads, LoopStore, Committer, UserStore, Protocol):
 
     embedded: bool  # the embedded server: this process is its only user
 
-    def ping(self) -> bool:
-        """Whether the store answers."""
+    def ping(self, deadline: float = 0.8) -> bool:
+        """Whether the store answers a read within `deadline` seconds."""
+
+    def probe(self, deadline: float = 0.8) -> str | None:
+        """None when it answers a read within `deadline`; else `timeout`, or `error: …` saying why."""
+
+    def deadline(self, seconds: float) -> AbstractContextManager[None]:
+        """Every store operation inside answers within `seconds`, or raises StoreUnavailable."""
 
     def identify(self, process: str) -> None:
         """Name this process (its transactions can be ended by others if it dies inside one)."""

@@ -18,6 +18,7 @@ May import: the standard library, lambdaop.store.contract and lambdaop.core.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import logging
@@ -168,8 +169,14 @@ class MemoryStore:
     def _leased_by(self, object_id: str, owner: str) -> bool:
         return object_id in self._leases and self._leases[object_id].get("owner") == owner
 
-    def ping(self) -> bool:
+    def ping(self, deadline: float = 0.8) -> bool:
         return True
+
+    def probe(self, deadline: float = 0.8) -> str | None:
+        return None
+
+    def deadline(self, seconds: float) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()  # memory always answers at once
 
     def identify(self, process: str) -> None:
         self._process = process

@@ -96,12 +96,19 @@ class Base:
     def ping(self, deadline: float = 0.8) -> bool:
         """Whether the store answers a read of its storage within `deadline` seconds (a server
         whose storage failed still answers `ping`)."""
+        return self.probe(deadline) is None
+
+    def probe(self, deadline: float = 0.8) -> str | None:
+        """None when a read of the store's storage comes back within `deadline` seconds; else
+        `timeout` (it does not answer) or `error: …` (it answers, but cannot read its data)."""
         try:
             with pymongo.timeout(deadline):
                 self.processes.find_one({"_id": "-"}, {"_id": 1})
-            return True
-        except PyMongoError:
-            return False
+            return None
+        except (ConnectionFailure, ExecutionTimeout) as exc:
+            return "timeout" if getattr(exc, "timeout", True) else f"error: {exc}"
+        except PyMongoError as exc:
+            return "timeout" if getattr(exc, "timeout", False) else f"error: {str(exc)[:200]}"
 
     @contextlib.contextmanager
     def deadline(self, seconds: float) -> Iterator[None]:
