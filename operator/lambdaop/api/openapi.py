@@ -1,8 +1,8 @@
 """The OpenAPI 3.1 document of the REST API, built from the pydantic models.
 
 Spec kinds (Task, TaskSet) and the answers are pydantic models; the original
-routes' request bodies are built from seed's tables of accepted field names.
-Called by api (`GET /openapi.json`).
+routes' request bodies are built from seed's tables of accepted field names
+(every URL field also takes a Lambda function ARN). Called by api (`GET /openapi.json`).
 """
 
 from __future__ import annotations
@@ -189,6 +189,25 @@ _PARAMS = {
     "description": "the Lambda's query parameters",
 }
 _STR = {"type": "string"}
+_ARN = "a Lambda function URL (or any URL), or a Lambda function ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]), called through the Invoke API"  # fmt: skip
+_LAMBDA: dict[tuple[str, ...], dict[str, Any]] = {
+    ("payload",): {
+        "description": "the event of a Lambda function given by ARN (JSON; default: body, else {})"
+    },
+    ("qualifier",): {"type": "string", "description": "with an ARN: a version or alias"},
+    ("invocationType",): {
+        "type": "string",
+        "enum": ["RequestResponse", "Event", "DryRun"],
+        "description": "with an ARN (default RequestResponse)",
+    },  # fmt: skip
+    ("region",): {"type": "string", "description": "with an ARN: the AWS region (default: the ARN's)"},
+    ("roleArn",): {"type": "string", "description": "an IAM role to assume for the call"},
+    ("externalId",): {
+        "type": ["string", "object"],
+        "description": "roleArn: the ExternalId (or {fromEnv: NAME})",
+    },
+    ("sessionName",): {"type": "string", "description": "roleArn: the role session's name"},
+}
 _INT = {"type": ["integer", "string"], "minimum": 0}
 _WHEN: dict[tuple[str, ...], dict[str, Any]] = {
     fields.AT: {"type": ["string", "integer"], "description": "ISO 8601 time with an offset (or epoch ms)"},
@@ -199,7 +218,7 @@ _WHEN: dict[tuple[str, ...], dict[str, Any]] = {
 }
 SCHEDULE_IN = _fields(
     {
-        seed.URL: {"type": "string", "format": "uri", "description": "the Lambda URL"},
+        seed.URL: {"type": "string", "format": "uri", "description": _ARN},
         seed.NAME: _STR,
         **_WHEN,
         seed.RETRIES: _INT,
@@ -210,6 +229,7 @@ SCHEDULE_IN = _fields(
         ("body",): {},
         ("timeout",): {"type": "string"},
         ("successWhen",): {"type": "object"},
+        **_LAMBDA,
         seed.LABELS: {"type": "object"},
         fields.PARAMS: _PARAMS,
     },
@@ -219,19 +239,19 @@ ORCHESTRATE_IN = _fields(
     {
         seed.TASKS: {
             "type": ["array", "string"],
-            "description": "URLs or invoke objects; a string is comma-separated",
+            "description": "URLs, Lambda function ARNs or invoke objects; a string is comma-separated",
         },
         seed.NAME: _STR,
         **_WHEN,
         seed.INITIAL_DELAY: _MS,
-        seed.CHECK_URL: {"type": "string", "format": "uri"},
+        seed.CHECK_URL: {"type": "string", "format": "uri", "description": _ARN},
         seed.CHECK_DELAY: _MS,
         seed.CHECK_RETRIES: _INT,
         seed.CHECK_RETRY_DELAY: _MS,
         seed.FALLBACK_URL: {
             "type": "string",
             "format": "uri",
-            "description": "runs when the condition check gives up",
+            "description": "runs when the condition check gives up (a URL or a Lambda function ARN)",
         },
         seed.LABELS: {"type": "object"},
         fields.PARAMS: {**_PARAMS, "description": "query parameters for every task of the set"},
@@ -239,7 +259,7 @@ ORCHESTRATE_IN = _fields(
             names: {
                 "type": "string",
                 "format": "uri",
-                "description": "the tasks in order: firstTaskURL, secondTaskURL, ...",
+                "description": "the tasks in order: firstTaskURL, secondTaskURL, ... (URLs or Lambda function ARNs)",
             }
             for names in seed.NTH_TASK
         },

@@ -4,7 +4,9 @@ Earlier implementations of the original specification each named fields their
 own way; this module accepts all of them (see README, "Seed-compatible
 fields"), from JSON or HTML forms (where every value is a string). Bare numbers
 for delays are milliseconds. Unknown fields are refused, naming the field.
-Called by api.
+Every URL field also takes a Lambda function ARN (arn:aws:lambda:…): the call then
+goes through the Invoke API, with the request's `body` (or its parameters, as a
+JSON object) as the event. Called by api.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ CHECK_RETRIES = ("conditionCheckRetries",)
 CHECK_RETRY_DELAY = ("timeDelayBetweenRetries", "timeDelayForRetries", "timeDelayBetweenRetriesInMS")
 # lambdaop's own extras on the seed routes (what the web page's forms send)
 INVOKE_EXTRAS = ("method", "headers", "body", "timeout", "successWhen", "query")
+LAMBDA_EXTRAS = ("payload", "qualifier", "invocationType", "region", "roleArn", "externalId", "sessionName")
 LABELS = ("labels",)
 
 STATES = {
@@ -80,12 +83,21 @@ def _name(fields: Fields, kind: str, object_id: str) -> tuple[str, str]:
     return f"{slug}-{object_id}", display[:200]
 
 
+def is_arn(value: Any) -> bool:
+    """Whether a URL field holds a Lambda function ARN (the call then goes through the Invoke API)."""
+    return isinstance(value, str) and value.strip().startswith("arn:")
+
+
 def _invoke(fields: Fields, url: Any, query: dict[str, str] | None) -> dict[str, Any]:
-    invoke: dict[str, Any] = {"url": url}
-    for extra in INVOKE_EXTRAS:
+    invoke: dict[str, Any] = {"lambda": url.strip()} if is_arn(url) else {"url": url}
+    for extra in INVOKE_EXTRAS + LAMBDA_EXTRAS:
         name, value = fields.take((extra,))
         if name is not None:
             invoke[extra] = value
+    if is_arn(url):
+        if "body" in invoke and "payload" not in invoke:  # the original clients' body is the event
+            invoke["payload"] = invoke.pop("body")
+        return _with_query(invoke, query, fields) if query else invoke
     if query:
         own = invoke.get("query")
         invoke["query"] = {**query, **(own if isinstance(own, dict) else {})}
@@ -141,7 +153,7 @@ def schedule(
     f = Fields(data)
     url_name, url = f.take(URL)
     if url_name is None:
-        f.problem("url", "the Lambda URL is required (url, URL, taskURL or taskUrl)")
+        f.problem("url", "the Lambda URL or function ARN is required (url, URL, taskURL or taskUrl)")
     spec: dict[str, Any] = {"invoke": _invoke(f, url, f.params()), **f.when(now, zone)}
     retries = f.integer(RETRIES)
     if retries is not None:
@@ -154,6 +166,7 @@ def schedule(
     meta: dict[str, Any] = {"name": name, "labels": labels or {}}
     where = {
         "spec.invoke.url": url_name or "url",
+        "spec.invoke.lambda": url_name or "url",
         "spec.invoke.query": "params",
         "spec.at": "at",
         "spec.after": "delay",
@@ -205,7 +218,7 @@ def orchestrate(
         f.problem("tasks", "the tasks to run are required (tasks, taskUrls, tasksURL or firstTaskURL, secondTaskURL, ...)")  # fmt: skip
     query = f.params()
     if query:
-        tasks = [_with_query(t, query) for t in tasks]
+        tasks = [_with_query(t, query, f) for t in tasks]
     spec: dict[str, Any] = {"tasks": tasks}
     when = f.when(now, zone)
     if "after" in when:
@@ -248,10 +261,17 @@ def orchestrate(
     return _validate(TaskSet, {"kind": "TaskSet", "metadata": meta, "spec": spec}, f, where, refused), display
 
 
-def _with_query(task: Any, query: dict[str, str]) -> Any:
-    """A task of the set with the request's parameters (its own, if any, win)."""
+def _with_query(task: Any, query: dict[str, str], fields: Fields) -> Any:
+    """A task of the set with the request's parameters (its own, if any, win). A Lambda
+    function (an ARN) gets them in its event: the payload, a JSON object."""
     if isinstance(task, str):
-        return {"url": task, "query": query}
+        return {"lambda": task.strip(), "payload": query} if is_arn(task) else {"url": task, "query": query}
+    if isinstance(task, dict) and ("lambda" in task or is_arn(task.get("url"))):
+        own = task.get("payload")
+        if own is not None and not isinstance(own, dict):
+            fields.problem("params", "a Lambda function takes its parameters in its payload, which is not a JSON object here")  # fmt: skip
+            return task
+        return {**task, "payload": {**query, **(own or {})}}
     if isinstance(task, dict):
         own = task.get("query")
         return {**task, "query": {**query, **(own if isinstance(own, dict) else {})}}

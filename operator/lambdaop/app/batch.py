@@ -38,9 +38,16 @@ class Checker:
     def targets(
         self, obj: AnySpec, line: int | None = None, document: int | None = None, file: str | None = None
     ) -> list[Problem]:
-        """The calls of a spec the outbound policy refuses, each naming its field."""
+        """The calls of a spec the outbound policy refuses, each naming its field.
+
+        A Lambda call (`lambda`) has no URL here: its endpoint comes from the environment
+        (AWS's public one, or an emulator's from AWS_ENDPOINT_URL*), and is judged when
+        the call is made, before any credential is read.
+        """
         problems = []
         for field_path, invoke in targets(obj):
+            if invoke.url is None:
+                continue
             try:
                 self.policy.check_url(invoke.url)
             except Refused as exc:

@@ -130,7 +130,7 @@ def present(
     if record.kind == "Task":
         out["taskId"] = record.id
         invoke = out["spec"].get("invoke", {})
-        out["url"] = invoke.get("url") if isinstance(invoke, dict) else None
+        out["url"] = (invoke.get("url") or invoke.get("lambda")) if isinstance(invoke, dict) else None
     else:
         out["taskSetId"] = record.id
     out.update(present_schedule(record))

@@ -20,7 +20,13 @@ class Failure(StrEnum):
     TIMEOUT = "timeout"
     CONNECTION = "connection"
     BODY = "body"  # 2xx, but the success test on the body failed
+    FUNCTION = "function"  # a Lambda function ran and failed (X-Amz-Function-Error)
     CONFIG = "config"  # the call cannot be made as configured (never retried by default)
+
+    @classmethod
+    def of_status(cls, status: int) -> Failure:
+        """The kind of a failed call that got an answer with this status."""
+        return cls.THROTTLED if status == 429 else cls.SERVER if status >= 500 else cls.BODY if 200 <= status < 300 else cls.CLIENT  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""HTTP calls on a pool of threads; results go back to the loop through a callback.
+"""HTTP and AWS Lambda calls on a pool of threads; results go back to the loop through a callback.
 
 Called by the reconciler (`submit`). Each call:
 
@@ -12,8 +12,10 @@ Called by the reconciler (`submit`). Each call:
 - follows redirects only when `followRedirects` is set, checking every hop again;
 - carries `Idempotency-Key` and `X-Lambdaop-Attempt`, and when `sign` is set the
   Standard Webhooks headers (an HMAC-SHA256 of id, timestamp and body);
-- reads `fromEnv` secrets (headers, query values, body fields) at call time;
-  they are never stored or logged.
+- reads `fromEnv` secrets (headers, query, body fields) at call time, never stored or logged;
+- calls Lambda functions by ARN (the Invoke API) and `auth: aws_iam` Function URLs, signed
+  with SigV4 (`aws`: botocore's credentials, endpoints and signing) and sent this same way,
+  and judges the answer as Lambda means it (a function error is a `function` failure).
 
 A call never raises: every failure becomes a `CallResult` with `ok=False` and
 an error that says what happened. Threads start only as calls need them (up
@@ -46,6 +48,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 from lambdaop import __version__
 from lambdaop.core.clock import Clock
 from lambdaop.engine.outcomes import Failure
+from lambdaop.loop import aws
 from lambdaop.loop.outbound import SECURE, IPAddress, Policy, Refused, resolve
 from lambdaop.spec import FromEnv, Invoke, SuccessWhen
 
@@ -172,6 +175,8 @@ class Invoker:
         self._local = threading.local()
         self._reaper = Reaper(clock)
         self._tls = ssl.create_default_context()
+        sts = lambda m, u, h, b: self._exchange(m, u, h, b, self._clock.monotonic() + aws.STS_TIMEOUT, h)  # noqa: E731 (a roleArn's AssumeRole)
+        self._aws = aws.Aws(env, sts, clock)
 
     def submit(self, job: Job) -> None:
         self._pool.submit(self._run, job)
@@ -183,7 +188,7 @@ class Invoker:
         try:
             result = self.call(job)
         except Exception as exc:  # never lose a result: an unexpected error is a failed attempt
-            log.exception("object %s: unexpected error calling %s", job.object_id, job.invoke.url)
+            log.exception("object %s: unexpected error calling %s", job.object_id, job.invoke.target)
             result = CallResult(job, False, self._clock.now(), 0.0, error=f"internal error: {exc}")
         self._on_result(result)
 
@@ -202,17 +207,19 @@ class Invoker:
         def elapsed() -> float:
             return round((self._clock.monotonic() - t0) * 1000, 3)
 
+        method = "POST" if inv.lambda_ is not None else inv.method
         try:
             headers, body, url = self._request(job, started)
-        except ConfigError as exc:
-            return fail(str(exc), Failure.CONFIG)
-        method = inv.method
+            external_id = None if inv.externalId is None else self._secret(inv.externalId, "externalId")
+        except (ConfigError, aws.AwsFailed) as exc:
+            return fail(str(exc), getattr(exc, "failure", Failure.CONFIG))
+        signer = (lambda: self._aws.sign(inv, method, url, headers, body, external_id)) if inv.aws else None
         try:
+            if inv.aws:  # its endpoint comes from the environment: judged here, before any credential is read
+                self.policy.check_url(url)
             for _hop in range(MAX_HOPS + 1):
-                status, raw, location, truncated, wait_for = self._exchange(
-                    method, url, headers, body, deadline, inv.headers
-                )
-                if status in _REDIRECTS and location and inv.followRedirects:
+                status, raw, truncated, answer = self._exchange(method, url, headers, body, deadline, inv.headers, signer)  # fmt: skip
+                if status in _REDIRECTS and (location := answer.get("location")) and inv.followRedirects:
                     url = urljoin(url, location)
                     if status == 303 or (status in (301, 302) and method == "POST"):
                         method, body = "GET", None
@@ -223,6 +230,8 @@ class Invoker:
                 return fail(f"more than {MAX_HOPS} redirects", Failure.CLIENT)
         except Refused as exc:
             return fail(f"refused by the outbound policy: {exc}", Failure.CONFIG)
+        except aws.AwsFailed as exc:
+            return fail(str(exc), exc.failure)
         except _Expired:
             return fail(f"timed out after {timeout:g}s", Failure.TIMEOUT)
         except ConfigError as exc:
@@ -237,24 +246,20 @@ class Invoker:
         excerpt = raw[:EXCERPT_BYTES].decode("utf-8", errors="replace")
         if status in _REDIRECTS and not inv.followRedirects and inv.successWhen is None:
             return CallResult(job, False, started, duration, status, excerpt, f"status {status} (a redirect; set followRedirects to follow it)", Failure.CLIENT)  # fmt: skip
+        wait = retry_after(answer.get("retry-after"), self._clock.now()) if status in (429, 503) else None
+        if inv.aws and (found := aws.failure_of(inv, status, raw, answer)) is not None:
+            return CallResult(job, False, started, duration, status, excerpt, *found, wait)
         ok, why = judge(inv.successWhen, status, raw, truncated)
         if ok:
             return CallResult(job, True, started, duration, status, excerpt)
-        failure = (
-            Failure.THROTTLED
-            if status == 429
-            else Failure.SERVER
-            if status >= 500
-            else Failure.BODY
-            if 200 <= status < 300
-            else Failure.CLIENT
-        )
-        wait = retry_after(wait_for, self._clock.now()) if status in (429, 503) else None
-        return CallResult(job, False, started, duration, status, excerpt, why, failure, wait)
+        return CallResult(job, False, started, duration, status, excerpt, why, Failure.of_status(status), wait)  # fmt: skip
 
     def _request(self, job: Job, started: dt.datetime) -> tuple[dict[str, str], bytes | None, str]:
         inv = job.invoke
         headers = {"User-Agent": f"lambdaop/{__version__}"}
+        if inv.lambda_ is not None:
+            url, api_headers, event = self._aws.invoke(inv, job.idempotency_key, job.attempt, self._fill)
+            return headers | api_headers, event, url
         for name, value in inv.headers.items():
             headers[name] = self._secret(value, f"header {name}")
         headers["Idempotency-Key"] = job.idempotency_key
@@ -266,7 +271,7 @@ class Invoker:
             else:
                 body = json.dumps(self._fill(inv.body), separators=(",", ":")).encode()
                 headers.setdefault("Content-Type", "application/json")
-        url = inv.url
+        url = inv.url or ""
         if inv.query:
             query = urlencode({k: self._secret(v, f"query {k}") for k, v in inv.query.items()})
             url += ("&" if urlsplit(url).query else "?") + query
@@ -275,7 +280,7 @@ class Invoker:
             if secret is None:
                 raise ConfigError(f"sign: environment variable {inv.sign.secretFromEnv} is not set in the lambdaop process")  # fmt: skip
             headers.update(sign(secret, job.idempotency_key, int(started.timestamp()), body or b""))
-        return headers, body, url
+        return headers, body, aws.canonical_url(url) if inv.auth == "aws_iam" else url
 
     def _secret(self, value: str | FromEnv, where: str) -> str:
         if isinstance(value, FromEnv):
@@ -304,7 +309,8 @@ class Invoker:
         body: bytes | None,
         deadline: float,
         declared: Mapping[str, object],
-    ) -> tuple[int, bytes, str | None, bool, str | None]:
+        signer: Callable[[], dict[str, str]] | None = None,
+    ) -> tuple[int, bytes, bool, dict[str, str]]:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise Refused(f"{url!r} is not an http(s) URL")
@@ -318,6 +324,8 @@ class Invoker:
             raise ConfigError(f"{host} resolves to no address")
         for address in addresses:
             self.policy.check_address(address, host)
+        if signer is not None:  # signed last, over every header it sends (Host too)
+            headers = declared = signer()
         ip = str(addresses[0])
         for _try in (1, 2):  # a kept-alive connection the peer closed meanwhile gets one fresh try
             if self._clock.monotonic() >= deadline:
@@ -345,7 +353,7 @@ class Invoker:
         body: bytes | None,
         deadline: float,
         declared: Mapping[str, object],
-    ) -> tuple[int, bytes, str | None, bool, str | None]:
+    ) -> tuple[int, bytes, bool, dict[str, str]]:
         """One request and its (bounded) answer on this connection, under the deadline."""
         assert conn.sock is not None
         token = self._reaper.watch(conn.sock, deadline)
@@ -375,7 +383,7 @@ class Invoker:
                 raise http.client.IncompleteRead(b"", resp.length)
             raw = b"".join(chunks)[:MAX_RESPONSE]
             keep = not truncated and not resp.will_close and resp.isclosed()
-            return resp.status, raw, resp.getheader("Location"), truncated, resp.getheader("Retry-After")
+            return resp.status, raw, truncated, {k.lower(): v for k, v in resp.getheaders()}
         except (OSError, http.client.HTTPException):
             if (token >= 0 and self._reaper.unwatch(token)) or self._clock.monotonic() >= deadline:
                 token = -1

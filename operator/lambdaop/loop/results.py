@@ -103,7 +103,7 @@ def decide(held: Held, result: CallResult, now: dt.datetime, notify: Notify | No
         step=job.step,
         attempt=job.attempt,
         key=job.idempotency_key,
-        url=job.invoke.url,
+        url=job.invoke.target,
         at=result.started,
         duration_ms=result.duration_ms,
         status=result.status,

@@ -48,6 +48,7 @@ from lambdaop.spec.models import (
     TaskSetSpec,
     TaskSpec,
     check_url,
+    function_url_region,
     json_schemas,
     kind_named,
     spec_hash,
@@ -60,6 +61,6 @@ __all__ = [
     "AnySpec", "Backoff", "ConditionCheck", "Document", "Duration", "Fallback", "FromEnv", "HeaderValue",
     "Invoke", "InvokeOrUrl", "JsonTest", "Kind", "Metadata", "Notify", "RetryFields", "RetryOn", "Schedule", "Sign",
     "Step", "SuccessWhen", "Task", "TaskSet", "TaskSetSpec", "TaskSpec", "Time", "check_url", "check_zone",
-    "format_duration", "json_schemas", "kind_named", "load_documents", "load_one", "parse_duration", "parse_time",
+    "format_duration", "function_url_region", "json_schemas", "kind_named", "load_documents", "load_one", "parse_duration", "parse_time",
     "spec_hash", "spec_json", "targets", "validate_document", "validation_problems",
 ]  # fmt: skip

@@ -21,7 +21,17 @@ function localTime(iso) {
 function label(o) { return o.displayName || o.name; }
 
 function host(url) {
+  // a Lambda function ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]) shows as its name and region
+  const arn = /^arn:aws[a-z-]*:lambda:([a-z0-9-]+):\d{12}:function:(.+)$/.exec(url || "");
+  if (arn) return `λ ${arn[2]} (${arn[1]})`;
   try { return new URL(url).host; } catch { return url || ""; }
+}
+
+function target(invoke) {
+  // what a call reaches: its URL, or its Lambda function (name or ARN, with the qualifier)
+  if (!invoke || typeof invoke === "string") return invoke || "";
+  if (invoke.lambda) return invoke.qualifier && !invoke.lambda.endsWith(`:${invoke.qualifier}`) ? `${invoke.lambda}:${invoke.qualifier}` : invoke.lambda;
+  return invoke.url || "";
 }
 
 function badge(state) {
@@ -393,8 +403,8 @@ function actionsFor(kind, o) {
 
 function row(kind, o) {
   const tasks = (o.spec && o.spec.tasks) || [];
-  const url = kind === "Task" ? (o.url || "") : tasks.map((t) => t.url).join(", ");
-  const hosts = kind === "Task" ? host(url) : [...new Set(tasks.map((t) => host(t.url)))].join(", ");
+  const url = kind === "Task" ? (o.url || target(o.spec && o.spec.invoke)) : tasks.map(target).join(", ");
+  const hosts = kind === "Task" ? host(url) : [...new Set(tasks.map((t) => host(target(t))))].join(", ");
   const nameCell = mine(o)
     ? `<a href="#/${KIND[kind].one}/${esc(o.id)}">${esc(label(o))}</a>`
     : `<span class="text-body">${esc(label(o))}</span> <small class="text-muted">(${esc(o.owner)})</small>`;  // another user's: no details to open
@@ -515,8 +525,9 @@ function taskForm() {
   return `<form class="card card-body" id="task-form" novalidate>
     <h2 class="h5">Schedule a Task</h2>
     <div class="row g-2">
-      <div class="col-12 col-lg-6"><label class="form-label" for="task-url">URL</label>
-        <input class="form-control" id="task-url" name="url" type="url" placeholder="https://…" required></div>
+      <div class="col-12 col-lg-6"><label class="form-label" for="task-url">URL or Lambda function ARN</label>
+        <input class="form-control" id="task-url" name="url" type="url" placeholder="https://… or arn:aws:lambda:…:function:…" required aria-describedby="task-url-help">
+        <div class="form-text" id="task-url-help">An ARN is invoked through the Lambda Invoke API with lambdaop's AWS credentials; the body is its event (the method does not apply).</div></div>
       <div class="col-12 col-sm-6 col-lg-3"><label class="form-label" for="task-name">Name (optional)</label>
         <input class="form-control" id="task-name" name="name"></div>
       <div class="col-6 col-sm-3 col-lg-3"><label class="form-label" for="task-method">Method</label>
@@ -527,7 +538,7 @@ function taskForm() {
       <div class="col-8 col-lg-2"><label class="form-label" for="task-retry-delay">Retry delay</label>
         <input class="form-control" id="task-retry-delay" name="retryDelay" value="10s" aria-describedby="task-retry-help">
         <div class="form-text" id="task-retry-help">e.g. 30s, 5m</div></div>
-      <div class="col-12 col-lg-8"><label class="form-label" for="task-body">Body (JSON, optional)</label>
+      <div class="col-12 col-lg-8"><label class="form-label" for="task-body">Body, or the function's event (JSON, optional)</label>
         <textarea class="form-control" id="task-body" name="body" rows="2"></textarea></div>
     </div>
     <div class="mt-3"><button class="btn btn-primary" type="submit">Schedule</button></div>
@@ -539,10 +550,12 @@ async function submitTask(e, reload) {
   const f = new FormData(e.target);
   try {
     const when = readWhen(f);
-    const invoke = { url: f.get("url"), method: f.get("method") };
+    const url = String(f.get("url") || "").trim();
+    const arn = url.startsWith("arn:");  // a Lambda function: the Invoke API, its event in `payload`
+    const invoke = arn ? { lambda: url } : { url, method: f.get("method") };
     const body = (f.get("body") || "").trim();
     if (body) {
-      try { invoke.body = JSON.parse(body); } catch { throw { title: "The body is not JSON", message: "Write a JSON value, e.g. {\"report\": \"daily\"}, or leave it empty." }; }
+      try { invoke[arn ? "payload" : "body"] = JSON.parse(body); } catch { throw { title: "The body is not JSON", message: "Write a JSON value, e.g. {\"report\": \"daily\"}, or leave it empty." }; }
     }
     const retries = Number(f.get("retries") || 0);
     const retryDelay = f.get("retryDelay") || "10s";
@@ -550,7 +563,8 @@ async function submitTask(e, reload) {
       const result = await applySpec("Task", slug(f.get("name"), "Task"), { invoke, retries, retryDelay, schedule: when.schedule });
       showInfo(`Task ${result.name} ${result.action}.`);
     } else {
-      const request = { ...invoke, at: when.at, retries, retryDelay };
+      const { lambda, ...rest } = invoke;  // the original route takes an ARN in its URL field
+      const request = { ...rest, ...(arn ? { url: lambda } : {}), at: when.at, retries, retryDelay };
       if (f.get("name")) request.name = f.get("name");
       const created = await api.call("POST", "/scheduler/schedule", request);
       showInfo(`Task ${label(created)} scheduled.`);
@@ -565,11 +579,12 @@ function taskSetForm() {
     <h2 class="h5">Orchestrate a TaskSet</h2>
     <div class="row g-2">
       <div class="col-12 col-lg-6"><label class="form-label" for="ts-tasks">Task URLs, in order (one per line)</label>
-        <textarea class="form-control" id="ts-tasks" name="tasks" rows="3" required></textarea></div>
+        <textarea class="form-control" id="ts-tasks" name="tasks" rows="3" required placeholder="https://…&#10;arn:aws:lambda:REGION:ACCOUNT:function:NAME" aria-describedby="ts-tasks-help"></textarea>
+        <div class="form-text" id="ts-tasks-help">A URL, or a Lambda function ARN (invoked through the Invoke API), on each line; the check and the fallback take either too.</div></div>
       <div class="col-12 col-lg-6"><label class="form-label" for="ts-check">Condition check URL (optional)</label>
-        <input class="form-control" id="ts-check" name="check" type="url">
+        <input class="form-control" id="ts-check" name="check" type="url" placeholder="https://… or arn:aws:lambda:…">
         <label class="form-label mt-2" for="ts-fallback">Fallback URL (optional)</label>
-        <input class="form-control" id="ts-fallback" name="fallback" type="url"></div>
+        <input class="form-control" id="ts-fallback" name="fallback" type="url" placeholder="https://… or arn:aws:lambda:…"></div>
       <div class="col-6 col-lg-3"><label class="form-label" for="ts-initial">Initial delay (once)</label>
         <input class="form-control" id="ts-initial" name="initialDelay" value="0s"></div>
       <div class="col-6 col-lg-3"><label class="form-label" for="ts-check-delay">Delay before each check</label>
@@ -632,11 +647,11 @@ function stepsOf(o) {
   const spec = o.spec;
   const steps = [];
   (spec.tasks || []).forEach((t, i) => {
-    steps.push({ key: `task:${i}`, url: t.url });
+    steps.push({ key: `task:${i}`, url: target(t) });
     const last = i === spec.tasks.length - 1;
-    if (spec.conditionCheck && (!last || spec.conditionCheck.afterLast)) steps.push({ key: `check:${i}`, url: spec.conditionCheck.invoke.url || spec.conditionCheck.invoke });
+    if (spec.conditionCheck && (!last || spec.conditionCheck.afterLast)) steps.push({ key: `check:${i}`, url: target(spec.conditionCheck.invoke) });
   });
-  if (spec.fallback) steps.push({ key: "fallback", url: spec.fallback.invoke.url || spec.fallback.invoke });
+  if (spec.fallback) steps.push({ key: "fallback", url: target(spec.fallback.invoke) });
   const run = o.schedule ? o.run : null;
   return steps.map((s) => {
     const calls = (o.attempts || []).filter((a) => a.step === s.key && a.generation === o.generation && (run == null || a.run === run));
@@ -690,7 +705,8 @@ function renderDetail(kind, id) {
       <dl class="row mb-0">
         <dt class="col-sm-3">Id</dt><dd class="col-sm-9"><code>${esc(o.id)}</code></dd>
         <dt class="col-sm-3">Owner</dt><dd class="col-sm-9">${esc(o.owner)}</dd>
-        ${kind === "Task" ? `<dt class="col-sm-3">URL</dt><dd class="col-sm-9 text-break">${esc(o.spec.invoke.method)} ${esc(o.url)}</dd>` : ""}
+        ${kind === "Task" && o.spec.invoke.lambda ? `<dt class="col-sm-3">Lambda function</dt><dd class="col-sm-9 text-break" id="detail-function">${esc(target(o.spec.invoke))} <small class="text-muted">(${esc(o.spec.invoke.invocationType || "RequestResponse")})</small></dd>` : ""}
+        ${kind === "Task" && !o.spec.invoke.lambda ? `<dt class="col-sm-3">URL</dt><dd class="col-sm-9 text-break">${esc(o.spec.invoke.method)} ${esc(o.url)}</dd>` : ""}
         <dt class="col-sm-3">Next call</dt><dd class="col-sm-9">${localTime(o.due)}</dd>
         <dt class="col-sm-3">Calls</dt><dd class="col-sm-9">${esc(o.calls)}</dd>
         <dt class="col-sm-3">Generation</dt><dd class="col-sm-9">${esc(o.generation)}</dd>
