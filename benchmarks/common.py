@@ -6,6 +6,7 @@ Not a test: the benchmarks print figures measured on this machine.
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import os
 import re
 import socket
@@ -17,6 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 
@@ -36,13 +38,39 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+ENDPOINT_PID = [0]  # the endpoint process, for its CPU time
+
+
+class CpuMeter:
+    """CPU used by this process, the store and the endpoint between `start` and `stop`, as a
+    share of one core."""
+
+    def __init__(self, store_pid: int | None) -> None:
+        self.pids = {"service": os.getpid(), "store": store_pid or 0, "endpoint": ENDPOINT_PID[0]}
+
+    def start(self) -> None:
+        self.t0 = time.monotonic()
+        self.c0 = {k: cpu_seconds(p) for k, p in self.pids.items() if p}
+
+    def stop(self) -> str:
+        secs = time.monotonic() - self.t0
+        used = {k: (cpu_seconds(self.pids[k]) - c) / secs for k, c in self.c0.items()}
+        return ", ".join(f"{k} {v:.0%}" for k, v in used.items()) + " of one core"
+
+
 @contextmanager
-def endpoint() -> Iterator[str]:
-    """The demo Lambda in its own process on 127.0.0.1 (so its CPU is not the engine's)."""
+def endpoint(kind: str | None = None) -> Iterator[str]:
+    """A local endpoint in its own process on 127.0.0.1 (so its CPU is not the engine's): the
+    cheap asyncio sink (benchmarks/sink.py), or with kind "demo" (or BENCH_ENDPOINT=demo) the demo
+    Lambda, a threaded http.server that tops out near 1,100 requests/s."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lambdaop.tools.demo", "--port", str(port)], stdout=subprocess.DEVNULL
-    )
+    kind = kind or os.environ.get("BENCH_ENDPOINT", "sink")
+    if kind == "demo":
+        cmd = [sys.executable, "-m", "lambdaop.tools.demo", "--port", str(port)]
+    else:
+        cmd = [sys.executable, str(Path(__file__).with_name("sink.py")), "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    ENDPOINT_PID[0] = proc.pid
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(200):
@@ -69,13 +97,21 @@ def embedded_store() -> Iterator[tuple[EmbeddedServer, Path]]:
 
 
 def raw_rate(url: str, n: int, threads: int) -> float:
-    """Calls per second of plain `requests.Session`s against the same endpoint."""
+    """Calls per second of plain keep-alive `http.client` connections (what the invoker is built
+    on), one per thread, against the same endpoint."""
     per = max(1, n // threads)
+    parts = urlsplit(url)
+    target = parts.path + ("?" + parts.query if parts.query else "")
 
     def worker() -> None:
-        with requests.Session() as session:
-            for _ in range(per):
-                session.get(url, timeout=10).raise_for_status()
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+        for _ in range(per):
+            conn.request("GET", target)
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                raise SystemExit(f"the endpoint answered {response.status}")
+        conn.close()
 
     pool = [threading.Thread(target=worker) for _ in range(threads)]
     t0 = time.perf_counter()
@@ -124,6 +160,12 @@ def calls(base: str) -> list[dict[str, object]]:
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid or os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int | None = None) -> float:

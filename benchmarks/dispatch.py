@@ -1,7 +1,7 @@
 """Dispatch throughput: N Tasks due at the same instant against a local no-op endpoint.
 
 Prints, from one run on this machine:
-  - the raw rate of plain requests.Sessions against the same endpoint (1 and 16 threads);
+  - the raw rate of plain keep-alive http.client connections against the same endpoint (1 and 16 threads);
   - the engine's call rate: N Tasks due at once, from their due time to the last
     arrival at the endpoint, as a share of the raw 16-thread rate (goal >= 80 %);
   - when every result is durable (all N final in the store);
@@ -60,8 +60,8 @@ def main() -> None:
     engine = len(arrivals) / (arrivals[-1] - due_ts)
     print(f"tasks due at once:               {args.tasks} (workers {args.workers}, stored {args.stored})")
     print(f"calls received:                  {len(got)} ({len({c['query'] for c in got})} distinct)")
-    print(f"raw requests.Session, 1 thread:  {raw1:6.0f} calls/s")
-    print(f"raw requests.Session, {args.workers} threads: {rawn:6.0f} calls/s")
+    print(f"raw http.client, 1 thread:  {raw1:6.0f} calls/s")
+    print(f"raw http.client, {args.workers} threads: {rawn:6.0f} calls/s")
     print(
         f"engine, due -> last arrival:     {engine:6.0f} calls/s = {engine / rawn:.0%} of raw {args.workers}-thread"
     )

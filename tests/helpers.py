@@ -56,6 +56,7 @@ def serve(state: Path, specs: Path, log: Path, *extra: str) -> subprocess.Popen[
             str(specs),
             "--allow-hosts",
             "127.0.0.1",
+            *([] if "--port" in extra else ["--port", "0"]),  # never a fixed port another process may hold
             *extra,
         ],
         stdout=log.open("ab"),

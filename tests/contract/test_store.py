@@ -458,6 +458,16 @@ def test_a_leased_write_that_keeps_the_lease_moves_it_to_until(any_store: Store)
     assert any_store.holders([rec.id]) == {rec.id: Lease(rec.id, "p1", at(7))}
 
 
+def test_a_leased_write_is_fenced_by_its_lease_and_written_by_id(any_store: Store) -> None:
+    rec = record(1)
+    create(any_store, rec)
+    any_store.claim("p1", at(30), [rec.id])
+    op = change(rec, running(), fence=5, leased=True, until=at(40))  # the loop's writes go one at a time
+    assert any_store.commit([op], "p1", "p1", at(1)) == [OK]
+    assert any_store.get(rec.id)["fence"] == 1  # type: ignore[index]
+    assert any_store.commit([change(record(2), running(), leased=True, until=at(40))], "p1", "p1", at(1)) == [STALE]  # fmt: skip
+
+
 @pytest.mark.parametrize("release", [True, False], ids=["release", "keep"])
 def test_a_leased_write_without_the_writers_lease_is_stale(any_store: Store, release: bool) -> None:
     rec = record(1)

@@ -8,6 +8,7 @@ own thread handles it. Called by reconciler and its parts.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import StrEnum
@@ -15,7 +16,7 @@ from typing import Any
 
 from lambdaop.engine.machine import Progress
 from lambdaop.engine.record import Change, StoredObject
-from lambdaop.store.contract import Doc, Due, WriteOutcome
+from lambdaop.store.contract import Due, WriteOutcome
 
 
 class Action(StrEnum):
@@ -85,11 +86,12 @@ class Refilled:
 
 @dataclass(frozen=True)
 class Claimed:
-    """A claim came back: what was asked, what is now held (read back whole), until when."""
+    """A claim came back: what was asked, what is now held (read back: its due time and record, None
+    when it cannot be read), until when."""
 
     asked: tuple[Due, ...]
     got: frozenset[str]
-    docs: tuple[Doc, ...]
+    records: Mapping[str, tuple[dt.datetime | None, StoredObject | None]]
     until: dt.datetime
 
 

@@ -16,14 +16,15 @@ import heapq
 import itertools
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from lambdaop.core.logs import about
 from lambdaop.engine import machine
 from lambdaop.engine.machine import PlanSpec, Progress
 from lambdaop.engine.record import StoredObject
 from lambdaop.loop.invoker import CallResult
-from lambdaop.store.contract import Due
+from lambdaop.store.contract import Due, WriteOutcome
 
 log = logging.getLogger("lambdaop.loop")
 
@@ -36,7 +37,9 @@ class Held:
     seq: int = 0  # of its latest place in the fire heap
     fired: bool = False  # its call has left
     fired_at: float = 0.0  # monotonic
-    writes: int = 0  # this loop's writes of it still with the writer
+    writes: int = 0  # this loop's writes of it not answered yet (with the writer, or queued behind one)
+    sending: bool = False  # one of them is with the writer (the others wait in `queued`, in order)
+    queued: list[Any] = field(default_factory=list)
     result: CallResult | None = None  # a result waiting for an earlier write to finish
     started_written: bool = False
     recovered: str | None = None  # why its call is made again (its last holder stopped)
@@ -128,7 +131,12 @@ class Holdings:
 
     def pop(self, object_id: str) -> Held | None:
         self._out.discard(object_id)
-        return self._held.pop(object_id, None)
+        held = self._held.pop(object_id, None)
+        if held is not None and held.queued:  # writes waiting behind one with the writer: never sent
+            queued, held.queued = held.queued, []
+            for send in queued:
+                send.done(WriteOutcome.STALE)
+        return held
 
     def arm(self, held: Held, at: dt.datetime | None = None) -> None:
         """Fire it at its progress's due time (or look at it again `at` then)."""

@@ -68,9 +68,15 @@ class LeaseKeeper:
         until = max(max(d.due for d in batch), now) + self.times.lease
         owner, store = self.owner, self.store
 
-        def job() -> Claimed:
+        dues = [d.due for d in batch]
+        # a batch of what comes due next is read back as one range of the due index, unless it
+        # spans far more than the claim window (an overdue object freed from a stopped process)
+        span = (min(dues), max(dues)) if max(dues) - min(dues) <= self.times.lease else None
+
+        def job() -> Claimed:  # the records are read here, on the store thread, not the loop's
             got = store.claim(owner, until, ids)
-            return Claimed(tuple(batch), frozenset(got), tuple(store.fetch(got)), until)
+            records = {d["_id"]: (d.get("due"), read_record(d)) for d in store.fetch(got, span)}
+            return Claimed(tuple(batch), frozenset(got), records, until)
 
         return job
 
@@ -91,13 +97,10 @@ class LeaseKeeper:
                         "those calls leave late", len(event.asked), (back - earliest).total_seconds() * 1000)  # fmt: skip
         stats.claimed += len(event.got)
         stats.lost_claims += len(event.asked) - len(event.got)
-        by_id = {d["_id"]: d for d in event.docs}
         keep: list[StoredObject] = []
         unwanted: list[str] = []
         for oid in event.got:
-            doc = by_id.get(oid)
-            due = doc.get("due") if doc else None
-            record = read_record(doc) if doc is not None else None
+            due, record = event.records.get(oid, (None, None))
             if record is None or due is None or due > now + 2 * window:
                 unwanted.append(oid)
             else:

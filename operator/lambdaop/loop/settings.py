@@ -12,11 +12,13 @@ from lambdaop.spec import Notify
 class LoopSettings:
     lease: dt.timedelta = dt.timedelta(seconds=30)
     claim_window: dt.timedelta = dt.timedelta(seconds=2)
-    claim_gather: dt.timedelta = dt.timedelta(seconds=1)  # a claim also takes what comes due this much later
+    claim_gather: dt.timedelta = dt.timedelta(
+        milliseconds=250
+    )  # a claim also takes what comes due this much later
     horizon: dt.timedelta = dt.timedelta(seconds=30)
     refill_every: float = 1.0
     refill_limit: int = 5000
-    claim_batch: int = 2000
+    claim_batch: int = 500  # a claim of more holds the loop long enough to delay calls
     workers: int = 16
     max_in_flight: int = 1024
     long_call: dt.timedelta = dt.timedelta(seconds=1)  # a call out longer than this shows `running`

@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from lambdaop.core.clock import Clock
@@ -27,6 +27,15 @@ from lambdaop.store.contract import Op, WriteOutcome
 from lambdaop.store.writer import Writer
 
 log = logging.getLogger("lambdaop.loop")
+
+
+@dataclass(frozen=True)
+class Send:
+    """A write of a held object, handed to the writer once the one before it is answered."""
+
+    op: Op
+    done: Callable[[WriteOutcome], None]
+    urgent: bool
 
 
 class Next(Enum):
@@ -93,12 +102,32 @@ class Writes:
             self.put(Written(pending, outcome))
 
         # the next step is due now, or somebody waits: no lingering
-        self.writer.submit(op, done, urgent=soon or reply is not None)
+        send = Send(op, done, soon or reply is not None)
+        if held.sending:  # one write of an object at a time: the store writes a leased one by id alone
+            held.queued.append(send)
+        else:
+            held.sending = True
+            self.writer.submit(send.op, send.done, urgent=send.urgent)
+
+    def _next(self, held: Held, landed: bool) -> None:
+        """A write of this object was answered: hand the writer the next one, or, when this one
+        failed, answer the rest as stale (they were built on it)."""
+        held.sending = False
+        queued, held.queued = held.queued, []
+        if not landed:
+            for send in queued:
+                send.done(WriteOutcome.STALE)
+            return
+        if queued:
+            held.sending, held.queued = True, queued[1:]
+            self.writer.submit(queued[0].op, queued[0].done, urgent=queued[0].urgent)
 
     def landed(self, held: Held, event: Written, stats: Stats) -> Next:
         """Take the writer's answer into the held object, and say what follows."""
         pending = event.pending
         held.writes -= 1
+        if held.sending:
+            self._next(held, event.outcome is WriteOutcome.OK)
         if event.outcome is WriteOutcome.STALE:
             stats.stale += 1
             log.warning("%s: its lease was lost or it changed before the %s was written; another process runs it", held.label, pending.why.value, extra=about(held.record))  # fmt: skip

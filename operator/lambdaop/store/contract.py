@@ -14,6 +14,9 @@ Rules every implementation keeps (several processes may share one store):
 1. **Fencing.** Every object has a `fence`, incremented by every write. A
    change (`Op` with `change`) is written only if the stored fence is the one
    the op expects; otherwise its outcome is `STALE` and nothing of it is written.
+   A write of the loop under its lease (`Op.leased`) is fenced by the lease
+   instead (rule 2): no one else writes a held object, and the loop hands in
+   one object's writes one at a time, so it is written whatever fence it names.
 2. **One lease per object.** `claim` holds an object for an owner until a
    time; a second claim of a held object fails for it. A loop's write of a
    held object (`Op.leased`) succeeds only while the writer still holds the
@@ -147,9 +150,10 @@ class ObjectReads(Protocol):
     def get(self, object_id: str) -> Doc | None:
         """One object by id (None for an id lambdaop never made)."""
 
-    def fetch(self, ids: Iterable[str]) -> list[Doc]:
+    def fetch(self, ids: Iterable[str], due: tuple[dt.datetime, dt.datetime] | None = None) -> list[Doc]:
         """Objects by id, in any order (those that do not exist are left out), without the call
-        history an earlier version kept inside them (`attempts`)."""
+        history an earlier version kept inside them (`attempts`). `due`, the first and last due
+        time of the ids, lets a store read them as one range of its due index."""
 
     def find_by_name(self, owner: str, kind: str, name: str) -> Doc | None:
         """One owner's object of a kind by its name."""

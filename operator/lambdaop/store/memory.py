@@ -191,10 +191,8 @@ class MemoryStore:
             return None  # not an id lambdaop ever made
         return _copy(self._objects.get(object_id))
 
-    def fetch(self, ids: Iterable[str]) -> list[Doc]:
-        ids = list(ids)
-        chunks = [dict.fromkeys(ids[i : i + 500]) for i in range(0, len(ids), 500)]
-        return [_copy(self._objects[i], ("attempts",)) for c in chunks for i in c if i in self._objects]
+    def fetch(self, ids: Iterable[str], due: tuple[dt.datetime, dt.datetime] | None = None) -> list[Doc]:
+        return [_copy(self._objects[i], ("attempts",)) for i in dict.fromkeys(ids) if i in self._objects]
 
     def find_by_name(self, owner: str, kind: str, name: str) -> Doc | None:
         entry = self._names.get(_name_key(owner, kind, name))
@@ -425,7 +423,7 @@ class MemoryStore:
         unmatched, refused = False, list[Exception]()  # an update the store refuses outweighs a moved fence
         for op, (sets, unsets, pushes) in updates:
             doc = self._objects.get(op.id)
-            if doc is None or doc.get("fence") != op.fence:
+            if doc is None or (not op.leased and doc.get("fence") != op.fence):  # a leased one: by id
                 unmatched = True
                 continue
             try:
@@ -436,7 +434,12 @@ class MemoryStore:
             raise refused[0]
         if unmatched:
             created = created_fences(ops)
-            raise _Failed(lambda: {i: STALE for i, op in changes if (self._objects.get(op.id) or {}).get("fence", created.get(op.id)) != op.fence} or {changes[-1][0]: STALE})  # fmt: skip
+
+            def stale(op: Op) -> bool:
+                fence = (self._objects.get(op.id) or {}).get("fence", created.get(op.id))
+                return fence is None if op.leased else fence != op.fence
+
+            raise _Failed(lambda: {i: STALE for i, op in changes if stale(op)} or {changes[-1][0]: STALE})
         for _, op in guards:
             if self._leases.get(op.id, {}).get("guard") is True:
                 self._put(self._leases, op.id)

@@ -57,7 +57,7 @@ class Writer:
         owner: str,
         slot: str,
         clock: Clock,
-        max_batch: int = 64,  # one commit holds the store for ~0.2 s, so claims get in between
+        max_batch: int = 500,  # results share a commit: its cost is mostly per commit, not per write
         retry_for: float = 90.0,
         threaded: bool = True,
         linger: float = 0.2,

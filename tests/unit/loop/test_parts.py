@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 
+from conftest import FakeClock
 from lambdaop.engine import machine
-from lambdaop.engine.record import StoredObject
-from lambdaop.loop.held import Holdings
+from lambdaop.engine.record import Change, StoredObject
+from lambdaop.loop.events import Write, Written
+from lambdaop.loop.held import Held, Holdings, Stats
 from lambdaop.loop.upcoming import Refill, Upcoming
+from lambdaop.loop.writes import Next, Writes
 from lambdaop.spec import Kind, TaskSpec
-from lambdaop.store.contract import Due
+from lambdaop.store.contract import Due, Op, WriteOutcome
+from lambdaop.store.memory import MemoryStore
+from lambdaop.store.writer import Writer
 
 T0 = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
 
@@ -62,3 +67,46 @@ def test_a_held_object_fires_once_at_its_time_and_not_while_its_write_is_out() -
     (due,) = held_objects.due(at(3), 10)
     held_objects.fired(due, 100.0)
     assert held_objects.in_flight == 1 and list(held_objects.due(at(4), 10)) == []
+
+
+def _held_in(store: MemoryStore, clock: FakeClock) -> tuple[Held, Writer, list[Written], Writes]:
+    spec = TaskSpec.model_validate({"invoke": "https://example.com/a"})
+    progress = machine.start(spec, at(3))
+    record = StoredObject(
+        "0" * 24, Kind.TASK, "alice", "a", spec.model_dump(mode="json"), progress, due=at(3)
+    )
+    insert = Op(record.id, "alice", "Task", None, record.state, doc=record.for_storage(), claim_until=at(33))
+    assert store.commit([insert], "p1", "p1", at(1)) == [WriteOutcome.OK]
+    writer = Writer(store, "p1", "p1", clock, threaded=False)
+    answers: list[Written] = []
+    return Held(record, progress, at(33)), writer, answers, Writes(writer, dt.timedelta(seconds=2), dt.timedelta(seconds=30), answers.append, clock)  # fmt: skip
+
+
+def test_the_loop_hands_the_writer_one_write_of_an_object_at_a_time() -> None:
+    store, clock = MemoryStore(), FakeClock(at(1))
+    held, writer, answers, writes = _held_in(store, clock)
+    for n in (1, 2):
+        writes.submit(
+            held, Write.SET, held.progress, Change(updated=at(n), labels={"n": str(n)}), at(1), keep=True
+        )
+    assert held.writes == 2 and writer.backlog == 1, "the second waits for the first"
+    writer.run_pending()
+    (first,) = answers
+    assert writes.landed(held, first, Stats()) is not None and writer.backlog == 1
+    writer.run_pending()
+    assert writes.landed(held, answers[1], Stats()) is not None
+    assert store.get(held.id)["labels"] == {"n": "2"} and store.get(held.id)["fence"] == 2  # type: ignore[index]
+
+
+def test_writes_waiting_behind_one_that_fails_are_never_written() -> None:
+    store, clock = MemoryStore(), FakeClock(at(1))
+    held, writer, answers, writes = _held_in(store, clock)
+    store.release("p1", [held.id])  # the lease is gone: the first write is stale
+    for n in (1, 2):
+        writes.submit(
+            held, Write.SET, held.progress, Change(updated=at(n), labels={"n": str(n)}), at(1), keep=True
+        )
+    writer.run_pending()
+    assert writes.landed(held, answers[0], Stats()) is Next.FAILED
+    assert [a.outcome for a in answers] == [WriteOutcome.STALE, WriteOutcome.STALE] and writer.backlog == 0
+    assert store.get(held.id)["labels"] == {}  # type: ignore[index]

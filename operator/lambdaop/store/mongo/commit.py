@@ -11,7 +11,7 @@ from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from lambdaop.store.contract import Mutation, Op, WriteOutcome, batch_conflicts, created_fences
-from lambdaop.store.mongo.base import Base, is_conflict
+from lambdaop.store.mongo.base import Base, chunks, is_conflict
 from lambdaop.store.mongo.objects import name_doc
 
 log = logging.getLogger("lambdaop.store")
@@ -67,6 +67,13 @@ def update_of(change: Mutation | None) -> dict[str, Any]:
     if pushes:
         update["$push"] = {name: {"$each": items, "$slice": -keep} for name, (items, keep) in pushes.items()}
     return update
+
+
+def _filter(op: Op) -> dict[str, Any]:
+    """Which stored object a change writes. A write of the loop under its lease goes by id alone:
+    the lease excludes every other writer, the loop writes one object's changes one at a time, and
+    the embedded server plans a filter of `_id` alone in a third less time."""
+    return {"_id": op.id} if op.leased else {"_id": op.id, "fence": op.fence}
 
 
 class Commits(Base):
@@ -142,9 +149,8 @@ class Commits(Base):
                     self.leases.insert_many(claims, ordered=False, session=s)
             if released:
                 ids = [op.id for _, op in released]
-                if self.leases.delete_many(
-                    {"_id": {"$in": ids}, "owner": owner}, session=s
-                ).deleted_count != len(ids):
+                ended = sum(self.leases.delete_many({"_id": {"$in": part}, "owner": owner}, session=s).deleted_count for part in chunks(ids))  # fmt: skip
+                if ended != len(ids):
                     raise _Failed(self._lost(released, owner))
             for i, op in kept:  # the next step is due soon: the lease goes on
                 until = op.until or now
@@ -161,16 +167,13 @@ class Commits(Base):
                     first = exc.details["writeErrors"][0]
                     raise _Failed({guards[first["index"]][0]: WriteOutcome.HELD}) from None
             if changes:
-                writes = [
-                    UpdateOne({"_id": op.id, "fence": op.fence}, update_of(op.change)) for _, op in changes
-                ]
+                writes = [UpdateOne(_filter(op), update_of(op.change)) for _, op in changes]
                 result = self.objects.bulk_write(writes, ordered=False, session=s)
                 if result.matched_count != len(changes):
                     raise _Failed(self._stale(changes, created_fences(ops)))
             if guards:
-                self.leases.delete_many(
-                    {"_id": {"$in": [op.id for _, op in guards]}, "guard": True}, session=s
-                )
+                for part in chunks([op.id for _, op in guards]):
+                    self.leases.delete_many({"_id": {"$in": part}, "guard": True}, session=s)
             if records:
                 self.attempts.insert_many(records, ordered=False, session=s)
             counter_ops = counts.ops(slot)
@@ -179,7 +182,8 @@ class Commits(Base):
 
     def _lost(self, released: list[tuple[int, Op]], owner: str) -> dict[int, WriteOutcome]:
         """Which of these leases are no longer the writer's (read after the transaction failed)."""
-        mine = {d["_id"] for d in self.leases.find({"_id": {"$in": [op.id for _, op in released]}, "owner": owner}, {"_id": 1})}  # fmt: skip
+        ids = [op.id for _, op in released]
+        mine = {d["_id"] for part in chunks(ids) for d in self.leases.find({"_id": {"$in": part}, "owner": owner}, {"_id": 1})}  # fmt: skip
         failed = {i: WriteOutcome.STALE for i, op in released if op.id not in mine}
         return failed or {released[-1][0]: WriteOutcome.STALE}
 
@@ -187,6 +191,11 @@ class Commits(Base):
         """Which changes expected another fence (read after the transaction failed: an object this
         batch creates is not there yet, and starts at its inserted fence)."""
         fences: dict[str, Any] = dict(created)
-        fences.update({d["_id"]: d.get("fence") for d in self.objects.find({"_id": {"$in": [op.id for _, op in changes]}}, {"fence": 1})})  # fmt: skip
-        failed = {i: WriteOutcome.STALE for i, op in changes if fences.get(op.id) != op.fence}
+        ids = [op.id for _, op in changes]
+        fences.update({d["_id"]: d.get("fence") for part in chunks(ids) for d in self.objects.find({"_id": {"$in": part}}, {"fence": 1})})  # fmt: skip
+        failed = {
+            i: WriteOutcome.STALE
+            for i, op in changes
+            if (op.id not in fences if op.leased else fences.get(op.id) != op.fence)
+        }
         return failed or {changes[-1][0]: WriteOutcome.STALE}

@@ -11,7 +11,7 @@ from pymongo.client_session import ClientSession
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from lambdaop.store.contract import Due, Lease
-from lambdaop.store.mongo.base import Base, is_conflict
+from lambdaop.store.mongo.base import Base, chunks, is_conflict
 
 _T = TypeVar("_T")
 
@@ -33,8 +33,8 @@ class Leases(Base):
         """The lease of each of these objects (those nobody holds are left out)."""
         ids = list(ids)
         out: dict[str, Lease] = {}
-        for i in range(0, len(ids), 500):
-            for doc in self.leases.find({"_id": {"$in": ids[i : i + 500]}}):
+        for part in chunks(ids):
+            for doc in self.leases.find({"_id": {"$in": part}}):
                 out[doc["_id"]] = _lease(doc)
         return out
 
@@ -75,18 +75,19 @@ class Leases(Base):
     def release(self, owner: str, ids: list[str]) -> None:
         """End this owner's leases of these objects (they are free to claim again)."""
         with self._txn() as s:
-            self.leases.delete_many({"_id": {"$in": ids}, "owner": owner}, session=s)
+            for part in chunks(ids):
+                self.leases.delete_many({"_id": {"$in": part}, "owner": owner}, session=s)
 
     def _in_parts(
         self, ids: list[str], write: Callable[[list[str], ClientSession | None], _T]
     ) -> Iterator[tuple[list[str], _T]]:
-        """Run `write` on parts of at most 500 ids, each in a transaction of its own.
+        """Run `write` on parts of at most IN_CHUNK ids, each in a transaction of its own.
 
         A part that meets a conflict (a transaction is writing one of its documents)
         is halved and tried again; a single id still in conflict is left out, for the
         next pass of whatever called.
         """
-        todo = [ids[i : i + 500] for i in range(0, len(ids), 500)]
+        todo = chunks(ids)
         while todo:
             part = todo.pop()
             try:
@@ -143,5 +144,6 @@ class Leases(Base):
         ids = [d["_id"] for d in self.leases.find({"owner": {"$ne": owner}}, {"_id": 1})]
         if ids:
             with self._txn() as s:
-                self.leases.delete_many({"_id": {"$in": ids}, "owner": {"$ne": owner}}, session=s)
+                for part in chunks(ids):
+                    self.leases.delete_many({"_id": {"$in": part}, "owner": {"$ne": owner}}, session=s)
         return ids

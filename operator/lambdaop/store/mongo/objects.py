@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from pymongo import DESCENDING
 
 from lambdaop.store.contract import ATTEMPTS_KEPT, STATES, Doc
-from lambdaop.store.mongo.base import Base
+from lambdaop.store.mongo.base import Base, chunks
 
 OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
 
@@ -28,12 +29,24 @@ class Objects(Base):
             return None  # not an id lambdaop ever made
         return self.objects.find_one({"_id": object_id})
 
-    def fetch(self, ids: Iterable[str]) -> list[Doc]:
-        """Whole objects by id (the loop's read after a claim), without a legacy history array."""
-        ids = list(ids)
+    def fetch(self, ids: Iterable[str], due: tuple[dt.datetime, dt.datetime] | None = None) -> list[Doc]:
+        """Whole objects by id (the loop's read after a claim), without a legacy history array.
+
+        With `due` (the first and last due time of the ids), they are read as that range of the
+        due index, one read however many they are; those not in it are read by id.
+        """
+        ids = list(dict.fromkeys(ids))
         out: list[Doc] = []
-        for i in range(0, len(ids), 500):
-            out += self.objects.find({"_id": {"$in": ids[i : i + 500]}}, {"attempts": 0})
+        if due is not None and len(ids) > 1:
+            want = set(ids)
+            rng = {"$gte": due[0], "$lte": due[1]}
+            out = [d for d in self.objects.find({"due": rng}) if d["_id"] in want]
+            got = {d["_id"] for d in out}
+            ids = [i for i in ids if i not in got]
+        for part in chunks(ids):  # no projection: the embedded server deep-copies a projected document
+            out += self.objects.find({"_id": {"$in": part}})
+        for doc in out:
+            doc.pop("attempts", None)
         return out
 
     def find_by_name(self, owner: str, kind: str, name: str) -> Doc | None:
@@ -43,8 +56,8 @@ class Objects(Base):
     def find_by_names(self, owner: str, kind: str, names: list[str]) -> dict[str, Doc]:
         """Objects of one owner and kind by name, in bounded chunks."""
         found: dict[str, Doc] = {}
-        for i in range(0, len(names), 500):
-            keys = [name_key(owner, kind, n) for n in names[i : i + 500]]
+        for part in chunks(names):
+            keys = [name_key(owner, kind, n) for n in part]
             ids = [e["o"] for e in self.names.find({"_id": {"$in": keys}}, {"o": 1})]
             for doc in self.fetch(ids):
                 found[doc["name"]] = doc
@@ -58,8 +71,8 @@ class Objects(Base):
         out = []
         for owner in sorted(set(owners)):
             ids = [e["o"] for e in self.names.find({"owner": owner}, {"o": 1})]
-            for i in range(0, len(ids), 500):
-                for doc in self.objects.find({"_id": {"$in": ids[i : i + 500]}}, fields):
+            for part in chunks(ids):
+                for doc in self.objects.find({"_id": {"$in": part}}, fields):
                     if (doc.get("source") or {}).get("folder") == folder:
                         out.append(doc)
         return out
@@ -77,10 +90,9 @@ class Objects(Base):
             old = list(
                 self.attempts.find({"o": oid}, {"_id": 1}).sort("_id", DESCENDING).skip(keep).limit(5000)
             )
-            if old:
+            for part in chunks([d["_id"] for d in old]):
                 with self._txn() as s:
-                    ids = [d["_id"] for d in old]
-                    removed += self.attempts.delete_many({"_id": {"$in": ids}}, session=s).deleted_count
+                    removed += self.attempts.delete_many({"_id": {"$in": part}}, session=s).deleted_count
         return removed
 
     def list_objects(
