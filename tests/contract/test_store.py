@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
+from lambdaop.core import labels
 from lambdaop.core.errors import Conflict
 from lambdaop.engine.machine import Phase, Progress
 from lambdaop.engine.record import CallRecord, Change, RunSummary, Source, StoredObject
 from lambdaop.spec import Kind
-from lambdaop.store.contract import Due, Lease, Mutation, Op, Store, WriteOutcome
+from lambdaop.store.contract import Due, Lease, Mutation, Op, Page, Store, WriteOutcome
 
 OK, STALE, HELD, EXISTS, ERROR = (
     WriteOutcome.OK,
@@ -58,7 +59,7 @@ def record(
     progress = Progress(phase=phase, step="task", due=due)
     return StoredObject(
         id=oid(i), kind=kind, owner=owner, name=name or f"n{i}", spec=SPEC, progress=progress, due=due,
-        spec_hash="h", created=T0, updated=T0, labels={"team": "a"}, **fields,
+        spec_hash="h", created=T0, updated=T0, **{"labels": {"team": "a"}, **fields},
     )  # fmt: skip
 
 
@@ -90,8 +91,8 @@ def nonzero(counts: dict[str, int]) -> dict[str, int]:
     return {k: v for k, v in counts.items() if v}
 
 
-def ids(docs: list[dict[str, Any]]) -> list[str]:
-    return [d["_id"] for d in docs]
+def ids(docs: list[dict[str, Any]] | Page) -> list[str]:
+    return [d["_id"] for d in (docs.docs if isinstance(docs, Page) else docs)]
 
 
 @dataclass
@@ -581,13 +582,13 @@ def test_list_objects_of_an_owner_in_a_state_pages_newest_first(any_store: Store
         OK
     ]
     page = any_store.list_objects("Task", "alice", "scheduled", None, 3)
-    assert ids(page) == [oid(8), oid(5), oid(4)]
-    assert "attempts" not in page[0] and page[1] == record(5).for_storage()
+    assert ids(page) == [oid(8), oid(5), oid(4)] and page.next == oid(4)
+    assert "attempts" not in page.docs[0] and page.docs[1] == record(5).for_storage()
     assert ids(any_store.list_objects("Task", "alice", "scheduled", oid(4), 3)) == [oid(3), oid(2), oid(1)]
-    assert any_store.list_objects("Task", "alice", "scheduled", oid(1), 3) == []
+    assert any_store.list_objects("Task", "alice", "scheduled", oid(1), 3) == Page([], None)
     assert ids(any_store.list_objects("Task", "alice", "running", None, 3)) == [oid(6)]
     assert ids(any_store.list_objects("Task", "bob", "scheduled", None, 3)) == [oid(7)]
-    assert any_store.list_objects("TaskSet", "alice", "scheduled", None, 3) == []
+    assert any_store.list_objects("TaskSet", "alice", "scheduled", None, 3) == Page([], None)
 
 
 def test_list_objects_of_an_owner_in_every_state_merges_newest_first(any_store: Store) -> None:
@@ -605,11 +606,78 @@ def test_list_objects_of_everybody_pages_newest_first(any_store: Store) -> None:
     page = any_store.list_objects("Task", None, None, None, 2)
     assert (
         ids(page) == [oid(5), oid(4)]
-        and page[0] == record(5, owner="alice", phase=Phase.RUNNING).for_storage()
+        and page.docs[0] == record(5, owner="alice", phase=Phase.RUNNING).for_storage()
     )
     assert ids(any_store.list_objects("Task", None, None, oid(4), 2)) == [oid(3), oid(2)]
     assert ids(any_store.list_objects("Task", None, None, oid(2), 2)) == [oid(1)]
     assert ids(any_store.list_objects("TaskSet", None, None, None, 10)) == [oid(6)]
+
+
+def test_paging_with_next_until_none_gives_every_object_once_newest_first(any_store: Store) -> None:
+    create(any_store, *[record(i, phase=Phase.COMPLETED if i % 3 else Phase.SCHEDULED) for i in range(1, 12)])
+    for state in (None, "completed"):
+        seen, cursor = [], None
+        while True:
+            page = any_store.list_objects("Task", "alice", state, cursor, 4)
+            seen += ids(page)
+            if page.next is None:
+                break
+            cursor = page.next
+        expected = [oid(i) for i in range(11, 0, -1) if state is None or i % 3]
+        assert seen == expected, state
+
+
+def test_a_label_selector_lists_only_the_objects_it_matches(any_store: Store) -> None:
+    team = {
+        1: {"team": "billing", "env": "prod"},
+        2: {"team": "billing", "env": "dev"},
+        3: {"team": "web"},
+        4: {},
+    }
+    create(any_store, *[record(i, labels=lab) for i, lab in team.items()], record(5, owner="bob", labels={"team": "billing"}))  # fmt: skip
+
+    def listed(text: str, state: str | None = None) -> list[str]:
+        return ids(any_store.list_objects("Task", "alice", state, None, 10, labels.parse(text)))
+
+    assert listed("team=billing") == [oid(2), oid(1)]
+    assert listed("team=billing,env!=dev") == [oid(1)]
+    assert listed("team in (web,billing)") == [oid(3), oid(2), oid(1)]
+    assert listed("!team") == [oid(4)] and listed("env") == [oid(2), oid(1)]
+    assert listed("team notin (billing)") == [oid(4), oid(3)]
+    assert listed("team=billing", "scheduled") == [oid(2), oid(1)] and listed("team=billing", "failed") == []
+    assert ids(any_store.list_objects("Task", None, None, None, 10, labels.parse("team=billing"))) == [oid(5), oid(2), oid(1)]  # fmt: skip
+
+
+def test_a_selector_follows_labels_changed_after_creation(any_store: Store) -> None:
+    rec = record(1, labels={"team": "web"})
+    create(any_store, rec)
+    assert any_store.commit([change(rec, Change(updated=at(1), labels={"team": "billing"}))], "p1", "p1", at(1)) == [OK]  # fmt: skip
+    assert ids(any_store.list_objects("Task", "alice", None, None, 10, labels.parse("team=billing"))) == [
+        rec.id
+    ]
+    assert ids(any_store.list_objects("Task", "alice", None, None, 10, labels.parse("team=web"))) == []
+
+
+def test_a_name_search_pages_by_name(any_store: Store) -> None:
+    names = {1: "billing-b", 2: "billing-a", 3: "web-a", 4: "billing-c", 5: "bill"}
+    create(
+        any_store, *[record(i, name=n) for i, n in names.items()], record(6, owner="bob", name="billing-z")
+    )
+    page = any_store.list_objects("Task", "alice", None, None, 2, prefix="billing-")
+    assert ids(page) == [oid(2), oid(1)] and page.next == "billing-b"
+    assert any_store.list_objects("Task", "alice", None, "billing-b", 2, prefix="billing-") == Page(
+        [any_store.get(oid(4))], None
+    )  # type: ignore[list-item]
+    assert ids(any_store.list_objects("Task", "alice", "failed", None, 2, prefix="billing-")) == []
+    assert ids(any_store.list_objects("Task", "alice", None, None, 9, labels.parse("team=a"), prefix="b")) == [oid(5), oid(2), oid(1), oid(4)]  # fmt: skip
+
+
+def test_upcoming_lists_an_owners_objects_due_within_a_time_earliest_first(any_store: Store) -> None:
+    create(any_store, record(1, due=at(30)), record(2, due=at(10)), record(3, due=at(5000)), record(4, owner="bob", due=at(20)))  # fmt: skip
+    found, complete = any_store.upcoming("alice", at(0), at(3600), 10)
+    assert [d["_id"] for d in found] == [oid(2), oid(1)] and complete
+    assert found[0]["due"] == at(10) and found[0]["name"] == "n2" and found[0]["kind"] == "Task"
+    assert any_store.upcoming("alice", at(10), at(3600), 10)[0][0]["_id"] == oid(1)
 
 
 def test_everybodys_list_takes_no_state_filter(any_store: Store) -> None:

@@ -351,6 +351,37 @@ def test_lists_page_newest_first(api: Api, demo: DemoLambda) -> None:
     assert seen == list(reversed(ids))
 
 
+def test_lists_take_a_label_selector_and_a_name_prefix(api: Api, demo: DemoLambda) -> None:
+    docs = [
+        ("billing-nightly", "team: billing\n    env: prod"),
+        ("billing-hourly", "team: billing\n    env: dev"),
+        ("web-hourly", "team: web"),
+    ]
+    text = "---\n".join(
+        f"kind: Task\nmetadata:\n  name: {n}\n  labels:\n    {lab}\nspec:\n  invoke: {demo.url}/ok\n  after: 1h\n"
+        for n, lab in docs
+    )
+    assert api.post("/specs", data=text, headers={"Content-Type": "application/yaml"}).status_code == 200
+
+    def names(**params: Any) -> list[str]:
+        body = api.get("/tasks", params=params).json()
+        return [t["name"] for t in body["tasks"]]
+
+    assert names(labelSelector="team=billing") == ["billing-hourly", "billing-nightly"]
+    assert names(labelSelector="team=billing,env!=dev") == ["billing-nightly"]
+    assert names(labelSelector="team in (web)", state="scheduled") == ["web-hourly"]
+    first = api.get("/tasks", params={"prefix": "billing-", "limit": 1}).json()
+    assert [t["name"] for t in first["tasks"]] == ["billing-hourly"] and first[
+        "next"
+    ] == "name:billing-hourly"
+    rest = api.get("/tasks", params={"prefix": "billing-", "limit": 1, "cursor": first["next"]}).json()
+    assert [t["name"] for t in rest["tasks"]] == ["billing-nightly"]
+    bad = api.get("/tasks", params={"labelSelector": "team=(billing"})
+    assert bad.status_code == 422
+    (problem,) = bad.json()["details"]
+    assert problem["field"] == "labelSelector" and "key=value" in problem["message"]
+
+
 # ----- OpenAPI
 
 

@@ -108,6 +108,9 @@ def query_params(req: falcon.Request, allowed: tuple[str, ...]) -> dict[str, Any
 
 
 def check_cursor(cursor: Any) -> None:
+    """A cursor is the `next` of a previous page: an object id, or `name:` and a name (a name search's)."""
+    if isinstance(cursor, str) and cursor.startswith("name:"):
+        return
     if cursor is not None and not (isinstance(cursor, str) and is_object_id(cursor.strip())):
         raise SpecInvalid(
             "invalid request", [Problem("expected the `next` value of a previous page", field="cursor")]

@@ -14,13 +14,16 @@ from lambdaop.api.auth import user_of
 from lambdaop.api.bodies import check_cursor, limit_value, query_params, read_fields
 from lambdaop.app.service import Service
 from lambdaop.app.view import present
+from lambdaop.core import labels
 from lambdaop.core.clock import Clock, iso, to_utc
 from lambdaop.core.errors import NotFound, Problem, SpecInvalid
+from lambdaop.core.labels import Selector
 from lambdaop.core.metrics import Metrics
 from lambdaop.engine.record import StoredObject
 from lambdaop.spec import Kind
 
-LIST_PARAMS = (*seed.STATE, "limit", "cursor", "name")
+LIST_PARAMS = (*seed.STATE, "limit", "cursor", "name", "labelSelector", "prefix")
+NAME_CURSOR = "name:"  # the `next` of a name search: the last name of its page
 
 
 class Objects:
@@ -48,21 +51,35 @@ class Objects:
             raise SpecInvalid("invalid request", [Problem("unknown field", field=k) for k in unknown])
         state = seed.state_filter(params)
         limit = limit_value(params.get("limit"))
+        prefix = params.get("prefix") or None
+        if prefix is not None and not isinstance(prefix, str):
+            raise SpecInvalid("invalid request", [Problem("expected the start of a name", field="prefix")])
         cursor = params.get("cursor")
         check_cursor(cursor)
+        before: str | None = cursor.strip() if isinstance(cursor, str) and cursor else None
+        if before is not None and before.startswith(NAME_CURSOR) != (prefix is not None):
+            raise SpecInvalid("invalid request", [Problem("expected the `next` value of a previous page of the same list", field="cursor")])  # fmt: skip
+        if before is not None and prefix is not None:
+            before = cursor[len(NAME_CURSOR) :]  # type: ignore[index]  # the name itself, spaces and all
+        selector = label_selector(params.get("labelSelector"))
         user = user_of(req)
         owner: str | None = user.name
         if state == "all":
             owner, state = None, None
+        if prefix is not None and owner is None:
+            raise SpecInvalid("invalid request", [Problem("a name search lists your own objects; leave out state=all", field="prefix")])  # fmt: skip
         name = params.get("name")
+        following: str | None = None
         if isinstance(name, str) and name:  # one object by name (the caller's)
             found = self.service.find(user.name, self.kind, name)
             records = [found] if found is not None else []
         else:
-            records = self.service.page(self.kind, owner, state, cursor.strip() if cursor else None, limit)
+            records, following = self.service.page(self.kind, owner, state, before, limit, selector, prefix)
+            if following is not None and prefix is not None:
+                following = NAME_CURSOR + following
         resp.media = {
             self.key: [self._present(r, user.name) for r in records],
-            "next": records[-1].id if len(records) == limit else None,
+            "next": following,
             "counts": self.service.counts(owner, self.kind),
         }
 
@@ -72,6 +89,18 @@ class Objects:
         if record.kind != self.kind:
             raise NotFound(f"no {self.kind.value} {object_id}")
         resp.media = self._present(record, user.name, self.service.history(record))
+
+
+def label_selector(value: Any) -> Selector | None:
+    """The `labelSelector` of a list (kubectl's syntax), or None."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise SpecInvalid("invalid request", [Problem("expected one selector such as team=billing,env!=dev", field="labelSelector")])  # fmt: skip
+    try:
+        return labels.parse(value)
+    except labels.SelectorError as exc:
+        raise SpecInvalid("invalid request", [Problem(str(exc), field="labelSelector")]) from None
 
 
 class OriginalObjects(Objects):
@@ -94,20 +123,16 @@ class Dashboard:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         user = user_of(req)
         now = to_utc(self.clock.now())
-        horizon = now + dt.timedelta(hours=1)
-        upcoming = []
-        for kind in Kind:
-            for record in self.service.page(kind, user.name, "scheduled", None, 500):
-                if record.due is not None and record.due <= horizon:
-                    name = record.display or record.name
-                    upcoming.append(
-                        {"id": record.id, "kind": kind.value, "name": name, "due": iso(record.due)}
-                    )
-        upcoming.sort(key=lambda u: u["due"] or "")
+        found, complete = self.service.upcoming(user.name, now, now + dt.timedelta(hours=1), 200)
+        upcoming = [
+            {"id": d["_id"], "kind": d["kind"], "name": d.get("display") or d["name"], "due": iso(d["due"])}
+            for d in found
+        ]
         resp.media = {
             "now": iso(now),
             "counts": {kind.value: self.service.counts(user.name, kind) for kind in Kind},
-            "upcoming": upcoming[:200],
+            "upcoming": upcoming,
+            "upcomingComplete": complete,  # false: more is due within the hour than one read shows
             "callsPerMinute": self.metrics.last_hour(user.name),
         }
 

@@ -30,6 +30,7 @@ from lambdaop.core.errors import (
     SpecInvalid,
     StoreUnavailable,
 )
+from lambdaop.core.labels import Selector
 from lambdaop.core.logs import about
 from lambdaop.engine import machine
 from lambdaop.engine.record import CallRecord, Change, Source, StoredObject
@@ -37,7 +38,7 @@ from lambdaop.loop.events import Action, Answer
 from lambdaop.loop.requests import NotHeld
 from lambdaop.spec import AnySpec, Kind, spec_hash, spec_json
 from lambdaop.store.contract import ATTEMPTS_KEPT, Op, Store, WriteOutcome
-from lambdaop.store.mongo import OBJECT_ID, new_id
+from lambdaop.store.ids import OBJECT_ID, new_id
 from lambdaop.store.writer import Writer
 
 log = logging.getLogger("lambdaop.service")
@@ -213,15 +214,30 @@ class Service:
         return StoredObject.from_storage(doc) if doc is not None else None
 
     def page(
-        self, kind: str, owner: str | None, state: str | None, before: str | None, limit: int
-    ) -> list[StoredObject]:
-        """One page of a list, newest first (see the store's `list_objects`)."""
-        return [
-            StoredObject.from_storage(d) for d in self.store.list_objects(kind, owner, state, before, limit)
-        ]
+        self,
+        kind: str,
+        owner: str | None,
+        state: str | None,
+        before: str | None,
+        limit: int,
+        selector: Selector | None = None,
+        prefix: str | None = None,
+    ) -> tuple[list[StoredObject], str | None]:
+        """One page of a list and where the next one starts (see the store's `list_objects`)."""
+        with self.read():
+            page = self.store.list_objects(kind, owner, state, before, limit, selector, prefix)
+        return [StoredObject.from_storage(d) for d in page.docs], page.next
 
     def counts(self, owner: str | None, kind: str) -> dict[str, int]:
-        return self.store.counts(owner, kind)
+        with self.read():
+            return self.store.counts(owner, kind)
+
+    def upcoming(
+        self, owner: str, after: dt.datetime, until: dt.datetime, limit: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """The owner's objects due in (after, until], earliest first (see the store's `upcoming`)."""
+        with self.read():
+            return self.store.upcoming(owner, after, until, limit)
 
     def history(self, record: StoredObject) -> list[CallRecord]:
         """Its calls, oldest first (an earlier version kept them in the object itself)."""

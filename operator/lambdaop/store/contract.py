@@ -48,6 +48,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
+from lambdaop.core.labels import Selector
+
 Doc = dict[str, Any]  # a document as stored
 
 STATES = ("scheduled", "running", "completed", "failed", "cancelled")
@@ -71,6 +73,13 @@ class Due(NamedTuple):
     id: str
     due: dt.datetime
     fence: int
+
+
+class Page(NamedTuple):
+    """One page of a list, and where the next one starts (None: there is no more)."""
+
+    docs: list[Doc]
+    next: str | None
 
 
 class Lease(NamedTuple):
@@ -166,10 +175,27 @@ class ObjectReads(Protocol):
         annotations, manager, state and `pruned`)."""
 
     def list_objects(
-        self, kind: str, owner: str | None, state: str | None, before: str | None, limit: int
-    ) -> list[Doc]:
-        """One page, newest first (by id): an owner's objects (in a state, or all of them), or with
-        no owner everybody's (no state filter then). `before` is the last id of the previous page."""
+        self,
+        kind: str,
+        owner: str | None,
+        state: str | None,
+        before: str | None,
+        limit: int,
+        selector: Selector | None = None,
+        prefix: str | None = None,
+    ) -> Page:
+        """One page of at most `limit`: an owner's objects (in a state, or all of them), or with no
+        owner everybody's (no state filter then), newest first by id; with `selector` only those
+        whose labels it matches. With `prefix`, the owner's objects whose name starts with it, by
+        name. `before` is the previous page's `next`. A page may hold fewer than `limit` and still
+        have a `next` (a read examines a bounded number of objects); `next` is None at the end."""
+
+    def upcoming(
+        self, owner: str, after: dt.datetime, until: dt.datetime, limit: int, examine: int = 1000
+    ) -> tuple[list[Doc], bool]:
+        """The owner's objects whose call is due in (after, until], earliest first (identity, name
+        and due only), reading about `examine` objects due meanwhile at most (everybody's); the
+        flag says whether the read reached `until`."""
 
     def counts(self, owner: str | None, kind: str) -> dict[str, int]:
         """Objects per state of an owner (None: everybody), from the counters."""

@@ -22,29 +22,29 @@ import contextlib
 import datetime as dt
 import functools
 import logging
-import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from lambdaop.core.errors import Conflict
+from lambdaop.core.labels import Selector
 from lambdaop.store.contract import (
     ATTEMPTS_KEPT,
-    STATES,
     Doc,
     Due,
     Lease,
     Mutation,
     Op,
+    Page,
     WriteOutcome,
     batch_conflicts,
     created_fences,
 )
+from lambdaop.store.ids import OBJECT_ID
 
 log = logging.getLogger("lambdaop.store")
 
 STALE = WriteOutcome.STALE
-OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
 BASE_SLOT = "0"
 FOLDER_FIELDS = ("_id", "owner", "kind", "name", "source", "annotations", "pruned", "state", "manager")
 _GONE = object()
@@ -210,20 +210,47 @@ class MemoryStore:
                     out.append({k: _copy(v) for k, v in doc.items() if k in FOLDER_FIELDS})
         return out
 
-    def list_objects(self, kind: str, owner: str | None, state: str | None, before: str | None, limit: int) -> list[Doc]:  # fmt: skip
-        if owner is not None and state is None:
-            merged = [d for s in STATES for d in self.list_objects(kind, owner, s, before, limit)]
-            return sorted(merged, key=lambda d: d["_id"], reverse=True)[:limit]
-        if owner is None:  # everybody's: the insert-only listing, newest first
-            if state is not None:
-                raise ValueError("a state filter needs an owner")
-            ids = sorted((i for i, k in self._listing.items() if k == kind and (not before or i < before)), reverse=True)  # fmt: skip
-            return sorted(self.fetch(_limit(ids, limit)), key=lambda d: d["_id"], reverse=True)
-        ids = [
-            i for i, d in self._objects.items()
-            if d.get("owner") == owner and d.get("kind") == kind and d.get("state") == state and (not before or i < before)
-        ]  # fmt: skip
-        return self.fetch(_limit(sorted(ids, reverse=True), limit))
+    def list_objects(
+        self,
+        kind: str,
+        owner: str | None,
+        state: str | None,
+        before: str | None,
+        limit: int,
+        selector: Selector | None = None,
+        prefix: str | None = None,
+    ) -> Page:
+        def wanted(d: Doc) -> bool:
+            return (state is None or d.get("state") == state) and (selector is None or selector.matches(d.get("labels")))  # fmt: skip
+
+        if prefix is not None:
+            if owner is None:
+                raise ValueError("a name search needs an owner")
+            entries = sorted(
+                (e["n"], e["o"]) for e in self._names.values()
+                if e["w"] == owner and e["k"] == kind and e["n"].startswith(prefix) and (before is None or e["n"] > before)
+            )  # fmt: skip
+            named = [
+                (n, self._objects[o]) for n, o in entries if o in self._objects and wanted(self._objects[o])
+            ]
+            return Page([_copy(d, ("attempts",)) for _, d in named[:limit]], named[limit - 1][0] if len(named) > limit else None)  # fmt: skip
+        if owner is None and state is not None:
+            raise ValueError("a state filter needs an owner")
+        listed = self._listing if owner is None else {i: d.get("kind") for i, d in self._objects.items() if d.get("owner") == owner}  # fmt: skip
+        ids = sorted((i for i, k in listed.items() if k == kind and (not before or i < before)), reverse=True)
+        docs = [d for d in (self._objects.get(i) for i in ids) if d is not None and wanted(d)]
+        page = [_copy(d, ("attempts",)) for d in docs[:limit]]
+        return Page(page, page[-1]["_id"] if len(docs) > limit else None)
+
+    def upcoming(
+        self, owner: str, after: dt.datetime, until: dt.datetime, limit: int, examine: int = 1000
+    ) -> tuple[list[Doc], bool]:
+        due = sorted(
+            (d for d in self._objects.values() if d.get("owner") == owner and d.get("due") is not None and after < d["due"] <= until),
+            key=lambda d: d["due"],
+        )  # fmt: skip
+        fields = ("_id", "owner", "kind", "name", "display", "due")
+        return [{k: d[k] for k in fields if k in d} for d in due[:limit]], len(due) <= limit
 
     def counts(self, owner: str | None, kind: str) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -393,7 +420,7 @@ class MemoryStore:
         for (i, _, _), (key, d) in zip(inserts, names, strict=True):  # the name first: it must be unique
             if key in self._names:
                 raise _Failed({i: WriteOutcome.EXISTS})
-            self._put(self._names, key, {"_id": key, "o": d["_id"], "owner": d["owner"]})
+            self._put(self._names, key, {"_id": key, "o": d["_id"], "owner": d["owner"], "w": d["owner"], "k": d["kind"], "n": d["name"]})  # fmt: skip
         for _, _, d in inserts:
             if d["_id"] in self._objects or d["_id"] in self._listing:
                 raise KeyError(f"duplicate key: {d['_id']!r}")

@@ -14,24 +14,19 @@ import datetime as dt
 from typing import Any
 
 import pymongo
-from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from lambdaop.store.embedded import EmbeddedServer
-from lambdaop.store.mongo.base import BASE_SLOT
+from lambdaop.store.ids import OBJECT_ID, new_id
+from lambdaop.store.mongo.base import BASE_SLOT, chunks
 from lambdaop.store.mongo.commit import Commits
 from lambdaop.store.mongo.leases import Leases
-from lambdaop.store.mongo.objects import OBJECT_ID, Objects, name_doc
+from lambdaop.store.mongo.objects import Objects, listing_doc, name_doc
 from lambdaop.store.mongo.processes import Processes
 from lambdaop.store.mongo.users import UserDocs
 
 __all__ = ["OBJECT_ID", "MongoStore", "connect", "new_id", "start_embedded"]
-
-
-def new_id() -> str:
-    """A new object id: time-ordered, so newest-first lists page on `_id`."""
-    return str(ObjectId())
 
 
 class MongoStore(Objects, Leases, Commits, Processes, UserDocs):
@@ -44,11 +39,13 @@ class MongoStore(Objects, Leases, Commits, Processes, UserDocs):
             [("owner", ASCENDING), ("kind", ASCENDING), ("state", ASCENDING), ("_id", DESCENDING)],
             name="by_state",
         )
-        self.names.create_index([("owner", ASCENDING)], name="by_owner")
+        self.names.create_index([("w", ASCENDING), ("k", ASCENDING), ("n", ASCENDING)], name="by_name")
         self.listing.create_index([("kind", ASCENDING), ("_id", DESCENDING)], name="by_kind")
+        label_index = [("w", ASCENDING), ("kind", ASCENDING), ("l", ASCENDING), ("_id", DESCENDING)]
+        self.listing.create_index(label_index, name="by_label", sparse=True)
         objects.create_index([("due", ASCENDING)], name="due", sparse=True)
         self.attempts.create_index([("o", ASCENDING), ("_id", ASCENDING)], name="by_object")
-        self.counters.create_index([("p", ASCENDING)], name="by_prefix")
+        self.counters.create_index([("p", ASCENDING), ("s", ASCENDING)], name="by_prefix_state")
         self.sessions.create_index([("expires", ASCENDING)], name="expires", expireAfterSeconds=0)
         self._migrate(now or dt.datetime(1970, 1, 1, tzinfo=dt.UTC))
 
@@ -78,6 +75,12 @@ class MongoStore(Objects, Leases, Commits, Processes, UserDocs):
                 self.objects.drop_index(retired)
         if "ids" in {i["name"] for i in self.leases.list_indexes()}:  # an earlier lease layout
             self.leases.drop_index("ids")
+        if "by_prefix" in {i["name"] for i in self.counters.list_indexes()}:
+            self.counters.drop_index("by_prefix")
+        version = (self.db["meta"].find_one({"_id": "layout"}) or {}).get("version", 0)
+        if version < 2:  # names searchable by prefix, the listing by owner and labels
+            self._migrate_lists()
+            self.db["meta"].update_one({"_id": "layout"}, {"$set": {"version": 2}}, upsert=True)
         for doc in self.counters.find({"p": {"$exists": False}}):
             parts = str(doc["_id"]).split("/")
             if len(parts) == 3:
@@ -85,6 +88,18 @@ class MongoStore(Objects, Leases, Commits, Processes, UserDocs):
                     {"_id": doc["_id"]},
                     {"$set": {"p": f"{parts[0]}/{parts[1]}", "s": parts[2], "slot": BASE_SLOT}},
                 )
+
+    def _migrate_lists(self) -> None:
+        """Names and listing entries of an earlier layout get the fields the list indexes read."""
+        names = [d for d in self.names.find({}, {"_id": 1, "w": 1}) if "w" not in d]
+        for part in chunks([d["_id"] for d in names], 1000):
+            for key in part:
+                owner, kind, name = key.split("\x1f", 2)
+                self.names.update_one({"_id": key}, {"$set": {"w": owner, "k": kind, "n": name}})
+        listed = [d["_id"] for d in self.listing.find({}, {"_id": 1, "w": 1}) if "w" not in d]
+        for part in chunks(listed):
+            for doc in self.objects.find({"_id": {"$in": part}}, {"owner": 1, "kind": 1, "labels": 1}):
+                self.listing.replace_one({"_id": doc["_id"]}, listing_doc(doc))
 
 
 def start_embedded(server: EmbeddedServer) -> str:

@@ -10,9 +10,10 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, PyMongoError
 
+from lambdaop.core.labels import label_entries
 from lambdaop.store.contract import Mutation, Op, WriteOutcome, batch_conflicts, created_fences
 from lambdaop.store.mongo.base import Base, chunks, is_conflict
-from lambdaop.store.mongo.objects import name_doc
+from lambdaop.store.mongo.objects import listing_doc, name_doc
 
 log = logging.getLogger("lambdaop.store")
 
@@ -144,7 +145,7 @@ class Commits(Base):
                     why = WriteOutcome.EXISTS if first.get("code") == 11000 else WriteOutcome.ERROR
                     raise _Failed({inserts[first["index"]][0]: why}) from None
                 self.objects.insert_many([op.doc for _, op in inserts], ordered=True, session=s)  # type: ignore[misc]
-                self.listing.insert_many([{"_id": op.doc["_id"], "kind": op.doc["kind"]} for _, op in inserts if op.doc], session=s)  # fmt: skip
+                self.listing.insert_many([listing_doc(op.doc) for _, op in inserts if op.doc], session=s)
                 if claims:
                     self.leases.insert_many(claims, ordered=False, session=s)
             if released:
@@ -171,6 +172,10 @@ class Commits(Base):
                 result = self.objects.bulk_write(writes, ordered=False, session=s)
                 if result.matched_count != len(changes):
                     raise _Failed(self._stale(changes, created_fences(ops)))
+            relabelled = [(op.id, sets["labels"]) for _, op in changes if op.change is not None and "labels" in (sets := op.change.sets())]  # fmt: skip
+            for oid, labels in relabelled:  # the label index of the lists follows
+                entries = label_entries(labels)
+                self.listing.update_one({"_id": oid}, {"$set": {"l": entries}} if entries else {"$unset": {"l": ""}}, session=s)  # fmt: skip
             if guards:
                 for part in chunks([op.id for _, op in guards]):
                     self.leases.delete_many({"_id": {"$in": part}, "guard": True}, session=s)

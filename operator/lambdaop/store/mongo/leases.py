@@ -29,6 +29,22 @@ class Leases(Base):
         found = self.objects.find({"due": rng}, {"due": 1, "fence": 1}).sort("due", ASCENDING).limit(limit)
         return [Due(d["_id"], d["due"], d.get("fence", 0)) for d in found]
 
+    def upcoming(
+        self, owner: str, after: dt.datetime, until: dt.datetime, limit: int, examine: int = 1000
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """The owner's objects due in (after, until], read as windows of the due index that grow
+        fourfold from one second, until `limit` are found or about `examine` were read."""
+        fields = {"owner": 1, "kind": 1, "name": 1, "display": 1, "due": 1}
+        out: list[dict[str, Any]] = []
+        read, lo, width = 0, after, dt.timedelta(seconds=1)
+        while lo < until and len(out) < limit and read < examine:
+            hi = min(until, lo + width)
+            found = list(self.objects.find({"due": {"$gt": lo, "$lte": hi}}, fields))
+            read += len(found)
+            out += sorted((d for d in found if d.get("owner") == owner), key=lambda d: d["due"])
+            lo, width = hi, width * 4
+        return out[:limit], lo >= until and len(out) <= limit
+
     def holders(self, ids: Iterable[str]) -> dict[str, Lease]:
         """The lease of each of these objects (those nobody holds are left out)."""
         ids = list(ids)

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
-from collections.abc import Iterable
+import heapq
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from pymongo import DESCENDING
 
-from lambdaop.store.contract import ATTEMPTS_KEPT, STATES, Doc
-from lambdaop.store.mongo.base import Base, chunks
+from lambdaop.core.labels import Selector, label_entries
+from lambdaop.store.contract import ATTEMPTS_KEPT, STATES, Doc, Page
+from lambdaop.store.ids import OBJECT_ID, floor, made_at
+from lambdaop.store.mongo.base import IN_CHUNK, Base, chunks
 
-OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
+EPOCH = dt.datetime(2015, 1, 1, tzinfo=dt.UTC)  # below it, one last read takes what is left
+SMALL = 500  # entries a prefix may hold to be read in one go
+EXAMINED = 1000  # objects one page reads at most (a page ends early past it, with its `next`)
 
 
 def name_key(owner: str, kind: str, name: str) -> str:
@@ -20,10 +25,30 @@ def name_key(owner: str, kind: str, name: str) -> str:
 
 
 def name_doc(doc: Doc) -> Doc:
-    return {"_id": name_key(doc["owner"], doc["kind"], doc["name"]), "o": doc["_id"], "owner": doc["owner"]}
+    """The name of an object: unique per owner and kind (`_id`), searchable by prefix (w, k, n)."""
+    owner, kind, name = doc["owner"], doc["kind"], doc["name"]
+    return {
+        "_id": name_key(owner, kind, name),
+        "o": doc["_id"],
+        "owner": owner,
+        "w": owner,
+        "k": kind,
+        "n": name,
+    }
+
+
+def listing_doc(doc: Doc) -> Doc:
+    """An object in the lists of everybody's objects and of labels (`l` only when it has labels)."""
+    out: Doc = {"_id": doc["_id"], "kind": doc["kind"], "w": doc["owner"]}
+    labels = label_entries(doc.get("labels"))
+    if labels:
+        out["l"] = labels
+    return out
 
 
 class Objects(Base):
+    counts: Callable[[str | None, str], dict[str, int]]  # of the counters (processes.Processes)
+
     def get(self, object_id: str) -> Doc | None:
         if not isinstance(object_id, str) or not OBJECT_ID.match(object_id):
             return None  # not an id lambdaop ever made
@@ -70,7 +95,7 @@ class Objects(Base):
         }  # fmt: skip
         out = []
         for owner in sorted(set(owners)):
-            ids = [e["o"] for e in self.names.find({"owner": owner}, {"o": 1})]
+            ids = [e["o"] for e in self.names.find({"w": owner}, {"o": 1})]
             for part in chunks(ids):
                 for doc in self.objects.find({"_id": {"$in": part}}, fields):
                     if (doc.get("source") or {}).get("folder") == folder:
@@ -96,24 +121,148 @@ class Objects(Base):
         return removed
 
     def list_objects(
-        self, kind: str, owner: str | None, state: str | None, before: str | None, limit: int
-    ) -> list[Doc]:
-        """Newest first, one page; `before` is the last id of the previous page.
+        self,
+        kind: str,
+        owner: str | None,
+        state: str | None,
+        before: str | None,
+        limit: int,
+        selector: Selector | None = None,
+        prefix: str | None = None,
+    ) -> Page:
+        """One page (see the contract). Every read is a bounded range of an index: a window of ids
+        (`newest`), or names from a prefix; objects a selector or state leaves out are read past, up
+        to EXAMINED per page, after which the page ends early with its `next`."""
+        if prefix is not None:
+            return self._by_prefix(kind, owner, prefix, state, selector, before, limit)
+        if owner is None and state is not None:
+            raise ValueError("a state filter needs an owner")
+        keep = (lambda d: True) if selector is None else (lambda d: selector.matches(d.get("labels")))
+        values = selector.index_values() if selector is not None else None
+        if owner is None:  # everybody's: the insert-only listing
+            return self._examine(self._listing_ids(kind, before), None, keep, limit)
+        if values is not None:  # the listing's label index holds the candidates
+            sources = [self._label_ids({"w": owner, "kind": kind, "l": v}, before) for v in values]
+            return self._examine(_merge_newest(sources), state, keep, limit)
+        counts = self.counts(owner, kind)
+        states = [state] if state is not None else [s for s in STATES if counts.get(s)]
+        sources = [self._state_docs(owner, kind, s, before, counts.get(s, 0)) for s in states]
+        return self._take(_merge_newest(sources), keep, limit)
 
-        One owner's objects in every state are the newest of one bounded page per state.
-        """
-        if owner is not None and state is None:
-            merged = [d for s in STATES for d in self.list_objects(kind, owner, s, before, limit)]
-            return sorted(merged, key=lambda d: d["_id"], reverse=True)[:limit]
-        if owner is None:  # everybody's: the insert-only listing, newest first
-            if state is not None:
-                raise ValueError("a state filter needs an owner")
-            flt: dict[str, Any] = {"kind": kind}
-            if before:
-                flt["_id"] = {"$lt": before}
-            ids = [d["_id"] for d in self.listing.find(flt, {"_id": 1}).sort("_id", DESCENDING).limit(limit)]
-            return sorted(self.fetch(ids), key=lambda d: d["_id"], reverse=True)
-        flt = {"owner": owner, "kind": kind, "state": state}
-        if before:
-            flt["_id"] = {"$lt": before}
-        return list(self.objects.find(flt, {"attempts": 0}).sort("_id", DESCENDING).limit(limit))
+    # ----- the bounded reads behind the lists
+
+    def _state_docs(self, owner: str, kind: str, state: str, before: str | None, known: int) -> Iterator[Doc]:
+        def read(rng: dict[str, str], n: int) -> list[Doc]:
+            flt = {"owner": owner, "kind": kind, "state": state, "_id": rng}
+            return list(self.objects.find(flt).sort("_id", DESCENDING).limit(n))
+
+        return newest(read, before, known)
+
+    def _listing_ids(self, kind: str, before: str | None) -> Iterator[Doc]:
+        def read(rng: dict[str, str], n: int) -> list[Doc]:
+            return list(
+                self.listing.find({"kind": kind, "_id": rng}, {"_id": 1}).sort("_id", DESCENDING).limit(n)
+            )
+
+        return newest(read, before, None)
+
+    def _label_ids(self, prefix: dict[str, Any], before: str | None) -> Iterator[Doc]:
+        def read(rng: dict[str, str], n: int) -> list[Doc]:
+            return list(
+                self.listing.find({**prefix, "_id": rng}, {"_id": 1}).sort("_id", DESCENDING).limit(n)
+            )
+
+        return newest(read, before, None)
+
+    def _examine(
+        self, ids: Iterator[Doc], state: str | None, keep: Callable[[Doc], bool], limit: int
+    ) -> Page:
+        """Objects of these ids (newest first) that are in `state` and `keep` accepts."""
+
+        def docs() -> Iterator[Doc]:
+            while True:
+                part = [d["_id"] for d in itertools.islice(ids, IN_CHUNK)]
+                if not part:
+                    return
+                found = {d["_id"]: d for d in self.fetch(part)}
+                for oid in part:
+                    doc = found.get(oid)
+                    yield doc if doc is not None and (state is None or doc.get("state") == state) else {"_id": oid, "_skip": True}  # fmt: skip
+
+        return self._take(docs(), lambda d: not d.get("_skip") and keep(d), limit)
+
+    @staticmethod
+    def _take(docs: Iterator[Doc], keep: Callable[[Doc], bool], limit: int) -> Page:
+        out: list[Doc] = []
+        for examined, doc in enumerate(docs, 1):
+            if keep(doc):
+                doc.pop("attempts", None)
+                out.append(doc)
+                if len(out) == limit:
+                    return Page(out, doc["_id"])
+            if examined >= max(EXAMINED, 4 * limit):  # a bounded page: the rest comes with `next`
+                return Page(out, doc["_id"])
+        return Page(out, None)
+
+    def _by_prefix(
+        self,
+        kind: str,
+        owner: str | None,
+        prefix: str,
+        state: str | None,
+        selector: Selector | None,
+        before: str | None,
+        limit: int,
+    ) -> Page:
+        """Names that start with `prefix`, in name order; `before` is the last name of the page before."""
+        if owner is None:
+            raise ValueError("a name search needs an owner")
+        rng: dict[str, str] = {"$gte": prefix, "$lt": prefix + "\U0010ffff"}
+        if before is not None:
+            rng["$gt"] = before
+            del rng["$gte"]
+        entries = list(
+            self.names.find({"w": owner, "k": kind, "n": rng}, {"o": 1, "n": 1}).sort("n", 1).limit(EXAMINED)
+        )
+        by_name = {e["o"]: e["n"] for e in entries}
+        found = {d["_id"]: d for d in self.fetch(list(by_name))}
+        out: list[Doc] = []
+        for e in entries:
+            doc = found.get(e["o"])
+            if doc is None or (state is not None and doc.get("state") != state):
+                continue
+            if selector is not None and not selector.matches(doc.get("labels")):
+                continue
+            doc.pop("attempts", None)
+            out.append(doc)
+            if len(out) == limit:
+                return Page(out, e["n"])
+        return Page(out, entries[-1]["n"] if len(entries) == EXAMINED else None)
+
+
+def newest(
+    read: Callable[[dict[str, str], int], list[Doc]], before: str | None, known: int | None
+) -> Iterator[Doc]:
+    """Entries below `before`, newest first by id, read as windows of time that grow fourfold from
+    64 ms back from now: each read costs what its window holds, never what the whole prefix holds
+    (the embedded server reads every entry of a range before it applies a limit). A prefix known to
+    hold at most SMALL entries is read at once."""
+    hi = before or "~"  # above every id
+    if known is not None and known <= SMALL:
+        yield from read({"$lt": hi}, SMALL)
+        return
+    top = made_at(before) if before else dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+    width = dt.timedelta(milliseconds=64)
+    while True:
+        start = top - width
+        if start < EPOCH:
+            yield from read({"$lt": hi}, EXAMINED)
+            return
+        lo = floor(start)
+        yield from read({"$lt": hi, "$gte": lo}, EXAMINED)
+        hi, top, width = lo, start, width * 4
+
+
+def _merge_newest(sources: list[Iterator[Doc]]) -> Iterator[Doc]:
+    """Several newest-first streams as one, newest first, each read only as far as needed."""
+    return heapq.merge(*sources, key=lambda d: d["_id"], reverse=True)
