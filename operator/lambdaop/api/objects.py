@@ -13,14 +13,15 @@ from lambdaop.api import seed
 from lambdaop.api.auth import user_of
 from lambdaop.api.bodies import check_cursor, limit_value, query_params, read_fields
 from lambdaop.app.service import Service
-from lambdaop.app.view import present
+from lambdaop.app.view import present, runs_within
 from lambdaop.core.clock import Clock, iso, to_utc
 from lambdaop.core.errors import NotFound, Problem, SpecInvalid
 from lambdaop.core.metrics import Metrics
 from lambdaop.engine.record import StoredObject
 from lambdaop.spec import Kind
 
-LIST_PARAMS = (*seed.STATE, "limit", "cursor", "name")
+LIST_PARAMS = (*seed.STATE, "limit", "cursor", "name", "page")
+MAX_PAGED = 10_000  # `page=N` reads the N-1 pages before it: no further than this many objects
 
 
 class Objects:
@@ -35,9 +36,20 @@ class Objects:
 
     def _present(self, record: StoredObject, viewer: str, history: Any = None) -> dict[str, Any]:
         out = present(record, history, self.service.live_state(record.id), viewer)
-        if self.original and self.kind is Kind.TASKSET and out["state"] == "completed":
+        if self._success and out["state"] == "completed":
             out["state"] = "success"
         return out
+
+    @property
+    def _success(self) -> bool:
+        """A finished TaskSet reads `success` on the original routes, as the original clients expect."""
+        return self.original and self.kind is Kind.TASKSET
+
+    def _counts(self, owner: str | None) -> dict[str, int]:
+        counts = self.service.counts(owner, self.kind)
+        if self._success and "completed" in counts:  # the same word as the rows of the same answer
+            counts = {("success" if k == "completed" else k): v for k, v in counts.items()}
+        return counts
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self._list(req, resp, query_params(req, LIST_PARAMS))
@@ -50,6 +62,9 @@ class Objects:
         limit = limit_value(params.get("limit"))
         cursor = params.get("cursor")
         check_cursor(cursor)
+        page = page_number(params.get("page"), limit)
+        if page is not None and cursor:
+            raise SpecInvalid("invalid request", [Problem("give `page` or `cursor`, not both", field="page")])
         user = user_of(req)
         owner: str | None = user.name
         if state == "all":
@@ -59,12 +74,23 @@ class Objects:
             found = self.service.find(user.name, self.kind, name)
             records = [found] if found is not None else []
         else:
-            records = self.service.page(self.kind, owner, state, cursor.strip() if cursor else None, limit)
-        resp.media = {
+            before = cursor.strip() if cursor else None
+            for _ in range((page or 1) - 1):  # page N: the pages before it, each a bounded range read
+                skipped = self.service.page(self.kind, owner, state, before, limit)
+                if len(skipped) < limit:
+                    records = []
+                    break
+                before = skipped[-1].id
+            else:
+                records = self.service.page(self.kind, owner, state, before, limit)
+        out: dict[str, Any] = {
             self.key: [self._present(r, user.name) for r in records],
             "next": records[-1].id if len(records) == limit else None,
-            "counts": self.service.counts(owner, self.kind),
+            "counts": self._counts(owner),
         }
+        if page is not None:
+            out["page"] = page
+        resp.media = out
 
     def on_get_one(self, req: falcon.Request, resp: falcon.Response, object_id: str) -> None:
         user = user_of(req)
@@ -72,6 +98,21 @@ class Objects:
         if record.kind != self.kind:
             raise NotFound(f"no {self.kind.value} {object_id}")
         resp.media = self._present(record, user.name, self.service.history(record))
+
+
+def page_number(raw: Any, limit: int) -> int | None:
+    """`page=N` (1-based), as the original clients page; at most MAX_PAGED objects deep."""
+    if raw is None or raw == "":
+        return None
+    try:
+        page = int(str(raw).strip())
+    except ValueError:
+        raise SpecInvalid("invalid request", [Problem(f"expected a page number (1, 2, …), got {str(raw)[:40]!r}", field="page")]) from None  # fmt: skip
+    if page < 1:
+        raise SpecInvalid("invalid request", [Problem(f"pages are numbered from 1, got {page}", field="page")])  # fmt: skip
+    if (page - 1) * limit >= MAX_PAGED:
+        raise SpecInvalid("invalid request", [Problem(f"page {page} of {limit} starts past the newest {MAX_PAGED:,} objects; page further with `cursor` (each answer's `next`)", field="page")])  # fmt: skip
+    return page
 
 
 class OriginalObjects(Objects):
@@ -83,6 +124,10 @@ class OriginalObjects(Objects):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         fields = read_fields(req)
         self._list(req, resp, {**query_params(req, LIST_PARAMS), **fields})
+
+
+RUNS_SHOWN = 120  # a recurring object's runs drawn in the next hour (every 30 s at most)
+UPCOMING_SHOWN = 500
 
 
 class Dashboard:
@@ -98,17 +143,19 @@ class Dashboard:
         upcoming = []
         for kind in Kind:
             for record in self.service.page(kind, user.name, "scheduled", None, 500):
-                if record.due is not None and record.due <= horizon:
-                    name = record.display or record.name
-                    upcoming.append(
-                        {"id": record.id, "kind": kind.value, "name": name, "due": iso(record.due)}
-                    )
+                name = record.display or record.name
+                times = runs_within(record, horizon, RUNS_SHOWN)
+                for at in times:  # a recurring object: each of its runs in the hour
+                    upcoming.append({"id": record.id, "kind": kind.value, "name": name, "due": iso(at),
+                                     "recurring": "schedule" in record.spec})  # fmt: skip
         upcoming.sort(key=lambda u: u["due"] or "")
         resp.media = {
             "now": iso(now),
             "counts": {kind.value: self.service.counts(user.name, kind) for kind in Kind},
-            "upcoming": upcoming[:200],
+            "upcoming": upcoming[:UPCOMING_SHOWN],
+            "upcomingMore": max(0, len(upcoming) - UPCOMING_SHOWN),
             "callsPerMinute": self.metrics.last_hour(user.name),
+            "callsSince": iso(self.metrics.started),
         }
 
 
