@@ -60,33 +60,22 @@ def serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
-        log.info("signal %s: stopping after the current pass", signum)
+        log.info("%s: stopping (calls in flight get 10s to report back)", signal.Signals(signum).name)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     runtime = Runtime(config)
     runtime.start()
-    if runtime.admin_token:
-        print(
-            f"first start: created user admin; its API token is in {runtime.state.path / 'admin.token'}",
-            file=sys.stderr,
-        )
-    print(
-        f"lambdaop {__version__} serving {runtime.url}; specs from {config.specs_dir}; Ctrl-C to stop",
-        file=sys.stderr,
-        flush=True,
-    )
+    log.info("lambdaop %s serving %s (the page, the API, its reference at /docs); specs from %s; Ctrl-C to stop",
+             __version__, runtime.url, config.specs_dir)  # fmt: skip
     try:
         while not stop.wait(1.0):
             if runtime.failed.is_set():
                 break
     finally:
         runtime.stop()
-    if runtime.probes.fatal is not None:
-        print(f"lambdaop: {runtime.probes.fatal}", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if runtime.probes.fatal is not None else 0  # the reason is logged (critical) when it happens
 
 
 def user_command(args: argparse.Namespace) -> int:

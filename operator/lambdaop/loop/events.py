@@ -91,6 +91,7 @@ class Claimed:
     got: frozenset[str]
     docs: tuple[Doc, ...]
     until: dt.datetime
+    sent: dt.datetime | None = None  # when the claim was asked for
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ class Runtime:
         self.failed = threading.Event()  # set when the process cannot go on (see `_fatal`)
 
     def start(self) -> None:
-        log.info("lambdaop starting: %s", self.config.describe())
+        log.info("lambdaop starting", extra={"settings": self.config.describe()})
 
         self.state.acquire()
         self.metrics = Metrics(self.clock)
@@ -144,8 +144,8 @@ class Runtime:
             self.users.store_down = lambda: not health.answering
         self.admin_token = self.users.ensure_admin()
         if self.admin_token:
-            log.warning(
-                "created the first user, admin; its API token is in %s (mode 0600)",
+            log.info(
+                "created the first user, admin; its API token is in %s (mode 0600; it is never logged)",
                 self.state.path / "admin.token",
             )
         if self.config.serve_api:
@@ -286,6 +286,10 @@ class Runtime:
             self.writer.stop()
         with contextlib.suppress(AttributeError):
             self.reconciler.io.stop()
+        # a clean stop leaves no transaction open: nobody need end any at its next start
+        if self._started_loop:
+            with contextlib.suppress(Exception), self.store.deadline(2.0):
+                self.store.heartbeat(self.owner, self.clock.now(), {"owner": self.owner, "sessions": []})
         if self.status is not None:
             self.status.stop()
         if self.health is not None:
