@@ -453,7 +453,7 @@ def test_cli_verbs(api: Api, demo: DemoLambda, tmp_path: Path, capsys: pytest.Ca
     assert "one" in listing and "scheduled" in listing
     assert main(["get", "tasks", "-o", "wide", *common]) == 0
     task_id = capsys.readouterr().out.splitlines()[1].split()[0]
-    assert main(["describe", "task", task_id, *common]) == 0
+    assert main(["describe", "task", task_id, *common, "-o", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["name"] == "one"
     assert main(["describe", "task", "one", "-o", "yaml", *common]) == 0, "by name too"
     assert "name: one" in capsys.readouterr().out

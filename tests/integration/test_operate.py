@@ -114,6 +114,9 @@ def test_a_clean_restart_warns_of_nothing_and_a_call_in_flight_at_sigterm_is_log
     (specs / "slow.yaml").write_text(
         f"kind: Task\nmetadata: {{name: slow}}\nspec: {{invoke: '{demo.url}/sleep?ms=1500'}}\n"
     )
+    (specs / "ahead.yaml").write_text(  # claimed ahead of its time, and not called yet at the stop
+        f"kind: Task\nmetadata: {{name: ahead}}\nspec: {{invoke: '{demo.url}/ok?ahead', after: 10s}}\n"
+    )
     proc = serve(state, specs, log, "--port", "0")
     try:
         demo.wait_for(1, "/sleep", timeout=30)  # the call is out: stop now
@@ -129,6 +132,7 @@ def test_a_clean_restart_warns_of_nothing_and_a_call_in_flight_at_sigterm_is_log
     proc = serve(state, specs, log, "--port", "0")  # the folder's new spec is applied at start...
     try:
         wait_until(lambda: "Task admin/later completed" in log.read_text(), timeout=30)
+        wait_until(lambda: "Task admin/ahead completed" in log.read_text(), timeout=30)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
         time.sleep(6)  # ...and nothing is due while it is down but `later` is done: now make one overdue

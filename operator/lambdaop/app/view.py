@@ -22,8 +22,8 @@ from lambdaop.core.clock import iso
 from lambdaop.engine import recurrence
 from lambdaop.engine.record import CallRecord, RunSummary, StoredObject
 from lambdaop.spec import Schedule
+from lambdaop.spec.models import SECRET_HEADERS
 
-SECRET_HEADERS = {"authorization", "cookie", "x-api-key", "proxy-authorization"}
 SUMMARY = ("id", "kind", "name", "displayName", "owner", "state", "generation", "created", "updated", "due", "started", "finished", "calls", "attempt", "inFlight", "taskId", "taskSetId", "run", "suspended", "nextRuns")  # fmt: skip
 
 

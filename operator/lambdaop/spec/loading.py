@@ -219,7 +219,9 @@ def validate_document(
             "invalid spec",
             [
                 Problem(
-                    f"kind must be Task or TaskSet, got {kind!r}",
+                    "kind is missing: every spec document says kind: Task or kind: TaskSet"
+                    if kind is None
+                    else f"kind must be Task or TaskSet, got {_shown(kind)}",
                     field="kind",
                     file=file,
                     line=line,
