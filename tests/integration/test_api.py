@@ -123,12 +123,14 @@ def test_comma_separated_tasks_and_plain_url_at(api: Api, demo: DemoLambda) -> N
 
 def test_invalid_requests_name_every_field(api: Api) -> None:
     r = api.post(
-        "/scheduler/schedule", json={"url": "ftp://x", "bogus": 1, "retries": -1, "at": "2026-01-01T10:00"}
+        "/scheduler/schedule", json={"url": "ftp://x", "bogus": 1, "retries": -1, "at": "next tuesday"}
     )
     assert r.status_code == 422
     fields = {d["field"]: d["message"] for d in r.json()["details"]}
     assert set(fields) == {"url", "bogus", "retries", "at"}, fields
-    assert "offset" in fields["at"] and "http" in fields["url"]
+    assert "ISO 8601" in fields["at"] and "http" in fields["url"]
+    r = api.post("/scheduler/schedule", json={})
+    assert [d["field"] for d in r.json()["details"]] == ["url"], "a missing URL is said once"
     r = api.post("/orchestrator/orchestrate", json={"tasks": [], "conditionCheckUrl": "nope"})
     assert r.status_code == 422
     assert {d["field"] for d in r.json()["details"]} == {"tasks", "conditionCheckUrl"}
@@ -277,6 +279,73 @@ def test_error_statuses(api: Api) -> None:
     assert api.get("/tasks?limit=0").status_code == 422
     assert api.get("/no/such/route").status_code == 404
     assert set(api.get("/no/such/route").json()) == {"error", "message", "details"}
+    assert api.get("/no/such/route").json()["message"] == (
+        "no route /no/such/route: the routes are listed at /docs (and /openapi.json)"
+    )
+
+
+def test_a_json_body_sent_as_a_form_says_its_content_type_is_missing(api: Api) -> None:
+    """`curl -d '{"url": …}'` sends JSON as application/x-www-form-urlencoded."""
+    body = json.dumps({"url": "http://127.0.0.1:9/ok", "delay": 600_000})
+    r = api.post(
+        "/scheduler/schedule", data=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert r.status_code == 415, r.text
+    assert r.json()["details"] == [] and "Content-Type: application/json" in r.json()["message"]
+    assert body not in r.text, "the JSON text is not taken for a field name"
+    r = api.post("/scheduler/schedule", data=body.encode(), headers={"Content-Type": ""})
+    assert r.status_code == 201, "with no Content-Type at all, a JSON object is read as JSON"
+
+
+def test_the_orchestrator_list_says_success_in_its_rows_and_its_counts(api: Api, demo: DemoLambda) -> None:
+    oid = api.post("/orchestrator/orchestrate", json={"tasks": [demo.url + "/ok"]}).json()["id"]
+    wait_until(lambda: api.get(f"/tasksets/{oid}").json()["state"] == "completed")
+    body = api.get("/orchestrator/retrieve-tasks?taskState=success").json()
+    assert [t["state"] for t in body["taskSets"]] == ["success"]
+    assert body["counts"].get("success") == 1 and "completed" not in body["counts"], "one word in one answer"
+    assert api.get("/tasksets").json()["counts"].get("completed") == 1
+
+
+def test_modify_moves_the_time_in_the_spec_too(api: Api, demo: DemoLambda) -> None:
+    task = api.post("/scheduler/schedule", json={"url": demo.url + "/ok", "delay": 3_600_000}).json()
+    assert "after" in task["spec"]
+    new = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=3)).replace(microsecond=0)
+    moved = api.post("/scheduler/modify", json={"taskId": task["id"], "at": new.isoformat()}).json()["task"]
+    stored = api.get(f"/tasks/{task['id']}").json()
+    for view in (moved, stored):
+        assert view["spec"]["at"] == new.isoformat().replace("+00:00", "Z"), view["spec"]
+        assert view["due"] == new.isoformat().replace("+00:00", ".000Z")
+        assert "after" not in view["spec"]
+    taskset = api.post("/orchestrator/orchestrate", json={"tasks": [demo.url + "/ok"], "initialDelay": 3_600_000}).json()  # fmt: skip
+    api.post("/orchestrator/modify", json={"taskId": taskset["id"], "at": new.isoformat()})
+    spec = api.get(f"/tasksets/{taskset['id']}").json()["spec"]
+    assert spec["at"] == new.isoformat().replace("+00:00", "Z") and "initialDelay" not in spec
+
+
+def test_a_failed_task_names_its_step_and_its_notification_says_post(api: Api, demo: DemoLambda) -> None:
+    spec = (
+        f"kind: Task\nmetadata: {{name: doomed}}\nspec:\n  invoke: {demo.url}/fail\n"
+        f"  onFailure: {{invoke: {demo.url}/ok?alert}}\n"
+    )
+    oid = api.post("/specs", data=spec, headers={"Content-Type": "application/yaml"}).json()["results"][0][
+        "id"
+    ]
+    done = api.final(f"/tasks/{oid}")
+    assert done["state"] == "failed" and done["failedStep"] == "task"
+    notify = done["spec"]["onFailure"]["invoke"]
+    assert notify["url"] == f"{demo.url}/ok?alert"
+    assert "method" not in notify, "no GET shown for a call that is always a JSON POST"
+
+
+def test_the_api_reference_page_needs_no_token(api: Api) -> None:
+    page = requests.get(api.url + "/docs", timeout=10)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert "/ui/vendor/redoc.standalone.js" in page.text and "/openapi.json" in page.text
+    assert "https://" not in page.text.split("<body>")[1].split("-->")[1], "nothing from elsewhere"
+    script = requests.get(api.url + "/ui/vendor/redoc.standalone.js", timeout=10)
+    assert script.status_code == 200 and len(script.content) > 100_000
+    assert requests.get(api.url + "/ui/vendor/REDOC-LICENSE", timeout=10).text.startswith("The MIT License")
+    assert api.get("/docs").status_code == 200, "with a token too"
 
 
 # ----- specs
@@ -326,7 +395,7 @@ def test_apply_specs_update_and_delete(api: Api, demo: DemoLambda) -> None:
     assert (detail["document"], detail["line"], detail["field"]) == (0, 5, "spec.after")
     dup = api.post("/specs", data=text + "---\n" + text.split("---\n")[0], headers=headers)
     assert (
-        dup.status_code == 422 and "is defined more than once (document 0 (line 1)" in dup.json()["message"]
+        dup.status_code == 422 and "is defined more than once (document 1 (line 1)" in dup.json()["message"]
     )
     as_json = api.post(
         "/specs", json={"kind": "Task", "metadata": {"name": "j"}, "spec": {"invoke": demo.url + "/ok"}}
@@ -415,7 +484,7 @@ def test_cli_verbs(api: Api, demo: DemoLambda, tmp_path: Path, capsys: pytest.Ca
     assert "one" in listing and "scheduled" in listing
     assert main(["get", "tasks", "-o", "wide", *common]) == 0
     task_id = capsys.readouterr().out.splitlines()[1].split()[0]
-    assert main(["describe", "task", task_id, *common]) == 0
+    assert main(["describe", "task", task_id, *common, "-o", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["name"] == "one"
     assert main(["describe", "task", "one", "-o", "yaml", *common]) == 0, "by name too"
     assert "name: one" in capsys.readouterr().out

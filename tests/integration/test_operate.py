@@ -5,6 +5,8 @@ answers every mistake in one line.
 from __future__ import annotations
 
 import json
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +18,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from helpers import wait_until
+from helpers import serve, wait_until
 from lambdaop.cli.main import main
 from lambdaop.spec import load_one
 from lambdaop.tools.demo import DemoLambda
@@ -76,9 +78,81 @@ def test_json_log_lines_name_the_object(tmp_path: Path, demo: DemoLambda) -> Non
         1,
     }
     assert {"ts", "level", "logger", "id"} <= set(record)
-    for text in log.read_text().splitlines():
-        if text.startswith("{"):
-            json.loads(text)  # every line is JSON
+    lines = [json.loads(text) for text in log.read_text().splitlines()]  # every line is JSON
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", r["ts"]) for r in lines), lines[0][
+        "ts"
+    ]
+    start = next(r for r in lines if r["message"] == "lambdaop starting")
+    assert start["settings"]["store"].startswith("embedded") and start["settings"]["lease"] == "30s"
+    assert any("serving http://127.0.0.1:" in r["message"] for r in lines), "the address, as a log line too"
+    assert not [r for r in lines if r["logger"].startswith("watchfiles")], "no library chatter"
+
+
+def test_text_log_lines_start_with_an_iso_time_and_settings_are_words(tmp_path: Path) -> None:
+    specs, state, log = tmp_path / "specs", tmp_path / "state", tmp_path / "serve.log"
+    specs.mkdir()
+    proc = serve(state, specs, log, "--port", "0")
+    try:
+        wait_until(lambda: "serving http" in log.read_text(), timeout=30)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    lines = log.read_text().splitlines()
+    assert all(
+        re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (INFO|WARNING|ERROR) ", ln) for ln in lines
+    ), lines
+    start = next(ln for ln in lines if "lambdaop starting" in ln)
+    assert "{" not in start and " lease=30s " in start and ' store="embedded (SecantusDB under ' in start
+    assert any("SIGTERM: stopping" in ln for ln in lines)
+
+
+def test_a_clean_restart_warns_of_nothing_and_a_call_in_flight_at_sigterm_is_logged(
+    tmp_path: Path, demo: DemoLambda
+) -> None:
+    specs, state, log = tmp_path / "specs", tmp_path / "state", tmp_path / "serve.log"
+    specs.mkdir()
+    (specs / "slow.yaml").write_text(
+        f"kind: Task\nmetadata: {{name: slow}}\nspec: {{invoke: '{demo.url}/sleep?ms=1500'}}\n"
+    )
+    (specs / "ahead.yaml").write_text(  # claimed ahead of its time, and not called yet at the stop
+        f"kind: Task\nmetadata: {{name: ahead}}\nspec: {{invoke: '{demo.url}/ok?ahead', after: 10s}}\n"
+    )
+    proc = serve(state, specs, log, "--port", "0")
+    try:
+        demo.wait_for(1, "/sleep", timeout=30)  # the call is out: stop now
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    first = log.read_text()
+    assert "Task admin/slow completed after 1 attempt (200)" in first, "its result is stored, and said"
+    assert first.index("completed after 1 attempt") < first.index("lambdaop stopped")
+    (specs / "later.yaml").write_text(
+        f"kind: Task\nmetadata: {{name: later}}\nspec: {{invoke: '{demo.url}/ok', after: 1s}}\n"
+    )
+    proc = serve(state, specs, log, "--port", "0")  # the folder's new spec is applied at start...
+    try:
+        wait_until(lambda: "Task admin/later completed" in log.read_text(), timeout=30)
+        wait_until(lambda: "Task admin/ahead completed" in log.read_text(), timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        time.sleep(6)  # ...and nothing is due while it is down but `later` is done: now make one overdue
+        (specs / "overdue.yaml").write_text(
+            f"kind: Task\nmetadata: {{name: overdue}}\nspec: {{invoke: '{demo.url}/ok?overdue', at: '2026-01-01T00:00:00Z'}}\n"
+        )
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(30)
+    second_start = len(log.read_text())
+    proc = serve(state, specs, log, "--port", "0")
+    try:
+        wait_until(lambda: "Task admin/overdue completed" in log.read_text()[second_start:], timeout=30)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    restarts = log.read_text()[len(first) :]
+    warnings = [ln for ln in restarts.splitlines() if " WARNING " in ln or " ERROR " in ln]
+    assert warnings == [], "a clean stop and a start after it warn of nothing"
 
 
 def free_port() -> int:

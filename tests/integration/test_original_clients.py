@@ -174,3 +174,75 @@ def test_sign_in_with_username_and_unknown_fields_still_refused(client: Client, 
     assert r.status_code == 422 and r.json()["details"][0]["field"] == "colour"
     r = client.form("/scheduler/schedule", {"url": "http://127.0.0.1:9/x", "checkbox2": "on", "value2": "v"})
     assert r.status_code == 422 and r.json()["details"][0]["field"] == "key2"
+
+
+def test_a_time_without_an_offset_is_read_in_the_servers_zone(make_runtime: Any, demo: DemoLambda) -> None:
+    """The original server read such a time in its own local time (here --timezone Asia/Kolkata)."""
+    client = Client(make_runtime(timezone="Asia/Kolkata"))
+    r = client.json("/scheduler/schedule", {"url": demo.url + "/ok", "dateTime": "2030-12-01T12:22"})
+    assert r.status_code == 201, r.text
+    assert r.json()["due"] == "2030-12-01T06:52:00.000Z"
+    r = client.form("/scheduler/schedule", {"url": demo.url + "/ok", "scheduledTime": "2030-12-01 12:22", "timezone": "Europe/Berlin"})  # fmt: skip
+    assert r.status_code == 201 and r.json()["due"] == "2030-12-01T11:22:00.000Z", "or in the request's zone"
+    oid = r.json()["id"]
+    r = client.json("/scheduler/modify", {"taskId": oid, "dateTime": "2030-12-02T08:00"})
+    assert r.status_code == 200 and r.json()["task"]["due"] == "2030-12-02T02:30:00.000Z"
+
+
+@pytest.mark.parametrize(
+    "written, due",
+    [
+        ("Sat Nov 28 2026 09:00:00 GMT+0000 (Coordinated Universal Time)", "2026-11-28T09:00:00.000Z"),
+        ("Sat Nov 28 2026 10:00:00 GMT+0100 (Central European Standard Time)", "2026-11-28T09:00:00.000Z"),
+        ("Sat, 28 Nov 2026 09:00:00 GMT", "2026-11-28T09:00:00.000Z"),  # Date.toUTCString()
+    ],
+)
+def test_javascript_date_strings(client: Client, demo: DemoLambda, written: str, due: str) -> None:
+    r = client.json("/scheduler/schedule", {"url": demo.url + "/ok", "dateTime": written})
+    assert r.status_code == 201, r.text
+    assert r.json()["due"] == due
+
+
+def test_a_multipart_form(client: Client, demo: DemoLambda) -> None:
+    """What a browser's FormData sends."""
+    fields = {"taskName": (None, "from FormData"), "taskURL": (None, demo.url + "/ok"), "delay": (None, "3600000"),
+              "checkbox0": (None, "on"), "key0": (None, "region"), "value0": (None, "eu")}  # fmt: skip
+    r = client.s.post(client.url + "/scheduler/schedule", files=fields, timeout=30)
+    assert r.status_code == 201, r.text
+    assert r.json()["displayName"] == "from FormData" and r.json()["spec"]["invoke"]["query"] == {
+        "region": "eu"
+    }
+    r = client.s.post(client.url + "/orchestrator/orchestrate", timeout=30,
+                      files=[("taskUrls[]", (None, demo.url + "/ok?a")), ("taskUrls[]", (None, demo.url + "/ok?b"))])  # fmt: skip
+    assert r.status_code == 201, r.text
+    assert [t["url"] for t in r.json()["spec"]["tasks"]] == [demo.url + "/ok?a", demo.url + "/ok?b"]
+    r = client.s.post(client.url + "/scheduler/schedule", files={"url": ("x.txt", b"http://a/b")}, timeout=30)
+    assert r.status_code == 422 and r.json()["details"][0]["field"] == "url", "a file is not a field"
+
+
+def test_php_and_jquery_style_lists_and_objects_in_forms(client: Client, demo: DemoLambda) -> None:
+    r = client.s.post(client.url + "/orchestrator/orchestrate", timeout=30,
+                      data=f"taskUrls[]={demo.url}/ok?one&taskUrls[]={demo.url}/ok?two&initialDelay=3600000",
+                      headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+    assert r.status_code == 201, r.text
+    assert [t["url"] for t in r.json()["spec"]["tasks"]] == [demo.url + "/ok?one", demo.url + "/ok?two"]
+    r = client.form("/scheduler/schedule", {"url": demo.url + "/ok", "delay": "3600000", "params[region]": "eu", "params[mode]": "full"})  # fmt: skip
+    assert r.status_code == 201, r.text
+    assert r.json()["spec"]["invoke"]["query"] == {"region": "eu", "mode": "full"}
+    r = client.form("/orchestrator/orchestrate", {"tasks[0][url]": demo.url + "/ok?x", "tasks[0][method]": "POST", "tasks[1][url]": demo.url + "/ok?y", "delay": "3600000"})  # fmt: skip
+    assert r.status_code == 201, r.text
+    assert [(t["url"], t["method"]) for t in r.json()["spec"]["tasks"]] == [(demo.url + "/ok?x", "POST"), (demo.url + "/ok?y", "GET")]  # fmt: skip
+
+
+def test_lists_by_page_number(client: Client, demo: DemoLambda) -> None:
+    ids = [client.json("/scheduler/schedule", {"url": demo.url + "/ok", "delay": 3_600_000}).json()["id"] for _ in range(5)]  # fmt: skip
+    newest = list(reversed(ids))
+    pages = [client.get(f"/scheduler/retrieve-tasks?taskState=scheduled&limit=2&page={n}").json() for n in (1, 2, 3, 4)]  # fmt: skip
+    assert [[t["id"] for t in p["tasks"]] for p in pages] == [newest[:2], newest[2:4], newest[4:], []]
+    assert [p["page"] for p in pages] == [1, 2, 3, 4]
+    by_form = client.form("/scheduler/retrieve-tasks", {"taskInstance": "scheduled", "limit": "2", "page": "2"}).json()  # fmt: skip
+    assert [t["id"] for t in by_form["tasks"]] == newest[2:4]
+    r = client.get("/scheduler/retrieve-tasks?page=0")
+    assert r.status_code == 422 and r.json()["details"][0]["field"] == "page"
+    r = client.get(f"/scheduler/retrieve-tasks?page=2&cursor={ids[0]}")
+    assert r.status_code == 422 and "not both" in r.json()["details"][0]["message"]

@@ -70,6 +70,8 @@ def test_a_failed_task_notifies_once_with_the_documented_event(make_runtime, dem
     assert (
         event["reason"] == "failed after 2 attempt(s): status 503" and event["lastAttempt"]["status"] == 503
     )
+    assert event["failedStep"] == "task", "as the README shows"
+    assert event["at"].endswith("Z") and event["lastAttempt"]["at"].endswith("Z"), "one time format"
     doc = wait_until(lambda: (d := runtime.store.get(oid)) and d["progress"]["notified"] == "delivered" and d)
     assert doc["state"] == "failed"
     steps = [(a["step"], a.get("status")) for a in with_history(runtime.store, doc)["attempts"]]

@@ -3,8 +3,8 @@
 Resources are thin: read the body, validate (`seed`, `spec`, the batch
 validator), ask the app's service, answer JSON. Every error is `{"error",
 "message", "details"}` with the status `core.errors.STATUS` gives it; bad
-input never yields a 500. Every route but health, login and the OpenAPI
-document needs `Authorization: Bearer <token>`.
+input never yields a 500. Every route but health, login, the OpenAPI
+document and its page (`/docs`) needs `Authorization: Bearer <token>`.
 """
 
 from __future__ import annotations
@@ -61,6 +61,15 @@ class Page:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.content_type = falcon.MEDIA_HTML
         resp.text = (UI_DIR / "index.html").read_text()
+        resp.cache_control = ["no-cache"]
+
+
+class Docs:
+    """`/docs`: the OpenAPI document as a page to read (Redoc, vendored from npm under ui/vendor)."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = falcon.MEDIA_HTML
+        resp.text = (UI_DIR / "docs.html").read_text()
         resp.cache_control = ["no-cache"]
 
 
@@ -130,6 +139,7 @@ def create_app(
     app.add_route("/specs", specs)
     app.add_route("/specs/{kind}/{name}", specs, suffix="one")
     app.add_route("/openapi.json", OpenAPI(openapi_document()))
+    app.add_route("/docs", Docs())
     app.add_route("/", Page())
     app.add_static_route("/ui", str(UI_DIR))
     return app

@@ -16,7 +16,7 @@ from lambdaop.core.clock import iso
 from lambdaop.core.errors import Conflict, Forbidden, Problem, SpecInvalid
 from lambdaop.spec import parse_duration
 
-PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/auth/login"}
+PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/docs", "/auth/login"}
 
 
 def user_of(req: falcon.Request) -> User:

@@ -39,6 +39,15 @@ def handle_lambdaop_error(req: falcon.Request, resp: falcon.Response, ex: Lambda
 
 def handle_http_error(req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError, params: Any) -> None:
     code = ex.status_code
+    if isinstance(ex, falcon.HTTPRouteNotFound):
+        send_error(resp, 404, "not_found", f"no route {req.path}: the routes are listed at /docs (and /openapi.json)", [])  # fmt: skip
+        return
+    if isinstance(ex, falcon.HTTPMethodNotAllowed):
+        allowed = dict(ex.headers or {}).get("Allow", "")
+        send_error(resp, 405, "method_not_allowed", f"{req.method} is not accepted on {req.path}" + (f"; use {allowed}" if allowed else ""), [])  # fmt: skip
+        if allowed:
+            resp.set_header("Allow", allowed)
+        return
     send_error(
         resp, code, (ex.title or "error").lower().replace(" ", "_"), ex.description or ex.title or "", []
     )

@@ -3,12 +3,16 @@ refused in words (unknown fields, bad numbers, times without a zone).
 
 Forms send every value as a string; bare numbers for delays are
 milliseconds; a time is `at` (ISO 8601 or epoch ms), a date and time pair in
-a zone, or a delay. Called by seed and the user routes.
+a zone, or a delay. As the original server did, a time without an offset is
+read in the request's `timezone` or else the server's `--timezone`, and a
+JavaScript `Date` string (`Date.toString()`, `toUTCString()`) is read as the
+time it names. Called by seed and the user routes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
 import json
 import math
 import re
@@ -148,13 +152,30 @@ class Fields:
             return out
         if at_name is not None:
             if isinstance(at, bool) or not isinstance(at, int | float | str):
-                self.problem(at_name, "expected an ISO 8601 time with an offset, or epoch milliseconds")
+                self.problem(at_name, "expected an ISO 8601 time (an offset is optional here), a JavaScript Date string, or epoch milliseconds")  # fmt: skip
                 return out
             epoch = _epoch_ms(at)
             if epoch is False:
                 self.problem(at_name, "epoch milliseconds must fall between 1970 and 2999")
                 return out
-            out["at"] = epoch if epoch is not None else at
+            if epoch is not None:
+                out["at"] = epoch
+                return out
+            text = str(at).strip()
+            written = _javascript_date(text)
+            if written is not None:
+                out["at"] = written
+                return out
+            local = _without_offset(text)
+            if local is None:
+                out["at"] = at  # with an offset (or not a time: the spec model says what is wrong)
+                return out
+            tz_name = str(zone_value) if zone_name else zone
+            tz = time_zone(tz_name)
+            if tz is None:
+                self.problem(zone_name or "timezone", f"unknown time zone {tz_name[:80]!r}; use an IANA name such as Europe/Berlin")  # fmt: skip
+                return out
+            out["at"] = local.replace(tzinfo=tz).isoformat()
         elif date_name or time_name:
             if not (date_name and time_name):
                 self.problem(
@@ -210,3 +231,47 @@ def _epoch_ms(value: float | str) -> str | None | bool:
     if not math.isfinite(value) or not 0 <= value < 32503680000000:
         return False
     return dt.datetime.fromtimestamp(value / 1000, dt.UTC).isoformat()
+
+
+_JS_DATE = re.compile(
+    r"^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,?\s+"
+    r"(?P<month>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\s+(?P<day>\d{1,2}),?\s+(?P<year>\d{4})\s+"
+    r"(?P<time>\d{1,2}:\d{2}(?::\d{2})?)\s+(?:GMT|UTC)(?P<offset>[+-]\d{2}:?\d{2})?(?:\s+\([^()]*\))?$"
+)
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _javascript_date(text: str) -> str | None:
+    """A time as JavaScript writes it, as ISO 8601: `new Date().toString()` (`Sat Nov 28 2026
+    09:00:00 GMT+0100 (Central European Standard Time)`) or `toUTCString()` (`Sat, 28 Nov 2026
+    09:00:00 GMT`). None for any other text."""
+    found = _JS_DATE.match(text)
+    if found is not None:
+        offset = (found["offset"] or "+0000").replace(":", "")
+        parts = [int(p) for p in found["time"].split(":")] + [0]
+        try:
+            local = dt.datetime(int(found["year"]), _MONTHS.index(found["month"]) + 1, int(found["day"]), parts[0], parts[1], parts[2])  # fmt: skip
+        except ValueError:
+            return None
+        sign = -1 if offset[0] == "-" else 1
+        zone = dt.timezone(sign * dt.timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5])))
+        return local.replace(tzinfo=zone).isoformat()
+    if re.match(
+        r"^[A-Z][a-z]{2}, \d{1,2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}(:\d{2})? (GMT|UTC|[+-]\d{4})$", text
+    ):
+        try:
+            return email.utils.parsedate_to_datetime(text).isoformat()
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def _without_offset(text: str) -> dt.datetime | None:
+    """An ISO 8601 date and time with no offset (`2026-12-01T12:22`), else None."""
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?", text):
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return value if value.tzinfo is None else None

@@ -13,7 +13,7 @@ from lambdaop.api import seed
 from lambdaop.api.auth import user_of
 from lambdaop.api.bodies import check_cursor, limit_value, query_params, read_fields
 from lambdaop.app.service import Service
-from lambdaop.app.view import present
+from lambdaop.app.view import present, runs_within
 from lambdaop.core import labels
 from lambdaop.core.clock import Clock, iso, to_utc
 from lambdaop.core.errors import NotFound, Problem, SpecInvalid
@@ -22,8 +22,9 @@ from lambdaop.core.metrics import Metrics
 from lambdaop.engine.record import StoredObject
 from lambdaop.spec import Kind
 
-LIST_PARAMS = (*seed.STATE, "limit", "cursor", "name", "labelSelector", "prefix")
+LIST_PARAMS = (*seed.STATE, "limit", "cursor", "name", "page", "labelSelector", "prefix")
 NAME_CURSOR = "name:"  # the `next` of a name search: the last name of its page
+MAX_PAGED = 10_000  # `page=N` reads the N-1 pages before it: no further than this many objects
 
 
 class Objects:
@@ -38,9 +39,20 @@ class Objects:
 
     def _present(self, record: StoredObject, viewer: str, history: Any = None) -> dict[str, Any]:
         out = present(record, history, self.service.live_state(record.id), viewer)
-        if self.original and self.kind is Kind.TASKSET and out["state"] == "completed":
+        if self._success and out["state"] == "completed":
             out["state"] = "success"
         return out
+
+    @property
+    def _success(self) -> bool:
+        """A finished TaskSet reads `success` on the original routes, as the original clients expect."""
+        return self.original and self.kind is Kind.TASKSET
+
+    def _counts(self, owner: str | None) -> dict[str, int]:
+        counts = self.service.counts(owner, self.kind)
+        if self._success and "completed" in counts:  # the same word as the rows of the same answer
+            counts = {("success" if k == "completed" else k): v for k, v in counts.items()}
+        return counts
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self._list(req, resp, query_params(req, LIST_PARAMS))
@@ -62,6 +74,9 @@ class Objects:
         if before is not None and prefix is not None:
             before = cursor[len(NAME_CURSOR) :]  # type: ignore[index]  # the name itself, spaces and all
         selector = label_selector(params.get("labelSelector"))
+        page = page_number(params.get("page"), limit)
+        if page is not None and cursor:
+            raise SpecInvalid("invalid request", [Problem("give `page` or `cursor`, not both", field="page")])
         user = user_of(req)
         owner: str | None = user.name
         if state == "all":
@@ -75,13 +90,21 @@ class Objects:
             records = [found] if found is not None else []
         else:
             records, following = self.service.page(self.kind, owner, state, before, limit, selector, prefix)
+            for _ in range((page or 1) - 1):  # page N: the pages before it, each a bounded range read
+                if following is None:
+                    records = []
+                    break
+                records, following = self.service.page(self.kind, owner, state, following, limit, selector, prefix)  # fmt: skip
             if following is not None and prefix is not None:
                 following = NAME_CURSOR + following
-        resp.media = {
+        out: dict[str, Any] = {
             self.key: [self._present(r, user.name) for r in records],
             "next": following,
-            "counts": self.service.counts(owner, self.kind),
+            "counts": self._counts(owner),
         }
+        if page is not None:
+            out["page"] = page
+        resp.media = out
 
     def on_get_one(self, req: falcon.Request, resp: falcon.Response, object_id: str) -> None:
         user = user_of(req)
@@ -103,6 +126,21 @@ def label_selector(value: Any) -> Selector | None:
         raise SpecInvalid("invalid request", [Problem(str(exc), field="labelSelector")]) from None
 
 
+def page_number(raw: Any, limit: int) -> int | None:
+    """`page=N` (1-based), as the original clients page; at most MAX_PAGED objects deep."""
+    if raw is None or raw == "":
+        return None
+    try:
+        page = int(str(raw).strip())
+    except ValueError:
+        raise SpecInvalid("invalid request", [Problem(f"expected a page number (1, 2, …), got {str(raw)[:40]!r}", field="page")]) from None  # fmt: skip
+    if page < 1:
+        raise SpecInvalid("invalid request", [Problem(f"pages are numbered from 1, got {page}", field="page")])  # fmt: skip
+    if (page - 1) * limit >= MAX_PAGED:
+        raise SpecInvalid("invalid request", [Problem(f"page {page} of {limit} starts past the newest {MAX_PAGED:,} objects; page further with `cursor` (each answer's `next`)", field="page")])  # fmt: skip
+    return page
+
+
 class OriginalObjects(Objects):
     """The original retrieve routes: lists also by POST (a form's `taskInstance`), finished sets as `success`."""
 
@@ -114,6 +152,11 @@ class OriginalObjects(Objects):
         self._list(req, resp, {**query_params(req, LIST_PARAMS), **fields})
 
 
+RUNS_SHOWN = 120  # a recurring object's runs drawn in the next hour (every 30 s at most)
+UPCOMING_SHOWN = 500
+UPCOMING_READ = 200  # objects read from the due index for the next hour
+
+
 class Dashboard:
     """`GET /dashboard`: the caller's counts, what comes due in the next hour, and calls per minute."""
 
@@ -123,17 +166,25 @@ class Dashboard:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         user = user_of(req)
         now = to_utc(self.clock.now())
-        found, complete = self.service.upcoming(user.name, now, now + dt.timedelta(hours=1), 200)
-        upcoming = [
-            {"id": d["_id"], "kind": d["kind"], "name": d.get("display") or d["name"], "due": iso(d["due"])}
-            for d in found
-        ]
+        horizon = now + dt.timedelta(hours=1)
+        # what is due within the hour: a bounded read of the due index; a recurring object there
+        # is drawn at each of its runs in the hour
+        found, complete = self.service.upcoming(user.name, now, horizon, UPCOMING_READ)
+        upcoming = []
+        for record in found:
+            name = record.display or record.name
+            for at in runs_within(record, horizon, RUNS_SHOWN):
+                upcoming.append({"id": record.id, "kind": record.kind, "name": name, "due": iso(at),
+                                 "recurring": "schedule" in record.spec})  # fmt: skip
+        upcoming.sort(key=lambda u: u["due"] or "")
         resp.media = {
             "now": iso(now),
             "counts": {kind.value: self.service.counts(user.name, kind) for kind in Kind},
-            "upcoming": upcoming,
+            "upcoming": upcoming[:UPCOMING_SHOWN],
+            "upcomingMore": max(0, len(upcoming) - UPCOMING_SHOWN),
             "upcomingComplete": complete,  # false: more is due within the hour than one read shows
             "callsPerMinute": self.metrics.last_hour(user.name),
+            "callsSince": iso(self.metrics.started),
         }
 
 

@@ -143,10 +143,14 @@ class DashboardOut(_Out):
     now: str
     counts: dict[str, dict[str, int]] = Field(description="per kind, objects per state")
     upcoming: list[dict[str, Any]] = Field(
-        description="the caller's objects due in the next hour (id, kind, name, due)"
+        description="the caller's calls due in the next hour, soonest first (id, kind, name, due, recurring): one per run of a recurring object"
     )
+    upcomingMore: int = Field(default=0, description="calls due in the hour beyond those listed")
     callsPerMinute: list[dict[str, int]] = Field(
-        description="60 minutes, oldest first: minute (epoch s), ok, failed (this process)"
+        description="60 minutes, oldest first: minute (epoch s), ok, failed (counted by this server since callsSince)"
+    )
+    callsSince: str | None = Field(
+        default=None, description="when this server started counting calls (they are kept in memory)"
     )
 
 
@@ -210,10 +214,16 @@ _LAMBDA: dict[tuple[str, ...], dict[str, Any]] = {
 }
 _INT = {"type": ["integer", "string"], "minimum": 0}
 _WHEN: dict[tuple[str, ...], dict[str, Any]] = {
-    fields.AT: {"type": ["string", "integer"], "description": "ISO 8601 time with an offset (or epoch ms)"},
+    fields.AT: {
+        "type": ["string", "integer"],
+        "description": "ISO 8601 time (without an offset it is read in `timezone`, else the server's --timezone), a JavaScript Date string (Date.toString(), toUTCString()), or epoch ms",
+    },  # fmt: skip
     fields.DATE: {"type": "string", "description": "YYYY-MM-DD, with timefield"},
     fields.TIME: {"type": "string", "description": "HH:MM, with datefield"},
-    fields.ZONE: {"type": "string", "description": "IANA zone for datefield/timefield"},
+    fields.ZONE: {
+        "type": "string",
+        "description": "IANA zone for datefield/timefield and for a time without an offset",
+    },  # fmt: skip
     fields.DELAY: {**_MS, "description": "run after this many milliseconds"},
 }
 SCHEDULE_IN = _fields(
@@ -244,14 +254,21 @@ ORCHESTRATE_IN = _fields(
         seed.NAME: _STR,
         **_WHEN,
         seed.INITIAL_DELAY: _MS,
-        seed.CHECK_URL: {"type": "string", "format": "uri", "description": _ARN},
+        seed.CHECK_URL: {
+            "type": ["string", "object"],
+            "description": _ARN + "; or an invoke object (url, method, successWhen, …)",
+        },  # fmt: skip
         seed.CHECK_DELAY: _MS,
         seed.CHECK_RETRIES: _INT,
         seed.CHECK_RETRY_DELAY: _MS,
         seed.FALLBACK_URL: {
-            "type": "string",
-            "format": "uri",
-            "description": "runs when the condition check gives up (a URL or a Lambda function ARN)",
+            "type": ["string", "object"],
+            "description": "runs when the condition check gives up, as in the original (a URL, a Lambda function ARN or an invoke object); fallbackOn changes when",
+        },
+        seed.FALLBACK_ON: {
+            "type": ["array", "string"],
+            "items": {"type": "string", "enum": ["check", "task"]},
+            "description": "when the fallback runs: check (the condition check gave up; the default), task (a task failed), or both; a string is comma-separated",
         },
         seed.LABELS: {"type": "object"},
         fields.PARAMS: {**_PARAMS, "description": "query parameters for every task of the set"},
@@ -275,6 +292,8 @@ LIST_IN = _fields(
         },
         ("limit",): _INT,
         ("cursor",): _STR,
+        ("page",): {**_INT, "minimum": 1, "description": "a page number (1-based), instead of cursor"},
+        ("name",): _STR,
     }
 )
 CANCEL_IN = _fields({seed.TASK_ID: _STR})
@@ -292,6 +311,7 @@ def _body(schema: dict[str, Any], form: bool = True) -> dict[str, Any]:
     content = _json(schema)
     if form:
         content["application/x-www-form-urlencoded"] = {"schema": schema}
+        content["multipart/form-data"] = {"schema": schema}
     return {"required": True, "content": content}
 
 
@@ -319,7 +339,8 @@ _STATE_PARAMS = [
     for n in seed.STATE
 ] + [
     {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
-    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}, "description": "the `next` of the previous page"},
+    {"name": "page", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1}, "description": "a page number (1-based, as the original clients page), instead of cursor; within the newest 10,000"},
     {"name": "name", "in": "query", "required": False, "schema": {"type": "string"}, "description": "only the caller's object of this name"},
 ]  # fmt: skip
 _ID = [{"name": "object_id", "in": "path", "required": True, "schema": {"type": "string"}}]
@@ -353,6 +374,7 @@ def openapi_document() -> dict[str, Any]:
         "/healthz": {"get": {"summary": "liveness", "security": [], "responses": {"200": {"description": "alive", "content": _json(_ref("Health"))}}}},
         "/readyz": {"get": {"summary": "readiness (store reachable)", "security": [], "responses": {"200": {"description": "ready", "content": _json(_ref("Health"))}, "503": {"description": _ERRORS[503], "content": _json(_ref("ErrorOut"))}}}},
         "/openapi.json": {"get": {"summary": "this document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+        "/docs": {"get": {"summary": "this document as a page to read (Redoc, served from the package)", "security": [], "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
         "/metrics": {"get": {"summary": "Prometheus metrics (a token unless serve runs with --metrics-public)", "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}, "401": {"description": _ERRORS[401], "content": _json(_ref("ErrorOut"))}}}},
         "/dashboard": {"get": {"summary": "the caller's counts, what comes due in the next hour, calls per minute over the last hour", "responses": _answers("DashboardOut")}},
         "/auth/login": {"post": {"summary": "sign in with name (or username) and password; answers a web session token", "security": [], "requestBody": _body(_ref("LoginIn")), "responses": _answers("LoginOut", "200", 400, 415, 422, 429)}},

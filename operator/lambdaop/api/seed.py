@@ -59,6 +59,8 @@ CHECK_RETRY_DELAY = ("timeDelayBetweenRetries", "timeDelayForRetries", "timeDela
 INVOKE_EXTRAS = ("method", "headers", "body", "timeout", "successWhen", "query")
 LAMBDA_EXTRAS = ("payload", "qualifier", "invocationType", "region", "roleArn", "externalId", "sessionName")
 LABELS = ("labels",)
+# lambdaop's own: when the fallback runs (default: when the check gave up, as in the original)
+FALLBACK_ON = ("fallbackOn",)
 
 STATES = {
     "scheduled": "scheduled",
@@ -165,6 +167,7 @@ def schedule(
     name, display = _name(f, "Task", object_id)
     meta: dict[str, Any] = {"name": name, "labels": labels or {}}
     where = {
+        "spec.invoke": url_name or "url",
         "spec.invoke.url": url_name or "url",
         "spec.invoke.lambda": url_name or "url",
         "spec.invoke.query": "params",
@@ -246,8 +249,13 @@ def orchestrate(
     elif any(v is not None for v in (check_delay, check_retries, check_retry_delay)):
         f.problem("conditionCheckUrl", "condition-check settings were given without a condition check URL")
     fb_name, fb_url = f.take(FALLBACK_URL)
+    on_name, on = f.take(FALLBACK_ON)
+    if isinstance(on, str):
+        on = [w.strip() for w in on.split(",") if w.strip()]
     if fb_name is not None:
-        spec["fallback"] = {"invoke": fb_url, "on": ["check"]}
+        spec["fallback"] = {"invoke": fb_url, "on": on if on_name is not None else ["check"]}
+    elif on_name is not None:
+        f.problem(on_name, "fallbackOn was given without a fallback URL")
     _, labels = f.take(LABELS)
     name, display = _name(f, "TaskSet", object_id)
     meta: dict[str, Any] = {"name": name, "labels": labels or {}}
@@ -255,6 +263,7 @@ def orchestrate(
         "spec.tasks": tasks_name or "tasks",
         "spec.conditionCheck.invoke": check_name or "conditionCheckUrl",
         "spec.fallback.invoke": fb_name or "fallbackUrl",
+        "spec.fallback.on": on_name or "fallbackOn",
         "spec.initialDelay": "initialDelay",
         "metadata.name": "name",
     }

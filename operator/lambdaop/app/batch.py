@@ -28,7 +28,7 @@ class Place:
     line: int
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}" if self.file else f"document {self.document} (line {self.line})"
+        return f"{self.file}:{self.line}" if self.file else f"document {self.document + 1} (line {self.line})"
 
 
 class Checker:

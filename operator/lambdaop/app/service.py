@@ -13,6 +13,7 @@ the folder.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import secrets
@@ -21,7 +22,7 @@ from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from lambdaop.core.clock import Clock, to_utc
+from lambdaop.core.clock import Clock, iso, to_utc
 from lambdaop.core.errors import (
     Conflict,
     InsufficientStorage,
@@ -36,7 +37,7 @@ from lambdaop.engine import machine
 from lambdaop.engine.record import CallRecord, Change, Source, StoredObject
 from lambdaop.loop.events import Action, Answer
 from lambdaop.loop.requests import NotHeld
-from lambdaop.spec import AnySpec, Kind, spec_hash, spec_json
+from lambdaop.spec import KINDS, AnySpec, Kind, spec_hash, spec_json
 from lambdaop.store.contract import ATTEMPTS_KEPT, Op, Store, WriteOutcome
 from lambdaop.store.ids import OBJECT_ID, new_id
 from lambdaop.store.writer import Writer
@@ -178,7 +179,7 @@ class Service:
 
     def created(self, record: StoredObject, op: Op) -> None:
         self.loop.notify(record, op.claim_until)
-        due = record.due.isoformat() if record.due else "(no run due)"
+        due = iso(record.due) if record.due else "(no run due)"
         log.info("%s created, due %s", record.label, due, extra=about(record))
 
     def create(
@@ -234,10 +235,13 @@ class Service:
 
     def upcoming(
         self, owner: str, after: dt.datetime, until: dt.datetime, limit: int
-    ) -> tuple[list[dict[str, Any]], bool]:
-        """The owner's objects due in (after, until], earliest first (see the store's `upcoming`)."""
+    ) -> tuple[list[StoredObject], bool]:
+        """The owner's objects due in (after, until], earliest first (see the store's `upcoming`),
+        read whole (a recurring one's schedule tells its later runs)."""
         with self.read():
-            return self.store.upcoming(owner, after, until, limit)
+            found, complete = self.store.upcoming(owner, after, until, limit)
+            docs = {d["_id"]: d for d in self.store.fetch([d["_id"] for d in found])}
+        return [StoredObject.from_storage(docs[d["_id"]]) for d in found if d["_id"] in docs], complete
 
     def history(self, record: StoredObject) -> list[CallRecord]:
         """Its calls, oldest first (an earlier version kept them in the object itself)."""
@@ -273,10 +277,15 @@ class Service:
         due = to_utc(due)
 
         def decide(record: StoredObject, now: dt.datetime) -> Change:
-            return Change(updated=now, progress=machine.reschedule(record.progress, due))
+            spec, digest = _moved_spec(record, due)
+            return Change(updated=now, progress=machine.reschedule(record.progress, due), spec=spec, spec_hash=digest)  # fmt: skip
 
         record = self.change(object_id, owner, kind, Action.MODIFY, due, decide).record
-        log.info("%s rescheduled to %s", record.label, due.isoformat(), extra=about(record))
+        spec, digest = _moved_spec(record, due)
+        if spec is not None and spec != record.spec:  # changed through the loop, which moves only the time
+            with contextlib.suppress(Stale, Conflict):
+                record = self.set(record, Change(updated=self.now(), spec=spec, spec_hash=digest))
+        log.info("%s rescheduled to %s", record.label, iso(due), extra=about(record))
         return record
 
     def suspend(self, object_id: str, owner: str, kind: str | None = None) -> Answer:
@@ -297,7 +306,7 @@ class Service:
             return Change(updated=now, progress=machine.resume(_plan(record), record.progress, now))
 
         record = self.change(object_id, owner, kind, Action.RESUME, None, decide).record
-        log.info("%s resumed; next run %s", record.label, record.due, extra=about(record))
+        log.info("%s resumed; next run %s", record.label, iso(record.due), extra=about(record))
         return record
 
     def prune(self, owner: str, kind: str, name: str) -> StoredObject:
@@ -380,6 +389,23 @@ class Service:
                 )
             raise Conflict(f"{record.label} is being changed by another writer; try again")
         raise Conflict(f"object {object_id} is changing too fast; try again")
+
+
+def _moved_spec(record: StoredObject, due: dt.datetime) -> tuple[dict[str, Any] | None, str | None]:
+    """A one-time object's spec with its new time as `at` (in place of `after`, `initialDelay`),
+    and its hash. The hash moves only for an object the API manages: the folder compares its
+    file with the stored hash, so a file that did not change leaves the new time alone. A
+    recurring object keeps its spec (a new time moves only its next run)."""
+    if "schedule" in record.spec:
+        return None, None
+    spec = {k: v for k, v in record.spec.items() if k not in ("after", "initialDelay")} | {"at": iso(due)}
+    if record.managed_by.startswith("folder:"):
+        return spec, None
+    try:
+        model = KINDS[record.kind.value].model_validate({"metadata": {"name": record.name}, "spec": spec})
+    except ValueError:
+        return None, None
+    return spec_json(model), spec_hash(model)
 
 
 def _plan(record: StoredObject) -> Any:

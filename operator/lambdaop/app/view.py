@@ -12,6 +12,7 @@ the folder's status files.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -21,8 +22,8 @@ from lambdaop.core.clock import iso
 from lambdaop.engine import recurrence
 from lambdaop.engine.record import CallRecord, RunSummary, StoredObject
 from lambdaop.spec import Schedule
+from lambdaop.spec.models import SECRET_HEADERS
 
-SECRET_HEADERS = {"authorization", "cookie", "x-api-key", "proxy-authorization"}
 SUMMARY = ("id", "kind", "name", "displayName", "owner", "state", "generation", "created", "updated", "due", "started", "finished", "calls", "attempt", "inFlight", "taskId", "taskSetId", "run", "suspended", "nextRuns")  # fmt: skip
 
 
@@ -78,19 +79,64 @@ def present_schedule(record: StoredObject, count: int = 5) -> dict[str, Any]:
         return {}
     p = record.progress
     out: dict[str, Any] = {
-        "schedule": {**raw, "description": recurrence.describe(schedule)},
+        "schedule": {**raw, "description": _utc_z(recurrence.describe(schedule))},
         "run": p.run,
         "suspended": p.suspended,
         "skippedRuns": p.skipped,
         "lastRun": present_run(record.last_run) if record.last_run else None,
         "nextRuns": [],
     }
-    if p.scheduled is not None and not p.suspended and p.phase.value in ("scheduled", "running"):
-        anchor = p.anchor or p.scheduled
-        first = [p.scheduled] if p.phase.value == "scheduled" else []
-        upcoming = recurrence.upcoming(schedule, p.scheduled, anchor, count - len(first))
-        out["nextRuns"] = [iso(t) for t in first + upcoming]
+    out["nextRuns"] = [iso(t) for t in next_runs(record, schedule, count)]
     return out
+
+
+def next_runs(record: StoredObject, schedule: Schedule, count: int = 5, until: dt.datetime | None = None) -> list[dt.datetime]:  # fmt: skip
+    """A recurring object's next run times (at most `count`, none after `until`): the next one
+    when it is due (a modified time, a jittered one), then the schedule's."""
+    p = record.progress
+    if p.scheduled is None or p.suspended or p.phase.value not in ("scheduled", "running"):
+        return []
+    anchor = p.anchor or p.scheduled
+    first = [record.due or p.scheduled] if p.phase.value == "scheduled" else []
+    found = first + recurrence.upcoming(schedule, p.scheduled, anchor, count - len(first))
+    return [t for t in found if until is None or t <= until]
+
+
+def runs_within(record: StoredObject, until: dt.datetime, count: int) -> list[dt.datetime]:
+    """When a scheduled object calls before `until`: its due time, or a recurring one's run times."""
+    raw = record.spec.get("schedule")
+    if raw:
+        try:
+            return next_runs(record, Schedule.model_validate(raw), count, until)
+        except ValueError:
+            return []
+    return [record.due] if record.due is not None and record.due <= until else []
+
+
+def _utc_z(text: str) -> str:
+    """Times in words as everywhere else: ISO 8601 with Z (`…T00:00:00+00:00` is `…T00:00:00Z`)."""
+    return re.sub(r"(\d{2}:\d{2}:\d{2}(?:\.\d+)?)\+00:00", r"\1Z", text)
+
+
+def _failed_step(record: StoredObject) -> str | None:
+    """The step that failed: a TaskSet's task:N or check:N, a failed Task's `task`."""
+    p = record.progress
+    if p.failed_step is None and record.kind == "Task" and p.phase.value == "failed":
+        return "task"
+    return p.failed_step
+
+
+def _spec_view(record: StoredObject) -> dict[str, Any]:
+    """The stored spec as shown: secrets masked, and the failure notification without the
+    method its model defaults to (it is always sent as a JSON POST)."""
+    spec = masked(record.spec)
+    notify = spec.get("onFailure")
+    if isinstance(notify, dict) and isinstance(notify.get("invoke"), dict):
+        invoke = dict(notify["invoke"])
+        if invoke.get("method") == "GET":
+            invoke.pop("method")
+        spec["onFailure"] = {**notify, "invoke": invoke}
+    return spec
 
 
 def present(
@@ -118,14 +164,14 @@ def present(
         "calls": p.calls,
         "inFlight": live == "running",
         "reason": p.reason,
-        "failedStep": p.failed_step,
+        "failedStep": _failed_step(record),
         "started": iso(p.started),
         "finished": iso(p.finished),
         "displayName": record.display or record.name,
         "pruned": record.pruned,
         "manager": record.managed_by,
         "last": present_call(record.last) if record.last else None,
-        "spec": masked(record.spec),
+        "spec": _spec_view(record),
     }
     if record.kind == "Task":
         out["taskId"] = record.id

@@ -42,6 +42,20 @@ class ClientError(Exception):
         super().__init__(f"{status}: {body.get('message') or body.get('reason') or body}")
 
 
+class NotLambdaop(Exception):
+    """The server answered, but not as lambdaop does (its errors are JSON with `error` and
+    `message`, its answers JSON objects): --server points at something else."""
+
+    def __init__(self, server: str, method: str, path: str, status: int, what: str) -> None:
+        self.server = server
+        said = f"{method} {path} answered {status} with {what}"
+        hint = "pass --server or set LAMBDAOP_SERVER to the address `lambdaop serve` prints"
+        if status >= 500:  # a proxy in front of a lambdaop that is down answers like this too
+            super().__init__(f"{server} did not answer as lambdaop does: {said} (a proxy in front of a stopped lambdaop, or not lambdaop at all: {hint})")  # fmt: skip
+        else:
+            super().__init__(f"{server} is not a lambdaop server: {said} ({hint})")
+
+
 class Client:
     def __init__(self, server: str, token: str | None, timeout: float = 60.0) -> None:
         self.server = server.rstrip("/")
@@ -50,15 +64,25 @@ class Client:
             self.session.headers["Authorization"] = f"Bearer {token}"
         self.timeout = timeout
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    def _call(self, method: str, path: str, expect: str | None = None, **kwargs: Any) -> dict[str, Any]:
         response = self.session.request(method, self.server + path, timeout=self.timeout, **kwargs)
+        status = response.status_code
         try:
             body = response.json()
         except ValueError:
-            body = {"message": response.text[:500]}
-        if response.status_code >= 400:
-            raise ClientError(response.status_code, body)
-        return body if isinstance(body, dict) else {"value": body}
+            kind = (response.headers.get("Content-Type") or "no content type").split(";")[0]
+            raise NotLambdaop(
+                self.server, method, path, status, f"a body that is not JSON ({kind})"
+            ) from None
+        if not isinstance(body, dict):
+            raise NotLambdaop(self.server, method, path, status, "JSON that is not an object")
+        if status >= 400:
+            if not {"error", "message"} <= set(body):
+                raise NotLambdaop(self.server, method, path, status, "an error lambdaop never sends")
+            raise ClientError(status, body)
+        if expect is not None and expect not in body:
+            raise NotLambdaop(self.server, method, path, status, f"an answer without `{expect}`")
+        return body
 
     def apply(
         self, text: str, content_type: str = "application/yaml", force: bool = False, dry_run: bool = False
@@ -81,10 +105,10 @@ class Client:
             params["taskState"] = state
         if cursor:
             params["cursor"] = cursor
-        return self._call("GET", _path(kind), params=params)
+        return self._call("GET", _path(kind), expect=_key(kind), params=params)
 
     def get(self, object_id: str, kind: str = "Task") -> dict[str, Any]:
-        return self._call("GET", f"{_path(kind)}/{quote(object_id, safe='')}")
+        return self._call("GET", f"{_path(kind)}/{quote(object_id, safe='')}", expect="id")
 
     def find(self, kind: str, name_or_id: str) -> dict[str, Any]:
         """One of the caller's objects by id, or else by name (404 when neither)."""
@@ -94,11 +118,12 @@ class Client:
             except ClientError as exc:
                 if exc.status != 404:
                     raise
-        rows = self._call("GET", _path(kind), params={"name": name_or_id})[
-            "tasks" if kind == "Task" else "taskSets"
-        ]
+        name = (
+            name_or_id.split("/", 1)[1] if name_or_id.lower().startswith(f"{kind.lower()}/") else name_or_id
+        )
+        rows = self._call("GET", _path(kind), expect=_key(kind), params={"name": name})[_key(kind)]
         if not rows:
-            raise ClientError(404, {"message": f"you have no {kind} named or numbered {name_or_id!r}"})
+            raise ClientError(404, {"error": "not_found", "message": f"you have no {kind} named or numbered {name_or_id!r}"})  # fmt: skip
         return dict(rows[0])
 
     def describe(self, object_id: str) -> dict[str, Any]:
@@ -138,3 +163,7 @@ class Client:
 
 def _path(kind: str) -> str:
     return "/tasks" if kind == "Task" else "/tasksets"
+
+
+def _key(kind: str) -> str:
+    return "tasks" if kind == "Task" else "taskSets"

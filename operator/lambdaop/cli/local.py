@@ -60,33 +60,22 @@ def serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
-        log.info("signal %s: stopping after the current pass", signum)
+        log.info("%s: stopping (calls in flight get 10s to report back)", signal.Signals(signum).name)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     runtime = Runtime(config)
     runtime.start()
-    if runtime.admin_token:
-        print(
-            f"first start: created user admin; its API token is in {runtime.state.path / 'admin.token'}",
-            file=sys.stderr,
-        )
-    print(
-        f"lambdaop {__version__} serving {runtime.url}; specs from {config.specs_dir}; Ctrl-C to stop",
-        file=sys.stderr,
-        flush=True,
-    )
+    log.info("lambdaop %s serving %s (the page, the API, its reference at /docs); specs from %s; Ctrl-C to stop",
+             __version__, runtime.url, config.specs_dir)  # fmt: skip
     try:
         while not stop.wait(1.0):
             if runtime.failed.is_set():
                 break
     finally:
         runtime.stop()
-    if runtime.probes.fatal is not None:
-        print(f"lambdaop: {runtime.probes.fatal}", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if runtime.probes.fatal is not None else 0  # the reason is logged (critical) when it happens
 
 
 def user_command(args: argparse.Namespace) -> int:
@@ -163,13 +152,44 @@ def _read_password(from_stdin: bool) -> str:
     return first
 
 
+SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+class PathProblem(Exception):
+    """A path given on the command line that cannot be used: one line says why."""
+
+
 def spec_files_of(paths: Sequence[Path]) -> list[Path]:
+    """The spec files of the paths given (folders: their *.yaml and *.yml files, recursively).
+    A path that does not exist, or a folder with no spec files in it, raises PathProblem."""
     from lambdaop.app.folder import spec_files
 
     out: list[Path] = []
     for path in paths:
-        out.extend(spec_files(path) if path.is_dir() else [path])
+        if str(path) == "-":  # standard input
+            out.append(path)
+            continue
+        if not path.exists():
+            raise PathProblem(f"{path}: no such file or folder")
+        if path.is_dir():
+            found = spec_files(path)
+            if not found:
+                raise PathProblem(f"{path}: a folder with no spec files in it (*.yaml or *.yml, outside hidden folders)")  # fmt: skip
+            out.extend(found)
+        else:
+            out.append(path)
     return out
+
+
+def read_problem(path: Path, exc: Exception) -> str:
+    """Why a file cannot be read, in words (never `[Errno 13] …`)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"{path}: not a text file (spec files are YAML or JSON, in UTF-8)"
+    if isinstance(exc, PermissionError):
+        return f"{path}: cannot be read: permission denied"
+    if isinstance(exc, IsADirectoryError):
+        return f"{path}: is a folder"
+    return f"{path}: cannot be read: {getattr(exc, 'strerror', None) or exc}"
 
 
 def validate(paths: Sequence[Path], policy: Policy = SECURE) -> int:
@@ -182,10 +202,13 @@ def validate(paths: Sequence[Path], policy: Policy = SECURE) -> int:
         try:
             text = path.read_text()
         except (OSError, UnicodeDecodeError) as exc:
-            print(f"{path}: cannot be read: {exc}", file=sys.stderr)
+            print(read_problem(path, exc), file=sys.stderr)
             unreadable += 1
             continue
-        files.append((str(path), load_documents(text, str(path))))
+        docs = load_documents(text, str(path))
+        if not str(path).endswith(SPEC_SUFFIXES) and any(d.problems for d in docs):
+            print(f"{path}: is it a spec file? spec files are YAML or JSON, named *.yaml, *.yml or *.json", file=sys.stderr)  # fmt: skip
+        files.append((str(path), docs))
     problems = Checker(policy).check(files)
     for problem in problems:
         print(str(problem), file=sys.stderr)

@@ -1,13 +1,21 @@
 """The `lambdaop` command: serve, validate, schema. The only code that reads the environment.
 
-`main(argv)` returns an exit code, so tests call it directly.
+`main(argv)` returns an exit code, so tests call it directly. Exit codes: 0
+done; 1 refused (the server or the check said no: an invalid spec, an
+unknown object, a state that does not allow it, a bad token); 2 the command
+could not be carried out as written (a usage mistake, a path that cannot be
+read, a server that cannot be reached or is not lambdaop); `diff` has its
+own (0 nothing would change, 1 something would, 2 errors); 141 when the
+output was closed early (`lambdaop get tasks | head`), as for any Unix tool.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,8 +24,8 @@ from typing import NoReturn
 import requests
 
 from lambdaop import __version__
-from lambdaop.cli.client import ClientError
-from lambdaop.cli.local import policy_of, serve, user_command, validate, write_schemas
+from lambdaop.cli.client import ClientError, NotLambdaop
+from lambdaop.cli.local import PathProblem, policy_of, serve, user_command, validate, write_schemas
 from lambdaop.cli.remote import client_command, client_problem
 from lambdaop.core.errors import LambdaopError
 from lambdaop.core.logs import setup as setup_logs
@@ -39,10 +47,15 @@ ALLOW_HELP = (
 )
 
 
+KIND_WORDS = ("task", "tasks", "taskset", "tasksets")
+
+
 def _kind(text: str) -> str:
     kind = kind_named(text)
     if kind is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a kind: use task or taskset")
+        guess = difflib.get_close_matches(text.lower(), KIND_WORDS, n=1, cutoff=0.5)
+        maybe = f"; did you mean {guess[0]}?" if guess else ""
+        raise argparse.ArgumentTypeError(f"{text!r} is not a kind: use task or taskset{maybe}")
     return kind
 
 
@@ -62,7 +75,8 @@ def _globals(parser: argparse.ArgumentParser, top: bool) -> None:
     parser.add_argument(
         "--token", default=default(env.get("LAMBDAOP_TOKEN")), help="an API token (client verbs)"
     )
-    parser.add_argument("-o", "--output", choices=["table", "wide", "json", "yaml"], default=default("table"))
+    parser.add_argument("-o", "--output", choices=["table", "wide", "json", "yaml", "name"], default=default("table"),
+                        help="table (default), wide, json, yaml (documents apply -f takes back), name (kind/name)")  # fmt: skip
 
 
 class Usage(Exception):
@@ -71,7 +85,29 @@ class Usage(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise Usage(f"{message} (see `{self.prog} --help`)")
+        raise Usage(f"{_in_words(message, self)} (see `{self.prog} --help`)")
+
+
+def _in_words(message: str, parser: argparse.ArgumentParser) -> str:
+    """argparse's message, with a guess when a word is close to one it knows."""
+    found = re.match(r"argument (\S+): invalid choice: '(.*?)' \(choose from (.*)\)$", message)
+    if found:
+        what, word, choices = found.groups()
+        known = re.findall(r"'([^']*)'", choices)
+        guess = difflib.get_close_matches(word, known, n=1, cutoff=0.5)
+        name = {"VERB": "a verb", "ACTION": "an action"}.get(what, f"a choice for {what}")
+        return f"{word!r} is not {name}" + (f"; did you mean {guess[0]}?" if guess else f": use one of {', '.join(known)}")  # fmt: skip
+    found = re.match(r"unrecognized arguments: (.*)$", message)
+    if found:
+        options = [o for a in parser._actions for o in a.option_strings]
+        for sub in parser._subparsers._group_actions if parser._subparsers else []:
+            for choice in getattr(sub, "choices", {}).values():
+                options += [o for a in choice._actions for o in a.option_strings]
+        words = found.group(1).split()
+        guesses = [g for w in words if w.startswith("-") for g in difflib.get_close_matches(w, set(options), n=1, cutoff=0.6)]  # fmt: skip
+        return f"unknown {'option' if len(words) == 1 else 'options'} {found.group(1)}" + (f"; did you mean {', '.join(guesses)}?" if guesses else "")  # fmt: skip
+    found = re.match(r"argument [A-Z|]+: (.*)$", message)  # a value the verb's own check refused: it says why
+    return found.group(1) if found else message
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     user_verb("list", "list users")
 
     apply = verb("apply", "send spec files (or folders of them) to a running lambdaop")
-    apply.add_argument("-f", "--file", dest="files", type=Path, action="append", required=True)
+    apply.add_argument("-f", "--file", dest="files", type=Path, action="append", required=True,
+                       help="a spec file, a folder of them, or - for standard input (again for more)")  # fmt: skip
     apply.add_argument("--force", action="store_true", help="take over objects the specs folder manages")
     diff = verb(
         "diff", "what an apply would change on the running server (exit 0: nothing, 1: changes, 2: errors)"
@@ -176,13 +213,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; answers its exit code. Every mistake is one line on stderr, never a traceback."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # the reader went away (`| head`): say nothing more, as Unix tools do
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), sys.stdout.fileno())
+        return 141
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):  # nothing asked: what can be asked
+        parser.print_help(sys.stderr)
+        return 2
     try:
         args = parser.parse_args(argv)
     except Usage as exc:
         print(f"lambdaop: {exc}", file=sys.stderr)
         return 2
     setup_logs(args.log_level, args.log_format)
+
+    def say(text: str) -> None:
+        """One line on stderr; `serve` with JSON logs says it as a log line, so every line is JSON."""
+        if args.command == "serve" and args.log_format == "json":
+            log.critical(text)
+        else:
+            print(f"lambdaop: {text}", file=sys.stderr)
+
     try:
         if args.command == "serve":
             return serve(args)
@@ -193,37 +250,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "user":
             return user_command(args)
         return client_command(args)
+    except BrokenPipeError:
+        raise
     except LambdaopError as exc:
-        print(f"lambdaop: {exc}", file=sys.stderr)
+        say(str(exc))
         return 2
-    except argparse.ArgumentTypeError as exc:
-        print(f"lambdaop: {exc}", file=sys.stderr)
+    except (argparse.ArgumentTypeError, PathProblem, NotLambdaop) as exc:
+        say(str(exc))
         return 2
     except ClientError as exc:
-        print(f"lambdaop: {client_problem(exc, args)}", file=sys.stderr)
-        for detail in exc.body.get("details", []) if exc.status == 422 else []:
+        say(client_problem(exc, args))
+        for detail in exc.body.get("details", []) if exc.status in (409, 422) else []:
             where = ", ".join(
-                str(detail[k]) for k in ("document", "line", "field") if detail.get(k) is not None
+                f"{k} {detail[k] + 1 if k == 'document' else detail[k]}" if k != "field" else str(detail[k])
+                for k in ("document", "line", "field")
+                if detail.get(k) is not None
             )
             print(f"  {where + ': ' if where else ''}{detail.get('message')}", file=sys.stderr)
         return 1
     except requests.ConnectionError:
-        print(f"lambdaop: cannot reach {args.server}: is `lambdaop serve` running there? (pass --server or set LAMBDAOP_SERVER)", file=sys.stderr)  # fmt: skip
+        say(f"cannot reach {args.server}: is `lambdaop serve` running there? (pass --server or set LAMBDAOP_SERVER)")  # fmt: skip
         return 2
     except requests.RequestException as exc:
-        print(f"lambdaop: talking to {args.server} failed: {exc}", file=sys.stderr)
+        say(f"talking to {args.server} failed: {exc}")
         return 2
     except FileNotFoundError as exc:
-        print(f"lambdaop: {exc.filename}: no such file or folder", file=sys.stderr)
+        say(f"{exc.filename}: no such file or folder")
+        return 2
+    except PermissionError as exc:
+        say(f"{exc.filename}: permission denied")
         return 2
     except OSError as exc:
-        print(f"lambdaop: {getattr(exc, 'filename', '') or ''}: {exc.strerror or exc}", file=sys.stderr)
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        say(f"{where}{exc.strerror or exc}")
         return 2
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a bug: say so in one line; the traceback goes to the debug log
         log.debug("unexpected error", exc_info=True)
-        print(f"lambdaop: unexpected error: {type(exc).__name__}: {exc} (run with --log-level DEBUG for details)", file=sys.stderr)  # fmt: skip
+        say(f"unexpected error: {type(exc).__name__}: {exc} (run with --log-level DEBUG for details)")
         return 2
 
 

@@ -10,9 +10,10 @@ import json
 import sys
 from typing import Any
 
+from lambdaop.cli import show
 from lambdaop.cli.client import Client, ClientError, split_documents
-from lambdaop.cli.local import spec_files_of
-from lambdaop.core.clock import SystemClock
+from lambdaop.cli.local import SPEC_SUFFIXES, spec_files_of
+from lambdaop.core.clock import SystemClock, iso
 
 
 def client_problem(exc: ClientError, args: argparse.Namespace) -> str:
@@ -27,10 +28,13 @@ def _problem(exc: ClientError, args: argparse.Namespace) -> str:
     if exc.status == 403:
         return f"not allowed: {exc.body.get('message')}"
     if exc.status == 404:
-        return f"not found: {exc.body.get('message') or 'no such object'} (check the name or id, and --token's user)"
+        return f"not found: {exc.body.get('message') or 'no such object'} (`lambdaop get {getattr(args, 'kind', 'task').lower()}s` lists the names this accepts; check --token's user too)"  # fmt: skip
     if exc.status == 409:
         return str(exc.body.get("reason") or exc.body.get("message"))
-    return f"the server answered {exc.status}: {exc.body.get('message') or exc.body}"
+    message = str(exc.body.get("message") or exc.body)
+    if exc.body.get("details"):  # the details follow, one a line: the headline only
+        message = message.split(": ", 1)[0]
+    return f"the server answered {exc.status}: {message}"
 
 
 def client_command(args: argparse.Namespace) -> int:
@@ -42,53 +46,73 @@ def client_command(args: argparse.Namespace) -> int:
         return _diff(client, args)
     if command == "get":
         if args.name:
-            return _show(args, [client.find(args.kind, args.name)], args.kind)
+            return _show(args, [client.find(args.kind, args.name)])
         body = client.list(args.kind, args.state, args.limit)
-        return _show(args, body["tasks" if args.kind == "Task" else "taskSets"], args.kind)
+        return _show(args, body["tasks" if args.kind == "Task" else "taskSets"])
     if command == "delete":
-        body = client.delete_spec(args.kind, args.name, force=args.force)
-        print(f"{args.kind}/{args.name} deleted ({body['object']['state']}, marked pruned)")
+        name = _bare(args.kind, args.name)
+        body = client.delete_spec(args.kind, name, force=args.force)
+        _said(args, body["object"], f"deleted ({body['object']['state']}, marked pruned)")
         return 0
     target = client.find(args.kind, args.name)
     if command == "describe":
-        _print(args, client.get(target["id"], args.kind), detail=True)
+        view = client.get(target["id"], args.kind)
+        if args.output in ("json", "yaml"):
+            _print(args, show.ordered(view))
+        elif args.output == "name":
+            print(show.name_of(view))
+        else:
+            show.describe(view, sys.stdout)
         return 0
     if command == "cancel":
-        client.cancel(target["id"], args.kind)
-        print(f"{args.kind}/{target['name']} cancelled")
+        body = client.cancel(target["id"], args.kind)
+        _said(args, body.get("task") or body.get("taskSet") or target, "cancelled")
         return 0
     if command == "modify":
-        at = args.at if args.at else (SystemClock().now() + args.after).isoformat()
+        at = args.at if args.at else str(iso(SystemClock().now() + args.after))
         body = client.modify(target["id"], at, args.kind)
-        changed = body.get("task") or body.get("taskSet") or {}
-        print(f"{args.kind}/{target['name']} now due {changed.get('due')}")
+        changed = body.get("task") or body.get("taskSet") or target
+        _said(args, changed, f"now due {changed.get('due')}")
         return 0
     if command in ("suspend", "resume"):
         body = client.pause(target["id"], args.kind, command)
-        print(f"{args.kind}/{target['name']} {'suspended' if body['suspended'] else 'resumed'}"
+        _said(args, body.get("object") or target, ("suspended" if body["suspended"] else "resumed")
               + (" after the run going on" if body.get("afterThisRun") else ""))  # fmt: skip
         return 0
     return 2
+
+
+def _bare(kind: str, name: str) -> str:
+    """`task/pulse` (what `-o name` prints) or `pulse`."""
+    return name.split("/", 1)[1] if name.lower().startswith(f"{kind.lower()}/") else name
+
+
+def _said(args: argparse.Namespace, view: dict[str, Any], what: str) -> None:
+    """What a verb did, in one line (`-o name`: the object's name only, for scripts)."""
+    print(show.name_of(view) if args.output == "name" else f"{view['kind']}/{view['name']} {what}")
 
 
 def _apply(client: Client, args: argparse.Namespace) -> int:
     failed = False
     for path in spec_files_of(args.files):
         results = []
-        for offset, piece in split_documents(path.read_text()):
+        for offset, piece in split_documents(read_spec_file(path)):
             try:
                 results += client.apply(piece, force=args.force)["results"]
             except ClientError as exc:
                 failed = True
                 if exc.status == 422:
-                    print(f"{path}: invalid; nothing in it was applied", file=sys.stderr)
+                    print(
+                        f"{path}: invalid; nothing in it was applied{not_a_spec_file(path)}", file=sys.stderr
+                    )
                 else:
                     print(f"{path}: {client_problem(exc, args)}", file=sys.stderr)
                 for d in exc.body.get("details", []):
-                    line = f":{d['line'] + offset}" if d.get("line") else ""
-                    field = f" {d['field']}:" if d.get("field") else ""
-                    print(f"{path}{line}:{field} {_flag(d['message'])}", file=sys.stderr)
+                    print(f"{place(path, d, offset)} {_flag(d['message'])}", file=sys.stderr)
         for r in results:
+            if args.output == "name":
+                print(f"{str(r['kind']).lower()}/{r['name']}")
+                continue
             print(
                 f"{path}: {r['kind']}/{r['name']} {r['action']}"
                 + (f" ({_flag(r['message'])})" if r.get("message") else "")
@@ -96,16 +120,39 @@ def _apply(client: Client, args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def read_spec_file(path: Any) -> str:
+    """A spec file's text (`-`: standard input)."""
+    if str(path) == "-":
+        return sys.stdin.read()
+    try:
+        return str(path.read_text())
+    except UnicodeDecodeError:
+        raise OSError(f"{path}: not a text file (spec files are YAML or JSON)") from None
+
+
+def not_a_spec_file(path: Any) -> str:
+    """A hint after a refusal of a file whose name says it is no spec file (README.md)."""
+    if str(path).endswith(SPEC_SUFFIXES) or str(path) == "-":
+        return ""
+    return " (is it a spec file? spec files are YAML or JSON, named *.yaml, *.yml or *.json)"
+
+
+def place(path: Any, detail: dict[str, Any], offset: int = 0) -> str:
+    """`file:line:column: field:` of a problem the server found in a piece of a file."""
+    where = str(path)
+    if detail.get("line"):
+        where += f":{detail['line'] + offset}"
+        if detail.get("column"):
+            where += f":{detail['column']}"
+    return where + ":" + (f" {detail['field']}:" if detail.get("field") else "")
+
+
 def _block(value: Any) -> list[str]:
-    """A spec as block-style YAML lines, in its field order (what diff compares)."""
+    """A spec as block-style YAML lines, in the order a spec is written (what diff compares)."""
     from io import StringIO
 
-    from ruamel.yaml import YAML
-
-    yaml = YAML(typ="rt")
-    yaml.default_flow_style = False
     out = StringIO()
-    yaml.dump(value, out)
+    show.write_yaml(show.ordered(value), out)
     return out.getvalue().splitlines(keepends=True)
 
 
@@ -115,15 +162,14 @@ def _diff(client: Client, args: argparse.Namespace) -> int:
 
     changed = failed = False
     for path in spec_files_of(args.files):
-        for offset, piece in split_documents(path.read_text()):
+        for offset, piece in split_documents(read_spec_file(path)):
             try:
                 results = client.apply(piece, force=args.force, dry_run=True)["results"]
             except ClientError as exc:
                 failed = True
-                print(f"{path}: {client_problem(exc, args)}", file=sys.stderr)
+                print(f"{path}: {client_problem(exc, args)}{not_a_spec_file(path)}", file=sys.stderr)
                 for d in exc.body.get("details", []):
-                    line = f":{d['line'] + offset}" if d.get("line") else ""
-                    print(f"{path}{line}: {d.get('field') + ': ' if d.get('field') else ''}{d['message']}", file=sys.stderr)  # fmt: skip
+                    print(f"{place(path, d, offset)} {_flag(d['message'])}", file=sys.stderr)
                 continue
             for r in results:
                 name, where = f"{r['kind']}/{r['name']}", f"{path}:{r['line'] + offset}"
@@ -147,37 +193,28 @@ def _flag(message: str) -> str:
     return message.replace("force=true", "--force")
 
 
-def _print(args: argparse.Namespace, value: Any, detail: bool = False) -> None:
+def _print(args: argparse.Namespace, value: Any) -> None:
     if args.output == "yaml":
-        from ruamel.yaml import YAML
-
-        YAML(typ="safe", pure=True).dump(value, sys.stdout)
+        show.write_yaml(value, sys.stdout)
     else:
         print(json.dumps(value, indent=2))
 
 
-def _show(args: argparse.Namespace, rows: list[dict[str, Any]], kind: str) -> int:
+def _show(args: argparse.Namespace, rows: list[dict[str, Any]]) -> int:
     if args.output in ("json", "yaml"):
-        _print(args, rows)
-        return 0
-    wide = args.output == "wide"
-    header = f"{'NAME':32} {'STATE':10} {'NEXT':25} {'CALLS':>5}"
-    if wide:
-        header = f"{'ID':25} {header} {'OWNER':12} {'LAST RESULT':24} SCHEDULE"
-    print(header)
-    for r in rows:
-        nxt = r.get("due") or ((r.get("nextRuns") or [None])[0]) or "-"
-        line = (
-            f"{(r.get('displayName') or r['name'])[:32]:32} {r['state']:10} {nxt:25} {r.get('calls', 0):>5}"
+        show.write_documents(rows, args.output, sys.stdout) if rows else print(
+            "[]" if args.output == "json" else ""
         )
-        if wide:
-            last = r.get("last") or {}
-            result = (
-                "-"
-                if not last
-                else ("ok" if last.get("ok") else f"failed {last.get('status') or ''}".strip())
-            )
-            sched = (r.get("schedule") or {}).get("description", "-")
-            line = f"{r['id']:25} {line} {r['owner'][:12]:12} {result[:24]:24} {sched}"
-        print(line)
+        masked = sorted({f for r in rows for f in show.masked_fields(show.document(r).get("spec"))})
+        if masked:
+            print(f"lambdaop: {', '.join(masked)}: shown masked (***), and refused so when applied; put the value, or {{fromEnv: NAME}}, back first", file=sys.stderr)  # fmt: skip
+        return 0
+    if args.output == "name":
+        for r in rows:
+            print(show.name_of(r))
+        return 0
+    if not rows:
+        print(f"No {args.kind}s{f' in state {args.state}' if args.state else ''}.", file=sys.stderr)
+        return 0
+    sys.stdout.write(show.table(rows, wide=args.output == "wide"))
     return 0

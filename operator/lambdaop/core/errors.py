@@ -29,7 +29,7 @@ class Problem:
         elif self.line is not None:
             parts.append(f"line {self.line}")
         if self.document is not None and not self.file:
-            parts.append(f"document {self.document}")
+            parts.append(f"document {self.document + 1}")  # people count documents from 1
         if self.field:
             parts.append(self.field)
         return ": ".join(parts)

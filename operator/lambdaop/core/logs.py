@@ -3,12 +3,17 @@
 Every line about an object names it in its message (`Task alice/hello`) and
 carries `owner`, `kind`, `name` and `id` (and `step`, `attempt` for a call)
 as fields: `--log-format json` writes one JSON object per line with ts,
-level, logger and message besides (python-json-logger). Called by cli (set
-up) and by every module that logs about objects (`about`).
+level, logger and message besides (python-json-logger). Times are ISO 8601
+in UTC with `Z`, as everywhere else in lambdaop. A line may carry a mapping
+of `settings` (the start-up configuration): a JSON object in JSON lines,
+`key=value` pairs after the message in text. Called by cli (set up) and by
+every module that logs about objects (`about`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import sys
 from typing import Any
@@ -16,7 +21,21 @@ from typing import Any
 from pythonjsonlogger.json import JsonFormatter
 
 TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+QUIET = ("watchfiles",)  # libraries whose INFO lines say nothing an operator needs
 _installed: logging.Handler | None = None
+
+
+def utc_time(record: logging.LogRecord) -> str:
+    """When the line was logged: ISO 8601, UTC, milliseconds, `Z`."""
+    stamp = dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+class JsonLines(JsonFormatter):
+    """One JSON object per line, `ts` in ISO 8601 with Z."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return utc_time(record)
 
 
 class StderrHandler(logging.StreamHandler):
@@ -34,7 +53,7 @@ def setup(level: str = "INFO", fmt: str = "text") -> None:
     handler = StderrHandler()
     if fmt == "json":
         handler.setFormatter(
-            JsonFormatter(
+            JsonLines(
                 "{asctime}{levelname}{name}{message}",
                 style="{",
                 rename_fields={
@@ -54,15 +73,33 @@ def setup(level: str = "INFO", fmt: str = "text") -> None:
     root.addHandler(handler)
     _installed = handler
     root.setLevel(getattr(logging, str(level).upper(), logging.INFO))
+    for name in QUIET:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 
 class TextFormatter(logging.Formatter):
-    """The text format, with the object's id (when the line is about one) at the end."""
+    """The text format: settings as `key=value` after the message, the object's id (when the
+    line is about one) at the end."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return utc_time(record)
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
+        settings = getattr(record, "settings", None)
+        if isinstance(settings, dict):
+            pairs = " ".join(f"{k}={_text_value(v)}" for k, v in settings.items())
+            head, newline, tail = text.partition("\n")  # a traceback stays below
+            text = f"{head} {pairs}{newline}{tail}"
         object_id = getattr(record, "id", None)
         return f"{text} [id {object_id}]" if object_id else text
+
+
+def _text_value(value: Any) -> str:
+    if value is None:
+        return "-"
+    text = str(value)
+    return json.dumps(text) if (not text or any(c in text for c in ' "=')) else text
 
 
 def about(obj: Any, step: str | None = None, attempt: int | None = None) -> dict[str, Any]:

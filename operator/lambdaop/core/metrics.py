@@ -59,6 +59,7 @@ class _Objects(Collector):
 class Metrics:
     def __init__(self, clock: Clock | None = None) -> None:
         self.clock: Clock = clock or SystemClock()
+        self.started = self.clock.now()  # calls per minute are counted from here (kept in memory)
         self.registry = CollectorRegistry()
         r = self.registry
         self.calls = Counter("lambdaop_calls", "Calls made, by step kind (task, check, fallback, notify), result and status class", ["kind", "result", "status"], registry=r)  # fmt: skip

@@ -93,6 +93,7 @@ class Claimed:
     got: frozenset[str]
     records: Mapping[str, tuple[dt.datetime | None, StoredObject | None]]
     until: dt.datetime
+    sent: dt.datetime | None = None  # when the claim was asked for
 
 
 @dataclass(frozen=True)

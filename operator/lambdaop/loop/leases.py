@@ -76,7 +76,7 @@ class LeaseKeeper:
         def job() -> Claimed:  # the records are read here, on the store thread, not the loop's
             got = store.claim(owner, until, ids)
             records = {d["_id"]: (d.get("due"), read_record(d)) for d in store.fetch(got, span)}
-            return Claimed(tuple(batch), frozenset(got), records, until)
+            return Claimed(tuple(batch), frozenset(got), records, until, now)
 
         return job
 
@@ -92,9 +92,15 @@ class LeaseKeeper:
         let go (changed since they were read, not due soon any more, or unreadable)."""
         self.claimed(event.asked)
         earliest = min(d.due for d in event.asked)
-        if earliest < now and back - earliest > dt.timedelta(milliseconds=50):
+        sent = event.sent or earliest
+        # warn only when the claim itself made them late, not when they were overdue before it was sent
+        if earliest < now and back - max(earliest, sent) > dt.timedelta(milliseconds=50):
             log.warning("a claim of %d object(s) finished %.0f ms after the first was due (the store is slow); "
-                        "those calls leave late", len(event.asked), (back - earliest).total_seconds() * 1000)  # fmt: skip
+                        "those calls leave late", len(event.asked), (back - max(earliest, sent)).total_seconds() * 1000)  # fmt: skip
+        if sent - earliest > dt.timedelta(seconds=5):
+            log.info("%d object(s) fell due before this process could claim them (it was not running, or the "
+                     "store did not answer; the first %.0f s ago): they run now",
+                     len(event.asked), (sent - earliest).total_seconds())  # fmt: skip
         stats.claimed += len(event.got)
         stats.lost_claims += len(event.asked) - len(event.got)
         keep: list[StoredObject] = []

@@ -158,6 +158,10 @@ class Reconciler:
     def shutdown_calls(self) -> None:
         self.firing.invoker.shutdown(wait=True)
 
+    def writes_pending(self) -> int:
+        """Writes of held objects handed to the writer and not answered yet."""
+        return sum(h.writes for h in self.held.values())
+
     # ----- one pass
 
     def reconcile_once(self, now: dt.datetime) -> dt.datetime:

@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
+from lambdaop.core.clock import iso
 from lambdaop.core.logs import about
 from lambdaop.engine import machine
 from lambdaop.engine.machine import Phase, Progress
@@ -47,10 +48,10 @@ def failure_event(record: StoredObject, progress: Progress) -> dict[str, Any]:
         "id": record.id,
         "run": progress.run,
         "reason": progress.reason,
-        "failedStep": progress.failed_step,
-        "at": progress.finished.isoformat() if progress.finished else None,
+        "failedStep": progress.failed_step or ("task" if record.kind == "Task" else None),
+        "at": iso(progress.finished),
         "lastAttempt": {
-            k: (v.isoformat() if isinstance(v, dt.datetime) else v)
+            k: (iso(v) if isinstance(v, dt.datetime) else v)
             for k, v in last.items()
             if k in ("step", "attempt", "at", "status", "error", "duration_ms", "key")
         },

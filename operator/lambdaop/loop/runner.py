@@ -62,6 +62,8 @@ class Passes(Protocol):
 
     def shutdown_calls(self) -> None: ...
 
+    def writes_pending(self) -> int: ...
+
 
 class Runner:
     def __init__(self, loop: Passes, clock: Clock, metrics: Metrics | None, stop_grace: float) -> None:
@@ -103,3 +105,7 @@ class Runner:
                 self.loop.take_events(self.clock.now())
         with contextlib.suppress(Exception):
             self.loop.take_events(self.clock.now())
+        while self.clock.monotonic() < deadline and self.loop.writes_pending():  # their results land: logged
+            self.loop.inbox.sleep(0.05)
+            with contextlib.suppress(Exception):
+                self.loop.take_events(self.clock.now())

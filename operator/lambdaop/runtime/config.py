@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lambdaop.loop.outbound import SECURE, Policy
+from lambdaop.spec import format_duration
 
 
 @dataclass(frozen=True)
@@ -49,12 +50,12 @@ class Config:
             "state_dir": str(self.state_dir),
             "specs_dir": str(self.specs_dir) if self.specs_dir else None,
             "specs_owner": self.specs_owner,
-            "resync": self.resync.total_seconds(),
+            "resync": format_duration(self.resync),
             "workers": self.workers,
-            "lease": self.lease.total_seconds(),
-            "claim_window": self.claim_window.total_seconds()
+            "lease": format_duration(self.lease),
+            "claim_window": format_duration(self.claim_window)
             if self.claim_window
-            else "2s shared, 15s embedded",
+            else ("15s" if not self.mongodb_uri else "2s"),
             "api": f"http://{self.host}:{self.port}" if self.serve_api else None,
             "timezone": self.timezone,
             "outbound": self.allow_hosts.describe(),

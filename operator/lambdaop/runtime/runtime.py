@@ -69,7 +69,7 @@ class Runtime:
         self.failed = threading.Event()  # set when the process cannot go on (see `_fatal`)
 
     def start(self) -> None:
-        log.info("lambdaop starting: %s", self.config.describe())
+        log.info("lambdaop starting", extra={"settings": self.config.describe()})
 
         self.state.acquire()
         self.metrics = Metrics(self.clock)
@@ -144,8 +144,8 @@ class Runtime:
             self.users.store_down = lambda: not health.answering
         self.admin_token = self.users.ensure_admin()
         if self.admin_token:
-            log.warning(
-                "created the first user, admin; its API token is in %s (mode 0600)",
+            log.info(
+                "created the first user, admin; its API token is in %s (mode 0600; it is never logged)",
                 self.state.path / "admin.token",
             )
         if self.config.serve_api:
@@ -286,6 +286,8 @@ class Runtime:
             self.writer.stop()
         with contextlib.suppress(AttributeError):
             self.reconciler.io.stop()
+        if self._started_loop:
+            self._leave_cleanly()
         if self.status is not None:
             self.status.stop()
         if self.health is not None:
@@ -300,6 +302,17 @@ class Runtime:
             log.warning("while stopping: %s", exc)
         self.state.release()
         log.info("lambdaop stopped")
+
+    def _leave_cleanly(self) -> None:
+        """A clean stop lets go of what it claimed ahead and did not call (the next start, or another
+        process, claims it again without taking it for a call cut short), and leaves no transaction
+        open (nobody need end any). A call cut short keeps its lease: the next start says so."""
+        idle = [h.id for h in self.reconciler.held.values() if not h.fired]
+        with contextlib.suppress(Exception), self.store.deadline(5.0):
+            for start in range(0, len(idle), 500):
+                self.store.release(self.owner, idle[start : start + 500])
+        with contextlib.suppress(Exception), self.store.deadline(2.0):
+            self.store.heartbeat(self.owner, self.clock.now(), {"owner": self.owner, "sessions": []})
 
     def __enter__(self) -> Runtime:
         self.start()

@@ -91,18 +91,79 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return "".join(parts)
 
 
+NAME_RULE = "letters, digits, '.', '_' and '-', starting and ending with a letter or digit (at most 200)"
+
+
 def _friendly(err: Any) -> str:
+    """pydantic's message in plain words: what is expected, and what was given."""
     msg = str(err.get("msg", "invalid"))
     kind = err.get("type")
+    ctx = err.get("ctx") or {}
+    given = err.get("input")
     if kind == "extra_forbidden":
         return "unknown field (not part of the schema)"
     if kind == "missing":
         return "required field is missing"
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
+        return msg[len("Value error, ") :]
     if kind == "literal_error" and err.get("loc") == ("kind",):
         return f"{msg}; kind must be Task or TaskSet"
+    if kind == "literal_error":
+        return f"expected one of {ctx.get('expected', '').replace(' or ', ', ').replace(chr(39), '')}; got {_shown(given)}"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        bound = {"greater_than_equal": "at least", "greater_than": "more than", "less_than_equal": "at most", "less_than": "less than"}[kind]  # fmt: skip
+        limit = next(iter(ctx.values()), "?")
+        return f"must be {bound} {limit}; got {_shown(given)}"
+    if kind == "too_short" and isinstance(given, list | dict):
+        least = ctx.get("min_length", 1)
+        return "must not be empty: add at least one item" if not given else f"needs at least {least} items; it has {len(given)}"  # fmt: skip
+    if kind == "too_long" and isinstance(given, list | dict):
+        return f"may hold at most {ctx.get('max_length')} items; it has {len(given)}"
+    if kind == "string_too_short":
+        return (
+            "must not be empty" if not given else f"must be at least {ctx.get('min_length')} characters long"
+        )
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters long; it has {len(given or '')}"
+    if kind == "string_pattern_mismatch":
+        if err.get("loc") == ("metadata", "name"):
+            return f"a name may hold only {NAME_RULE}; got {_shown(given)}"
+        form = next((_FORMS[p] for p in reversed(err.get("loc") or ()) if isinstance(p, str) and p in _FORMS), None)  # fmt: skip
+        if form is not None:
+            return f"expected {form}; got {_shown(given)}"
+        return f"{_shown(given)} does not have the expected form (the pattern {ctx.get('pattern')})"
+    plain = {
+        "int_parsing": "expected a whole number", "int_type": "expected a whole number",
+        "int_from_float": "expected a whole number", "float_parsing": "expected a number",
+        "float_type": "expected a number", "bool_parsing": "expected true or false",
+        "bool_type": "expected true or false", "string_type": "expected text",
+        "dict_type": "expected a mapping (key: value pairs)", "model_type": "expected a mapping (key: value pairs)",
+        "model_attributes_type": "expected a mapping (key: value pairs)", "list_type": "expected a list",
+        "json_invalid": "expected JSON",
+    }.get(str(kind))  # fmt: skip
+    if plain:
+        return f"{plain}; got {_shown(given)}"
     return msg
+
+
+_FORMS = {
+    "qualifier": "a version or alias (letters, digits, - and _, or $LATEST)",
+    "region": "an AWS region such as eu-west-1",
+    "roleArn": "an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)",
+    "sessionName": "a role session name (2 to 64 letters, digits or +=,.@_-)",
+    "fromEnv": "an environment variable's name (letters, digits and _, not starting with a digit)",
+    "secretFromEnv": "an environment variable's name (letters, digits and _, not starting with a digit)",
+}
+
+
+def _shown(value: Any) -> str:
+    """A value as the message quotes it: short, printable."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    text = printable(value if isinstance(value, str) else repr(value))
+    return repr(text[:80] + ("…" if len(text) > 80 else "")) if isinstance(value, str) else text[:80]
 
 
 def validation_problems(
@@ -131,11 +192,12 @@ def validate_document(
     node = data if node is None else node
     if not isinstance(data, dict):
         line, col = _locate(node, ())
+        what = "a list" if isinstance(data, list) else f"the plain value {_shown(data)}"
         raise SpecInvalid(
             "invalid spec",
             [
                 Problem(
-                    "a spec document must be a mapping with apiVersion, kind, metadata and spec",
+                    f"a spec document must be a mapping with apiVersion, kind, metadata and spec; this one is {what}",
                     file=file,
                     line=line,
                     column=col,
@@ -157,7 +219,9 @@ def validate_document(
             "invalid spec",
             [
                 Problem(
-                    f"kind must be Task or TaskSet, got {kind!r}",
+                    "kind is missing: every spec document says kind: Task or kind: TaskSet"
+                    if kind is None
+                    else f"kind must be Task or TaskSet, got {_shown(kind)}",
                     field="kind",
                     file=file,
                     line=line,
@@ -184,7 +248,9 @@ def validate_document(
     try:
         return KINDS[kind].model_validate(_plain(data))
     except ValidationError as exc:
-        raise SpecInvalid("invalid spec", validation_problems(exc, node, file, document)) from None
+        found = validation_problems(exc, node, file, document)
+        found.sort(key=lambda p: (p.line or 0, p.column or 0))  # in the order they are read
+        raise SpecInvalid("invalid spec", found) from None
 
 
 def _fast_yaml() -> YAML:
@@ -295,8 +361,67 @@ def _syntax_failure(exc: Exception, file: str | None) -> Document:
         line, col = mark.line + 1, mark.column + 1
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     context = getattr(exc, "context", None)
-    message = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
+    message = f"YAML syntax error: {yaml_in_words(str(problem), str(context or ''))}"
     return Document(0, line or 1, None, [Problem(message, file=file, line=line, column=col)])
+
+
+_TOKENS = {
+    "<block mapping start>": "a new `key: value` mapping",
+    "<block sequence start>": "a `- ` list",
+    "<block end>": "the end of the block",
+    "<document start>": "`---`",
+    "<stream end>": "the end of the text",
+    "<scalar>": "a plain value",
+    "<flow mapping start>": "`{`",
+    "<flow sequence start>": "`[`",
+    "'-'": "a `- ` list item",
+    "'?'": "a `? ` key",
+}
+
+
+def yaml_in_words(problem: str, context: str = "") -> str:
+    """What the YAML parser found wrong, in words a spec writer reads: what is wrong here, and
+    what it expects (the parser's own terms, like `<block mapping start>`, stay inside)."""
+    p = problem.strip()
+    if p.startswith("expected '<document start>'"):
+        return ("a second top-level value starts here, but the document above has not ended: a spec file "
+                "holds `key: value` mappings (apiVersion, kind, metadata, spec), one per document, separated "
+                "by `---` lines (is this a spec file?)")  # fmt: skip
+    if p.startswith("mapping values are not allowed here"):
+        return "`: ` cannot come here: put quotes around a value that holds `: `, or start the key on its own line"
+    if "'\\t'" in p or "\\t" in p or "\t" in p:
+        return "a tab character: YAML indents with spaces only"
+    if p.startswith("expected ',' or '}'"):
+        return "a `{ … }` mapping is not closed here: a `,` or a `}` is missing"
+    if p.startswith("expected ',' or ']'"):
+        return "a `[ … ]` list is not closed here: a `,` or a `]` is missing"
+    if "quoted scalar" in context or "quoted scalar" in p:
+        return "a quoted string is not closed: its closing quote is missing"
+    found = re.match(r'found duplicate key "(.*?)"', p)
+    if found:
+        return f"the key {found.group(1)!r} is written twice in the same mapping; keep one"
+    found = re.match(r"found undefined alias '?(.*?)'?$", p)
+    if found:
+        return f"*{found.group(1)} refers to no anchor: write &{found.group(1)} on a value above it first"
+    if p.startswith("expected <block end>, but found '-'") or "expected '-' indicator" in p:
+        return "a `- ` list item here belongs to no key: indent it under the key it is for"
+    if p.startswith("expected <block end>") or p.startswith("did not find expected key"):
+        return "the indentation is off: this line does not line up with the keys above it"
+    if p.startswith("could not find expected ':'"):
+        return "a `key: value` line is missing its `:` (or a quoted string above is not closed)"
+    found = re.match(r"found character '(.)' that cannot start any token", p)
+    if found:
+        return f"{found.group(1)!r} cannot start a plain value: put the value in quotes"
+    if p.startswith("found unknown escape character"):
+        return (
+            "a double-quoted string holds an unknown escape (a backslash): use single quotes, or write \\\\"
+        )
+    if p.startswith("found unexpected end of stream"):
+        return "the text ends inside an unfinished value (a quote, a `{` or a `[` is not closed)"
+    words = p
+    for token, said in _TOKENS.items():
+        words = words.replace(f"('{token}',)", said).replace(f"'{token}'", said).replace(token, said)
+    return words
 
 
 def load_one(text: str, file: str | None = None) -> list[AnySpec]:

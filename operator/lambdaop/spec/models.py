@@ -85,6 +85,8 @@ class SuccessWhen(_Model):
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
+SECRET_HEADERS = frozenset({"authorization", "cookie", "x-api-key", "proxy-authorization"})
+MASK = "***"  # what lambdaop shows in place of a secret header's value or a URL's password
 
 
 # A Lambda function as the Invoke API names it: my-fn, 123456789012:function:my-fn or
@@ -175,6 +177,8 @@ class Invoke(_Model):
                 raise ValueError(f"header name {printable(name)!r} is not a valid HTTP header name")
             if isinstance(header, str) and any(c in header for c in "\r\n\x00"):
                 raise ValueError(f"header {name}: the value must not hold CR, LF or NUL")
+            if header == MASK and name.lower() in SECRET_HEADERS:
+                raise ValueError(f"header {name}: {MASK} is what lambdaop shows in place of a secret; put the value back, or {{fromEnv: NAME}}")  # fmt: skip
         return value
 
     @field_validator("timeout")
@@ -244,6 +248,10 @@ def check_url(value: str) -> str:
     parts = urlsplit(value.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"expected an http:// or https:// URL (or a Lambda function ARN), got {value!r}")
+    if parts.password == MASK:
+        raise ValueError(
+            f"the URL's password is {MASK}, what lambdaop shows in place of it; put the password back"
+        )
     return value.strip()
 
 
@@ -451,6 +459,11 @@ class Task(_Model):
     kind: Literal["Task"] = "Task"
     metadata: Metadata
     spec: TaskSpec
+    status: dict[str, Any] | None = Field(
+        default=None,
+        exclude=True,
+        description="what `lambdaop get -o yaml` writes beside the spec; ignored when applied",
+    )
 
 
 class TaskSet(_Model):
@@ -460,6 +473,11 @@ class TaskSet(_Model):
     kind: Literal["TaskSet"] = "TaskSet"
     metadata: Metadata
     spec: TaskSetSpec
+    status: dict[str, Any] | None = Field(
+        default=None,
+        exclude=True,
+        description="what `lambdaop get -o yaml` writes beside the spec; ignored when applied",
+    )
 
 
 KINDS: dict[str, type[Task] | type[TaskSet]] = {"Task": Task, "TaskSet": TaskSet}

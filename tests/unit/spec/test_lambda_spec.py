@@ -95,18 +95,22 @@ def test_an_aws_iam_function_url() -> None:
             "spec.invoke.lambda",
             "expected a Lambda function name or ARN",
         ),  # fmt: skip
-        (f"{{lambda: '{ARN}', qualifier: 'a b'}}", "spec.invoke.qualifier", "String should match pattern"),
-        (f"{{lambda: '{ARN}', region: 'EU WEST'}}", "spec.invoke.region", "String should match pattern"),
+        (f"{{lambda: '{ARN}', qualifier: 'a b'}}", "spec.invoke.qualifier", "expected a version or alias"),
+        (
+            f"{{lambda: '{ARN}', region: 'EU WEST'}}",
+            "spec.invoke.region",
+            "expected an AWS region such as eu-west-1",
+        ),
         (
             f"{{lambda: '{ARN}', roleArn: 'arn:aws:iam::1:user/x'}}",
             "spec.invoke.roleArn",
-            "String should match pattern",
+            "expected an IAM role ARN",
         ),
         (f"{{lambda: '{ARN}', externalId: x}}", "spec.invoke.externalId", "`externalId` goes with `roleArn`"),
         (
             f"{{lambda: '{ARN}', invocationType: Later}}",
             "spec.invoke.invocationType",
-            "'RequestResponse', 'Event' or 'DryRun'",
+            "expected one of RequestResponse, Event, DryRun",
         ),  # fmt: skip
         (
             f"{{lambda: '{ARN}:3', qualifier: '4'}}",
