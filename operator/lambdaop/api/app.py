@@ -20,8 +20,10 @@ from lambdaop.api.auth import AuthMiddleware, Login, Logout, Me, UsersRoute
 from lambdaop.api.errors import handle_http_error, handle_lambdaop_error, handle_unexpected, send_error
 from lambdaop.api.objects import Dashboard, Objects, OriginalObjects, Pause
 from lambdaop.api.original import Cancel, Create, Modify
+from lambdaop.api.runs import Act
 from lambdaop.api.specs import Specs
 from lambdaop.app.applying import Applier
+from lambdaop.app.operate import Operations
 from lambdaop.app.users import Users
 from lambdaop.core.clock import Clock
 from lambdaop.core.errors import LambdaopError
@@ -94,6 +96,7 @@ def create_app(
     from lambdaop.api.openapi import openapi_document
 
     service = applier.service
+    operations = Operations(service)
     metrics = metrics or Metrics()
     app = falcon.App(
         middleware=[AuthMiddleware(users, frozenset({"/metrics"}) if metrics_public else frozenset())]
@@ -135,6 +138,9 @@ def create_app(
         app.add_route(f"{base}/{{object_id}}", objects, suffix="one")
         app.add_route(f"{base}/{{object_id}}/suspend", pause, suffix="suspend")
         app.add_route(f"{base}/{{object_id}}/resume", pause, suffix="resume")
+        act = Act(operations, kind)
+        for verb in ("run", "rerun", "backfill"):
+            app.add_route(f"{base}/{{object_id}}/{verb}", act, suffix=verb)
     specs = Specs(applier)
     app.add_route("/specs", specs)
     app.add_route("/specs/{kind}/{name}", specs, suffix="one")

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from lambdaop import __version__
-from lambdaop.api import fields, seed
+from lambdaop.api import fields, openapi_runs, seed
 from lambdaop.app.view import ObjectOut
 from lambdaop.spec import Task, TaskSet
 
@@ -349,7 +349,8 @@ _NAME = [{"name": "name", "in": "path", "required": True, "schema": {"type": "st
 
 def openapi_document() -> dict[str, Any]:
     _, top = models_json_schema(
-        [(m, "serialization") for m in MODELS], ref_template="#/components/schemas/{model}"
+        [(m, "serialization") for m in MODELS + openapi_runs.MODELS],
+        ref_template="#/components/schemas/{model}",
     )
     schemas = dict(top.get("$defs", {}))
     schemas.update(
@@ -409,6 +410,7 @@ def openapi_document() -> dict[str, Any]:
         "/tasksets/{object_id}/suspend": {"post": {"summary": "pause a recurring TaskSet", "parameters": _ID, "responses": _answers("PauseOut", "200", 404, 409)}},
         "/tasksets/{object_id}/resume": {"post": {"summary": "resume a paused recurring TaskSet", "parameters": _ID, "responses": _answers("PauseOut", "200", 404, 409)}},
     }  # fmt: skip
+    paths.update(openapi_runs.paths(_ref, _answers, _body, _ID))
     return {
         "openapi": "3.1.0",
         "info": {"title": "lambdaop", "version": __version__, "description": "Scheduler and orchestrator for Lambda functions and HTTP endpoints."},

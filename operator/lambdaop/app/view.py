@@ -98,7 +98,12 @@ def next_runs(record: StoredObject, schedule: Schedule, count: int = 5, until: d
         return []
     anchor = p.anchor or p.scheduled
     first = [record.due or p.scheduled] if p.phase.value == "scheduled" else []
-    found = first + recurrence.upcoming(schedule, p.scheduled, anchor, count - len(first))
+    after = p.scheduled
+    if p.trigger is not None:  # a run off the schedule: then the schedule's runs, where it was
+        if p.resume_at is None:
+            return [t for t in first if until is None or t <= until]
+        first, after = first + [p.resume_at], p.resume_at
+    found = first + recurrence.upcoming(schedule, after, anchor, count - len(first))
     return [t for t in found if until is None or t <= until]
 
 
@@ -167,6 +172,12 @@ def present(
         "failedStep": _failed_step(record),
         "started": iso(p.started),
         "finished": iso(p.finished),
+        "suspended": p.suspended,
+        "pauseReason": p.pause_reason,
+        "trigger": p.trigger,
+        "rerun": p.rerun or None,
+        "rerunOf": p.rerun_of,
+        "backfillLeft": len(p.backfill) or None,
         "displayName": record.display or record.name,
         "pruned": record.pruned,
         "manager": record.managed_by,
@@ -249,7 +260,14 @@ class ObjectOut(_Out):
     source: dict[str, Any] | None = Field(default=None, description="the file and line it was applied from")
     schedule: dict[str, Any] | None = Field(default=None, description="recurring objects: the schedule, with `description` in words")  # fmt: skip
     run: int | None = Field(default=None, description="recurring objects: the current (or next) run's number")
-    suspended: bool | None = None
+    suspended: bool | None = Field(default=None, description="paused: no call starts until it is resumed")
+    pauseReason: str | None = Field(default=None, description="why it was paused, as whoever paused it said")
+    trigger: str | None = Field(default=None, description="why the current run runs: now (run now), rerun, backfill; none for a run of its schedule")  # fmt: skip
+    rerun: int | None = Field(default=None, description="how many failed runs were re-run (a re-run's Idempotency-Key ends -rerun<N>-<step>)")  # fmt: skip
+    rerunOf: int | None = Field(
+        default=None, description="recurring objects: the run the current run re-runs"
+    )
+    backfillLeft: int | None = Field(default=None, description="backfill runs still to go")
     skippedRuns: int | None = None
     nextRuns: list[str] | None = Field(default=None, description="the next five run times (UTC)")
     lastRun: dict[str, Any] | None = None

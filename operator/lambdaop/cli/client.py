@@ -160,6 +160,12 @@ class Client:
         """suspend or resume a recurring object."""
         return self._call("POST", f"{_path(kind)}/{quote(object_id, safe='')}/{action}")
 
+    def act(
+        self, object_id: str, kind: str, action: str, fields: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """run, rerun or backfill an object."""
+        return self._call("POST", f"{_path(kind)}/{quote(object_id, safe='')}/{action}", expect="object", json=fields or {})  # fmt: skip
+
 
 def _path(kind: str) -> str:
     return "/tasks" if kind == "Task" else "/tasksets"

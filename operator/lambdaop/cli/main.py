@@ -198,6 +198,26 @@ def build_parser() -> argparse.ArgumentParser:
         one = verb(name, text + " (by name or id)")
         one.add_argument("kind", type=_kind, metavar="KIND")
         one.add_argument("name", metavar="NAME|ID")
+    run = verb(
+        "run", "run an object now: a recurring one once (its schedule unchanged), a finished one again"
+    )
+    run.add_argument("kind", type=_kind, metavar="KIND")
+    run.add_argument("name", metavar="NAME|ID")
+    rerun = verb("rerun", "run a failed run again, from its failed step (keeping the steps that succeeded)")
+    rerun.add_argument("kind", type=_kind, metavar="KIND")
+    rerun.add_argument("name", metavar="NAME|ID")
+    rerun.add_argument("--from", dest="start", choices=["failed", "start"], default="failed",
+                       help="failed: from the step that failed (default); start: the whole run again")  # fmt: skip
+    rerun.add_argument(
+        "--run", type=int, help="a recurring object's run number (default: its last failed run)"
+    )
+    backfill = verb(
+        "backfill", "make the runs a recurring object's schedule would have made in [--start, --end)"
+    )
+    backfill.add_argument("kind", type=_kind, metavar="KIND")
+    backfill.add_argument("name", metavar="NAME|ID")
+    backfill.add_argument("--start", required=True, help="an ISO 8601 time with an offset (included)")
+    backfill.add_argument("--end", required=True, help="an ISO 8601 time with an offset (not included)")
     modify = verb("modify", "give a scheduled object a new time (by name or id)")
     modify.add_argument("kind", type=_kind, metavar="KIND")
     modify.add_argument("name", metavar="NAME|ID")

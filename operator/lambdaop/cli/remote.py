@@ -1,4 +1,5 @@
-"""The verbs that talk to a running lambdaop: apply, get, describe, cancel, modify, suspend, resume, delete.
+"""The verbs that talk to a running lambdaop: apply, get, describe, cancel, modify, suspend, resume,
+run, rerun, backfill, delete.
 
 Called by main.
 """
@@ -73,6 +74,15 @@ def client_command(args: argparse.Namespace) -> int:
         body = client.modify(target["id"], at, args.kind)
         changed = body.get("task") or body.get("taskSet") or target
         _said(args, changed, f"now due {changed.get('due')}")
+        return 0
+    if command in ("run", "rerun", "backfill"):
+        fields: dict[str, Any] = {}
+        if command == "rerun":
+            fields = {"from": args.start, **({"run": args.run} if args.run else {})}
+        elif command == "backfill":
+            fields = {"start": args.start, "end": args.end}
+        body = client.act(target["id"], args.kind, command, fields)
+        _said(args, body["object"], body["message"])
         return 0
     if command in ("suspend", "resume"):
         body = client.pause(target["id"], args.kind, command)

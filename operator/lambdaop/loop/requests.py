@@ -1,4 +1,4 @@
-"""Changes the service asks of objects the loop holds: cancel, modify, replace, suspend, resume, set.
+"""Changes the service asks of objects the loop holds: cancel, modify, replace, suspend, resume, set, decide.
 
 An object held for its imminent call is changed only here, on the loop's
 thread, so a change can never race the call: either the call is withdrawn
@@ -43,6 +43,8 @@ def plan(held: Held, action: Action, payload: Any, now: dt.datetime) -> Planned 
         extra: Change = payload
         return Planned(Write.SET, held.progress, replace(extra, updated=now), keep=True)
     busy = held.fired or held.writes > 0
+    if action is Action.DECIDE:
+        return _decided(held, payload, busy, now)
     if action is Action.SUSPEND and busy:  # takes effect when this run ends
         held.suspend_after = True
         return None
@@ -70,6 +72,19 @@ def plan(held: Held, action: Action, payload: Any, now: dt.datetime) -> Planned 
         new = machine.resume(held.plan, held.progress, now)
         return Planned(Write.RESUME, new, Change(updated=now, progress=new))
     raise ValueError(f"unknown request {action}")
+
+
+def _decided(held: Held, decide: Any, busy: bool, now: dt.datetime) -> Planned | None:
+    """A person's ask, decided on the loop's own progress. While the call is out its answer only
+    marks what follows the run (a run now queued, a backfill), kept until the result is written."""
+    if busy and not held.fired:
+        raise machine.Refused("it is being written just now; try again in a moment")
+    change: Change = decide(replace(held.record, progress=held.progress, due=held.progress.due), now)
+    if busy:
+        if change.progress is not None:
+            held.progress = change.progress
+        return None
+    return Planned(Write.DECIDE, change.progress or held.progress, replace(change, updated=now))
 
 
 class Desk:

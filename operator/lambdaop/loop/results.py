@@ -30,11 +30,15 @@ from lambdaop.store.contract import ATTEMPTS_KEPT
 log = logging.getLogger("lambdaop.loop")
 
 
-def idempotency_key(object_id: str, generation: int, step: str, run: int | None = None) -> str:
-    """The same for every attempt of a step (of one run, for a recurring object)."""
+def idempotency_key(
+    object_id: str, generation: int, step: str, run: int | None = None, rerun: int = 0
+) -> str:
+    """The same for every attempt of a step (of one run, for a recurring object); a re-run's
+    calls say which re-run they are (`-rerun<N>`), so an endpoint tells them from a retry."""
+    again = f"-rerun{rerun}" if rerun else ""
     if run is None:
-        return f"{object_id}-g{generation}-{step}"
-    return f"{object_id}-g{generation}-r{run}-{step}"
+        return f"{object_id}-g{generation}{again}-{step}"
+    return f"{object_id}-g{generation}-r{run}{again}-{step}"
 
 
 def failure_event(record: StoredObject, progress: Progress) -> dict[str, Any]:
@@ -66,7 +70,8 @@ def call_for(held: Held, progress: Progress, notify: Notify | None) -> Job:
         invoke = invoke.model_copy(update={"method": "POST", "body": failure_event(held.record, progress)})
     record = held.record
     run = progress.run if held.plan.schedule is not None else None
-    key = idempotency_key(record.id, record.generation, progress.step, run)
+    again = progress.rerun if progress.trigger == "rerun" else 0
+    key = idempotency_key(record.id, record.generation, progress.step, run, again)
     return Job(record.id, held.fence, progress.step, progress.attempt, key, invoke)
 
 

@@ -1,0 +1,49 @@
+"""The OpenAPI entries of the routes that act on runs (run now, re-run, backfill): their models and
+paths, merged into the document by `openapi`. Called by openapi.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lambdaop.app.view import ObjectOut
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ActOut(_Out):
+    action: str = Field(description="what was done: extra (a recurring object runs once now, its schedule unchanged), queued (after the run going on, overlap: wait), forward (a scheduled one-time object brought forward), generation (a finished one-time object runs again as its next generation), rerun, backfill")  # fmt: skip
+    message: str = Field(description="the same in words")
+    object: ObjectOut
+    runs: list[str] | None = Field(default=None, description="backfill: the run times it makes, in order")
+
+
+class RerunIn(_In):
+    from_: str = Field(default="failed", alias="from", description="failed: from the step that failed, keeping the steps that succeeded; start: the whole run again")  # fmt: skip
+    run: int | None = Field(default=None, description="a recurring object's run number (default: its last failed run)")  # fmt: skip
+
+
+class BackfillIn(_In):
+    start: str = Field(description="ISO 8601 with an offset: the first run time included")
+    end: str = Field(description="ISO 8601 with an offset: run times before it are made")
+
+
+MODELS: list[type[BaseModel]] = [ActOut, RerunIn, BackfillIn]
+
+
+def paths(ref: Any, answers: Any, body: Any, ids: list[dict[str, Any]]) -> dict[str, Any]:
+    """The paths of these routes, for both kinds."""
+    out: dict[str, Any] = {}
+    for base, kind in (("/tasks", "Task"), ("/tasksets", "TaskSet")):
+        out[f"{base}/{{object_id}}/run"] = {"post": {"summary": f"run a {kind} now: a recurring one once (its next scheduled run unchanged; with its overlap policy while a run goes on), a scheduled one-time one brought forward, a finished one-time one again as its next generation", "parameters": ids, "responses": answers("ActOut", "200", 404, 409)}}  # fmt: skip
+        out[f"{base}/{{object_id}}/rerun"] = {"post": {"summary": f"run a failed run of a {kind} again, from its failed step (keeping the steps that succeeded) or from the start; its calls carry the Idempotency-Key suffix -rerun<N>", "parameters": ids, "requestBody": {**body(ref("RerunIn")), "required": False}, "responses": answers("ActOut", "200", 404, 409, 422)}}  # fmt: skip
+        out[f"{base}/{{object_id}}/backfill"] = {"post": {"summary": f"make the runs a recurring {kind}'s schedule would have made in [start, end), one after another, each recorded as a backfill run", "parameters": ids, "requestBody": body(ref("BackfillIn")), "responses": answers("ActOut", "200", 404, 409, 422)}}  # fmt: skip
+    return out

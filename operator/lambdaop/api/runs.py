@@ -1,0 +1,99 @@
+"""Acting on runs: `POST /tasks/{id}/run`, `/rerun`, `/backfill` (and for TaskSets).
+
+Thin: read the body, ask the app's operations, answer the object with what
+was done in words. Called by the app factory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import falcon
+
+from lambdaop.api.auth import user_of
+from lambdaop.api.bodies import read_fields
+from lambdaop.app.operate import Done, Operations
+from lambdaop.app.view import present
+from lambdaop.core.clock import iso
+from lambdaop.core.errors import Problem, SpecInvalid
+from lambdaop.spec import Kind, parse_time
+
+RERUN_FROM = ("failed", "start")
+
+
+def _fields(req: falcon.Request, allowed: tuple[str, ...]) -> dict[str, Any]:
+    fields = read_fields(req)
+    unknown = [k for k in fields if k not in allowed]
+    if unknown:
+        raise SpecInvalid("invalid request", [Problem(f"unknown field (this route takes {', '.join(allowed) or 'no fields'})", field=k) for k in unknown])  # fmt: skip
+    return fields
+
+
+def time_field(fields: dict[str, Any], name: str, required: bool = True) -> dt.datetime | None:
+    """An ISO 8601 time with an offset, named in the error when it is not one."""
+    raw = fields.get(name)
+    if raw is None or raw == "":
+        if required:
+            raise SpecInvalid("invalid request", [Problem("required: an ISO 8601 time with an offset", field=name)])  # fmt: skip
+        return None
+    try:
+        value = parse_time(raw)
+    except (ValueError, TypeError) as exc:
+        raise SpecInvalid("invalid request", [Problem(str(exc), field=name)]) from None
+    if not isinstance(value, dt.datetime):
+        raise SpecInvalid(
+            "invalid request", [Problem("expected an ISO 8601 time with an offset", field=name)]
+        )
+    return value
+
+
+def answer(done: Done, viewer: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "action": done.what,
+        "message": done.message,
+        "object": present(done.record, viewer=viewer),
+        **extra,
+    }
+
+
+class Act:
+    """`POST /{kind}/{id}/run|rerun|backfill`."""
+
+    def __init__(self, operations: Operations, kind: Kind) -> None:
+        self.operations, self.kind = operations, kind
+
+    def on_post_run(self, req: falcon.Request, resp: falcon.Response, object_id: str) -> None:
+        _fields(req, ())
+        user = user_of(req)
+        resp.media = answer(self.operations.run_now(object_id, user.name, kind=self.kind), user.name)
+
+    def on_post_rerun(self, req: falcon.Request, resp: falcon.Response, object_id: str) -> None:
+        fields = _fields(req, ("from", "run"))
+        start = fields.get("from", "failed")
+        if start not in RERUN_FROM:
+            raise SpecInvalid("invalid request", [Problem(f"expected `failed` (the failed step, keeping the steps that succeeded) or `start`, got {str(start)[:40]!r}", field="from")])  # fmt: skip
+        run = run_number(fields.get("run"))
+        user = user_of(req)
+        done = self.operations.rerun(object_id, user.name, start == "failed", run, kind=self.kind)
+        resp.media = answer(done, user.name)
+
+    def on_post_backfill(self, req: falcon.Request, resp: falcon.Response, object_id: str) -> None:
+        fields = _fields(req, ("start", "end"))
+        start, end = time_field(fields, "start"), time_field(fields, "end")
+        assert start is not None and end is not None
+        user = user_of(req)
+        done, times = self.operations.backfill(object_id, user.name, start, end, kind=self.kind)
+        resp.media = answer(done, user.name, runs=[iso(t) for t in times])
+
+
+def run_number(raw: Any) -> int | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise SpecInvalid("invalid request", [Problem(f"expected a run number (1, 2, …), got {str(raw)[:40]!r}", field="run")]) from None  # fmt: skip
+    if value < 1:
+        raise SpecInvalid("invalid request", [Problem("runs are numbered from 1", field="run")])
+    return value

@@ -1,0 +1,71 @@
+"""Runs you can act on, end to end: run now, re-run, backfill, pause by selector, the runs list.
+Real store, real loopback endpoints, the real API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from helpers import wait_until
+from lambdaop.spec import load_one
+from lambdaop.tools.demo import DemoLambda
+
+
+def apply(runtime: Any, text: str) -> str:
+    (obj,) = load_one(text)
+    return runtime.applier.apply(obj, "admin").id or ""
+
+
+def api(runtime: Any) -> requests.Session:
+    s = requests.Session()
+    s.headers["Authorization"] = f"Bearer {runtime.admin_token}"
+    return s
+
+
+def test_run_now_on_an_hourly_task_calls_once_and_keeps_its_next_run(make_runtime, demo: DemoLambda) -> None:
+    runtime = make_runtime()
+    oid = apply(runtime, f"kind: Task\nmetadata: {{name: hourly}}\nspec:\n  invoke: '{demo.url}/ok'\n  schedule: {{every: 1h}}\n")  # fmt: skip
+    demo.wait_for(1, "/ok", timeout=20)  # an `every` schedule's first run is when it is applied
+    s = api(runtime)
+    before = wait_until(lambda: (d := s.get(runtime.url + f"/tasks/{oid}", timeout=10).json())["state"] == "scheduled" and d["lastRun"] and d)  # fmt: skip
+    answer = s.post(runtime.url + f"/tasks/{oid}/run", timeout=10)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["action"] == "extra" and "schedule is unchanged" in body["message"]
+    calls = demo.wait_for(2, "/ok", timeout=3)
+    assert calls[1].idempotency_key == f"{oid}-g1-r2-task"
+    after = wait_until(lambda: (d := s.get(runtime.url + f"/tasks/{oid}", timeout=10).json())["run"] == 3 and d["state"] == "scheduled" and d)  # fmt: skip
+    assert after["nextRuns"] == before["nextRuns"], "its next scheduled run time is unchanged"
+    assert after["due"] == before["due"]
+    assert [r["trigger"] for r in after["runs"] if "trigger" in r] == ["now"]
+    assert len(demo.calls("/ok")) == 2
+
+
+def test_run_now_on_a_completed_one_time_task_runs_generation_two(make_runtime, demo: DemoLambda) -> None:
+    runtime = make_runtime()
+    oid = apply(runtime, f"kind: Task\nmetadata: {{name: once}}\nspec: {{invoke: '{demo.url}/ok'}}\n")
+    demo.wait_for(1, "/ok", timeout=20)
+    s = api(runtime)
+    wait_until(lambda: s.get(runtime.url + f"/tasks/{oid}", timeout=10).json()["state"] == "completed")
+    body = s.post(runtime.url + f"/tasks/{oid}/run", timeout=10).json()
+    assert body["action"] == "generation" and body["object"]["generation"] == 2, body
+    calls = demo.wait_for(2, "/ok", timeout=5)
+    assert [c.idempotency_key for c in calls] == [f"{oid}-g1-task", f"{oid}-g2-task"]
+    done = wait_until(lambda: (d := s.get(runtime.url + f"/tasks/{oid}", timeout=10).json())["state"] == "completed" and d)  # fmt: skip
+    assert done["generation"] == 2 and done["calls"] == 2
+    running = s.post(runtime.url + "/tasks/nope/run", timeout=10)
+    assert running.status_code == 404
+
+
+def test_the_cli_runs_a_task_now_and_says_what_it_did(make_runtime, demo: DemoLambda, capsys: Any) -> None:
+    from lambdaop.cli.main import main
+
+    runtime = make_runtime()
+    apply(runtime, f"kind: Task\nmetadata: {{name: later}}\nspec: {{invoke: '{demo.url}/ok', after: 1h}}\n")
+    common = ["--server", runtime.url, "--token", runtime.admin_token]
+    assert main(["run", "task", "later", *common]) == 0
+    assert "Task/later was brought forward: its call is due now" in capsys.readouterr().out
+    demo.wait_for(1, "/ok", timeout=5)
+    assert main(["rerun", "task", "later", *common]) == 1
+    assert "only a failed run can be re-run" in capsys.readouterr().err
