@@ -69,3 +69,35 @@ def test_the_cli_runs_a_task_now_and_says_what_it_did(make_runtime, demo: DemoLa
     demo.wait_for(1, "/ok", timeout=5)
     assert main(["rerun", "task", "later", *common]) == 1
     assert "only a failed run can be re-run" in capsys.readouterr().err
+
+
+def test_a_past_at_is_taken_with_a_warning_and_its_lateness_counts_from_creation(
+    make_runtime, demo: DemoLambda, capsys: Any, tmp_path: Any
+) -> None:
+    import datetime as dt
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from lambdaop.cli.main import main
+
+    runtime = make_runtime()
+    s = api(runtime)
+    past = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)).isoformat()
+    made = s.post(runtime.url + "/scheduler/schedule", json={"url": f"{demo.url}/ok", "at": past}, timeout=10)
+    assert made.status_code == 201, made.text
+    (warning,) = made.json()["warnings"]
+    assert warning.startswith("spec.at: ") and "in the past: it runs now" in warning
+    demo.wait_for(1, "/ok", timeout=10)
+    body = s.get(runtime.url + "/metrics", timeout=10).text
+    families = {f.name: f for f in text_string_to_metric_families(body)}
+    total = [x.value for x in families["lambdaop_lateness_seconds"].samples if x.name.endswith("_sum")]
+    assert total and 0 <= total[0] < 60, f"lateness counted from before creation: {total}"
+    spec = tmp_path / "old.yaml"
+    spec.write_text(f"kind: Task\nmetadata: {{name: old}}\nspec: {{invoke: '{demo.url}/ok', at: '{past}'}}\n")
+    assert main(["apply", "-f", str(spec), "--server", runtime.url, "--token", runtime.admin_token]) == 0
+    out, err = capsys.readouterr()
+    assert "Task/old created" in out and "Task/old: warning: spec.at:" in err
+    fresh = s.post(
+        runtime.url + "/scheduler/schedule", json={"url": f"{demo.url}/ok", "delay": 60000}, timeout=10
+    )
+    assert fresh.status_code == 201 and "warnings" not in fresh.json()

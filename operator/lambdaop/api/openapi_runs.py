@@ -1,5 +1,6 @@
-"""The OpenAPI entries of the routes that act on runs (run now, re-run, backfill): their models and
-paths, merged into the document by `openapi`. Called by openapi.
+"""The OpenAPI entries of the routes that act on runs (run now, re-run, backfill) and of the answer
+to a creation (with its warnings): their models and paths, merged into the document by `openapi`.
+Called by openapi.
 """
 
 from __future__ import annotations
@@ -36,7 +37,13 @@ class BackfillIn(_In):
     end: str = Field(description="ISO 8601 with an offset: run times before it are made")
 
 
-MODELS: list[type[BaseModel]] = [ActOut, RerunIn, BackfillIn]
+class CreatedOut(ObjectOut):
+    """A new object, and what is worth saying about what was sent."""
+
+    warnings: list[str] | None = Field(default=None, description="taken, but worth saying: a one-time `at` already past (it runs now), a schedule `end` already past")  # fmt: skip
+
+
+MODELS: list[type[BaseModel]] = [ActOut, RerunIn, BackfillIn, CreatedOut]
 
 
 def paths(ref: Any, answers: Any, body: Any, ids: list[dict[str, Any]]) -> dict[str, Any]:

@@ -127,6 +127,8 @@ def _apply(client: Client, args: argparse.Namespace) -> int:
                 f"{path}: {r['kind']}/{r['name']} {r['action']}"
                 + (f" ({_flag(r['message'])})" if r.get("message") else "")
             )
+            for warning in r.get("warnings", []):
+                print(f"{path}: {r['kind']}/{r['name']}: warning: {warning}", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -18,6 +18,7 @@ from enum import StrEnum
 
 from lambdaop.engine import recurrence
 from lambdaop.engine.machine import Phase, PlanSpec, Progress, Refused, first_step, start
+from lambdaop.spec import format_duration
 
 MAX_BACKFILL = 1000  # runs one backfill may ask for
 
@@ -149,3 +150,18 @@ def unpause(progress: Progress, now: dt.datetime, skip: bool) -> Progress:
     if due <= now and skip:
         return replace(going, phase=Phase.CANCELLED, due=None, finished=now, reason="skipped: it came due while paused")  # fmt: skip
     return replace(going, due=max(due, now))
+
+
+def past_times(spec: PlanSpec, now: dt.datetime) -> list[str]:
+    """Warnings for times already past when a spec is applied at `now`: a one-time `at` (it runs
+    at once) and a schedule's `end` (it makes no run). The spec is taken; the answer says so."""
+    out = []
+    if spec.at is not None and spec.at < now:
+        late = format_duration(
+            dt.timedelta(seconds=int((now - spec.at).total_seconds())) or dt.timedelta(seconds=1)
+        )
+        out.append(f"spec.at: {spec.at.astimezone(dt.UTC).isoformat().replace('+00:00', 'Z')} is {late} in the past: it runs now")  # fmt: skip
+    schedule = spec.schedule
+    if schedule is not None and schedule.end is not None and schedule.end < now:
+        out.append(f"spec.schedule.end: {schedule.end.astimezone(dt.UTC).isoformat().replace('+00:00', 'Z')} is in the past: no run will be made")  # fmt: skip
+    return out

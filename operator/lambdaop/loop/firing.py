@@ -60,7 +60,10 @@ class Firing:
             return
         safe = None if self.settings.sole_owner else now + self.settings.lease / 3
         for held in self.held.due(now, self.settings.max_in_flight, safe):
+            # lateness measures lambdaop: never from before the call was asked for (a past `at`,
+            # a modify to a time gone by), so from its last change at the earliest
             due = held.progress.due or now
+            due = max(due, held.record.updated or held.record.created or due)
             try:
                 progress = machine.dispatch(held.progress, now)
             except machine.Refused as exc:
