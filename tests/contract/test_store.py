@@ -869,3 +869,16 @@ def test_a_stale_change_never_fails_the_change_of_an_object_the_batch_creates(an
     ops = [insert(new), change(new, running()), change(stale, running(), fence=5)]
     outcomes = any_store.commit(ops, "p1", "p1", at(1))
     assert outcomes == [OK, OK, STALE]
+
+
+def test_a_setting_is_kept_by_name_until_removed(any_store: Store) -> None:
+    from lambdaop.store.contract import PAUSE_ALL
+
+    at = dt.datetime(2026, 12, 1, 3, 0, tzinfo=dt.UTC)
+    assert any_store.get_setting(PAUSE_ALL) is None
+    any_store.put_setting(PAUSE_ALL, {"reason": "incident 42", "by": "admin", "at": at})
+    assert any_store.get_setting(PAUSE_ALL) == {"reason": "incident 42", "by": "admin", "at": at}
+    any_store.put_setting(PAUSE_ALL, {"reason": "still", "by": "admin", "at": at})
+    assert any_store.get_setting(PAUSE_ALL)["reason"] == "still"  # type: ignore[index]
+    any_store.put_setting(PAUSE_ALL, None)
+    assert any_store.get_setting(PAUSE_ALL) is None

@@ -3,6 +3,7 @@ Real store, real loopback endpoints, the real API."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import requests
@@ -101,3 +102,61 @@ def test_a_past_at_is_taken_with_a_warning_and_its_lateness_counts_from_creation
         runtime.url + "/scheduler/schedule", json={"url": f"{demo.url}/ok", "delay": 60000}, timeout=10
     )
     assert fresh.status_code == 201 and "warnings" not in fresh.json()
+
+
+def test_pause_by_label_stops_only_those_runs_and_resume_restarts_them(
+    make_runtime, demo: DemoLambda, capsys: Any
+) -> None:
+    from lambdaop.cli.main import main
+
+    runtime = make_runtime()
+    billing = apply(runtime, f"kind: Task\nmetadata: {{name: billing-pulse, labels: {{team: billing}}}}\nspec:\n  invoke: '{demo.url}/status/billing'\n  schedule: {{every: 2s}}\n")  # fmt: skip
+    apply(runtime, f"kind: Task\nmetadata: {{name: other-pulse, labels: {{team: web}}}}\nspec:\n  invoke: '{demo.url}/status/other'\n  schedule: {{every: 2s}}\n")  # fmt: skip
+    apply(runtime, f"kind: Task\nmetadata: {{name: billing-once, labels: {{team: billing}}}}\nspec: {{invoke: '{demo.url}/status/once', after: 6s}}\n")  # fmt: skip
+    demo.wait_for(1, "/status/billing", timeout=10)
+    common = ["--server", runtime.url, "--token", runtime.admin_token]
+    assert main(["pause", "-l", "team=billing", "--dry-run", *common]) == 0
+    assert "Task/billing-once would be paused" in capsys.readouterr().out
+    assert main(["pause", "-l", "team=billing", "--reason", "incident 42", *common]) == 0
+    out = capsys.readouterr().out
+    assert "Task/billing-pulse paused" in out and "Task/billing-once paused" in out and "other" not in out
+    s = api(runtime)
+    wait_until(lambda: s.get(runtime.url + f"/tasks/{billing}", timeout=10).json()["suspended"])
+    time.sleep(0.5)  # a run that had started when the pause came ends first
+    seen, others = len(demo.calls("/status/billing")), len(demo.calls("/status/other"))
+    demo.wait_for(others + 3, "/status/other", timeout=15)  # the rest goes on meanwhile
+    assert len(demo.calls("/status/billing")) == seen, "no billing run starts while paused"
+    assert main(["describe", "task", "billing-pulse", *common]) == 0
+    assert "Paused:" in (text := capsys.readouterr().out) and "incident 42" in text
+    assert not demo.calls("/status/once"), "a paused one-time Task does not run at its time"
+    assert main(["resume", "-l", "team=billing", *common]) == 0
+    assert "Task/billing-pulse resumed" in capsys.readouterr().out
+    demo.wait_for(seen + 1, "/status/billing", timeout=10)
+    demo.wait_for(1, "/status/once", timeout=10)
+
+
+def test_an_admin_pauses_everything_with_a_reason_and_resumes_it(
+    make_runtime, demo: DemoLambda, capsys: Any
+) -> None:
+    from lambdaop.cli.main import main
+
+    runtime = make_runtime()
+    oid = apply(runtime, f"kind: Task\nmetadata: {{name: pulse}}\nspec:\n  invoke: '{demo.url}/ok'\n  schedule: {{every: 1s}}\n")  # fmt: skip
+    demo.wait_for(1, "/ok", timeout=10)
+    common = ["--server", runtime.url, "--token", runtime.admin_token]
+    assert main(["pause", "--all", "--reason", "store migration", *common]) == 0
+    assert "everything paused: store migration" in capsys.readouterr().out
+    s = api(runtime)
+    view = s.get(runtime.url + f"/tasks/{oid}", timeout=10).json()
+    assert view["pausedAll"]["reason"] == "store migration" and view["pausedAll"]["by"] == "admin"
+    assert s.get(runtime.url + "/dashboard", timeout=10).json()["pausedAll"]["reason"] == "store migration"
+    seen = len(demo.calls("/ok"))
+    time.sleep(3)  # three due runs pass
+    assert len(demo.calls("/ok")) <= seen + 1, "no call starts while everything is paused"
+    assert main(["describe", "task", "pulse", *common]) == 0
+    assert "everything is paused by admin" in capsys.readouterr().out
+    assert main(["resume", "--all", *common]) == 0
+    demo.wait_for(len(demo.calls("/ok")) + 1, "/ok", timeout=10)
+    assert s.get(runtime.url + "/pause", timeout=10).json() == {"pausedAll": None}
+    refused = s.post(runtime.url + "/pause", json={"all": True}, timeout=10)
+    assert refused.status_code == 422 and refused.json()["details"][0]["field"] == "reason"

@@ -5,6 +5,7 @@ and suspend/resume. Thin: read the parameters, ask the service, present. Called 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import falcon
@@ -34,8 +35,16 @@ class Objects:
     `taskInstance`), and a finished TaskSet is reported as `success`, as there.
     """
 
-    def __init__(self, service: Service, kind: Kind, key: str, original: bool = False) -> None:
+    def __init__(
+        self,
+        service: Service,
+        kind: Kind,
+        key: str,
+        original: bool = False,
+        paused: Callable[[], dict[str, Any] | None] | None = None,
+    ) -> None:
         self.service, self.kind, self.key, self.original = service, kind, key, original
+        self.paused = paused  # the pause of everything, shown on one object's answer
 
     def _present(self, record: StoredObject, viewer: str, history: Any = None) -> dict[str, Any]:
         out = present(record, history, self.service.live_state(record.id), viewer)
@@ -112,6 +121,8 @@ class Objects:
         if record.kind != self.kind:
             raise NotFound(f"no {self.kind.value} {object_id}")
         resp.media = self._present(record, user.name, self.service.history(record))
+        if self.paused is not None:
+            resp.media["pausedAll"] = self.paused()
 
 
 def label_selector(value: Any) -> Selector | None:
@@ -160,8 +171,14 @@ UPCOMING_READ = 200  # objects read from the due index for the next hour
 class Dashboard:
     """`GET /dashboard`: the caller's counts, what comes due in the next hour, and calls per minute."""
 
-    def __init__(self, service: Service, metrics: Metrics, clock: Clock) -> None:
-        self.service, self.metrics, self.clock = service, metrics, clock
+    def __init__(
+        self,
+        service: Service,
+        metrics: Metrics,
+        clock: Clock,
+        paused: Callable[[], dict[str, Any] | None] | None = None,
+    ) -> None:
+        self.service, self.metrics, self.clock, self.paused = service, metrics, clock, paused
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         user = user_of(req)
@@ -185,6 +202,7 @@ class Dashboard:
             "upcomingComplete": complete,  # false: more is due within the hour than one read shows
             "callsPerMinute": self.metrics.last_hour(user.name),
             "callsSince": iso(self.metrics.started),
+            "pausedAll": self.paused() if self.paused is not None else None,
         }
 
 

@@ -43,7 +43,62 @@ class CreatedOut(ObjectOut):
     warnings: list[str] | None = Field(default=None, description="taken, but worth saying: a one-time `at` already past (it runs now), a schedule `end` already past")  # fmt: skip
 
 
-MODELS: list[type[BaseModel]] = [ActOut, RerunIn, BackfillIn, CreatedOut]
+class PauseIn(_In):
+    labelSelector: str | None = Field(default=None, description="kubectl syntax: team=billing,env!=dev")
+    owner: str | None = Field(default=None, description="whose objects (default: the caller's; another user's: admins)")  # fmt: skip
+    kind: str | None = Field(default=None, description="Task or TaskSet (default: both)")
+    reason: str | None = Field(default=None, description="why: shown on each object (pauseReason) and by describe; required with all")  # fmt: skip
+    all: bool | None = Field(default=None, description="admins: pause everything, everybody's (a kill switch): no call starts until POST /resume {all: true}; calls out finish")  # fmt: skip
+    dryRun: bool | None = Field(default=None, description="list what would be paused, change nothing")
+    cursor: str | None = Field(default=None, description="the `next` of the previous answer (at most 500 objects an answer)")  # fmt: skip
+
+
+class ResumeIn(_In):
+    labelSelector: str | None = None
+    owner: str | None = None
+    kind: str | None = None
+    all: bool | None = Field(default=None, description="admins: end the pause of everything")
+    skipMissed: bool | None = Field(default=None, description="a one-time object whose time passed while it was paused is cancelled (reason: skipped) instead of run at once")  # fmt: skip
+    dryRun: bool | None = None
+    cursor: str | None = None
+
+
+class BulkRow(_Out):
+    id: str
+    kind: str
+    name: str
+    owner: str
+    message: str
+
+
+class PausedAll(_Out):
+    reason: str
+    by: str
+    at: str
+
+
+class BulkOut(_Out):
+    paused: list[BulkRow] | None = Field(default=None, description="POST /pause: each object paused (or, dry, that would be)")  # fmt: skip
+    resumed: list[BulkRow] | None = Field(default=None, description="POST /resume: each object resumed (`skipped` when skipMissed cancelled it)")  # fmt: skip
+    refused: list[BulkRow] | None = Field(default=None, description="objects that could not be changed, and why (a one-time object whose call is out)")  # fmt: skip
+    next: str | None = Field(
+        default=None, description="more matched: send the request again with this cursor"
+    )
+    dryRun: bool | None = None
+    pausedAll: PausedAll | None = Field(default=None, description="with all: the pause of everything (null once ended)")  # fmt: skip
+
+
+MODELS: list[type[BaseModel]] = [
+    ActOut,
+    RerunIn,
+    BackfillIn,
+    CreatedOut,
+    PauseIn,
+    ResumeIn,
+    BulkOut,
+    BulkRow,
+    PausedAll,
+]
 
 
 def paths(ref: Any, answers: Any, body: Any, ids: list[dict[str, Any]]) -> dict[str, Any]:
@@ -53,4 +108,16 @@ def paths(ref: Any, answers: Any, body: Any, ids: list[dict[str, Any]]) -> dict[
         out[f"{base}/{{object_id}}/run"] = {"post": {"summary": f"run a {kind} now: a recurring one once (its next scheduled run unchanged; with its overlap policy while a run goes on), a scheduled one-time one brought forward, a finished one-time one again as its next generation", "parameters": ids, "responses": answers("ActOut", "200", 404, 409)}}  # fmt: skip
         out[f"{base}/{{object_id}}/rerun"] = {"post": {"summary": f"run a failed run of a {kind} again, from its failed step (keeping the steps that succeeded) or from the start; its calls carry the Idempotency-Key suffix -rerun<N>", "parameters": ids, "requestBody": {**body(ref("RerunIn")), "required": False}, "responses": answers("ActOut", "200", 404, 409, 422)}}  # fmt: skip
         out[f"{base}/{{object_id}}/backfill"] = {"post": {"summary": f"make the runs a recurring {kind}'s schedule would have made in [start, end), one after another, each recorded as a backfill run", "parameters": ids, "requestBody": body(ref("BackfillIn")), "responses": answers("ActOut", "200", 404, 409, 422)}}  # fmt: skip
+    out["/pause"] = {
+        "get": {
+            "summary": "whether everything is paused (the kill switch): {pausedAll: {reason, by, at} or null}",
+            "responses": answers("BulkOut"),
+        },  # fmt: skip
+        "post": {
+            "summary": "pause the caller's objects matching a label selector and kind (an admin: another owner's, or everything with all and a reason); a recurring object stops after the run going on, a one-time one keeps its time aside",
+            "requestBody": body(ref("PauseIn")),
+            "responses": answers("BulkOut", "200", 403, 422),
+        },  # fmt: skip
+    }
+    out["/resume"] = {"post": {"summary": "resume what /pause paused: recurring objects from their next run time, one-time ones at their time (at once when it passed, or skipped with skipMissed)", "requestBody": body(ref("ResumeIn")), "responses": answers("BulkOut", "200", 403, 422)}}  # fmt: skip
     return out

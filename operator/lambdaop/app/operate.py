@@ -16,7 +16,7 @@ from lambdaop.app.service import Service
 from lambdaop.core.clock import iso, to_utc
 from lambdaop.core.errors import Conflict, Problem, SpecInvalid
 from lambdaop.core.logs import about
-from lambdaop.engine import ondemand
+from lambdaop.engine import machine, ondemand
 from lambdaop.engine.machine import PlanSpec, Refused
 from lambdaop.engine.ondemand import RunNow
 from lambdaop.engine.record import Change, RunSummary, StoredObject
@@ -118,6 +118,36 @@ class Operations:
             message += ", after the run going on"
         log.info("%s %s", answer.record.label, message, extra=about(answer.record))
         return Done(answer.record, "backfill", message), times
+
+    def pause(self, object_id: str, owner: str | None, reason: str | None) -> Done:
+        """Pause one object with a reason: a recurring one suspends (a run going on ends first), a
+        one-time one waiting for its call keeps its due time aside."""
+
+        def decide(record: StoredObject, now: dt.datetime) -> Change:
+            plan = _plan(record)
+            if plan.schedule is not None:
+                return Change(updated=now, progress=machine.suspend(plan, record.progress, reason))
+            return Change(updated=now, progress=ondemand.pause(record.progress, reason))
+
+        answer = self.service.change(object_id, owner, None, Action.DECIDE, decide, decide)
+        later = " after the run going on" if answer.later else ""
+        log.info("%s paused%s: %s", answer.record.label, later, reason or "no reason given", extra=about(answer.record))  # fmt: skip
+        return Done(answer.record, "paused", f"paused{later}")
+
+    def unpause(self, object_id: str, owner: str | None, skip: bool) -> Done:
+        """Resume one paused object: a recurring one from its next run time; a one-time one at its
+        time (at once when it passed meanwhile), or with `skip` one whose time passed is cancelled."""
+
+        def decide(record: StoredObject, now: dt.datetime) -> Change:
+            plan = _plan(record)
+            if plan.schedule is not None:
+                return Change(updated=now, progress=machine.resume(plan, record.progress, now))
+            return Change(updated=now, progress=ondemand.unpause(record.progress, now, skip))
+
+        record = self.service.change(object_id, owner, None, Action.DECIDE, decide, decide).record
+        what = "skipped (it came due while paused)" if record.state == "cancelled" else "resumed"
+        log.info("%s %s", record.label, what, extra=about(record))
+        return Done(record, "skipped" if record.state == "cancelled" else "resumed", what)
 
 
 def failed_run(record: StoredObject, run: int | None) -> RunSummary:

@@ -166,6 +166,10 @@ class Client:
         """run, rerun or backfill an object."""
         return self._call("POST", f"{_path(kind)}/{quote(object_id, safe='')}/{action}", expect="object", json=fields or {})  # fmt: skip
 
+    def bulk(self, verb: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """pause or resume many objects (POST /pause, /resume)."""
+        return self._call("POST", f"/{verb}", json=fields)
+
 
 def _path(kind: str) -> str:
     return "/tasks" if kind == "Task" else "/tasksets"

@@ -194,10 +194,27 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("--state", help="scheduled, running, completed, failed, cancelled or All")
     get.add_argument("--limit", type=int, default=50)
     for name, text in (("describe", "one object with its history"), ("cancel", "cancel a scheduled object"),
-                       ("suspend", "pause a recurring object"), ("resume", "resume a paused recurring object")):  # fmt: skip
+                       ("suspend", "pause a recurring object")):  # fmt: skip
         one = verb(name, text + " (by name or id)")
         one.add_argument("kind", type=_kind, metavar="KIND")
         one.add_argument("name", metavar="NAME|ID")
+    pause = verb(
+        "pause", "pause many objects: by -l selector, --owner and KIND, or --all (an admin's kill switch)"
+    )
+    resume = verb(
+        "resume", "resume a paused object (KIND NAME), or many (-l, --owner, --all) as pause chose them"
+    )
+    for many in (pause, resume):
+        many.add_argument(
+            "kind", type=_kind, metavar="KIND", nargs="?", help="task or taskset (default: both)"
+        )
+        many.add_argument("name", metavar="NAME|ID", nargs="?", help=argparse.SUPPRESS if many is pause else "one object")  # fmt: skip
+        many.add_argument("-l", "--selector", help="labels, as kubectl: team=billing,env!=dev")
+        many.add_argument("--owner", help="another user's objects (admins)")
+        many.add_argument("--all", action="store_true", help="everything, everybody's (admins): no call starts until resume --all")  # fmt: skip
+        many.add_argument("--dry-run", action="store_true", help="list what would change, change nothing")
+    pause.add_argument("--reason", help="why: shown by describe, the API and the page")
+    resume.add_argument("--skip-missed", action="store_true", help="a one-time object whose time passed while paused is cancelled, not run")  # fmt: skip
     run = verb(
         "run", "run an object now: a recurring one once (its schedule unchanged), a finished one again"
     )

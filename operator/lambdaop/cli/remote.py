@@ -55,6 +55,10 @@ def client_command(args: argparse.Namespace) -> int:
         body = client.delete_spec(args.kind, name, force=args.force)
         _said(args, body["object"], f"deleted ({body['object']['state']}, marked pruned)")
         return 0
+    if command == "pause" or (command == "resume" and not args.name):
+        return _many(client, args)
+    if command == "resume" and args.kind is None:
+        raise argparse.ArgumentTypeError("resume KIND NAME, or resume with -l SELECTOR, --owner or --all")
     target = client.find(args.kind, args.name)
     if command == "describe":
         view = client.get(target["id"], args.kind)
@@ -90,6 +94,41 @@ def client_command(args: argparse.Namespace) -> int:
               + (" after the run going on" if body.get("afterThisRun") else ""))  # fmt: skip
         return 0
     return 2
+
+
+def _many(client: Client, args: argparse.Namespace) -> int:
+    """pause / resume by selector, owner and kind, or everything (--all)."""
+    if args.name:
+        raise argparse.ArgumentTypeError("pause chooses objects by -l SELECTOR, --owner and KIND (one recurring object: suspend KIND NAME)")  # fmt: skip
+    if not (args.selector or args.owner or args.all or args.kind):
+        raise argparse.ArgumentTypeError(f"{args.command} what? give -l SELECTOR, --owner, a KIND, or --all")
+    fields: dict[str, Any] = {"all": True} if args.all else {
+        k: v for k, v in (("labelSelector", args.selector), ("owner", args.owner), ("kind", args.kind)) if v
+    }  # fmt: skip
+    if args.command == "pause" and args.reason:
+        fields["reason"] = args.reason
+    if args.command == "resume" and args.skip_missed:
+        fields["skipMissed"] = True
+    if args.dry_run:
+        fields["dryRun"] = True
+    verb = "paused" if args.command == "pause" else "resumed"
+    while True:
+        body = client.bulk(args.command, fields)
+        if args.all:
+            everything = body.get("pausedAll")
+            print(
+                f"everything paused: {everything['reason']}"
+                if everything
+                else "the pause of everything has ended"
+            )
+            return 0
+        for row in body[verb]:
+            print(f"{row['kind']}/{row['name']} {row['message']}" if args.output != "name" else f"{row['kind'].lower()}/{row['name']}")  # fmt: skip
+        for row in body["refused"]:
+            print(f"{row['kind']}/{row['name']} not {verb}: {row['message']}", file=sys.stderr)
+        if not body.get("next"):
+            return 1 if body["refused"] else 0
+        fields["cursor"] = body["next"]
 
 
 def _bare(kind: str, name: str) -> str:

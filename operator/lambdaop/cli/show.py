@@ -212,6 +212,26 @@ def _steps(view: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
+def _paused(view: dict[str, Any]) -> str | None:
+    """Why no call of it starts: everything is paused (the kill switch), or it is."""
+    everything = view.get("pausedAll")
+    if everything:
+        return f"everything is paused by {everything.get('by')} since {everything.get('at')}: {everything.get('reason')}"  # fmt: skip
+    if view.get("suspended"):
+        return f"yes: {view['pauseReason']}" if view.get("pauseReason") else "yes"
+    return None
+
+
+def _trigger(view: dict[str, Any]) -> str | None:
+    """A run off the schedule, in words."""
+    trigger = view.get("trigger")
+    if trigger == "rerun":
+        return f"re-run {view.get('rerun')}" + (f" of run {view['rerunOf']}" if view.get("rerunOf") else "")
+    if trigger == "backfill":
+        return f"backfill ({view.get('backfillLeft') or 0} more to go)"
+    return "run now" if trigger == "now" and view.get("schedule") else None
+
+
 def describe(view: dict[str, Any], out: TextIO, calls_shown: int = 10, runs_shown: int = 5) -> None:
     """A readable summary of one object: who and what it is, its state and schedule, its spec,
     its last runs and its last calls (`-o yaml` or `-o json` give everything)."""
@@ -231,6 +251,8 @@ def describe(view: dict[str, Any], out: TextIO, calls_shown: int = 10, runs_show
         ("Updated", view.get("updated")),
         ("Next call", view.get("due") or ("-" if view["state"] in ("scheduled", "running") else None)),
         ("Calls", view.get("calls")),
+        ("Paused", _paused(view)),
+        ("This run", _trigger(view)),
     ]
     schedule = view.get("schedule")
     if schedule:

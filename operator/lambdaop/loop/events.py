@@ -152,3 +152,10 @@ class StoreFailed:
     what: str
     error: Exception
     asked: tuple[Due, ...] = ()
+
+
+@dataclass(frozen=True)
+class PauseChecked:
+    """The pause of everything as the store (or this process's service) has it: None when off."""
+
+    setting: Mapping[str, Any] | None

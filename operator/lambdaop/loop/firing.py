@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from lambdaop.core.clock import Clock
 from lambdaop.core.logs import about
@@ -54,9 +54,12 @@ class Firing:
         self.held, self.writes, self.invoker, self.clock = held, writes, invoker, clock
         self.settings, self.metrics, self.stats = settings, metrics, stats
         self.prune: set[str] = set()
+        self.paused: Mapping[str, Any] | None = None  # everything is paused (the admin's kill switch)
 
     def fire_due(self, now: dt.datetime) -> None:
         if self.writes.writer.backlog >= self.settings.max_unwritten:  # results kept in memory are bounded
+            return
+        if self.paused is not None:  # everything is paused: due calls wait, held, until it ends
             return
         safe = None if self.settings.sole_owner else now + self.settings.lease / 3
         for held in self.held.due(now, self.settings.max_in_flight, safe):

@@ -38,6 +38,7 @@ from lambdaop.loop.events import (
     Answer,
     Changed,
     Claimed,
+    PauseChecked,
     Refilled,
     Released,
     Renewed,
@@ -59,13 +60,13 @@ from lambdaop.loop.settings import LoopSettings
 from lambdaop.loop.storethread import StoreThread
 from lambdaop.loop.upcoming import Refill, Upcoming
 from lambdaop.loop.writes import Next, Writes
-from lambdaop.store.contract import Due
+from lambdaop.store.contract import PAUSE_ALL, Due, SettingStore
 from lambdaop.store.writer import Writer
 
 log = logging.getLogger("lambdaop.loop")
 
 
-class LoopStoreReads(KeeperStore, Protocol):
+class LoopStoreReads(KeeperStore, SettingStore, Protocol):
     """What the loop asks of the store."""
 
 
@@ -112,6 +113,7 @@ class Reconciler:
             Renewed: lambda event, now: self.leases.renewed(event, self.held),
             Swept: self._on_swept,
             StoreFailed: self._on_store_failed,
+            PauseChecked: self._on_pause,
         }
         self._started = False
         self.earliest_due: dt.datetime | None = None  # of the work it knows, after its last pass (liveness)
@@ -123,6 +125,7 @@ class Reconciler:
         self.chores.add(60, "prune", lambda now: job(self.firing.prune_job(store), "prune", quiet=True))
         self.chores.add(60, "fold", lambda now: job(lambda: store.fold_slots(now, writer.slot), "fold", quiet=True))  # fmt: skip
         self.chores.add(1, "flush", lambda now: self.on_flush() if self.on_flush is not None else None)
+        self.chores.add(s.pause_check_every, "pause", lambda now: job(lambda: PauseChecked(store.get_setting(PAUSE_ALL)), "pause check"))  # fmt: skip
 
     # ----- inputs (any thread)
 
@@ -139,6 +142,15 @@ class Reconciler:
         future: Future[Answer] = Future()
         self.inbox.put(Request(action, object_id, payload, future))
         return future
+
+    def pause_all(self, setting: Mapping[str, Any] | None) -> None:
+        """Everything is paused (None: no longer), as this process's service just wrote; other
+        processes see it at their next check of the store."""
+        self.inbox.put(PauseChecked(setting))
+
+    @property
+    def paused_all(self) -> Mapping[str, Any] | None:
+        return self.firing.paused
 
     def holds(self, object_id: str) -> bool:
         return object_id in self.held or object_id in self.leases.claiming
@@ -247,6 +259,12 @@ class Reconciler:
             log.warning("%s failed (%s); %s", event.what, event.error, after.get(event.what, "the next one retries"))  # fmt: skip
 
     # ----- upcoming and claimed work
+
+    def _on_pause(self, event: PauseChecked, now: dt.datetime) -> None:
+        was, self.firing.paused = self.firing.paused, event.setting
+        if (was is None) != (event.setting is None):
+            reason = (event.setting or {}).get("reason")
+            log.warning("everything is paused: no call starts until it is resumed (%s)", reason) if event.setting is not None else log.warning("the pause of everything has ended: due calls start")  # fmt: skip
 
     def _upcoming_add(self, due: Due, now: dt.datetime) -> None:
         if not self.holds(due.id):

@@ -296,7 +296,20 @@ class UserStore(Protocol):
     def delete_sessions_of(self, name: str) -> None: ...
 
 
-class Store(ObjectReads, LoopStore, Committer, UserStore, Protocol):
+class SettingStore(Protocol):
+    """Settings of the whole service, few and small (the pause of everything, `PAUSE_ALL`)."""
+
+    def get_setting(self, name: str) -> Doc | None:
+        """A setting by name (None when it is not set); one read by id."""
+
+    def put_setting(self, name: str, value: Doc | None) -> None:
+        """Set a setting to `value` (None: remove it)."""
+
+
+PAUSE_ALL = "pause"  # the setting of the kill switch: {reason, by, at} while everything is paused
+
+
+class Store(ObjectReads, LoopStore, Committer, UserStore, SettingStore, Protocol):
     """Everything lambdaop keeps, behind one object."""
 
     embedded: bool  # the embedded server: this process is its only user
