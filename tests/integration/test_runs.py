@@ -160,3 +160,81 @@ def test_an_admin_pauses_everything_with_a_reason_and_resumes_it(
     assert s.get(runtime.url + "/pause", timeout=10).json() == {"pausedAll": None}
     refused = s.post(runtime.url + "/pause", json={"all": True}, timeout=10)
     assert refused.status_code == 422 and refused.json()["details"][0]["field"] == "reason"
+
+
+def test_the_runs_list_shows_a_failed_run_of_each_kind_within_a_second(make_runtime, demo: DemoLambda, capsys: Any) -> None:  # fmt: skip
+    from lambdaop.cli.main import main
+
+    runtime = make_runtime()
+    s = api(runtime)
+    task = apply(runtime, f"kind: Task\nmetadata: {{name: broken, labels: {{team: billing}}}}\nspec: {{invoke: '{demo.url}/fail'}}\n")  # fmt: skip
+    tset = apply(runtime, f"kind: TaskSet\nmetadata: {{name: train, labels: {{team: web}}}}\nspec:\n  tasks: ['{demo.url}/ok', '{demo.url}/fail']\n")  # fmt: skip
+    apply(runtime, f"kind: Task\nmetadata: {{name: fine}}\nspec: {{invoke: '{demo.url}/ok'}}\n")
+    for oid, path in ((task, "tasks"), (tset, "tasksets")):
+        wait_until(lambda oid=oid, path=path: s.get(runtime.url + f"/{path}/{oid}", timeout=10).json()["state"] == "failed", timeout=20)  # fmt: skip
+        listed = wait_until(lambda oid=oid: [r for r in s.get(runtime.url + "/runs?state=failed", timeout=10).json()["runs"] if r["object"]["id"] == oid], timeout=1, what="the failed run listed")  # fmt: skip
+        (run,) = listed
+        assert run["result"] == "failed" and run["reason"] and run["lastCall"]["status"] == 500
+    runs = s.get(runtime.url + "/runs", params={"state": "failed", "since": "1h"}, timeout=10).json()["runs"]
+    assert {(r["object"]["kind"], r["object"]["name"], r["failedStep"]) for r in runs} == {("Task", "broken", "task"), ("TaskSet", "train", "task:1")}  # fmt: skip
+    assert runs[0]["finished"] >= runs[1]["finished"], "newest first"
+    billing = s.get(runtime.url + "/runs", params={"labelSelector": "team=billing"}, timeout=10).json()[
+        "runs"
+    ]
+    assert [r["object"]["name"] for r in billing] == ["broken"]
+    everything = s.get(runtime.url + "/runs", params={"limit": 1}, timeout=10).json()
+    assert len(everything["runs"]) == 1 and everything["next"]
+    rest = s.get(runtime.url + "/runs", params={"cursor": everything["next"]}, timeout=10).json()["runs"]
+    assert len(rest) == 2 and everything["runs"][0]["id"] not in {r["id"] for r in rest}
+    bad = s.get(runtime.url + "/runs", params={"since": "yesterday"}, timeout=10)
+    assert bad.status_code == 422 and bad.json()["details"][0]["field"] == "since"
+    common = ["--server", runtime.url, "--token", runtime.admin_token]
+    assert main(["get", "runs", "--state", "failed", *common]) == 0
+    table = capsys.readouterr().out
+    assert table.startswith("FINISHED") and "task/broken" in table and "taskset/train" in table and "task/fine" not in table  # fmt: skip
+    assert main(["get", "runs", "-l", "team=web", "-o", "name", *common]) == 0
+    assert capsys.readouterr().out == "taskset/train\n"
+
+
+def test_a_taskset_rerun_from_its_failed_step_skips_the_first_task_and_completes(make_runtime, demo: DemoLambda, capsys: Any) -> None:  # fmt: skip
+    from lambdaop.cli.main import main
+
+    runtime = make_runtime()
+    s = api(runtime)
+    oid = apply(runtime, f"kind: TaskSet\nmetadata: {{name: train}}\nspec:\n  tasks: ['{demo.url}/flaky/first?fails=0', '{demo.url}/flaky/second?fails=1']\n")  # fmt: skip
+    wait_until(
+        lambda: s.get(runtime.url + f"/tasksets/{oid}", timeout=10).json()["state"] == "failed", timeout=20
+    )
+    assert len(demo.calls("/flaky/first")) == 1 and len(demo.calls("/flaky/second")) == 1
+    # the endpoint is fixed (its one failure is spent): re-run from the step that failed
+    common = ["--server", runtime.url, "--token", runtime.admin_token]
+    assert main(["rerun", "taskset", "train", *common]) == 0
+    assert "from its failed step (task:1)" in capsys.readouterr().out
+    done = wait_until(lambda: (d := s.get(runtime.url + f"/tasksets/{oid}", timeout=10).json())["state"] == "completed" and d, timeout=20)  # fmt: skip
+    assert len(demo.calls("/flaky/first")) == 1, "the task that succeeded is not called again"
+    second = demo.calls("/flaky/second")
+    assert [c.idempotency_key for c in second] == [f"{oid}-g1-task:1", f"{oid}-g1-rerun1-task:1"]
+    assert done["rerun"] == 1 and done["trigger"] == "rerun"
+    runs = s.get(runtime.url + "/runs?labelSelector=&kind=TaskSet", timeout=10).json()["runs"]
+    assert [(r["result"], r.get("trigger"), r.get("rerun")) for r in runs] == [("completed", "rerun", 1), ("failed", None, None)]  # fmt: skip
+    again = s.post(runtime.url + f"/tasksets/{oid}/rerun", json={"from": "middle"}, timeout=10)
+    assert again.status_code == 422 and again.json()["details"][0]["field"] == "from"
+
+
+def test_get_takes_a_label_selector_and_a_name_prefix(make_runtime, demo: DemoLambda, capsys: Any) -> None:
+    from lambdaop.cli.main import main
+
+    runtime = make_runtime()
+    for name, team in (("billing-report", "billing"), ("billing-export", "billing"), ("web-report", "web")):
+        apply(runtime, f"kind: Task\nmetadata: {{name: {name}, labels: {{team: {team}}}}}\nspec: {{invoke: '{demo.url}/ok', after: 1h}}\n")  # fmt: skip
+    common = ["--server", runtime.url, "--token", runtime.admin_token, "-o", "name"]
+    assert main(["get", "tasks", "-l", "team=billing", *common]) == 0
+    assert sorted(capsys.readouterr().out.split()) == ["task/billing-export", "task/billing-report"]
+    assert main(["get", "tasks", "-l", "team!=billing", *common]) == 0
+    assert capsys.readouterr().out.split() == ["task/web-report"]
+    assert main(["get", "tasks", "--prefix", "billing-r", *common]) == 0
+    assert capsys.readouterr().out.split() == ["task/billing-report"]
+    assert main(["get", "tasks", "--prefix", "billing", "-l", "team=web", *common]) == 0
+    assert capsys.readouterr().out.split() == []
+    assert main(["get", "tasks", "-l", "team in (a", *common]) == 1
+    assert "cannot read 'team in (a' in the selector" in capsys.readouterr().err

@@ -21,7 +21,7 @@ from lambdaop.api.errors import handle_http_error, handle_lambdaop_error, handle
 from lambdaop.api.objects import Dashboard, Objects, OriginalObjects, Pause
 from lambdaop.api.original import Cancel, Create, Modify
 from lambdaop.api.pausing import Pausing
-from lambdaop.api.runs import Act
+from lambdaop.api.runs import Act, RunsList
 from lambdaop.api.specs import Specs
 from lambdaop.app.applying import Applier
 from lambdaop.app.bulk import Bulk
@@ -145,6 +145,7 @@ def create_app(
         for verb in ("run", "rerun", "backfill"):
             app.add_route(f"{base}/{{object_id}}/{verb}", act, suffix=verb)
     pausing = Pausing(bulk)
+    app.add_route("/runs", RunsList(operations, clock))
     app.add_route("/pause", pausing)
     app.add_route("/resume", pausing, suffix="resume")
     specs = Specs(applier)

@@ -88,7 +88,42 @@ class BulkOut(_Out):
     pausedAll: PausedAll | None = Field(default=None, description="with all: the pause of everything (null once ended)")  # fmt: skip
 
 
+class RunObject(_Out):
+    id: str
+    kind: str
+    name: str
+    owner: str
+    href: str = Field(description="the object, with its calls (attempts) and, for a recurring one, its runs")
+
+
+class RunOut(_Out):
+    id: str = Field(description="its place in the list (a `cursor`)")
+    object: RunObject
+    labels: dict[str, str] | None = None
+    generation: int
+    run: int | None = Field(default=None, description="a recurring object's run number")
+    due: str | None = Field(default=None, description="its time on the schedule (recurring objects)")
+    started: str | None = None
+    finished: str
+    result: str = Field(description="completed, failed or cancelled")
+    reason: str | None = None
+    failedStep: str | None = None
+    trigger: str | None = Field(default=None, description="off the schedule: now, rerun, backfill")
+    rerun: int | None = None
+    rerunOf: int | None = None
+    calls: int | None = Field(default=None, description="the object's calls so far, this run's included")
+    lastCall: dict[str, Any] | None = Field(default=None, description="the call that ended it: step, attempt, key, status, error, at")  # fmt: skip
+
+
+class RunsOut(_Out):
+    runs: list[RunOut]
+    next: str | None = Field(description="cursor for the next page, or null")
+
+
 MODELS: list[type[BaseModel]] = [
+    RunsOut,
+    RunOut,
+    RunObject,
     ActOut,
     RerunIn,
     BackfillIn,
@@ -108,6 +143,15 @@ def paths(ref: Any, answers: Any, body: Any, ids: list[dict[str, Any]]) -> dict[
         out[f"{base}/{{object_id}}/run"] = {"post": {"summary": f"run a {kind} now: a recurring one once (its next scheduled run unchanged; with its overlap policy while a run goes on), a scheduled one-time one brought forward, a finished one-time one again as its next generation", "parameters": ids, "responses": answers("ActOut", "200", 404, 409)}}  # fmt: skip
         out[f"{base}/{{object_id}}/rerun"] = {"post": {"summary": f"run a failed run of a {kind} again, from its failed step (keeping the steps that succeeded) or from the start; its calls carry the Idempotency-Key suffix -rerun<N>", "parameters": ids, "requestBody": {**body(ref("RerunIn")), "required": False}, "responses": answers("ActOut", "200", 404, 409, 422)}}  # fmt: skip
         out[f"{base}/{{object_id}}/backfill"] = {"post": {"summary": f"make the runs a recurring {kind}'s schedule would have made in [start, end), one after another, each recorded as a backfill run", "parameters": ids, "requestBody": body(ref("BackfillIn")), "responses": answers("ActOut", "200", 404, 409, 422)}}  # fmt: skip
+    params = [
+        {"name": "state", "in": "query", "required": False, "schema": {"type": "string", "enum": ["failed", "completed", "cancelled"]}, "description": "how the run ended (default: any)"},
+        {"name": "since", "in": "query", "required": False, "schema": {"type": "string"}, "description": "ended at or after: a time with an offset, or a duration back from now (24h)"},
+        {"name": "labelSelector", "in": "query", "required": False, "schema": {"type": "string"}, "description": "the objects' labels, kubectl syntax: team=billing,env!=dev"},
+        {"name": "kind", "in": "query", "required": False, "schema": {"type": "string", "enum": ["Task", "TaskSet"]}},
+        {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+        {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}, "description": "the `next` of the previous page"},
+    ]  # fmt: skip
+    out["/runs"] = {"get": {"summary": "the caller's ended runs across objects, newest first: each names its object, number, times, result, reason and last call; kept 30 days; a page reads a bounded range and may hold fewer than limit with a `next`", "parameters": params, "responses": answers("RunsOut", "200", 422)}}  # fmt: skip
     out["/pause"] = {
         "get": {
             "summary": "whether everything is paused (the kill switch): {pausedAll: {reason, by, at} or null}",

@@ -1,7 +1,8 @@
-"""Acting on runs: `POST /tasks/{id}/run`, `/rerun`, `/backfill` (and for TaskSets).
+"""Runs: the list across objects (`GET /runs`), and acting on them: `POST /tasks/{id}/run`,
+`/rerun`, `/backfill` (and for TaskSets).
 
-Thin: read the body, ask the app's operations, answer the object with what
-was done in words. Called by the app factory.
+Thin: read the parameters or the body, ask the app's operations, answer the
+object with what was done in words. Called by the app factory.
 """
 
 from __future__ import annotations
@@ -12,14 +13,17 @@ from typing import Any
 import falcon
 
 from lambdaop.api.auth import user_of
-from lambdaop.api.bodies import read_fields
+from lambdaop.api.bodies import check_cursor, limit_value, query_params, read_fields
+from lambdaop.api.objects import label_selector
 from lambdaop.app.operate import Done, Operations
-from lambdaop.app.view import present
-from lambdaop.core.clock import iso
+from lambdaop.app.view import present, present_run_record
+from lambdaop.core.clock import Clock, iso, to_utc
 from lambdaop.core.errors import Problem, SpecInvalid
-from lambdaop.spec import Kind, parse_time
+from lambdaop.spec import Kind, kind_named, parse_duration, parse_time
 
 RERUN_FROM = ("failed", "start")
+RUNS_PARAMS = ("state", "since", "labelSelector", "kind", "limit", "cursor")
+RESULTS = {"failed": "failed", "completed": "completed", "success": "completed", "cancelled": "cancelled"}
 
 
 def _fields(req: falcon.Request, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -97,3 +101,48 @@ def run_number(raw: Any) -> int | None:
     if value < 1:
         raise SpecInvalid("invalid request", [Problem("runs are numbered from 1", field="run")])
     return value
+
+
+class RunsList:
+    """`GET /runs?state=failed&since=24h&labelSelector=team=billing`: the caller's ended runs across
+    objects, newest first, paged by `next`."""
+
+    def __init__(self, operations: Operations, clock: Clock) -> None:
+        self.operations, self.clock = operations, clock
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        params = query_params(req, RUNS_PARAMS)
+        state = params.get("state") or None
+        if state is not None and (not isinstance(state, str) or state.lower() not in RESULTS):
+            raise SpecInvalid("invalid request", [Problem("expected failed, completed or cancelled (leave it out for all)", field="state")])  # fmt: skip
+        raw_kind = params.get("kind") or None
+        kind = kind_named(raw_kind) if isinstance(raw_kind, str) else None
+        if raw_kind is not None and kind is None:
+            raise SpecInvalid("invalid request", [Problem("expected Task or TaskSet (leave it out for both)", field="kind")])  # fmt: skip
+        cursor = params.get("cursor") or None
+        check_cursor(cursor)
+        user = user_of(req)
+        found, following = self.operations.runs(
+            user.name,
+            RESULTS[state.lower()] if state else None,
+            self._since(params.get("since")),
+            cursor,
+            limit_value(params.get("limit")),
+            label_selector(params.get("labelSelector")),
+            kind,
+        )
+        resp.media = {"runs": [present_run_record(r) for r in found], "next": following}
+
+    def _since(self, raw: Any) -> dt.datetime | None:
+        """`since`: a time with an offset, or a duration back from now (24h)."""
+        if raw is None or raw == "":
+            return None
+        try:
+            return to_utc(self.clock.now()) - parse_duration(raw)
+        except (ValueError, TypeError):
+            pass
+        try:
+            return to_utc(parse_time(raw))
+        except (ValueError, TypeError) as exc:
+            why = str(exc) if "offset" in str(exc) and "got" not in str(exc) else "expected a time with an offset (2026-11-28T09:00:00Z) or a duration back from now (24h)"  # fmt: skip
+            raise SpecInvalid("invalid request", [Problem(why, field="since")]) from None

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from lambdaop.app.service import Service
 from lambdaop.core.clock import iso, to_utc
 from lambdaop.core.errors import Conflict, Problem, SpecInvalid
+from lambdaop.core.labels import Selector
 from lambdaop.core.logs import about
 from lambdaop.engine import machine, ondemand
 from lambdaop.engine.machine import PlanSpec, Refused
 from lambdaop.engine.ondemand import RunNow
 from lambdaop.engine.record import Change, RunSummary, StoredObject
+from lambdaop.engine.runs import RunRecord
 from lambdaop.loop.events import Action
 
 log = logging.getLogger("lambdaop.service")
@@ -148,6 +150,21 @@ class Operations:
         what = "skipped (it came due while paused)" if record.state == "cancelled" else "resumed"
         log.info("%s %s", record.label, what, extra=about(record))
         return Done(record, "skipped" if record.state == "cancelled" else "resumed", what)
+
+    def runs(
+        self,
+        owner: str,
+        result: str | None,
+        since: dt.datetime | None,
+        before: str | None,
+        limit: int,
+        selector: Selector | None = None,
+        kind: str | None = None,
+    ) -> tuple[list[RunRecord], str | None]:
+        """One page of the owner's ended runs across objects, newest first (the store's `list_runs`)."""
+        with self.service.read():
+            page = self.service.store.list_runs(owner, result, since, before, limit, selector, kind)
+        return [RunRecord.from_storage(d) for d in page.docs], page.next
 
 
 def failed_run(record: StoredObject, run: int | None) -> RunSummary:

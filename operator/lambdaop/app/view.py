@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from lambdaop.core.clock import iso
 from lambdaop.engine import recurrence
 from lambdaop.engine.record import CallRecord, RunSummary, StoredObject
+from lambdaop.engine.runs import RunRecord
 from lambdaop.spec import Schedule
 from lambdaop.spec.models import SECRET_HEADERS
 
@@ -66,6 +67,37 @@ def present_call(call: CallRecord) -> dict[str, Any]:
 
 def present_run(run: RunSummary) -> dict[str, Any]:
     return _plain(run.for_storage())
+
+
+def present_run_record(run: RunRecord) -> dict[str, Any]:
+    """One ended run in the runs list: its object (and where to read its calls), number, times,
+    result, reason and the call that ended it."""
+    path = "/tasks" if run.kind == "Task" else "/tasksets"
+    out = {
+        "id": run.id,
+        "object": {
+            "id": run.object_id,
+            "kind": run.kind,
+            "name": run.name,
+            "owner": run.owner,
+            "href": f"{path}/{run.object_id}",
+        },  # fmt: skip
+        "labels": run.labels or {},
+        "generation": run.generation,
+        "run": run.run,
+        "due": iso(run.scheduled),
+        "started": iso(run.started),
+        "finished": iso(run.finished),
+        "result": run.result,
+        "reason": run.reason,
+        "failedStep": run.failed_step,
+        "trigger": run.trigger,
+        "rerun": run.rerun,
+        "rerunOf": run.rerun_of,
+        "calls": run.calls,
+        "lastCall": _plain(run.last_call) if run.last_call else None,
+    }
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def present_schedule(record: StoredObject, count: int = 5) -> dict[str, Any]:

@@ -50,6 +50,11 @@ ALLOW_HELP = (
 KIND_WORDS = ("task", "tasks", "taskset", "tasksets")
 
 
+def _kind_or_runs(text: str) -> str:
+    """A kind, or `runs` (get runs)."""
+    return "Run" if text.lower() in ("run", "runs") else _kind(text)
+
+
 def _kind(text: str) -> str:
     kind = kind_named(text)
     if kind is None:
@@ -188,11 +193,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     diff.add_argument("-f", "--file", dest="files", type=Path, action="append", required=True)
     diff.add_argument("--force", action="store_true", help="as apply --force would")
-    get = verb("get", "list Tasks or TaskSets (get task, get tasksets --state failed)")
-    get.add_argument("kind", type=_kind, metavar="KIND")
+    get = verb(
+        "get", "list Tasks, TaskSets or runs (get task, get tasksets --state failed, get runs --since 24h)"
+    )
+    get.add_argument("kind", type=_kind_or_runs, metavar="KIND")
     get.add_argument("name", nargs="?", help="one object, by name or id")
     get.add_argument("--state", help="scheduled, running, completed, failed, cancelled or All")
     get.add_argument("--limit", type=int, default=50)
+    get.add_argument("-l", "--selector", help="labels, as kubectl: team=billing,env!=dev")
+    get.add_argument("--prefix", help="names that start with this (your own objects, by name)")
+    get.add_argument(
+        "--since", help="runs: ended since a time with an offset, or a duration back from now (24h)"
+    )
+    get.add_argument("--kind", dest="of_kind", type=_kind, help="runs: of Tasks or of TaskSets only")
     for name, text in (("describe", "one object with its history"), ("cancel", "cancel a scheduled object"),
                        ("suspend", "pause a recurring object")):  # fmt: skip
         one = verb(name, text + " (by name or id)")

@@ -46,9 +46,13 @@ def client_command(args: argparse.Namespace) -> int:
     if command == "diff":
         return _diff(client, args)
     if command == "get":
+        if args.kind == "Run":
+            return _runs(client, args)
         if args.name:
             return _show(args, [client.find(args.kind, args.name)])
-        body = client.list(args.kind, args.state, args.limit)
+        if args.since or args.of_kind:
+            raise argparse.ArgumentTypeError("--since and --kind are for get runs")
+        body = client.list(args.kind, args.state, args.limit, selector=args.selector, prefix=args.prefix)
         return _show(args, body["tasks" if args.kind == "Task" else "taskSets"])
     if command == "delete":
         name = _bare(args.kind, args.name)
@@ -94,6 +98,24 @@ def client_command(args: argparse.Namespace) -> int:
               + (" after the run going on" if body.get("afterThisRun") else ""))  # fmt: skip
         return 0
     return 2
+
+
+def _runs(client: Client, args: argparse.Namespace) -> int:
+    """get runs: ended runs across objects, newest first."""
+    if args.name or args.prefix:
+        raise argparse.ArgumentTypeError("get runs lists runs across objects: filter with --state, --since, -l and --kind")  # fmt: skip
+    body = client.runs(args.state, args.since, args.selector, args.of_kind, args.limit)
+    rows = body["runs"]
+    if args.output in ("json", "yaml"):
+        _print(args, rows)
+    elif not rows:
+        print("No runs" + (f" {args.state}" if args.state else "") + (f" since {args.since}" if args.since else "") + ".", file=sys.stderr)  # fmt: skip
+    elif args.output == "name":
+        for r in rows:
+            print(f"{r['object']['kind'].lower()}/{r['object']['name']}")
+    else:
+        sys.stdout.write(show.runs_table(rows))
+    return 0
 
 
 def _many(client: Client, args: argparse.Namespace) -> int:

@@ -181,6 +181,25 @@ def table(rows: Iterable[dict[str, Any]], wide: bool) -> str:
     return out.getvalue()
 
 
+def runs_table(rows: Iterable[dict[str, Any]]) -> str:
+    """The `get runs` table: when each run ended, its object as verbs take it, and how it went."""
+    head = ["FINISHED", "OBJECT", "RUN", "RESULT", "REASON"]
+    lines = []
+    for r in rows:
+        obj = r["object"]
+        run = str(r["run"]) if r.get("run") is not None else f"g{r.get('generation', 1)}"
+        if r.get("trigger"):
+            run += f" ({r['trigger']})"
+        lines.append(
+            [r["finished"], f"{obj['kind'].lower()}/{obj['name']}", run, r["result"], r.get("reason") or "-"]
+        )
+    widths = [max(len(str(c)) for c in column) for column in zip(head, *lines, strict=False)]
+    out = StringIO()
+    for cells in [head, *lines]:
+        out.write("   ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=False)).rstrip() + "\n")
+    return out.getvalue()
+
+
 # ----- describe
 
 

@@ -118,7 +118,9 @@ class Firing:
         if waiting is not None and machine.run_ended(held.progress, progress):
             progress = results.next_generation(held, waiting, now)
             change = adopt(waiting, progress, now, change)
-        self.writes.submit(held, Write.RESULT, progress, change, now, call=decision.call)
+        self.writes.submit(
+            held, Write.RESULT, progress, change, now, call=decision.call, ended=decision.ended
+        )
 
     def prune_job(self, store: ObjectReads) -> Callable[[], int]:
         """A store job that trims the history of the objects with more calls than are kept."""

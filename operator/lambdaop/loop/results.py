@@ -18,10 +18,11 @@ from typing import Any
 
 from lambdaop.core.clock import iso
 from lambdaop.core.logs import about
-from lambdaop.engine import machine
+from lambdaop.engine import machine, runs
 from lambdaop.engine.machine import Phase, Progress
 from lambdaop.engine.outcomes import Outcome
 from lambdaop.engine.record import CallRecord, PendingSpec, RunSummary, StoredObject
+from lambdaop.engine.runs import RunRecord
 from lambdaop.loop.held import Held
 from lambdaop.loop.invoker import CallResult, Job
 from lambdaop.spec import Notify
@@ -81,6 +82,7 @@ class Decision:
     call: CallRecord
     run: RunSummary | None  # the run that ended with this call (recurring objects)
     prune: bool  # its history is longer than what is kept
+    ended: RunRecord | None = None  # the run that ended with this call, for the runs list (any object)
 
 
 def decide(held: Held, result: CallResult, now: dt.datetime, notify: Notify | None) -> Decision:
@@ -124,7 +126,15 @@ def decide(held: Held, result: CallResult, now: dt.datetime, notify: Notify | No
     held.recovered = None
     summary = machine.run_summary(held.progress, progress) if spec.schedule is not None else None
     run = RunSummary(**summary) if summary is not None else None
-    return Decision(progress, call, run, progress.calls > ATTEMPTS_KEPT)
+    record = held.record
+    identity = (record.id, record.kind.value, record.name, record.owner, record.generation, record.labels)
+    last = {
+        k: v
+        for k, v in call.for_storage().items()
+        if k in ("step", "attempt", "key", "status", "error", "at")
+    }
+    over = runs.ended(held.progress, progress, identity, spec.schedule is not None, ended, last)
+    return Decision(progress, call, run, progress.calls > ATTEMPTS_KEPT, over)
 
 
 def next_generation(held: Held, pending: PendingSpec, now: dt.datetime) -> Progress:

@@ -98,6 +98,7 @@ class Base:
         self.names = self.db["names"]
         self.listing = self.db["listing"]
         self.settings = self.db["settings"]
+        self.runs = self.db["runs"]
         self.embedded = embedded
         self._transactions = True
         self._local = threading.local()
