@@ -9,6 +9,7 @@ from typing import Any
 import requests
 
 from helpers import wait_until
+from lambdaop.core.clock import iso
 from lambdaop.spec import load_one
 from lambdaop.tools.demo import DemoLambda
 
@@ -238,3 +239,80 @@ def test_get_takes_a_label_selector_and_a_name_prefix(make_runtime, demo: DemoLa
     assert capsys.readouterr().out.split() == []
     assert main(["get", "tasks", "-l", "team in (a", *common]) == 1
     assert "cannot read 'team in (a' in the selector" in capsys.readouterr().err
+
+
+def test_failed_runs_of_a_time_range_are_rerun_by_selector_after_a_dry_run(make_runtime, demo: DemoLambda, capsys: Any) -> None:  # fmt: skip
+    from lambdaop.cli.main import main
+
+    runtime = make_runtime()
+    s = api(runtime)
+    made = {}
+    for name, team in (("a", "billing"), ("b", "billing"), ("c", "web")):
+        made[name] = apply(runtime, f"kind: Task\nmetadata: {{name: {name}, labels: {{team: {team}}}}}\nspec: {{invoke: '{demo.url}/flaky/{name}?fails=1'}}\n")  # fmt: skip
+    for oid in made.values():
+        wait_until(lambda oid=oid: s.get(runtime.url + f"/tasks/{oid}", timeout=10).json()["state"] == "failed", timeout=20)  # fmt: skip
+    common = ["--server", runtime.url, "--token", runtime.admin_token]
+    assert main(["rerun", "-l", "team=billing", "--since", "1h", "--dry-run", *common]) == 0
+    dry = capsys.readouterr().out
+    assert "Task/a would re-run generation 1" in dry and "Task/b would re-run" in dry and "Task/c" not in dry
+    assert len(demo.calls("/flaky/")) == 3, "a dry run calls nothing"
+    assert main(["rerun", "-l", "team=billing", "--since", "1h", *common]) == 0
+    assert "Task/a re-runs its failed run" in capsys.readouterr().out
+    for name in ("a", "b"):
+        wait_until(lambda name=name: s.get(runtime.url + f"/tasks/{made[name]}", timeout=10).json()["state"] == "completed", timeout=20)  # fmt: skip
+    assert s.get(runtime.url + f"/tasks/{made['c']}", timeout=10).json()["state"] == "failed"
+    assert [c.idempotency_key for c in demo.calls("/flaky/a")] == [f"{made['a']}-g1-task", f"{made['a']}-g1-rerun1-task"]  # fmt: skip
+    again = s.post(
+        runtime.url + "/rerun", json={"labelSelector": "team=billing", "since": "1h"}, timeout=10
+    ).json()
+    assert again["rerun"] == [] and {r["name"] for r in again["refused"]} == {"a", "b"}, again
+    bad = s.post(runtime.url + "/rerun", json={"labelSelector": "team=billing"}, timeout=10)
+    assert bad.status_code == 422 and bad.json()["details"][0]["field"] == "since"
+
+
+def test_a_failed_run_of_a_recurring_task_is_rerun_and_its_schedule_stays(
+    make_runtime, demo: DemoLambda
+) -> None:
+    runtime = make_runtime()
+    s = api(runtime)
+    oid = apply(runtime, f"kind: Task\nmetadata: {{name: hourly}}\nspec:\n  invoke: '{demo.url}/flaky/hourly?fails=1'\n  schedule: {{every: 1h}}\n")  # fmt: skip
+    before = wait_until(lambda: (d := s.get(runtime.url + f"/tasks/{oid}", timeout=10).json())["lastRun"] and d["state"] == "scheduled" and d)  # fmt: skip
+    assert before["lastRun"]["result"] == "failed"
+    answer = s.post(runtime.url + f"/tasks/{oid}/rerun", json={}, timeout=10).json()
+    assert answer["action"] == "rerun" and "run 1" in answer["message"], answer
+    after = wait_until(lambda: (d := s.get(runtime.url + f"/tasks/{oid}", timeout=10).json())["run"] == 3 and d["state"] == "scheduled" and d)  # fmt: skip
+    assert after["nextRuns"] == before["nextRuns"]
+    assert after["lastRun"]["result"] == "completed" and after["lastRun"]["rerunOf"] == 1 and after["lastRun"]["trigger"] == "rerun"  # fmt: skip
+    assert [c.idempotency_key for c in demo.calls("/flaky/hourly")] == [f"{oid}-g1-r1-task", f"{oid}-g1-r2-rerun1-task"]  # fmt: skip
+
+
+def test_a_backfill_of_an_hourly_cron_over_six_hours_makes_six_calls_with_distinct_keys(make_runtime, demo: DemoLambda, capsys: Any) -> None:  # fmt: skip
+    import datetime as dt
+
+    from lambdaop.cli.main import main
+
+    runtime = make_runtime()
+    s = api(runtime)
+    oid = apply(runtime, f"kind: Task\nmetadata: {{name: hourly, labels: {{team: data}}}}\nspec:\n  invoke: '{demo.url}/ok'\n  schedule: {{cron: '0 * * * *'}}\n")  # fmt: skip
+    before = s.get(runtime.url + f"/tasks/{oid}", timeout=10).json()
+    hour = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    start, end = hour - dt.timedelta(days=1, hours=6), hour - dt.timedelta(days=1)
+    common = ["--server", runtime.url, "--token", runtime.admin_token]
+    assert (
+        main(["backfill", "task", "hourly", "--start", start.isoformat(), "--end", end.isoformat(), *common])
+        == 0
+    )
+    assert "backfills 6 run(s)" in capsys.readouterr().out
+    calls = demo.wait_for(6, "/ok", timeout=20)
+    keys = [c.idempotency_key for c in calls]
+    assert len(set(keys)) == 6 and all(k.startswith(f"{oid}-g1-r") for k in keys), keys
+    after = wait_until(lambda: (d := s.get(runtime.url + f"/tasks/{oid}", timeout=10).json())["run"] == before["run"] + 6 and d["state"] == "scheduled" and d)  # fmt: skip
+    assert after["nextRuns"] == before["nextRuns"] and not after.get("backfillLeft")
+    runs = [r for r in s.get(runtime.url + "/runs", params={"labelSelector": "team=data"}, timeout=10).json()["runs"]]  # fmt: skip
+    assert sorted(r["due"] for r in runs) == [iso(start + dt.timedelta(hours=h)) for h in range(6)]
+    assert {r["trigger"] for r in runs} == {"backfill"}
+    assert len(demo.calls("/ok")) == 6
+    bad = s.post(runtime.url + f"/tasks/{oid}/backfill", json={"start": end.isoformat(), "end": start.isoformat()}, timeout=10)  # fmt: skip
+    assert bad.status_code == 409 and "after its start" in bad.json()["message"]
+    naive = s.post(runtime.url + f"/tasks/{oid}/backfill", json={"start": "2026-01-01T00:00:00", "end": end.isoformat()}, timeout=10)  # fmt: skip
+    assert naive.status_code == 422 and naive.json()["details"][0]["field"] == "start"

@@ -20,7 +20,7 @@ from lambdaop.api.auth import AuthMiddleware, Login, Logout, Me, UsersRoute
 from lambdaop.api.errors import handle_http_error, handle_lambdaop_error, handle_unexpected, send_error
 from lambdaop.api.objects import Dashboard, Objects, OriginalObjects, Pause
 from lambdaop.api.original import Cancel, Create, Modify
-from lambdaop.api.pausing import Pausing
+from lambdaop.api.pausing import Pausing, Rerunning
 from lambdaop.api.runs import Act, RunsList
 from lambdaop.api.specs import Specs
 from lambdaop.app.applying import Applier
@@ -146,6 +146,7 @@ def create_app(
             app.add_route(f"{base}/{{object_id}}/{verb}", act, suffix=verb)
     pausing = Pausing(bulk)
     app.add_route("/runs", RunsList(operations, clock))
+    app.add_route("/rerun", Rerunning(bulk, clock))
     app.add_route("/pause", pausing)
     app.add_route("/resume", pausing, suffix="resume")
     specs = Specs(applier)

@@ -63,6 +63,17 @@ class ResumeIn(_In):
     cursor: str | None = None
 
 
+class RerunManyIn(_In):
+    labelSelector: str | None = Field(default=None, description="the objects' labels, kubectl syntax")
+    owner: str | None = Field(default=None, description="whose objects (default: the caller's; another user's: admins)")  # fmt: skip
+    kind: str | None = Field(default=None, description="Task or TaskSet (default: both)")
+    since: str = Field(description="the failed runs that ended at or after: a time with an offset, or a duration back from now (24h)")  # fmt: skip
+    until: str | None = Field(default=None, description="and before this time (or this long ago)")
+    from_: str = Field(default="failed", alias="from", description="failed (from the failed step) or start")
+    dryRun: bool | None = Field(default=None, description="list what would be re-run, re-run nothing")
+    cursor: str | None = None
+
+
 class BulkRow(_Out):
     id: str
     kind: str
@@ -79,6 +90,7 @@ class PausedAll(_Out):
 
 class BulkOut(_Out):
     paused: list[BulkRow] | None = Field(default=None, description="POST /pause: each object paused (or, dry, that would be)")  # fmt: skip
+    rerun: list[BulkRow] | None = Field(default=None, description="POST /rerun: each object whose latest failed run of the range is re-run (or, dry, would be)")  # fmt: skip
     resumed: list[BulkRow] | None = Field(default=None, description="POST /resume: each object resumed (`skipped` when skipMissed cancelled it)")  # fmt: skip
     refused: list[BulkRow] | None = Field(default=None, description="objects that could not be changed, and why (a one-time object whose call is out)")  # fmt: skip
     next: str | None = Field(
@@ -152,6 +164,7 @@ def paths(ref: Any, answers: Any, body: Any, ids: list[dict[str, Any]]) -> dict[
         {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}, "description": "the `next` of the previous page"},
     ]  # fmt: skip
     out["/runs"] = {"get": {"summary": "the caller's ended runs across objects, newest first: each names its object, number, times, result, reason and last call; kept 30 days; a page reads a bounded range and may hold fewer than limit with a `next`", "parameters": params, "responses": answers("RunsOut", "200", 422)}}  # fmt: skip
+    out["/rerun"] = {"post": {"summary": "re-run the failed runs of the caller's objects (matching a label selector and kind) that ended in [since, until): each object's latest, from its failed step or the start; dryRun lists them", "requestBody": body(ref("RerunManyIn")), "responses": answers("BulkOut", "200", 403, 422)}}  # fmt: skip
     out["/pause"] = {
         "get": {
             "summary": "whether everything is paused (the kill switch): {pausedAll: {reason, by, at} or null}",

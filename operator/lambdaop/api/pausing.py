@@ -1,5 +1,6 @@
-"""Pausing many objects: `POST /pause` and `POST /resume` (by label selector, owner and kind, or
-everything: an admin's kill switch), and `GET /pause` (is everything paused, why, by whom).
+"""Many objects at once: `POST /pause` and `POST /resume` (by label selector, owner and kind, or
+everything: an admin's kill switch), `GET /pause` (is everything paused, why, by whom), and
+`POST /rerun` (the failed runs of a time range, with a dry run).
 
 Thin: read the body, ask the app's bulk operations, answer what was done object by
 object. Called by the app factory.
@@ -14,12 +15,15 @@ import falcon
 from lambdaop.api.auth import user_of
 from lambdaop.api.bodies import read_fields
 from lambdaop.api.objects import label_selector
+from lambdaop.api.runs import RERUN_FROM, time_or_ago
 from lambdaop.app.bulk import Bulk, Selection
+from lambdaop.core.clock import Clock, to_utc
 from lambdaop.core.errors import Forbidden, Problem, SpecInvalid
 from lambdaop.spec import Kind, kind_named
 
 PAUSE_FIELDS = ("labelSelector", "owner", "kind", "reason", "all", "dryRun", "cursor")
 RESUME_FIELDS = ("labelSelector", "owner", "kind", "all", "dryRun", "cursor", "skipMissed")
+RERUN_FIELDS = ("labelSelector", "owner", "kind", "since", "until", "from", "dryRun", "cursor")
 
 
 def _fields(req: falcon.Request, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -102,3 +106,26 @@ def _cursor(fields: dict[str, Any]) -> str | None:
     if cursor is not None and not isinstance(cursor, str):
         raise SpecInvalid("invalid request", [Problem("expected the `next` of a previous answer", field="cursor")])  # fmt: skip
     return cursor or None
+
+
+class Rerunning:
+    """`POST /rerun`: re-run every failed run of the selected objects that ended in [since, until)."""
+
+    def __init__(self, bulk: Bulk, clock: Clock) -> None:
+        self.bulk, self.clock = bulk, clock
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        fields = _fields(req, RERUN_FIELDS)
+        now = to_utc(self.clock.now())
+        since = time_or_ago(fields.get("since"), now, "since")
+        if since is None:
+            raise SpecInvalid("invalid request", [Problem("required: from when (a time with an offset, or a duration back from now: 24h)", field="since")])  # fmt: skip
+        until = time_or_ago(fields.get("until"), now, "until")
+        if until is not None and until <= since:
+            raise SpecInvalid("invalid request", [Problem("must be after since", field="until")])
+        start = fields.get("from", "failed")
+        if start not in RERUN_FROM:
+            raise SpecInvalid("invalid request", [Problem("expected `failed` (from the failed step) or `start`", field="from")])  # fmt: skip
+        which, dry = selection(req, fields), flag(fields, "dryRun")
+        answer = self.bulk.rerun(which, since, until, start == "failed", dry, _cursor(fields))
+        resp.media = answer.as_dict("rerun", dry)

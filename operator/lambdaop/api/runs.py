@@ -125,7 +125,7 @@ class RunsList:
         found, following = self.operations.runs(
             user.name,
             RESULTS[state.lower()] if state else None,
-            self._since(params.get("since")),
+            time_or_ago(params.get("since"), to_utc(self.clock.now()), "since"),
             cursor,
             limit_value(params.get("limit")),
             label_selector(params.get("labelSelector")),
@@ -133,16 +133,17 @@ class RunsList:
         )
         resp.media = {"runs": [present_run_record(r) for r in found], "next": following}
 
-    def _since(self, raw: Any) -> dt.datetime | None:
-        """`since`: a time with an offset, or a duration back from now (24h)."""
-        if raw is None or raw == "":
-            return None
-        try:
-            return to_utc(self.clock.now()) - parse_duration(raw)
-        except (ValueError, TypeError):
-            pass
-        try:
-            return to_utc(parse_time(raw))
-        except (ValueError, TypeError) as exc:
-            why = str(exc) if "offset" in str(exc) and "got" not in str(exc) else "expected a time with an offset (2026-11-28T09:00:00Z) or a duration back from now (24h)"  # fmt: skip
-            raise SpecInvalid("invalid request", [Problem(why, field="since")]) from None
+
+def time_or_ago(raw: Any, now: dt.datetime, name: str) -> dt.datetime | None:
+    """A time with an offset, or a duration back from now (24h); None when not given."""
+    if raw is None or raw == "":
+        return None
+    try:
+        return now - parse_duration(raw)
+    except (ValueError, TypeError):
+        pass
+    try:
+        return to_utc(parse_time(raw))
+    except (ValueError, TypeError) as exc:
+        why = str(exc) if "offset" in str(exc) and "got" not in str(exc) else "expected a time with an offset (2026-11-28T09:00:00Z) or a duration back from now (24h)"  # fmt: skip
+        raise SpecInvalid("invalid request", [Problem(why, field=name)]) from None

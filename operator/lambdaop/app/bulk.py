@@ -1,5 +1,5 @@
-"""Pausing and resuming many objects at once: by label selector, owner and kind; and the pause of
-everything (an admin's kill switch).
+"""Acting on many objects at once: pausing and resuming by label selector, owner and kind; the
+pause of everything (an admin's kill switch); re-running the failed runs of a time range.
 
 A selection is read as bounded pages of the lists (`Store.list_objects`: an
 owner's scheduled and running objects of each kind, through the label index
@@ -14,16 +14,18 @@ with one. Called by the API.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from lambdaop.app.operate import Operations
+from lambdaop.app.operate import Done, Operations
 from lambdaop.app.service import is_object_id
 from lambdaop.core.clock import iso
 from lambdaop.core.errors import Conflict, NotFound, Problem, SpecInvalid
 from lambdaop.core.labels import Selector
 from lambdaop.engine.record import StoredObject
+from lambdaop.engine.runs import RunRecord
 from lambdaop.spec import Kind
 from lambdaop.store.contract import PAUSE_ALL
 
@@ -102,6 +104,59 @@ class Bulk:
             return self.operations.unpause(record.id, which.owner, skip).message
 
         return self._each(which, cursor, lambda r: r.progress.suspended, act, dry_run, "would be resumed")
+
+    def rerun(
+        self,
+        which: Selection,
+        since: dt.datetime,
+        until: dt.datetime | None,
+        from_failed: bool,
+        dry_run: bool,
+        cursor: str | None,
+    ) -> BulkAnswer:
+        """Re-run the failed runs that ended in [since, until) of the objects selected: each
+        object's latest such run (one re-run of an object at a time), as `Operations.rerun`."""
+        if cursor is not None and not is_object_id(cursor):
+            raise SpecInvalid("invalid request", [Problem("expected the `next` of a previous answer to the same request", field="cursor")])  # fmt: skip
+        out = BulkAnswer()
+        kind = which.kinds[0].value if len(which.kinds) == 1 else None
+        latest: dict[str, RunRecord] = {}
+        earlier: dict[str, int] = {}
+        before = cursor
+        while len(latest) + sum(earlier.values()) < MAX_BULK:
+            runs, before = self.operations.runs(
+                which.owner, "failed", since, before, 100, which.selector, kind
+            )
+            for run in runs:
+                if until is not None and run.finished >= until:
+                    continue
+                if run.object_id in latest:
+                    earlier[run.object_id] = earlier.get(run.object_id, 0) + 1
+                else:
+                    latest[run.object_id] = run
+            if before is None:
+                break
+        out.next = before
+        for oid, run in latest.items():
+            more = f" ({earlier[oid]} earlier failed run(s) of it in the range are left: one re-run at a time)" if oid in earlier else ""  # fmt: skip
+            which_run = f"run {run.run}" if run.run is not None else f"generation {run.generation}"
+            row = {"id": oid, "kind": run.kind, "name": run.name, "owner": run.owner, "run": run.run, "finished": iso(run.finished)}  # fmt: skip
+            if dry_run:
+                out.done.append({**row, "message": f"would re-run {which_run} (failed {iso(run.finished)}: {run.reason}){more}"})  # fmt: skip
+                continue
+            try:
+                done = self._rerun_one(oid, which.owner, run, from_failed)
+                out.done.append({**row, "message": done.message + more})
+            except (Conflict, NotFound) as exc:
+                out.refused.append({**row, "message": exc.message})
+        return out
+
+    def _rerun_one(self, object_id: str, owner: str, run: RunRecord, from_failed: bool) -> Done:
+        if run.run is None:  # a one-time object: only its latest generation can run again
+            current = self.service.get(object_id, owner)
+            if current.generation != run.generation or current.progress.rerun != (run.rerun or 0):
+                raise Conflict("it has run again since that run failed")
+        return self.operations.rerun(object_id, owner, from_failed, run.run)
 
     def _each(self, which: Selection, cursor: str | None, wanted: Any, act: Any, dry_run: bool, dry: str) -> BulkAnswer:  # fmt: skip
         out = BulkAnswer()

@@ -233,9 +233,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("kind", type=_kind, metavar="KIND")
     run.add_argument("name", metavar="NAME|ID")
-    rerun = verb("rerun", "run a failed run again, from its failed step (keeping the steps that succeeded)")
-    rerun.add_argument("kind", type=_kind, metavar="KIND")
-    rerun.add_argument("name", metavar="NAME|ID")
+    rerun = verb("rerun", "run a failed run again, from its failed step (keeping the steps that succeeded); without NAME every failed run of --since (and -l, KIND)")  # fmt: skip
+    rerun.add_argument("kind", type=_kind, metavar="KIND", nargs="?")
+    rerun.add_argument("name", metavar="NAME|ID", nargs="?")
+    rerun.add_argument("-l", "--selector", help="many: the objects' labels, as kubectl: team=billing")
+    rerun.add_argument("--owner", help="many: another user's objects (admins)")
+    rerun.add_argument("--since", help="many: the failed runs that ended since a time with an offset, or a duration back (24h)")  # fmt: skip
+    rerun.add_argument("--until", help="many: and before this time (or this long ago)")
+    rerun.add_argument(
+        "--dry-run", action="store_true", help="many: list what would be re-run, re-run nothing"
+    )
     rerun.add_argument("--from", dest="start", choices=["failed", "start"], default="failed",
                        help="failed: from the step that failed (default); start: the whole run again")  # fmt: skip
     rerun.add_argument(

@@ -61,6 +61,8 @@ def client_command(args: argparse.Namespace) -> int:
         return 0
     if command == "pause" or (command == "resume" and not args.name):
         return _many(client, args)
+    if command == "rerun" and not args.name:
+        return _rerun_many(client, args)
     if command == "resume" and args.kind is None:
         raise argparse.ArgumentTypeError("resume KIND NAME, or resume with -l SELECTOR, --owner or --all")
     target = client.find(args.kind, args.name)
@@ -116,6 +118,29 @@ def _runs(client: Client, args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(show.runs_table(rows))
     return 0
+
+
+def _rerun_many(client: Client, args: argparse.Namespace) -> int:
+    """rerun -l … --since …: every failed run of the range, each object's latest."""
+    if not args.since:
+        raise argparse.ArgumentTypeError("rerun KIND NAME, or rerun many with --since (and -l SELECTOR, KIND, --until)")  # fmt: skip
+    pairs = (("labelSelector", args.selector), ("owner", args.owner), ("kind", args.kind), ("since", args.since), ("until", args.until))  # fmt: skip
+    fields: dict[str, Any] = {k: v for k, v in pairs if v} | {"from": args.start}
+    if args.dry_run:
+        fields["dryRun"] = True
+    refused = False
+    while True:
+        body = client.bulk("rerun", fields)
+        for row in body["rerun"]:
+            print(f"{row['kind']}/{row['name']} {row['message']}")
+        for row in body["refused"]:
+            refused = True
+            print(f"{row['kind']}/{row['name']} not re-run: {row['message']}", file=sys.stderr)
+        if not body.get("next"):
+            if not body["rerun"] and not body["refused"]:
+                print(f"No failed runs since {args.since}.", file=sys.stderr)
+            return 1 if refused else 0
+        fields["cursor"] = body["next"]
 
 
 def _many(client: Client, args: argparse.Namespace) -> int:
