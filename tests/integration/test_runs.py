@@ -316,3 +316,18 @@ def test_a_backfill_of_an_hourly_cron_over_six_hours_makes_six_calls_with_distin
     assert bad.status_code == 409 and "after its start" in bad.json()["message"]
     naive = s.post(runtime.url + f"/tasks/{oid}/backfill", json={"start": "2026-01-01T00:00:00", "end": end.isoformat()}, timeout=10)  # fmt: skip
     assert naive.status_code == 422 and naive.json()["details"][0]["field"] == "start"
+
+
+def test_the_dashboard_lists_failed_runs_and_the_pause_of_everything_first(
+    make_runtime, demo: DemoLambda
+) -> None:
+    runtime = make_runtime()
+    s = api(runtime)
+    oid = apply(runtime, f"kind: Task\nmetadata: {{name: broken}}\nspec: {{invoke: '{demo.url}/fail'}}\n")
+    wait_until(
+        lambda: s.get(runtime.url + f"/tasks/{oid}", timeout=10).json()["state"] == "failed", timeout=20
+    )
+    board = s.get(runtime.url + "/dashboard", timeout=10).json()
+    (failed,) = board["attention"]["failed"]
+    assert failed["object"]["id"] == oid and failed["result"] == "failed" and board["attention"]["late"] == []
+    assert board["pausedAll"] is None

@@ -119,7 +119,7 @@ def create_app(
     app.add_route("/auth/logout", Logout(users))
     app.add_route("/auth/me", Me())
     app.add_route("/metrics", MetricsRoute(metrics))
-    app.add_route("/dashboard", Dashboard(service, metrics, clock, bulk.paused_all))
+    app.add_route("/dashboard", Dashboard(service, metrics, clock, bulk.paused_all, operations))
     user_routes = UsersRoute(users)
     app.add_route("/users", user_routes)
     app.add_route("/users/{name}", user_routes, suffix="one")

@@ -13,8 +13,9 @@ import falcon
 from lambdaop.api import seed
 from lambdaop.api.auth import user_of
 from lambdaop.api.bodies import check_cursor, limit_value, query_params, read_fields
+from lambdaop.app.operate import Operations
 from lambdaop.app.service import Service
-from lambdaop.app.view import present, runs_within
+from lambdaop.app.view import present, present_run_record, runs_within
 from lambdaop.core import labels
 from lambdaop.core.clock import Clock, iso, to_utc
 from lambdaop.core.errors import NotFound, Problem, SpecInvalid
@@ -166,6 +167,8 @@ class OriginalObjects(Objects):
 RUNS_SHOWN = 120  # a recurring object's runs drawn in the next hour (every 30 s at most)
 UPCOMING_SHOWN = 500
 UPCOMING_READ = 200  # objects read from the due index for the next hour
+ATTENTION_SHOWN = 20  # failed runs and late calls the dashboard lists first
+LATE_AFTER = dt.timedelta(minutes=1)  # a call this far past its due time, not yet made, is late
 
 
 class Dashboard:
@@ -177,8 +180,10 @@ class Dashboard:
         metrics: Metrics,
         clock: Clock,
         paused: Callable[[], dict[str, Any] | None] | None = None,
+        operations: Operations | None = None,
     ) -> None:
         self.service, self.metrics, self.clock, self.paused = service, metrics, clock, paused
+        self.operations = operations
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         user = user_of(req)
@@ -203,7 +208,22 @@ class Dashboard:
             "callsPerMinute": self.metrics.last_hour(user.name),
             "callsSince": iso(self.metrics.started),
             "pausedAll": self.paused() if self.paused is not None else None,
+            "attention": self._attention(user.name, now),
         }
+
+    def _attention(self, owner: str, now: dt.datetime) -> dict[str, Any]:
+        """What needs the person on call first, each a bounded read: runs failed in the last 24 h
+        (the runs list), and calls more than a minute late (the due index)."""
+        out: dict[str, Any] = {"failed": [], "failedMore": False, "late": [], "lateMore": False}
+        if self.operations is not None:
+            failed, more = self.operations.runs(
+                owner, "failed", now - dt.timedelta(hours=24), None, ATTENTION_SHOWN
+            )
+            out["failed"], out["failedMore"] = [present_run_record(r) for r in failed], more is not None
+        late, complete = self.service.upcoming(owner, now - dt.timedelta(hours=24), now - LATE_AFTER, ATTENTION_SHOWN)  # fmt: skip
+        out["late"] = [{"id": r.id, "kind": r.kind.value, "name": r.display or r.name, "due": iso(r.due)} for r in late]  # fmt: skip
+        out["lateMore"] = not complete or len(late) >= ATTENTION_SHOWN
+        return out
 
 
 class Pause:

@@ -113,7 +113,7 @@ class Reconciler:
             Renewed: lambda event, now: self.leases.renewed(event, self.held),
             Swept: self._on_swept,
             StoreFailed: self._on_store_failed,
-            PauseChecked: self._on_pause,
+            PauseChecked: self.firing.pause_checked,
         }
         self._started = False
         self.earliest_due: dt.datetime | None = None  # of the work it knows, after its last pass (liveness)
@@ -144,13 +144,8 @@ class Reconciler:
         return future
 
     def pause_all(self, setting: Mapping[str, Any] | None) -> None:
-        """Everything is paused (None: no longer), as this process's service just wrote; other
-        processes see it at their next check of the store."""
+        """Everything is paused (None: no longer), as this process's service just wrote it."""
         self.inbox.put(PauseChecked(setting))
-
-    @property
-    def paused_all(self) -> Mapping[str, Any] | None:
-        return self.firing.paused
 
     def holds(self, object_id: str) -> bool:
         return object_id in self.held or object_id in self.leases.claiming
@@ -259,12 +254,6 @@ class Reconciler:
             log.warning("%s failed (%s); %s", event.what, event.error, after.get(event.what, "the next one retries"))  # fmt: skip
 
     # ----- upcoming and claimed work
-
-    def _on_pause(self, event: PauseChecked, now: dt.datetime) -> None:
-        was, self.firing.paused = self.firing.paused, event.setting
-        if (was is None) != (event.setting is None):
-            reason = (event.setting or {}).get("reason")
-            log.warning("everything is paused: no call starts until it is resumed (%s)", reason) if event.setting is not None else log.warning("the pause of everything has ended: due calls start")  # fmt: skip
 
     def _upcoming_add(self, due: Due, now: dt.datetime) -> None:
         if not self.holds(due.id):

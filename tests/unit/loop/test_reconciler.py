@@ -324,7 +324,7 @@ def test_the_pause_of_everything_holds_due_calls_until_it_ends(rig: Any) -> None
         PAUSE_ALL, {"reason": "incident", "by": "admin", "at": r.at(1)}
     )  # another process
     r.run(2)  # its check of the store
-    assert r.loop.paused_all is not None
+    assert r.loop.firing.paused is not None
     r.run(9.5)
     r.run(10)
     r.run(12)
