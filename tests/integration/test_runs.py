@@ -331,3 +331,21 @@ def test_the_dashboard_lists_failed_runs_and_the_pause_of_everything_first(
     (failed,) = board["attention"]["failed"]
     assert failed["object"]["id"] == oid and failed["result"] == "failed" and board["attention"]["late"] == []
     assert board["pausedAll"] is None
+
+
+def test_one_object_is_paused_with_a_reason_and_a_one_time_one_runs_at_resume(make_runtime, demo: DemoLambda) -> None:  # fmt: skip
+    runtime = make_runtime()
+    s = api(runtime)
+    oid = apply(
+        runtime, f"kind: Task\nmetadata: {{name: soon}}\nspec: {{invoke: '{demo.url}/ok', after: 3s}}\n"
+    )
+    paused = s.post(runtime.url + f"/tasks/{oid}/suspend", json={"reason": "waiting for the vendor"}, timeout=10).json()  # fmt: skip
+    assert paused["suspended"] and paused["object"]["pauseReason"] == "waiting for the vendor"
+    assert paused["object"]["due"] is None
+    time.sleep(4)  # past its time
+    assert not demo.calls("/ok"), "a paused one-time Task does not run at its time"
+    resumed = s.post(runtime.url + f"/tasks/{oid}/resume", timeout=10).json()
+    assert resumed["suspended"] is False and resumed["message"] == "resumed"
+    demo.wait_for(1, "/ok", timeout=10)
+    wrong = s.post(runtime.url + f"/tasksets/{oid}/suspend", timeout=10)
+    assert wrong.status_code == 404

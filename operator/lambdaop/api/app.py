@@ -136,7 +136,7 @@ def create_app(
         app.add_route(f"/{original}/retrieve-tasks/{{object_id}}", listed, suffix="one")
         app.add_route(f"/{original}/modify", Modify(service, clock, zone, kind))
         app.add_route(f"/{original}/cancel", Cancel(service, kind))
-        objects, pause, base = Objects(service, kind, key, paused=bulk.paused_all), Pause(service, kind), f"/{key.lower()}"  # fmt: skip
+        objects, pause, base = Objects(service, kind, key, paused=bulk.paused_all), Pause(service, kind, operations), f"/{key.lower()}"  # fmt: skip
         app.add_route(base, objects)
         app.add_route(f"{base}/{{object_id}}", objects, suffix="one")
         app.add_route(f"{base}/{{object_id}}/suspend", pause, suffix="suspend")

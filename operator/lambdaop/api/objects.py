@@ -227,17 +227,37 @@ class Dashboard:
 
 
 class Pause:
-    """`POST /tasks/{id}/suspend|resume` (and for TaskSets): pause or resume a recurring object."""
+    """`POST /tasks/{id}/suspend|resume` (and for TaskSets): pause an object, with an optional
+    `reason` (a recurring one after the run going on; a one-time one keeps its time aside), or
+    resume it (`skipMissed`: a one-time one whose time passed meanwhile is cancelled, not run)."""
 
-    def __init__(self, service: Service, kind: Kind) -> None:
+    def __init__(self, service: Service, kind: Kind, operations: Operations | None = None) -> None:
         self.service, self.kind = service, kind
+        self.operations = operations or Operations(service)
 
     def on_post_suspend(self, req: falcon.Request, resp: falcon.Response, object_id: str) -> None:
+        fields = _only(read_fields(req), ("reason",))
+        reason = fields.get("reason") or None
+        if reason is not None and not isinstance(reason, str):
+            raise SpecInvalid("invalid request", [Problem("expected a few words saying why", field="reason")])
         user = user_of(req)
-        answer = self.service.suspend(object_id, user.name, kind=self.kind)
-        resp.media = {"suspended": True, "object": present(answer.record, viewer=user.name), "afterThisRun": answer.later}  # fmt: skip
+        self.service.get(object_id, user.name, self.kind)
+        done = self.operations.pause(object_id, user.name, reason)
+        resp.media = {"suspended": True, "object": present(done.record, viewer=user.name), "afterThisRun": done.message != "paused"}  # fmt: skip
 
     def on_post_resume(self, req: falcon.Request, resp: falcon.Response, object_id: str) -> None:
+        fields = _only(read_fields(req), ("skipMissed",))
+        skip = fields.get("skipMissed", False)
+        if not isinstance(skip, bool):
+            raise SpecInvalid("invalid request", [Problem("expected true or false", field="skipMissed")])
         user = user_of(req)
-        record = self.service.resume(object_id, user.name, kind=self.kind)
-        resp.media = {"suspended": False, "object": present(record, viewer=user.name)}
+        self.service.get(object_id, user.name, self.kind)
+        done = self.operations.unpause(object_id, user.name, skip)
+        resp.media = {"suspended": False, "object": present(done.record, viewer=user.name), "message": done.message}  # fmt: skip
+
+
+def _only(fields: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
+    unknown = [k for k in fields if k not in allowed]
+    if unknown:
+        raise SpecInvalid("invalid request", [Problem(f"unknown field (this route takes {', '.join(allowed)})", field=k) for k in unknown])  # fmt: skip
+    return fields

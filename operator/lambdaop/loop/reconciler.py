@@ -324,6 +324,8 @@ class Reconciler:
                 pending.reply.set_exception(NotHeld(pending.id))
             return
         after = self.writes.landed(held, event, self.stats)
+        for req in self.desk.landed(held):  # asks held back for this write: taken again, in order
+            self.inbox.put(req, wake=False)
         if after is Next.FAILED:
             if pending.reply is not None:
                 pending.reply.set_exception(NotHeld(pending.id))

@@ -76,9 +76,8 @@ def plan(held: Held, action: Action, payload: Any, now: dt.datetime) -> Planned 
 
 def _decided(held: Held, decide: Any, busy: bool, now: dt.datetime) -> Planned | None:
     """A person's ask, decided on the loop's own progress. While the call is out its answer only
-    marks what follows the run (a run now queued, a backfill), kept until the result is written."""
-    if busy and not held.fired:
-        raise machine.Refused("it is being written just now; try again in a moment")
+    marks what follows the run (a run now queued, a backfill, a pause), kept until the result is
+    written (the desk holds an ask back while a write of the object is under way)."""
     change: Change = decide(replace(held.record, progress=held.progress, due=held.progress.due), now)
     if busy:
         if change.progress is not None:
@@ -103,6 +102,9 @@ class Desk:
             else:
                 req.future.set_exception(NotHeld(req.id))
             return
+        if req.action is Action.DECIDE and held.writes:  # decided on the progress once it lands
+            held.asks.append(req)
+            return
         try:
             planned = plan(held, req.action, req.payload, now)
         except machine.Refused as exc:
@@ -116,6 +118,13 @@ class Desk:
             self.writes.submit(
                 held, planned.why, planned.progress, planned.change, now, planned.keep, req.future
             )
+
+    def landed(self, held: Held) -> list[Request]:
+        """A write of this object was answered: the asks held back for it, to be taken again."""
+        if held.writes:
+            return []
+        asks, held.asks = held.asks, []
+        return asks
 
     def claimed(self, ids: list[str]) -> list[Request]:
         """The claims of these objects are back: their waiting requests, to be taken again."""
