@@ -409,8 +409,8 @@ def openapi_document() -> dict[str, Any]:
         "/tasksets/{object_id}": {"get": {"summary": "one TaskSet with its steps' history", "parameters": _ID, "responses": _answers("ObjectOut", "200", 404)}},
         "/tasks/{object_id}/suspend": {"post": {"summary": "pause a Task, with an optional reason: a recurring one after the run going on, a one-time one keeps its time aside", "parameters": _ID, "requestBody": {**_body({"type": "object", "properties": {"reason": {"type": "string"}}, "additionalProperties": False}), "required": False}, "responses": _answers("PauseOut", "200", 404, 409, 422)}},
         "/tasks/{object_id}/resume": {"post": {"summary": "resume a paused Task: a recurring one from its next run time, a one-time one at its time (skipMissed: cancel it when its time passed)", "parameters": _ID, "requestBody": {**_body({"type": "object", "properties": {"skipMissed": {"type": "boolean"}}, "additionalProperties": False}), "required": False}, "responses": _answers("PauseOut", "200", 404, 409, 422)}},
-        "/tasksets/{object_id}/suspend": {"post": {"summary": "pause a recurring TaskSet", "parameters": _ID, "responses": _answers("PauseOut", "200", 404, 409)}},
-        "/tasksets/{object_id}/resume": {"post": {"summary": "resume a paused recurring TaskSet", "parameters": _ID, "responses": _answers("PauseOut", "200", 404, 409)}},
+        "/tasksets/{object_id}/suspend": {"post": {"summary": "pause a TaskSet, with an optional reason (as for Tasks)", "parameters": _ID, "requestBody": {**_body({"type": "object", "properties": {"reason": {"type": "string"}}, "additionalProperties": False}), "required": False}, "responses": _answers("PauseOut", "200", 404, 409, 422)}},
+        "/tasksets/{object_id}/resume": {"post": {"summary": "resume a paused TaskSet (as for Tasks)", "parameters": _ID, "requestBody": {**_body({"type": "object", "properties": {"skipMissed": {"type": "boolean"}}, "additionalProperties": False}), "required": False}, "responses": _answers("PauseOut", "200", 404, 409, 422)}},
     }  # fmt: skip
     paths.update(openapi_runs.paths(_ref, _answers, _body, _ID))
     return {
