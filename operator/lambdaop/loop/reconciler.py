@@ -190,17 +190,14 @@ class Reconciler:
 
     def take_events(self, now: dt.datetime) -> None:
         for event in self.inbox.drain():
+            handler = self._handlers.get(type(event))
             try:
-                self._handle(event, now)
+                if handler is None:
+                    log.warning("an event of type %s is handled by nobody", type(event).__name__)
+                else:
+                    handler(event, now)
             except Exception:  # one bad event never stops the loop
                 log.exception("event %s could not be handled", type(event).__name__)
-
-    def _handle(self, event: Any, now: dt.datetime) -> None:
-        handler = self._handlers.get(type(event))
-        if handler is None:
-            log.warning("an event of type %s is handled by nobody", type(event).__name__)
-        else:
-            handler(event, now)
 
     def _on_released(self, event: Released, now: dt.datetime) -> None:
         for due in event.waiting:
@@ -222,8 +219,7 @@ class Reconciler:
     def _job(
         self, job: Callable[[], Any], what: str, asked: tuple[Due, ...] = (), quiet: bool = False
     ) -> None:
-        """Run a store job on the store thread; its event (or failure) comes back to the queue
-        (`quiet`: only a failure)."""
+        """Run a store job on the store thread; its event (`quiet`: only a failure) comes back."""
 
         def done(value: Any) -> None:
             if isinstance(value, Exception):
@@ -338,11 +334,11 @@ class Reconciler:
                 log.exception("%s: its result could not be logged", held.label)
 
     def _changed(self, record: StoredObject) -> None:
-        if self.on_change is not None:
-            try:
+        try:
+            if self.on_change is not None:
                 self.on_change(record)
-            except Exception:
-                log.exception("object %s: change hook failed", record.id)
+        except Exception:
+            log.exception("object %s: change hook failed", record.id)
 
     # ----- chores
 
@@ -359,19 +355,16 @@ class Reconciler:
         first = self.upcoming.first_due() if not self.leases.batches else None
         if first is not None:
             wake.append(first - self.settings.claim_window)
-        self.earliest_due = min(
-            (t for t in (self.held.next_fire(), self.upcoming.first_due()) if t), default=None
-        )
+        known = (self.held.next_fire(), self.upcoming.first_due())
+        self.earliest_due = min((t for t in known if t), default=None)
         return min(wake)
 
     def problems(self) -> list[str]:
         """Why the loop is not healthy (empty when it is)."""
-        out = []
         idle = self.clock.monotonic() - self.last_pass
-        if idle > 30:
-            out.append(f"the reconcile loop has not run for {idle:.0f}s")
-        if not self.io.alive:
-            out.append("the store reader thread has stopped")
-        if not self.writer.alive:
-            out.append("the store writer thread has stopped")
-        return out
+        checks = [
+            (idle > 30, f"the reconcile loop has not run for {idle:.0f}s"),
+            (not self.io.alive, "the store reader thread has stopped"),
+            (not self.writer.alive, "the store writer thread has stopped"),
+        ]
+        return [why for bad, why in checks if bad]
