@@ -95,6 +95,7 @@ class Base:
         self.sessions = self.db["sessions"]
         self.names = self.db["names"]
         self.listing = self.db["listing"]
+        self.directory = self.db["directory"]  # objects created per hour, minute and second (directory.py)
         self.embedded = embedded
         self._transactions = True
         self._local = threading.local()
