@@ -139,6 +139,8 @@ def present(
         out["runs"] = [present_run(r) for r in record.runs] if "schedule" in out else None
         if record.source is not None:
             out["source"] = record.source.for_storage()
+        if record.outputs:
+            out["outputs"] = {name: o.in_context() | {"run": o.run, "generation": o.generation} for name, o in record.outputs.items()}  # fmt: skip
     if viewer is not None and viewer != record.owner:
         return {k: out[k] for k in SUMMARY if k in out} | {"redacted": True}
     return out
@@ -180,7 +182,10 @@ class ObjectOut(_Out):
     created: str | None
     updated: str | None
     due: str | None = Field(description="when the next call is due, while waiting")
-    step: str | None = Field(default=None, description="task, or task:N / check:N / fallback for a TaskSet")
+    step: str | None = Field(
+        default=None,
+        description="task, or task:N / check:N / fallback for a TaskSet (step:NAME / check:NAME with named steps)",
+    )
     attempt: int | None
     calls: int
     inFlight: bool
@@ -208,3 +213,4 @@ class ObjectOut(_Out):
     nextRuns: list[str] | None = Field(default=None, description="the next five run times (UTC)")
     lastRun: dict[str, Any] | None = None
     runs: list[dict[str, Any]] | None = Field(default=None, description="the last 100 runs' summaries, in single-object answers")  # fmt: skip
+    outputs: dict[str, dict[str, Any]] | None = Field(default=None, description="a TaskSet's named steps: what each answered in its latest run (output, status, attempts, ok, run, generation), in single-object answers")  # fmt: skip

@@ -8,7 +8,8 @@ are raised as `Refused` with the reason shown to the user.
 
 Steps: a Task has one step, `task`. A TaskSet has `task:0 … task:N-1`, a
 condition check after each task but the last (`check:I`, and after the last
-with `afterLast`), and `fallback`. Each step has its own attempt counter and
+with `afterLast`), and `fallback`; one with named `steps` has `step:NAME` for
+each, `check:NAME` after a step with its own condition check, and `fallback`. Each step has its own attempt counter and
 retry policy (delays in `retrypolicy`); a step that used its budget up ends
 the run (through the fallback, for a TaskSet). A run that ends failed calls
 the `notify` step when there is one (`onFailure`). A recurring object then
@@ -90,7 +91,9 @@ class Progress:
 
 
 def first_step(spec: PlanSpec) -> str:
-    return "task" if isinstance(spec, TaskSpec) else "task:0"
+    if isinstance(spec, TaskSpec):
+        return "task"
+    return f"step:{spec.steps[0].name}" if spec.steps else "task:0"
 
 
 def start(spec: PlanSpec, due: dt.datetime, salt: int = 0, now: dt.datetime | None = None) -> Progress:
@@ -131,7 +134,13 @@ def step_plan(spec: PlanSpec, step: str, notify: Notify | None = None) -> StepPl
     if isinstance(spec, TaskSpec):
         return StepPlan(spec.invoke, spec)
     name, _, index = step.partition(":")
-    if name == "task":
+    if spec.steps is not None and name in ("step", "check"):
+        named = spec.step_named(index)
+        if name == "step":
+            return StepPlan(named.call, named)
+        if named.conditionCheck is not None:
+            return StepPlan(named.conditionCheck.invoke, named.conditionCheck)
+    if name == "task" and spec.tasks is not None:
         item = spec.tasks[int(index)]
         return StepPlan(item.as_invoke(), item)
     if name == "check" and spec.conditionCheck is not None:
@@ -210,7 +219,9 @@ def _after_success(spec: PlanSpec, progress: Progress, now: dt.datetime, notify:
     if isinstance(spec, TaskSpec):
         return _end(spec, progress, Phase.COMPLETED, now, None, notify)
     name, _, index = progress.step.partition(":")
-    last = len(spec.tasks) - 1
+    if spec.steps is not None and name != "fallback":
+        return _after_named(spec, progress, now, notify)
+    last = len(spec.tasks or ()) - 1
     check = spec.conditionCheck
     if name == "task":
         i = int(index)
@@ -228,6 +239,19 @@ def _after_success(spec: PlanSpec, progress: Progress, now: dt.datetime, notify:
     return _end(spec, progress, Phase.FAILED, now, None, notify)
 
 
+def _after_named(spec: TaskSetSpec, progress: Progress, now: dt.datetime, notify: Notify | None) -> Progress:
+    """A named step (or its condition check) succeeded: its check, the next step, or the end."""
+    steps = spec.steps or []
+    name, _, step = progress.step.partition(":")
+    i = [s.name for s in steps].index(step)
+    check = steps[i].conditionCheck
+    if name == "step" and check is not None:
+        return _goto(progress, f"check:{step}", now + check.delay)
+    if i < len(steps) - 1:
+        return _goto(progress, f"step:{steps[i + 1].name}", now)
+    return _end(spec, progress, Phase.COMPLETED, now, None, notify)
+
+
 def _after_exhausted(
     spec: PlanSpec, progress: Progress, outcome: Outcome, now: dt.datetime, notify: Notify | None
 ) -> Progress:
@@ -240,7 +264,11 @@ def _after_exhausted(
         return _end(
             spec, progress, Phase.FAILED, now, f"{progress.reason}; the fallback failed too: {why}", notify
         )
-    if name == "task":
+    if spec.steps is not None:
+        what = f"step {index}" if name == "step" else f"condition check after step {index}"
+        reason = f"{what} failed after {attempts} attempt(s): {why}"
+        name = "task" if name == "step" else name  # what `fallback.on` calls it
+    elif name == "task":
         reason = f"task {int(index) + 1} failed after {attempts} attempt(s): {why}"
     else:
         reason = f"condition check after task {int(index) + 1} failed after {attempts} attempt(s): {why}"

@@ -1,10 +1,12 @@
 """Turning a due step into a call, and a call's result into what is written.
 
 `call_for` makes the `Job` of a held object's due step: its invoke (a failure
-notification gets the event as its body), and its `Idempotency-Key`, the same
-for every attempt of that step. `decide` asks the machine what a result
-means and answers a `Decision`: the new progress, the history record, the
-run that ended (recurring objects), and whether its history wants pruning.
+notification gets the event as its body; a TaskSet's named step gets its
+`${{ EXPR }}` filled in from the outputs its record keeps), and its
+`Idempotency-Key`, the same for every attempt of that step. `decide` asks the
+machine what a result means and answers a `Decision`: the new progress, the
+history record, a named step's output kept with the run's others, the run
+that ended (recurring objects), and whether its history wants pruning.
 Both are functions of their arguments (the time comes in as `now`). Called
 by reconciler.
 """
@@ -17,13 +19,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from lambdaop.core.logs import about
-from lambdaop.engine import machine
+from lambdaop.engine import machine, outputs, templates
 from lambdaop.engine.machine import Phase, Progress
-from lambdaop.engine.outcomes import Outcome
+from lambdaop.engine.outcomes import Failure, Outcome
+from lambdaop.engine.outputs import StepOutput
 from lambdaop.engine.record import CallRecord, PendingSpec, RunSummary, StoredObject
 from lambdaop.loop.held import Held
 from lambdaop.loop.invoker import CallResult, Job
-from lambdaop.spec import Notify
+from lambdaop.spec import Notify, TaskSetSpec
 from lambdaop.store.contract import ATTEMPTS_KEPT
 
 log = logging.getLogger("lambdaop.loop")
@@ -66,7 +69,43 @@ def call_for(held: Held, progress: Progress, notify: Notify | None) -> Job:
     record = held.record
     run = progress.run if held.plan.schedule is not None else None
     key = idempotency_key(record.id, record.generation, progress.step, run)
-    return Job(record.id, held.fence, progress.step, progress.attempt, key, invoke)
+    spec = held.plan
+    if not isinstance(spec, TaskSetSpec) or spec.steps is None or progress.step == "notify":
+        return Job(record.id, held.fence, progress.step, progress.attempt, key, invoke)
+    refused = None
+    try:
+        invoke = templates.render(invoke, step_context(record, progress), _field_of(spec, progress.step))
+    except templates.TemplateError as exc:
+        refused = str(exc)
+    keep = progress.step.startswith("step:")
+    return Job(record.id, held.fence, progress.step, progress.attempt, key, invoke, keep, refused)
+
+
+def step_context(record: StoredObject, progress: Progress) -> dict[str, Any]:
+    """What the expressions of a named step's call read: the run's outputs so far, the run, the object."""
+    kept = outputs.current(record.outputs, progress.run, record.generation)
+    return templates.context(kept, progress.run, progress.scheduled or progress.started, record.name, record.labels)  # fmt: skip
+
+
+def _field_of(spec: TaskSetSpec, step: str) -> str:
+    """The field that holds a named step's call, as errors name it (`spec.steps[1].invoke`)."""
+    name, _, which = step.partition(":")
+    if name == "fallback":
+        return "spec.fallback.invoke"
+    i = [s.name for s in spec.steps or ()].index(which)
+    return f"spec.steps[{i}].invoke" if name == "step" else f"spec.steps[{i}].conditionCheck.invoke"
+
+
+def output_of(held: Held, result: CallResult) -> tuple[dict[str, StepOutput] | None, str | None]:
+    """The run's outputs with a named step's output in (None when the call was not a named step's),
+    or why it cannot be kept."""
+    job = result.job
+    if not job.keep_output:
+        return None, None
+    record = held.record
+    name = job.step.partition(":")[2]
+    new = StepOutput(result.output, result.status, job.attempt, result.ok, held.progress.run, record.generation, result.output_size)  # fmt: skip
+    return outputs.with_output(record.outputs, name, new)
 
 
 @dataclass(frozen=True)
@@ -75,12 +114,16 @@ class Decision:
     call: CallRecord
     run: RunSummary | None  # the run that ended with this call (recurring objects)
     prune: bool  # its history is longer than what is kept
+    outputs: dict[str, StepOutput] | None = None  # the run's outputs, when a named step's call ended
 
 
 def decide(held: Held, result: CallResult, now: dt.datetime, notify: Notify | None) -> Decision:
     """What a call's result means for its object. One that cannot be decided fails its object alone."""
     ended = result.started + dt.timedelta(milliseconds=result.duration_ms)
     spec = held.plan
+    kept, too_much = output_of(held, result)
+    if too_much is not None and result.ok:  # a later step could not read it: the step fails
+        result = replace(result, ok=False, error=too_much, failure=Failure.BODY)
     try:
         outcome = Outcome(result.ok, result.error, result.failure, result.retry_after)
         progress = machine.finish(spec, held.progress, outcome, ended, notify)
@@ -118,7 +161,7 @@ def decide(held: Held, result: CallResult, now: dt.datetime, notify: Notify | No
     held.recovered = None
     summary = machine.run_summary(held.progress, progress) if spec.schedule is not None else None
     run = RunSummary(**summary) if summary is not None else None
-    return Decision(progress, call, run, progress.calls > ATTEMPTS_KEPT)
+    return Decision(progress, call, run, progress.calls > ATTEMPTS_KEPT, None if too_much else kept)
 
 
 def next_generation(held: Held, pending: PendingSpec, now: dt.datetime) -> Progress:
