@@ -161,7 +161,7 @@ spec:
     assert doc["state"] == "completed"
     assert demo.calls("/echo")[0].headers["x-api-key"] == secret, "the endpoint got the key"
     assert secret not in json.dumps(doc, default=str), "neither the output nor the excerpt keeps it"
-    assert doc["outputs"]["login"]["output"]["headers"]["x-api-key"] == "[redacted]"
+    assert json.loads(doc["outputs"]["login"]["output"])["headers"]["x-api-key"] == "[redacted]"
     assert sent(demo, "/echo")[1]["seen"]["x-api-key"] == "[redacted]", "a later step cannot read it either"
 
 
@@ -245,3 +245,23 @@ spec:
         "spec.steps[1].invoke.url, once filled in: expected an http:// or https:// URL"
     )
     assert [c.query for c in demo.calls("/ok")] == ["fallback"]
+
+
+def test_any_answer_can_be_kept_even_keys_the_store_refuses(make_runtime, demo: DemoLambda) -> None:
+    runtime = make_runtime()
+    oid = apply(
+        runtime,
+        f"""\
+kind: TaskSet
+metadata: {{name: odd}}
+spec:
+  steps:
+    - name: one
+      invoke: '{demo.url}/json?%24set=1&a.b=2'
+    - name: two
+      invoke: {{url: '{demo.url}/echo', method: POST, body: {{got: "${{{{ steps.one.output }}}}"}}}}
+""",
+    )
+    doc = final(runtime, oid)
+    assert doc["state"] == "completed", doc["progress"]
+    assert sent(demo, "/echo") == [{"got": {"$set": "1", "a.b": "2"}}]

@@ -37,8 +37,9 @@ class StepOutput:
 
     @classmethod
     def from_storage(cls, data: dict[str, Any]) -> StepOutput:
+        text = data.get("output")
         return cls(
-            output=data.get("output"),
+            output=json.loads(text) if isinstance(text, str) else None,
             status=data.get("status"),
             attempts=int(data.get("attempts", 1)),
             ok=bool(data.get("ok")),
@@ -48,8 +49,10 @@ class StepOutput:
         )
 
     def for_storage(self) -> dict[str, Any]:
+        """Stored with the output as JSON text: an answer's keys (`$set`, `a.b`, NUL) are the
+        endpoint's, and the store must be able to hold whatever it answered."""
         return {
-            "output": self.output,
+            "output": json.dumps(self.output, separators=(",", ":"), ensure_ascii=False),
             "status": self.status,
             "attempts": self.attempts,
             "ok": self.ok,

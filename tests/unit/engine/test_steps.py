@@ -99,6 +99,11 @@ def test_outputs_are_read_only_from_this_run_and_generation() -> None:
     same, why = outputs.with_output(new, "c", huge)
     assert same == new and why is not None and "at most" in why
     assert StepOutput.from_storage(new["b"].for_storage()) == new["b"]
+    odd = StepOutput({"$set": {"a.b": "\x00"}}, 200, 1, True)
+    assert odd.for_storage()["output"] == '{"$set":{"a.b":"\\u0000"}}', (
+        "kept as text: the store holds any answer"
+    )
+    assert StepOutput.from_storage(odd.for_storage()) == odd
 
 
 CTX = templates.context(
