@@ -39,19 +39,22 @@ def idempotency_key(object_id: str, generation: int, step: str, run: int | None 
     return f"{object_id}-g{generation}-r{run}-{step}"
 
 
-def failure_event(record: StoredObject, progress: Progress) -> dict[str, Any]:
-    """The JSON a failure notification posts: which object, which run, why, and its last call."""
-    last = record.last.for_storage() if record.last is not None else {}
+def run_event(record: StoredObject, progress: Progress, event: str = "failed") -> dict[str, Any]:
+    """The JSON a notification posts: the event (run.started, run.succeeded, run.failed), which
+    object, which run, why it failed, and its last call (none for a run that has just started)."""
+    last = record.last.for_storage() if record.last is not None and event != "started" else {}
+    failed = event == "failed"
+    at = progress.started if event == "started" else progress.finished
     return {
-        "event": "run.failed",
+        "event": f"run.{event}",
         "kind": record.kind.value,
         "name": record.name,
         "owner": record.owner,
         "id": record.id,
         "run": progress.run,
-        "reason": progress.reason,
-        "failedStep": progress.failed_step,
-        "at": progress.finished.isoformat() if progress.finished else None,
+        "reason": progress.reason if failed else None,
+        "failedStep": progress.failed_step if failed else None,
+        "at": at.isoformat() if at else None,
         "lastAttempt": {
             k: (v.isoformat() if isinstance(v, dt.datetime) else v)
             for k, v in last.items()
@@ -64,13 +67,14 @@ def call_for(held: Held, progress: Progress, notify: Notify | None) -> Job:
     """The call a dispatched step makes."""
     plan = machine.step_plan(held.plan, progress.step, notify)
     invoke = plan.invoke
-    if progress.step == "notify":
-        invoke = invoke.model_copy(update={"method": "POST", "body": failure_event(held.record, progress)})
+    if machine.is_notice(progress.step):
+        event = run_event(held.record, progress, machine.notice_event(progress.step))
+        invoke = invoke.model_copy(update={"method": "POST", "body": event})
     record = held.record
     run = progress.run if held.plan.schedule is not None else None
     key = idempotency_key(record.id, record.generation, progress.step, run)
     spec = held.plan
-    if not isinstance(spec, TaskSetSpec) or spec.steps is None or progress.step == "notify":
+    if not isinstance(spec, TaskSetSpec) or spec.steps is None or machine.is_notice(progress.step):
         return Job(record.id, held.fence, progress.step, progress.attempt, key, invoke)
     refused = None
     try:

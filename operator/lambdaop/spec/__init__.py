@@ -43,11 +43,13 @@ from lambdaop.spec.models import (
     FALLBACK_ON,
     KINDS,
     MAX_STEPS,
+    NOTIFY_ON,
     AnySpec,
     ConditionCheck,
     Fallback,
     Kind,
     Metadata,
+    Notification,
     Notify,
     Schedule,
     Step,
@@ -64,9 +66,9 @@ from lambdaop.spec.models import (
 )
 
 __all__ = [
-    "API_VERSION", "EARLIEST", "FALLBACK_ON", "KINDS", "LATEST", "MAX_DURATION", "MAX_STEPS", "METHODS", "RETRY_ON",
+    "API_VERSION", "EARLIEST", "FALLBACK_ON", "KINDS", "LATEST", "MAX_DURATION", "MAX_STEPS", "METHODS", "NOTIFY_ON", "RETRY_ON",
     "AnySpec", "Backoff", "ConditionCheck", "Document", "Duration", "Fallback", "FromEnv", "HeaderValue",
-    "Invoke", "InvokeOrUrl", "JsonTest", "Kind", "Metadata", "Notify", "RetryFields", "RetryOn", "Schedule", "Sign",
+    "Invoke", "InvokeOrUrl", "JsonTest", "Kind", "Metadata", "Notification", "Notify", "RetryFields", "RetryOn", "Schedule", "Sign",
     "Step", "StepSpec", "SuccessWhen", "Task", "TaskSet", "TaskSetSpec", "TaskSpec", "Time", "check_url", "check_zone",
     "format_duration", "function_url_region", "json_schemas", "kind_named", "load_documents", "load_one", "parse_duration", "parse_time",
     "spec_hash", "spec_json", "targets", "templated", "validate_document", "validation_problems",

@@ -123,6 +123,30 @@ class Notify(RetryFields):
     retries: int = Field(default=3, ge=0, le=1000)
 
 
+NotifyOn = Literal["started", "succeeded", "failed"]
+NOTIFY_ON: tuple[NotifyOn, ...] = ("started", "succeeded", "failed")
+
+
+class Notification(Notify):
+    """A JSON event POSTed to `invoke` when a run starts, succeeds or fails (`onFailure` is the
+    failures-only form). A `started` one is delivered before the run's first call."""
+
+    on: list[NotifyOn] = Field(
+        min_length=1, description="the runs' events it hears of: started, succeeded, failed"
+    )
+
+    @field_validator("on")
+    @classmethod
+    def _once_each(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("name each event once")
+        return value
+
+
+def _notify_urls(notify: list[Notification] | None) -> list[tuple[str, Invoke]]:
+    return [(f"notify[{i}].invoke.", n.invoke) for i, n in enumerate(notify or ())]
+
+
 def _plain_urls(calls: Sequence[tuple[str, Invoke]]) -> None:
     """Expressions fill in URLs only in a TaskSet's `steps` (and its fallback): refused elsewhere."""
     for where, call in calls:
@@ -137,6 +161,7 @@ class TaskSpec(RetryFields):
     schedule: Schedule | None = Field(default=None, description="run on a calendar instead of once")
     suspended: bool = Field(default=False, description="a recurring object paused (no runs until resumed)")
     onFailure: Notify | None = None
+    notify: list[Notification] | None = Field(default=None, min_length=1, max_length=10, description="calls told of each run's events (started, succeeded, failed), in this order")  # fmt: skip
 
     @model_validator(mode="after")
     def _one_start(self) -> TaskSpec:
@@ -144,7 +169,7 @@ class TaskSpec(RetryFields):
             raise ValueError("give either `at` or `after`, not both")
         if self.schedule is not None and (self.at is not None or self.after is not None):
             raise ValueError("a `schedule` runs on its own times: leave out `at` and `after`")
-        _plain_urls([("invoke.", self.invoke)] + ([("onFailure.invoke.", self.onFailure.invoke)] if self.onFailure else []))  # fmt: skip
+        _plain_urls([("invoke.", self.invoke)] + ([("onFailure.invoke.", self.onFailure.invoke)] if self.onFailure else []) + _notify_urls(self.notify))  # fmt: skip
         return self
 
 
@@ -220,6 +245,7 @@ class TaskSetSpec(SpecModel):
     schedule: Schedule | None = Field(default=None, description="run the set on a calendar instead of once")
     suspended: bool = False
     onFailure: Notify | None = None
+    notify: list[Notification] | None = Field(default=None, min_length=1, max_length=10, description="calls told of each run's events (started, succeeded, failed), in this order")  # fmt: skip
 
     @model_validator(mode="after")
     def _one_start(self) -> TaskSetSpec:
@@ -237,7 +263,7 @@ class TaskSetSpec(SpecModel):
         plain += [(f"{k}.invoke.", p.invoke) for k, p in (("conditionCheck", self.conditionCheck), ("onFailure", self.onFailure)) if p is not None]  # fmt: skip
         if self.fallback is not None and self.steps is None:
             plain.append(("fallback.invoke.", self.fallback.invoke))
-        _plain_urls(plain)
+        _plain_urls(plain + _notify_urls(self.notify))
         return self
 
     def step_named(self, name: str) -> StepSpec:
@@ -281,6 +307,7 @@ def targets(obj: AnySpec) -> list[tuple[str, Invoke]]:
             if step.conditionCheck is not None:
                 found.append((f"spec.steps[{i}].conditionCheck.invoke", step.conditionCheck.invoke))
         found += [(f"spec.{k}.invoke", p.invoke) for k, p in (("conditionCheck", obj.spec.conditionCheck), ("fallback", obj.spec.fallback)) if p is not None]  # fmt: skip
+    found += [(f"spec.notify[{i}].invoke", n.invoke) for i, n in enumerate(obj.spec.notify or ())]
     return [(f"{where}.{'url' if i.lambda_ is None else 'lambda'}", i) for where, i in found]
 
 

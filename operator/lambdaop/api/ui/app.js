@@ -642,6 +642,7 @@ function stepLabel(key) {
   if (name === "step") return index;
   if (name === "check" && !/^\d+$/.test(index)) return `Check after ${index}`;
   if (name === "check") return `Check ${Number(index) + 1}`;
+  if (name === "notify" && index !== undefined) return `Notification (${index})`;
   return { fallback: "Fallback", notify: "Failure notification" }[name] || key;
 }
 
