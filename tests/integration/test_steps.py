@@ -1,17 +1,21 @@
 """TaskSets with named steps end to end: outputs feed later steps, at a real loopback endpoint.
 
-Each test applies specs through the real service (or the REST API), runs them
-on the real embedded store and checks what the demo endpoint received.
+Each test applies specs through the real service (or the REST API, or a watched
+folder of a `serve` process that is killed), runs them on the real embedded
+store and checks what the demo endpoint received.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+from pathlib import Path
 from typing import Any
 
 import requests
 
-from helpers import final, wait_until
+from helpers import final, serve, stored_objects, wait_until
 from lambdaop.runtime.runtime import Runtime
 from lambdaop.spec import load_one
 from lambdaop.tools.demo import DemoLambda
@@ -265,3 +269,40 @@ spec:
     doc = final(runtime, oid)
     assert doc["state"] == "completed", doc["progress"]
     assert sent(demo, "/echo") == [{"got": {"$set": "1", "a.b": "2"}}]
+
+
+def test_kill_9_between_steps_the_restart_sends_the_stored_output(tmp_path: Path, demo: DemoLambda) -> None:
+    state, specs, log = tmp_path / "state", tmp_path / "specs", tmp_path / "serve.log"
+    specs.mkdir()
+    (specs / "set.yaml").write_text(
+        f"""\
+kind: TaskSet
+metadata: {{name: killed}}
+spec:
+  steps:
+    - name: build
+      invoke: '{demo.url}/json?id=after-kill'
+    - name: wait
+      invoke: '{demo.url}/sleep?ms=2500'
+    - name: deploy
+      invoke: {{url: '{demo.url}/echo', method: POST, body: {{artifact: "${{{{ steps.build.output.id }}}}"}}}}
+"""
+    )
+    first = serve(state, specs, log)
+    try:
+        demo.wait_for(1, "/sleep", timeout=30)  # build's output is stored: the next step has left
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    second = serve(state, specs, log)
+    try:
+        demo.wait_for(1, "/echo", timeout=40)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(60)
+    assert sent(demo, "/echo") == [{"artifact": "after-kill"}], log.read_text()[-3000:]
+    assert len(demo.calls("/json")) == 1, "build is not called again: its output came from the store"
+    (doc,) = stored_objects(state)
+    assert doc["state"] == "completed"
