@@ -348,3 +348,34 @@ def test_a_recurring_task_from_the_form_runs_and_can_be_suspended(
     demo.wait_for(settled + 1, "/ok", timeout=30)
     expect(page.get_by_role("button", name="Suspend heartbeat")).to_be_visible(timeout=WAIT)
     assert not page.errors  # type: ignore[attr-defined]
+
+
+def test_named_steps_show_their_checks_and_outputs(browser, app: Runtime, demo: DemoLambda) -> None:
+    from lambdaop.spec import load_one
+
+    (obj,) = load_one(
+        f"""\
+kind: TaskSet
+metadata: {{name: pipeline}}
+spec:
+  steps:
+    - name: build
+      invoke: '{demo.url}/json?id=art-7'
+      conditionCheck: {{invoke: '{demo.url}/ok?check'}}
+    - name: deploy
+      invoke: {{url: '{demo.url}/echo', method: POST, body: {{artifact: "${{{{ steps.build.output.id }}}}"}}}}
+"""
+    )
+    app.applier.apply(obj, "admin")
+    page = open_page(browser, app)
+    sign_in(page, "admin", "admin-password")
+    go(page, "tasksets")
+    page.get_by_role("tab", name=re.compile("^All")).click()
+    page.get_by_role("link", name="pipeline").click()
+    expect(page.locator("ol.steps li")).to_have_count(3)  # build, its check, deploy
+    for key in ("step:build", "check:build", "step:deploy"):
+        expect(page.locator(f"li[data-step='{key}']")).to_have_attribute("data-status", "done", timeout=WAIT)
+    expect(page.locator("li[data-step='check:build']")).to_contain_text("Check after build")
+    expect(page.locator("li[data-step='step:build'] .step-output")).to_contain_text('{"id":"art-7"}')
+    expect(page.locator("li[data-step='step:deploy'] .step-output")).to_contain_text('"artifact":"art-7"')
+    assert not page.errors  # type: ignore[attr-defined]

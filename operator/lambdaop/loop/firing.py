@@ -106,7 +106,7 @@ class Firing:
         decision = results.decide(held, result, now, self.settings.notify)
         if decision.prune:
             self.prune.add(held.id)
-        change = Change(updated=now, progress=decision.progress, last=decision.call, run=decision.run)
+        change = Change(updated=now, progress=decision.progress, last=decision.call, run=decision.run, outputs=decision.outputs)  # fmt: skip
         progress = decision.progress
         waiting = held.record.pending
         if waiting is not None and machine.run_ended(held.progress, progress):

@@ -639,7 +639,10 @@ function stepLabel(key) {
   const [name, index] = key.split(":");
   if (name === "task" && index === undefined) return "Task";
   if (name === "task") return `Task ${Number(index) + 1}`;
+  if (name === "step") return index;
+  if (name === "check" && !/^\d+$/.test(index)) return `Check after ${index}`;
   if (name === "check") return `Check ${Number(index) + 1}`;
+  if (name === "notify" && index !== undefined) return `Notification (${index})`;
   return { fallback: "Fallback", notify: "Failure notification" }[name] || key;
 }
 
@@ -651,6 +654,10 @@ function stepsOf(o) {
     const last = i === spec.tasks.length - 1;
     if (spec.conditionCheck && (!last || spec.conditionCheck.afterLast)) steps.push({ key: `check:${i}`, url: target(spec.conditionCheck.invoke) });
   });
+  (spec.steps || []).forEach((t) => {
+    steps.push({ key: `step:${t.name}`, url: target(t.invoke) });
+    if (t.conditionCheck) steps.push({ key: `check:${t.name}`, url: target(t.conditionCheck.invoke) });
+  });
   if (spec.fallback) steps.push({ key: "fallback", url: target(spec.fallback.invoke) });
   const run = o.schedule ? o.run : null;
   return steps.map((s) => {
@@ -661,7 +668,9 @@ function stepsOf(o) {
     else if (calls.length) status = s.key === "fallback" ? "fallback" : "failed";
     if (o.failedStep === s.key) status = "failed";
     if (status === "pending" && ["completed", "failed", "cancelled"].includes(o.state)) status = "skipped";
-    return { ...s, label: stepLabel(s.key), status, calls };
+    const named = s.key.startsWith("step:") && o.outputs ? o.outputs[s.key.slice(5)] : undefined;
+    const output = named && named.generation === o.generation && (run == null || named.run === run) ? named.output : undefined;
+    return { ...s, label: stepLabel(s.key), status, calls, output };
   });
 }
 
@@ -698,7 +707,8 @@ function renderDetail(kind, id) {
     const steps = kind === "TaskSet" ? `<h2 class="h5 mt-3">Steps</h2><ol class="steps" aria-label="Steps">${stepsOf(o).map((s) => `
         <li class="${s.status}" data-step="${esc(s.key)}" data-status="${s.status}"><span class="step-name">${esc(s.label)}</span>
         <small class="d-block text-truncate" title="${esc(s.url)}">${esc(host(s.url))}</small>
-        <small>${esc(s.status)}${s.calls.length ? ` · ${s.calls.length} call${s.calls.length > 1 ? "s" : ""}` : ""}</small></li>`).join("")}</ol>` : "";
+        <small>${esc(s.status)}${s.calls.length ? ` · ${s.calls.length} call${s.calls.length > 1 ? "s" : ""}` : ""}</small>${s.output !== undefined ? `
+        <pre class="response step-output" title="steps.${esc(s.key.slice(5))}.output">${esc(JSON.stringify(s.output).slice(0, 300))}</pre>` : ""}</li>`).join("")}</ol>` : "";
     detail.innerHTML = `
       <div class="d-flex flex-wrap align-items-center gap-2 mb-2"><h1 class="h3 mb-0 text-break">${esc(label(o))}</h1> ${badge(o.state)}
         <span class="ms-auto" id="detail-actions">${actionsFor(kind, o)}</span></div>
