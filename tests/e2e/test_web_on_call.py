@@ -193,6 +193,25 @@ def test_the_taskset_form_takes_a_check_that_succeeds_on_a_json_field(
     assert [c.method for c in demo.calls("/ok")] == ["GET", "POST"]
 
 
+def test_the_task_form_takes_what_success_is(browser, app: Runtime, demo: DemoLambda) -> None:
+    page = open_page(browser, app)
+    sign_in(page, "admin", "admin-password")
+    go(page, "tasks")
+    open_form(page, "Task")
+    page.get_by_label("URL").fill(demo.url + "/check?fails=5")  # 200 {"status": "failed"}, five times
+    page.locator("details[data-success='task'] summary").click()
+    page.get_by_label("and the JSON field").fill("status")
+    page.get_by_label("equals").fill("success")
+    page.get_by_role("button", name="Now", exact=True).click()
+    page.get_by_label("Name (optional)").fill("judged-task")
+    page.get_by_role("button", name="Schedule", exact=True).click()
+    expect(page.locator("#alert")).to_contain_text("Task judged-task scheduled", timeout=WAIT)
+    page.get_by_role("tab", name=re.compile("^failed")).click()
+    row = page.locator("tr[data-name='judged-task']")
+    expect(row.locator("[data-state]")).to_have_text("failed", timeout=WAIT)
+    assert len(demo.calls("/check")) == 1
+
+
 def test_a_lambda_step_shows_its_function(browser, app: Runtime, demo: DemoLambda) -> None:
     page = open_page(browser, app)
     sign_in(page, "admin", "admin-password")

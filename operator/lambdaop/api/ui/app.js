@@ -738,10 +738,10 @@ function whenFields(prefix, onceHelp = "") {
     </div>
     <div class="row g-2">
       <div class="col-12 col-sm-8 col-lg-6" data-when="once"><label class="form-label" for="${prefix}-at">Date and time <span class="text-muted">(${esc(ZONE)})</span></label>
-        <div class="input-group">
-          <input class="form-control" id="${prefix}-at" name="at" type="datetime-local" step="1" aria-describedby="${prefix}-at-help">
-          <button class="btn btn-outline-secondary" type="button" data-now="0">Now</button>
-          <button class="btn btn-outline-secondary" type="button" data-now="300">In 5 min</button>
+        <input class="form-control" id="${prefix}-at" name="at" type="datetime-local" step="1" aria-describedby="${prefix}-at-help">
+        <div class="d-flex flex-wrap gap-2 mt-1" role="group" aria-label="Choose a time">
+          <button class="btn btn-outline-secondary btn-sm" type="button" data-now="0">Now</button>
+          <button class="btn btn-outline-secondary btn-sm" type="button" data-now="300">In 5 min</button>
         </div>
         <div class="form-text" id="${prefix}-at-help">In your time zone, ${esc(ZONE)} (${esc(zoneOffset())}).${onceHelp}</div></div>
       <div class="col-12 col-sm-6 col-lg-4 d-none" data-when="cron"><label class="form-label" for="${prefix}-cron">Cron (minute hour day month weekday)</label>
