@@ -1228,13 +1228,18 @@ function renderDetail(kind, id) {
     if (e.target.closest("#detail-actions")) onRowAction(e, kind, load);
   });
   const gone = (err, retryIn) => {
+    const detail = document.getElementById("detail");
+    if (!detail) return;  // another view is open by now
     if (err.status === 404) {
-      document.getElementById("detail").innerHTML = `<p class="text-danger load-error">Not found: no ${esc(kind)} ${esc(id)} is yours to see (it does not exist, or it belongs to another user).</p><p><a href="${k.hash}">See your ${k.title}</a></p>`;
+      detail.innerHTML = `<p class="text-danger load-error">Not found: no ${esc(kind)} ${esc(id)} is yours to see (it does not exist, or it belongs to another user).</p><p><a href="${k.hash}">See your ${k.title}</a></p>`;
     } else failed("detail", err, retryIn);
   };
-  load().then(() => poll(load, 1500, gone)).catch((err) => {
+  // the refresh starts with the view (never later: by then another view may be open and polling);
+  // what retrying cannot mend stops it, and what may mend by itself is tried again
+  const refresh = poll(load, 1500, gone);
+  load().catch((err) => {
     gone(err);
-    if (!FINAL_ERRORS.includes(err.status)) poll(load, 1500, gone);  // what may mend by itself is tried again
+    if (FINAL_ERRORS.includes(err.status)) { refresh.stopped = true; clearTimeout(refresh.timer); }
   });
 }
 
