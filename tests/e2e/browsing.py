@@ -26,6 +26,10 @@ def open_page(
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.errors = errors  # type: ignore[attr-defined]
+    # everything the page loads comes from lambdaop itself (its assets are vendored, no CDN)
+    foreign: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith((runtime.url, "data:")) else foreign.append(r.url))
+    page.foreign = foreign  # type: ignore[attr-defined]
     page.goto(runtime.url + "/")
     return page
 

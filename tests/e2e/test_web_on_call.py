@@ -510,6 +510,7 @@ def test_the_dashboard_on_a_phone_names_its_marks_on_a_tap(
     expect(page.locator("#timeline-tip")).to_contain_text(re.compile(r"^Task pulse, due "), timeout=WAIT)
     page.screenshot(path=str(screenshots / "dashboard-tap-375.png"), full_page=True)
     assert not page.errors  # type: ignore[attr-defined]
+    assert not page.foreign, f"fetched from elsewhere: {page.foreign}"  # type: ignore[attr-defined]
 
 
 def test_signed_out_there_is_no_menu_and_the_page_says_where_a_token_comes_from(
@@ -532,3 +533,4 @@ def test_signed_out_there_is_no_menu_and_the_page_says_where_a_token_comes_from(
     expect(page.locator("#who")).to_have_text("Signed in as admin", timeout=WAIT)
     page.get_by_role("button", name="Toggle navigation").click()
     expect(page.get_by_role("link", name="Tasks", exact=True)).to_be_visible(timeout=WAIT)
+    assert not page.foreign, f"fetched from elsewhere: {page.foreign}"  # type: ignore[attr-defined]
