@@ -255,8 +255,12 @@ def test_moving_the_next_run_of_a_recurring_task_moves_next_in_the_list(
         arg=["tr[data-name='hourly'] td[data-label='Next'] time", wanted.timestamp() * 1000],
         timeout=WAIT,
     )
-    go(page, "dashboard")
-    go(page, "tasks")  # and it stays so after the list is read again
+    # the object's page says the same: its next call and the first of its next runs
+    page.locator("tr[data-name='hourly']").get_by_role("link", name="hourly").click()
+    first_run = page.locator("#next-runs li time").first
+    expect(first_run).to_be_visible(timeout=WAIT)
+    assert instant(first_run.get_attribute("datetime")) == wanted
+    go(page, "tasks")  # and the list says it again once read afresh
     assert (
         instant(page.locator("tr[data-name='hourly'] td[data-label='Next'] time").get_attribute("datetime"))
         == wanted
