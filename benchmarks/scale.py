@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import shutil
 import subprocess
 import tempfile
@@ -143,6 +144,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
     parser.add_argument("--connections", type=int, default=8)
     args = parser.parse_args()
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # its queue-depth notes are not figures
     have_wrk = shutil.which("wrk") is not None
     with embedded_store() as (server, tmp):
         uri = server.uri + "&retryWrites=false"
