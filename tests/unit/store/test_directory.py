@@ -15,21 +15,30 @@ def made(times: list[float]) -> list[str]:
     return sorted(new_id(at=t) for t in times)
 
 
-def reader(ids: list[str], owner: str = "alice") -> tuple[directory.Read, int]:
-    counts = directory.increments({"_id": i, "owner": owner, "kind": "Task"} for i in ids)
+def reader(ids: list[str], owner: str = "alice") -> directory.Read:
+    """The directory's documents as the store keeps them after these inserts (one slot)."""
+    docs: dict[tuple[str, int], dict[str, object]] = {}
+    for (p, t), inc in directory.increments({"_id": i, "owner": owner, "kind": "Task"} for i in ids).items():
+        doc = docs.setdefault((p, t), {"p": p, "t": t, "n": 0})
+        for path, n in inc.items():
+            if "." in path:
+                part, key = path.split(".")
+                counts = doc.setdefault(part, {})
+                counts[key] = counts.get(key, 0) + n  # type: ignore[attr-defined]
+            else:
+                doc[path] = int(doc[path]) + n  # type: ignore[call-overload]
 
-    def read(key: str, lo: int, hi: int) -> dict[int, int]:
-        return {t: n for (p, t), n in counts.items() if p == key and lo <= t < hi}
+    def read(key: str, lo: int, hi: int) -> dict[int, directory.Bucket]:
+        return directory.merged(d for (p, t), d in docs.items() if p == key and lo <= t < hi)
 
-    first = min(directory.made_in(i) for i in ids)
-    return read, first
+    return read
 
 
 def walk(ids: list[str], top: int, target: int = 200) -> list[int]:
     """How many of the ids each window holds, newest window first, checking they tile the ids."""
-    read, first = reader(ids)
+    read = reader(ids)
     held, covered, previous_lo = [], 0, None
-    for lo, hi in directory.windows(read, first, "alice", "Task", top, target):
+    for lo, hi in directory.windows(read, "alice", "Task", top, target):
         assert lo < hi and (previous_lo is None or hi <= previous_lo)
         previous_lo = lo
         n = bisect.bisect_left(ids, floor_ms(hi)) - bisect.bisect_left(ids, floor_ms(lo))
@@ -58,8 +67,8 @@ def test_windows_below_a_cursor_start_under_it() -> None:
     rng = random.Random(3)
     ids = made([NOW - rng.random() * 10 for _ in range(5000)])
     cursor = ids[2500]
-    read, first = reader(ids)
+    read = reader(ids)
     top = directory.made_in(cursor) + 1
-    windows = list(directory.windows(read, first, "alice", "Task", top, 200))
+    windows = list(directory.windows(read, "alice", "Task", top, 200))
     assert floor_ms(windows[0][1]) > cursor  # the cursor's own millisecond is in the first window
     assert floor_ms(windows[-1][0]) <= ids[0]

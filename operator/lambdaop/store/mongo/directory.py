@@ -6,14 +6,14 @@ applies a limit, so a window must hold few entries however densely the objects
 in it were created (100,000 applied in a minute, then nothing for a month).
 
 The `directory` collection counts the objects created per owner (and `*`,
-everybody) and kind: in all (`first`: the millisecond of the oldest), per hour,
-minute, second and hundredth of a second, one document per writer slot (as the
-counters, so processes sharing a store never write the same document). A list
-reads the hours (at most 24 a day), the minutes of a crowded hour (at most 60),
-the seconds of a crowded minute, the hundredths of a crowded second, and splits
-a crowded hundredth by millisecond, so that each window it reads holds about
-`target` entries (ids tell the millisecond, no finer). The
-directory is written in the transaction that inserts the objects.
+everybody) and kind, one document per writer slot (as the counters, so
+processes sharing a store never write the same document): per hour (`H`, with
+the count of each of its minutes) and per minute (`M`, with the count of each
+of its seconds and hundredths of a second), two upserts per owner in the
+transaction that inserts the objects. A list reads the hours (at most 24 a
+day), and the minute document of a crowded minute; it splits a crowded
+hundredth by millisecond, so that each window it reads holds about `target`
+entries (ids tell the millisecond, no finer).
 """
 
 from __future__ import annotations
@@ -22,21 +22,29 @@ import itertools
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from typing import NamedTuple
 
 from pymongo import UpdateOne
 
 from lambdaop.store.contract import Doc
 from lambdaop.store.ids import OBJECT_ID
 
-ALL, LEVELS = 0, (3_600_000, 60_000, 1000, 10)  # bucket widths in milliseconds; 0: the whole prefix
-EPOCH_MS = 1_420_070_400_000  # 2015-01-01: where an id lambdaop did not make is counted
+HOUR, MINUTE, SECOND, HUNDREDTH = 3_600_000, 60_000, 1000, 10  # in milliseconds
+EPOCH_MS = 0  # an id lambdaop did not make counts as made here
 HOURS_FIRST, HOURS_MOST = 2 * 86_400_000, 64 * 86_400_000  # hours read at once: 48 entries, up to 1,536
-HOUR = LEVELS[0]
-
-Read = Callable[[str, int, int], dict[int, int]]  # (prefix, from t, below t) -> {t: n}
 
 
-def prefix(who: str, kind: str, level: int) -> str:
+class Bucket(NamedTuple):
+    """A directory entry summed over writer slots: how many, and how many in each part of it."""
+
+    n: int
+    parts: dict[str, dict[int, int]]  # "m": minute offset -> n; "s": second offset, "c": hundredth offset
+
+
+Read = Callable[[str, int, int], dict[int, Bucket]]  # (prefix, from t, below t) -> {t: bucket}
+
+
+def prefix(who: str, kind: str, level: str) -> str:
     return f"{who}\x1f{kind}\x1f{level}"
 
 
@@ -49,62 +57,97 @@ def made_in(object_id: str) -> int:
     return int(object_id[:8], 16) * 1000 + (ms if ms < 1000 else 999)
 
 
-def increments(docs: Iterable[Doc]) -> Counter[tuple[str, int]]:
-    """(prefix, bucket start) -> how many of these new objects it gains."""
-    out: Counter[tuple[str, int]] = Counter()
+def increments(docs: Iterable[Doc]) -> dict[tuple[str, int], Counter[str]]:
+    """(prefix, bucket start) -> the `$inc` of these new objects: n, and the count of each part."""
+    out: dict[tuple[str, int], Counter[str]] = {}
     for doc in docs:
         at = made_in(doc["_id"])
+        hour, minute = at // HOUR * HOUR, at // MINUTE * MINUTE
         for who in (doc["owner"], "*"):
-            out[(prefix(who, doc["kind"], ALL), 0)] += 1
-            for width in LEVELS:
-                out[(prefix(who, doc["kind"], width), at // width * width)] += 1
+            h = out.setdefault((prefix(who, doc["kind"], "H"), hour), Counter())
+            h["n"] += 1
+            h[f"m.{(minute - hour) // MINUTE}"] += 1
+            m = out.setdefault((prefix(who, doc["kind"], "M"), minute), Counter())
+            m["n"] += 1
+            m[f"s.{(at - minute) // SECOND}"] += 1
+            m[f"c.{(at - minute) // HUNDREDTH}"] += 1
     return out
 
 
 def updates(docs: Iterable[Doc], slot: str) -> list[UpdateOne]:
-    """The directory's writes for these new objects (upserts of one document per bucket and slot)."""
-    docs = list(docs)
-    first: dict[str, int] = {}
+    """The directory's writes for these new objects (one upsert per bucket and slot)."""
+    return [
+        UpdateOne({"_id": f"{p}\x1f{t}\x1f{slot}"}, {"$inc": dict(inc), "$setOnInsert": {"p": p, "t": t}}, upsert=True)
+        for (p, t), inc in increments(docs).items()
+    ]  # fmt: skip
+
+
+def merged(docs: Iterable[Doc]) -> dict[int, Bucket]:
+    """Directory documents read back, summed over slots by bucket."""
+    out: dict[int, Bucket] = {}
     for doc in docs:
-        for who in (doc["owner"], "*"):
-            key = prefix(who, doc["kind"], ALL)
-            first[key] = min(first.get(key, made_in(doc["_id"])), made_in(doc["_id"]))
-    out = []
-    for (p, t), n in increments(docs).items():
-        update: Doc = {"$inc": {"n": n}, "$setOnInsert": {"p": p, "t": t}}
-        if p in first:
-            update["$min"] = {"first": first[p]}
-        out.append(UpdateOne({"_id": f"{p}\x1f{t}\x1f{slot}"}, update, upsert=True))
+        bucket = out.setdefault(int(doc["t"]), Bucket(0, {"m": {}, "s": {}, "c": {}}))
+        out[int(doc["t"])] = bucket._replace(n=bucket.n + int(doc.get("n", 0)))
+        for part in ("m", "s", "c"):
+            for key, n in (doc.get(part) or {}).items():
+                counts = bucket.parts[part]
+                counts[int(key)] = counts.get(int(key), 0) + int(n)
     return out
 
 
-def windows(read: Read, first: int | None, who: str, kind: str, top: int, target: int) -> Iterator[tuple[int, int]]:  # fmt: skip
+def windows(read: Read, who: str, kind: str, top: int, target: int, bottom: int = EPOCH_MS) -> Iterator[tuple[int, int]]:  # fmt: skip
     """Windows [lo, hi) of creation time (ms since 1970) below `top`, newest first, each holding
-    about `target` of the prefix's entries (or fewer), down to the oldest (`first`)."""
-    bottom = first if first is not None else EPOCH_MS
+    about `target` of the prefix's entries (or fewer), down to `bottom`."""
     hi, span = top, HOURS_FIRST
     while hi > bottom:
         lo = max(bottom // HOUR * HOUR, (hi - span) // HOUR * HOUR)
-        hours = read(prefix(who, kind, HOUR), lo, hi)
+        hours = read(prefix(who, kind, "H"), lo, hi)
         for t in sorted(hours, reverse=True):
-            yield from _split(read, who, kind, 0, t, min(t + HOUR, hi), hours[t], target)
+            yield from _hour(read, who, kind, t, min(t + HOUR, hi), hours[t], target)
         # a span with hours in it: the next holds about as many; an empty one: four times as long
         hi, span = lo, min(span * 4, HOURS_MOST) if hours else span * 4
 
 
-def _split(read: Read, who: str, kind: str, level: int, start: int, end: int, n: int, target: int) -> Iterator[tuple[int, int]]:  # fmt: skip
-    """The bucket [start, end) of LEVELS[level] holding `n`: itself when that is few enough, else
-    the buckets of the next level in it (or, for the last level, equal parts of it, to the ms)."""
-    if n <= target or end - start <= 1:
+def _hour(read: Read, who: str, kind: str, start: int, end: int, hour: Bucket, target: int) -> Iterator[tuple[int, int]]:  # fmt: skip
+    if hour.n <= target:
         yield (start, end)
         return
-    if level + 1 < len(LEVELS):
-        width = LEVELS[level + 1]
-        inner = read(prefix(who, kind, width), start, end)
-        for t in sorted(inner, reverse=True):
-            yield from _split(read, who, kind, level + 1, t, min(t + width, end), inner[t], target)
+    for offset in sorted(hour.parts["m"], reverse=True):
+        t = start + offset * MINUTE
+        if t >= end:
+            continue
+        n = hour.parts["m"][offset]
+        if n <= target:
+            yield (t, min(t + MINUTE, end))
+            continue
+        minute = read(prefix(who, kind, "M"), t, t + 1).get(t, Bucket(n, {"s": {}, "c": {}}))
+        yield from _minute(t, min(t + MINUTE, end), minute, target)
+
+
+def _minute(start: int, end: int, minute: Bucket, target: int) -> Iterator[tuple[int, int]]:
+    seconds, hundredths = minute.parts.get("s", {}), minute.parts.get("c", {})
+    if not seconds:  # no detail kept: the whole minute
+        yield (start, end)
         return
-    parts = min(end - start, math.ceil(n / target))
+    for offset in sorted(seconds, reverse=True):
+        t = start + offset * SECOND
+        if t >= end:
+            continue
+        if seconds[offset] <= target:
+            yield (t, min(t + SECOND, end))
+            continue
+        inside = sorted((c for c in hundredths if offset * 100 <= c < offset * 100 + 100), reverse=True)
+        if not inside:  # no detail kept: the whole second
+            yield (t, min(t + SECOND, end))
+        for k in inside:
+            u = start + k * HUNDREDTH
+            if u < end:
+                yield from _split(u, min(u + HUNDREDTH, end), hundredths[k], target)
+
+
+def _split(start: int, end: int, n: int, target: int) -> Iterator[tuple[int, int]]:
+    """A crowded hundredth: equal parts of it, to the millisecond."""
+    parts = max(1, min(end - start, math.ceil(n / target)))
     cuts = [end - (end - start) * k // parts for k in range(parts + 1)]
     for hi, lo in itertools.pairwise(cuts):
         yield (lo, hi)

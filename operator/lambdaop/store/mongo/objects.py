@@ -186,18 +186,12 @@ class Objects(Base):
     ) -> Iterator[Doc]:
         """Entries below `before`, newest first, read in windows of ids that the directory sizes to
         hold about `target` of who's objects of this kind each (whatever the filter leaves of them)."""
-        firsts = [d["first"] for d in self.directory.find({"p": directory.prefix(who, kind, directory.ALL), "t": 0}) if "first" in d]  # fmt: skip
-        if not firsts:
-            return  # nothing of this kind was ever created
         top = directory.made_in(before) + 1 if before else int(time.time() * 1000) + 1000
-        for lo, hi in directory.windows(self._directory_counts, min(firsts), who, kind, top, target):
+        for lo, hi in directory.windows(self._directory_read, who, kind, top, target):
             yield from read({"$gte": floor_ms(lo), "$lt": min(before or "~", floor_ms(hi))}, EXAMINED)
 
-    def _directory_counts(self, key: str, lo: int, hi: int) -> dict[int, int]:
-        out: dict[int, int] = {}
-        for doc in self.directory.find({"p": key, "t": {"$gte": lo, "$lt": hi}}, {"t": 1, "n": 1}):
-            out[doc["t"]] = out.get(doc["t"], 0) + int(doc.get("n", 0))
-        return out
+    def _directory_read(self, key: str, lo: int, hi: int) -> dict[int, directory.Bucket]:
+        return directory.merged(self.directory.find({"p": key, "t": {"$gte": lo, "$lt": hi}}))
 
     def _examine(
         self, ids: Iterator[Doc], state: str | None, keep: Callable[[Doc], bool], limit: int
