@@ -37,7 +37,7 @@ def _serve(state: Path, specs: Path, log: Path) -> tuple[subprocess.Popen[bytes]
     proc = serve(state, specs, log)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        found = re.search(r"serving (http://\S+);", log.read_text())
+        found = re.search(r"serving (http://[^\s;]+)", log.read_text())
         if found:
             token = (state / "admin.token").read_text().strip()
             return proc, found.group(1), {"Authorization": f"Bearer {token}"}

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from lambdaop.runtime.runtime import Runtime
+
 CHROMIUM = os.environ.get("LAMBDAOP_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 ARGS = [
@@ -42,3 +44,12 @@ def browser() -> Iterator:
 def screenshots() -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return SCREENSHOTS
+
+
+@pytest.fixture
+def app(make_runtime) -> Runtime:
+    runtime = make_runtime()
+    runtime.users.set_password("admin", "admin-password")
+    runtime.users.add("bob")
+    runtime.users.set_password("bob", "bob-password")
+    return runtime

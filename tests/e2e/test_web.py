@@ -2,81 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
-import zoneinfo
 from pathlib import Path
-from typing import Any
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
+from e2e.browsing import WAIT, confirm, go, local_input, open_form, open_page, schedule, sign_in, tasks
 from lambdaop.runtime.runtime import Runtime
 from lambdaop.tools.demo import DemoLambda
-
-WAIT = 20_000  # ms: generous bounds on events, never fixed sleeps
-ZONE = "Europe/Berlin"  # the browser's zone; its offset changes with summer time, so it is looked up
-
-
-@pytest.fixture
-def app(make_runtime) -> Runtime:
-    runtime = make_runtime()
-    runtime.users.set_password("admin", "admin-password")
-    runtime.users.add("bob")
-    runtime.users.set_password("bob", "bob-password")
-    return runtime
-
-
-def open_page(browser: Any, runtime: Runtime, width: int = 1280) -> Page:
-    context = browser.new_context(viewport={"width": width, "height": 900}, timezone_id=ZONE)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.errors = errors  # type: ignore[attr-defined]
-    page.goto(runtime.url + "/")
-    return page
-
-
-def sign_in(page: Page, name: str, password: str) -> None:
-    page.get_by_label("Name").fill(name)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.locator("#who")).to_have_text(f"Signed in as {name}", timeout=WAIT)
-    expect(page.locator("h1")).to_have_text("Dashboard", timeout=WAIT)  # where signing in lands
-
-
-def go(page: Page, view: str) -> None:
-    """Open a view by its address, as a bookmark would (the menu is collapsed on narrow screens)."""
-    page.evaluate("view => { location.hash = '#/' + view; }", view)
-    expect(page.locator("h1").first).to_have_text(
-        {"tasks": "Tasks", "tasksets": "TaskSets", "specs": "Specs", "dashboard": "Dashboard"}[view],
-        timeout=WAIT,
-    )
-
-
-def open_form(page: Page, kind: str) -> None:
-    """Open the create form and wait until it has finished opening: a click while it grows
-    lands wherever its button is about to be."""
-    page.get_by_role("button", name=f"New {kind}").click()
-    expect(page.locator("#create.collapse.show")).to_be_visible(timeout=WAIT)
-
-
-def local_input(seconds: float) -> str:
-    """A datetime-local value `seconds` from now, as the page's clock on the wall shows it."""
-    at = dt.datetime.now(zoneinfo.ZoneInfo(ZONE)) + dt.timedelta(seconds=seconds)
-    return at.strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def schedule(page: Page, url: str, seconds: float, name: str) -> None:
-    if page.locator("#task-form").count() == 0:
-        go(page, "tasks")
-    if not page.locator("#task-form").is_visible():
-        open_form(page, "Task")
-    page.get_by_label("URL").fill(url)
-    page.get_by_label("Date and time").fill(local_input(seconds))
-    page.get_by_label("Name (optional)").fill(name)
-    page.get_by_role("button", name="Schedule", exact=True).click()
-    expect(page.locator("#alert")).to_contain_text(f"Task {name} scheduled", timeout=WAIT)
 
 
 def test_schedule_watch_it_complete_and_open_its_history(
@@ -115,7 +49,8 @@ def test_modify_and_cancel_from_the_page(browser, app: Runtime, demo: DemoLambda
     expect(page.locator("#alert")).to_contain_text("New time saved", timeout=WAIT)
     dropped = page.locator("tr[data-name='dropped']")
     dropped.get_by_role("button", name="Cancel dropped").click()
-    expect(page.locator("#alert")).to_contain_text("Cancelled", timeout=WAIT)
+    confirm(page)
+    expect(page.locator("#alert")).to_contain_text("Task dropped cancelled", timeout=WAIT)
     demo.wait_for(1, "/ok", timeout=20)
     page.get_by_role("tab", name=re.compile("^completed")).click()
     done = page.locator("tr[data-name='moved']")
@@ -134,9 +69,7 @@ def test_taskset_steps_and_the_retried_check(
     sign_in(page, "admin", "admin-password")
     page.get_by_role("link", name="TaskSets", exact=True).click()
     open_form(page, "TaskSet")
-    page.get_by_label("Task URLs, in order (one per line)").fill(
-        "\n".join(f"{demo.url}/ok?t{i}" for i in range(1, 4))
-    )
+    tasks(page, [f"{demo.url}/ok?t{i}" for i in range(1, 4)])
     page.get_by_label("Condition check URL (optional)").fill(demo.url + "/flaky/check?fails=1")
     page.get_by_label("Fallback URL (optional)").fill(demo.url + "/ok?fallback")
     page.get_by_label("Delay before each check").fill("200ms")
@@ -153,6 +86,10 @@ def test_taskset_steps_and_the_retried_check(
     expect(steps).to_have_count(6)  # 3 tasks, 2 checks, the fallback
     for key in ("task:0", "check:0", "task:1", "check:1", "task:2"):
         expect(page.locator(f"li[data-step='{key}']")).to_have_attribute("data-status", "done", timeout=WAIT)
+    # each step says what it calls, so the steps can be told apart (they share one host)
+    for i in range(3):
+        expect(page.locator(f"li[data-step='task:{i}'] .step-call")).to_have_text(f"GET /ok?t{i + 1}")
+    expect(page.locator("li[data-step='check:0'] .step-call")).to_have_text("GET /flaky/check?fails=1")
     expect(page.locator("li[data-step='fallback']")).to_have_attribute("data-status", "skipped")
     expect(page.locator("li[data-step='check:0']")).to_contain_text("2 calls")
     expect(page.locator("#attempts tr[data-step='check:0']")).to_have_count(2)
@@ -168,7 +105,7 @@ def test_another_user_sees_only_their_own_except_under_all(browser, app: Runtime
     sign_in(bob, "bob", "bob-password")
     go(bob, "tasks")
     expect(bob.locator("#rows")).to_contain_text("No tasks in state scheduled", timeout=WAIT)
-    bob.get_by_role("tab", name=re.compile("^All")).click()
+    bob.get_by_role("tab", name=re.compile("^Everyone's")).click()
     row = bob.locator("tr[data-name='admins-task']")
     expect(row).to_be_visible(timeout=WAIT)
     expect(row).to_contain_text("(admin)")
@@ -303,7 +240,8 @@ def test_rows_are_cards_on_a_phone_and_their_buttons_work(
     assert button and button["x"] + button["width"] <= 375 and button["height"] >= 36
     page.screenshot(path=str(screenshots / "task-cards-375.png"), full_page=True)
     cancel.click()
-    expect(page.locator("#alert")).to_contain_text("Cancelled", timeout=WAIT)
+    confirm(page)
+    expect(page.locator("#alert")).to_contain_text("cancelled", timeout=WAIT)
     page.get_by_role("tab", name=re.compile("^cancelled")).click()
     expect(page.locator("tr[data-name='on-the-phone'] [data-state]")).to_have_text("cancelled", timeout=WAIT)
 
@@ -347,4 +285,35 @@ def test_a_recurring_task_from_the_form_runs_and_can_be_suspended(
     page.get_by_role("button", name="Resume heartbeat").click()
     demo.wait_for(settled + 1, "/ok", timeout=30)
     expect(page.get_by_role("button", name="Suspend heartbeat")).to_be_visible(timeout=WAIT)
+    assert not page.errors  # type: ignore[attr-defined]
+
+
+def test_named_steps_show_their_checks_and_outputs(browser, app: Runtime, demo: DemoLambda) -> None:
+    from lambdaop.spec import load_one
+
+    (obj,) = load_one(
+        f"""\
+kind: TaskSet
+metadata: {{name: pipeline}}
+spec:
+  steps:
+    - name: build
+      invoke: '{demo.url}/json?id=art-7'
+      conditionCheck: {{invoke: '{demo.url}/ok?check'}}
+    - name: deploy
+      invoke: {{url: '{demo.url}/echo', method: POST, body: {{artifact: "${{{{ steps.build.output.id }}}}"}}}}
+"""
+    )
+    app.applier.apply(obj, "admin")
+    page = open_page(browser, app)
+    sign_in(page, "admin", "admin-password")
+    go(page, "tasksets")
+    page.get_by_role("tab", name=re.compile("^All")).click()
+    page.get_by_role("link", name="pipeline").click()
+    expect(page.locator("ol.steps li")).to_have_count(3)  # build, its check, deploy
+    for key in ("step:build", "check:build", "step:deploy"):
+        expect(page.locator(f"li[data-step='{key}']")).to_have_attribute("data-status", "done", timeout=WAIT)
+    expect(page.locator("li[data-step='check:build']")).to_contain_text("Check after build")
+    expect(page.locator("li[data-step='step:build'] .step-output")).to_contain_text('{"id":"art-7"}')
+    expect(page.locator("li[data-step='step:deploy'] .step-output")).to_contain_text('"artifact":"art-7"')
     assert not page.errors  # type: ignore[attr-defined]

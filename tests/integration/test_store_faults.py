@@ -38,7 +38,7 @@ class Served:
         self.state, self.specs, self.log = state or tmp / "state", tmp / "specs", tmp / "serve.log"
         self.specs.mkdir(exist_ok=True)
         self.process = serve(self.state, self.specs, self.log, "--port", "0")
-        found = wait_until(lambda: re.search(r"serving (http://\S+);", self.log.read_text()), timeout=60, what="serve to start")  # fmt: skip
+        found = wait_until(lambda: re.search(r"serving (http://[^\s;]+)", self.log.read_text()), timeout=60, what="serve to start")  # fmt: skip
         self.url = found.group(1)
         self.headers = {"Authorization": f"Bearer {(self.state / 'admin.token').read_text().strip()}"}
 
@@ -222,4 +222,8 @@ def test_a_store_that_cannot_be_started_again_ends_serve_with_one_clear_line(
         served.stop()
     assert code == 1
     last = served.log.read_text().strip().splitlines()[-1]
-    assert last.startswith("lambdaop: the embedded store stopped") and "times within 60s" in last, last
+    assert (
+        "CRITICAL" in last
+        and "lambdaop stopped: the embedded store stopped" in last
+        and "times within 60s" in last
+    ), last

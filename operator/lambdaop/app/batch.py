@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from lambdaop.core.errors import Problem, SpecInvalid
 from lambdaop.loop.outbound import SECURE, Policy, Refused
-from lambdaop.spec import AnySpec, Document, targets
+from lambdaop.spec import AnySpec, Document, targets, templated
 
 
 @dataclass(frozen=True)
@@ -40,14 +41,15 @@ class Checker:
     ) -> list[Problem]:
         """The calls of a spec the outbound policy refuses, each naming its field.
 
-        A Lambda call (`lambda`) has no URL here: its endpoint comes from the environment
+        A URL whose host an expression gives (`${{ … }}`) is judged once filled in, when the call
+        is made. A Lambda call (`lambda`) has no URL here: its endpoint comes from the environment
         (AWS's public one, or an emulator's from AWS_ENDPOINT_URL*), and is judged when
         the call is made, before any credential is read.
         """
         problems = []
         for field_path, invoke in targets(obj):
-            if invoke.url is None:
-                continue
+            if invoke.url is None or templated(urlsplit(invoke.url).netloc) or invoke.url.startswith("${{"):
+                continue  # an expression gives the host: judged when the call is made, as every call is
             try:
                 self.policy.check_url(invoke.url)
             except Refused as exc:

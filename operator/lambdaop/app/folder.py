@@ -95,6 +95,37 @@ def verdict_of(result: Applied, rel: str) -> Verdict:
     return Verdict(Reason.APPLIED, f"generation {gen} of {rel} is applied{note}", gen, gen)
 
 
+def verdict_after(record: StoredObject, before: Verdict | None, manager: str, rel: str) -> Verdict | None:
+    """What a file's entry says after its object changed (None: its verdict stands)."""
+    if record.managed_by != manager:
+        message = f"taken over by {record.managed_by}: the folder no longer manages it (change it there, or delete it there and this file applies again)"  # fmt: skip
+        return Verdict(Reason.MANAGED_ELSEWHERE, message, observed=record.generation)
+    if record.pending is not None:
+        message = deferred_message(record, record.pending.generation)
+        return Verdict(Reason.RUN_IN_PROGRESS, message, record.pending.generation, record.generation)
+    if before is not None and before.reason is Reason.RUN_IN_PROGRESS:
+        message = f"generation {record.generation} of {rel} is applied"
+        return Verdict(Reason.APPLIED, message, record.generation, record.generation)
+    return None
+
+
+def owner_in(folder: Path, path: Path, default: str) -> str:
+    """Whose objects a file's documents are: the `owner` of the nearest folder config, up to the folder."""
+    for parent in path.parents:
+        config = parent / FOLDER_CONFIG
+        if config.is_file():
+            try:
+                data = YAML(typ="safe", pure=True).load(config.read_text()) or {}
+                owner = data.get("owner") if isinstance(data, dict) else None
+                if isinstance(owner, str) and owner:
+                    return owner
+            except (OSError, YAMLError) as exc:
+                log.error("%s: cannot be read (%s); using owner %s", config, exc, default)
+        if parent == folder:
+            break
+    return default
+
+
 class FolderSync:
     def __init__(
         self, folder: Path, applier: Applier, store: ObjectReads, default_owner: str, writer: StatusWriter
@@ -120,19 +151,7 @@ class FolderSync:
         return f"folder:{self.folder}"
 
     def owner_of(self, path: Path) -> str:
-        for parent in path.parents:
-            config = parent / FOLDER_CONFIG
-            if config.is_file():
-                try:
-                    data = YAML(typ="safe", pure=True).load(config.read_text()) or {}
-                    owner = data.get("owner") if isinstance(data, dict) else None
-                    if isinstance(owner, str) and owner:
-                        return owner
-                except (OSError, YAMLError) as exc:
-                    log.error("%s: cannot be read (%s); using owner %s", config, exc, self.default_owner)
-            if parent == self.folder:
-                break
-        return self.default_owner
+        return owner_in(self.folder, path, self.default_owner)
 
     def _rel(self, path: Path) -> str:
         return str(path.relative_to(self.folder))
@@ -167,11 +186,7 @@ class FolderSync:
             self.drain()
 
     def _prune_gone(self, present: set[Key]) -> None:
-        owners = (
-            {self.default_owner}
-            | {k[0] for k in present}
-            | {k[0] for st in self.files.values() for k in st.keys}
-        )
+        owners = {self.default_owner} | {k[0] for k in present} | {k[0] for st in self.files.values() for k in st.keys}  # fmt: skip
         for doc in self.store.objects_from_folder(str(self.folder), owners):
             key = (doc["owner"], doc["kind"], doc["name"])
             if key not in present and not doc.get("pruned"):
@@ -383,15 +398,9 @@ class FolderSync:
         if state is None or key not in state.entries:
             return
         state.entries[key] = object_entry(record)
-        before = state.verdicts.get(key)
-        if record.managed_by != self.manager:
-            message = f"taken over by {record.managed_by}: the folder no longer manages it (change it there, or delete it there and this file applies again)"  # fmt: skip
-            state.verdicts[key] = Verdict(Reason.MANAGED_ELSEWHERE, message, observed=record.generation)
-        elif record.pending is not None:
-            message = deferred_message(record, record.pending.generation)
-            state.verdicts[key] = Verdict(Reason.RUN_IN_PROGRESS, message, record.pending.generation, record.generation)  # fmt: skip
-        elif before is not None and before.reason is Reason.RUN_IN_PROGRESS:
-            state.verdicts[key] = Verdict(Reason.APPLIED, f"generation {record.generation} of {self._rel(path)} is applied", record.generation, record.generation)  # fmt: skip
+        verdict = verdict_after(record, state.verdicts.get(key), self.manager, self._rel(path))
+        if verdict is not None:
+            state.verdicts[key] = verdict
         self._report(path)
         if state.digest is None:
             self.retry.add(path)  # a change refused while it ran may be applied now
@@ -409,13 +418,9 @@ class FolderSync:
             now = self.service.now()
             entries = []
             for key in state.order:
-                entry = dict(
-                    state.entries.get(key) or {"kind": key[1], "name": key[2], "state": "not applied"}
-                )
-                verdict = state.verdicts.get(key)
-                if verdict is not None:
-                    entry.pop("generation", None)
-                    entry.pop("observedGeneration", None)
+                entry = dict(state.entries.get(key) or {"kind": key[1], "name": key[2], "state": "not applied"})  # fmt: skip
+                if (verdict := state.verdicts.get(key)) is not None:  # the verdict says the generations
+                    entry = {k: v for k, v in entry.items() if k not in ("generation", "observedGeneration")}
                     entry.update(self.conditions.entry((path, key), verdict, now))
                 entries.append(entry)
             return render(path.name, entries, state.errors)

@@ -23,7 +23,7 @@ from lambdaop.engine import recurrence
 from lambdaop.engine.record import CallRecord, RunSummary, StoredObject
 from lambdaop.engine.runs import RunRecord
 from lambdaop.spec import Schedule
-from lambdaop.spec.models import SECRET_HEADERS
+from lambdaop.spec.calls import SECRET_HEADERS
 
 SUMMARY = ("id", "kind", "name", "displayName", "owner", "state", "generation", "created", "updated", "due", "started", "finished", "calls", "attempt", "inFlight", "taskId", "taskSetId", "run", "suspended", "nextRuns")  # fmt: skip
 
@@ -228,6 +228,8 @@ def present(
         out["runs"] = [present_run(r) for r in record.runs] if "schedule" in out else None
         if record.source is not None:
             out["source"] = record.source.for_storage()
+        if record.outputs:
+            out["outputs"] = {name: o.in_context() | {"run": o.run, "generation": o.generation} for name, o in record.outputs.items()}  # fmt: skip
     if viewer is not None and viewer != record.owner:
         return {k: out[k] for k in SUMMARY if k in out} | {"redacted": True}
     return out
@@ -269,7 +271,10 @@ class ObjectOut(_Out):
     created: str | None
     updated: str | None
     due: str | None = Field(description="when the next call is due, while waiting")
-    step: str | None = Field(default=None, description="task, or task:N / check:N / fallback for a TaskSet")
+    step: str | None = Field(
+        default=None,
+        description="task, or task:N / check:N / fallback for a TaskSet (step:NAME / check:NAME with named steps)",
+    )
     attempt: int | None
     calls: int
     inFlight: bool
@@ -304,3 +309,4 @@ class ObjectOut(_Out):
     nextRuns: list[str] | None = Field(default=None, description="the next five run times (UTC)")
     lastRun: dict[str, Any] | None = None
     runs: list[dict[str, Any]] | None = Field(default=None, description="the last 100 runs' summaries, in single-object answers")  # fmt: skip
+    outputs: dict[str, dict[str, Any]] | None = Field(default=None, description="a TaskSet's named steps: what each answered in its latest run (output, status, attempts, ok, run, generation), in single-object answers")  # fmt: skip

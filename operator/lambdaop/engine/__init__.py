@@ -2,8 +2,9 @@
 
 Owns the state machine of Tasks and TaskSets (`machine`), the outcome of a
 call as the machine sees it (`outcomes`), retry waits (`retrypolicy`),
-recurring schedules (`recurrence`), and the typed record of a stored object
-with the changes made to it (`record`). No I/O, no clock, no threads.
+recurring schedules (`recurrence`), the typed record of a stored object
+with the changes made to it (`record`), what named steps answered (`outputs`)
+and filling in their `${{ EXPR }}` (`templates`). No I/O, no clock, no threads.
 
 May import: lambdaop.spec and lambdaop.core. Never the store (the two do not
 know each other), never a driver, a web framework or a file watcher.

@@ -8,11 +8,16 @@ are raised as `Refused` with the reason shown to the user.
 
 Steps: a Task has one step, `task`. A TaskSet has `task:0 … task:N-1`, a
 condition check after each task but the last (`check:I`, and after the last
-with `afterLast`), and `fallback`. Each step has its own attempt counter and
+with `afterLast`), and `fallback`; one with named `steps` has `step:NAME` for
+each, `check:NAME` after a step with its own condition check, and `fallback`. Each step has its own attempt counter and
 retry policy (delays in `retrypolicy`); a step that used its budget up ends
 the run (through the fallback, for a TaskSet). A run that ends failed calls
-the `notify` step when there is one (`onFailure`). A recurring object then
-starts its next run (`run` + 1, state `scheduled`) until its schedule ends.
+the `notify` step when there is one (`onFailure`). Notifications (`notify:`
+entries) are steps too, `notify:EVENT:I`: those of `started` before the run's
+first call, those of `succeeded` or `failed` (and then `onFailure`) once it has
+ended; a notification that fails after its retries never changes the run's
+result. A recurring object then starts its next run (`run` + 1, state
+`scheduled`) until its schedule ends.
 """
 
 from __future__ import annotations
@@ -68,7 +73,7 @@ class Progress:
     scheduled: dt.datetime | None = None  # the run's time on the schedule (recurring objects)
     anchor: dt.datetime | None = None  # where a rate (`every`) counts from
     salt: int = 0  # makes jitter repeatable per object
-    notify: bool = False  # the failure notification is still to be delivered
+    notify: bool = False  # the run has ended and its notifications are still to be delivered
     notified: str | None = None  # delivered | failed
     skipped: int = 0  # runs missed or skipped so far
     delay_ms: float | None = None  # the wait chosen before this retry, and why
@@ -97,8 +102,34 @@ class Progress:
         return self.phase in FINAL
 
 
+def notices(spec: PlanSpec, event: str, notify: Notify | None = None) -> list[str]:
+    """The notification steps an event of a run calls, in order (`onFailure` last)."""
+    out = [f"notify:{event}:{i}" for i, n in enumerate(spec.notify or ()) if event in n.on]
+    if event == "failed" and (spec.onFailure or notify) is not None:
+        out.append("notify")
+    return out
+
+
+def is_notice(step: str) -> bool:
+    """Whether a step is a notification (`notify`, or `notify:EVENT:I`)."""
+    return step == "notify" or step.startswith("notify:")
+
+
+def notice_event(step: str) -> str:
+    """The event a notification step tells of."""
+    return "failed" if step == "notify" else step.split(":")[1]
+
+
 def first_step(spec: PlanSpec) -> str:
-    return "task" if isinstance(spec, TaskSpec) else "task:0"
+    """Where a run begins: its `started` notifications, else its first call."""
+    started = notices(spec, "started")
+    return started[0] if started else first_call(spec)
+
+
+def first_call(spec: PlanSpec) -> str:
+    if isinstance(spec, TaskSpec):
+        return "task"
+    return f"step:{spec.steps[0].name}" if spec.steps else "task:0"
 
 
 def start(spec: PlanSpec, due: dt.datetime, salt: int = 0, now: dt.datetime | None = None) -> Progress:
@@ -136,10 +167,19 @@ def step_plan(spec: PlanSpec, step: str, notify: Notify | None = None) -> StepPl
         if target is None:
             raise ValueError("no failure notification configured")
         return StepPlan(target.invoke, target)
+    if step.startswith("notify:"):
+        entry = (spec.notify or [])[int(step.rpartition(":")[2])]
+        return StepPlan(entry.invoke, entry)
     if isinstance(spec, TaskSpec):
         return StepPlan(spec.invoke, spec)
     name, _, index = step.partition(":")
-    if name == "task":
+    if spec.steps is not None and name in ("step", "check"):
+        named = spec.step_named(index)
+        if name == "step":
+            return StepPlan(named.call, named)
+        if named.conditionCheck is not None:
+            return StepPlan(named.conditionCheck.invoke, named.conditionCheck)
+    if name == "task" and spec.tasks is not None:
         item = spec.tasks[int(index)]
         return StepPlan(item.as_invoke(), item)
     if name == "check" and spec.conditionCheck is not None:
@@ -171,14 +211,13 @@ def finish(
     """A call reported back: retry the step, move on, fall back, notify, or end the run."""
     waiting = replace(progress, in_flight=False, delay_ms=None, delay_reason=None)
     plan = step_plan(spec, progress.step, notify)
-    if progress.step == "notify":
+    if is_notice(progress.step):
         delivered = outcome.ok
         if not delivered:
             wait = retrypolicy.delay(plan.policy, progress.attempt, outcome, progress.salt, "notify")
             if wait is not None:
                 return _retry(waiting, wait, now)
-        done = replace(waiting, notify=False, notified="delivered" if delivered else "failed", step=first_step(spec))  # fmt: skip
-        return _after_run(spec, done, now)
+        return _after_notice(spec, waiting, delivered, now, notify)
     if outcome.ok:
         return _after_success(spec, waiting, now, notify)
     wait = retrypolicy.delay(plan.policy, progress.attempt, outcome, progress.salt, progress.step)
@@ -209,16 +248,35 @@ def _end(
     reason = reason or progress.reason
     ended = replace(progress, phase=phase, due=None, finished=now, reason=reason, last_result=phase.value,
                     last_reason=reason if phase is Phase.FAILED else None)  # fmt: skip
-    if phase is Phase.FAILED and (spec.onFailure or notify) is not None:
-        return replace(ended, step="notify", attempt=1, due=now, notify=True)
+    told = notices(spec, "failed" if phase is Phase.FAILED else "succeeded", notify)
+    if told:
+        return replace(ended, step=told[0], attempt=1, due=now, notify=True, notified=None)
     return _after_run(spec, ended, now)
+
+
+def _after_notice(
+    spec: PlanSpec, progress: Progress, delivered: bool, now: dt.datetime, notify: Notify | None
+) -> Progress:
+    """A notification was delivered (or gave up): the next one, the run's first call, or the run's end."""
+    event = notice_event(progress.step)
+    told = notices(spec, event, notify)
+    following = told[told.index(progress.step) + 1 :] if progress.step in told else []
+    if event == "started":
+        return _goto(progress, following[0] if following else first_call(spec), now)
+    notified = "failed" if not delivered or progress.notified == "failed" else "delivered"
+    if following:
+        return replace(_goto(progress, following[0], now), notified=notified)
+    done = replace(progress, notify=False, notified=notified, step=first_step(spec))
+    return _after_run(spec, done, now)
 
 
 def _after_success(spec: PlanSpec, progress: Progress, now: dt.datetime, notify: Notify | None) -> Progress:
     if isinstance(spec, TaskSpec):
         return _end(spec, progress, Phase.COMPLETED, now, None, notify)
     name, _, index = progress.step.partition(":")
-    last = len(spec.tasks) - 1
+    if spec.steps is not None and name != "fallback":
+        return _after_named(spec, progress, now, notify)
+    last = len(spec.tasks or ()) - 1
     check = spec.conditionCheck
     if name == "task":
         i = int(index)
@@ -236,6 +294,19 @@ def _after_success(spec: PlanSpec, progress: Progress, now: dt.datetime, notify:
     return _end(spec, progress, Phase.FAILED, now, None, notify)
 
 
+def _after_named(spec: TaskSetSpec, progress: Progress, now: dt.datetime, notify: Notify | None) -> Progress:
+    """A named step (or its condition check) succeeded: its check, the next step, or the end."""
+    steps = spec.steps or []
+    name, _, step = progress.step.partition(":")
+    i = [s.name for s in steps].index(step)
+    check = steps[i].conditionCheck
+    if name == "step" and check is not None:
+        return _goto(progress, f"check:{step}", now + check.delay)
+    if i < len(steps) - 1:
+        return _goto(progress, f"step:{steps[i + 1].name}", now)
+    return _end(spec, progress, Phase.COMPLETED, now, None, notify)
+
+
 def _after_exhausted(
     spec: PlanSpec, progress: Progress, outcome: Outcome, now: dt.datetime, notify: Notify | None
 ) -> Progress:
@@ -248,7 +319,11 @@ def _after_exhausted(
         return _end(
             spec, progress, Phase.FAILED, now, f"{progress.reason}; the fallback failed too: {why}", notify
         )
-    if name == "task":
+    if spec.steps is not None:
+        what = f"step {index}" if name == "step" else f"condition check after step {index}"
+        reason = f"{what} failed after {attempts} attempt(s): {why}"
+        name = "task" if name == "step" else name  # what `fallback.on` calls it
+    elif name == "task":
         reason = f"task {int(index) + 1} failed after {attempts} attempt(s): {why}"
     else:
         reason = f"condition check after task {int(index) + 1} failed after {attempts} attempt(s): {why}"
@@ -361,7 +436,7 @@ def _failed_step_of(progress: Progress) -> str | None:
     """The step whose failure ended a run (the fallback and the notification are not it)."""
     if progress.failed_step is not None:
         return progress.failed_step
-    return progress.step if progress.step not in ("fallback", "notify") else None
+    return progress.step if progress.step != "fallback" and not is_notice(progress.step) else None
 
 
 # --------------------------------------------------------------------------- changes from users

@@ -21,6 +21,7 @@ from functools import cached_property
 from typing import Any
 
 from lambdaop.engine.machine import Phase, PlanSpec, Progress
+from lambdaop.engine.outputs import StepOutput
 from lambdaop.spec import Kind, TaskSetSpec, TaskSpec
 
 RUNS_KEPT = 100  # run summaries kept in the object (recurring objects)
@@ -34,8 +35,8 @@ def parse_plan(kind: str, spec: dict[str, Any]) -> PlanSpec:
 
 
 def parse_plan_of(spec: dict[str, Any]) -> PlanSpec:
-    """A stored spec as its model, its kind told by its shape (a TaskSet has `tasks`)."""
-    return parse_plan(Kind.TASKSET if "tasks" in spec else Kind.TASK, spec)
+    """A stored spec as its model, its kind told by its shape (a TaskSet has `tasks` or `steps`)."""
+    return parse_plan(Kind.TASKSET if "tasks" in spec or "steps" in spec else Kind.TASK, spec)
 
 
 def _clean(out: dict[str, Any]) -> dict[str, Any]:
@@ -257,6 +258,7 @@ class StoredObject:
     last_run: RunSummary | None = None
     runs: tuple[RunSummary, ...] = ()
     pending: PendingSpec | None = None  # an edit waiting for the run going on to end
+    outputs: dict[str, StepOutput] = field(default_factory=dict)  # what named steps answered (steps.NAME)
     legacy_attempts: tuple[dict[str, Any], ...] | None = None  # history an earlier version kept inside
 
     @classmethod
@@ -288,6 +290,11 @@ class StoredObject:
             last_run=RunSummary.from_storage(last_run) if isinstance(last_run, dict) else None,
             runs=tuple(RunSummary.from_storage(r) for r in doc.get("runs") or () if isinstance(r, dict)),
             pending=PendingSpec.from_storage(doc.get("pending")),
+            outputs={
+                k: StepOutput.from_storage(v)
+                for k, v in (doc.get("outputs") or {}).items()
+                if isinstance(v, dict)
+            },
             legacy_attempts=tuple(legacy) if isinstance(legacy, list) else None,
         )
 
@@ -327,6 +334,8 @@ class StoredObject:
             doc["runs"] = [r.for_storage() for r in self.runs]
         if self.pending is not None:
             doc["pending"] = self.pending.for_storage()
+        if self.outputs:
+            doc["outputs"] = {k: v.for_storage() for k, v in self.outputs.items()}
         return doc
 
     # ----- derived
@@ -390,6 +399,7 @@ class Change:
     pruned: bool | None = None
     pending: PendingSpec | None = None  # an edit to apply when the run going on ends
     clear_pending: bool = False  # the waiting edit is done with (applied, or taken back)
+    outputs: dict[str, StepOutput] | None = None  # the named steps' outputs of the run, all of them
 
     def new_state(self, record: StoredObject) -> str:
         return self.progress.phase.value if self.progress is not None else record.state
@@ -416,6 +426,8 @@ class Change:
             out["source"] = self.source.for_storage()
         if self.pending is not None:
             out["pending"] = self.pending.for_storage()
+        if self.outputs is not None:
+            out["outputs"] = {k: v.for_storage() for k, v in self.outputs.items()}
         return out
 
     def unsets(self) -> tuple[str, ...]:
@@ -442,7 +454,7 @@ class Change:
             changed["progress"] = self.progress
             if not self.keep_due:
                 changed["due"] = self.progress.due
-        for name in ("last", "spec", "spec_hash", "generation", "labels", "annotations", "manager", "source", "pruned", "pending"):  # fmt: skip
+        for name in ("last", "spec", "spec_hash", "generation", "labels", "annotations", "manager", "source", "pruned", "pending", "outputs"):  # fmt: skip
             value = getattr(self, name)
             if value is not None:
                 changed[name] = value

@@ -12,7 +12,9 @@ Called by the reconciler (`submit`). Each call:
 - follows redirects only when `followRedirects` is set, checking every hop again;
 - carries `Idempotency-Key` and `X-Lambdaop-Attempt`, and when `sign` is set the
   Standard Webhooks headers (an HMAC-SHA256 of id, timestamp and body);
-- reads `fromEnv` secrets (headers, query, body fields) at call time, never stored or logged;
+- reads `fromEnv` secrets (headers, query, body fields) at call time, never stored or logged,
+  and takes every secret it sent out of what is kept (`answers`: excerpt, error, output);
+- keeps a named step's answer as its output (`keep_output`, bounded by `answers.output_of`);
 - calls Lambda functions by ARN (the Invoke API) and `auth: aws_iam` Function URLs, signed
   with SigV4 (`aws`: botocore's credentials, endpoints and signing) and sent this same way,
   and judges the answer as Lambda means it (a function error is a `function` failure).
@@ -26,14 +28,11 @@ waiting for a free thread. Keep-alive connections are reused per thread.
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
 import email.utils
 import hashlib
-import heapq
 import hmac
 import http.client
-import itertools
 import json
 import logging
 import socket
@@ -41,7 +40,7 @@ import ssl
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -49,6 +48,8 @@ from lambdaop import __version__
 from lambdaop.core.clock import Clock
 from lambdaop.engine.outcomes import Failure
 from lambdaop.loop import aws
+from lambdaop.loop.answers import Secrets, output_of
+from lambdaop.loop.deadlines import Reaper
 from lambdaop.loop.outbound import SECURE, IPAddress, Policy, Refused, resolve
 from lambdaop.spec import FromEnv, Invoke, SuccessWhen
 
@@ -70,6 +71,8 @@ class Job:
     attempt: int
     idempotency_key: str
     invoke: Invoke
+    keep_output: bool = False  # a named step: its answer is kept as its output (steps.NAME.output)
+    refused: str | None = None  # the call cannot be made as configured (an expression failed): why
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,8 @@ class CallResult:
     error: str | None = None
     failure: Failure | None = None  # what kind of failure it was
     retry_after: float | None = None  # seconds a 429 or 503 asked to wait
+    output: Any = None  # a named step's answer as its output (JSON, or its text), secrets taken out
+    output_size: int = 0  # bytes of `output` as JSON
 
 
 class ConfigError(Exception):
@@ -91,55 +96,6 @@ class ConfigError(Exception):
 
 class _Expired(Exception):
     """The call's deadline passed."""
-
-
-class Reaper:
-    """Shuts sockets whose deadline passed (one thread for every call)."""
-
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
-        self._heap: list[tuple[float, int, socket.socket]] = []
-        self._live: set[int] = set()
-        self._fired: set[int] = set()
-        self._seq = itertools.count()
-        self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name="call-deadlines", daemon=True)
-        self._thread.start()
-
-    def watch(self, sock: socket.socket, deadline: float) -> int:
-        token = next(self._seq)
-        with self._cond:
-            self._live.add(token)
-            heapq.heappush(self._heap, (deadline, token, sock))
-            self._cond.notify()
-        return token
-
-    def unwatch(self, token: int) -> bool:
-        """Stop watching; answers whether the deadline had already shut the socket."""
-        with self._cond:
-            self._live.discard(token)
-            fired = token in self._fired
-            self._fired.discard(token)
-            return fired
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while self._heap and self._heap[0][1] not in self._live:
-                    heapq.heappop(self._heap)
-                if not self._heap:
-                    self._cond.wait()
-                    continue
-                deadline, token, sock = self._heap[0]
-                wait = deadline - self._clock.monotonic()
-                if wait > 0:
-                    self._cond.wait(wait)
-                    continue
-                heapq.heappop(self._heap)
-                self._live.discard(token)
-                self._fired.add(token)
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
 
 
 class _Pinned(http.client.HTTPSConnection):
@@ -195,14 +151,30 @@ class Invoker:
     # ----- one call
 
     def call(self, job: Job) -> CallResult:
+        """Make the call; what is kept of it (excerpt, error, output) holds none of its secrets."""
+        secrets = self._local.secrets = Secrets()
+        if job.refused is not None:
+            return CallResult(job, False, self._clock.now(), 0.0, error=secrets.redact(job.refused), failure=Failure.CONFIG)  # fmt: skip
+        result, raw = self._call(job)
+        response = None if result.response is None else secrets.redact(result.response)
+        error = None if result.error is None else secrets.redact(result.error)
+        result = replace(result, response=response, error=error)
+        if not job.keep_output or raw is None:
+            return result
+        output, size, why = output_of(raw, secrets)
+        if why is not None and result.ok:  # a later step could not read it: the step fails
+            return replace(result, ok=False, error=why, failure=Failure.BODY)
+        return replace(result, output=output, output_size=size)
+
+    def _call(self, job: Job) -> tuple[CallResult, bytes | None]:
         inv = job.invoke
         started = self._clock.now()
         t0 = self._clock.monotonic()
         timeout = inv.timeout.total_seconds()
         deadline = self._clock.monotonic() + timeout
 
-        def fail(error: str, failure: Failure) -> CallResult:
-            return CallResult(job, False, started, elapsed(), None, error=error, failure=failure)
+        def fail(error: str, failure: Failure) -> tuple[CallResult, None]:
+            return CallResult(job, False, started, elapsed(), None, error=error, failure=failure), None
 
         def elapsed() -> float:
             return round((self._clock.monotonic() - t0) * 1000, 3)
@@ -245,14 +217,14 @@ class Invoker:
         duration = elapsed()
         excerpt = raw[:EXCERPT_BYTES].decode("utf-8", errors="replace")
         if status in _REDIRECTS and not inv.followRedirects and inv.successWhen is None:
-            return CallResult(job, False, started, duration, status, excerpt, f"status {status} (a redirect; set followRedirects to follow it)", Failure.CLIENT)  # fmt: skip
+            return CallResult(job, False, started, duration, status, excerpt, f"status {status} (a redirect; set followRedirects to follow it)", Failure.CLIENT), raw  # fmt: skip
         wait = retry_after(answer.get("retry-after"), self._clock.now()) if status in (429, 503) else None
         if inv.aws and (found := aws.failure_of(inv, status, raw, answer)) is not None:
-            return CallResult(job, False, started, duration, status, excerpt, *found, wait)
+            return CallResult(job, False, started, duration, status, excerpt, *found, wait), raw
         ok, why = judge(inv.successWhen, status, raw, truncated)
         if ok:
-            return CallResult(job, True, started, duration, status, excerpt)
-        return CallResult(job, False, started, duration, status, excerpt, why, Failure.of_status(status), wait)  # fmt: skip
+            return CallResult(job, True, started, duration, status, excerpt), raw
+        return CallResult(job, False, started, duration, status, excerpt, why, Failure.of_status(status), wait), raw  # fmt: skip
 
     def _request(self, job: Job, started: dt.datetime) -> tuple[dict[str, str], bytes | None, str]:
         inv = job.invoke
@@ -279,6 +251,7 @@ class Invoker:
             secret = self._env.get(inv.sign.secretFromEnv)
             if secret is None:
                 raise ConfigError(f"sign: environment variable {inv.sign.secretFromEnv} is not set in the lambdaop process")  # fmt: skip
+            self._used(secret)
             headers.update(sign(secret, job.idempotency_key, int(started.timestamp()), body or b""))
         return headers, body, aws.canonical_url(url) if inv.auth == "aws_iam" else url
 
@@ -288,8 +261,13 @@ class Invoker:
                 raise ConfigError(
                     f"{where}: environment variable {value.fromEnv} is not set in the lambdaop process"
                 )
-            return self._env[value.fromEnv]
+            return self._used(self._env[value.fromEnv])
         return value
+
+    def _used(self, secret: str) -> str:
+        """A secret this call sends: taken out of what is kept of the call."""
+        secrets: Secrets | None = getattr(self._local, "secrets", None)
+        return secret if secrets is None else secrets.add(secret)
 
     def _fill(self, value: Any) -> Any:
         """The body with every `{fromEnv: NAME}` replaced by the variable's value."""

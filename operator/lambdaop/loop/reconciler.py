@@ -38,7 +38,6 @@ from lambdaop.loop.events import (
     Answer,
     Changed,
     Claimed,
-    PauseChecked,
     Refilled,
     Released,
     Renewed,
@@ -100,7 +99,7 @@ class Reconciler:
         self.writes = Writes(writer, s.claim_window, s.lease, self.inbox.put, clock)
         invoker = invoker or Invoker(self.deliver, clock, env, s.workers, policy)
         self.firing = Firing(self.held, self.writes, invoker, clock, s, metrics, self.stats)
-        self.desk = Desk(self.held, self.leases.claiming, self.writes)
+        self.desk = Desk(self.held, self.leases.claiming, self.writes, self.firing.pause_checked)
         self.runner = Runner(self, clock, metrics, s.stop_grace)
         self._handlers: dict[type, Callable[[Any, dt.datetime], None]] = {
             CallResult: self.firing.accept,
@@ -113,7 +112,6 @@ class Reconciler:
             Renewed: lambda event, now: self.leases.renewed(event, self.held),
             Swept: self._on_swept,
             StoreFailed: self._on_store_failed,
-            PauseChecked: self.firing.pause_checked,
         }
         self._started = False
         self.earliest_due: dt.datetime | None = None  # of the work it knows, after its last pass (liveness)
@@ -125,7 +123,7 @@ class Reconciler:
         self.chores.add(60, "prune", lambda now: job(self.firing.prune_job(store), "prune", quiet=True))
         self.chores.add(60, "fold", lambda now: job(lambda: store.fold_slots(now, writer.slot), "fold", quiet=True))  # fmt: skip
         self.chores.add(1, "flush", lambda now: self.on_flush() if self.on_flush is not None else None)
-        self.chores.add(s.pause_check_every, "pause", lambda now: job(lambda: PauseChecked(store.get_setting(PAUSE_ALL)), "pause check"))  # fmt: skip
+        self.chores.add(s.pause_check_every, "pause", lambda now: job(lambda: Request(Action.PAUSE_ALL, "", store.get_setting(PAUSE_ALL), Future()), "pause check"))  # fmt: skip
 
     # ----- inputs (any thread)
 
@@ -142,10 +140,6 @@ class Reconciler:
         future: Future[Answer] = Future()
         self.inbox.put(Request(action, object_id, payload, future))
         return future
-
-    def pause_all(self, setting: Mapping[str, Any] | None) -> None:
-        """Everything is paused (None: no longer), as this process's service just wrote it."""
-        self.inbox.put(PauseChecked(setting))
 
     def holds(self, object_id: str) -> bool:
         return object_id in self.held or object_id in self.leases.claiming
@@ -197,17 +191,14 @@ class Reconciler:
 
     def take_events(self, now: dt.datetime) -> None:
         for event in self.inbox.drain():
+            handler = self._handlers.get(type(event))
             try:
-                self._handle(event, now)
+                if handler is None:
+                    log.warning("an event of type %s is handled by nobody", type(event).__name__)
+                else:
+                    handler(event, now)
             except Exception:  # one bad event never stops the loop
                 log.exception("event %s could not be handled", type(event).__name__)
-
-    def _handle(self, event: Any, now: dt.datetime) -> None:
-        handler = self._handlers.get(type(event))
-        if handler is None:
-            log.warning("an event of type %s is handled by nobody", type(event).__name__)
-        else:
-            handler(event, now)
 
     def _on_released(self, event: Released, now: dt.datetime) -> None:
         for due in event.waiting:
@@ -229,8 +220,7 @@ class Reconciler:
     def _job(
         self, job: Callable[[], Any], what: str, asked: tuple[Due, ...] = (), quiet: bool = False
     ) -> None:
-        """Run a store job on the store thread; its event (or failure) comes back to the queue
-        (`quiet`: only a failure)."""
+        """Run a store job on the store thread; its event (`quiet`: only a failure) comes back."""
 
         def done(value: Any) -> None:
             if isinstance(value, Exception):
@@ -324,8 +314,6 @@ class Reconciler:
                 pending.reply.set_exception(NotHeld(pending.id))
             return
         after = self.writes.landed(held, event, self.stats)
-        for req in self.desk.landed(held):  # asks held back for this write: taken again, in order
-            self.inbox.put(req, wake=False)
         if after is Next.FAILED:
             if pending.reply is not None:
                 pending.reply.set_exception(NotHeld(pending.id))
@@ -347,11 +335,11 @@ class Reconciler:
                 log.exception("%s: its result could not be logged", held.label)
 
     def _changed(self, record: StoredObject) -> None:
-        if self.on_change is not None:
-            try:
+        try:
+            if self.on_change is not None:
                 self.on_change(record)
-            except Exception:
-                log.exception("object %s: change hook failed", record.id)
+        except Exception:
+            log.exception("object %s: change hook failed", record.id)
 
     # ----- chores
 
@@ -368,19 +356,16 @@ class Reconciler:
         first = self.upcoming.first_due() if not self.leases.batches else None
         if first is not None:
             wake.append(first - self.settings.claim_window)
-        self.earliest_due = min(
-            (t for t in (self.held.next_fire(), self.upcoming.first_due()) if t), default=None
-        )
+        known = (self.held.next_fire(), self.upcoming.first_due())
+        self.earliest_due = min((t for t in known if t), default=None)
         return min(wake)
 
     def problems(self) -> list[str]:
         """Why the loop is not healthy (empty when it is)."""
-        out = []
         idle = self.clock.monotonic() - self.last_pass
-        if idle > 30:
-            out.append(f"the reconcile loop has not run for {idle:.0f}s")
-        if not self.io.alive:
-            out.append("the store reader thread has stopped")
-        if not self.writer.alive:
-            out.append("the store writer thread has stopped")
-        return out
+        checks = [
+            (idle > 30, f"the reconcile loop has not run for {idle:.0f}s"),
+            (not self.io.alive, "the store reader thread has stopped"),
+            (not self.writer.alive, "the store writer thread has stopped"),
+        ]
+        return [why for bad, why in checks if bad]

@@ -1,10 +1,12 @@
 """Turning a due step into a call, and a call's result into what is written.
 
 `call_for` makes the `Job` of a held object's due step: its invoke (a failure
-notification gets the event as its body), and its `Idempotency-Key`, the same
-for every attempt of that step. `decide` asks the machine what a result
-means and answers a `Decision`: the new progress, the history record, the
-run that ended (recurring objects), and whether its history wants pruning.
+notification gets the event as its body; a TaskSet's named step gets its
+`${{ EXPR }}` filled in from the outputs its record keeps), and its
+`Idempotency-Key`, the same for every attempt of that step. `decide` asks the
+machine what a result means and answers a `Decision`: the new progress, the
+history record, a named step's output kept with the run's others, the run
+that ended (recurring objects), and whether its history wants pruning.
 Both are functions of their arguments (the time comes in as `now`). Called
 by reconciler.
 """
@@ -18,14 +20,15 @@ from typing import Any
 
 from lambdaop.core.clock import iso
 from lambdaop.core.logs import about
-from lambdaop.engine import machine, runs
+from lambdaop.engine import machine, outputs, runs, templates
 from lambdaop.engine.machine import Phase, Progress
-from lambdaop.engine.outcomes import Outcome
+from lambdaop.engine.outcomes import Failure, Outcome
+from lambdaop.engine.outputs import StepOutput
 from lambdaop.engine.record import CallRecord, PendingSpec, RunSummary, StoredObject
 from lambdaop.engine.runs import RunRecord
 from lambdaop.loop.held import Held
 from lambdaop.loop.invoker import CallResult, Job
-from lambdaop.spec import Notify
+from lambdaop.spec import Notify, TaskSetSpec
 from lambdaop.store.contract import ATTEMPTS_KEPT
 
 log = logging.getLogger("lambdaop.loop")
@@ -42,19 +45,24 @@ def idempotency_key(
     return f"{object_id}-g{generation}-r{run}{again}-{step}"
 
 
-def failure_event(record: StoredObject, progress: Progress) -> dict[str, Any]:
-    """The JSON a failure notification posts: which object, which run, why, and its last call."""
-    last = record.last.for_storage() if record.last is not None else {}
+def run_event(record: StoredObject, progress: Progress, event: str = "failed") -> dict[str, Any]:
+    """The JSON a notification posts: the event (run.started, run.succeeded, run.failed), which
+    object, which run, why it failed, and its last call (none for a run that has just started)."""
+    last = record.last.for_storage() if record.last is not None and event != "started" else {}
+    failed = event == "failed"
+    at = progress.started if event == "started" else progress.finished
     return {
-        "event": "run.failed",
+        "event": f"run.{event}",
         "kind": record.kind.value,
         "name": record.name,
         "owner": record.owner,
         "id": record.id,
         "run": progress.run,
-        "reason": progress.reason,
-        "failedStep": progress.failed_step or ("task" if record.kind == "Task" else None),
-        "at": iso(progress.finished),
+        "reason": progress.reason if failed else None,
+        "failedStep": (progress.failed_step or ("task" if record.kind == "Task" else None))
+        if failed
+        else None,
+        "at": iso(at),
         "lastAttempt": {
             k: (iso(v) if isinstance(v, dt.datetime) else v)
             for k, v in last.items()
@@ -67,13 +75,50 @@ def call_for(held: Held, progress: Progress, notify: Notify | None) -> Job:
     """The call a dispatched step makes."""
     plan = machine.step_plan(held.plan, progress.step, notify)
     invoke = plan.invoke
-    if progress.step == "notify":
-        invoke = invoke.model_copy(update={"method": "POST", "body": failure_event(held.record, progress)})
+    if machine.is_notice(progress.step):
+        event = run_event(held.record, progress, machine.notice_event(progress.step))
+        invoke = invoke.model_copy(update={"method": "POST", "body": event})
     record = held.record
     run = progress.run if held.plan.schedule is not None else None
     again = progress.rerun if progress.trigger == "rerun" else 0
     key = idempotency_key(record.id, record.generation, progress.step, run, again)
-    return Job(record.id, held.fence, progress.step, progress.attempt, key, invoke)
+    spec = held.plan
+    if not isinstance(spec, TaskSetSpec) or spec.steps is None or machine.is_notice(progress.step):
+        return Job(record.id, held.fence, progress.step, progress.attempt, key, invoke)
+    refused = None
+    try:
+        invoke = templates.render(invoke, step_context(record, progress), _field_of(spec, progress.step))
+    except templates.TemplateError as exc:
+        refused = str(exc)
+    keep = progress.step.startswith("step:")
+    return Job(record.id, held.fence, progress.step, progress.attempt, key, invoke, keep, refused)
+
+
+def step_context(record: StoredObject, progress: Progress) -> dict[str, Any]:
+    """What the expressions of a named step's call read: the run's outputs so far, the run, the object."""
+    kept = outputs.current(record.outputs, progress.run, record.generation)
+    return templates.context(kept, progress.run, progress.scheduled or progress.started, record.name, record.labels)  # fmt: skip
+
+
+def _field_of(spec: TaskSetSpec, step: str) -> str:
+    """The field that holds a named step's call, as errors name it (`spec.steps[1].invoke`)."""
+    name, _, which = step.partition(":")
+    if name == "fallback":
+        return "spec.fallback.invoke"
+    i = [s.name for s in spec.steps or ()].index(which)
+    return f"spec.steps[{i}].invoke" if name == "step" else f"spec.steps[{i}].conditionCheck.invoke"
+
+
+def output_of(held: Held, result: CallResult) -> tuple[dict[str, StepOutput] | None, str | None]:
+    """The run's outputs with a named step's output in (None when the call was not a named step's),
+    or why it cannot be kept."""
+    job = result.job
+    if not job.keep_output:
+        return None, None
+    record = held.record
+    name = job.step.partition(":")[2]
+    new = StepOutput(result.output, result.status, job.attempt, result.ok, held.progress.run, record.generation, result.output_size)  # fmt: skip
+    return outputs.with_output(record.outputs, name, new)
 
 
 @dataclass(frozen=True)
@@ -82,6 +127,7 @@ class Decision:
     call: CallRecord
     run: RunSummary | None  # the run that ended with this call (recurring objects)
     prune: bool  # its history is longer than what is kept
+    outputs: dict[str, StepOutput] | None = None  # the run's outputs, when a named step's call ended
     ended: RunRecord | None = None  # the run that ended with this call, for the runs list (any object)
 
 
@@ -89,6 +135,9 @@ def decide(held: Held, result: CallResult, now: dt.datetime, notify: Notify | No
     """What a call's result means for its object. One that cannot be decided fails its object alone."""
     ended = result.started + dt.timedelta(milliseconds=result.duration_ms)
     spec = held.plan
+    kept, too_much = output_of(held, result)
+    if too_much is not None and result.ok:  # a later step could not read it: the step fails
+        result = replace(result, ok=False, error=too_much, failure=Failure.BODY)
     try:
         outcome = Outcome(result.ok, result.error, result.failure, result.retry_after)
         progress = machine.finish(spec, held.progress, outcome, ended, notify)
@@ -134,7 +183,7 @@ def decide(held: Held, result: CallResult, now: dt.datetime, notify: Notify | No
         if k in ("step", "attempt", "key", "status", "error", "at")
     }
     over = runs.ended(held.progress, progress, identity, spec.schedule is not None, ended, last)
-    return Decision(progress, call, run, progress.calls > ATTEMPTS_KEPT, over)
+    return Decision(progress, call, run, progress.calls > ATTEMPTS_KEPT, None if too_much else kept, over)
 
 
 def next_generation(held: Held, pending: PendingSpec, now: dt.datetime) -> Progress:

@@ -301,7 +301,10 @@ class Runtime:
         except (AttributeError, LambdaopError, OSError) as exc:
             log.warning("while stopping: %s", exc)
         self.state.release()
-        log.info("lambdaop stopped")
+        if self.probes.fatal is not None:  # the last line says why, where the eye lands
+            log.critical("lambdaop stopped: %s", self.probes.fatal)
+        else:
+            log.info("lambdaop stopped")
 
     def _leave_cleanly(self) -> None:
         """A clean stop lets go of what it claimed ahead and did not call (the next start, or another

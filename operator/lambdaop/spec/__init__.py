@@ -1,12 +1,31 @@
 """spec: what users write, and how it is read.
 
-Owns the pydantic models of the two kinds (Task, TaskSet) and their parts,
-durations and times as users write them, loading YAML/JSON text with line
-numbers, and the input limits checked before anything is parsed.
+Owns the pydantic models of the two kinds (Task, TaskSet) and their parts (the
+calls they make in `calls`), durations and times as users write them, the
+`${{ EXPR }}` expressions of a TaskSet's named steps and their checks
+(`expressions`), loading YAML/JSON text with line numbers, and the input
+limits checked before anything is parsed.
 
-May import: lambdaop.core only (and pydantic, ruamel.yaml, cronsim).
+May import: lambdaop.core only (and pydantic, ruamel.yaml, cronsim, jmespath).
 """
 
+from lambdaop.spec.calls import (
+    METHODS,
+    RETRY_ON,
+    Backoff,
+    FromEnv,
+    HeaderValue,
+    Invoke,
+    InvokeOrUrl,
+    JsonTest,
+    RetryFields,
+    RetryOn,
+    Sign,
+    SuccessWhen,
+    check_url,
+    function_url_region,
+    templated,
+)
 from lambdaop.spec.durations import (
     EARLIEST,
     LATEST,
@@ -23,32 +42,22 @@ from lambdaop.spec.models import (
     API_VERSION,
     FALLBACK_ON,
     KINDS,
-    METHODS,
-    RETRY_ON,
+    MAX_STEPS,
+    NOTIFY_ON,
     AnySpec,
-    Backoff,
     ConditionCheck,
     Fallback,
-    FromEnv,
-    HeaderValue,
-    Invoke,
-    InvokeOrUrl,
-    JsonTest,
     Kind,
     Metadata,
+    Notification,
     Notify,
-    RetryFields,
-    RetryOn,
     Schedule,
-    Sign,
     Step,
-    SuccessWhen,
+    StepSpec,
     Task,
     TaskSet,
     TaskSetSpec,
     TaskSpec,
-    check_url,
-    function_url_region,
     json_schemas,
     kind_named,
     spec_hash,
@@ -57,10 +66,10 @@ from lambdaop.spec.models import (
 )
 
 __all__ = [
-    "API_VERSION", "EARLIEST", "FALLBACK_ON", "KINDS", "LATEST", "MAX_DURATION", "METHODS", "RETRY_ON",
+    "API_VERSION", "EARLIEST", "FALLBACK_ON", "KINDS", "LATEST", "MAX_DURATION", "MAX_STEPS", "METHODS", "NOTIFY_ON", "RETRY_ON",
     "AnySpec", "Backoff", "ConditionCheck", "Document", "Duration", "Fallback", "FromEnv", "HeaderValue",
-    "Invoke", "InvokeOrUrl", "JsonTest", "Kind", "Metadata", "Notify", "RetryFields", "RetryOn", "Schedule", "Sign",
-    "Step", "SuccessWhen", "Task", "TaskSet", "TaskSetSpec", "TaskSpec", "Time", "check_url", "check_zone",
+    "Invoke", "InvokeOrUrl", "JsonTest", "Kind", "Metadata", "Notification", "Notify", "RetryFields", "RetryOn", "Schedule", "Sign",
+    "Step", "StepSpec", "SuccessWhen", "Task", "TaskSet", "TaskSetSpec", "TaskSpec", "Time", "check_url", "check_zone",
     "format_duration", "function_url_region", "json_schemas", "kind_named", "load_documents", "load_one", "parse_duration", "parse_time",
-    "spec_hash", "spec_json", "targets", "validate_document", "validation_problems",
+    "spec_hash", "spec_json", "targets", "templated", "validate_document", "validation_problems",
 ]  # fmt: skip

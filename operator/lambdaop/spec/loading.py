@@ -15,8 +15,9 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from lambdaop.core.errors import Problem, SpecInvalid
+from lambdaop.spec.expressions import check_expressions
 from lambdaop.spec.limits import Limit, check_yaml, printable, unstorable
-from lambdaop.spec.models import API_VERSION, KINDS, AnySpec
+from lambdaop.spec.models import API_VERSION, KINDS, AnySpec, TaskSet
 
 
 @dataclass
@@ -246,11 +247,20 @@ def validate_document(
             ],
         )
     try:
-        return KINDS[kind].model_validate(_plain(data))
+        spec = KINDS[kind].model_validate(_plain(data))
     except ValidationError as exc:
         found = validation_problems(exc, node, file, document)
         found.sort(key=lambda p: (p.line or 0, p.column or 0))  # in the order they are read
         raise SpecInvalid("invalid spec", found) from None
+    if isinstance(spec, TaskSet) and spec.spec.steps is not None:  # names and expressions across steps
+        problems = []
+        for loc, message in check_expressions(spec.spec):
+            line, col = _locate(node, loc) if node is not None else (None, None)
+            problems.append(Problem(message, field=_field_path(loc), file=file, line=line, column=col, document=document))  # fmt: skip
+        if problems:
+            problems.sort(key=lambda p: (p.line or 0, p.column or 0))
+            raise SpecInvalid("invalid spec", problems)
+    return spec
 
 
 def _fast_yaml() -> YAML:

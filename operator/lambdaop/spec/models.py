@@ -9,16 +9,22 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import re
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
-from pydantic_core.core_schema import ValidationInfo
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
+from lambdaop.spec.calls import (
+    Invoke,
+    InvokeOrUrl,
+    RetryFields,
+    SpecModel,
+    SuccessWhen,
+    invoke_from,
+    templated,
+)
 from lambdaop.spec.durations import Duration, Time, check_zone
-from lambdaop.spec.limits import printable
 
 API_VERSION = "lambdaop/v1"
 
@@ -38,234 +44,7 @@ def kind_named(text: str) -> Kind | None:
     return _KIND_NAMES.get(text.lower())
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class FromEnv(_Model):
-    """A secret by reference: the value is read from this environment variable at call time."""
-
-    fromEnv: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-HeaderValue = str | FromEnv
-
-
-class Sign(_Model):
-    """Sign each call with the Standard Webhooks headers (webhook-id, -timestamp, -signature)."""
-
-    secretFromEnv: str = Field(
-        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
-        description="environment variable holding the secret (whsec_<base64>, or any text)",
-    )
-
-
-class JsonTest(_Model):
-    """A test on one field of the JSON response body, by dotted path."""
-
-    path: str = Field(min_length=1, description="dotted path into the JSON body, e.g. status or data.0.ok")
-    equals: Any = None
-    in_: list[Any] | None = Field(default=None, alias="in")
-
-    @model_validator(mode="after")
-    def _one_test(self) -> JsonTest:
-        if self.in_ is None and "equals" not in self.model_fields_set:
-            raise ValueError("give `equals` or `in`")
-        return self
-
-
-class SuccessWhen(_Model):
-    """What counts as success. Default: any 2xx status."""
-
-    status: list[Annotated[int, Field(ge=100, le=599)]] | None = Field(
-        default=None, min_length=1, description="accepted status codes (replaces the 2xx default)"
-    )
-    json_: JsonTest | None = Field(default=None, alias="json")
-
-
-METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}$")
-SECRET_HEADERS = frozenset({"authorization", "cookie", "x-api-key", "proxy-authorization"})
-MASK = "***"  # what lambdaop shows in place of a secret header's value or a URL's password
-
-
-# A Lambda function as the Invoke API names it: my-fn, 123456789012:function:my-fn or
-# arn:aws:lambda:REGION:ACCOUNT:function:my-fn, each with an optional :QUALIFIER (version or alias).
-_FUNCTION = re.compile(
-    r"^(?:arn:aws[a-z-]*:lambda:(?P<region>[a-z0-9-]+):(?=\d{12}:function:))?(?:\d{12}:function:)?"
-    r"(?P<name>[A-Za-z0-9_.-]{1,64})(?::(?P<qualifier>\$LATEST(?:\.PUBLISHED)?|[A-Za-z0-9_-]{1,128}))?$"
-)
-_FUNCTION_URL = re.compile(r"^[a-z0-9]+\.lambda-url\.(?P<region>[a-z0-9-]+)\.on\.aws$")
-InvocationType = Literal["RequestResponse", "Event", "DryRun"]
-_NOT_FOR_LAMBDA: dict[str, Any] = {"method": "GET", "headers": {}, "query": {}, "body": None, "followRedirects": False, "sign": None, "auth": None}  # fmt: skip
-_ONLY_LAMBDA = {"qualifier": None, "payload": None, "invocationType": None}
-
-
-class Invoke(_Model):
-    """One call: an HTTP request to `url`, or a Lambda function invoked by name or ARN (`lambda`)."""
-
-    url: str | None = Field(default=None, description="http(s) URL of a Lambda function URL or any endpoint")
-    lambda_: str | None = Field(default=None, alias="lambda", description="a Lambda function, called through the Invoke API: arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER], or a name")  # fmt: skip
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
-    headers: dict[str, HeaderValue] = Field(default_factory=dict)
-    query: dict[str, HeaderValue] = Field(
-        default_factory=dict, description="query string (added to the URL's)"
-    )
-    body: Any = Field(
-        default=None, description="JSON (a string is sent as is); {fromEnv: NAME} anywhere in it is a secret"
-    )
-    timeout: Duration = Field(default=dt.timedelta(seconds=30), description="one deadline for the whole call")
-    successWhen: SuccessWhen | None = None
-    followRedirects: bool = Field(default=False, description="follow up to 5 redirects, each checked again")
-    sign: Sign | None = None
-    auth: Literal["aws_iam"] | None = Field(default=None, description="aws_iam: sign the call with SigV4 (a Function URL whose AuthType is AWS_IAM)")  # fmt: skip
-    qualifier: str | None = Field(default=None, pattern=r"^(\$LATEST(\.PUBLISHED)?|[A-Za-z0-9_-]{1,128})$", description="lambda: a version or alias")  # fmt: skip
-    payload: Any = Field(default=None, description="lambda: the event, as JSON (default {}); {fromEnv: NAME} anywhere in it is a secret")  # fmt: skip
-    invocationType: InvocationType | None = Field(default=None, description="lambda: RequestResponse (the default: wait for the result), Event (queue it) or DryRun (check access)")  # fmt: skip
-    region: str | None = Field(default=None, pattern=r"^[a-z0-9]+(-[a-z0-9]+)+$", max_length=32, description="AWS region (default: the ARN's or the Function URL's, else AWS_DEFAULT_REGION)")  # fmt: skip
-    roleArn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9_+=,.@/-]{1,512}$", description="an IAM role to assume for the call (with the credentials lambdaop finds)")  # fmt: skip
-    externalId: str | FromEnv | None = Field(default=None, description="roleArn: the ExternalId its trust policy asks for")  # fmt: skip
-    sessionName: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_+=,.@-]{2,64}$", description="roleArn: the role session's name (default lambdaop)")  # fmt: skip
-
-    @model_validator(mode="before")
-    @classmethod
-    def _arn_in_url(cls, data: Any) -> Any:
-        """`url: arn:aws:lambda:…` (a URL field given an ARN) is the `lambda` form."""
-        url = data.get("url") if isinstance(data, dict) else None
-        if isinstance(url, str) and url.strip().startswith("arn:") and not {"lambda", "lambda_"} & set(data):
-            return {k: v for k, v in data.items() if k != "url"} | {"lambda": url.strip()}
-        return data
-
-    @field_validator("method", mode="before")
-    @classmethod
-    def _upper(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        return None if value is None else check_url(value)
-
-    @field_validator("lambda_")
-    @classmethod
-    def _function(cls, value: str | None) -> str | None:
-        if value is not None and not _FUNCTION.match(value.strip()):
-            raise ValueError(f"expected a Lambda function name or ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]), got {printable(value)[:300]!r}")  # fmt: skip
-        return None if value is None else value.strip()
-
-    @field_validator(*_NOT_FOR_LAMBDA, *_ONLY_LAMBDA, "region", "roleArn", "externalId", "sessionName")
-    @classmethod
-    def _belongs(cls, value: Any, info: ValidationInfo) -> Any:
-        """A field of the other kind of call is refused where it is written."""
-        name, data = info.field_name or "", info.data
-        is_url = "lambda_" in data and data["lambda_"] is None
-        if name in _NOT_FOR_LAMBDA and data.get("lambda_") is not None and value != _NOT_FOR_LAMBDA[name]:
-            raise ValueError(f"`{name}` is for URL calls; a Lambda call (`lambda`) sends `payload`")
-        if name in _ONLY_LAMBDA and is_url and value != _ONLY_LAMBDA[name]:
-            raise ValueError(f"`{name}` is for Lambda calls (`lambda`), not `url`")
-        if name in ("region", "roleArn") and value is not None and is_url and data.get("auth") is None:
-            raise ValueError(f"`{name}` is for Lambda calls (`lambda`) and `auth: aws_iam` URLs")
-        if name in ("externalId", "sessionName") and value is not None and data.get("roleArn") is None:
-            raise ValueError(f"`{name}` goes with `roleArn`")
-        return value
-
-    @field_validator("headers")
-    @classmethod
-    def _http_headers(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for name, header in value.items():
-            if not _TOKEN.match(name):
-                raise ValueError(f"header name {printable(name)!r} is not a valid HTTP header name")
-            if isinstance(header, str) and any(c in header for c in "\r\n\x00"):
-                raise ValueError(f"header {name}: the value must not hold CR, LF or NUL")
-            if header == MASK and name.lower() in SECRET_HEADERS:
-                raise ValueError(f"header {name}: {MASK} is what lambdaop shows in place of a secret; put the value back, or {{fromEnv: NAME}}")  # fmt: skip
-        return value
-
-    @field_validator("timeout")
-    @classmethod
-    def _positive_timeout(cls, value: dt.timedelta) -> dt.timedelta:
-        if value.total_seconds() <= 0:
-            raise ValueError("timeout must be greater than 0")
-        if value.total_seconds() > 900:
-            raise ValueError("timeout must be at most 15m")
-        return value
-
-    @model_validator(mode="after")
-    def _one_target(self) -> Invoke:
-        if (self.url is None) == (self.lambda_ is None):
-            raise ValueError("give `url` (an http(s) URL) or `lambda` (a function name or ARN), one of them")
-        if self.lambda_ is not None:
-            _, inner, arn_region = self.function()
-            if self.qualifier is not None and inner not in (None, self.qualifier):
-                raise ValueError(f"qualifier {self.qualifier!r} differs from the one in the ARN ({inner!r})")
-            if self.region is not None and arn_region not in (None, self.region):
-                raise ValueError(f"region {self.region!r} differs from the ARN's ({arn_region!r})")
-            if self.invocation != "RequestResponse" and self.successWhen and self.successWhen.json_:
-                raise ValueError(f"successWhen.json: an {self.invocationType} call returns no payload to test")  # fmt: skip
-        elif self.auth == "aws_iam":
-            if self.region is None and function_url_region(self.url or "") is None:
-                raise ValueError(f"auth: aws_iam needs `region`: {urlsplit(self.url or '').hostname} is not a Function URL host (ID.lambda-url.REGION.on.aws)")  # fmt: skip
-            if self.followRedirects:
-                raise ValueError("auth: aws_iam calls do not follow redirects (each hop needs its own signature)")  # fmt: skip
-            if {h.lower() for h in self.headers} & {"authorization", "x-amz-date", "x-amz-security-token"}:
-                raise ValueError("headers: auth: aws_iam sets Authorization, X-Amz-Date and X-Amz-Security-Token")  # fmt: skip
-        return self
-
-    @property
-    def aws(self) -> bool:
-        """Whether the call is signed with AWS credentials (a Lambda call, or an AWS_IAM Function URL)."""
-        return self.lambda_ is not None or self.auth == "aws_iam"
-
-    @property
-    def invocation(self) -> InvocationType:
-        """A Lambda call's invocation type: `invocationType`, RequestResponse when not given."""
-        return self.invocationType or "RequestResponse"
-
-    @property
-    def target(self) -> str:
-        """What is called: the URL, or the function with its qualifier."""
-        if self.lambda_ is None:
-            return self.url or ""
-        name, qualifier, _ = self.function()
-        return name if qualifier is None else f"{name}:{qualifier}"
-
-    def function(self) -> tuple[str, str | None, str | None]:
-        """A Lambda call's function without a qualifier, its qualifier (the ARN's or `qualifier`), the ARN's region."""  # fmt: skip
-        found = _FUNCTION.match(self.lambda_ or "")
-        if found is None:
-            raise ValueError("not a Lambda call")
-        name = found.string[: found.start("qualifier") - 1] if found["qualifier"] else found.string
-        return name, found["qualifier"] or self.qualifier, found["region"]
-
-
-def function_url_region(url: str) -> str | None:
-    """The region in a Function URL's host (ID.lambda-url.REGION.on.aws), or None for another host."""
-    found = _FUNCTION_URL.match((urlsplit(url).hostname or "").lower())
-    return found["region"] if found else None
-
-
-def check_url(value: str) -> str:
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"expected an http:// or https:// URL (or a Lambda function ARN), got {value!r}")
-    if parts.password == MASK:
-        raise ValueError(
-            f"the URL's password is {MASK}, what lambdaop shows in place of it; put the password back"
-        )
-    return value.strip()
-
-
-def _invoke_from(value: Any) -> Any:
-    """The short forms: `invoke: https://…` and `invoke: arn:aws:lambda:…`."""
-    if isinstance(value, str):
-        return {"lambda": value.strip()} if value.strip().startswith("arn:") else {"url": value}
-    return value
-
-
-InvokeOrUrl = Annotated[Invoke, BeforeValidator(_invoke_from)]
-
-
-class Metadata(_Model):
+class Metadata(SpecModel):
     name: str = Field(
         min_length=1,
         max_length=200,
@@ -276,50 +55,10 @@ class Metadata(_Model):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
-class Backoff(_Model):
-    """Each retry waits `factor` times longer than the one before, up to `max`."""
-
-    factor: float = Field(default=2.0, ge=1.0, le=10.0)
-    max: Duration | None = Field(
-        default=None, description="the longest wait (default: none; 15m for Retry-After)"
-    )
-
-
-RetryOn = Literal["5xx", "4xx", "429", "timeout", "connection", "body", "function"]
-RETRY_ON: tuple[RetryOn, ...] = ("5xx", "4xx", "429", "timeout", "connection", "body", "function")
-
-
-class RetryFields(_Model):
-    """When a failed call is tried again, and after how long."""
-
-    retries: int = Field(default=0, ge=0, le=1000, description="further attempts after a failure")
-    retryDelay: Duration = Field(
-        default=dt.timedelta(seconds=10), description="the first wait before a retry"
-    )
-    backoff: Backoff | None = None
-    jitter: Literal["none", "full"] = Field(
-        default="none", description="full: each wait is random in [0, wait)"
-    )
-    retryOn: list[RetryOn] | None = Field(
-        default=None,
-        min_length=1,
-        description="which failures are retried: 5xx, 4xx, 429, timeout, connection, body, function (default: all)",
-    )
-
-    @field_validator("retryOn", mode="before")
-    @classmethod
-    def _as_text(cls, value: Any) -> Any:
-        return (
-            [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
-            if isinstance(value, list)
-            else value
-        )
-
-
 _CRON_FIELDS = 5
 
 
-class Schedule(_Model):
+class Schedule(SpecModel):
     """A recurring schedule: `cron` (five fields, in `timezone`) or `every` (a fixed rate)."""
 
     cron: str | None = Field(
@@ -384,6 +123,37 @@ class Notify(RetryFields):
     retries: int = Field(default=3, ge=0, le=1000)
 
 
+NotifyOn = Literal["started", "succeeded", "failed"]
+NOTIFY_ON: tuple[NotifyOn, ...] = ("started", "succeeded", "failed")
+
+
+class Notification(Notify):
+    """A JSON event POSTed to `invoke` when a run starts, succeeds or fails (`onFailure` is the
+    failures-only form). A `started` one is delivered before the run's first call."""
+
+    on: list[NotifyOn] = Field(
+        min_length=1, description="the runs' events it hears of: started, succeeded, failed"
+    )
+
+    @field_validator("on")
+    @classmethod
+    def _once_each(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("name each event once")
+        return value
+
+
+def _notify_urls(notify: list[Notification] | None) -> list[tuple[str, Invoke]]:
+    return [(f"notify[{i}].invoke.", n.invoke) for i, n in enumerate(notify or ())]
+
+
+def _plain_urls(calls: Sequence[tuple[str, Invoke]]) -> None:
+    """Expressions fill in URLs only in a TaskSet's `steps` (and its fallback): refused elsewhere."""
+    for where, call in calls:
+        if call.url is not None and templated(call.url):
+            raise ValueError(f"{where}url: an expression `${{{{ … }}}}` works only in a TaskSet's `steps` and its fallback; {call.url!r} is not a URL")  # fmt: skip
+
+
 class TaskSpec(RetryFields):
     invoke: InvokeOrUrl
     at: Time | None = Field(default=None, description="when to call (ISO 8601 with an offset)")
@@ -391,6 +161,7 @@ class TaskSpec(RetryFields):
     schedule: Schedule | None = Field(default=None, description="run on a calendar instead of once")
     suspended: bool = Field(default=False, description="a recurring object paused (no runs until resumed)")
     onFailure: Notify | None = None
+    notify: list[Notification] | None = Field(default=None, min_length=1, max_length=10, description="calls told of each run's events (started, succeeded, failed), in this order")  # fmt: skip
 
     @model_validator(mode="after")
     def _one_start(self) -> TaskSpec:
@@ -398,6 +169,7 @@ class TaskSpec(RetryFields):
             raise ValueError("give either `at` or `after`, not both")
         if self.schedule is not None and (self.at is not None or self.after is not None):
             raise ValueError("a `schedule` runs on its own times: leave out `at` and `after`")
+        _plain_urls([("invoke.", self.invoke)] + ([("onFailure.invoke.", self.onFailure.invoke)] if self.onFailure else []) + _notify_urls(self.notify))  # fmt: skip
         return self
 
 
@@ -410,7 +182,7 @@ class Step(Invoke, RetryFields):
         )
 
 
-StepOrUrl = Annotated[Step, BeforeValidator(_invoke_from)]
+StepOrUrl = Annotated[Step, BeforeValidator(invoke_from)]
 
 
 class ConditionCheck(RetryFields):
@@ -418,7 +190,7 @@ class ConditionCheck(RetryFields):
     delay: Duration = Field(default=dt.timedelta(0), description="wait after a task before the check")
     retries: int = Field(default=0, ge=0, le=1000, description="further checks after a failed one")
     retryDelay: Duration = Field(default=dt.timedelta(seconds=10), description="between checks")
-    afterLast: bool = Field(default=False, description="also check after the last task")
+    afterLast: bool = Field(default=False, description="also check after the last task (with `tasks`; a step's own check always runs)")  # fmt: skip
 
 
 FALLBACK_ON: tuple[Literal["check", "task"], ...] = ("check", "task")
@@ -429,12 +201,43 @@ class Fallback(RetryFields):
     on: list[Literal["check", "task"]] = Field(
         default_factory=lambda: list(FALLBACK_ON),
         min_length=1,
-        description="when it runs: the condition check gave up (check), a task failed (task)",
+        description="when it runs: the condition check gave up (check), a task (or step) failed (task)",
     )
 
 
-class TaskSetSpec(_Model):
-    tasks: list[StepOrUrl] = Field(min_length=1, max_length=1000)
+# --------------------------------------------------------------------------- named steps
+
+STEP_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+MAX_STEPS = 100
+
+
+class StepSpec(RetryFields):
+    """One named step of a TaskSet: a call with its own retries, success test and condition check."""
+
+    name: str = Field(
+        pattern=STEP_NAME, description="unique in the TaskSet; expressions read it as steps.NAME"
+    )
+    invoke: InvokeOrUrl = Field(description="the call; strings in its url, query, headers, body and payload may hold ${{ EXPR }}")  # fmt: skip
+    successWhen: SuccessWhen | None = Field(default=None, description="what counts as success of the call (or give it in invoke)")  # fmt: skip
+    conditionCheck: ConditionCheck | None = Field(default=None, description="after the step succeeded: a check call (with its own delay and retries) that must succeed before the next step")  # fmt: skip
+
+    @model_validator(mode="after")
+    def _success_once(self) -> StepSpec:
+        if self.successWhen is not None and self.invoke.successWhen is not None:
+            raise ValueError("give successWhen once: on the step or in its invoke")
+        return self
+
+    @property
+    def call(self) -> Invoke:
+        """The call the step makes, with the step's successWhen."""
+        if self.successWhen is not None:
+            return self.invoke.model_copy(update={"successWhen": self.successWhen})
+        return self.invoke
+
+
+class TaskSetSpec(SpecModel):
+    tasks: list[StepOrUrl] | None = Field(default=None, min_length=1, max_length=1000, description="the seed's form: calls in sequence, gated by `conditionCheck`")  # fmt: skip
+    steps: list[StepSpec] | None = Field(default=None, min_length=1, max_length=MAX_STEPS, description="named steps in sequence, each with its own retries and condition check; their strings may read earlier steps' outputs with ${{ EXPR }}")  # fmt: skip
     initialDelay: Duration | None = None
     at: Time | None = None
     conditionCheck: ConditionCheck | None = None
@@ -442,17 +245,36 @@ class TaskSetSpec(_Model):
     schedule: Schedule | None = Field(default=None, description="run the set on a calendar instead of once")
     suspended: bool = False
     onFailure: Notify | None = None
+    notify: list[Notification] | None = Field(default=None, min_length=1, max_length=10, description="calls told of each run's events (started, succeeded, failed), in this order")  # fmt: skip
 
     @model_validator(mode="after")
     def _one_start(self) -> TaskSetSpec:
+        if (self.tasks is None) == (self.steps is None):
+            raise ValueError("give either `tasks` (calls in sequence) or `steps` (named steps), one of them")
+        if self.steps is not None and self.conditionCheck is not None:
+            raise ValueError(
+                "conditionCheck: with `steps`, give each step that needs one its own conditionCheck"
+            )
         if self.at is not None and self.initialDelay is not None:
             raise ValueError("give either `at` or `initialDelay`, not both")
         if self.schedule is not None and (self.at is not None or self.initialDelay is not None):
             raise ValueError("a `schedule` runs on its own times: leave out `at` and `initialDelay`")
+        plain: list[tuple[str, Invoke]] = [(f"tasks[{i}].", t) for i, t in enumerate(self.tasks or ())]
+        plain += [(f"{k}.invoke.", p.invoke) for k, p in (("conditionCheck", self.conditionCheck), ("onFailure", self.onFailure)) if p is not None]  # fmt: skip
+        if self.fallback is not None and self.steps is None:
+            plain.append(("fallback.invoke.", self.fallback.invoke))
+        _plain_urls(plain + _notify_urls(self.notify))
         return self
 
+    def step_named(self, name: str) -> StepSpec:
+        """The named step (raises ValueError when there is none)."""
+        for step in self.steps or ():
+            if step.name == name:
+                return step
+        raise ValueError(f"no step {name!r} in this TaskSet")
 
-class Task(_Model):
+
+class Task(SpecModel):
     """A single call at a time, retried until it succeeds or its retries are used up."""
 
     apiVersion: Literal["lambdaop/v1"] = "lambdaop/v1"
@@ -466,8 +288,8 @@ class Task(_Model):
     )
 
 
-class TaskSet(_Model):
-    """Calls in sequence, gated by a condition check, with a fallback."""
+class TaskSet(SpecModel):
+    """Calls in sequence (`tasks`, or named `steps`), gated by condition checks, with a fallback."""
 
     apiVersion: Literal["lambdaop/v1"] = "lambdaop/v1"
     kind: Literal["TaskSet"] = "TaskSet"
@@ -486,9 +308,16 @@ AnySpec = Task | TaskSet
 
 def targets(obj: AnySpec) -> list[tuple[str, Invoke]]:
     """Every call a spec makes, with the field that holds its URL (or its function, `lambda`)."""
-    found: list[tuple[str, Invoke]] = [("spec.invoke", obj.spec.invoke)] if isinstance(obj, Task) else [(f"spec.tasks[{i}]", t) for i, t in enumerate(obj.spec.tasks)]  # fmt: skip
-    if isinstance(obj, TaskSet):
+    if isinstance(obj, Task):
+        found = [("spec.invoke", obj.spec.invoke)]
+    else:
+        found = [(f"spec.tasks[{i}]", t) for i, t in enumerate(obj.spec.tasks or ())]
+        for i, step in enumerate(obj.spec.steps or ()):
+            found.append((f"spec.steps[{i}].invoke", step.invoke))
+            if step.conditionCheck is not None:
+                found.append((f"spec.steps[{i}].conditionCheck.invoke", step.conditionCheck.invoke))
         found += [(f"spec.{k}.invoke", p.invoke) for k, p in (("conditionCheck", obj.spec.conditionCheck), ("fallback", obj.spec.fallback)) if p is not None]  # fmt: skip
+    found += [(f"spec.notify[{i}].invoke", n.invoke) for i, n in enumerate(obj.spec.notify or ())]
     return [(f"{where}.{'url' if i.lambda_ is None else 'lambda'}", i) for where, i in found]
 
 
@@ -511,6 +340,3 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         schema["$id"] = f"https://lambdaop.dev/schemas/{name}.schema.json"
         out[f"{name}.schema.json"] = schema
     return out
-
-
-# --------------------------------------------------------------------------- loading

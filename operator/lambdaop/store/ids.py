@@ -37,7 +37,12 @@ def new_id(at: float | None = None) -> str:
 
 def floor(t: dt.datetime) -> str:
     """The smallest id made at `t` (ids below it were made earlier)."""
-    ms = max(0, int(t.timestamp() * 1000))
+    return floor_ms(int(t.timestamp() * 1000))
+
+
+def floor_ms(ms: int) -> str:
+    """The smallest id made in millisecond `ms` since 1970."""
+    ms = max(0, ms)
     return f"{ms // 1000:08x}{ms % 1000:03x}" + "0" * 13
 
 

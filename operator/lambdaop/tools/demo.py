@@ -13,6 +13,8 @@ Paths (any method):
   /check/NAME?fails=N      200 {"status": "failed"} for the first N calls of NAME,
                            then 200 {"status": "success"}
   /code/NNN                answers status NNN
+  /json?K=V&...            200 with the query as a JSON object ({"K": "V", ...}), e.g. /json?id=art-7
+  /echo                    200 {"method", "query", "headers", "body"}: what was sent (a JSON body parsed)
   /redirect?to=URL&code=N  answers N (default 302) with Location: URL
   /big?mb=N                200 with N MiB of zeros, streamed
   /drip?secs=N             200, then one byte a second for N seconds
@@ -121,6 +123,14 @@ class _Handler(BaseHTTPRequestHandler):
         if head == "check":
             n = self.server.lambda_.count(path)
             return self._answer(200, {"status": "failed" if n <= int(query.get("fails", 0)) else "success"})
+        if head == "json":
+            return self._answer(200, query)
+        if head == "echo":
+            try:
+                sent: Any = json.loads(body) if body else None
+            except ValueError:
+                sent = body
+            return self._answer(200, {"method": self.command, "query": query, "headers": dict(self.headers.items()), "body": sent})  # fmt: skip
         if head == "code" and arg.isdigit():
             return self._answer(int(arg), {"code": int(arg)})
         if head == "redirect":

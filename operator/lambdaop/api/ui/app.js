@@ -1,10 +1,14 @@
 // lambdaop web page: plain JavaScript on the public REST API, no build step.
 // Views are chosen by the URL hash: #/tasks, #/tasksets, #/task/ID, #/taskset/ID, #/specs, #/login.
 
-const STATES = ["scheduled", "running", "completed", "failed", "cancelled", "all"];
+const STATES = ["scheduled", "running", "completed", "failed", "cancelled"];
+const TABS = [...STATES, "mine", "all"];  // mine: all of the caller's; all: everybody's (the original `All`)
+const TAB_LABEL = { mine: "All mine", all: "Everyone's" };
 const TOKEN_KEY = "lambdaop.token";
+const ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
 const main = document.getElementById("main");
 const alertBox = document.getElementById("alert");
+const connection = document.getElementById("connection");
 
 // ---------------------------------------------------------------- helpers
 
@@ -18,11 +22,21 @@ function localTime(iso) {
   return `<time datetime="${esc(iso)}" title="${esc(d.toISOString())} (UTC)">${esc(d.toLocaleString())}</time>`;
 }
 
+function zoneOffset(date = new Date()) {
+  // "UTC+01:00": the picker's offset now (it moves with summer time)
+  const minutes = -date.getTimezoneOffset();
+  const sign = minutes >= 0 ? "+" : "-";
+  const abs = Math.abs(minutes);
+  return `UTC${sign}${String(Math.floor(abs / 60)).padStart(2, "0")}:${String(abs % 60).padStart(2, "0")}`;
+}
+
 function label(o) { return o.displayName || o.name; }
+
+const ARN = /^arn:aws[a-z-]*:lambda:([a-z0-9-]+):\d{12}:function:(.+)$/;
 
 function host(url) {
   // a Lambda function ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]) shows as its name and region
-  const arn = /^arn:aws[a-z-]*:lambda:([a-z0-9-]+):\d{12}:function:(.+)$/.exec(url || "");
+  const arn = ARN.exec(url || "");
   if (arn) return `λ ${arn[2]} (${arn[1]})`;
   try { return new URL(url).host; } catch { return url || ""; }
 }
@@ -32,6 +46,16 @@ function target(invoke) {
   if (!invoke || typeof invoke === "string") return invoke || "";
   if (invoke.lambda) return invoke.qualifier && !invoke.lambda.endsWith(`:${invoke.qualifier}`) ? `${invoke.lambda}:${invoke.qualifier}` : invoke.lambda;
   return invoke.url || "";
+}
+
+function callWords(invoke) {
+  // a step as it is told apart from the others: its method and path, or its Lambda function
+  const url = target(invoke);
+  const arn = ARN.exec(url);
+  if (arn) return `λ ${arn[2]}`;
+  if (invoke && typeof invoke === "object" && invoke.lambda) return `λ ${invoke.lambda}`;
+  const method = (invoke && typeof invoke === "object" && invoke.method) || "GET";
+  try { const u = new URL(url); return `${method} ${u.pathname}${u.search}`; } catch { return `${method} ${url}`; }
 }
 
 function badge(state) {
@@ -46,6 +70,7 @@ function lastResult(last) {
 }
 
 function showError(err) {
+  if (err && err.network) { offline(); return; }
   alertBox.innerHTML = `<div class="alert alert-danger alert-dismissible" role="alert">
     <strong>${esc(err.title || "Something went wrong")}:</strong> ${esc(err.message)}
     ${err.details && err.details.length ? `<ul class="mb-0">${err.details.map((d) => `<li>${esc(describeProblem(d))}</li>`).join("")}</ul>` : ""}
@@ -60,18 +85,36 @@ function showInfo(message) {
 function clearAlert() { alertBox.innerHTML = ""; }
 
 function describeProblem(d) {
-  const where = [d.line != null ? `line ${d.line}` : null, d.column != null ? `column ${d.column}` : null, d.field].filter(Boolean).join(", ");
-  return where ? `${where}: ${d.message}` : d.message;
+  // a problem of a request the page made: the field in words, never a line of JSON the user did not write
+  return d.field ? `${d.field}: ${d.message}` : d.message;
 }
 
 const PLAIN = {
   401: "You are not signed in, or your session has ended. Please sign in again.",
+  403: "You may not do that.",
   404: "That object does not exist, or it belongs to another user.",
   409: "That is not possible in the object's current state.",
   413: "That is too large to send (at most 1 MiB).",
   415: "The server cannot read that kind of content.",
   422: "Some fields are not valid.",
+  503: "The server cannot reach its store just now.",
 };
+
+// ---------------------------------------------------------------- the connection to the server
+
+let downSince = null;
+function offline(retryIn) {
+  // one message while the server cannot be reached, however many requests failed
+  downSince = downSince || new Date();
+  const again = retryIn ? ` Trying again in ${Math.round(retryIn / 1000)} s.` : "";
+  connection.innerHTML = `<div class="alert alert-warning mb-3" data-offline>
+    <strong>The server cannot be reached</strong> (since ${esc(downSince.toLocaleTimeString())}): check that lambdaop is running.${esc(again)}</div>`;
+}
+function online() {
+  if (downSince === null) return;
+  downSince = null;
+  connection.innerHTML = "";
+}
 
 // ---------------------------------------------------------------- the API
 
@@ -89,11 +132,12 @@ const api = {
     try {
       response = await fetch(path, { method, headers, body: payload });
     } catch (e) {
-      throw { title: "The server cannot be reached", message: "Check that lambdaop is running; the page retries by itself.", network: true };
+      throw { title: "The server cannot be reached", message: "Check that lambdaop is running.", network: true };
     }
+    online();
     const data = await response.json().catch(() => ({}));
     if (!response.ok) {
-      if (response.status === 401 && path !== "/auth/login") { sessionStorage.removeItem(TOKEN_KEY); location.hash = "#/login"; }
+      if (response.status === 401 && path !== "/auth/login") { sessionStorage.removeItem(TOKEN_KEY); me = null; location.hash = "#/login"; }
       throw { status: response.status, title: PLAIN[response.status] || `Error ${response.status}`, message: data.reason || data.message || "", details: data.details || [] };
     }
     return data;
@@ -103,14 +147,20 @@ const api = {
 // ---------------------------------------------------------------- live refresh with back-off
 
 let poller = null;
-function poll(fn, base = 1500) {
+const FINAL_ERRORS = [401, 403, 404];  // retrying does not mend these
+function poll(fn, base = 1500, onError = null) {
   stopPolling();
   let delay = base;
   const state = { stopped: false, paused: false };
   const tick = async () => {
     if (state.stopped) return;
     if (!document.hidden && !state.paused) {
-      try { await fn(); delay = base; } catch (err) { delay = Math.min(delay * 2, 30000); if (err.network) showError(err); }
+      try { await fn(); delay = base; } catch (err) {
+        delay = Math.min(delay * 2, 30000);
+        if (err.network) offline(delay);
+        else if (FINAL_ERRORS.includes(err.status)) { state.stopped = true; if (onError) onError(err); return; }
+        else if (onError) onError(err, delay);
+      }
     }
     if (!state.stopped) state.timer = setTimeout(tick, delay);
   };
@@ -130,12 +180,20 @@ function parseHash() {
 let me = null;
 async function route() {
   stopPolling();
+  closeMenu();
   const { parts, params } = parseHash();
   const section = { task: "tasks", taskset: "tasksets" }[parts[0]] || parts[0];
-  document.querySelectorAll("[data-nav]").forEach((a) => a.classList.toggle("active", a.dataset.nav === section));
-  if (!api.token || parts[0] === "login") { me = null; renderLogin(); updateWho(); return; }
+  document.querySelectorAll("[data-nav]").forEach((a) => {
+    a.classList.toggle("active", a.dataset.nav === section);
+    if (a.dataset.nav === section) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
+  });
+  if (!api.token || parts[0] === "login") { me = null; updateWho(); renderLogin(); return; }
   if (!me) {
-    try { me = await api.call("GET", "/auth/me"); } catch (err) { if (err.status !== 401) showError(err); return; }
+    try { me = await api.call("GET", "/auth/me"); } catch (err) {
+      if (err.network) { offline(); main.innerHTML = `<p class="text-muted">Waiting for the server…</p>`; poll(async () => { await api.call("GET", "/auth/me"); route(); }, 2000); }
+      else if (err.status !== 401) showError(err);
+      return;
+    }
   }
   updateWho();
   if (parts[0] === "tasks") return renderList("Task", params);
@@ -149,8 +207,21 @@ async function route() {
 function updateWho() {
   document.getElementById("who").textContent = me ? `Signed in as ${me.name}` : "";
   document.getElementById("signout").classList.toggle("d-none", !me);
+  // the menu is for people signed in: signed out, there is only the sign-in form
+  document.getElementById("nav-links").classList.toggle("d-none", !me);
+  document.getElementById("nav-toggle").classList.toggle("d-none", !me);
 }
 
+function closeMenu() {
+  // on narrow screens the menu folds away once a link is chosen, even one chosen while it still opens
+  const nav = document.getElementById("nav");
+  const menu = bootstrap.Collapse.getOrCreateInstance(nav, { toggle: false });
+  const opening = nav.classList.contains("collapsing") && document.getElementById("nav-toggle").getAttribute("aria-expanded") === "true";
+  if (opening) nav.addEventListener("shown.bs.collapse", () => menu.hide(), { once: true });
+  else if (nav.classList.contains("show")) menu.hide();
+}
+
+document.getElementById("nav").addEventListener("click", (e) => { if (e.target.closest("a.nav-link")) closeMenu(); });
 document.getElementById("signout").addEventListener("click", async () => {
   try { await api.call("POST", "/auth/logout"); } catch { /* the session may have ended already */ }
   sessionStorage.removeItem(TOKEN_KEY);
@@ -160,30 +231,72 @@ document.getElementById("signout").addEventListener("click", async () => {
 });
 window.addEventListener("hashchange", () => { clearAlert(); route(); });
 
-function failed(where, err) {
-  // an element that was waiting for data says why it has none (never an endless "Loading…")
+function failed(where, err, retryIn) {
+  // an element that was waiting for data says why it has none (never an endless "Loading…"),
+  // and whether the page tries again (it does not for what retrying cannot mend)
   const el = typeof where === "string" ? document.getElementById(where) : where;
-  if (el) el.innerHTML = `<p class="text-danger load-error">Could not load: ${esc(err.title || "error")}${err.message ? ` (${esc(err.message)})` : ""}. The page tries again by itself.</p>`;
+  if (!el) return;
+  if (err.network) { el.innerHTML = `<p class="text-muted load-error">Waiting for the server…</p>`; return; }
+  const again = retryIn ? ` Trying again in ${Math.round(retryIn / 1000)} s.` : "";
+  el.innerHTML = `<p class="text-danger load-error">Could not load: ${esc(err.title || "error")}${err.message ? ` (${esc(err.message)})` : ""}.${esc(again)}</p>`;
+}
+
+// ---------------------------------------------------------------- confirming
+
+let confirmModal = null;
+function confirmAction({ title, body, yes = "Cancel it", no = "Keep it" }) {
+  // a Bootstrap dialog; answers true when the user confirms (Escape, Close and "Keep it" answer false)
+  const el = document.getElementById("confirm");
+  confirmModal = confirmModal || new bootstrap.Modal(el);
+  el.querySelector("#confirm-title").textContent = title;
+  el.querySelector("#confirm-body").innerHTML = body;
+  el.querySelector("#confirm-yes").textContent = yes;
+  el.querySelector("#confirm-no").textContent = no;
+  const paused = poller;
+  if (paused) paused.paused = true;
+  return new Promise((resolve) => {
+    let answer = false;
+    const yesButton = el.querySelector("#confirm-yes");
+    const onYes = () => { answer = true; confirmModal.hide(); };
+    yesButton.addEventListener("click", onYes, { once: true });
+    el.addEventListener("hidden.bs.modal", () => {
+      yesButton.removeEventListener("click", onYes);
+      if (paused) paused.paused = false;
+      resolve(answer);
+    }, { once: true });
+    // the safe answer has the focus: Enter or Escape keeps the object
+    el.addEventListener("shown.bs.modal", () => el.querySelector("#confirm-no").focus(), { once: true });
+    confirmModal.show();
+  });
 }
 
 // ---------------------------------------------------------------- sign in
 
 function renderLogin() {
   main.innerHTML = `
-  <div class="row justify-content-center"><div class="col-12 col-sm-10 col-md-6 col-lg-4">
+  <div class="row justify-content-center"><div class="col-12 col-sm-10 col-md-6 col-lg-5">
     <h1 class="h3 mb-3">Sign in</h1>
     <form id="login" class="card card-body mb-3">
       <div class="mb-3"><label class="form-label" for="login-name">Name</label>
         <input class="form-control" id="login-name" name="name" autocomplete="username" required></div>
       <div class="mb-3"><label class="form-label" for="login-password">Password</label>
-        <input class="form-control" id="login-password" name="password" type="password" autocomplete="current-password" required></div>
+        <input class="form-control" id="login-password" name="password" type="password" autocomplete="current-password" required aria-describedby="login-password-help">
+        <div class="form-text" id="login-password-help">A password is set on the server's machine with <code>lambdaop user passwd NAME</code>.</div></div>
       <button class="btn btn-primary" type="submit">Sign in</button>
     </form>
-    <form id="token-login" class="card card-body">
+    <form id="token-login" class="card card-body mb-3">
       <div class="mb-3"><label class="form-label" for="login-token">Or paste an API token</label>
-        <input class="form-control" id="login-token" name="token" autocomplete="off" required></div>
+        <input class="form-control" id="login-token" name="token" autocomplete="off" required aria-describedby="login-token-help"></div>
       <button class="btn btn-outline-primary" type="submit">Use token</button>
     </form>
+    <section class="small text-muted" id="where-tokens" aria-labelledby="where-tokens-title">
+      <h2 class="h6" id="where-tokens-title">Where a token comes from</h2>
+      <ul class="ps-3 mb-2" id="login-token-help">
+        <li>On its first start lambdaop creates the user <code>admin</code> and writes its token to <code>.lambdaop/admin.token</code> in the folder it runs in (its <code>--state-dir</code>).</li>
+        <li><code>lambdaop user token NAME</code> prints another token for a user; <code>lambdaop user add NAME</code> creates a user and prints its first.</li>
+      </ul>
+      <p class="mb-0">The REST API and its tokens are described in the <a href="/docs">API reference</a>.</p>
+    </section>
   </div></div>`;
   document.getElementById("login").addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -200,7 +313,7 @@ function renderLogin() {
     e.preventDefault();
     sessionStorage.setItem(TOKEN_KEY, new FormData(e.target).get("token").trim());
     try { me = await api.call("GET", "/auth/me"); signedIn(api.token); }
-    catch (err) { sessionStorage.removeItem(TOKEN_KEY); showError({ title: "Sign-in failed", message: "That token is not valid." }); }
+    catch (err) { sessionStorage.removeItem(TOKEN_KEY); showError(err.network ? err : { title: "Sign-in failed", message: "That token is not valid (revoked, expired, or not all of it was pasted)." }); }
   });
 }
 
@@ -223,20 +336,25 @@ window.addEventListener("resize", () => {
   }
 });
 
+const TIP = "Point at a mark, or tap it, to see what it is.";
+
 function renderDashboard() {
   main.innerHTML = `
     <h1 class="h3">Dashboard</h1>
     <div class="mb-3" id="counts" aria-label="Objects by state"><p class="text-muted">Loading…</p></div>
     <div class="row g-3">
       <section class="col-12 col-xl-6" aria-labelledby="timeline-title">
-        <h2 class="h5" id="timeline-title">Due in the next hour</h2>
-        <div class="chart" id="timeline" role="img" aria-label="Calls due in the next hour on a time axis"></div>
-        <p class="small text-muted mb-1" id="timeline-tip" aria-live="polite">Hover a mark to see its name.</p>
+        <h2 class="h5" id="timeline-title">Calls due in the next hour</h2>
+        <div class="chart" id="timeline" role="img" aria-label="Calls due in the next hour on a time axis, one mark per call"></div>
+        <p class="small text-muted mb-1" id="timeline-tip" aria-live="polite">${TIP}</p>
         <ol class="small list-unstyled mb-0" id="upcoming"></ol>
       </section>
       <section class="col-12 col-xl-6" aria-labelledby="calls-title">
         <h2 class="h5" id="calls-title">Calls per minute, last hour</h2>
         <div class="chart" id="calls" role="img" aria-label="Calls per minute over the last hour, ok and failed"></div>
+        <p class="small mb-1 chart-legend" id="calls-legend"><span class="swatch" style="background:${COLOURS.ok}"></span> ok
+          <span class="swatch ms-3" style="background:${COLOURS.failed}"></span> failed
+          <span class="text-muted ms-3" id="calls-tip" aria-live="polite">${TIP}</span></p>
         <p class="small text-muted" id="calls-total"></p>
       </section>
     </div>`;
@@ -247,15 +365,15 @@ function renderDashboard() {
     if (!document.getElementById("counts")) return;
     renderCounts(d.counts);
     drawTimeline(charts, d);
-    drawCalls(charts, d.callsPerMinute);
+    drawCalls(charts, d.callsPerMinute, d.callsSince);
   };
   load().catch((err) => failed("counts", err));
-  poll(load, 5000);
+  poll(load, 5000, (err, retryIn) => failed("counts", err, retryIn));
 }
 
 function renderCounts(counts) {
   const rows = ["Task", "TaskSet"].map((kind) => {
-    const cards = STATES.slice(0, 5).map((state) => {
+    const cards = STATES.map((state) => {
       const n = (counts[kind] || {})[state] || 0;
       return `<div class="col"><a class="card card-body p-2 text-decoration-none count-card" href="#/${kind.toLowerCase()}s?state=${state}" data-kind="${kind}" data-state="${state}">
         <span class="small text-muted">${kind}s ${state}</span><span class="fs-4" data-count>${n}</span></a></div>`;
@@ -269,6 +387,15 @@ function chartSize(el, height) {
   return { width: Math.max(240, el.clientWidth || 320), height };
 }
 
+function tapToCursor(chart, el) {
+  // a tap on a phone moves the cursor as a mouse would (uPlot follows the mouse only)
+  el.addEventListener("click", (e) => {
+    const over = chart.over.getBoundingClientRect();
+    const left = e.clientX - over.left;
+    if (left >= 0 && left <= over.width) chart.setCursor({ left, top: Math.max(0, Math.min(over.height - 1, e.clientY - over.top)) });
+  });
+}
+
 function drawTimeline(charts, d) {
   const el = document.getElementById("timeline");
   if (!el) return;
@@ -279,10 +406,20 @@ function drawTimeline(charts, d) {
   const task = [null, ...points.map((p) => (p.kind === "Task" ? lane(p.kind) : null)), null];
   const set = [null, ...points.map((p) => (p.kind === "TaskSet" ? lane(p.kind) : null)), null];
   const data = [xs, task, set];
-  document.getElementById("upcoming").innerHTML = points.slice(0, 10).map((p) => `<li>${localTime(p.due)} · ${esc(p.kind)} <a href="#/${p.kind.toLowerCase()}/${esc(p.id)}">${esc(p.name)}</a></li>`).join("") || `<li class="text-muted">Nothing due in the next hour.</li>`;
+  // the list below: each object once, with how often it calls in the hour
+  const byObject = new Map();
+  for (const p of points) {
+    const seen = byObject.get(p.id);
+    if (seen) seen.count += 1; else byObject.set(p.id, { ...p, count: 1 });
+  }
+  const items = [...byObject.values()].slice(0, 10).map((p) => `<li>${localTime(p.due)} · ${esc(p.kind)} <a href="#/${p.kind.toLowerCase()}/${esc(p.id)}">${esc(p.name)}</a>${p.count > 1 ? ` <span class="text-muted">and ${p.count - 1} more call${p.count > 2 ? "s" : ""} in the hour</span>` : ""}</li>`);
+  if (d.upcomingMore) items.push(`<li class="text-muted">and ${esc(d.upcomingMore)} more calls not drawn</li>`);
+  document.getElementById("upcoming").innerHTML = items.join("") || `<li class="text-muted">Nothing due in the next hour.</li>`;
   el.dataset.points = String(points.length);
-  if (charts.timeline) { charts.timeline.setData(data); return; }
+  el.dataset.objects = String(byObject.size);
   const tip = document.getElementById("timeline-tip");
+  charts.timelinePoints = points;
+  if (charts.timeline) { charts.timeline.setData(data); return; }
   const dots = (colour) => ({ stroke: colour, fill: colour, paths: () => null, points: { show: true, size: 9, fill: colour } });
   charts.timeline = new uPlot({
     ...chartSize(el, 140),
@@ -293,13 +430,16 @@ function drawTimeline(charts, d) {
     cursor: { points: { show: true } },
     hooks: { setCursor: [(u) => {
       const i = u.cursor.idx;
-      const p = i != null && i > 0 && i <= points.length ? points[i - 1] : null;
-      tip.textContent = p ? `${p.kind} ${p.name}, due ${new Date(p.due).toLocaleTimeString()}` : "Hover a mark to see its name.";
+      const shown = charts.timelinePoints || [];
+      const p = i != null && i > 0 && i <= shown.length ? shown[i - 1] : null;
+      // what was last pointed at or tapped stays said (a tap ends with the pointer leaving the chart)
+      if (p) tip.textContent = `${p.kind} ${p.name}, due ${new Date(p.due).toLocaleTimeString()}${p.recurring ? " (one of its runs)" : ""}`;
     }] },
   }, data, el);
+  tapToCursor(charts.timeline, el);
 }
 
-function drawCalls(charts, minutes) {
+function drawCalls(charts, minutes, since) {
   const el = document.getElementById("calls");
   if (!el) return;
   const xs = minutes.map((m) => m.minute);
@@ -307,18 +447,26 @@ function drawCalls(charts, minutes) {
   const total = minutes.map((m) => m.ok + m.failed);  // drawn behind the ok bars: the red part is what failed
   const sum = total.reduce((a, b) => a + b, 0);
   const failedSum = minutes.reduce((a, m) => a + m.failed, 0);
-  document.getElementById("calls-total").textContent = `${sum} call(s) in the last hour, ${failedSum} failed (this process).`;
+  const counted = since && Date.parse(since) > Date.now() - 3600 * 1000 ? ` Counted since this server started, at ${new Date(since).toLocaleTimeString()}.` : "";
+  document.getElementById("calls-total").textContent = `${sum} call${sum === 1 ? "" : "s"} in the last hour, ${failedSum} failed.${counted}`;
   el.dataset.calls = String(sum);
   const data = [xs, total, ok];
+  charts.callMinutes = minutes;
   if (charts.calls) { charts.calls.setData(data); return; }
+  const tip = document.getElementById("calls-tip");
   const bars = uPlot.paths.bars({ size: [0.8, 20] });
   charts.calls = new uPlot({
     ...chartSize(el, 180),
     series: [{}, { label: "failed", fill: COLOURS.failed, stroke: COLOURS.failed, paths: bars, points: { show: false } },
              { label: "ok", fill: COLOURS.ok, stroke: COLOURS.ok, paths: bars, points: { show: false } }],
     scales: { y: { range: (u, min, max) => [0, Math.max(1, max)] } },
-    legend: { show: true },
+    legend: { show: false },  // the legend is drawn below the chart; the values of a minute show on pointing at it
+    hooks: { setCursor: [(u) => {
+      const m = u.cursor.idx != null ? (charts.callMinutes || [])[u.cursor.idx] : null;
+      if (m) tip.textContent = `${new Date(m.minute * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })}: ${m.ok} ok, ${m.failed} failed`;
+    }] },
   }, data, el);
+  tapToCursor(charts.calls, el);
 }
 
 // ---------------------------------------------------------------- lists
@@ -330,7 +478,7 @@ const KIND = {
 
 function renderList(kind, params) {
   const k = KIND[kind];
-  const state = STATES.includes(params.get("state")) ? params.get("state") : "scheduled";
+  const state = TABS.includes(params.get("state")) ? params.get("state") : "scheduled";
   const cursors = [];  // the cursors of the pages before this one
   let cursor = null;
   main.innerHTML = `
@@ -340,65 +488,79 @@ function renderList(kind, params) {
     </div>
     <div class="collapse mb-3" id="create">${kind === "Task" ? taskForm() : taskSetForm()}</div>
     <ul class="nav nav-tabs flex-wrap" role="tablist" aria-label="States">
-      ${STATES.map((s) => `<li class="nav-item" role="presentation"><a class="nav-link ${s === state ? "active" : ""}" role="tab" aria-selected="${s === state}" href="${k.hash}?state=${s}" data-tab="${s}">${s === "all" ? "All" : s} <span class="badge text-bg-light" data-count="${s}">0</span></a></li>`).join("")}
+      ${TABS.map((s) => `<li class="nav-item" role="presentation"><a class="nav-link ${s === state ? "active" : ""}" role="tab" aria-selected="${s === state}" href="${k.hash}?state=${s}" data-tab="${s}" ${s === "all" ? `title="every user's ${k.title.toLowerCase()}; another user's show a summary only"` : ""}>${TAB_LABEL[s] || s} <span class="badge text-bg-light" data-count="${s}">0</span></a></li>`).join("")}
     </ul>
     <table class="table table-sm table-hover align-middle objects" aria-live="polite">
-      <thead><tr><th scope="col">Name</th><th scope="col">URL host</th><th scope="col">Next</th><th scope="col">Calls</th><th scope="col">State</th><th scope="col">Last result</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
+      <thead><tr><th scope="col">Name</th><th scope="col">Calls to</th><th scope="col">Next</th><th scope="col">Calls</th><th scope="col">State</th><th scope="col">Last result</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
       <tbody id="rows"><tr><td colspan="7">Loading…</td></tr></tbody>
     </table>
-    <nav aria-label="Pages" class="d-flex gap-2">
+    <nav aria-label="Pages" class="d-flex gap-2 d-none" id="pager">
       <button class="btn btn-outline-secondary btn-sm" id="newer" type="button" disabled>Newer</button>
       <button class="btn btn-outline-secondary btn-sm" id="older" type="button" disabled>Older</button>
     </nav>`;
   const load = async () => {
-    const query = new URLSearchParams({ taskState: state, limit: "20" });
+    const query = new URLSearchParams({ limit: "20" });
+    if (state !== "mine") query.set("taskState", state);
     if (cursor) query.set("cursor", cursor);
     const [page, mine, everybody] = await Promise.all([
       api.call("GET", `${k.list}?${query}`),
       api.call("GET", `${k.list}?limit=1`),
       api.call("GET", `${k.list}?taskState=all&limit=1`),
     ]);
-    for (const s of STATES) {
-      const n = s === "all" ? Object.values(everybody.counts).reduce((a, b) => a + b, 0) : mine.counts[s] || 0;
+    if (poller && poller.paused) return;  // a form opened in a row while this was read: keep it
+    const sum = (counts) => Object.values(counts).reduce((a, b) => a + b, 0);
+    for (const s of TABS) {
+      const n = s === "all" ? sum(everybody.counts) : s === "mine" ? sum(mine.counts) : mine.counts[s] || 0;
       const el = main.querySelector(`[data-count="${s}"]`);
       if (el) el.textContent = n;
     }
     const rows = page[k.key];
     const tbody = document.getElementById("rows");
     if (!tbody) return;
-    tbody.innerHTML = rows.length ? rows.map((o) => row(kind, o)).join("") : `<tr><td colspan="7" class="text-muted">No ${k.title.toLowerCase()} ${state === "all" ? "" : `in state ${state}`}</td></tr>`;
+    const where = state === "mine" ? "" : state === "all" ? " of any user" : ` in state ${state}`;
+    tbody.innerHTML = rows.length ? rows.map((o) => row(kind, o)).join("") : `<tr><td colspan="7" class="text-muted">No ${k.title.toLowerCase()}${where}.</td></tr>`;
     const older = document.getElementById("older");
     older.disabled = !page.next;
     older.dataset.next = page.next || "";
     document.getElementById("newer").disabled = cursors.length === 0;
+    document.getElementById("pager").classList.toggle("d-none", !page.next && cursors.length === 0);  // one page: no pager
   };
   document.getElementById("older").addEventListener("click", (e) => { cursors.push(cursor); cursor = e.target.dataset.next; load().catch(showError); });
   document.getElementById("newer").addEventListener("click", () => { cursor = cursors.pop() || null; load().catch(showError); });
   main.querySelector("#rows").addEventListener("click", (e) => onRowAction(e, kind, load));
-  main.querySelector("#create form").addEventListener("submit", (e) => (kind === "Task" ? submitTask(e, load) : submitTaskSet(e, load)));
-  wireWhen(main.querySelector("#create form"));
+  const form = main.querySelector("#create form");
+  form.addEventListener("submit", (e) => (kind === "Task" ? submitTask(e, load) : submitTaskSet(e, load)));
+  wireForm(form, kind);
   load().catch((err) => failed(document.querySelector("#rows td") || "rows", err));
-  poll(load);
+  poll(load, 1500, (err, retryIn) => failed(document.querySelector("#rows td") || "rows", err, retryIn));
 }
 
 function mine(o) { return me && o.owner === me.name; }
+function live(o) { return ["scheduled", "running"].includes(o.state); }
 
 function actionsFor(kind, o) {
   if (!mine(o) || o.redacted) return "";
   const buttons = [];
   const name = esc(label(o));
   if (o.state === "scheduled" && !o.inFlight && !o.suspended) {
-    buttons.push(`<button class="btn btn-outline-primary btn-sm" type="button" data-action="modify" data-id="${esc(o.id)}" aria-label="Modify the time of ${name}">Modify time</button>`);
+    const words = o.schedule ? "Move next run" : "Modify time";
+    buttons.push(`<button class="btn btn-outline-primary btn-sm" type="button" data-action="modify" data-id="${esc(o.id)}" data-recurring="${o.schedule ? "1" : ""}" aria-label="${o.schedule ? "Move the next run of" : "Modify the time of"} ${name}">${words}</button>`);
   }
-  if (o.schedule && ["scheduled", "running"].includes(o.state)) {
+  if (o.schedule && live(o)) {
     buttons.push(o.suspended
       ? `<button class="btn btn-outline-success btn-sm" type="button" data-action="resume" data-id="${esc(o.id)}" aria-label="Resume ${name}">Resume</button>`
-      : `<button class="btn btn-outline-secondary btn-sm" type="button" data-action="suspend" data-id="${esc(o.id)}" aria-label="Suspend ${name}">Suspend</button>`);
+      : `<button class="btn btn-outline-dark btn-sm" type="button" data-action="suspend" data-id="${esc(o.id)}" aria-label="Suspend ${name}">Suspend</button>`);
   }
   if (o.state === "scheduled" && !o.inFlight) {
-    buttons.push(`<button class="btn btn-outline-danger btn-sm" type="button" data-action="cancel" data-id="${esc(o.id)}" aria-label="Cancel ${name}">Cancel</button>`);
+    buttons.push(`<button class="btn btn-outline-danger btn-sm" type="button" data-action="cancel" data-id="${esc(o.id)}" data-name="${name}" aria-label="Cancel ${name}">Cancel</button>`);
   }
   return buttons.length ? `<div class="btn-group flex-wrap">${buttons.join("")}</div>` : "";
+}
+
+function nextCall(o) {
+  // when it calls next: its due time (a modified or jittered one too), else a recurring object's next run
+  if (o.suspended) return `<span class="text-muted">suspended</span>`;
+  return localTime(o.due || (o.nextRuns && o.nextRuns[0]));
 }
 
 function row(kind, o) {
@@ -408,11 +570,14 @@ function row(kind, o) {
   const nameCell = mine(o)
     ? `<a href="#/${KIND[kind].one}/${esc(o.id)}">${esc(label(o))}</a>`
     : `<span class="text-body">${esc(label(o))}</span> <small class="text-muted">(${esc(o.owner)})</small>`;  // another user's: no details to open
-  const next = o.nextRuns && o.nextRuns.length ? o.nextRuns[0] : o.due;
+  const badges = [
+    o.schedule && live(o) ? `<span class="badge text-bg-info" title="${esc(o.schedule.description)}">recurring</span>` : "",
+    o.suspended && live(o) ? `<span class="badge text-bg-warning">suspended</span>` : "",
+  ].filter(Boolean).join(" ");
   return `<tr data-id="${esc(o.id)}" data-name="${esc(label(o))}" class="${mine(o) ? "" : "theirs"}">
-    <td data-label="Name">${nameCell}${o.schedule ? ` <span class="badge text-bg-info" title="${esc(o.schedule.description)}">recurring</span>` : ""}${o.suspended ? ` <span class="badge text-bg-warning">suspended</span>` : ""}</td>
-    <td data-label="Host" class="url" title="${esc(url)}">${esc(hosts || "–")}</td>
-    <td data-label="Next">${localTime(next)}</td><td data-label="Calls">${esc(o.calls)}</td><td data-label="State">${badge(o.state)}</td><td data-label="Last">${lastResult(o.last)}</td>
+    <td data-label="Name" class="name"><span class="name-text">${nameCell}</span>${badges ? ` <span class="badges">${badges}</span>` : ""}</td>
+    <td data-label="Calls to" class="url" title="${esc(url)}">${esc(hosts || "–")}</td>
+    <td data-label="Next">${nextCall(o)}</td><td data-label="Calls">${esc(o.calls)}</td><td data-label="State">${badge(o.state)}</td><td data-label="Last">${lastResult(o.last)}</td>
     <td class="actions">${actionsFor(kind, o)}</td></tr>`;
 }
 
@@ -434,43 +599,137 @@ async function onRowAction(e, kind, reload) {
   const action = button.dataset.action;
   try {
     if (action === "cancel") {
+      const name = button.dataset.name;
+      const sure = await confirmAction({
+        title: `Cancel ${kind} ${name}?`,
+        body: `<p class="mb-0">${esc(kind)} <strong>${esc(name)}</strong> will not run${kind === "TaskSet" ? " any of its steps" : ""}. A cancelled object cannot be scheduled again; its history is kept.</p>`,
+      });
+      if (!sure) return;
       await api.call("POST", KIND[kind].cancel, { taskId: id });
-      showInfo("Cancelled.");
+      showInfo(`${kind} ${name} cancelled.`);
     } else if (action === "suspend" || action === "resume") {
       const answer = await api.call("POST", `${KIND[kind].list}/${encodeURIComponent(id)}/${action}`);
-      showInfo(action === "suspend" ? (answer.afterThisRun ? "Suspended once the run going on ends." : "Suspended.") : "Resumed.");
+      showInfo(action === "suspend" ? (answer.afterThisRun ? "Suspended once the run going on ends." : "Suspended: no run starts until it is resumed.") : "Resumed from its next run time.");
     } else if (action === "modify") {
-      openModify(kind, id, button.closest("td") || button.parentElement, reload);
+      openModify(kind, id, button.closest("td") || button.parentElement, reload, button.dataset.recurring === "1");
       return;
     }
     await reload();
   } catch (err) { showError(err); }
 }
 
-function openModify(kind, id, cell, reload) {
+function openModify(kind, id, cell, reload, recurring) {
   if (poller) poller.paused = true;  // keep the user's form while they type
-  cell.innerHTML = `<form class="d-flex flex-wrap gap-1 modify-form">
-      <label class="visually-hidden" for="modify-${esc(id)}">New time</label>
-      <input class="form-control form-control-sm" type="datetime-local" step="1" id="modify-${esc(id)}" value="${localInputValue(new Date(Date.now() + 60000))}" required>
+  cell.innerHTML = `<form class="d-flex flex-wrap gap-1 modify-form" novalidate>
+      <label class="visually-hidden" for="modify-${esc(id)}">${recurring ? "New time of the next run" : "New time"}</label>
+      <input class="form-control form-control-sm" type="datetime-local" step="1" id="modify-${esc(id)}" value="${localInputValue(new Date(Date.now() + 60000))}" required aria-describedby="modify-${esc(id)}-zone">
+      <span class="form-text w-100 m-0" id="modify-${esc(id)}-zone">${esc(ZONE)} (${esc(zoneOffset())})${recurring ? "; the runs after it keep their schedule" : ""}</span>
       <button class="btn btn-primary btn-sm" type="submit">Save</button>
       <button class="btn btn-link btn-sm" type="button" data-close>Close</button></form>`;
   const form = cell.querySelector("form");
-  form.querySelector("input").focus();
+  const input = form.querySelector("input");
+  input.focus();
   const done = () => { if (poller) poller.paused = false; reload().catch(showError); };
   form.querySelector("[data-close]").addEventListener("click", done);
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
+    clearFieldErrors(form);
+    if (!input.value) { markField(input, "Choose a date and a time."); return; }
     try {
-      await api.call("POST", KIND[kind].modify, { taskId: id, at: toIso(form.querySelector("input").value) });
-      showInfo("New time saved.");
+      const answer = await api.call("POST", KIND[kind].modify, { taskId: id, at: toIso(input.value) });
+      const moved = answer.task || answer.taskSet || {};
+      showInfo(`${recurring ? "Next run" : "New time"} saved: ${new Date(moved.due || toIso(input.value)).toLocaleString()}.`);
       done();
-    } catch (err) { showError(err); }
+    } catch (err) {
+      if (err.status === 422) markField(input, (err.details[0] || err).message); else showError(err);
+    }
   });
+}
+
+// ---------------------------------------------------------------- forms: fields in words
+
+function clearField(input) {
+  // a field the user changes is no longer marked: its note goes, and so does its description
+  if (!input || !input.id) return;
+  input.classList.remove("is-invalid");
+  input.removeAttribute("aria-invalid");
+  const id = `${input.id}-error`;
+  const note = document.getElementById(id);
+  if (note && note.dataset.made) note.remove();
+  const described = (input.getAttribute("aria-describedby") || "").split(" ").filter((d) => d && d !== id);
+  if (described.length) input.setAttribute("aria-describedby", described.join(" ")); else input.removeAttribute("aria-describedby");
+}
+
+function clearFieldErrors(form) {
+  form.querySelectorAll(".is-invalid, [aria-invalid]").forEach(clearField);
+  form.querySelectorAll(".invalid-feedback[data-made]").forEach((el) => el.remove());
+}
+
+function markField(input, message) {
+  // the field says what is expected, beside it (and to a screen reader, as its description)
+  input.classList.add("is-invalid");
+  input.setAttribute("aria-invalid", "true");
+  const id = `${input.id}-error`;
+  let note = document.getElementById(id);
+  if (!note) {
+    note = document.createElement("div");
+    note.className = "invalid-feedback";
+    note.id = id;
+    note.dataset.made = "1";
+    (input.closest(".input-group") || input).insertAdjacentElement("afterend", note);
+    input.setAttribute("aria-describedby", [input.getAttribute("aria-describedby"), id].filter(Boolean).join(" "));
+  }
+  note.textContent = message;
+  if (input.closest(".input-group")) note.classList.add("d-block");
+}
+
+function problemsShown(form, problems, fieldOf) {
+  // server problems on the fields they name; what names no field goes to the banner, in words
+  const rest = [];
+  let first = null;
+  for (const p of problems) {
+    const input = fieldOf(p.field || "");
+    if (input) { markField(input, p.message); first = first || input; } else rest.push(p);
+  }
+  if (first) first.focus();
+  if (rest.length) showError({ title: "Not saved", message: "", details: rest.map((p) => ({ message: p.message, field: p.field ? plainField(p.field) : null })) });
+  else if (first) showError({ title: "Not saved", message: "see the marked fields." });
+}
+
+function plainField(field) {
+  // spec.conditionCheck.retries -> "condition check retries": a field's name as the form calls it
+  return String(field).replace(/^spec\./, "").replace(/\[(\d+)\]/g, (m, n) => ` ${Number(n) + 1}`).replace(/\./g, " ").replace(/([a-z])([A-Z])/g, "$1 $2").toLowerCase();
+}
+
+const DURATION = /^(\d+(\.\d+)?(ms|s|m|h|d))+$|^0$|^P(T?)[0-9.HMSDW]+$/i;
+
+function checkDuration(input, errors, what) {
+  const v = input.value.trim();
+  if (v && !DURATION.test(v)) errors.push([input, `${what}: write a duration with a unit, e.g. 30s, 5m or 1h30m.`]);
+}
+
+function checkCount(input, errors, what) {
+  const v = input.value.trim();
+  if (v && !/^\d+$/.test(v)) errors.push([input, `${what}: a whole number, 0 or more.`]);
+}
+
+function checkTarget(input, errors, required, what = "URL") {
+  const v = input.value.trim();
+  if (!v) { if (required) errors.push([input, `A ${what} is needed: https://… or a Lambda function ARN (arn:aws:lambda:…).`]); return; }
+  if (v.startsWith("arn:")) { if (!ARN.test(v)) errors.push([input, "A Lambda function ARN looks like arn:aws:lambda:REGION:ACCOUNT:function:NAME."]); return; }
+  try { const u = new URL(v); if (!["http:", "https:"].includes(u.protocol)) throw new Error(); } catch { errors.push([input, `Write an http:// or https:// URL, or a Lambda function ARN.`]); }
+}
+
+function reportErrors(form, errors) {
+  // every mistake marked at once, in the order of the form; the first one gets the focus
+  errors.forEach(([input, message]) => markField(input, message));
+  if (errors.length) { errors[0][0].focus(); showError({ title: "Not saved", message: errors.length === 1 ? "see the marked field." : `see the ${errors.length} marked fields.` }); }
+  return errors.length === 0;
 }
 
 // ---------------------------------------------------------------- create forms
 
-function whenFields(prefix) {
+function whenFields(prefix, onceHelp = "") {
   return `<fieldset class="col-12"><legend class="form-label fs-6 mb-1">When</legend>
     <div class="d-flex flex-wrap gap-3 mb-2">
       ${[["once", "Once, at a time"], ["cron", "On a cron schedule"], ["every", "At a fixed rate"]].map(([v, t], i) => `
@@ -478,42 +737,116 @@ function whenFields(prefix) {
         <label class="form-check-label" for="${prefix}-when-${v}">${t}</label></div>`).join("")}
     </div>
     <div class="row g-2">
-      <div class="col-12 col-sm-6 col-lg-4" data-when="once"><label class="form-label" for="${prefix}-at">Date and time</label>
-        <input class="form-control" id="${prefix}-at" name="at" type="datetime-local" step="1"></div>
+      <div class="col-12 col-sm-8 col-lg-6" data-when="once"><label class="form-label" for="${prefix}-at">Date and time <span class="text-muted">(${esc(ZONE)})</span></label>
+        <input class="form-control" id="${prefix}-at" name="at" type="datetime-local" step="1" aria-describedby="${prefix}-at-help">
+        <div class="d-flex flex-wrap gap-2 mt-1" role="group" aria-label="Choose a time">
+          <button class="btn btn-outline-secondary btn-sm" type="button" data-now="0">Now</button>
+          <button class="btn btn-outline-secondary btn-sm" type="button" data-now="300">In 5 min</button>
+        </div>
+        <div class="form-text" id="${prefix}-at-help">In your time zone, ${esc(ZONE)} (${esc(zoneOffset())}).${onceHelp}</div></div>
       <div class="col-12 col-sm-6 col-lg-4 d-none" data-when="cron"><label class="form-label" for="${prefix}-cron">Cron (minute hour day month weekday)</label>
         <input class="form-control" id="${prefix}-cron" name="cron" placeholder="0 9 * * MON-FRI"></div>
       <div class="col-12 col-sm-6 col-lg-4 d-none" data-when="every"><label class="form-label" for="${prefix}-every">Every</label>
-        <input class="form-control" id="${prefix}-every" name="every" placeholder="15m"></div>
+        <input class="form-control" id="${prefix}-every" name="every" placeholder="15m" aria-describedby="${prefix}-every-help">
+        <div class="form-text" id="${prefix}-every-help">e.g. 30s, 15m, 1h (at least 1s)</div></div>
       <div class="col-12 col-sm-6 col-lg-4 d-none" data-when="cron"><label class="form-label" for="${prefix}-zone">Time zone</label>
-        <input class="form-control" id="${prefix}-zone" name="timezone" value="${esc(Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC")}"></div>
+        <input class="form-control" id="${prefix}-zone" name="timezone" value="${esc(ZONE)}" data-default="${esc(ZONE)}"></div>
     </div></fieldset>`;
 }
 
-function wireWhen(form) {
+function slug(text) {
+  return String(text || "").trim().replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^[-._]+|[-._]+$/g, "");
+}
+
+function wireForm(form, kind) {
+  // the "when" choice shows its fields; a reset shows Once again, with its field
   const show = () => {
     const when = form.querySelector("input[name=when]:checked").value;
     form.querySelectorAll("[data-when]").forEach((el) => el.classList.toggle("d-none", el.dataset.when !== when));
+    nameHint();
+  };
+  // a recurring object is a spec: its name is unique and may hold only some characters; say what it becomes
+  const nameInput = form.querySelector("input[name=name]");
+  const hint = form.querySelector("[data-name-hint]");
+  const nameHint = () => {
+    const recurring = form.querySelector("input[name=when]:checked").value !== "once";
+    const text = nameInput.value.trim();
+    const made = slug(text);
+    if (!recurring) hint.textContent = "A label: it need not be unique.";
+    else if (!text) hint.textContent = `Recurring: its name is unique; left empty, one is made up (${kind.toLowerCase()}-…).`;
+    else if (made !== text) hint.innerHTML = `Recurring: its name is unique and holds only letters, digits, . _ and -; it will be saved as <strong data-slug>${esc(made || "(none: type letters or digits)")}</strong>.`;
+    else hint.textContent = "Recurring: its name is unique.";
   };
   form.querySelectorAll("input[name=when]").forEach((r) => r.addEventListener("change", show));
+  nameInput.addEventListener("input", nameHint);
+  form.querySelectorAll("[data-now]").forEach((b) => b.addEventListener("click", () => {
+    const input = form.querySelector("input[name=at]");
+    input.value = localInputValue(new Date(Date.now() + Number(b.dataset.now) * 1000));
+    clearField(input);
+  }));
+  form.addEventListener("input", (e) => clearField(e.target));
+  form.addEventListener("change", (e) => { if (e.target.matches("select, input[type=checkbox]")) clearField(e.target); });
+  form.addEventListener("reset", () => setTimeout(() => { clearFieldErrors(form); if (form.resetRows) form.resetRows(); show(); }, 0));
+  if (kind === "TaskSet") wireSteps(form);
+  show();
 }
 
-function readWhen(f) {
+function readWhen(form, errors) {
+  const f = new FormData(form);
   const when = f.get("when");
   if (when === "cron") {
-    if (!f.get("cron")) throw { title: "A cron schedule is needed", message: "Five fields, e.g. 0 9 * * MON-FRI." };
-    return { schedule: { cron: f.get("cron"), timezone: f.get("timezone") || "UTC" } };
+    const input = form.querySelector("input[name=cron]");
+    if (!input.value.trim()) errors.push([input, "A cron schedule is needed: five fields, e.g. 0 9 * * MON-FRI."]);
+    else if (input.value.trim().split(/\s+/).length !== 5) errors.push([input, "Five fields: minute hour day month weekday, e.g. 0 9 * * MON-FRI."]);
+    return { schedule: { cron: input.value.trim(), timezone: (f.get("timezone") || "UTC").trim() } };
   }
   if (when === "every") {
-    if (!f.get("every")) throw { title: "A rate is needed", message: "e.g. 15m or 1h." };
-    return { schedule: { every: f.get("every") } };
+    const input = form.querySelector("input[name=every]");
+    if (!input.value.trim()) errors.push([input, "A rate is needed, e.g. 15m or 1h."]);
+    else checkDuration(input, errors, "Every");
+    return { schedule: { every: input.value.trim() } };
   }
-  if (!f.get("at")) throw { title: "A time is needed", message: "Choose a date and a time." };
-  return { at: toIso(f.get("at")) };
+  const input = form.querySelector("input[name=at]");
+  if (!input.value) { errors.push([input, "A time is needed: choose a date and a time, or Now."]); return {}; }
+  return { at: toIso(input.value) };
 }
 
-function slug(text, kind) {
-  const s = String(text || "").trim().replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^[-._]+|[-._]+$/g, "");
-  return s || `${kind.toLowerCase()}-${Date.now().toString(36)}`;
+function successWhenFields(prefix, what) {
+  return `<details class="col-12 small-details" data-success="${prefix}"><summary class="form-label">${what} succeeds when… <span class="text-muted">(default: any 2xx answer)</span></summary>
+    <div class="row g-2 mt-1">
+      <div class="col-12 col-sm-4"><label class="form-label" for="${prefix}-ok-status">Status codes</label>
+        <input class="form-control" id="${prefix}-ok-status" name="${prefix}OkStatus" placeholder="200, 202" aria-describedby="${prefix}-ok-status-help">
+        <div class="form-text" id="${prefix}-ok-status-help">Comma-separated; empty: any 2xx.</div></div>
+      <div class="col-6 col-sm-4"><label class="form-label" for="${prefix}-ok-path">and the JSON field</label>
+        <input class="form-control" id="${prefix}-ok-path" name="${prefix}OkPath" placeholder="status"></div>
+      <div class="col-6 col-sm-4"><label class="form-label" for="${prefix}-ok-equals">equals</label>
+        <input class="form-control" id="${prefix}-ok-equals" name="${prefix}OkEquals" placeholder="success"></div>
+    </div></details>`;
+}
+
+function readSuccessWhen(form, prefix, errors) {
+  const status = form.querySelector(`[name=${prefix}OkStatus]`);
+  const path = form.querySelector(`[name=${prefix}OkPath]`);
+  const equals = form.querySelector(`[name=${prefix}OkEquals]`);
+  const out = {};
+  if (status.value.trim()) {
+    const codes = status.value.split(/[\s,]+/).filter(Boolean);
+    if (codes.some((c) => !/^[1-5]\d\d$/.test(c))) errors.push([status, "Status codes are numbers from 100 to 599, e.g. 200, 202."]);
+    else out.status = codes.map(Number);
+  }
+  if (path.value.trim() || equals.value.trim()) {
+    if (!path.value.trim()) errors.push([path, "Name the JSON field to test, e.g. status."]);
+    let value = equals.value.trim();
+    try { value = JSON.parse(value); } catch { /* plain text */ }
+    out.json = { path: path.value.trim(), equals: value };
+  }
+  return Object.keys(out).length ? out : null;
+}
+
+async function nameIsFree(kind, name, input, errors) {
+  // applying a spec of a taken name would change that object: a new one from the form needs a new name
+  const taken = await api.call("GET", `${KIND[kind].list}?name=${encodeURIComponent(name)}`);
+  if (taken[KIND[kind].key].length) errors.push([input, `You have a ${kind} named ${name} already: choose another name.`]);
 }
 
 async function applySpec(kind, name, spec) {
@@ -529,17 +862,20 @@ function taskForm() {
         <input class="form-control" id="task-url" name="url" type="url" placeholder="https://… or arn:aws:lambda:…:function:…" required aria-describedby="task-url-help">
         <div class="form-text" id="task-url-help">An ARN is invoked through the Lambda Invoke API with lambdaop's AWS credentials; the body is its event (the method does not apply).</div></div>
       <div class="col-12 col-sm-6 col-lg-3"><label class="form-label" for="task-name">Name (optional)</label>
-        <input class="form-control" id="task-name" name="name"></div>
+        <input class="form-control" id="task-name" name="name" aria-describedby="task-name-help">
+        <div class="form-text" id="task-name-help" data-name-hint></div></div>
       <div class="col-6 col-sm-3 col-lg-3"><label class="form-label" for="task-method">Method</label>
         <select class="form-select" id="task-method" name="method">${["GET", "POST", "PUT", "PATCH", "DELETE"].map((m) => `<option>${m}</option>`).join("")}</select></div>
       ${whenFields("task")}
       <div class="col-4 col-lg-2"><label class="form-label" for="task-retries">Retries</label>
-        <input class="form-control" id="task-retries" name="retries" type="number" min="0" value="0"></div>
+        <input class="form-control" id="task-retries" name="retries" inputmode="numeric" value="0" aria-describedby="task-retries-help">
+        <div class="form-text" id="task-retries-help">Further attempts after a failure</div></div>
       <div class="col-8 col-lg-2"><label class="form-label" for="task-retry-delay">Retry delay</label>
         <input class="form-control" id="task-retry-delay" name="retryDelay" value="10s" aria-describedby="task-retry-help">
         <div class="form-text" id="task-retry-help">e.g. 30s, 5m</div></div>
       <div class="col-12 col-lg-8"><label class="form-label" for="task-body">Body, or the function's event (JSON, optional)</label>
         <textarea class="form-control" id="task-body" name="body" rows="2"></textarea></div>
+      ${successWhenFields("task", "The call")}
     </div>
     <div class="mt-3"><button class="btn btn-primary" type="submit">Schedule</button></div>
   </form>`;
@@ -547,55 +883,155 @@ function taskForm() {
 
 async function submitTask(e, reload) {
   e.preventDefault();
-  const f = new FormData(e.target);
+  const form = e.target;
+  clearFieldErrors(form);
+  clearAlert();
+  const f = new FormData(form);
+  const errors = [];
+  const urlInput = form.querySelector("[name=url]");
+  checkTarget(urlInput, errors, true);
+  const when = readWhen(form, errors);
+  checkCount(form.querySelector("[name=retries]"), errors, "Retries");
+  checkDuration(form.querySelector("[name=retryDelay]"), errors, "Retry delay");
+  const url = String(f.get("url") || "").trim();
+  const arn = url.startsWith("arn:");  // a Lambda function: the Invoke API, its event in `payload`
+  const invoke = arn ? { lambda: url } : { url, method: f.get("method") };
+  const bodyInput = form.querySelector("[name=body]");
+  const body = bodyInput.value.trim();
+  if (body) {
+    try { invoke[arn ? "payload" : "body"] = JSON.parse(body); } catch { errors.push([bodyInput, "Not JSON: write a JSON value, e.g. {\"report\": \"daily\"}, or leave it empty."]); }
+  }
+  const successWhen = readSuccessWhen(form, "task", errors);
+  if (successWhen) invoke.successWhen = successWhen;
+  const nameInput = form.querySelector("[name=name]");
+  const recurring = Boolean(when.schedule);
+  const name = recurring ? slug(f.get("name")) || `task-${Date.now().toString(36)}` : String(f.get("name") || "").trim();
   try {
-    const when = readWhen(f);
-    const url = String(f.get("url") || "").trim();
-    const arn = url.startsWith("arn:");  // a Lambda function: the Invoke API, its event in `payload`
-    const invoke = arn ? { lambda: url } : { url, method: f.get("method") };
-    const body = (f.get("body") || "").trim();
-    if (body) {
-      try { invoke[arn ? "payload" : "body"] = JSON.parse(body); } catch { throw { title: "The body is not JSON", message: "Write a JSON value, e.g. {\"report\": \"daily\"}, or leave it empty." }; }
-    }
+    if (recurring && errors.length === 0) await nameIsFree("Task", name, nameInput, errors);
+    if (!reportErrors(form, errors)) return;
     const retries = Number(f.get("retries") || 0);
-    const retryDelay = f.get("retryDelay") || "10s";
-    if (when.schedule) {  // a recurring Task is a spec: it needs a unique name
-      const result = await applySpec("Task", slug(f.get("name"), "Task"), { invoke, retries, retryDelay, schedule: when.schedule });
+    const retryDelay = String(f.get("retryDelay") || "").trim() || "10s";
+    if (recurring) {  // a recurring Task is a spec: it needs a unique name
+      const result = await applySpec("Task", name, { invoke, retries, retryDelay, schedule: when.schedule });
       showInfo(`Task ${result.name} ${result.action}.`);
     } else {
       const { lambda, ...rest } = invoke;  // the original route takes an ARN in its URL field
       const request = { ...rest, ...(arn ? { url: lambda } : {}), at: when.at, retries, retryDelay };
-      if (f.get("name")) request.name = f.get("name");
+      if (name) request.name = name;
       const created = await api.call("POST", "/scheduler/schedule", request);
       showInfo(`Task ${label(created)} scheduled.`);
     }
-    e.target.reset();
+    form.reset();
     await reload();
-  } catch (err) { showError(err); }
+  } catch (err) {
+    if (err.status === 422) problemsShown(form, err.details, (field) => taskField(form, field));
+    else showError(err);
+  }
+}
+
+function taskField(form, field) {
+  // the input behind a field the server names (the original route's, or the spec's)
+  const f = field.replace(/^spec\./, "");
+  const by = (name) => form.querySelector(`[name=${name}]`);
+  if (/^(url|invoke(\.url|\.lambda)?)$/.test(f) || f === "lambda") return by("url");
+  if (/^(at|after|delay)$/.test(f)) return by("at");
+  if (f.startsWith("schedule.cron")) return by("cron");
+  if (f.startsWith("schedule.every")) return by("every");
+  if (f.startsWith("schedule.timezone")) return by("timezone");
+  if (f === "retries") return by("retries");
+  if (/^(retryDelay|backoff)/.test(f)) return by("retryDelay");
+  if (/^(body|payload|invoke\.(body|payload))/.test(f)) return by("body");
+  if (/successWhen\.status/.test(f)) return by("taskOkStatus");
+  if (/successWhen\.json/.test(f)) return by("taskOkPath");
+  if (/^(name|metadata\.name)$/.test(f)) return by("name");
+  if (/^(method|invoke\.method)$/.test(f)) return by("method");
+  return null;
+}
+
+function stepRow(i, value = {}) {
+  return `<div class="row g-2 align-items-end step-row mb-2" data-step-row>
+    <div class="col-12 col-md-7"><label class="form-label small mb-0" for="ts-task-${i}">Task ${i + 1}: URL or Lambda function ARN</label>
+      <input class="form-control" id="ts-task-${i}" name="taskUrl" type="url" value="${esc(value.url || "")}" placeholder="https://… or arn:aws:lambda:REGION:ACCOUNT:function:NAME"></div>
+    <div class="col-5 col-md-2"><label class="form-label small mb-0" for="ts-task-${i}-method"><span class="visually-hidden">Task ${i + 1}: </span>Method</label>
+      <select class="form-select" id="ts-task-${i}-method" name="taskMethod">${["GET", "POST", "PUT", "PATCH", "DELETE"].map((m) => `<option ${value.method === m ? "selected" : ""}>${m}</option>`).join("")}</select></div>
+    <div class="col-4 col-md-2"><label class="form-label small mb-0" for="ts-task-${i}-retries"><span class="visually-hidden">Task ${i + 1}: </span>Retries</label>
+      <input class="form-control" id="ts-task-${i}-retries" name="taskRetries" inputmode="numeric" value="${esc(value.retries ?? 0)}"></div>
+    <div class="col-3 col-md-1"><button class="btn btn-outline-secondary w-100" type="button" data-remove-step aria-label="Remove task ${i + 1}">✕</button></div>
+  </div>`;
+}
+
+function wireSteps(form) {
+  const box = form.querySelector("#ts-steps");
+  const renumber = () => {
+    const values = [...box.querySelectorAll("[data-step-row]")].map((r) => ({ url: r.querySelector("[name=taskUrl]").value, method: r.querySelector("[name=taskMethod]").value, retries: r.querySelector("[name=taskRetries]").value }));
+    setRows(values);
+  };
+  const setRows = (values) => {
+    box.innerHTML = (values.length ? values : [{}]).map((v, i) => stepRow(i, v)).join("");
+  };
+  form.resetRows = () => setRows([{}]);
+  box.addEventListener("click", (e) => {
+    const remove = e.target.closest("[data-remove-step]");
+    if (!remove) return;
+    remove.closest("[data-step-row]").remove();
+    renumber();
+  });
+  form.querySelector("#ts-add-step").addEventListener("click", () => {
+    const rows = [...box.querySelectorAll("[data-step-row]")];
+    box.insertAdjacentHTML("beforeend", stepRow(rows.length));
+    box.querySelector(`#ts-task-${rows.length}`).focus();
+  });
+  box.addEventListener("paste", (e) => {
+    // several URLs pasted into one field become one task each
+    const input = e.target.closest("[name=taskUrl]");
+    const text = (e.clipboardData || window.clipboardData).getData("text");
+    const lines = text.split(/\r?\n/).map((s) => s.trim()).filter(Boolean);
+    if (!input || lines.length < 2) return;
+    e.preventDefault();
+    input.value = lines[0];
+    const rest = lines.slice(1).map((url) => ({ url }));
+    const values = [...box.querySelectorAll("[data-step-row]")].map((r) => ({ url: r.querySelector("[name=taskUrl]").value, method: r.querySelector("[name=taskMethod]").value, retries: r.querySelector("[name=taskRetries]").value }));
+    const at = [...box.querySelectorAll("[name=taskUrl]")].indexOf(input);
+    values.splice(at + 1, 0, ...rest);
+    setRows(values.filter((v, i) => v.url || i === 0));
+  });
+  setRows([{}]);
 }
 
 function taskSetForm() {
   return `<form class="card card-body" id="taskset-form" novalidate>
     <h2 class="h5">Orchestrate a TaskSet</h2>
+    <fieldset class="mb-2"><legend class="form-label fs-6 mb-1">Tasks, in order</legend>
+      <div id="ts-steps"></div>
+      <button class="btn btn-outline-primary btn-sm" type="button" id="ts-add-step">Add a task</button>
+      <div class="form-text">A URL, or a Lambda function ARN (invoked through the Invoke API). Pasting several lines makes one task of each. A task's retries are further attempts after it fails.</div>
+    </fieldset>
     <div class="row g-2">
-      <div class="col-12 col-lg-6"><label class="form-label" for="ts-tasks">Task URLs, in order (one per line)</label>
-        <textarea class="form-control" id="ts-tasks" name="tasks" rows="3" required placeholder="https://…&#10;arn:aws:lambda:REGION:ACCOUNT:function:NAME" aria-describedby="ts-tasks-help"></textarea>
-        <div class="form-text" id="ts-tasks-help">A URL, or a Lambda function ARN (invoked through the Invoke API), on each line; the check and the fallback take either too.</div></div>
       <div class="col-12 col-lg-6"><label class="form-label" for="ts-check">Condition check URL (optional)</label>
-        <input class="form-control" id="ts-check" name="check" type="url" placeholder="https://… or arn:aws:lambda:…">
-        <label class="form-label mt-2" for="ts-fallback">Fallback URL (optional)</label>
-        <input class="form-control" id="ts-fallback" name="fallback" type="url" placeholder="https://… or arn:aws:lambda:…"></div>
-      <div class="col-6 col-lg-3"><label class="form-label" for="ts-initial">Initial delay (once)</label>
-        <input class="form-control" id="ts-initial" name="initialDelay" value="0s"></div>
+        <input class="form-control" id="ts-check" name="check" type="url" placeholder="https://… or arn:aws:lambda:…" aria-describedby="ts-check-help">
+        <div class="form-text" id="ts-check-help">Called after each task but the last; the next task runs once it succeeds.</div></div>
       <div class="col-6 col-lg-3"><label class="form-label" for="ts-check-delay">Delay before each check</label>
         <input class="form-control" id="ts-check-delay" name="checkDelay" value="0s"></div>
       <div class="col-6 col-lg-3"><label class="form-label" for="ts-check-retries">Check retries</label>
-        <input class="form-control" id="ts-check-retries" name="checkRetries" type="number" min="0" value="0"></div>
+        <input class="form-control" id="ts-check-retries" name="checkRetries" inputmode="numeric" value="0"></div>
       <div class="col-6 col-lg-3"><label class="form-label" for="ts-check-retry-delay">Delay between checks</label>
         <input class="form-control" id="ts-check-retry-delay" name="checkRetryDelay" value="10s"></div>
+      ${successWhenFields("check", "The check")}
+      <div class="col-12 col-lg-6"><label class="form-label" for="ts-fallback">Fallback URL (optional)</label>
+        <input class="form-control" id="ts-fallback" name="fallback" type="url" placeholder="https://… or arn:aws:lambda:…" aria-describedby="ts-fallback-help"></div>
+      <fieldset class="col-12 col-lg-6"><legend class="form-label fs-6 mb-1">The fallback runs when</legend>
+        <div class="form-check"><input class="form-check-input" type="checkbox" name="fallbackOn" value="check" id="ts-fallback-check" checked>
+          <label class="form-check-label" for="ts-fallback-check">the check gives up (its retries are used up)</label></div>
+        <div class="form-check"><input class="form-check-input" type="checkbox" name="fallbackOn" value="task" id="ts-fallback-task" checked>
+          <label class="form-check-label" for="ts-fallback-task">a task fails (its retries are used up)</label></div>
+        <div class="form-text" id="ts-fallback-help">Otherwise the fallback is not called, and a set that fails ends without it.</div></fieldset>
+      <div class="col-6 col-lg-3"><label class="form-label" for="ts-initial">Initial delay (once)</label>
+        <input class="form-control" id="ts-initial" name="initialDelay" value="0s" aria-describedby="ts-initial-help">
+        <div class="form-text" id="ts-initial-help">Used when no time is chosen.</div></div>
       <div class="col-12 col-lg-6"><label class="form-label" for="ts-name">Name (optional)</label>
-        <input class="form-control" id="ts-name" name="name"></div>
-      ${whenFields("ts").replace('name="at" type="datetime-local" step="1">', 'name="at" type="datetime-local" step="1" placeholder="(or the initial delay)">')}
+        <input class="form-control" id="ts-name" name="name" aria-describedby="ts-name-help">
+        <div class="form-text" id="ts-name-help" data-name-hint></div></div>
+      ${whenFields("ts", " Empty: after the initial delay.")}
     </div>
     <div class="mt-3"><button class="btn btn-primary" type="submit">Orchestrate</button></div>
   </form>`;
@@ -603,33 +1039,94 @@ function taskSetForm() {
 
 async function submitTaskSet(e, reload) {
   e.preventDefault();
-  const f = new FormData(e.target);
-  const tasks = String(f.get("tasks") || "").split("\n").map((s) => s.trim()).filter(Boolean);
+  const form = e.target;
+  clearFieldErrors(form);
+  clearAlert();
+  const f = new FormData(form);
+  const errors = [];
+  const rows = [...form.querySelectorAll("[data-step-row]")];
+  const filled = rows.filter((r) => r.querySelector("[name=taskUrl]").value.trim());
+  if (!filled.length) errors.push([rows[0].querySelector("[name=taskUrl]"), "At least one task is needed: a URL or a Lambda function ARN."]);
+  const tasks = filled.map((r) => {
+    const input = r.querySelector("[name=taskUrl]");
+    checkTarget(input, errors, true);
+    const retriesInput = r.querySelector("[name=taskRetries]");
+    checkCount(retriesInput, errors, "Retries");
+    const url = input.value.trim();
+    const step = url.startsWith("arn:") ? { lambda: url } : { url, method: r.querySelector("[name=taskMethod]").value };
+    const retries = Number(retriesInput.value || 0);
+    if (retries) step.retries = retries;
+    return step;
+  });
+  const checkInput = form.querySelector("[name=check]");
+  checkTarget(checkInput, errors, false, "condition check URL");
+  checkDuration(form.querySelector("[name=checkDelay]"), errors, "Delay before each check");
+  checkCount(form.querySelector("[name=checkRetries]"), errors, "Check retries");
+  checkDuration(form.querySelector("[name=checkRetryDelay]"), errors, "Delay between checks");
+  const checkOk = readSuccessWhen(form, "check", errors);
+  const fallbackInput = form.querySelector("[name=fallback]");
+  checkTarget(fallbackInput, errors, false, "fallback URL");
+  const on = f.getAll("fallbackOn");
+  if (f.get("fallback") && !on.length) errors.push([form.querySelector("#ts-fallback-check"), "Tick when the fallback runs, or leave its URL empty."]);
+  const recurring = f.get("when") !== "once";
+  const when = recurring ? readWhen(form, errors) : (f.get("at") ? { at: toIso(f.get("at")) } : {});
+  if (!recurring && !f.get("at")) checkDuration(form.querySelector("[name=initialDelay]"), errors, "Initial delay");
+  const checkValue = String(f.get("check") || "").trim();
+  const check = checkValue ? { invoke: checkOk ? { ...(checkValue.startsWith("arn:") ? { lambda: checkValue } : { url: checkValue }), successWhen: checkOk } : checkValue,
+    delay: String(f.get("checkDelay") || "").trim() || "0s", retries: Number(f.get("checkRetries") || 0), retryDelay: String(f.get("checkRetryDelay") || "").trim() || "10s" } : null;
+  const nameInput = form.querySelector("[name=name]");
+  const name = recurring ? slug(f.get("name")) || `taskset-${Date.now().toString(36)}` : String(f.get("name") || "").trim();
   try {
-    const recurring = f.get("when") !== "once";
+    if (recurring && errors.length === 0) await nameIsFree("TaskSet", name, nameInput, errors);
+    if (!reportErrors(form, errors)) return;
     if (recurring) {
-      const spec = { tasks, ...readWhen(f) };
-      if (f.get("check")) spec.conditionCheck = { invoke: f.get("check"), delay: f.get("checkDelay") || "0s", retries: Number(f.get("checkRetries") || 0), retryDelay: f.get("checkRetryDelay") || "10s" };
-      if (f.get("fallback")) spec.fallback = { invoke: f.get("fallback") };
-      const result = await applySpec("TaskSet", slug(f.get("name"), "TaskSet"), spec);
+      const spec = { tasks, ...when };
+      if (check) spec.conditionCheck = check;
+      if (f.get("fallback")) spec.fallback = { invoke: String(f.get("fallback")).trim(), on };
+      const result = await applySpec("TaskSet", name, spec);
       showInfo(`TaskSet ${result.name} ${result.action}.`);
     } else {
       const request = { tasks };
-      if (f.get("at")) request.at = toIso(f.get("at")); else request.initialDelay = f.get("initialDelay") || "0s";
-      if (f.get("name")) request.name = f.get("name");
-      if (f.get("check")) {
-        request.conditionCheckUrl = f.get("check");
-        request.timeDelayForConditionCheck = f.get("checkDelay") || "0s";
-        request.conditionCheckRetries = Number(f.get("checkRetries") || 0);
-        request.timeDelayBetweenRetries = f.get("checkRetryDelay") || "10s";
+      if (when.at) request.at = when.at; else request.initialDelay = String(f.get("initialDelay") || "").trim() || "0s";
+      if (name) request.name = name;
+      if (check) {
+        request.conditionCheckUrl = check.invoke;
+        request.timeDelayForConditionCheck = check.delay;
+        request.conditionCheckRetries = check.retries;
+        request.timeDelayBetweenRetries = check.retryDelay;
       }
-      if (f.get("fallback")) request.fallbackUrl = f.get("fallback");
+      if (f.get("fallback")) { request.fallbackUrl = String(f.get("fallback")).trim(); request.fallbackOn = on; }
       const created = await api.call("POST", "/orchestrator/orchestrate", request);
       showInfo(`TaskSet ${label(created)} scheduled.`);
     }
-    e.target.reset();
+    form.reset();
     await reload();
-  } catch (err) { showError(err); }
+  } catch (err) {
+    if (err.status === 422) problemsShown(form, err.details, (field) => taskSetField(form, field));
+    else showError(err);
+  }
+}
+
+function taskSetField(form, field) {
+  const f = field.replace(/^spec\./, "");
+  const by = (name) => form.querySelector(`[name=${name}]`);
+  const rows = [...form.querySelectorAll("[data-step-row]")].filter((r) => r.querySelector("[name=taskUrl]").value.trim());
+  const step = /^tasks\[(\d+)\](\.(\w+))?/.exec(f);
+  if (step && rows[Number(step[1])]) return rows[Number(step[1])].querySelector(step[3] === "retries" ? "[name=taskRetries]" : step[3] === "method" ? "[name=taskMethod]" : "[name=taskUrl]");
+  if (/^(tasks|taskUrls|tasksURL|\w+TaskURL)/.test(f)) return form.querySelector("[name=taskUrl]");
+  if (/^(conditionCheck\.invoke|conditionCheckUrl)/.test(f)) return by("check");
+  if (/^(conditionCheck\.delay|timeDelayForConditionCheck)/.test(f)) return by("checkDelay");
+  if (/^(conditionCheck\.retries|conditionCheckRetries)$/.test(f)) return by("checkRetries");
+  if (/^(conditionCheck\.retryDelay|timeDelayBetweenRetries)/.test(f)) return by("checkRetryDelay");
+  if (/^(fallback\.invoke|fallbackUrl)/.test(f)) return by("fallback");
+  if (/^(fallback\.on|fallbackOn)/.test(f)) return form.querySelector("#ts-fallback-check");
+  if (/^(initialDelay)$/.test(f)) return by("initialDelay");
+  if (/^(at|after|delay)$/.test(f)) return by("at");
+  if (f.startsWith("schedule.cron")) return by("cron");
+  if (f.startsWith("schedule.every")) return by("every");
+  if (f.startsWith("schedule.timezone")) return by("timezone");
+  if (/^(name|metadata\.name)$/.test(f)) return by("name");
+  return null;
 }
 
 // ---------------------------------------------------------------- details
@@ -639,19 +1136,28 @@ function stepLabel(key) {
   const [name, index] = key.split(":");
   if (name === "task" && index === undefined) return "Task";
   if (name === "task") return `Task ${Number(index) + 1}`;
+  if (name === "step") return index;
+  if (name === "check" && !/^\d+$/.test(index)) return `Check after ${index}`;
   if (name === "check") return `Check ${Number(index) + 1}`;
+  if (name === "notify" && index !== undefined) return `Notification (${index})`;
   return { fallback: "Fallback", notify: "Failure notification" }[name] || key;
 }
+
+const FALLBACK_WHEN = { check: "the check gives up", task: "a task fails" };
 
 function stepsOf(o) {
   const spec = o.spec;
   const steps = [];
   (spec.tasks || []).forEach((t, i) => {
-    steps.push({ key: `task:${i}`, url: target(t) });
+    steps.push({ key: `task:${i}`, invoke: t });
     const last = i === spec.tasks.length - 1;
-    if (spec.conditionCheck && (!last || spec.conditionCheck.afterLast)) steps.push({ key: `check:${i}`, url: target(spec.conditionCheck.invoke) });
+    if (spec.conditionCheck && (!last || spec.conditionCheck.afterLast)) steps.push({ key: `check:${i}`, invoke: spec.conditionCheck.invoke });
   });
-  if (spec.fallback) steps.push({ key: "fallback", url: target(spec.fallback.invoke) });
+  (spec.steps || []).forEach((t) => {
+    steps.push({ key: `step:${t.name}`, invoke: t.invoke });
+    if (t.conditionCheck) steps.push({ key: `check:${t.name}`, invoke: t.conditionCheck.invoke });
+  });
+  if (spec.fallback) steps.push({ key: "fallback", invoke: spec.fallback.invoke, on: spec.fallback.on || ["check", "task"] });
   const run = o.schedule ? o.run : null;
   return steps.map((s) => {
     const calls = (o.attempts || []).filter((a) => a.step === s.key && a.generation === o.generation && (run == null || a.run === run));
@@ -661,7 +1167,16 @@ function stepsOf(o) {
     else if (calls.length) status = s.key === "fallback" ? "fallback" : "failed";
     if (o.failedStep === s.key) status = "failed";
     if (status === "pending" && ["completed", "failed", "cancelled"].includes(o.state)) status = "skipped";
-    return { ...s, label: stepLabel(s.key), status, calls };
+    let note = "";
+    if (s.key === "fallback") {
+      const failedKind = (o.failedStep || "").split(":")[0];
+      note = `runs when ${s.on.map((w) => FALLBACK_WHEN[w]).join(" or ")}`;
+      if (status === "skipped" && o.state === "failed" && failedKind && !s.on.includes(failedKind)) note = `not run: ${FALLBACK_WHEN[failedKind]}, and it runs only when ${s.on.map((w) => FALLBACK_WHEN[w]).join(" or ")}`;
+    }
+    const retries = s.invoke && typeof s.invoke === "object" && s.invoke.retries ? ` · retries ${s.invoke.retries}` : "";
+    const named = s.key.startsWith("step:") && o.outputs ? o.outputs[s.key.slice(5)] : undefined;
+    const output = named && named.generation === o.generation && (run == null || named.run === run) ? named.output : undefined;
+    return { ...s, url: target(s.invoke), words: callWords(s.invoke), label: stepLabel(s.key), status, calls, note, retries, output };
   });
 }
 
@@ -680,12 +1195,12 @@ function attemptsTable(attempts) {
 function scheduleBlock(o) {
   if (!o.schedule) return "";
   const next = (o.nextRuns || []).map((t) => `<li>${localTime(t)}</li>`).join("") || `<li class="text-muted">${o.suspended ? "Suspended: no runs until resumed." : "No more runs."}</li>`;
-  const runs = (o.runs || []).slice().reverse().map((r) => `<tr><td>${esc(r.run)}</td><td>${localTime(r.scheduled)}</td><td>${localTime(r.finished)}</td>
-      <td>${badge(r.result)}${r.reason ? ` <small>${esc(r.reason)}</small>` : ""}${r.notified ? ` <small class="text-muted">notified: ${esc(r.notified)}</small>` : ""}</td></tr>`).join("");
+  const runs = (o.runs || []).slice().reverse().map((r) => `<tr><td data-label="Run">${esc(r.run)}</td><td data-label="Due">${localTime(r.scheduled)}</td><td data-label="Finished">${localTime(r.finished)}</td>
+      <td data-label="Result">${badge(r.result)}${r.reason ? ` <small>${esc(r.reason)}</small>` : ""}${r.notified ? ` <small class="text-muted">notified: ${esc(r.notified)}</small>` : ""}</td></tr>`).join("");
   return `<h2 class="h5 mt-3">Schedule</h2>
-    <p id="schedule-words">${esc(o.schedule.description)}${o.suspended ? ` <span class="badge text-bg-warning">suspended</span>` : ""}${o.skippedRuns ? ` <small class="text-muted">(${esc(o.skippedRuns)} run(s) skipped or missed)</small>` : ""}</p>
+    <p id="schedule-words">${esc(o.schedule.description)}${o.suspended && live(o) ? ` <span class="badge text-bg-warning">suspended</span>` : ""}${o.skippedRuns ? ` <small class="text-muted">(${esc(o.skippedRuns)} run(s) skipped or missed)</small>` : ""}</p>
     <div class="row g-3"><div class="col-12 col-md-4"><h3 class="h6">Next runs</h3><ol class="small" id="next-runs">${next}</ol></div>
-    <div class="col-12 col-md-8"><h3 class="h6">Runs</h3>${runs ? `<table class="table table-sm objects" id="runs"><thead><tr><th>Run</th><th>Due</th><th>Finished</th><th>Result</th></tr></thead><tbody>${runs}</tbody></table>` : `<p class="text-muted small">No run has ended yet.</p>`}</div></div>`;
+    <div class="col-12 col-md-8"><h3 class="h6">Runs</h3>${runs ? `<table class="table table-sm objects" id="runs"><thead><tr><th scope="col">Run</th><th scope="col">Due</th><th scope="col">Finished</th><th scope="col">Result</th></tr></thead><tbody>${runs}</tbody></table>` : `<p class="text-muted small">No run has ended yet.</p>`}</div></div>`;
 }
 
 function renderDetail(kind, id) {
@@ -697,17 +1212,22 @@ function renderDetail(kind, id) {
     if (!detail || (poller && poller.paused)) return;
     const steps = kind === "TaskSet" ? `<h2 class="h5 mt-3">Steps</h2><ol class="steps" aria-label="Steps">${stepsOf(o).map((s) => `
         <li class="${s.status}" data-step="${esc(s.key)}" data-status="${s.status}"><span class="step-name">${esc(s.label)}</span>
-        <small class="d-block text-truncate" title="${esc(s.url)}">${esc(host(s.url))}</small>
-        <small>${esc(s.status)}${s.calls.length ? ` · ${s.calls.length} call${s.calls.length > 1 ? "s" : ""}` : ""}</small></li>`).join("")}</ol>` : "";
+        <small class="d-block text-break step-call" title="${esc(s.url)}">${esc(s.words)}</small>
+        <small class="d-block text-muted text-truncate step-host">${esc(host(s.url))}${esc(s.retries)}</small>
+        <small>${esc(s.status)}${s.calls.length ? ` · ${s.calls.length} call${s.calls.length > 1 ? "s" : ""}` : ""}</small>
+        ${s.note ? `<small class="d-block text-muted step-note">${esc(s.note)}</small>` : ""}${s.output !== undefined ? `
+        <pre class="response step-output" title="steps.${esc(s.key.slice(5))}.output">${esc(JSON.stringify(s.output).slice(0, 300))}</pre>` : ""}</li>`).join("")}</ol>` : "";
+    const shownName = label(o);
     detail.innerHTML = `
-      <div class="d-flex flex-wrap align-items-center gap-2 mb-2"><h1 class="h3 mb-0 text-break">${esc(label(o))}</h1> ${badge(o.state)}
+      <div class="d-flex flex-wrap align-items-center gap-2 mb-2"><h1 class="h3 mb-0 text-break">${esc(shownName)}</h1> ${badge(o.state)}
         <span class="ms-auto" id="detail-actions">${actionsFor(kind, o)}</span></div>
       <dl class="row mb-0">
+        ${shownName !== o.name ? `<dt class="col-sm-3">Name</dt><dd class="col-sm-9 text-break" id="detail-name"><code>${esc(o.name)}</code> <small class="text-muted">(what the CLI and specs call it)</small></dd>` : ""}
         <dt class="col-sm-3">Id</dt><dd class="col-sm-9"><code>${esc(o.id)}</code></dd>
         <dt class="col-sm-3">Owner</dt><dd class="col-sm-9">${esc(o.owner)}</dd>
         ${kind === "Task" && o.spec.invoke.lambda ? `<dt class="col-sm-3">Lambda function</dt><dd class="col-sm-9 text-break" id="detail-function">${esc(target(o.spec.invoke))} <small class="text-muted">(${esc(o.spec.invoke.invocationType || "RequestResponse")})</small></dd>` : ""}
-        ${kind === "Task" && !o.spec.invoke.lambda ? `<dt class="col-sm-3">URL</dt><dd class="col-sm-9 text-break">${esc(o.spec.invoke.method)} ${esc(o.url)}</dd>` : ""}
-        <dt class="col-sm-3">Next call</dt><dd class="col-sm-9">${localTime(o.due)}</dd>
+        ${kind === "Task" && !o.spec.invoke.lambda ? `<dt class="col-sm-3">URL</dt><dd class="col-sm-9 text-break">${esc(o.spec.invoke.method || "GET")} ${esc(o.url)}</dd>` : ""}
+        <dt class="col-sm-3">Next call</dt><dd class="col-sm-9">${o.suspended && live(o) ? "suspended" : localTime(o.due)}</dd>
         <dt class="col-sm-3">Calls</dt><dd class="col-sm-9">${esc(o.calls)}</dd>
         <dt class="col-sm-3">Generation</dt><dd class="col-sm-9">${esc(o.generation)}</dd>
         ${o.reason ? `<dt class="col-sm-3">Reason</dt><dd class="col-sm-9">${esc(o.reason)}</dd>` : ""}
@@ -717,27 +1237,40 @@ function renderDetail(kind, id) {
   document.getElementById("detail").addEventListener("click", (e) => {
     if (e.target.closest("#detail-actions")) onRowAction(e, kind, load);
   });
-  const firstLoad = load().catch((err) => {
-    failed("detail", err.status === 404 ? { title: "Not found", message: "That object does not exist, or it belongs to another user" } : err);
-    if (err.status === 404) stopPolling();
+  const gone = (err, retryIn) => {
+    const detail = document.getElementById("detail");
+    if (!detail) return;  // another view is open by now
+    if (err.status === 404) {
+      detail.innerHTML = `<p class="text-danger load-error">Not found: no ${esc(kind)} ${esc(id)} is yours to see (it does not exist, or it belongs to another user).</p><p><a href="${k.hash}">See your ${k.title}</a></p>`;
+    } else failed("detail", err, retryIn);
+  };
+  // the refresh starts with the view (never later: by then another view may be open and polling);
+  // what retrying cannot mend stops it, and what may mend by itself is tried again
+  const refresh = poll(load, 1500, gone);
+  load().catch((err) => {
+    gone(err);
+    if (FINAL_ERRORS.includes(err.status)) { refresh.stopped = true; clearTimeout(refresh.timer); }
   });
-  poll(() => firstLoad.then(load));
 }
 
 // ---------------------------------------------------------------- specs
 
 function renderSpecs() {
   main.innerHTML = `<h1 class="h3">Specs</h1>
-    <p class="text-muted">Paste or upload YAML (one or many documents), validate it, then apply it.</p>
+    <p class="text-muted">Paste or upload YAML (one or many documents, separated by <code>---</code>). Validate checks it and changes nothing; Apply creates or updates the objects.</p>
     <div class="row g-3">
       <div class="col-12 col-lg-7">
         <label class="form-label" for="spec-text">Spec YAML</label>
-        <textarea class="form-control spec-editor" id="spec-text" rows="18" spellcheck="false" aria-describedby="spec-errors-title"></textarea>
+        <div class="spec-editor-box">
+          <pre class="spec-gutter" id="spec-gutter" aria-hidden="true">1</pre>
+          <textarea class="form-control spec-editor" id="spec-text" rows="18" spellcheck="false" wrap="off" aria-describedby="spec-errors-title"></textarea>
+        </div>
         <div class="mt-2"><label class="form-label" for="spec-file">Or upload a file</label>
           <input class="form-control" type="file" id="spec-file" accept=".yaml,.yml,.json,text/yaml,application/json"></div>
         <div class="form-check mt-3">
-          <input class="form-check-input" type="checkbox" id="spec-force">
+          <input class="form-check-input" type="checkbox" id="spec-force" aria-describedby="spec-force-help">
           <label class="form-check-label" for="spec-force">Take over objects the specs folder manages (the folder then leaves them alone)</label>
+          <div class="form-text" id="spec-force-help">Without it, a document that changes an object made from the specs folder is refused.</div>
         </div>
         <div class="mt-3 d-flex gap-2">
           <button class="btn btn-outline-primary" type="button" id="validate">Validate</button>
@@ -750,26 +1283,61 @@ function renderSpecs() {
       </div>
     </div>`;
   const text = document.getElementById("spec-text");
+  const gutter = document.getElementById("spec-gutter");
   const result = document.getElementById("spec-result");
+  let marked = new Set();
+  const numbers = () => {
+    const count = text.value.split("\n").length;
+    gutter.innerHTML = Array.from({ length: Math.max(count, 1) }, (_, i) => (marked.has(i + 1) ? `<span class="bad">${i + 1}</span>` : String(i + 1))).join("\n");
+    gutter.scrollTop = text.scrollTop;
+  };
+  text.addEventListener("input", () => { marked = new Set(); numbers(); });
+  text.addEventListener("scroll", () => { gutter.scrollTop = text.scrollTop; });
+  numbers();
   document.getElementById("spec-file").addEventListener("change", async (e) => {
     const file = e.target.files[0];
-    if (file) text.value = await file.text();
+    if (file) { text.value = await file.text(); marked = new Set(); numbers(); }
+  });
+  const goTo = (line) => {
+    // select the line in the editor, scrolled into view
+    const lines = text.value.split("\n");
+    const start = lines.slice(0, line - 1).reduce((n, l) => n + l.length + 1, 0);
+    text.focus();
+    text.setSelectionRange(start, start + (lines[line - 1] || "").length);
+    const height = parseFloat(getComputedStyle(text).lineHeight) || 20;
+    text.scrollTop = Math.max(0, (line - 3) * height);
+  };
+  result.addEventListener("click", (e) => {
+    const link = e.target.closest("[data-goto]");
+    if (link) { e.preventDefault(); goTo(Number(link.dataset.goto)); }
   });
   const where = (d) => [d.document != null ? `Document ${Number(d.document) + 1}` : null, d.line != null ? `line ${d.line}` : null, d.column != null ? `column ${d.column}` : null].filter(Boolean).join(", ");
-  const flag = (message) => String(message).replace("apply with force=true", "tick \u201cTake over objects the specs folder manages\u201d and apply").replace("force=true", "the \u201cTake over\u201d box");
+  const flag = (message) => String(message)
+    .replace(/(apply|send it|delete it|resend)[^;.)]*?with force=true/gi, "tick \u201cTake over objects the specs folder manages\u201d and apply")
+    .replace(/force=true/g, "the \u201cTake over\u201d box");
+  const objectLink = (r) => (r.id && r.kind ? `<a href="#/${r.kind.toLowerCase()}/${esc(r.id)}">${esc(r.name)}</a>` : esc(r.name));
   const send = async (dryRun) => {
     clearAlert();
     const force = document.getElementById("spec-force").checked;
     const query = [dryRun ? "dryRun=true" : null, force ? "force=true" : null].filter(Boolean).join("&");
     try {
       const answer = await api.call("POST", `/specs${query ? `?${query}` : ""}`, text.value, "application/yaml");
+      marked = new Set();
+      numbers();
       const said = (r) => (dryRun ? (r.action === "unchanged" ? "valid, unchanged" : `valid; would be ${r.action}`) : r.action);
-      result.innerHTML = `<ul class="list-group">${answer.results.map((r) => `<li class="list-group-item list-group-item-${r.action === "refused" ? "warning" : "success"}">${esc(r.kind)} <strong>${esc(r.name)}</strong>: ${esc(said(r))}${r.message ? ` (${esc(flag(r.message))})` : ""}</li>`).join("")}</ul>`;
+      const head = dryRun ? `<p class="text-success">Valid: nothing was changed. Apply to make it so.</p>` : `<p class="text-success">Applied.</p>`;
+      result.innerHTML = `${head}<ul class="list-group">${answer.results.map((r) => `<li class="list-group-item list-group-item-${r.action === "refused" ? "warning" : "success"}">${esc(r.kind)} <strong>${dryRun ? esc(r.name) : objectLink(r)}</strong>: ${esc(said(r))}${r.message ? ` (${esc(flag(r.message))})` : ""}</li>`).join("")}</ul>`;
     } catch (err) {
       if (err.status === 422 || err.status === 409) {
         const seen = new Set();
-        const items = err.details.filter((d) => { const key = `${d.document}|${d.line}|${d.field}|${d.message}`; if (seen.has(key)) return false; seen.add(key); return true; });
-        result.innerHTML = `<p class="text-danger">${err.status === 409 ? "Nothing was applied: some objects are managed by the specs folder." : "Nothing was applied: the specs are not valid."}</p><ul class="list-group spec-errors">${items.map((d) => `<li class="list-group-item list-group-item-danger" data-line="${esc(d.line ?? "")}">${where(d) ? `<strong>${esc(where(d))}</strong>: ` : ""}${d.field ? `<code>${esc(d.field)}</code>: ` : ""}${esc(flag(d.message))}</li>`).join("")}</ul>`;
+        const items = err.details.filter((d) => { const key = `${d.document}|${d.line}|${d.field}|${d.message}`; if (seen.has(key)) return false; seen.add(key); return true; })
+          .sort((a, b) => (a.document ?? -1) - (b.document ?? -1) || (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
+        marked = new Set(items.map((d) => d.line).filter((n) => n != null));
+        numbers();
+        const head = err.status === 409
+          ? (dryRun ? "Valid, but some objects are managed by the specs folder:" : "Nothing was applied: some objects are managed by the specs folder.")
+          : (dryRun ? `Not valid: ${items.length} problem${items.length === 1 ? "" : "s"} to fix.` : "Nothing was applied: the specs are not valid.");
+        result.innerHTML = `<p class="text-danger">${esc(head)}</p><ul class="list-group spec-errors">${items.map((d) => `<li class="list-group-item list-group-item-danger" data-line="${esc(d.line ?? "")}">${where(d) ? (d.line != null ? `<a href="#" data-goto="${esc(d.line)}" class="link-danger fw-bold">${esc(where(d))}</a>: ` : `<strong>${esc(where(d))}</strong>: `) : ""}${d.field ? `<code>${esc(d.field)}</code>: ` : ""}${esc(flag(d.message))}</li>`).join("")}</ul>`;
       } else { showError(err); }
     }
   };

@@ -97,6 +97,7 @@ class Base:
         self.sessions = self.db["sessions"]
         self.names = self.db["names"]
         self.listing = self.db["listing"]
+        self.directory = self.db["directory"]  # objects created per hour, minute and second (directory.py)
         self.settings = self.db["settings"]
         self.runs = self.db["runs"]
         self.embedded = embedded

@@ -12,6 +12,7 @@ from pymongo.errors import BulkWriteError, PyMongoError
 
 from lambdaop.core.labels import label_entries
 from lambdaop.store.contract import Mutation, Op, WriteOutcome, batch_conflicts, created_fences
+from lambdaop.store.mongo import directory
 from lambdaop.store.mongo.base import Base, chunks, is_conflict
 from lambdaop.store.mongo.objects import listing_doc, name_doc
 from lambdaop.store.mongo.runs import run_entry
@@ -147,6 +148,7 @@ class Commits(Base):
                     raise _Failed({inserts[first["index"]][0]: why}) from None
                 self.objects.insert_many([op.doc for _, op in inserts], ordered=True, session=s)  # type: ignore[misc]
                 self.listing.insert_many([listing_doc(op.doc) for _, op in inserts if op.doc], session=s)
+                self.directory.bulk_write(directory.updates((op.doc for _, op in inserts if op.doc), slot), ordered=False, session=s)  # fmt: skip
                 if claims:
                     self.leases.insert_many(claims, ordered=False, session=s)
             if released:

@@ -5,18 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 import itertools
+import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
 
 from pymongo import DESCENDING
 
 from lambdaop.core.labels import Selector, label_entries
 from lambdaop.store.contract import ATTEMPTS_KEPT, STATES, Doc, Page
-from lambdaop.store.ids import OBJECT_ID, floor, made_at
+from lambdaop.store.ids import OBJECT_ID, floor_ms
+from lambdaop.store.mongo import directory
 from lambdaop.store.mongo.base import IN_CHUNK, Base, chunks
 
-EPOCH = dt.datetime(2015, 1, 1, tzinfo=dt.UTC)  # below it, one last read takes what is left
 SMALL = 500  # entries a prefix may hold to be read in one go
+OBJECTS_READ, ENTRIES_READ = 100, 200  # about how many whole objects, or listing entries, one read holds
 EXAMINED = 1000  # objects one page reads at most (a page ends early past it, with its `next`)
 
 
@@ -142,7 +143,7 @@ class Objects(Base):
         if owner is None:  # everybody's: the insert-only listing
             return self._examine(self._listing_ids(kind, before), None, keep, limit)
         if values is not None:  # the listing's label index holds the candidates
-            sources = [self._label_ids({"w": owner, "kind": kind, "l": v}, before) for v in values]
+            sources = [self._label_ids(owner, kind, v, before) for v in values]
             return self._examine(_merge_newest(sources), state, keep, limit)
         counts = self.counts(owner, kind)
         states = [state] if state is not None else [s for s in STATES if counts.get(s)]
@@ -156,7 +157,9 @@ class Objects(Base):
             flt = {"owner": owner, "kind": kind, "state": state, "_id": rng}
             return list(self.objects.find(flt).sort("_id", DESCENDING).limit(n))
 
-        return newest(read, before, known)
+        if known <= SMALL:  # a prefix this small is read at once
+            return iter(read({"$lt": before or "~"}, SMALL))
+        return self._windowed(read, owner, kind, before, OBJECTS_READ)
 
     def _listing_ids(self, kind: str, before: str | None) -> Iterator[Doc]:
         def read(rng: dict[str, str], n: int) -> list[Doc]:
@@ -164,15 +167,31 @@ class Objects(Base):
                 self.listing.find({"kind": kind, "_id": rng}, {"_id": 1}).sort("_id", DESCENDING).limit(n)
             )
 
-        return newest(read, before, None)
+        return self._windowed(read, "*", kind, before, ENTRIES_READ)
 
-    def _label_ids(self, prefix: dict[str, Any], before: str | None) -> Iterator[Doc]:
+    def _label_ids(self, who: str, kind: str, value: str, before: str | None) -> Iterator[Doc]:
         def read(rng: dict[str, str], n: int) -> list[Doc]:
-            return list(
-                self.listing.find({**prefix, "_id": rng}, {"_id": 1}).sort("_id", DESCENDING).limit(n)
-            )
+            flt = {"w": who, "kind": kind, "l": value, "_id": rng}
+            return list(self.listing.find(flt, {"_id": 1}).sort("_id", DESCENDING).limit(n))
 
-        return newest(read, before, None)
+        return self._windowed(read, who, kind, before, ENTRIES_READ)
+
+    def _windowed(
+        self,
+        read: Callable[[dict[str, str], int], list[Doc]],
+        who: str,
+        kind: str,
+        before: str | None,
+        target: int,
+    ) -> Iterator[Doc]:
+        """Entries below `before`, newest first, read in windows of ids that the directory sizes to
+        hold about `target` of who's objects of this kind each (whatever the filter leaves of them)."""
+        top = directory.made_in(before) + 1 if before else int(time.time() * 1000) + 1000
+        for lo, hi in directory.windows(self._directory_read, who, kind, top, target):
+            yield from read({"$gte": floor_ms(lo), "$lt": min(before or "~", floor_ms(hi))}, EXAMINED)
+
+    def _directory_read(self, key: str, lo: int, hi: int) -> dict[int, directory.Bucket]:
+        return directory.merged(self.directory.find({"p": key, "t": {"$gte": lo, "$lt": hi}}))
 
     def _examine(
         self, ids: Iterator[Doc], state: str | None, keep: Callable[[Doc], bool], limit: int
@@ -238,29 +257,6 @@ class Objects(Base):
             if len(out) == limit:
                 return Page(out, e["n"])
         return Page(out, entries[-1]["n"] if len(entries) == EXAMINED else None)
-
-
-def newest(
-    read: Callable[[dict[str, str], int], list[Doc]], before: str | None, known: int | None
-) -> Iterator[Doc]:
-    """Entries below `before`, newest first by id, read as windows of time that grow fourfold from
-    64 ms back from now: each read costs what its window holds, never what the whole prefix holds
-    (the embedded server reads every entry of a range before it applies a limit). A prefix known to
-    hold at most SMALL entries is read at once."""
-    hi = before or "~"  # above every id
-    if known is not None and known <= SMALL:
-        yield from read({"$lt": hi}, SMALL)
-        return
-    top = made_at(before) if before else dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
-    width = dt.timedelta(milliseconds=64)
-    while True:
-        start = top - width
-        if start < EPOCH:
-            yield from read({"$lt": hi}, EXAMINED)
-            return
-        lo = floor(start)
-        yield from read({"$lt": hi, "$gte": lo}, EXAMINED)
-        hi, top, width = lo, start, width * 4
 
 
 def _merge_newest(sources: list[Iterator[Doc]]) -> Iterator[Doc]:

@@ -22,9 +22,10 @@ from lambdaop.core.labels import Selector
 from lambdaop.store.contract import RUN_RESULTS, RUNS_KEPT_FOR, Doc, Page, run_key
 from lambdaop.store.ids import floor, made_at
 from lambdaop.store.mongo.base import Base
-from lambdaop.store.mongo.objects import EPOCH, EXAMINED
+from lambdaop.store.mongo.objects import EXAMINED
 
 SEP = "\x1f"
+EPOCH = dt.datetime(2015, 1, 1, tzinfo=dt.UTC)  # no run ended before: the last window reads to the start
 
 
 def run_entry(doc: Doc) -> Doc:

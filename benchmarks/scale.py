@@ -1,0 +1,230 @@
+"""The control plane at scale, on the embedded store: storing, creating and reading with N objects stored.
+
+One run prints, each beside its base measured in the same run:
+  1. the embedded server's own rates: `insert_many` and bulk `update_one` by _id (documents/s);
+  2. `POST /specs` of N Tasks in bodies of 2,000 (documents/s and the time for N);
+  3. `POST /scheduler/schedule` and `GET /healthz` from wrk (a C load generator, one thread, so the
+     client hardly takes the server's CPU), with the ratio of the two;
+  4. with N stored: p50/p99 of the first page of a list, a state filter (matching every object and
+     matching none), a label filter, a name-prefix search, the next pages, the original list route,
+     and the dashboard, each beside `GET /healthz` from the same client;
+  5. the time from start to `/readyz` answering 200 with N stored, and the RSS of the service and
+     of the store.
+
+Usage: python benchmarks/scale.py [--stored 100000] [--reads 100] [--seconds 10]
+       (--stored 1000000 for the million)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pymongo
+import requests
+from pymongo import UpdateOne
+
+from common import embedded_store, pct, rss_mb
+from lambdaop.loop.outbound import Policy
+from lambdaop.runtime.config import Config
+from lambdaop.runtime.runtime import Runtime
+
+BODY = 2000  # documents per POST /specs
+TEAMS = 20  # label team=t0..t19: a label filter matches 1 in 20
+
+WRK_POST = """
+wrk.method = "POST"
+wrk.body = '{"url": "http://127.0.0.1:9/ok", "delay": 36000000}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer TOKEN"
+"""
+WRK_DONE = """
+done = function(summary, latency, requests)
+  local bad = summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
+  io.write(string.format("%.0f %.2f %.2f %d\\n", summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, bad))
+end
+"""
+
+
+def wrk(url: str, script: str, connections: int, seconds: int) -> tuple[float, float, float, int]:
+    """req/s, p50 ms, p99 ms, errors of one wrk run."""
+    path = Path(tempfile.mkdtemp()) / "load.lua"
+    path.write_text(script + WRK_DONE)
+    out = subprocess.run(
+        ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "-s", str(path), url],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    rate, p50, p99, bad = out.stdout.strip().splitlines()[-1].split()
+    return float(rate), float(p50), float(p99), int(bad)
+
+
+def store_rates(uri: str, n: int = 20_000) -> tuple[float, float]:
+    """The embedded server's own insert_many and bulk update-by-_id rates, documents/s, on
+    documents the size of a stored Task, in a scratch collection with one secondary index."""
+    client: pymongo.MongoClient = pymongo.MongoClient(uri)  # type: ignore[type-arg]
+    scratch = client["bench_base"]["docs"]
+    scratch.drop()
+    scratch.create_index("due")
+    now = dt.datetime.now(dt.UTC)
+    docs = [
+        {"_id": f"{i:024x}", "owner": "bench", "kind": "Task", "name": f"n{i}", "state": "scheduled",
+         "due": now + dt.timedelta(seconds=i), "spec": {"invoke": {"url": f"http://127.0.0.1:9/ok?i={i}"}},
+         "generation": 1, "fence": 0, "labels": {"team": f"t{i % TEAMS}"}}
+        for i in range(n)
+    ]  # fmt: skip
+    t0 = time.perf_counter()
+    for k in range(0, n, 1000):
+        scratch.insert_many(docs[k : k + 1000], ordered=False)
+    inserted = n / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for k in range(0, n, 500):
+        ops = [UpdateOne({"_id": d["_id"]}, {"$set": {"state": "completed"}, "$unset": {"due": ""}, "$inc": {"fence": 1}}) for d in docs[k : k + 500]]  # fmt: skip
+        scratch.bulk_write(ops, ordered=False)
+    updated = n / (time.perf_counter() - t0)
+    scratch.drop()
+    client.close()
+    return inserted, updated
+
+
+def body(start: int, n: int, now: dt.datetime) -> str:
+    """YAML of Tasks start..start+n: 1 in 200 due within the hour (drawn by the dashboard), the rest
+    later today or tomorrow, so nothing fires while the figures are taken."""
+    out = []
+    for i in range(start, start + n):
+        due = now + (
+            dt.timedelta(minutes=50, seconds=i % 600) if i % 200 == 0 else dt.timedelta(hours=3, seconds=i)
+        )
+        out.append(
+            f"apiVersion: lambdaop/v1\nkind: Task\nmetadata: {{name: s{i}, labels: {{team: t{i % TEAMS}, "
+            f"env: {'prod' if i % 2 else 'dev'}}}}}\nspec:\n  invoke: http://127.0.0.1:9/ok?i={i}\n"
+            f"  at: '{due.isoformat()}'\n"
+        )
+    return "---\n".join(out)
+
+
+def timed(session: requests.Session, url: str, reads: int) -> tuple[float, float]:
+    """p50 and p99 (ms) of `reads` GETs of one URL, one after another."""
+    times = []
+    for _ in range(reads):
+        t0 = time.perf_counter()
+        r = session.get(url, timeout=60)
+        times.append((time.perf_counter() - t0) * 1000)
+        if r.status_code != 200:
+            raise SystemExit(f"GET {url}: {r.status_code} {r.text[:300]}")
+    return pct(times, 50), pct(times, 99)
+
+
+def walk(session: requests.Session, url: str, pages: int) -> tuple[float, float, int]:
+    """p50 and p99 (ms) of following `next` through `pages` pages, and how many rows they held."""
+    times, rows, cursor = [], 0, None
+    for _ in range(pages):
+        t0 = time.perf_counter()
+        r = session.get(url + (f"&cursor={requests.utils.quote(cursor)}" if cursor else ""), timeout=60)
+        times.append((time.perf_counter() - t0) * 1000)
+        body = r.json()
+        rows += len(body["tasks"])
+        cursor = body.get("next")
+        if not cursor:
+            break
+    return pct(times, 50), pct(times, 99), rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--stored", type=int, default=100_000)
+    parser.add_argument("--reads", type=int, default=100, help="GETs per read figure")
+    parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
+    parser.add_argument("--connections", type=int, default=8)
+    args = parser.parse_args()
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # its queue-depth notes are not figures
+    have_wrk = shutil.which("wrk") is not None
+    with embedded_store() as (server, tmp):
+        uri = server.uri + "&retryWrites=false"
+        inserted, updated = store_rates(uri)
+        print(f"store's own rates: insert_many {inserted:,.0f} documents/s, bulk update by _id {updated:,.0f} documents/s")  # fmt: skip
+
+        config = Config(
+            state_dir=tmp / "state", specs_dir=None, mongodb_uri=uri, port=0,
+            allow_hosts=Policy.parse("127.0.0.1"),
+        )  # fmt: skip
+        rt = Runtime(config)
+        rt.start()
+        url, token = rt.url, rt.admin_token or ""
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {token}"
+        now = dt.datetime.now(dt.UTC)
+
+        t0 = time.perf_counter()
+        for start in range(0, args.stored, BODY):
+            text = body(start, min(BODY, args.stored - start), now)
+            r = session.post(url + "/specs", data=text.encode(), headers={"Content-Type": "application/yaml"}, timeout=600)  # fmt: skip
+            if r.status_code != 200:
+                raise SystemExit(f"POST /specs: {r.status_code} {r.text[:500]}")
+        secs = time.perf_counter() - t0
+        print(f"POST /specs of {args.stored:,} Tasks in bodies of {BODY}: {secs:.1f}s = {args.stored / secs:,.0f} documents/s "
+              f"= {args.stored / secs / inserted:.0%} of the store's insert_many")  # fmt: skip
+
+        if have_wrk:
+            health = wrk(url + "/healthz", "", args.connections, args.seconds)
+            post = wrk(url + "/scheduler/schedule", WRK_POST.replace("TOKEN", token), args.connections, args.seconds)  # fmt: skip
+            print(f"wrk, {args.connections} connections, {args.seconds}s each:\n"
+                  f"  GET /healthz:               {health[0]:7,.0f} req/s, p50 {health[1]:5.1f} ms, p99 {health[2]:6.1f} ms, {health[3]} errors\n"
+                  f"  POST /scheduler/schedule:   {post[0]:7,.0f} req/s, p50 {post[1]:5.1f} ms, p99 {post[2]:6.1f} ms, {post[3]} errors"
+                  f" = {post[0] / health[0]:.0%} of /healthz")  # fmt: skip
+        else:
+            print("wrk is not installed (apt install wrk): the creation figures are left out")
+
+        n = args.reads
+        print(f"reads with {args.stored:,} Tasks stored, {n} GETs each, one client (p50 / p99 ms):")
+        base = timed(session, url + "/healthz", n)
+        figures: list[tuple[str, Callable[[], tuple[float, ...]]]] = [
+            ("GET /healthz (the base)", lambda: base),
+            ("first page GET /tasks?limit=50", lambda: timed(session, url + "/tasks?limit=50", n)),
+            ("state filter, all match: state=scheduled", lambda: timed(session, url + "/tasks?state=scheduled&limit=50", n)),
+            ("state filter, none match: state=failed", lambda: timed(session, url + "/tasks?state=failed&limit=50", n)),
+            ("state=all", lambda: timed(session, url + "/tasks?state=all&limit=50", n)),
+            ("label filter labelSelector=team=t7", lambda: timed(session, url + "/tasks?labelSelector=team%3Dt7&limit=50", n)),
+            ("two labels team=t7,env=prod", lambda: timed(session, url + "/tasks?labelSelector=team%3Dt7,env%3Dprod&limit=50", n)),
+            ("name prefix prefix=s1234", lambda: timed(session, url + "/tasks?prefix=s1234&limit=50", n)),
+            ("next pages (following `next`)", lambda: walk(session, url + "/tasks?limit=50", n)[:2]),
+            ("next pages of a label filter", lambda: walk(session, url + "/tasks?labelSelector=team%3Dt7&limit=50", n)[:2]),
+            ("original /scheduler/retrieve-tasks?taskState=scheduled", lambda: timed(session, url + "/scheduler/retrieve-tasks?taskState=scheduled", n)),
+            ("GET /dashboard", lambda: timed(session, url + "/dashboard", n)),
+        ]  # fmt: skip
+        for label, run in figures:
+            p50, p99 = run()[:2]
+            print(
+                f"  {label:58s} p50 {p50:6.1f}  p99 {p99:6.1f}  (p99 {p99 / max(base[1], 0.01):.0f}x /healthz)"
+            )
+
+        store_pid = server.process.pid if server.process else None
+        service_rss, store_rss = rss_mb(), rss_mb(store_pid)
+        rt.stop()
+        t0 = time.perf_counter()
+        rt = Runtime(config)
+        rt.start()
+        ready = None
+        while time.perf_counter() - t0 < 300:
+            try:
+                if requests.get(rt.url + "/readyz", timeout=5).status_code == 200:
+                    ready = time.perf_counter() - t0
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        print(f"start with {args.stored:,} stored: /readyz answered 200 after {ready:.1f}s" if ready else "not ready after 300 s")  # fmt: skip
+        print(f"RSS after the reads: service {service_rss:.0f} MB, store {store_rss:.0f} MB; after a restart: "
+              f"service {rss_mb():.0f} MB, store {rss_mb(store_pid):.0f} MB")  # fmt: skip
+        rt.stop()
+
+
+if __name__ == "__main__":
+    main()
