@@ -869,3 +869,52 @@ def test_a_stale_change_never_fails_the_change_of_an_object_the_batch_creates(an
     ops = [insert(new), change(new, running()), change(stale, running(), fence=5)]
     outcomes = any_store.commit(ops, "p1", "p1", at(1))
     assert outcomes == [OK, OK, STALE]
+
+
+def test_a_setting_is_kept_by_name_until_removed(any_store: Store) -> None:
+    from lambdaop.store.contract import PAUSE_ALL
+
+    at = dt.datetime(2026, 12, 1, 3, 0, tzinfo=dt.UTC)
+    assert any_store.get_setting(PAUSE_ALL) is None
+    any_store.put_setting(PAUSE_ALL, {"reason": "incident 42", "by": "admin", "at": at})
+    assert any_store.get_setting(PAUSE_ALL) == {"reason": "incident 42", "by": "admin", "at": at}
+    any_store.put_setting(PAUSE_ALL, {"reason": "still", "by": "admin", "at": at})
+    assert any_store.get_setting(PAUSE_ALL)["reason"] == "still"  # type: ignore[index]
+    any_store.put_setting(PAUSE_ALL, None)
+    assert any_store.get_setting(PAUSE_ALL) is None
+
+
+def test_ended_runs_are_listed_newest_first_by_result_time_labels_and_kind(any_store: Store) -> None:
+    from lambdaop.engine.runs import RunRecord
+
+    recs = [record(1), record(2, labels={"team": "b"}), record(3, kind=Kind.TASKSET)]
+    create(any_store, *recs)
+    ended = [(0, "failed", 10), (1, "completed", 20), (2, "failed", 30), (0, "failed", 40), (1, "failed", 50)]
+    for n, (i, result, when) in enumerate(ended):
+        rec = recs[i]
+        run = RunRecord(rec.id, rec.kind.value, rec.name, rec.owner, result, at(when), labels=rec.labels, run=n + 1, reason="status 500" if result == "failed" else None)  # fmt: skip
+        ch = Change(updated=at(when))
+        assert any_store.commit([change(rec, ch, fence=sum(1 for j, _, _ in ended[:n] if j == i), run=run.for_storage())], "p1", "p1", at(when)) == [OK]  # fmt: skip
+    failed = any_store.list_runs("alice", "failed", None, None, 10)
+    assert [(d["name"], d["finished"]) for d in failed.docs] == [("n2", at(50)), ("n1", at(40)), ("n3", at(30)), ("n1", at(10))]  # fmt: skip
+    assert failed.next is None and RunRecord.from_storage(failed.docs[0]).reason == "status 500"
+    assert [d["finished"] for d in any_store.list_runs("alice", None, None, None, 10).docs] == [at(t) for t in (50, 40, 30, 20, 10)]  # fmt: skip
+    assert [d["finished"] for d in any_store.list_runs("alice", "failed", at(30), None, 10).docs] == [at(50), at(40), at(30)]  # fmt: skip
+    team_a = labels.parse("team=a")
+    assert [d["name"] for d in any_store.list_runs("alice", "failed", None, None, 10, team_a).docs] == [
+        "n1",
+        "n3",
+        "n1",
+    ]
+    assert [d["name"] for d in any_store.list_runs("alice", None, None, None, 10, None, "TaskSet").docs] == [
+        "n3"
+    ]
+    seen, cursor = [], None
+    for _ in range(10):
+        page = any_store.list_runs("alice", "failed", None, cursor, 1)
+        seen += [d["finished"] for d in page.docs]
+        cursor = page.next
+        if cursor is None:
+            break
+    assert seen == [at(t) for t in (50, 40, 30, 10)]
+    assert any_store.list_runs("bob", None, None, None, 10).docs == []

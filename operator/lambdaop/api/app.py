@@ -20,8 +20,12 @@ from lambdaop.api.auth import AuthMiddleware, Login, Logout, Me, UsersRoute
 from lambdaop.api.errors import handle_http_error, handle_lambdaop_error, handle_unexpected, send_error
 from lambdaop.api.objects import Dashboard, Objects, OriginalObjects, Pause
 from lambdaop.api.original import Cancel, Create, Modify
+from lambdaop.api.pausing import Pausing, Rerunning
+from lambdaop.api.runs import Act, RunsList
 from lambdaop.api.specs import Specs
 from lambdaop.app.applying import Applier
+from lambdaop.app.bulk import Bulk
+from lambdaop.app.operate import Operations
 from lambdaop.app.users import Users
 from lambdaop.core.clock import Clock
 from lambdaop.core.errors import LambdaopError
@@ -94,6 +98,8 @@ def create_app(
     from lambdaop.api.openapi import openapi_document
 
     service = applier.service
+    operations = Operations(service)
+    bulk = Bulk(operations)
     metrics = metrics or Metrics()
     app = falcon.App(
         middleware=[AuthMiddleware(users, frozenset({"/metrics"}) if metrics_public else frozenset())]
@@ -113,7 +119,7 @@ def create_app(
     app.add_route("/auth/logout", Logout(users))
     app.add_route("/auth/me", Me())
     app.add_route("/metrics", MetricsRoute(metrics))
-    app.add_route("/dashboard", Dashboard(service, metrics, clock))
+    app.add_route("/dashboard", Dashboard(service, metrics, clock, bulk.paused_all, operations))
     user_routes = UsersRoute(users)
     app.add_route("/users", user_routes)
     app.add_route("/users/{name}", user_routes, suffix="one")
@@ -130,11 +136,19 @@ def create_app(
         app.add_route(f"/{original}/retrieve-tasks/{{object_id}}", listed, suffix="one")
         app.add_route(f"/{original}/modify", Modify(service, clock, zone, kind))
         app.add_route(f"/{original}/cancel", Cancel(service, kind))
-        objects, pause, base = Objects(service, kind, key), Pause(service, kind), f"/{key.lower()}"
+        objects, pause, base = Objects(service, kind, key, paused=bulk.paused_all), Pause(service, kind, operations), f"/{key.lower()}"  # fmt: skip
         app.add_route(base, objects)
         app.add_route(f"{base}/{{object_id}}", objects, suffix="one")
         app.add_route(f"{base}/{{object_id}}/suspend", pause, suffix="suspend")
         app.add_route(f"{base}/{{object_id}}/resume", pause, suffix="resume")
+        act = Act(operations, kind)
+        for verb in ("run", "rerun", "backfill"):
+            app.add_route(f"{base}/{{object_id}}/{verb}", act, suffix=verb)
+    pausing = Pausing(bulk)
+    app.add_route("/runs", RunsList(operations, clock))
+    app.add_route("/rerun", Rerunning(bulk, clock))
+    app.add_route("/pause", pausing)
+    app.add_route("/resume", pausing, suffix="resume")
     specs = Specs(applier)
     app.add_route("/specs", specs)
     app.add_route("/specs/{kind}/{name}", specs, suffix="one")

@@ -5,6 +5,7 @@ and suspend/resume. Thin: read the parameters, ask the service, present. Called 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import falcon
@@ -12,8 +13,9 @@ import falcon
 from lambdaop.api import seed
 from lambdaop.api.auth import user_of
 from lambdaop.api.bodies import check_cursor, limit_value, query_params, read_fields
+from lambdaop.app.operate import Operations
 from lambdaop.app.service import Service
-from lambdaop.app.view import present, runs_within
+from lambdaop.app.view import present, present_run_record, runs_within
 from lambdaop.core import labels
 from lambdaop.core.clock import Clock, iso, to_utc
 from lambdaop.core.errors import NotFound, Problem, SpecInvalid
@@ -34,8 +36,16 @@ class Objects:
     `taskInstance`), and a finished TaskSet is reported as `success`, as there.
     """
 
-    def __init__(self, service: Service, kind: Kind, key: str, original: bool = False) -> None:
+    def __init__(
+        self,
+        service: Service,
+        kind: Kind,
+        key: str,
+        original: bool = False,
+        paused: Callable[[], dict[str, Any] | None] | None = None,
+    ) -> None:
         self.service, self.kind, self.key, self.original = service, kind, key, original
+        self.paused = paused  # the pause of everything, shown on one object's answer
 
     def _present(self, record: StoredObject, viewer: str, history: Any = None) -> dict[str, Any]:
         out = present(record, history, self.service.live_state(record.id), viewer)
@@ -112,6 +122,8 @@ class Objects:
         if record.kind != self.kind:
             raise NotFound(f"no {self.kind.value} {object_id}")
         resp.media = self._present(record, user.name, self.service.history(record))
+        if self.paused is not None:
+            resp.media["pausedAll"] = self.paused()
 
 
 def label_selector(value: Any) -> Selector | None:
@@ -155,13 +167,23 @@ class OriginalObjects(Objects):
 RUNS_SHOWN = 120  # a recurring object's runs drawn in the next hour (every 30 s at most)
 UPCOMING_SHOWN = 500
 UPCOMING_READ = 200  # objects read from the due index for the next hour
+ATTENTION_SHOWN = 20  # failed runs and late calls the dashboard lists first
+LATE_AFTER = dt.timedelta(minutes=1)  # a call this far past its due time, not yet made, is late
 
 
 class Dashboard:
     """`GET /dashboard`: the caller's counts, what comes due in the next hour, and calls per minute."""
 
-    def __init__(self, service: Service, metrics: Metrics, clock: Clock) -> None:
-        self.service, self.metrics, self.clock = service, metrics, clock
+    def __init__(
+        self,
+        service: Service,
+        metrics: Metrics,
+        clock: Clock,
+        paused: Callable[[], dict[str, Any] | None] | None = None,
+        operations: Operations | None = None,
+    ) -> None:
+        self.service, self.metrics, self.clock, self.paused = service, metrics, clock, paused
+        self.operations = operations
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         user = user_of(req)
@@ -185,21 +207,57 @@ class Dashboard:
             "upcomingComplete": complete,  # false: more is due within the hour than one read shows
             "callsPerMinute": self.metrics.last_hour(user.name),
             "callsSince": iso(self.metrics.started),
+            "pausedAll": self.paused() if self.paused is not None else None,
+            "attention": self._attention(user.name, now),
         }
+
+    def _attention(self, owner: str, now: dt.datetime) -> dict[str, Any]:
+        """What needs the person on call first, each a bounded read: runs failed in the last 24 h
+        (the runs list), and calls more than a minute late (the due index)."""
+        out: dict[str, Any] = {"failed": [], "failedMore": False, "late": [], "lateMore": False}
+        if self.operations is not None:
+            failed, more = self.operations.runs(
+                owner, "failed", now - dt.timedelta(hours=24), None, ATTENTION_SHOWN
+            )
+            out["failed"], out["failedMore"] = [present_run_record(r) for r in failed], more is not None
+        late, complete = self.service.upcoming(owner, now - dt.timedelta(hours=24), now - LATE_AFTER, ATTENTION_SHOWN)  # fmt: skip
+        out["late"] = [{"id": r.id, "kind": r.kind.value, "name": r.display or r.name, "due": iso(r.due)} for r in late]  # fmt: skip
+        out["lateMore"] = not complete or len(late) >= ATTENTION_SHOWN
+        return out
 
 
 class Pause:
-    """`POST /tasks/{id}/suspend|resume` (and for TaskSets): pause or resume a recurring object."""
+    """`POST /tasks/{id}/suspend|resume` (and for TaskSets): pause an object, with an optional
+    `reason` (a recurring one after the run going on; a one-time one keeps its time aside), or
+    resume it (`skipMissed`: a one-time one whose time passed meanwhile is cancelled, not run)."""
 
-    def __init__(self, service: Service, kind: Kind) -> None:
+    def __init__(self, service: Service, kind: Kind, operations: Operations | None = None) -> None:
         self.service, self.kind = service, kind
+        self.operations = operations or Operations(service)
 
     def on_post_suspend(self, req: falcon.Request, resp: falcon.Response, object_id: str) -> None:
+        fields = _only(read_fields(req), ("reason",))
+        reason = fields.get("reason") or None
+        if reason is not None and not isinstance(reason, str):
+            raise SpecInvalid("invalid request", [Problem("expected a few words saying why", field="reason")])
         user = user_of(req)
-        answer = self.service.suspend(object_id, user.name, kind=self.kind)
-        resp.media = {"suspended": True, "object": present(answer.record, viewer=user.name), "afterThisRun": answer.later}  # fmt: skip
+        self.service.get(object_id, user.name, self.kind)
+        done = self.operations.pause(object_id, user.name, reason)
+        resp.media = {"suspended": True, "object": present(done.record, viewer=user.name), "afterThisRun": done.message != "paused"}  # fmt: skip
 
     def on_post_resume(self, req: falcon.Request, resp: falcon.Response, object_id: str) -> None:
+        fields = _only(read_fields(req), ("skipMissed",))
+        skip = fields.get("skipMissed", False)
+        if not isinstance(skip, bool):
+            raise SpecInvalid("invalid request", [Problem("expected true or false", field="skipMissed")])
         user = user_of(req)
-        record = self.service.resume(object_id, user.name, kind=self.kind)
-        resp.media = {"suspended": False, "object": present(record, viewer=user.name)}
+        self.service.get(object_id, user.name, self.kind)
+        done = self.operations.unpause(object_id, user.name, skip)
+        resp.media = {"suspended": False, "object": present(done.record, viewer=user.name), "message": done.message}  # fmt: skip
+
+
+def _only(fields: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
+    unknown = [k for k in fields if k not in allowed]
+    if unknown:
+        raise SpecInvalid("invalid request", [Problem(f"unknown field (this route takes {', '.join(allowed)})", field=k) for k in unknown])  # fmt: skip
+    return fields

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from lambdaop import __version__
-from lambdaop.api import fields, seed
+from lambdaop.api import fields, openapi_runs, seed
 from lambdaop.app.view import ObjectOut
 from lambdaop.spec import Task, TaskSet
 
@@ -152,6 +152,8 @@ class DashboardOut(_Out):
     callsSince: str | None = Field(
         default=None, description="when this server started counting calls (they are kept in memory)"
     )
+    pausedAll: dict[str, Any] | None = Field(default=None, description="everything is paused: {reason, by, at}")  # fmt: skip
+    attention: dict[str, Any] | None = Field(default=None, description="what needs attention first: failed (the caller's runs failed in the last 24 h, newest first, as GET /runs shows them; failedMore: there are more), late (calls due more than a minute ago not yet made: id, kind, name, due; lateMore)")  # fmt: skip
 
 
 class Me(_Out):
@@ -349,7 +351,8 @@ _NAME = [{"name": "name", "in": "path", "required": True, "schema": {"type": "st
 
 def openapi_document() -> dict[str, Any]:
     _, top = models_json_schema(
-        [(m, "serialization") for m in MODELS], ref_template="#/components/schemas/{model}"
+        [(m, "serialization") for m in MODELS + openapi_runs.MODELS],
+        ref_template="#/components/schemas/{model}",
     )
     schemas = dict(top.get("$defs", {}))
     schemas.update(
@@ -386,13 +389,13 @@ def openapi_document() -> dict[str, Any]:
         "/users/{name}/tokens": {"get": {"summary": "the user's API tokens (admin, or the user)", "parameters": _NAME, "responses": _answers("TokenList", "200", 403, 404)},
                                  "post": {"summary": "another API token (admin, or the user)", "parameters": _NAME, "requestBody": {**_body(_ref("TokenIn")), "required": False}, "responses": _answers("TokenOut", "201", 403, 404, 422)}},
         "/users/{name}/tokens/{prefix}": {"delete": {"summary": "revoke the tokens starting with this prefix (admin, or the user)", "parameters": [*_NAME, {"name": "prefix", "in": "path", "required": True, "schema": {"type": "string", "minLength": 6}}], "responses": _answers("Health", "200", 403, 404, 422)}},
-        "/scheduler/schedule": {"post": {"summary": "create a Task", "requestBody": _body(_ref("ScheduleIn")), "responses": _answers("ObjectOut", "201", 400, 409, 413, 415, 422)}},
+        "/scheduler/schedule": {"post": {"summary": "create a Task", "requestBody": _body(_ref("ScheduleIn")), "responses": _answers("CreatedOut", "201", 400, 409, 413, 415, 422)}},
         "/scheduler/retrieve-tasks": {"get": {"summary": "list Tasks by state; All lists every user's", **listing, "responses": _answers("TaskList", "200", 422)},
                                       "post": {"summary": "the same list, the state in a form field (taskInstance)", "requestBody": {**_body(_ref("ListIn")), "required": False}, "responses": _answers("TaskList", "200", 400, 415, 422)}},
         "/scheduler/retrieve-tasks/{object_id}": {"get": {"summary": "one Task with its attempt history", "parameters": _ID, "responses": _answers("ObjectOut", "200", 404)}},
         "/scheduler/modify": {"post": {"summary": "new time for a scheduled Task", "requestBody": _body(_ref("ModifyIn")), "responses": _answers("ModifyOut", "200", 400, 404, 409, 415, 422)}},
         "/scheduler/cancel": {"post": {"summary": "cancel a scheduled Task", "requestBody": _body(_ref("CancelIn")), "responses": _answers("CancelOut", "200", 400, 404, 409, 415, 422)}},
-        "/orchestrator/orchestrate": {"post": {"summary": "create a TaskSet", "requestBody": _body(_ref("OrchestrateIn")), "responses": _answers("ObjectOut", "201", 400, 409, 413, 415, 422)}},
+        "/orchestrator/orchestrate": {"post": {"summary": "create a TaskSet", "requestBody": _body(_ref("OrchestrateIn")), "responses": _answers("CreatedOut", "201", 400, 409, 413, 415, 422)}},
         "/orchestrator/retrieve-tasks": {"get": {"summary": "list TaskSets by state (a finished one is `success`)", **listing, "responses": _answers("TaskSetList", "200", 422)},
                                          "post": {"summary": "the same list, the state in a form field (taskInstance)", "requestBody": {**_body(_ref("ListIn")), "required": False}, "responses": _answers("TaskSetList", "200", 400, 415, 422)}},
         "/orchestrator/retrieve-tasks/{object_id}": {"get": {"summary": "one TaskSet with its steps' history", "parameters": _ID, "responses": _answers("ObjectOut", "200", 404)}},
@@ -404,11 +407,12 @@ def openapi_document() -> dict[str, Any]:
         "/tasks/{object_id}": {"get": {"summary": "one Task with its attempt history", "parameters": _ID, "responses": _answers("ObjectOut", "200", 404)}},
         "/tasksets": {"get": {"summary": "list TaskSets", **listing, "responses": _answers("TaskSetList", "200", 422)}},
         "/tasksets/{object_id}": {"get": {"summary": "one TaskSet with its steps' history", "parameters": _ID, "responses": _answers("ObjectOut", "200", 404)}},
-        "/tasks/{object_id}/suspend": {"post": {"summary": "pause a recurring Task (a run going on ends first)", "parameters": _ID, "responses": _answers("PauseOut", "200", 404, 409)}},
-        "/tasks/{object_id}/resume": {"post": {"summary": "resume a paused recurring Task from its next run time", "parameters": _ID, "responses": _answers("PauseOut", "200", 404, 409)}},
-        "/tasksets/{object_id}/suspend": {"post": {"summary": "pause a recurring TaskSet", "parameters": _ID, "responses": _answers("PauseOut", "200", 404, 409)}},
-        "/tasksets/{object_id}/resume": {"post": {"summary": "resume a paused recurring TaskSet", "parameters": _ID, "responses": _answers("PauseOut", "200", 404, 409)}},
+        "/tasks/{object_id}/suspend": {"post": {"summary": "pause a Task, with an optional reason: a recurring one after the run going on, a one-time one keeps its time aside", "parameters": _ID, "requestBody": {**_body({"type": "object", "properties": {"reason": {"type": "string"}}, "additionalProperties": False}), "required": False}, "responses": _answers("PauseOut", "200", 404, 409, 422)}},
+        "/tasks/{object_id}/resume": {"post": {"summary": "resume a paused Task: a recurring one from its next run time, a one-time one at its time (skipMissed: cancel it when its time passed)", "parameters": _ID, "requestBody": {**_body({"type": "object", "properties": {"skipMissed": {"type": "boolean"}}, "additionalProperties": False}), "required": False}, "responses": _answers("PauseOut", "200", 404, 409, 422)}},
+        "/tasksets/{object_id}/suspend": {"post": {"summary": "pause a TaskSet, with an optional reason (as for Tasks)", "parameters": _ID, "requestBody": {**_body({"type": "object", "properties": {"reason": {"type": "string"}}, "additionalProperties": False}), "required": False}, "responses": _answers("PauseOut", "200", 404, 409, 422)}},
+        "/tasksets/{object_id}/resume": {"post": {"summary": "resume a paused TaskSet (as for Tasks)", "parameters": _ID, "requestBody": {**_body({"type": "object", "properties": {"skipMissed": {"type": "boolean"}}, "additionalProperties": False}), "required": False}, "responses": _answers("PauseOut", "200", 404, 409, 422)}},
     }  # fmt: skip
+    paths.update(openapi_runs.paths(_ref, _answers, _body, _ID))
     return {
         "openapi": "3.1.0",
         "info": {"title": "lambdaop", "version": __version__, "description": "Scheduler and orchestrator for Lambda functions and HTTP endpoints."},

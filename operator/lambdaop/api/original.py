@@ -18,6 +18,7 @@ from lambdaop.app.service import Service
 from lambdaop.app.view import present
 from lambdaop.core.clock import Clock, to_utc
 from lambdaop.core.errors import Conflict
+from lambdaop.engine.ondemand import past_times
 from lambdaop.spec import Kind
 
 
@@ -42,6 +43,9 @@ class Create:
         record = self.service.create(obj, user.name, object_id=oid, display=display or None)
         resp.status = falcon.HTTP_201
         resp.media = present(record, viewer=user.name)
+        warnings = past_times(obj.spec, now)
+        if warnings:  # taken, and told: a time already past runs now
+            resp.media["warnings"] = warnings
 
 
 class Modify:

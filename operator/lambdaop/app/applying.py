@@ -24,6 +24,7 @@ from lambdaop.app.service import CONFLICT_RETRIES, Service, Stale, first_due, ma
 from lambdaop.core.errors import Conflict, NotFound, Problem
 from lambdaop.core.logs import about
 from lambdaop.engine import machine
+from lambdaop.engine.ondemand import past_times
 from lambdaop.engine.record import Change, PendingSpec, Source, StoredObject
 from lambdaop.loop.events import Action
 from lambdaop.spec import AnySpec, Document, spec_hash, spec_json
@@ -57,6 +58,7 @@ class Applied:
     problems: tuple[Problem, ...] = ()
     record: StoredObject | None = field(default=None, repr=False, compare=False)
     stalled: bool = False  # refused until the file or the manager changes (not worth trying again)
+    warnings: tuple[str, ...] = ()  # taken, but worth saying: a time already past
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"action": self.action.value, "kind": self.kind, "name": self.name}
@@ -68,6 +70,8 @@ class Applied:
             out["message"] = self.message
         if self.problems:
             out["problems"] = [p.as_dict() for p in self.problems]
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
         return out
 
 
@@ -141,13 +145,16 @@ class Applier:
                 if outcome is not WriteOutcome.OK:
                     return Applied(ApplyAction.REFUSED, kind, name, message=f"could not be stored ({outcome.value}); try again")  # fmt: skip
                 service.created(record, op)
-                return Applied(ApplyAction.CREATED, kind, name, record.id, record.state, record=record)
+                warned = tuple(past_times(obj.spec, now))
+                return Applied(ApplyAction.CREATED, kind, name, record.id, record.state, record=record, warnings=warned)  # fmt: skip
             result = self._reapply(current, obj, source, incoming)
             if result is not None:
                 if taken_from is not None and result.action is not ApplyAction.REFUSED:
                     where = taken_from.source.file if taken_from.source and taken_from.source.file else taken_from.managed_by  # fmt: skip
                     note = f"taken over from the specs folder ({where}): the folder no longer manages it"
                     result = replace(result, message="; ".join(m for m in (note, result.message) if m))
+                if result.action in (ApplyAction.RESCHEDULED, ApplyAction.RESTARTED):
+                    result = replace(result, warnings=tuple(past_times(obj.spec, now)))
                 return result
         raise Conflict(f"{kind} {name} is changing too fast to apply; try again")
 
@@ -273,7 +280,8 @@ class Applier:
             if outcome is WriteOutcome.OK:
                 created += 1
                 service.loop.notify(record, op.claim_until)
-                results[i] = Applied(ApplyAction.CREATED, record.kind.value, record.name, record.id, record.state, record=record)  # fmt: skip
+                warned = tuple(past_times(record.plan, now))
+                results[i] = Applied(ApplyAction.CREATED, record.kind.value, record.name, record.id, record.state, record=record, warnings=warned)  # fmt: skip
             else:  # created meanwhile by another writer (compare with it), or refused
                 results[i] = self._apply_one(items[i])
         if created:

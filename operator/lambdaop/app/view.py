@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from lambdaop.core.clock import iso
 from lambdaop.engine import recurrence
 from lambdaop.engine.record import CallRecord, RunSummary, StoredObject
+from lambdaop.engine.runs import RunRecord
 from lambdaop.spec import Schedule
 from lambdaop.spec.calls import SECRET_HEADERS
 
@@ -68,6 +69,37 @@ def present_run(run: RunSummary) -> dict[str, Any]:
     return _plain(run.for_storage())
 
 
+def present_run_record(run: RunRecord) -> dict[str, Any]:
+    """One ended run in the runs list: its object (and where to read its calls), number, times,
+    result, reason and the call that ended it."""
+    path = "/tasks" if run.kind == "Task" else "/tasksets"
+    out = {
+        "id": run.id,
+        "object": {
+            "id": run.object_id,
+            "kind": run.kind,
+            "name": run.name,
+            "owner": run.owner,
+            "href": f"{path}/{run.object_id}",
+        },  # fmt: skip
+        "labels": run.labels or {},
+        "generation": run.generation,
+        "run": run.run,
+        "due": iso(run.scheduled),
+        "started": iso(run.started),
+        "finished": iso(run.finished),
+        "result": run.result,
+        "reason": run.reason,
+        "failedStep": run.failed_step,
+        "trigger": run.trigger,
+        "rerun": run.rerun,
+        "rerunOf": run.rerun_of,
+        "calls": run.calls,
+        "lastCall": _plain(run.last_call) if run.last_call else None,
+    }
+    return {k: v for k, v in out.items() if v is not None}
+
+
 def present_schedule(record: StoredObject, count: int = 5) -> dict[str, Any]:
     """A recurring object's schedule in words, its next run times, last run, and whether it is suspended."""
     raw = record.spec.get("schedule")
@@ -98,7 +130,12 @@ def next_runs(record: StoredObject, schedule: Schedule, count: int = 5, until: d
         return []
     anchor = p.anchor or p.scheduled
     first = [record.due or p.scheduled] if p.phase.value == "scheduled" else []
-    found = first + recurrence.upcoming(schedule, p.scheduled, anchor, count - len(first))
+    after = p.scheduled
+    if p.trigger is not None:  # a run off the schedule: then the schedule's runs, where it was
+        if p.resume_at is None:
+            return [t for t in first if until is None or t <= until]
+        first, after = first + [p.resume_at], p.resume_at
+    found = first + recurrence.upcoming(schedule, after, anchor, count - len(first))
     return [t for t in found if until is None or t <= until]
 
 
@@ -167,6 +204,12 @@ def present(
         "failedStep": _failed_step(record),
         "started": iso(p.started),
         "finished": iso(p.finished),
+        "suspended": p.suspended,
+        "pauseReason": p.pause_reason,
+        "trigger": p.trigger,
+        "rerun": p.rerun or None,
+        "rerunOf": p.rerun_of,
+        "backfillLeft": len(p.backfill) or None,
         "displayName": record.display or record.name,
         "pruned": record.pruned,
         "manager": record.managed_by,
@@ -254,7 +297,14 @@ class ObjectOut(_Out):
     source: dict[str, Any] | None = Field(default=None, description="the file and line it was applied from")
     schedule: dict[str, Any] | None = Field(default=None, description="recurring objects: the schedule, with `description` in words")  # fmt: skip
     run: int | None = Field(default=None, description="recurring objects: the current (or next) run's number")
-    suspended: bool | None = None
+    suspended: bool | None = Field(default=None, description="paused: no call starts until it is resumed")
+    pauseReason: str | None = Field(default=None, description="why it was paused, as whoever paused it said")
+    trigger: str | None = Field(default=None, description="why the current run runs: now (run now), rerun, backfill; none for a run of its schedule")  # fmt: skip
+    rerun: int | None = Field(default=None, description="how many failed runs were re-run (a re-run's Idempotency-Key ends -rerun<N>-<step>)")  # fmt: skip
+    rerunOf: int | None = Field(
+        default=None, description="recurring objects: the run the current run re-runs"
+    )
+    backfillLeft: int | None = Field(default=None, description="backfill runs still to go")
     skippedRuns: int | None = None
     nextRuns: list[str] | None = Field(default=None, description="the next five run times (UTC)")
     lastRun: dict[str, Any] | None = None

@@ -98,14 +98,37 @@ class Client:
         )
 
     def list(
-        self, kind: str = "Task", state: str | None = None, limit: int = 50, cursor: str | None = None
+        self,
+        kind: str = "Task",
+        state: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        selector: str | None = None,
+        prefix: str | None = None,
     ) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit}
-        if state:
-            params["taskState"] = state
-        if cursor:
-            params["cursor"] = cursor
+        for key, value in (
+            ("taskState", state),
+            ("cursor", cursor),
+            ("labelSelector", selector),
+            ("prefix", prefix),
+        ):
+            if value:
+                params[key] = value
         return self._call("GET", _path(kind), expect=_key(kind), params=params)
+
+    def runs(
+        self,
+        state: str | None = None,
+        since: str | None = None,
+        selector: str | None = None,
+        kind: str | None = None,
+        limit: int = 50,
+    ) -> dict[str, Any]:
+        """Ended runs across objects, newest first (GET /runs)."""
+        pairs = (("state", state), ("since", since), ("labelSelector", selector), ("kind", kind))
+        params = {"limit": limit, **{k: v for k, v in pairs if v}}
+        return self._call("GET", "/runs", expect="runs", params=params)
 
     def get(self, object_id: str, kind: str = "Task") -> dict[str, Any]:
         return self._call("GET", f"{_path(kind)}/{quote(object_id, safe='')}", expect="id")
@@ -159,6 +182,16 @@ class Client:
     def pause(self, object_id: str, kind: str, action: str) -> dict[str, Any]:
         """suspend or resume a recurring object."""
         return self._call("POST", f"{_path(kind)}/{quote(object_id, safe='')}/{action}")
+
+    def act(
+        self, object_id: str, kind: str, action: str, fields: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """run, rerun or backfill an object."""
+        return self._call("POST", f"{_path(kind)}/{quote(object_id, safe='')}/{action}", expect="object", json=fields or {})  # fmt: skip
+
+    def bulk(self, verb: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """pause or resume many objects (POST /pause, /resume)."""
+        return self._call("POST", f"/{verb}", json=fields)
 
 
 def _path(kind: str) -> str:

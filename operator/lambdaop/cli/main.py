@@ -50,6 +50,11 @@ ALLOW_HELP = (
 KIND_WORDS = ("task", "tasks", "taskset", "tasksets")
 
 
+def _kind_or_runs(text: str) -> str:
+    """A kind, or `runs` (get runs)."""
+    return "Run" if text.lower() in ("run", "runs") else _kind(text)
+
+
 def _kind(text: str) -> str:
     kind = kind_named(text)
     if kind is None:
@@ -188,16 +193,68 @@ def build_parser() -> argparse.ArgumentParser:
     )
     diff.add_argument("-f", "--file", dest="files", type=Path, action="append", required=True)
     diff.add_argument("--force", action="store_true", help="as apply --force would")
-    get = verb("get", "list Tasks or TaskSets (get task, get tasksets --state failed)")
-    get.add_argument("kind", type=_kind, metavar="KIND")
+    get = verb(
+        "get", "list Tasks, TaskSets or runs (get task, get tasksets --state failed, get runs --since 24h)"
+    )
+    get.add_argument("kind", type=_kind_or_runs, metavar="KIND")
     get.add_argument("name", nargs="?", help="one object, by name or id")
     get.add_argument("--state", help="scheduled, running, completed, failed, cancelled or All")
     get.add_argument("--limit", type=int, default=50)
+    get.add_argument("-l", "--selector", help="labels, as kubectl: team=billing,env!=dev")
+    get.add_argument("--prefix", help="names that start with this (your own objects, by name)")
+    get.add_argument(
+        "--since", help="runs: ended since a time with an offset, or a duration back from now (24h)"
+    )
+    get.add_argument("--kind", dest="of_kind", type=_kind, help="runs: of Tasks or of TaskSets only")
     for name, text in (("describe", "one object with its history"), ("cancel", "cancel a scheduled object"),
-                       ("suspend", "pause a recurring object"), ("resume", "resume a paused recurring object")):  # fmt: skip
+                       ("suspend", "pause a recurring object")):  # fmt: skip
         one = verb(name, text + " (by name or id)")
         one.add_argument("kind", type=_kind, metavar="KIND")
         one.add_argument("name", metavar="NAME|ID")
+    pause = verb(
+        "pause", "pause many objects: by -l selector, --owner and KIND, or --all (an admin's kill switch)"
+    )
+    resume = verb(
+        "resume", "resume a paused object (KIND NAME), or many (-l, --owner, --all) as pause chose them"
+    )
+    for many in (pause, resume):
+        many.add_argument(
+            "kind", type=_kind, metavar="KIND", nargs="?", help="task or taskset (default: both)"
+        )
+        many.add_argument("name", metavar="NAME|ID", nargs="?", help=argparse.SUPPRESS if many is pause else "one object")  # fmt: skip
+        many.add_argument("-l", "--selector", help="labels, as kubectl: team=billing,env!=dev")
+        many.add_argument("--owner", help="another user's objects (admins)")
+        many.add_argument("--all", action="store_true", help="everything, everybody's (admins): no call starts until resume --all")  # fmt: skip
+        many.add_argument("--dry-run", action="store_true", help="list what would change, change nothing")
+    pause.add_argument("--reason", help="why: shown by describe, the API and the page")
+    resume.add_argument("--skip-missed", action="store_true", help="a one-time object whose time passed while paused is cancelled, not run")  # fmt: skip
+    run = verb(
+        "run", "run an object now: a recurring one once (its schedule unchanged), a finished one again"
+    )
+    run.add_argument("kind", type=_kind, metavar="KIND")
+    run.add_argument("name", metavar="NAME|ID")
+    rerun = verb("rerun", "run a failed run again, from its failed step (keeping the steps that succeeded); without NAME every failed run of --since (and -l, KIND)")  # fmt: skip
+    rerun.add_argument("kind", type=_kind, metavar="KIND", nargs="?")
+    rerun.add_argument("name", metavar="NAME|ID", nargs="?")
+    rerun.add_argument("-l", "--selector", help="many: the objects' labels, as kubectl: team=billing")
+    rerun.add_argument("--owner", help="many: another user's objects (admins)")
+    rerun.add_argument("--since", help="many: the failed runs that ended since a time with an offset, or a duration back (24h)")  # fmt: skip
+    rerun.add_argument("--until", help="many: and before this time (or this long ago)")
+    rerun.add_argument(
+        "--dry-run", action="store_true", help="many: list what would be re-run, re-run nothing"
+    )
+    rerun.add_argument("--from", dest="start", choices=["failed", "start"], default="failed",
+                       help="failed: from the step that failed (default); start: the whole run again")  # fmt: skip
+    rerun.add_argument(
+        "--run", type=int, help="a recurring object's run number (default: its last failed run)"
+    )
+    backfill = verb(
+        "backfill", "make the runs a recurring object's schedule would have made in [--start, --end)"
+    )
+    backfill.add_argument("kind", type=_kind, metavar="KIND")
+    backfill.add_argument("name", metavar="NAME|ID")
+    backfill.add_argument("--start", required=True, help="an ISO 8601 time with an offset (included)")
+    backfill.add_argument("--end", required=True, help="an ISO 8601 time with an offset (not included)")
     modify = verb("modify", "give a scheduled object a new time (by name or id)")
     modify.add_argument("kind", type=_kind, metavar="KIND")
     modify.add_argument("name", metavar="NAME|ID")

@@ -1,4 +1,5 @@
-"""The verbs that talk to a running lambdaop: apply, get, describe, cancel, modify, suspend, resume, delete.
+"""The verbs that talk to a running lambdaop: apply, get, describe, cancel, modify, suspend, resume,
+run, rerun, backfill, delete.
 
 Called by main.
 """
@@ -45,15 +46,25 @@ def client_command(args: argparse.Namespace) -> int:
     if command == "diff":
         return _diff(client, args)
     if command == "get":
+        if args.kind == "Run":
+            return _runs(client, args)
         if args.name:
             return _show(args, [client.find(args.kind, args.name)])
-        body = client.list(args.kind, args.state, args.limit)
+        if args.since or args.of_kind:
+            raise argparse.ArgumentTypeError("--since and --kind are for get runs")
+        body = client.list(args.kind, args.state, args.limit, selector=args.selector, prefix=args.prefix)
         return _show(args, body["tasks" if args.kind == "Task" else "taskSets"])
     if command == "delete":
         name = _bare(args.kind, args.name)
         body = client.delete_spec(args.kind, name, force=args.force)
         _said(args, body["object"], f"deleted ({body['object']['state']}, marked pruned)")
         return 0
+    if command == "pause" or (command == "resume" and not args.name):
+        return _many(client, args)
+    if command == "rerun" and not args.name:
+        return _rerun_many(client, args)
+    if command == "resume" and args.kind is None:
+        raise argparse.ArgumentTypeError("resume KIND NAME, or resume with -l SELECTOR, --owner or --all")
     target = client.find(args.kind, args.name)
     if command == "describe":
         view = client.get(target["id"], args.kind)
@@ -74,12 +85,97 @@ def client_command(args: argparse.Namespace) -> int:
         changed = body.get("task") or body.get("taskSet") or target
         _said(args, changed, f"now due {changed.get('due')}")
         return 0
+    if command in ("run", "rerun", "backfill"):
+        fields: dict[str, Any] = {}
+        if command == "rerun":
+            fields = {"from": args.start, **({"run": args.run} if args.run else {})}
+        elif command == "backfill":
+            fields = {"start": args.start, "end": args.end}
+        body = client.act(target["id"], args.kind, command, fields)
+        _said(args, body["object"], body["message"])
+        return 0
     if command in ("suspend", "resume"):
         body = client.pause(target["id"], args.kind, command)
         _said(args, body.get("object") or target, ("suspended" if body["suspended"] else "resumed")
               + (" after the run going on" if body.get("afterThisRun") else ""))  # fmt: skip
         return 0
     return 2
+
+
+def _runs(client: Client, args: argparse.Namespace) -> int:
+    """get runs: ended runs across objects, newest first."""
+    if args.name or args.prefix:
+        raise argparse.ArgumentTypeError("get runs lists runs across objects: filter with --state, --since, -l and --kind")  # fmt: skip
+    body = client.runs(args.state, args.since, args.selector, args.of_kind, args.limit)
+    rows = body["runs"]
+    if args.output in ("json", "yaml"):
+        _print(args, rows)
+    elif not rows:
+        print("No runs" + (f" {args.state}" if args.state else "") + (f" since {args.since}" if args.since else "") + ".", file=sys.stderr)  # fmt: skip
+    elif args.output == "name":
+        for r in rows:
+            print(f"{r['object']['kind'].lower()}/{r['object']['name']}")
+    else:
+        sys.stdout.write(show.runs_table(rows))
+    return 0
+
+
+def _rerun_many(client: Client, args: argparse.Namespace) -> int:
+    """rerun -l … --since …: every failed run of the range, each object's latest."""
+    if not args.since:
+        raise argparse.ArgumentTypeError("rerun KIND NAME, or rerun many with --since (and -l SELECTOR, KIND, --until)")  # fmt: skip
+    pairs = (("labelSelector", args.selector), ("owner", args.owner), ("kind", args.kind), ("since", args.since), ("until", args.until))  # fmt: skip
+    fields: dict[str, Any] = {k: v for k, v in pairs if v} | {"from": args.start}
+    if args.dry_run:
+        fields["dryRun"] = True
+    refused = False
+    while True:
+        body = client.bulk("rerun", fields)
+        for row in body["rerun"]:
+            print(f"{row['kind']}/{row['name']} {row['message']}")
+        for row in body["refused"]:
+            refused = True
+            print(f"{row['kind']}/{row['name']} not re-run: {row['message']}", file=sys.stderr)
+        if not body.get("next"):
+            if not body["rerun"] and not body["refused"]:
+                print(f"No failed runs since {args.since}.", file=sys.stderr)
+            return 1 if refused else 0
+        fields["cursor"] = body["next"]
+
+
+def _many(client: Client, args: argparse.Namespace) -> int:
+    """pause / resume by selector, owner and kind, or everything (--all)."""
+    if args.name:
+        raise argparse.ArgumentTypeError("pause chooses objects by -l SELECTOR, --owner and KIND (one recurring object: suspend KIND NAME)")  # fmt: skip
+    if not (args.selector or args.owner or args.all or args.kind):
+        raise argparse.ArgumentTypeError(f"{args.command} what? give -l SELECTOR, --owner, a KIND, or --all")
+    fields: dict[str, Any] = {"all": True} if args.all else {
+        k: v for k, v in (("labelSelector", args.selector), ("owner", args.owner), ("kind", args.kind)) if v
+    }  # fmt: skip
+    if args.command == "pause" and args.reason:
+        fields["reason"] = args.reason
+    if args.command == "resume" and args.skip_missed:
+        fields["skipMissed"] = True
+    if args.dry_run:
+        fields["dryRun"] = True
+    verb = "paused" if args.command == "pause" else "resumed"
+    while True:
+        body = client.bulk(args.command, fields)
+        if args.all:
+            everything = body.get("pausedAll")
+            print(
+                f"everything paused: {everything['reason']}"
+                if everything
+                else "the pause of everything has ended"
+            )
+            return 0
+        for row in body[verb]:
+            print(f"{row['kind']}/{row['name']} {row['message']}" if args.output != "name" else f"{row['kind'].lower()}/{row['name']}")  # fmt: skip
+        for row in body["refused"]:
+            print(f"{row['kind']}/{row['name']} not {verb}: {row['message']}", file=sys.stderr)
+        if not body.get("next"):
+            return 1 if body["refused"] else 0
+        fields["cursor"] = body["next"]
 
 
 def _bare(kind: str, name: str) -> str:
@@ -117,6 +213,8 @@ def _apply(client: Client, args: argparse.Namespace) -> int:
                 f"{path}: {r['kind']}/{r['name']} {r['action']}"
                 + (f" ({_flag(r['message'])})" if r.get("message") else "")
             )
+            for warning in r.get("warnings", []):
+                print(f"{path}: {r['kind']}/{r['name']}: warning: {warning}", file=sys.stderr)
     return 1 if failed else 0
 
 

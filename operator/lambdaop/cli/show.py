@@ -181,6 +181,25 @@ def table(rows: Iterable[dict[str, Any]], wide: bool) -> str:
     return out.getvalue()
 
 
+def runs_table(rows: Iterable[dict[str, Any]]) -> str:
+    """The `get runs` table: when each run ended, its object as verbs take it, and how it went."""
+    head = ["FINISHED", "OBJECT", "RUN", "RESULT", "REASON"]
+    lines = []
+    for r in rows:
+        obj = r["object"]
+        run = str(r["run"]) if r.get("run") is not None else f"g{r.get('generation', 1)}"
+        if r.get("trigger"):
+            run += f" ({r['trigger']})"
+        lines.append(
+            [r["finished"], f"{obj['kind'].lower()}/{obj['name']}", run, r["result"], r.get("reason") or "-"]
+        )
+    widths = [max(len(str(c)) for c in column) for column in zip(head, *lines, strict=False)]
+    out = StringIO()
+    for cells in [head, *lines]:
+        out.write("   ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=False)).rstrip() + "\n")
+    return out.getvalue()
+
+
 # ----- describe
 
 
@@ -212,6 +231,26 @@ def _steps(view: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
+def _paused(view: dict[str, Any]) -> str | None:
+    """Why no call of it starts: everything is paused (the kill switch), or it is."""
+    everything = view.get("pausedAll")
+    if everything:
+        return f"everything is paused by {everything.get('by')} since {everything.get('at')}: {everything.get('reason')}"  # fmt: skip
+    if view.get("suspended"):
+        return f"yes: {view['pauseReason']}" if view.get("pauseReason") else "yes"
+    return None
+
+
+def _trigger(view: dict[str, Any]) -> str | None:
+    """A run off the schedule, in words."""
+    trigger = view.get("trigger")
+    if trigger == "rerun":
+        return f"re-run {view.get('rerun')}" + (f" of run {view['rerunOf']}" if view.get("rerunOf") else "")
+    if trigger == "backfill":
+        return f"backfill ({view.get('backfillLeft') or 0} more to go)"
+    return "run now" if trigger == "now" and view.get("schedule") else None
+
+
 def describe(view: dict[str, Any], out: TextIO, calls_shown: int = 10, runs_shown: int = 5) -> None:
     """A readable summary of one object: who and what it is, its state and schedule, its spec,
     its last runs and its last calls (`-o yaml` or `-o json` give everything)."""
@@ -231,6 +270,8 @@ def describe(view: dict[str, Any], out: TextIO, calls_shown: int = 10, runs_show
         ("Updated", view.get("updated")),
         ("Next call", view.get("due") or ("-" if view["state"] in ("scheduled", "running") else None)),
         ("Calls", view.get("calls")),
+        ("Paused", _paused(view)),
+        ("This run", _trigger(view)),
     ]
     schedule = view.get("schedule")
     if schedule:

@@ -81,13 +81,21 @@ class Progress:
     suspended: bool = False
     last_result: str | None = None  # how the last run ended (completed, failed), for recurring objects
     last_reason: str | None = None
+    trigger: str | None = None  # why this run runs off the schedule: now, rerun, backfill (ondemand)
+    resume_at: dt.datetime | None = None  # the schedule's run set aside while a run off it goes on
+    backfill: tuple[dt.datetime, ...] = ()  # schedule times still to be run by a backfill, in order
+    run_after: bool = False  # a run now asked for while a run went on (overlap: wait)
+    rerun: int = 0  # runs re-run so far: the Idempotency-Key of a re-run says which (`-rerun<N>`)
+    rerun_of: int | None = None  # the run this one re-runs (recurring objects)
+    paused_due: dt.datetime | None = None  # a paused one-time object's due time, kept aside
+    pause_reason: str | None = None  # why it was paused, as the person who paused it said
 
     @classmethod
     def from_storage(cls, data: dict[str, Any]) -> Progress:
-        return cls(**{**data, "phase": Phase(data["phase"])})
+        return cls(**{**data, "phase": Phase(data["phase"]), "backfill": tuple(data.get("backfill") or ())})
 
     def for_storage(self) -> dict[str, Any]:
-        return {**self.__dict__, "phase": self.phase.value}
+        return {**self.__dict__, "phase": self.phase.value, "backfill": list(self.backfill)}
 
     @property
     def final(self) -> bool:
@@ -336,6 +344,11 @@ def _after_run(spec: PlanSpec, progress: Progress, now: dt.datetime) -> Progress
     anchor = progress.anchor or now
     after = progress.scheduled or now
     following = recurrence.next_run(schedule, after, anchor)
+    if progress.trigger is not None:  # a run off the schedule ended: the schedule goes on where it was
+        following, after = progress.resume_at, (progress.resume_at or now) - dt.timedelta(microseconds=1)
+    extra = _off_schedule(spec, progress, following, now)
+    if extra is not None:
+        return extra
     skipped = progress.skipped
     began = progress.started or now
     caught_up = following is not None and following <= began and schedule.catchUp == "all"
@@ -351,7 +364,26 @@ def _after_run(spec: PlanSpec, progress: Progress, now: dt.datetime) -> Progress
     return replace(
         progress, phase=Phase.SCHEDULED, step=first_step(spec), attempt=1, run=progress.run + 1,
         scheduled=following, due=None if progress.suspended else due, started=None, failed_step=None,
-        reason=None, skipped=skipped,
+        reason=None, skipped=skipped, trigger=None, resume_at=None, rerun_of=None,
+    )  # fmt: skip
+
+
+def _off_schedule(
+    spec: PlanSpec, progress: Progress, following: dt.datetime | None, now: dt.datetime
+) -> Progress | None:
+    """The next run when it is off the schedule: a backfill's next time, or a run now asked for
+    while the last one went on; the schedule's own run (`following`) is set aside meanwhile."""
+    if progress.backfill:
+        at, rest = progress.backfill[0], progress.backfill[1:]
+        trigger = "backfill"
+    elif progress.run_after:
+        at, rest, trigger = now, (), "now"
+    else:
+        return None
+    return replace(
+        progress, phase=Phase.SCHEDULED, step=first_step(spec),
+        attempt=1, run=progress.run + 1, scheduled=at, due=now, started=None, failed_step=None, reason=None,
+        trigger=trigger, resume_at=following, backfill=rest, run_after=False, rerun_of=None,
     )  # fmt: skip
 
 
@@ -360,6 +392,8 @@ def catch_up(spec: PlanSpec, progress: Progress, now: dt.datetime) -> Progress:
     none skips to the next run time, latest runs the last missed one now, all runs each in turn."""
     schedule = spec.schedule
     if schedule is None or progress.phase is not Phase.SCHEDULED or progress.scheduled is None:
+        return progress
+    if progress.trigger is not None:  # a run off the schedule (now, a re-run, a backfill) is meant
         return progress
     if now - progress.scheduled < MISSED_AFTER or schedule.catchUp == "all":
         return progress
@@ -392,7 +426,17 @@ def run_summary(before: Progress, after: Progress) -> dict[str, Any] | None:
         "result": result,
         "reason": after.last_reason if result == "failed" else None,
         "notified": after.notified if result == "failed" else None,
+        "trigger": before.trigger,
+        "rerun_of": before.rerun_of,
+        "failed_step": _failed_step_of(before) if result == "failed" else None,
     }
+
+
+def _failed_step_of(progress: Progress) -> str | None:
+    """The step whose failure ended a run (the fallback and the notification are not it)."""
+    if progress.failed_step is not None:
+        return progress.failed_step
+    return progress.step if progress.step not in ("fallback", "notify") else None
 
 
 # --------------------------------------------------------------------------- changes from users
@@ -415,15 +459,15 @@ def reschedule(progress: Progress, due: dt.datetime) -> Progress:
     return replace(progress, due=due)
 
 
-def suspend(spec: PlanSpec, progress: Progress) -> Progress:
+def suspend(spec: PlanSpec, progress: Progress, reason: str | None = None) -> Progress:
     """A recurring object pauses: no run starts until it is resumed (a run going on ends first)."""
     if spec.schedule is None:
         raise Refused("only a recurring object (with a schedule) can be suspended; cancel a one-time one")
     if progress.final:
         raise Refused(f"it is {progress.phase.value}")
     if progress.phase is Phase.SCHEDULED:
-        return replace(progress, suspended=True, due=None)
-    return replace(progress, suspended=True)
+        return replace(progress, suspended=True, due=None, pause_reason=reason)
+    return replace(progress, suspended=True, pause_reason=reason)
 
 
 def resume(spec: PlanSpec, progress: Progress, now: dt.datetime) -> Progress:
@@ -433,6 +477,7 @@ def resume(spec: PlanSpec, progress: Progress, now: dt.datetime) -> Progress:
         raise Refused("only a recurring object that has not ended can be resumed")
     if not progress.suspended:
         return progress
+    progress = replace(progress, pause_reason=None)
     if progress.phase is not Phase.SCHEDULED:
         return replace(progress, suspended=False)
     following = recurrence.next_run(schedule, now, progress.anchor or now)

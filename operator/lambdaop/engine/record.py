@@ -120,6 +120,9 @@ class RunSummary:
     result: str | None = None
     reason: str | None = None
     notified: str | None = None
+    trigger: str | None = None  # a run off the schedule: now, rerun, backfill
+    rerun_of: int | None = None  # the run it re-ran
+    failed_step: str | None = None  # the step whose failure ended it
 
     @classmethod
     def from_storage(cls, data: dict[str, Any]) -> RunSummary:
@@ -131,10 +134,17 @@ class RunSummary:
             result=data.get("result"),
             reason=data.get("reason"),
             notified=data.get("notified"),
+            trigger=data.get("trigger"),
+            rerun_of=data.get("rerunOf"),
+            failed_step=data.get("failedStep"),
         )
 
     def for_storage(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _RUN_EXTRA}
+        return out | _clean({stored: getattr(self, name) for name, stored in _RUN_EXTRA.items()})
+
+
+_RUN_EXTRA = {"trigger": "trigger", "rerun_of": "rerunOf", "failed_step": "failedStep"}  # stored when set
 
 
 @dataclass(frozen=True)

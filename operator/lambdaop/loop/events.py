@@ -28,6 +28,7 @@ class Action(StrEnum):
     SUSPEND = "suspend"
     RESUME = "resume"
     SET = "set"  # fields that do not move the object (pruned, source, manager)
+    DECIDE = "decide"  # a person's ask (run now, re-run, backfill, pause): the payload decides the change
 
 
 class Write(StrEnum):
@@ -42,6 +43,7 @@ class Write(StrEnum):
     SUSPEND = "suspend"
     RESUME = "resume"
     SET = "set"
+    DECIDE = "decide"
 
 
 @dataclass(frozen=True)
@@ -150,3 +152,10 @@ class StoreFailed:
     what: str
     error: Exception
     asked: tuple[Due, ...] = ()
+
+
+@dataclass(frozen=True)
+class PauseChecked:
+    """The pause of everything as the store (or this process's service) has it: None when off."""
+
+    setting: Mapping[str, Any] | None

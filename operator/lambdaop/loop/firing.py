@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from lambdaop.core.clock import Clock
 from lambdaop.core.logs import about
@@ -22,7 +22,7 @@ from lambdaop.core.metrics import Metrics
 from lambdaop.engine import machine
 from lambdaop.engine.record import Change, adopt
 from lambdaop.loop import results
-from lambdaop.loop.events import Write
+from lambdaop.loop.events import PauseChecked, Write
 from lambdaop.loop.held import Held, Holdings, Stats
 from lambdaop.loop.invoker import CallResult, Job
 from lambdaop.loop.settings import LoopSettings
@@ -54,13 +54,20 @@ class Firing:
         self.held, self.writes, self.invoker, self.clock = held, writes, invoker, clock
         self.settings, self.metrics, self.stats = settings, metrics, stats
         self.prune: set[str] = set()
+        self.paused: Mapping[str, Any] | None = None  # everything is paused (the admin's kill switch)
+        self.resumed: dt.datetime | None = None  # when it last ended: lateness does not count the pause
 
     def fire_due(self, now: dt.datetime) -> None:
         if self.writes.writer.backlog >= self.settings.max_unwritten:  # results kept in memory are bounded
             return
+        if self.paused is not None:  # everything is paused: due calls wait, held, until it ends
+            return
         safe = None if self.settings.sole_owner else now + self.settings.lease / 3
         for held in self.held.due(now, self.settings.max_in_flight, safe):
+            # lateness measures lambdaop: never from before the call was asked for (a past `at`,
+            # a modify to a time gone by), so from its last change at the earliest
             due = held.progress.due or now
+            due = max(due, held.record.updated or held.record.created or due, self.resumed or due)
             try:
                 progress = machine.dispatch(held.progress, now)
             except machine.Refused as exc:
@@ -74,6 +81,16 @@ class Firing:
             if self.metrics is not None:
                 self.metrics.lateness.observe(max(0.0, (now - due).total_seconds()))
             self.invoker.submit(job)
+
+    def pause_checked(self, event: PauseChecked, now: dt.datetime) -> None:
+        """The pause of everything as the store has it (other processes see a change within a
+        second; this process's service tells its loop at once)."""
+        was, self.paused = self.paused, event.setting
+        if was is not None and event.setting is None:
+            self.resumed = now
+            log.warning("the pause of everything has ended: due calls start")
+        elif was is None and event.setting is not None:
+            log.warning("everything is paused: no call starts until it is resumed (%s)", event.setting.get("reason"))  # fmt: skip
 
     def mark_long(self, now: dt.datetime) -> None:
         """A call out longer than `long_call` shows `running` in the store (a quick one never needs to)."""
@@ -112,7 +129,9 @@ class Firing:
         if waiting is not None and machine.run_ended(held.progress, progress):
             progress = results.next_generation(held, waiting, now)
             change = adopt(waiting, progress, now, change)
-        self.writes.submit(held, Write.RESULT, progress, change, now, call=decision.call)
+        self.writes.submit(
+            held, Write.RESULT, progress, change, now, call=decision.call, ended=decision.ended
+        )
 
     def prune_job(self, store: ObjectReads) -> Callable[[], int]:
         """A store job that trims the history of the objects with more calls than are kept."""

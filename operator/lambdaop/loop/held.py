@@ -44,6 +44,7 @@ class Held:
     started_written: bool = False
     recovered: str | None = None  # why its call is made again (its last holder stopped)
     suspend_after: bool = False  # suspended while its run went on: takes effect when it ends
+    asks: list[Any] = field(default_factory=list)  # requests taken again once its write under way lands
 
     @property
     def id(self) -> str:

@@ -1,4 +1,4 @@
-"""Changes the service asks of objects the loop holds: cancel, modify, replace, suspend, resume, set.
+"""Changes the service asks of objects the loop holds: cancel, modify, replace, suspend, resume, set, decide.
 
 An object held for its imminent call is changed only here, on the loop's
 thread, so a change can never race the call: either the call is withdrawn
@@ -43,6 +43,8 @@ def plan(held: Held, action: Action, payload: Any, now: dt.datetime) -> Planned 
         extra: Change = payload
         return Planned(Write.SET, held.progress, replace(extra, updated=now), keep=True)
     busy = held.fired or held.writes > 0
+    if action is Action.DECIDE:
+        return _decided(held, payload, busy, now)
     if action is Action.SUSPEND and busy:  # takes effect when this run ends
         held.suspend_after = True
         return None
@@ -72,6 +74,18 @@ def plan(held: Held, action: Action, payload: Any, now: dt.datetime) -> Planned 
     raise ValueError(f"unknown request {action}")
 
 
+def _decided(held: Held, decide: Any, busy: bool, now: dt.datetime) -> Planned | None:
+    """A person's ask, decided on the loop's own progress. While the call is out its answer only
+    marks what follows the run (a run now queued, a backfill, a pause), kept until the result is
+    written (the desk holds an ask back while a write of the object is under way)."""
+    change: Change = decide(replace(held.record, progress=held.progress, due=held.progress.due), now)
+    if busy:
+        if change.progress is not None:
+            held.progress = change.progress
+        return None
+    return Planned(Write.DECIDE, change.progress or held.progress, replace(change, updated=now))
+
+
 class Desk:
     """Takes requests: plans and writes them for held objects, keeps those for objects being
     claimed until the claim is back, and answers NotHeld for the rest."""
@@ -88,6 +102,9 @@ class Desk:
             else:
                 req.future.set_exception(NotHeld(req.id))
             return
+        if req.action is Action.DECIDE and held.writes:  # decided on the progress once it lands
+            held.asks.append(req)
+            return
         try:
             planned = plan(held, req.action, req.payload, now)
         except machine.Refused as exc:
@@ -101,6 +118,13 @@ class Desk:
             self.writes.submit(
                 held, planned.why, planned.progress, planned.change, now, planned.keep, req.future
             )
+
+    def landed(self, held: Held) -> list[Request]:
+        """A write of this object was answered: the asks held back for it, to be taken again."""
+        if held.writes:
+            return []
+        asks, held.asks = held.asks, []
+        return asks
 
     def claimed(self, ids: list[str]) -> list[Request]:
         """The claims of these objects are back: their waiting requests, to be taken again."""

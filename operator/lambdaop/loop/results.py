@@ -20,11 +20,12 @@ from typing import Any
 
 from lambdaop.core.clock import iso
 from lambdaop.core.logs import about
-from lambdaop.engine import machine, outputs, templates
+from lambdaop.engine import machine, outputs, runs, templates
 from lambdaop.engine.machine import Phase, Progress
 from lambdaop.engine.outcomes import Failure, Outcome
 from lambdaop.engine.outputs import StepOutput
 from lambdaop.engine.record import CallRecord, PendingSpec, RunSummary, StoredObject
+from lambdaop.engine.runs import RunRecord
 from lambdaop.loop.held import Held
 from lambdaop.loop.invoker import CallResult, Job
 from lambdaop.spec import Notify, TaskSetSpec
@@ -33,11 +34,15 @@ from lambdaop.store.contract import ATTEMPTS_KEPT
 log = logging.getLogger("lambdaop.loop")
 
 
-def idempotency_key(object_id: str, generation: int, step: str, run: int | None = None) -> str:
-    """The same for every attempt of a step (of one run, for a recurring object)."""
+def idempotency_key(
+    object_id: str, generation: int, step: str, run: int | None = None, rerun: int = 0
+) -> str:
+    """The same for every attempt of a step (of one run, for a recurring object); a re-run's
+    calls say which re-run they are (`-rerun<N>`), so an endpoint tells them from a retry."""
+    again = f"-rerun{rerun}" if rerun else ""
     if run is None:
-        return f"{object_id}-g{generation}-{step}"
-    return f"{object_id}-g{generation}-r{run}-{step}"
+        return f"{object_id}-g{generation}{again}-{step}"
+    return f"{object_id}-g{generation}-r{run}{again}-{step}"
 
 
 def run_event(record: StoredObject, progress: Progress, event: str = "failed") -> dict[str, Any]:
@@ -75,7 +80,8 @@ def call_for(held: Held, progress: Progress, notify: Notify | None) -> Job:
         invoke = invoke.model_copy(update={"method": "POST", "body": event})
     record = held.record
     run = progress.run if held.plan.schedule is not None else None
-    key = idempotency_key(record.id, record.generation, progress.step, run)
+    again = progress.rerun if progress.trigger == "rerun" else 0
+    key = idempotency_key(record.id, record.generation, progress.step, run, again)
     spec = held.plan
     if not isinstance(spec, TaskSetSpec) or spec.steps is None or machine.is_notice(progress.step):
         return Job(record.id, held.fence, progress.step, progress.attempt, key, invoke)
@@ -122,6 +128,7 @@ class Decision:
     run: RunSummary | None  # the run that ended with this call (recurring objects)
     prune: bool  # its history is longer than what is kept
     outputs: dict[str, StepOutput] | None = None  # the run's outputs, when a named step's call ended
+    ended: RunRecord | None = None  # the run that ended with this call, for the runs list (any object)
 
 
 def decide(held: Held, result: CallResult, now: dt.datetime, notify: Notify | None) -> Decision:
@@ -168,7 +175,15 @@ def decide(held: Held, result: CallResult, now: dt.datetime, notify: Notify | No
     held.recovered = None
     summary = machine.run_summary(held.progress, progress) if spec.schedule is not None else None
     run = RunSummary(**summary) if summary is not None else None
-    return Decision(progress, call, run, progress.calls > ATTEMPTS_KEPT, None if too_much else kept)
+    record = held.record
+    identity = (record.id, record.kind.value, record.name, record.owner, record.generation, record.labels)
+    last = {
+        k: v
+        for k, v in call.for_storage().items()
+        if k in ("step", "attempt", "key", "status", "error", "at")
+    }
+    over = runs.ended(held.progress, progress, identity, spec.schedule is not None, ended, last)
+    return Decision(progress, call, run, progress.calls > ATTEMPTS_KEPT, None if too_much else kept, over)
 
 
 def next_generation(held: Held, pending: PendingSpec, now: dt.datetime) -> Progress:

@@ -28,3 +28,4 @@ class LoopSettings:
     max_unwritten: int = 50_000  # results kept in memory while the store is away; beyond, no call leaves
     stop_grace: float = 10.0
     notify: Notify | None = None  # the service-wide failure notification (--on-failure)
+    pause_check_every: float = 1.0  # seconds between reads of the pause of everything (other processes')

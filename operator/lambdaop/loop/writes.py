@@ -21,6 +21,7 @@ from lambdaop.core.clock import Clock
 from lambdaop.core.logs import about
 from lambdaop.engine.machine import Progress
 from lambdaop.engine.record import CallRecord, Change
+from lambdaop.engine.runs import RunRecord
 from lambdaop.loop.events import Answer, Pending, Write, Written
 from lambdaop.loop.held import Held, Stats
 from lambdaop.store.contract import Op, WriteOutcome
@@ -74,6 +75,7 @@ class Writes:
         reply: Future[Answer] | None = None,
         call: CallRecord | None = None,
         later: bool = False,
+        ended: RunRecord | None = None,
     ) -> None:
         """Write `change` of a held object; `progress` is the loop's once it is written."""
         release = not keep and (progress.due is None or progress.due > now + self.claim_window)
@@ -93,6 +95,7 @@ class Writes:
             release=release,
             until=None if release else until,
             attempts=[call.for_storage()] if call is not None else [],
+            run=ended.for_storage() if ended is not None else None,
         )
         held.writes += 1
         pending = Pending(held.id, why, progress, change, release, until, reply, later)

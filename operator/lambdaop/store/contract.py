@@ -49,11 +49,21 @@ from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
 from lambdaop.core.labels import Selector
+from lambdaop.store.ids import new_id
 
 Doc = dict[str, Any]  # a document as stored
 
 STATES = ("scheduled", "running", "completed", "failed", "cancelled")
 ATTEMPTS_KEPT = 200  # calls kept per object in the history
+RUN_RESULTS = ("completed", "failed", "cancelled")  # how a run ends (the runs list's `result`)
+RUNS_KEPT_FOR = dt.timedelta(days=30)  # ended runs are listed this long
+
+
+def run_key(doc: Doc) -> tuple[str, str]:
+    """Where a run's record is kept: `owner␟result␟id`, the id made at its end (ids sort by time),
+    so every read of the runs list is one range of the primary key; and that id."""
+    rid = new_id(doc["finished"].timestamp())
+    return f"{doc['owner']}\x1f{doc['result']}\x1f{rid}", rid
 
 
 class WriteOutcome(StrEnum):
@@ -110,7 +120,7 @@ class Op:
     marks a write of the loop under its lease (`release` ends the lease,
     otherwise it lasts until `until`, or the commit's time when None); `guard` makes a change from outside
     the loop exclusive with every claim. `attempts` are history records
-    written with it.
+    written with it, and `run` the record of a run it ended.
     """
 
     id: str
@@ -127,6 +137,7 @@ class Op:
     claim_until: dt.datetime | None = None
     guard: bool = False
     attempts: list[Doc] = field(default_factory=list)
+    run: Doc | None = None  # a run that ended with this op, for the runs list (`list_runs`)
 
 
 def batch_conflicts(ops: list[Op]) -> dict[int, WriteOutcome]:
@@ -205,6 +216,23 @@ class ObjectReads(Protocol):
 
     def prune_history(self, object_ids: Iterable[str], keep: int = ATTEMPTS_KEPT) -> int:
         """Delete all but the newest `keep` calls of each object; answers how many went."""
+
+    def list_runs(
+        self,
+        owner: str,
+        result: str | None,
+        since: dt.datetime | None,
+        before: str | None,
+        limit: int,
+        selector: Selector | None = None,
+        kind: str | None = None,
+    ) -> Page:
+        """One page of at most `limit` of an owner's ended runs (the `run` of each committed op),
+        newest end first: those that ended `result` (completed, failed, cancelled; None: any), at
+        or after `since`, of `kind`, whose object's labels `selector` matches. Each run's `id`
+        orders it; `before` is the previous page's `next`. As `list_objects`, a page examines a
+        bounded number of runs and may end early with its `next`. Runs are kept for RUNS_KEPT_FOR
+        (on MongoDB; the in-memory store keeps them while it lives)."""
 
 
 class LoopStore(Protocol):
@@ -296,7 +324,20 @@ class UserStore(Protocol):
     def delete_sessions_of(self, name: str) -> None: ...
 
 
-class Store(ObjectReads, LoopStore, Committer, UserStore, Protocol):
+class SettingStore(Protocol):
+    """Settings of the whole service, few and small (the pause of everything, `PAUSE_ALL`)."""
+
+    def get_setting(self, name: str) -> Doc | None:
+        """A setting by name (None when it is not set); one read by id."""
+
+    def put_setting(self, name: str, value: Doc | None) -> None:
+        """Set a setting to `value` (None: remove it)."""
+
+
+PAUSE_ALL = "pause"  # the setting of the kill switch: {reason, by, at} while everything is paused
+
+
+class Store(ObjectReads, LoopStore, Committer, UserStore, SettingStore, Protocol):
     """Everything lambdaop keeps, behind one object."""
 
     embedded: bool  # the embedded server: this process is its only user

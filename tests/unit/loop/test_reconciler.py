@@ -312,3 +312,53 @@ def test_everything_a_dead_holder_leaves_is_claimed_at_once_after_its_lease(rig:
         second = round(second + 0.7, 1)  # passes fall at every phase of the two chores
     assert {j.object_id for j in alive.calls.jobs} == ids
     assert max(fired) - min(fired) < 2, f"recovered in one go, not a sweep at a time: {fired}"
+
+
+def test_the_pause_of_everything_holds_due_calls_until_it_ends(rig: Any) -> None:
+    from lambdaop.store.contract import PAUSE_ALL
+
+    r, other = rig(), rig("p2")
+    oid = r.task("report", at=r.at(10).isoformat())
+    r.run(0)
+    other.store.put_setting(
+        PAUSE_ALL, {"reason": "incident", "by": "admin", "at": r.at(1)}
+    )  # another process
+    r.run(2)  # its check of the store
+    assert r.loop.firing.paused is not None
+    r.run(9.5)
+    r.run(10)
+    r.run(12)
+    assert not r.calls.jobs, "no call starts while everything is paused"
+    r.loop.pause_all(None)  # this process's own service ended it: no wait for the next check
+    r.run(12.01)
+    assert [j.object_id for j in r.calls.jobs] == [oid]
+
+
+def test_run_now_of_a_held_recurring_object_is_decided_on_the_loop(rig: Any) -> None:
+    from lambdaop.app.operate import Operations
+
+    r = rig()
+    oid = r.task("pulse", schedule={"every": "10s"})
+    r.run(0)
+    r.calls.answer_all()  # the first run: when it is applied
+    r.run(0.01)
+    r.run(9)  # the next run, at 10 s, is held
+    assert r.loop.holds(oid)
+    done = Operations(r.service)
+    import threading
+
+    answered: list[Any] = []
+    asking = threading.Thread(target=lambda: answered.append(done.run_now(oid, "alice")))
+    asking.start()
+    for step in range(50):
+        r.run(9 + step / 1000)
+        if answered:
+            break
+    asking.join(5)
+    assert answered and answered[0].what == "extra"
+    r.run(9.1)
+    assert [j.idempotency_key for j in r.calls.jobs] == [f"{oid}-g1-r2-task"]
+    r.calls.answer_all()
+    r.run(9.2)
+    doc = r.store.get(oid)
+    assert doc["progress"]["scheduled"] == r.at(10) and doc["progress"]["run"] == 3

@@ -110,6 +110,8 @@ class Tables:
         self._processes: dict[str, Doc] = {}
         self._users: dict[str, Doc] = {}
         self._sessions: dict[str, Doc] = {}
+        self._settings: dict[str, Doc] = {}
+        self._runs: dict[str, Doc] = {}  # owner␟result␟id -> a run's record (the runs list)
         self._sequence = 0  # history records' ids, increasing as MongoDB's ObjectIds do
         self._undo: list[tuple[dict[Any, Any], Any, Any]] | None = None  # the open batch's journal
         self._process = ""

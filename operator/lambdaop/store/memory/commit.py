@@ -10,6 +10,7 @@ from lambdaop.store.contract import (
     WriteOutcome,
     batch_conflicts,
     created_fences,
+    run_key,
 )
 from lambdaop.store.memory.base import (
     _GONE,
@@ -151,6 +152,10 @@ class MemoryCommits(Tables):
                 self._sequence += 1
                 record = _bson({"_id": self._sequence, **r, "o": op.id})
                 self._put(self._attempts, op.id, [*self._attempts.get(op.id, []), (self._sequence, record)])
+        for op in ops:
+            if op.run is not None:
+                key, _ = run_key(op.run)
+                self._put(self._runs, key, _bson({**op.run, "_id": key}))
         for (who, kind, state), n in deltas.items():
             if n:
                 self._count(f"{who}/{kind}/{state}@{slot}", f"{who}/{kind}", state, slot, n)

@@ -8,10 +8,11 @@ from collections.abc import Iterable
 from lambdaop.core.labels import Selector
 from lambdaop.store.contract import (
     ATTEMPTS_KEPT,
+    RUN_RESULTS,
     Doc,
     Page,
 )
-from lambdaop.store.ids import OBJECT_ID
+from lambdaop.store.ids import OBJECT_ID, floor
 from lambdaop.store.memory.base import (
     FOLDER_FIELDS,
     Tables,
@@ -110,3 +111,25 @@ class MemoryObjects(Tables):
                 self._attempts[oid] = [(seq, r) for seq, r in records if seq not in old]
                 removed += len(old)
         return removed
+
+    def list_runs(
+        self,
+        owner: str,
+        result: str | None,
+        since: dt.datetime | None,
+        before: str | None,
+        limit: int,
+        selector: Selector | None = None,
+        kind: str | None = None,
+    ) -> Page:
+        results = [result] if result is not None else list(RUN_RESULTS)
+        low = floor(since) if since is not None else ""
+        found = []
+        for key, doc in self._runs.items():
+            who, done, rid = key.split("\x1f")
+            if who == owner and done in results and low <= rid and (before is None or rid < before):
+                found.append((rid, doc))
+        found.sort(key=lambda pair: pair[0], reverse=True)
+        matching = [(rid, doc) for rid, doc in found if (kind is None or doc.get("kind") == kind) and (selector is None or selector.matches(doc.get("labels")))]  # fmt: skip
+        page = [{**_copy(doc), "id": rid} for rid, doc in matching[:limit]]
+        return Page(page, page[-1]["id"] if len(matching) > limit else None)

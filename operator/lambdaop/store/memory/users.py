@@ -1,4 +1,4 @@
-"""The in-memory store's users, their tokens and web sessions."""
+"""The in-memory store's users, their tokens and web sessions, and the settings of the whole service."""
 
 from __future__ import annotations
 
@@ -80,3 +80,12 @@ class MemoryUsers(Tables):
     def delete_sessions_of(self, name: str) -> None:
         for digest in [d for d, s in self._sessions.items() if s.get("user") == name]:
             del self._sessions[digest]
+
+    def get_setting(self, name: str) -> Doc | None:
+        return _copy(self._settings.get(name))
+
+    def put_setting(self, name: str, value: Doc | None) -> None:
+        if value is None:
+            self._settings.pop(name, None)
+        else:
+            self._settings[name] = _bson(value)

@@ -25,12 +25,13 @@ from lambdaop.store.mongo.commit import Commits
 from lambdaop.store.mongo.leases import Leases
 from lambdaop.store.mongo.objects import Objects, listing_doc, name_doc
 from lambdaop.store.mongo.processes import Processes
+from lambdaop.store.mongo.runs import Runs
 from lambdaop.store.mongo.users import UserDocs
 
 __all__ = ["OBJECT_ID", "MongoStore", "connect", "new_id", "start_embedded"]
 
 
-class MongoStore(Objects, Leases, Commits, Processes, UserDocs):
+class MongoStore(Objects, Runs, Leases, Commits, Processes, UserDocs):
     """Every MongoDB query lambdaop makes. Thread-safe (pymongo's client is)."""
 
     def ensure_indexes(self, now: dt.datetime | None = None) -> None:
@@ -51,6 +52,9 @@ class MongoStore(Objects, Leases, Commits, Processes, UserDocs):
         self.counters.create_index([("p", ASCENDING), ("s", ASCENDING)], name="by_prefix_state")
         self.directory.create_index([("p", ASCENDING), ("t", ASCENDING)], name="by_prefix_time")
         self.sessions.create_index([("expires", ASCENDING)], name="expires", expireAfterSeconds=0)
+        self.runs.create_index(
+            [("expires", ASCENDING)], name="expires", expireAfterSeconds=0
+        )  # lists read _id
         self._migrate(now or dt.datetime(1970, 1, 1, tzinfo=dt.UTC))
 
     def _migrate(self, now: dt.datetime) -> None:

@@ -20,6 +20,8 @@ inserted index entry costs ~0.1 ms; measured in benchmarks/store_indexes.py):
   (so no two processes ever write the same counter document), folded into
   slot "0" when a process is gone (`processes` holds the heartbeats).
 - `users` and `sessions`.
+- `settings`: a few documents of the whole service by name (`_id`): the pause of everything.
+- `runs`: one document per ended run of any object (the runs list); see `runs`.
 
 Rules of this implementation, beside the contract's:
 
@@ -96,6 +98,8 @@ class Base:
         self.names = self.db["names"]
         self.listing = self.db["listing"]
         self.directory = self.db["directory"]  # objects created per hour, minute and second (directory.py)
+        self.settings = self.db["settings"]
+        self.runs = self.db["runs"]
         self.embedded = embedded
         self._transactions = True
         self._local = threading.local()

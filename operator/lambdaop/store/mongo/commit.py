@@ -15,6 +15,7 @@ from lambdaop.store.contract import Mutation, Op, WriteOutcome, batch_conflicts,
 from lambdaop.store.mongo import directory
 from lambdaop.store.mongo.base import Base, chunks, is_conflict
 from lambdaop.store.mongo.objects import listing_doc, name_doc
+from lambdaop.store.mongo.runs import run_entry
 
 log = logging.getLogger("lambdaop.store")
 
@@ -183,6 +184,9 @@ class Commits(Base):
                     self.leases.delete_many({"_id": {"$in": part}, "guard": True}, session=s)
             if records:
                 self.attempts.insert_many(records, ordered=False, session=s)
+            runs = [run_entry(op.run) for op in ops if op.run is not None]
+            if runs:  # the runs list shows a run as soon as its end is stored
+                self.runs.insert_many(runs, ordered=False, session=s)
             counter_ops = counts.ops(slot)
             if counter_ops:
                 self.counters.bulk_write(counter_ops, ordered=False, session=s)

@@ -11,6 +11,7 @@ from typing import Any
 from pymongo import DeleteOne, UpdateOne
 from pymongo.errors import PyMongoError
 
+from lambdaop.store.contract import Doc
 from lambdaop.store.mongo.base import BASE_SLOT, Base, is_conflict
 
 log = logging.getLogger("lambdaop.store")
@@ -80,3 +81,13 @@ class Processes(Base):
         for doc in self.counters.find({"p": f"{owner or '*'}/{kind}"}, {"s": 1, "n": 1}):
             out[doc["s"]] = out.get(doc["s"], 0) + int(doc.get("n", 0))
         return {k: max(0, v) for k, v in out.items()}
+
+    def get_setting(self, name: str) -> Doc | None:
+        doc = self.settings.find_one({"_id": name})
+        return {k: v for k, v in doc.items() if k != "_id"} if doc else None
+
+    def put_setting(self, name: str, value: Doc | None) -> None:
+        if value is None:
+            self.settings.delete_one({"_id": name})
+        else:
+            self.settings.replace_one({"_id": name}, {**value, "_id": name}, upsert=True)

@@ -1,0 +1,167 @@
+"""Runs asked for by a person: run now, re-run a failed run, backfill, and pause of one-time objects.
+
+Pure functions of (spec, progress, now), as `machine` is; each answers the
+new progress, or raises `machine.Refused` with the reason shown to the user.
+A run off the schedule (`trigger`: now, rerun, backfill) of a recurring
+object sets the schedule's own next run aside (`resume_at`), and `machine`
+takes it up again when that run ends, so its next scheduled time does not
+move. A one-time object in a final state runs again as its next generation
+(the service bumps the generation; `fresh` is where it starts). Called by the
+service and by the loop's requests.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+from enum import StrEnum
+
+from lambdaop.engine import recurrence
+from lambdaop.engine.machine import Phase, PlanSpec, Progress, Refused, first_step, start
+from lambdaop.spec import format_duration
+
+MAX_BACKFILL = 1000  # runs one backfill may ask for
+
+
+class RunNow(StrEnum):
+    """What a run now did."""
+
+    EXTRA = "extra"  # a recurring object runs once now; its schedule is unchanged
+    QUEUED = "queued"  # a run is going on (overlap: wait): one more starts when it ends
+    FORWARD = "forward"  # a scheduled one-time object is brought forward to now
+    GENERATION = "generation"  # a one-time object in a final state runs again as its next generation
+
+
+def run_now(spec: PlanSpec, progress: Progress, now: dt.datetime) -> tuple[Progress, RunNow]:
+    """Run now (see `RunNow`). A one-time object in a final state is answered by `fresh`."""
+    if progress.notify:
+        raise Refused("its run has just ended and its failure notification is being sent; try again shortly")
+    if spec.schedule is None:
+        if progress.final:
+            return fresh(spec, progress, now), RunNow.GENERATION
+        if progress.phase is Phase.SCHEDULED and not progress.in_flight:
+            if progress.suspended:
+                return replace(progress, suspended=False, due=now, paused_due=None), RunNow.FORWARD
+            return replace(progress, due=now), RunNow.FORWARD
+        raise Refused("it is running now; run it again once this run has ended")
+    if progress.final:
+        raise Refused(
+            f"its schedule is over (it is {progress.phase.value}); apply it again to start a new one"
+        )
+    if progress.phase is Phase.SCHEDULED and not progress.in_flight:
+        return _extra(spec, progress, now, "now"), RunNow.EXTRA
+    if spec.schedule.overlap == "wait":
+        return replace(progress, run_after=True), RunNow.QUEUED
+    raise Refused("a run is going on and its schedule says overlap: skip; run it again once this run has ended")  # fmt: skip
+
+
+def fresh(spec: PlanSpec, progress: Progress, now: dt.datetime) -> Progress:
+    """Where a one-time object's next generation starts: as new, due now (its calls count on)."""
+    return replace(start(spec, now, progress.salt), calls=progress.calls, trigger="now")
+
+
+def _extra(spec: PlanSpec, progress: Progress, now: dt.datetime, trigger: str, at: dt.datetime | None = None) -> Progress:  # fmt: skip
+    """A recurring object's run off the schedule, due now; its scheduled run is set aside."""
+    aside = progress.resume_at if progress.trigger is not None else progress.scheduled
+    return replace(
+        progress, step=first_step(spec), attempt=1, due=now, scheduled=at or now, trigger=trigger,
+        resume_at=aside, failed_step=None, reason=None, rerun_of=None,
+    )  # fmt: skip
+
+
+def rerun(
+    spec: PlanSpec,
+    progress: Progress,
+    now: dt.datetime,
+    from_failed: bool,
+    run: int | None = None,
+    failed_step: str | None = None,
+) -> Progress:
+    """Run a failed run again: from the start, or from the step that failed (the steps that
+    succeeded are not called again). A one-time object's failed run; a recurring object's run
+    number `run` (its `failed_step` as its summary keeps it), made as a run off the schedule.
+    Its calls carry their own Idempotency-Key (`-rerun<N>`)."""
+    if spec.schedule is None:
+        if progress.phase is not Phase.FAILED or progress.notify:
+            raise Refused(f"only a failed run can be re-run; this one is {progress.phase.value}")
+        step = progress.failed_step or first_step(spec) if from_failed else first_step(spec)
+        return replace(
+            progress, phase=Phase.SCHEDULED, step=_step_of(spec, step), attempt=1, due=now, finished=None,
+            reason=None, failed_step=None, started=None, rerun=progress.rerun + 1, trigger="rerun",
+            last_result=None, last_reason=None,
+        )  # fmt: skip
+    if progress.final:
+        raise Refused(
+            f"its schedule is over (it is {progress.phase.value}); apply it again to start a new one"
+        )
+    if progress.phase is not Phase.SCHEDULED or progress.in_flight:
+        raise Refused("a run is going on; re-run once it has ended")
+    extra = _extra(spec, progress, now, "rerun")
+    step = _step_of(spec, failed_step) if from_failed and failed_step else first_step(spec)
+    return replace(extra, step=step, rerun=progress.rerun + 1, rerun_of=run)
+
+
+def _step_of(spec: PlanSpec, step: str) -> str:
+    """Where a re-run from `step` starts: a failed check runs again, not its task."""
+    if step.startswith(("task", "check")):
+        return step
+    return first_step(spec)
+
+
+def backfill(spec: PlanSpec, progress: Progress, start_at: dt.datetime, end_at: dt.datetime, now: dt.datetime) -> tuple[Progress, list[dt.datetime]]:  # fmt: skip
+    """The runs its schedule would have made in [start, end), made one after another from now,
+    each a backfill run; answers the progress and the run times."""
+    schedule = spec.schedule
+    if schedule is None:
+        raise Refused("only a recurring object (with a schedule) can be backfilled")
+    if end_at <= start_at:
+        raise Refused("the end of a backfill must be after its start")
+    if progress.final:
+        raise Refused(f"its schedule is over (it is {progress.phase.value})")
+    if progress.backfill:
+        raise Refused(f"a backfill is going on ({len(progress.backfill)} runs to go)")
+    times = [t for t in recurrence.missed(schedule, start_at - dt.timedelta(microseconds=1), end_at, progress.anchor or start_at, MAX_BACKFILL + 1) if t < end_at]  # fmt: skip
+    if not times:
+        raise Refused("its schedule has no run time in that range")
+    if len(times) > MAX_BACKFILL:
+        raise Refused(f"that range holds more than {MAX_BACKFILL} runs; backfill it in parts")
+    if progress.phase is not Phase.SCHEDULED or progress.in_flight:  # after the run going on
+        return replace(progress, backfill=tuple(times)), times
+    first = _extra(spec, progress, now, "backfill", times[0])
+    return replace(first, backfill=tuple(times[1:])), times
+
+
+def pause(progress: Progress, reason: str | None) -> Progress:
+    """A one-time object waiting for its call is paused: it keeps its due time aside."""
+    if progress.phase is not Phase.SCHEDULED or progress.in_flight:
+        raise Refused(f"only a scheduled object can be paused; this one is {progress.phase.value}")
+    if progress.suspended:
+        return replace(progress, pause_reason=reason or progress.pause_reason)
+    return replace(progress, suspended=True, paused_due=progress.due, due=None, pause_reason=reason)
+
+
+def unpause(progress: Progress, now: dt.datetime, skip: bool) -> Progress:
+    """A paused one-time object goes on: due at its time (at once when it passed meanwhile), or,
+    with `skip`, one whose time passed while paused is cancelled saying so."""
+    if not progress.suspended:
+        return progress
+    due = progress.paused_due or now
+    going = replace(progress, suspended=False, paused_due=None, pause_reason=None)
+    if due <= now and skip:
+        return replace(going, phase=Phase.CANCELLED, due=None, finished=now, reason="skipped: it came due while paused")  # fmt: skip
+    return replace(going, due=max(due, now))
+
+
+def past_times(spec: PlanSpec, now: dt.datetime) -> list[str]:
+    """Warnings for times already past when a spec is applied at `now`: a one-time `at` (it runs
+    at once) and a schedule's `end` (it makes no run). The spec is taken; the answer says so."""
+    out = []
+    if spec.at is not None and spec.at < now:
+        late = format_duration(
+            dt.timedelta(seconds=int((now - spec.at).total_seconds())) or dt.timedelta(seconds=1)
+        )
+        out.append(f"spec.at: {spec.at.astimezone(dt.UTC).isoformat().replace('+00:00', 'Z')} is {late} in the past: it runs now")  # fmt: skip
+    schedule = spec.schedule
+    if schedule is not None and schedule.end is not None and schedule.end < now:
+        out.append(f"spec.schedule.end: {schedule.end.astimezone(dt.UTC).isoformat().replace('+00:00', 'Z')} is in the past: no run will be made")  # fmt: skip
+    return out

@@ -1,0 +1,127 @@
+"""Runs asked for by a person, in the pure engine: run now, re-run, backfill, pause of one-time
+objects. Fixed times, no clock, no store."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from lambdaop.engine import machine, ondemand
+from lambdaop.engine.machine import Outcome, Phase, Progress, Refused
+from lambdaop.engine.ondemand import RunNow
+from lambdaop.spec import TaskSetSpec, TaskSpec
+
+T0 = dt.datetime(2026, 12, 1, 10, 0, tzinfo=dt.UTC)
+OK, FAIL = Outcome(True), Outcome(False, "status 500")
+
+
+def hourly() -> TaskSpec:
+    return TaskSpec.model_validate({"invoke": "https://example.test/job", "schedule": {"every": "1h"}})
+
+
+def one_time() -> TaskSpec:
+    return TaskSpec.model_validate({"invoke": "https://example.test/job", "after": "1h"})
+
+
+def a_set() -> TaskSetSpec:
+    return TaskSetSpec.model_validate(
+        {"tasks": ["https://example.test/a", "https://example.test/b", "https://example.test/c"]}
+    )
+
+
+def call(spec: TaskSpec | TaskSetSpec, p: Progress, now: dt.datetime, outcome: Outcome = OK) -> Progress:
+    return machine.finish(spec, machine.dispatch(p, now), outcome, now)
+
+
+def test_run_now_on_a_recurring_object_runs_once_and_leaves_its_next_run_where_it_was() -> None:
+    spec = hourly()
+    p = call(spec, machine.start(spec, T0, 0, T0), T0)  # the first run is when it is applied
+    scheduled = p.scheduled
+    assert scheduled == T0 + dt.timedelta(hours=1)
+    now = T0 + dt.timedelta(minutes=10)
+    extra, what = ondemand.run_now(spec, p, now)
+    assert what is RunNow.EXTRA and extra.due == now and extra.trigger == "now"
+    done = call(spec, extra, now + dt.timedelta(seconds=1))
+    assert done.phase is Phase.SCHEDULED and done.scheduled == scheduled and done.due == scheduled
+    assert done.run == p.run + 1 and done.trigger is None
+    summary = machine.run_summary(machine.dispatch(extra, now), done)
+    assert summary is not None and summary["trigger"] == "now" and summary["result"] == "completed"
+
+
+def test_run_now_while_a_run_goes_on_follows_overlap() -> None:
+    spec = hourly()
+    first = call(spec, machine.start(spec, T0, 0, T0), T0)
+    running = machine.dispatch(first, T0 + dt.timedelta(hours=1))
+    with pytest.raises(Refused, match="overlap: skip"):
+        ondemand.run_now(spec, running, T0 + dt.timedelta(hours=1))
+    waiting = TaskSpec.model_validate({**spec.model_dump(mode="json"), "schedule": {"every": "1h", "overlap": "wait"}})  # fmt: skip
+    running = machine.dispatch(
+        call(waiting, machine.start(waiting, T0, 0, T0), T0), T0 + dt.timedelta(hours=1)
+    )
+    queued, what = ondemand.run_now(waiting, running, T0 + dt.timedelta(hours=1))
+    assert what is RunNow.QUEUED
+    end = T0 + dt.timedelta(hours=1, seconds=2)
+    after = machine.finish(waiting, queued, OK, end)
+    assert after.due == end and after.trigger == "now" and after.resume_at == T0 + dt.timedelta(hours=2)
+
+
+def test_run_now_on_one_time_objects_brings_forward_or_starts_the_next_generation() -> None:
+    spec = one_time()
+    p = machine.start(spec, T0 + dt.timedelta(hours=1), 0)
+    forward, what = ondemand.run_now(spec, p, T0)
+    assert what is RunNow.FORWARD and forward.due == T0
+    done = call(spec, forward, T0)
+    assert done.phase is Phase.COMPLETED
+    again, what = ondemand.run_now(spec, done, T0 + dt.timedelta(minutes=5))
+    assert what is RunNow.GENERATION and again.phase is Phase.SCHEDULED and again.due == T0 + dt.timedelta(minutes=5)  # fmt: skip
+    assert again.calls == done.calls
+
+
+def test_rerun_from_the_failed_step_skips_the_steps_that_succeeded() -> None:
+    spec = a_set()
+    p = machine.start(spec, T0, 0)
+    p = call(spec, p, T0)  # task:0 ok
+    assert p.step == "task:1"
+    failed = call(spec, p, T0, FAIL)
+    assert failed.phase is Phase.FAILED and failed.failed_step == "task:1"
+    again = ondemand.rerun(spec, failed, T0 + dt.timedelta(minutes=1), from_failed=True)
+    assert again.phase is Phase.SCHEDULED and again.step == "task:1" and again.rerun == 1 and again.trigger == "rerun"  # fmt: skip
+    p = call(spec, again, T0 + dt.timedelta(minutes=1))
+    p = call(spec, p, T0 + dt.timedelta(minutes=1))
+    assert p.phase is Phase.COMPLETED
+    whole = ondemand.rerun(spec, failed, T0, from_failed=False)
+    assert whole.step == "task:0"
+    with pytest.raises(Refused, match="only a failed run"):
+        ondemand.rerun(spec, p, T0, from_failed=True)
+
+
+def test_backfill_makes_each_run_of_the_range_in_turn_then_the_schedule_goes_on() -> None:
+    spec = TaskSpec.model_validate({"invoke": "https://example.test/job", "schedule": {"cron": "0 * * * *"}})
+    now = dt.datetime(2026, 12, 1, 10, 30, tzinfo=dt.UTC)
+    p = machine.start(spec, now, 0, now)
+    next_run = p.scheduled
+    p, times = ondemand.backfill(spec, p, now - dt.timedelta(hours=6, minutes=30), now - dt.timedelta(minutes=30), now)  # fmt: skip
+    assert times == [dt.datetime(2026, 12, 1, h, 0, tzinfo=dt.UTC) for h in range(4, 10)]
+    seen = []
+    for _ in times:
+        assert p.trigger == "backfill" and p.due == now
+        seen.append(p.scheduled)
+        p = call(spec, p, now)
+    assert seen == times
+    assert p.trigger is None and p.scheduled == next_run
+    with pytest.raises(Refused, match="after its start"):
+        ondemand.backfill(spec, p, now, now, now)
+
+
+def test_a_paused_one_time_object_runs_at_resume_or_is_skipped() -> None:
+    spec = one_time()
+    p = machine.start(spec, T0, 0)
+    paused = ondemand.pause(p, "incident 42")
+    assert paused.suspended and paused.due is None and paused.pause_reason == "incident 42"
+    later = T0 + dt.timedelta(minutes=5)
+    assert ondemand.unpause(paused, later, skip=False).due == later
+    skipped = ondemand.unpause(paused, later, skip=True)
+    assert skipped.phase is Phase.CANCELLED and "while paused" in (skipped.reason or "")
+    early = ondemand.unpause(paused, T0 - dt.timedelta(minutes=5), skip=True)
+    assert early.phase is Phase.SCHEDULED and early.due == T0
