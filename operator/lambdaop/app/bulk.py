@@ -26,7 +26,6 @@ from lambdaop.core.errors import Conflict, NotFound, Problem, SpecInvalid
 from lambdaop.core.labels import Selector
 from lambdaop.engine.record import StoredObject
 from lambdaop.engine.runs import RunRecord
-from lambdaop.loop.events import Action
 from lambdaop.spec import Kind
 from lambdaop.store.contract import PAUSE_ALL
 
@@ -82,14 +81,14 @@ class Bulk:
         setting: dict[str, Any] = {"reason": reason.strip(), "by": by, "at": now}
         with self.service.read():
             self.service.store.put_setting(PAUSE_ALL, setting)
-        self.service.loop.request(Action.PAUSE_ALL, "", setting)  # this process's loop at once
+        self.service.loop.pause_all(setting)
         log.warning("everything paused by %s: %s", by, setting["reason"])
         return {**setting, "at": iso(now)}
 
     def resume_all(self, by: str) -> None:
         with self.service.read():
             self.service.store.put_setting(PAUSE_ALL, None)
-        self.service.loop.request(Action.PAUSE_ALL, "", None)
+        self.service.loop.pause_all(None)
         log.warning("the pause of everything ended by %s", by)
 
     # ----- by selector

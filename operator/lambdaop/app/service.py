@@ -17,7 +17,7 @@ import contextlib
 import datetime as dt
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
@@ -60,6 +60,8 @@ class LoopPort(Protocol):
     def holds(self, object_id: str) -> bool: ...
 
     def live_state(self, object_id: str) -> str | None: ...
+
+    def pause_all(self, setting: Mapping[str, Any] | None) -> None: ...
 
 
 class Health(Protocol):

@@ -29,7 +29,6 @@ class Action(StrEnum):
     RESUME = "resume"
     SET = "set"  # fields that do not move the object (pruned, source, manager)
     DECIDE = "decide"  # a person's ask (run now, re-run, backfill, pause): the payload decides the change
-    PAUSE_ALL = "pause-all"  # the pause of everything as the store has it (payload: the setting, or None)
 
 
 class Write(StrEnum):
@@ -153,3 +152,10 @@ class StoreFailed:
     what: str
     error: Exception
     asked: tuple[Due, ...] = ()
+
+
+@dataclass(frozen=True)
+class PauseChecked:
+    """The pause of everything as the store (or this process's service) has it: None when off."""
+
+    setting: Mapping[str, Any] | None

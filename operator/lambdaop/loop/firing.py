@@ -22,7 +22,7 @@ from lambdaop.core.metrics import Metrics
 from lambdaop.engine import machine
 from lambdaop.engine.record import Change, adopt
 from lambdaop.loop import results
-from lambdaop.loop.events import Write
+from lambdaop.loop.events import PauseChecked, Write
 from lambdaop.loop.held import Held, Holdings, Stats
 from lambdaop.loop.invoker import CallResult, Job
 from lambdaop.loop.settings import LoopSettings
@@ -82,17 +82,15 @@ class Firing:
                 self.metrics.lateness.observe(max(0.0, (now - due).total_seconds()))
             self.invoker.submit(job)
 
-    def pause_checked(self, setting: Mapping[str, Any] | None, now: dt.datetime) -> None:
+    def pause_checked(self, event: PauseChecked, now: dt.datetime) -> None:
         """The pause of everything as the store has it (other processes see a change within a
         second; this process's service tells its loop at once)."""
-        was, self.paused = self.paused, setting
-        if was is not None and setting is None:
+        was, self.paused = self.paused, event.setting
+        if was is not None and event.setting is None:
             self.resumed = now
             log.warning("the pause of everything has ended: due calls start")
-        elif was is None and setting is not None:
-            log.warning(
-                "everything is paused: no call starts until it is resumed (%s)", setting.get("reason")
-            )
+        elif was is None and event.setting is not None:
+            log.warning("everything is paused: no call starts until it is resumed (%s)", event.setting.get("reason"))  # fmt: skip
 
     def mark_long(self, now: dt.datetime) -> None:
         """A call out longer than `long_call` shows `running` in the store (a quick one never needs to)."""

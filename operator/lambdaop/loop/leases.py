@@ -71,7 +71,9 @@ class LeaseKeeper:
         dues = [d.due for d in batch]
         # a batch of what comes due next is read back as one range of the due index, unless it
         # spans far more than the claim window (an overdue object freed from a stopped process)
-        span = (min(dues), max(dues)) if max(dues) - min(dues) <= self.times.lease else None
+        # (objects due at one instant are read by id: a range of one instant holds all of them,
+        # however many batches they are claimed in)
+        span = (min(dues), max(dues)) if min(dues) < max(dues) <= min(dues) + self.times.lease else None
 
         def job() -> Claimed:  # the records are read here, on the store thread, not the loop's
             got = store.claim(owner, until, ids)

@@ -38,6 +38,7 @@ from lambdaop.loop.events import (
     Answer,
     Changed,
     Claimed,
+    PauseChecked,
     Refilled,
     Released,
     Renewed,
@@ -99,7 +100,7 @@ class Reconciler:
         self.writes = Writes(writer, s.claim_window, s.lease, self.inbox.put, clock)
         invoker = invoker or Invoker(self.deliver, clock, env, s.workers, policy)
         self.firing = Firing(self.held, self.writes, invoker, clock, s, metrics, self.stats)
-        self.desk = Desk(self.held, self.leases.claiming, self.writes, self.firing.pause_checked)
+        self.desk = Desk(self.held, self.leases.claiming, self.writes)
         self.runner = Runner(self, clock, metrics, s.stop_grace)
         self._handlers: dict[type, Callable[[Any, dt.datetime], None]] = {
             CallResult: self.firing.accept,
@@ -112,18 +113,11 @@ class Reconciler:
             Renewed: lambda event, now: self.leases.renewed(event, self.held),
             Swept: self._on_swept,
             StoreFailed: self._on_store_failed,
+            PauseChecked: self.firing.pause_checked,
         }
         self._started = False
         self.earliest_due: dt.datetime | None = None  # of the work it knows, after its last pass (liveness)
-        self.chores = Chores(clock.now())
-        job = self._job
-        self.chores.add(s.refill_every, "refill", self._refill)
-        self.chores.add(s.lease.total_seconds() / 2, "sweep", self._sweep)
-        self.chores.add(s.lease.total_seconds() / 3, "renew", lambda now: job(self.leases.renew(self.held.values(), now), "lease renewal"))  # fmt: skip
-        self.chores.add(60, "prune", lambda now: job(self.firing.prune_job(store), "prune", quiet=True))
-        self.chores.add(60, "fold", lambda now: job(lambda: store.fold_slots(now, writer.slot), "fold", quiet=True))  # fmt: skip
-        self.chores.add(1, "flush", lambda now: self.on_flush() if self.on_flush is not None else None)
-        self.chores.add(s.pause_check_every, "pause", lambda now: job(lambda: Request(Action.PAUSE_ALL, "", store.get_setting(PAUSE_ALL), Future()), "pause check"))  # fmt: skip
+        self.chores = chores_of(self, s, store, writer, clock.now())
 
     # ----- inputs (any thread)
 
@@ -140,6 +134,10 @@ class Reconciler:
         future: Future[Answer] = Future()
         self.inbox.put(Request(action, object_id, payload, future))
         return future
+
+    def pause_all(self, setting: Mapping[str, Any] | None) -> None:
+        """Everything is paused (None: no longer), as this process's service just wrote it."""
+        self.inbox.put(PauseChecked(setting))
 
     def holds(self, object_id: str) -> bool:
         return object_id in self.held or object_id in self.leases.claiming
@@ -314,6 +312,8 @@ class Reconciler:
                 pending.reply.set_exception(NotHeld(pending.id))
             return
         after = self.writes.landed(held, event, self.stats)
+        for req in self.desk.landed(held):  # asks held back for this write: taken again, in order
+            self.inbox.put(req, wake=False)
         if after is Next.FAILED:
             if pending.reply is not None:
                 pending.reply.set_exception(NotHeld(pending.id))
@@ -369,3 +369,19 @@ class Reconciler:
             (not self.writer.alive, "the store writer thread has stopped"),
         ]
         return [why for bad, why in checks if bad]
+
+
+def chores_of(
+    loop: Reconciler, s: LoopSettings, store: LoopStoreReads, writer: Writer, now: dt.datetime
+) -> Chores:
+    """The loop's periodic jobs: refill, lease sweep and renewal, history pruning, counter folding,
+    status flushes, and the check of the pause of everything."""
+    chores, job = Chores(now), loop._job
+    chores.add(s.refill_every, "refill", loop._refill)
+    chores.add(s.lease.total_seconds() / 2, "sweep", loop._sweep)
+    chores.add(s.lease.total_seconds() / 3, "renew", lambda now: job(loop.leases.renew(loop.held.values(), now), "lease renewal"))  # fmt: skip
+    chores.add(60, "prune", lambda now: job(loop.firing.prune_job(store), "prune", quiet=True))
+    chores.add(60, "fold", lambda now: job(lambda: store.fold_slots(now, writer.slot), "fold", quiet=True))  # fmt: skip
+    chores.add(1, "flush", lambda now: loop.on_flush() if loop.on_flush is not None else None)
+    chores.add(s.pause_check_every, "pause", lambda now: job(lambda: PauseChecked(store.get_setting(PAUSE_ALL)), "pause check"))  # fmt: skip
+    return chores

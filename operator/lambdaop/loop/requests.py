@@ -11,7 +11,6 @@ apart from the held object's flag. Called by reconciler.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -91,22 +90,11 @@ class Desk:
     """Takes requests: plans and writes them for held objects, keeps those for objects being
     claimed until the claim is back, and answers NotHeld for the rest."""
 
-    def __init__(
-        self,
-        held: Holdings,
-        claiming: set[str],
-        writes: Writes,
-        pause: Callable[[Mapping[str, Any] | None, dt.datetime], None] | None = None,
-    ) -> None:
-        self.held, self.claiming, self.writes, self.pause = held, claiming, writes, pause
+    def __init__(self, held: Holdings, claiming: set[str], writes: Writes) -> None:
+        self.held, self.claiming, self.writes = held, claiming, writes
         self._waiting: dict[str, list[Request]] = {}
 
     def take(self, req: Request, now: dt.datetime) -> None:
-        if req.action is Action.PAUSE_ALL:  # about no object: the firing holds every call back
-            if self.pause is not None:
-                self.pause(req.payload, now)
-            req.future.cancel()  # nobody waits for it: the store has the setting already
-            return
         held = self.held.get(req.id)
         if held is None:
             if req.id in self.claiming:
@@ -130,6 +118,13 @@ class Desk:
             self.writes.submit(
                 held, planned.why, planned.progress, planned.change, now, planned.keep, req.future
             )
+
+    def landed(self, held: Held) -> list[Request]:
+        """A write of this object was answered: the asks held back for it, to be taken again."""
+        if held.writes:
+            return []
+        asks, held.asks = held.asks, []
+        return asks
 
     def claimed(self, ids: list[str]) -> list[Request]:
         """The claims of these objects are back: their waiting requests, to be taken again."""

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Any
 
 from lambdaop.core.clock import Clock
 from lambdaop.core.logs import about
@@ -56,7 +55,7 @@ class Writes:
         writer: Writer,
         claim_window: dt.timedelta,
         lease: dt.timedelta,
-        put: Callable[[Any], None],  # onto the loop's queue: what was written, an ask held back
+        put: Callable[[Written], None],
         clock: Clock,
     ) -> None:
         self.clock = clock
@@ -130,10 +129,6 @@ class Writes:
         """Take the writer's answer into the held object, and say what follows."""
         pending = event.pending
         held.writes -= 1
-        if not held.writes and held.asks:  # asks held back for this write: taken again, in order
-            asks, held.asks = held.asks, []
-            for req in asks:
-                self.put(req)
         if held.sending:
             self._next(held, event.outcome is WriteOutcome.OK)
         if event.outcome is WriteOutcome.STALE:

@@ -329,9 +329,7 @@ def test_the_pause_of_everything_holds_due_calls_until_it_ends(rig: Any) -> None
     r.run(10)
     r.run(12)
     assert not r.calls.jobs, "no call starts while everything is paused"
-    r.loop.request(
-        Action.PAUSE_ALL, "", None
-    )  # this process's own service ended it: no wait for the next check
+    r.loop.pause_all(None)  # this process's own service ended it: no wait for the next check
     r.run(12.01)
     assert [j.object_id for j in r.calls.jobs] == [oid]
 

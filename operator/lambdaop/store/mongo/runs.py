@@ -24,8 +24,9 @@ from lambdaop.store.ids import floor, made_at
 from lambdaop.store.mongo.base import Base
 from lambdaop.store.mongo.objects import EXAMINED
 
+EPOCH = dt.datetime(2015, 1, 1, tzinfo=dt.UTC)  # nothing in the runs list is older
+
 SEP = "\x1f"
-EPOCH = dt.datetime(2015, 1, 1, tzinfo=dt.UTC)  # no run ended before: the last window reads to the start
 
 
 def run_entry(doc: Doc) -> Doc:
