@@ -349,3 +349,17 @@ def test_one_object_is_paused_with_a_reason_and_a_one_time_one_runs_at_resume(ma
     demo.wait_for(1, "/ok", timeout=10)
     wrong = s.post(runtime.url + f"/tasksets/{oid}/suspend", timeout=10)
     assert wrong.status_code == 404
+
+
+def test_the_cli_suspends_one_object_with_a_reason_that_describe_shows(make_runtime, demo: DemoLambda, capsys: Any) -> None:  # fmt: skip
+    from lambdaop.cli.main import main
+
+    runtime = make_runtime()
+    apply(runtime, f"kind: Task\nmetadata: {{name: later}}\nspec: {{invoke: '{demo.url}/ok', after: 1h}}\n")
+    common = ["--server", runtime.url, "--token", runtime.admin_token]
+    assert main(["suspend", "task", "later", "--reason", "vendor outage", *common]) == 0
+    assert "Task/later suspended" in capsys.readouterr().out
+    assert main(["describe", "task", "later", *common]) == 0
+    assert "yes: vendor outage" in capsys.readouterr().out
+    assert main(["resume", "task", "later", *common]) == 0
+    assert "Task/later resumed" in capsys.readouterr().out

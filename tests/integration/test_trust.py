@@ -182,7 +182,7 @@ def test_other_users_see_no_secrets_and_owners_see_theirs_masked(admin: Any, dem
     wait_until(lambda: s.get(runtime.url + f"/tasks/{oid}", timeout=10).json()["state"] == "completed")
     for path in ("/scheduler/retrieve-tasks?taskState=All", "/tasks?taskState=All", "/scheduler/retrieve-tasks?taskInstance=all"):  # fmt: skip
         (seen,) = [t for t in bob.get(runtime.url + path, timeout=10).json()["tasks"] if t["id"] == oid]
-        assert seen["redacted"] and set(seen) <= {"id", "kind", "name", "displayName", "owner", "state", "generation", "created", "updated", "due", "started", "finished", "calls", "attempt", "inFlight", "taskId", "redacted"}  # fmt: skip
+        assert seen["redacted"] and set(seen) <= {"id", "kind", "name", "displayName", "owner", "state", "generation", "created", "updated", "due", "started", "finished", "calls", "attempt", "inFlight", "taskId", "suspended", "redacted"}  # fmt: skip
         text = repr(seen)
         assert "hunter2" not in text and "k3y" not in text and "xyz-secret" not in text and "4111" not in text
     assert bob.get(runtime.url + f"/tasks/{oid}", timeout=10).status_code == 404

@@ -148,6 +148,7 @@ class StatusWriter:
         self.interval = interval
         self.on_write = on_write
         self._pending: dict[Path, str | Callable[[], str | None]] = {}
+        self._writing = False
         self._written: dict[Path, str] = {}
         self._last: dict[Path, float] = {}
         self._cond = threading.Condition()
@@ -191,7 +192,7 @@ class StatusWriter:
         deadline = self.clock.monotonic() + timeout
         with self._cond:
             self._force = True
-            while self._pending and self.clock.monotonic() < deadline:
+            while (self._pending or self._writing) and self.clock.monotonic() < deadline:
                 self._cond.notify()
                 self._cond.wait(0.05)
             self._force = False
@@ -219,9 +220,11 @@ class StatusWriter:
                     continue
                 for p in ready:
                     del self._pending[p]
+                self._writing = True  # taken, not yet on disk: flush() waits for these too
             for path, text in ready.items():
                 self._write(path, text if isinstance(text, str) else self._render(path, text))
             with self._cond:
+                self._writing = False
                 self._cond.notify_all()
 
     def _render(self, path: Path, render_now: Callable[[], str | None]) -> str | None:

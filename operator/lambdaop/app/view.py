@@ -305,6 +305,7 @@ class ObjectOut(_Out):
         default=None, description="recurring objects: the run the current run re-runs"
     )
     backfillLeft: int | None = Field(default=None, description="backfill runs still to go")
+    pausedAll: dict[str, Any] | None = Field(default=None, description="single-object answers: everything is paused (an admin's kill switch): {reason, by, at}")  # fmt: skip
     skippedRuns: int | None = None
     nextRuns: list[str] | None = Field(default=None, description="the next five run times (UTC)")
     lastRun: dict[str, Any] | None = None

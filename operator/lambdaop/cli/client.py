@@ -179,9 +179,11 @@ class Client:
                 raise
             return self._call("POST", "/orchestrator/cancel", json={"taskId": object_id})
 
-    def pause(self, object_id: str, kind: str, action: str) -> dict[str, Any]:
-        """suspend or resume a recurring object."""
-        return self._call("POST", f"{_path(kind)}/{quote(object_id, safe='')}/{action}")
+    def pause(
+        self, object_id: str, kind: str, action: str, fields: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """suspend (with a reason) or resume an object."""
+        return self._call("POST", f"{_path(kind)}/{quote(object_id, safe='')}/{action}", json=fields)
 
     def act(
         self, object_id: str, kind: str, action: str, fields: dict[str, Any] | None = None

@@ -207,10 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     get.add_argument("--kind", dest="of_kind", type=_kind, help="runs: of Tasks or of TaskSets only")
     for name, text in (("describe", "one object with its history"), ("cancel", "cancel a scheduled object"),
-                       ("suspend", "pause a recurring object")):  # fmt: skip
+                       ("suspend", "pause an object (a recurring one after the run going on)")):  # fmt: skip
         one = verb(name, text + " (by name or id)")
         one.add_argument("kind", type=_kind, metavar="KIND")
         one.add_argument("name", metavar="NAME|ID")
+        if name == "suspend":
+            one.add_argument("--reason", help="why: shown by describe, the API and the page")
     pause = verb(
         "pause", "pause many objects: by -l selector, --owner and KIND, or --all (an admin's kill switch)"
     )

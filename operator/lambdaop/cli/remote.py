@@ -95,7 +95,8 @@ def client_command(args: argparse.Namespace) -> int:
         _said(args, body["object"], body["message"])
         return 0
     if command in ("suspend", "resume"):
-        body = client.pause(target["id"], args.kind, command)
+        reason = getattr(args, "reason", None) if command == "suspend" else None
+        body = client.pause(target["id"], args.kind, command, {"reason": reason} if reason else None)
         _said(args, body.get("object") or target, ("suspended" if body["suspended"] else "resumed")
               + (" after the run going on" if body.get("afterThisRun") else ""))  # fmt: skip
         return 0

@@ -436,7 +436,7 @@ def _failed_step_of(progress: Progress) -> str | None:
     """The step whose failure ended a run (the fallback and the notification are not it)."""
     if progress.failed_step is not None:
         return progress.failed_step
-    return progress.step if progress.step not in ("fallback", "notify") else None
+    return progress.step if progress.step != "fallback" and not is_notice(progress.step) else None
 
 
 # --------------------------------------------------------------------------- changes from users

@@ -103,7 +103,7 @@ def rerun(
 
 def _step_of(spec: PlanSpec, step: str) -> str:
     """Where a re-run from `step` starts: a failed check runs again, not its task."""
-    if step.startswith(("task", "check")):
+    if step.startswith(("task", "check", "step:")):
         return step
     return first_step(spec)
 

@@ -109,7 +109,7 @@ def ended(
         result = "completed" if after.phase is not machine.Phase.FAILED else "failed"
     object_id, kind, name, owner, generation, labels = identity
     failed = result == "failed"
-    step = before.failed_step or (before.step if before.step not in ("fallback", "notify") else None)
+    step = before.failed_step or (before.step if before.step != "fallback" and not machine.is_notice(before.step) else None)  # fmt: skip
     if failed and step is None and kind == "Task":
         step = "task"
     return RunRecord(

@@ -125,3 +125,21 @@ def test_a_paused_one_time_object_runs_at_resume_or_is_skipped() -> None:
     assert skipped.phase is Phase.CANCELLED and "while paused" in (skipped.reason or "")
     early = ondemand.unpause(paused, T0 - dt.timedelta(minutes=5), skip=True)
     assert early.phase is Phase.SCHEDULED and early.due == T0
+
+
+def test_a_named_step_set_reruns_from_its_failed_step() -> None:
+    spec = TaskSetSpec.model_validate(
+        {
+            "steps": [
+                {"name": "build", "invoke": "https://example.test/build"},
+                {"name": "deploy", "invoke": "https://example.test/deploy"},
+            ]
+        }  # fmt: skip
+    )
+    p = call(spec, machine.start(spec, T0, 0), T0)
+    assert p.step == "step:deploy"
+    failed = call(spec, p, T0, FAIL)
+    assert failed.phase is Phase.FAILED and failed.failed_step == "step:deploy"
+    again = ondemand.rerun(spec, failed, T0, from_failed=True)
+    assert again.step == "step:deploy" and again.rerun == 1
+    assert call(spec, again, T0).phase is Phase.COMPLETED
