@@ -200,6 +200,7 @@ async function route() {
   if (parts[0] === "tasksets") return renderList("TaskSet", params);
   if (parts[0] === "task" && parts[1]) return renderDetail("Task", parts[1]);
   if (parts[0] === "taskset" && parts[1]) return renderDetail("TaskSet", parts[1]);
+  if (parts[0] === "runs") return renderRuns(params);
   if (parts[0] === "specs") return renderSpecs();
   return renderDashboard();
 }
@@ -1250,6 +1251,115 @@ function renderDetail(kind, id) {
   load().catch((err) => {
     gone(err);
     if (FINAL_ERRORS.includes(err.status)) { refresh.stopped = true; clearTimeout(refresh.timer); }
+  });
+}
+
+// ---------------------------------------------------------------- runs across objects
+
+const RUN_TABS = ["failed", "completed", "cancelled", "any"];  // failed first: what the person on call looks for
+const RUN_TAB_LABEL = { any: "Any result" };
+const SINCE = [["1h", "the last hour"], ["24h", "the last 24 hours"], ["7d", "the last 7 days"], ["30d", "the last 30 days (all kept)"]];
+const TRIGGER_WORDS = { now: "run now", rerun: "re-run", backfill: "backfill" };
+
+function objectHash(kind, id) { return `#/${kind === "TaskSet" ? "taskset" : "task"}/${encodeURIComponent(id)}`; }
+
+function runLink(r) {
+  // the run's object, a click away (a run names its object; the page opens the object's view)
+  const o = r.object || {};
+  return `<a href="${objectHash(o.kind, o.id)}" data-object="${esc(o.id)}">${esc(o.name)}</a>`;
+}
+
+function runNumber(r) {
+  const which = r.run != null ? `run ${r.run}` : `generation ${r.generation}`;
+  const how = r.trigger ? ` <span class="badge text-bg-light" data-trigger="${esc(r.trigger)}">${esc(TRIGGER_WORDS[r.trigger] || r.trigger)}${r.rerunOf ? ` of run ${esc(r.rerunOf)}` : ""}</span>` : "";
+  return `${esc(which)}${how}`;
+}
+
+function runsHash(filters) {
+  const query = new URLSearchParams();
+  for (const [k, v] of Object.entries(filters)) if (v) query.set(k, v);
+  return `#/runs?${query}`;
+}
+
+function renderRuns(params) {
+  const state = RUN_TABS.includes(params.get("state")) ? params.get("state") : "failed";
+  const since = SINCE.some(([v]) => v === params.get("since")) ? params.get("since") : "24h";
+  const kind = ["Task", "TaskSet"].includes(params.get("kind")) ? params.get("kind") : "";
+  const selector = params.get("labelSelector") || "";
+  const filters = { state, since, kind, labelSelector: selector };
+  const cursors = [];
+  let cursor = null;
+  main.innerHTML = `
+    <h1 class="h3">Runs</h1>
+    <p class="text-muted">Runs that ended, of all your Tasks and TaskSets, newest first. Each opens its object.</p>
+    <form class="row g-2 align-items-end mb-2" id="runs-filter" role="search" aria-label="Filter runs" novalidate>
+      <div class="col-12 col-sm-6 col-lg-3"><label class="form-label" for="runs-since">Ended in</label>
+        <select class="form-select" id="runs-since" name="since">${SINCE.map(([v, t]) => `<option value="${v}" ${v === since ? "selected" : ""}>${esc(t)}</option>`).join("")}</select></div>
+      <div class="col-12 col-sm-6 col-lg-2"><label class="form-label" for="runs-kind">Kind</label>
+        <select class="form-select" id="runs-kind" name="kind"><option value="">Tasks and TaskSets</option>${["Task", "TaskSet"].map((k) => `<option value="${k}" ${k === kind ? "selected" : ""}>${k}s</option>`).join("")}</select></div>
+      <div class="col-12 col-sm-8 col-lg-4"><label class="form-label" for="runs-labels">Labels</label>
+        <input class="form-control" id="runs-labels" name="labelSelector" value="${esc(selector)}" placeholder="team=billing,env!=dev" autocomplete="off" aria-describedby="runs-labels-help">
+        <div class="form-text" id="runs-labels-help">As kubectl's <code>-l</code>: <code>team=billing</code>, <code>env!=dev</code>, <code>tier in (a,b)</code>.</div></div>
+      <div class="col-12 col-sm-4 col-lg-3 d-flex gap-2 align-self-start pt-sm-4 mt-sm-2"><button class="btn btn-primary" type="submit">Filter</button>
+        ${selector || kind ? `<a class="btn btn-link" href="${runsHash({ state, since })}">Clear</a>` : ""}</div>
+    </form>
+    <ul class="nav nav-tabs flex-wrap" role="tablist" aria-label="Results">
+      ${RUN_TABS.map((s) => `<li class="nav-item" role="presentation"><a class="nav-link ${s === state ? "active" : ""} ${s === "failed" ? "link-danger" : ""}" role="tab" aria-selected="${s === state}" href="${runsHash({ ...filters, state: s })}" data-run-tab="${s}">${esc(RUN_TAB_LABEL[s] || s)}</a></li>`).join("")}
+    </ul>
+    <table class="table table-sm align-middle objects" id="runs-list" aria-live="polite">
+      <caption class="visually-hidden">Runs</caption>
+      <thead><tr><th scope="col">Object</th><th scope="col">Run</th><th scope="col">Due</th><th scope="col">Ended</th><th scope="col">Result</th></tr></thead>
+      <tbody id="run-rows"><tr><td colspan="5">Loading…</td></tr></tbody>
+    </table>
+    <nav aria-label="Pages" class="d-flex gap-2 d-none" id="runs-pager">
+      <button class="btn btn-outline-secondary btn-sm" id="runs-newer" type="button" disabled>Newer</button>
+      <button class="btn btn-outline-secondary btn-sm" id="runs-older" type="button" disabled>Older</button>
+    </nav>`;
+  const form = document.getElementById("runs-filter");
+  const labelsInput = document.getElementById("runs-labels");
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const f = new FormData(form);
+    location.hash = runsHash({ state, since: f.get("since"), kind: f.get("kind"), labelSelector: String(f.get("labelSelector") || "").trim() });
+  });
+  form.querySelectorAll("select").forEach((el) => el.addEventListener("change", () => form.requestSubmit()));
+  labelsInput.addEventListener("input", () => clearField(labelsInput));
+  const load = async () => {
+    const query = new URLSearchParams({ since, limit: "20" });
+    if (state !== "any") query.set("state", state);
+    if (kind) query.set("kind", kind);
+    if (selector) query.set("labelSelector", selector);
+    if (cursor) query.set("cursor", cursor);
+    const page = await api.call("GET", `/runs?${query}`);
+    const tbody = document.getElementById("run-rows");
+    if (!tbody) return;
+    const what = state === "any" ? "No run ended" : `No run ${state === "completed" ? "completed" : `was ${state}`}`;
+    tbody.innerHTML = page.runs.length ? page.runs.map((r) => `<tr data-run="${esc(r.id)}" data-kind="${esc(r.object.kind)}" data-result="${esc(r.result)}">
+      <td data-label="Object" class="name"><span class="name-text">${runLink(r)} <small class="text-muted">${esc(r.object.kind)}</small></span></td>
+      <td data-label="Run">${runNumber(r)}</td>
+      <td data-label="Due">${localTime(r.due)}</td><td data-label="Ended">${localTime(r.finished)}</td>
+      <td data-label="Result">${badge(r.result)}${r.reason ? ` <small class="${r.result === "failed" ? "text-danger" : "text-muted"} run-reason">${esc(r.reason)}</small>` : ""}</td></tr>`).join("")
+      : `<tr><td colspan="5" class="text-muted">${esc(what)} in ${esc(SINCE.find(([v]) => v === since)[1])}${selector ? ` with labels ${esc(selector)}` : ""}.</td></tr>`;
+    const older = document.getElementById("runs-older");
+    older.disabled = !page.next;
+    older.dataset.next = page.next || "";
+    document.getElementById("runs-newer").disabled = cursors.length === 0;
+    document.getElementById("runs-pager").classList.toggle("d-none", !page.next && cursors.length === 0);
+  };
+  const problem = (err, retryIn) => {
+    if (err.status === 422 && (err.details || []).some((d) => d.field === "labelSelector")) {
+      markField(labelsInput, err.details.find((d) => d.field === "labelSelector").message);
+      document.getElementById("run-rows").innerHTML = `<tr><td colspan="5" class="text-danger load-error">The label filter is not valid: see the field.</td></tr>`;
+      return;
+    }
+    failed(document.querySelector("#run-rows td") || "run-rows", err, retryIn);
+  };
+  document.getElementById("runs-older").addEventListener("click", (e) => { cursors.push(cursor); cursor = e.target.dataset.next; load().catch(problem); });
+  document.getElementById("runs-newer").addEventListener("click", () => { cursor = cursors.pop() || null; load().catch(problem); });
+  const refresh = poll(load, 5000, problem);
+  load().catch((err) => {
+    problem(err);
+    if (err.status === 422) { refresh.stopped = true; clearTimeout(refresh.timer); }
   });
 }
 

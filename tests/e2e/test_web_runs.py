@@ -1,0 +1,76 @@
+"""Runs you can act on (issue 22), on the page, in real headless Chromium against the real app,
+store and demo endpoint: what failed is found first (the dashboard's attention panel, the Runs
+view, the failed tab), a click opens its object, and the object's page runs it now or again."""
+
+from __future__ import annotations
+
+import requests
+from playwright.sync_api import Page, expect
+
+from e2e.browsing import WAIT, go, open_page, sign_in
+from helpers import wait_until
+from lambdaop.runtime.runtime import Runtime
+from lambdaop.spec import load_one
+from lambdaop.tools.demo import DemoLambda
+
+
+def apply(runtime: Runtime, text: str) -> str:
+    (obj,) = load_one(text)
+    return runtime.applier.apply(obj, "admin").id or ""
+
+
+def api(runtime: Runtime) -> requests.Session:
+    s = requests.Session()
+    s.headers["Authorization"] = f"Bearer {runtime.admin_token}"
+    return s
+
+
+def state_of(runtime: Runtime, path: str, oid: str) -> str:
+    return api(runtime).get(f"{runtime.url}/{path}/{oid}", timeout=10).json()["state"]
+
+
+def ended(runtime: Runtime, path: str, oid: str, state: str = "failed") -> None:
+    wait_until(lambda: state_of(runtime, path, oid) == state, timeout=20, what=f"{oid} {state}")
+
+
+def wide_enough(page: Page, width: int) -> None:
+    scroll = page.evaluate("document.documentElement.scrollWidth")
+    assert scroll <= width, f"the page scrolls sideways at {width} px ({scroll} px wide)"
+
+
+def clean(page: Page) -> None:
+    assert not page.errors, page.errors  # type: ignore[attr-defined]
+    assert not page.foreign, page.foreign  # type: ignore[attr-defined]
+
+
+def failing_pair(runtime: Runtime, demo: DemoLambda) -> tuple[str, str]:
+    """A failed run of each kind (a Task whose call fails, a TaskSet whose second task fails),
+    and a Task that completes."""
+    task = apply(runtime, f"kind: Task\nmetadata: {{name: broken, labels: {{team: billing}}}}\nspec: {{invoke: '{demo.url}/fail'}}\n")  # fmt: skip
+    tset = apply(runtime, f"kind: TaskSet\nmetadata: {{name: train, labels: {{team: web}}}}\nspec:\n  tasks: ['{demo.url}/ok?first', '{demo.url}/fail?second']\n")  # fmt: skip
+    fine = apply(runtime, f"kind: Task\nmetadata: {{name: fine, labels: {{team: web}}}}\nspec: {{invoke: '{demo.url}/ok?fine'}}\n")  # fmt: skip
+    ended(runtime, "tasks", task)
+    ended(runtime, "tasksets", tset)
+    ended(runtime, "tasks", fine, "completed")
+    return task, tset
+
+
+def test_the_runs_view_pages_by_next(browser, app: Runtime, demo: DemoLambda) -> None:
+    for i in range(22):
+        apply(app, f"kind: Task\nmetadata: {{name: broken-{i:02d}}}\nspec: {{invoke: '{demo.url}/fail?n={i}'}}\n")  # fmt: skip
+    s = api(app)
+    wait_until(lambda: len(s.get(app.url + "/runs?state=failed&limit=100", timeout=10).json()["runs"]) == 22, timeout=30, what="22 failed runs")  # fmt: skip
+    page = open_page(browser, app)
+    sign_in(page, "admin", "admin-password")
+    go(page, "runs")
+    rows = page.locator("#run-rows tr[data-run]")
+    expect(rows).to_have_count(20, timeout=WAIT)
+    first_page = set(rows.evaluate_all("rs => rs.map(r => r.dataset.run)"))
+    page.get_by_role("button", name="Older").click()
+    expect(rows).to_have_count(2, timeout=WAIT)
+    second_page = set(rows.evaluate_all("rs => rs.map(r => r.dataset.run)"))
+    assert not first_page & second_page
+    expect(page.get_by_role("button", name="Older")).to_be_disabled()
+    page.get_by_role("button", name="Newer").click()
+    expect(rows).to_have_count(20, timeout=WAIT)
+    clean(page)
