@@ -4,6 +4,8 @@ view, the failed tab), a click opens its object, and the object's page runs it n
 
 from __future__ import annotations
 
+import re
+
 import requests
 from playwright.sync_api import Page, expect
 
@@ -73,4 +75,51 @@ def test_the_runs_view_pages_by_next(browser, app: Runtime, demo: DemoLambda) ->
     expect(page.get_by_role("button", name="Older")).to_be_disabled()
     page.get_by_role("button", name="Newer").click()
     expect(rows).to_have_count(20, timeout=WAIT)
+    clean(page)
+
+
+def test_lists_are_searched_by_name_and_label_and_failed_is_a_red_tab(
+    browser, app: Runtime, demo: DemoLambda
+) -> None:
+    for name, team in (("billing-report", "billing"), ("billing-invoice", "billing"), ("web-deploy", "web")):
+        apply(app, f"kind: Task\nmetadata: {{name: {name}, labels: {{team: {team}}}}}\nspec: {{invoke: '{demo.url}/ok', after: 1h}}\n")  # fmt: skip
+    broken = apply(app, f"kind: Task\nmetadata: {{name: broken}}\nspec: {{invoke: '{demo.url}/fail'}}\n")
+    ended(app, "tasks", broken)
+    page = open_page(browser, app)
+    sign_in(page, "admin", "admin-password")
+    go(page, "tasks")
+    rows = page.locator("#rows tr[data-id]")
+    expect(rows).to_have_count(3, timeout=WAIT)
+    failed_tab = page.get_by_role("tab", name=re.compile("^failed"))
+    expect(failed_tab.locator("[data-count='failed']")).to_have_text("1", timeout=WAIT)
+    expect(failed_tab.locator("[data-count='failed']")).to_have_class(re.compile(r"\btext-bg-danger\b"))
+    # failed is among the first tabs, not after the finished ones
+    tabs = page.get_by_role("tab").evaluate_all("ts => ts.map(t => t.dataset.tab)")
+    assert tabs.index("failed") < tabs.index("completed"), tabs
+    page.get_by_label("Name starts with").fill("billing")
+    page.get_by_role("button", name="Search").click()
+    expect(rows).to_have_count(2, timeout=WAIT)
+    expect(page).to_have_url(re.compile(r"prefix=billing"))
+    assert sorted(rows.evaluate_all("rs => rs.map(r => r.dataset.name)")) == [
+        "billing-invoice",
+        "billing-report",
+    ]
+    page.get_by_label("Name starts with").fill("")
+    page.get_by_label("Labels").fill("team=web")
+    page.get_by_role("button", name="Search").click()
+    expect(rows).to_have_count(1, timeout=WAIT)
+    expect(rows.first).to_have_attribute("data-name", "web-deploy")
+    page.get_by_label("Labels").fill("team!=web")
+    page.get_by_role("button", name="Search").click()
+    expect(rows).to_have_count(2, timeout=WAIT)
+    failed_tab.click()  # the tab keeps the search: no failed object has team!=web but broken (no labels)
+    expect(rows).to_have_count(1, timeout=WAIT)
+    expect(rows.first).to_have_attribute("data-name", "broken")
+    page.get_by_label("Labels").fill("team in (web")
+    page.get_by_role("button", name="Search").click()
+    expect(page.get_by_label("Labels")).to_have_attribute("aria-invalid", "true", timeout=WAIT)
+    # the TaskSets list is searched the same way
+    go(page, "tasksets")
+    expect(page.get_by_label("Name starts with")).to_be_visible()
+    expect(page.get_by_label("Labels")).to_be_visible()
     clean(page)

@@ -1,8 +1,9 @@
 // lambdaop web page: plain JavaScript on the public REST API, no build step.
-// Views are chosen by the URL hash: #/tasks, #/tasksets, #/task/ID, #/taskset/ID, #/specs, #/login.
+// Views are chosen by the URL hash: #/tasks, #/tasksets, #/task/ID, #/taskset/ID, #/runs, #/specs, #/login.
 
 const STATES = ["scheduled", "running", "completed", "failed", "cancelled"];
-const TABS = [...STATES, "mine", "all"];  // mine: all of the caller's; all: everybody's (the original `All`)
+// a list's tabs: failed next to what is going on, never at the end of the row
+const TABS = ["scheduled", "running", "failed", "completed", "cancelled", "mine", "all"];  // mine: all of the caller's; all: everybody's (the original `All`)
 const TAB_LABEL = { mine: "All mine", all: "Everyone's" };
 const TOKEN_KEY = "lambdaop.token";
 const ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
@@ -480,6 +481,10 @@ const KIND = {
 function renderList(kind, params) {
   const k = KIND[kind];
   const state = TABS.includes(params.get("state")) ? params.get("state") : "scheduled";
+  const prefix = params.get("prefix") || "";
+  const selector = params.get("labelSelector") || "";
+  const search = { prefix, labelSelector: selector };
+  const filtered = Boolean(prefix || selector);
   const cursors = [];  // the cursors of the pages before this one
   let cursor = null;
   main.innerHTML = `
@@ -488,8 +493,17 @@ function renderList(kind, params) {
       <button class="btn btn-primary" type="button" data-bs-toggle="collapse" data-bs-target="#create" aria-expanded="false" aria-controls="create">New ${kind}</button>
     </div>
     <div class="collapse mb-3" id="create">${kind === "Task" ? taskForm() : taskSetForm()}</div>
+    <form class="row g-2 align-items-end mb-2" id="list-filter" role="search" aria-label="Search ${k.title}" novalidate>
+      <div class="col-12 col-sm-5 col-lg-4"><label class="form-label" for="list-prefix">Name starts with</label>
+        <input class="form-control" type="search" id="list-prefix" name="prefix" value="${esc(prefix)}" autocomplete="off" spellcheck="false"></div>
+      <div class="col-12 col-sm-7 col-lg-4"><label class="form-label" for="list-labels">Labels</label>
+        <input class="form-control" id="list-labels" name="labelSelector" value="${esc(selector)}" placeholder="team=billing,env!=dev" autocomplete="off" spellcheck="false" aria-describedby="list-labels-help"></div>
+      <div class="col-12 col-lg-4 d-flex gap-2"><button class="btn btn-outline-primary" type="submit">Search</button>
+        ${filtered ? `<a class="btn btn-link" href="${listHash(k, state, {})}">Clear</a>` : ""}</div>
+      <div class="col-12 form-text mt-0" id="list-labels-help">Labels as kubectl's <code>-l</code>: <code>team=billing</code>, <code>env!=dev</code>, <code>tier in (a,b)</code>, <code>!legacy</code>.${filtered ? " The counts on the tabs are of all your objects." : ""}</div>
+    </form>
     <ul class="nav nav-tabs flex-wrap" role="tablist" aria-label="States">
-      ${TABS.map((s) => `<li class="nav-item" role="presentation"><a class="nav-link ${s === state ? "active" : ""}" role="tab" aria-selected="${s === state}" href="${k.hash}?state=${s}" data-tab="${s}" ${s === "all" ? `title="every user's ${k.title.toLowerCase()}; another user's show a summary only"` : ""}>${TAB_LABEL[s] || s} <span class="badge text-bg-light" data-count="${s}">0</span></a></li>`).join("")}
+      ${TABS.map((s) => `<li class="nav-item" role="presentation"><a class="nav-link ${s === state ? "active" : ""}" role="tab" aria-selected="${s === state}" href="${listHash(k, s, search)}" data-tab="${s}" ${s === "all" ? `title="every user's ${k.title.toLowerCase()}; another user's show a summary only"` : ""}>${TAB_LABEL[s] || s} <span class="badge text-bg-light" data-count="${s}">0</span></a></li>`).join("")}
     </ul>
     <table class="table table-sm table-hover align-middle objects" aria-live="polite">
       <thead><tr><th scope="col">Name</th><th scope="col">Calls to</th><th scope="col">Next</th><th scope="col">Calls</th><th scope="col">State</th><th scope="col">Last result</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
@@ -502,9 +516,13 @@ function renderList(kind, params) {
   const load = async () => {
     const query = new URLSearchParams({ limit: "20" });
     if (state !== "mine") query.set("taskState", state);
+    if (prefix) query.set("prefix", prefix);
+    if (selector) query.set("labelSelector", selector);
     if (cursor) query.set("cursor", cursor);
+    // a search is of your own objects: everyone's list is not searched
+    const theirs = state === "all" && filtered;
     const [page, mine, everybody] = await Promise.all([
-      api.call("GET", `${k.list}?${query}`),
+      theirs ? Promise.resolve({ [k.key]: [], next: null }) : api.call("GET", `${k.list}?${query}`),
       api.call("GET", `${k.list}?limit=1`),
       api.call("GET", `${k.list}?taskState=all&limit=1`),
     ]);
@@ -514,12 +532,16 @@ function renderList(kind, params) {
       const n = s === "all" ? sum(everybody.counts) : s === "mine" ? sum(mine.counts) : mine.counts[s] || 0;
       const el = main.querySelector(`[data-count="${s}"]`);
       if (el) el.textContent = n;
+      // failed objects are seen at a glance, whichever tab is open
+      if (el && s === "failed") { el.classList.toggle("text-bg-danger", n > 0); el.classList.toggle("text-bg-light", n === 0); }
     }
     const rows = page[k.key];
     const tbody = document.getElementById("rows");
     if (!tbody) return;
     const where = state === "mine" ? "" : state === "all" ? " of any user" : ` in state ${state}`;
-    tbody.innerHTML = rows.length ? rows.map((o) => row(kind, o)).join("") : `<tr><td colspan="7" class="text-muted">No ${k.title.toLowerCase()}${where}.</td></tr>`;
+    const matching = [prefix ? ` whose name starts with “${prefix}”` : "", selector ? ` with labels ${selector}` : ""].filter(Boolean).join(" and");
+    const none = theirs ? `A search lists your own ${k.title}: choose All mine or a state.` : `No ${k.title.toLowerCase()}${where}${matching}.`;
+    tbody.innerHTML = rows.length ? rows.map((o) => row(kind, o)).join("") : `<tr><td colspan="7" class="text-muted">${esc(none)}</td></tr>`;
     const older = document.getElementById("older");
     older.disabled = !page.next;
     older.dataset.next = page.next || "";
@@ -529,11 +551,35 @@ function renderList(kind, params) {
   document.getElementById("older").addEventListener("click", (e) => { cursors.push(cursor); cursor = e.target.dataset.next; load().catch(showError); });
   document.getElementById("newer").addEventListener("click", () => { cursor = cursors.pop() || null; load().catch(showError); });
   main.querySelector("#rows").addEventListener("click", (e) => onRowAction(e, kind, load));
+  const filter = document.getElementById("list-filter");
+  const labelsInput = document.getElementById("list-labels");
+  filter.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const f = new FormData(filter);
+    const wanted = { prefix: String(f.get("prefix") || "").trim(), labelSelector: String(f.get("labelSelector") || "").trim() };
+    location.hash = listHash(k, state === "all" && (wanted.prefix || wanted.labelSelector) ? "mine" : state, wanted);
+  });
+  labelsInput.addEventListener("input", () => clearField(labelsInput));
+  const problem = (err, retryIn) => {
+    const bad = err.status === 422 && (err.details || []).find((d) => d.field === "labelSelector" || d.field === "prefix");
+    if (bad) { markField(bad.field === "prefix" ? document.getElementById("list-prefix") : labelsInput, bad.message); }
+    failed(document.querySelector("#rows td") || "rows", bad ? { title: "The search is not valid", message: "see the marked field" } : err, bad ? null : retryIn);
+  };
   const form = main.querySelector("#create form");
   form.addEventListener("submit", (e) => (kind === "Task" ? submitTask(e, load) : submitTaskSet(e, load)));
   wireForm(form, kind);
-  load().catch((err) => failed(document.querySelector("#rows td") || "rows", err));
-  poll(load, 1500, (err, retryIn) => failed(document.querySelector("#rows td") || "rows", err, retryIn));
+  const refresh = poll(load, 1500, problem);
+  load().catch((err) => {
+    problem(err);
+    if (err.status === 422) { refresh.stopped = true; clearTimeout(refresh.timer); }
+  });
+}
+
+function listHash(k, state, search) {
+  // a list's address holds its tab and its search, so a bookmark or a refresh opens the same rows
+  const query = new URLSearchParams({ state });
+  for (const [key, value] of Object.entries(search)) if (value) query.set(key, value);
+  return `${k.hash}?${query}`;
 }
 
 function mine(o) { return me && o.owner === me.name; }
