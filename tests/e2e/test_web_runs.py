@@ -5,6 +5,7 @@ view, the failed tab), a click opens its object, and the object's page runs it n
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import requests
 from playwright.sync_api import Page, expect
@@ -75,6 +76,52 @@ def test_the_runs_view_pages_by_next(browser, app: Runtime, demo: DemoLambda) ->
     expect(page.get_by_role("button", name="Older")).to_be_disabled()
     page.get_by_role("button", name="Newer").click()
     expect(rows).to_have_count(20, timeout=WAIT)
+    clean(page)
+
+
+def test_run_now_and_re_run_on_an_objects_page_say_what_was_done(
+    browser, app: Runtime, demo: DemoLambda, screenshots: Path
+) -> None:
+    hourly = apply(app, f"kind: Task\nmetadata: {{name: hourly}}\nspec:\n  invoke: '{demo.url}/ok?hourly'\n  schedule: {{every: 1h}}\n")  # fmt: skip
+    tset = apply(app, f"kind: TaskSet\nmetadata: {{name: train}}\nspec:\n  tasks: ['{demo.url}/flaky/first?fails=0', '{demo.url}/flaky/second?fails=1']\n")  # fmt: skip
+    task = apply(app, f"kind: Task\nmetadata: {{name: broken}}\nspec: {{invoke: '{demo.url}/flaky/broken?fails=1'}}\n")  # fmt: skip
+    demo.wait_for(1, "/ok", timeout=20)  # an `every` schedule's first run is when it is applied
+    ended(app, "tasksets", tset)
+    ended(app, "tasks", task)
+    page = open_page(browser, app)
+    sign_in(page, "admin", "admin-password")
+    # run now: a recurring object runs once more, its schedule unchanged
+    page.evaluate("id => { location.hash = '#/task/' + id; }", hourly)
+    expect(page.locator("h1")).to_have_text("hourly", timeout=WAIT)
+    expect(page.locator("#next-runs time").first).to_be_visible(timeout=WAIT)
+    before = page.locator("#next-runs time").first.get_attribute("datetime")
+    page.get_by_role("button", name="Run hourly now").click()
+    expect(page.locator("#alert")).to_contain_text("Task hourly runs once now; its schedule is unchanged", timeout=WAIT)  # fmt: skip
+    demo.wait_for(2, "/ok", timeout=10)
+    expect(page.locator("#runs tbody tr")).to_have_count(2, timeout=WAIT)
+    assert page.locator("#next-runs time").first.get_attribute("datetime") == before
+    # the failed TaskSet: re-run from its failed step, and the task that succeeded is not called again
+    page.evaluate("id => { location.hash = '#/taskset/' + id; }", tset)
+    expect(page.locator("h1")).to_have_text("train", timeout=WAIT)
+    expect(page.get_by_role("button", name="Re-run of train from the start")).to_be_visible(timeout=WAIT)
+    page.screenshot(path=str(screenshots / "taskset-failed-rerun-1280.png"), full_page=True)
+    page.get_by_role("button", name="Re-run of train from the failed step").click()
+    expect(page.locator("#alert")).to_contain_text("TaskSet train re-runs its failed run from its failed step (task:1)", timeout=WAIT)  # fmt: skip
+    expect(page.locator("h1 + .badge")).to_have_text("completed", timeout=WAIT)
+    assert len(demo.calls("/flaky/first")) == 1 and len(demo.calls("/flaky/second")) == 2
+    expect(page.locator("#detail-trigger")).to_contain_text("re-run")
+    expect(page.get_by_role("button", name=re.compile("^Re-run"))).to_have_count(0)  # nothing failed now
+    # run now on a finished one-time object: its next generation; from the start, after a failure
+    page.get_by_role("button", name="Run train now").click()
+    expect(page.locator("#alert")).to_contain_text("generation 2", timeout=WAIT)
+    demo.wait_for(2, "/flaky/first", timeout=10)
+    # a failed Task runs again from the start
+    page.evaluate("id => { location.hash = '#/task/' + id; }", task)
+    expect(page.locator("h1")).to_have_text("broken", timeout=WAIT)
+    page.get_by_role("button", name="Re-run of broken from the start").click()
+    expect(page.locator("#alert")).to_contain_text("Task broken re-runs its failed run from the start", timeout=WAIT)  # fmt: skip
+    expect(page.locator("h1 + .badge")).to_have_text("completed", timeout=WAIT)
+    assert len(demo.calls("/flaky/broken")) == 2
     clean(page)
 
 

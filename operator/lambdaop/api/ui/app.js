@@ -585,6 +585,31 @@ function listHash(k, state, search) {
 function mine(o) { return me && o.owner === me.name; }
 function live(o) { return ["scheduled", "running"].includes(o.state); }
 
+function lastFailedRun(o) {
+  // the run a re-run would take up: a one-time object's failed generation, or a recurring one's
+  // newest failed run (its runs are on its page; in a list, its last run)
+  if (!o.schedule) return o.state === "failed" ? { generation: o.generation, failedStep: o.failedStep } : null;
+  const runs = (o.runs || (o.lastRun ? [o.lastRun] : [])).filter((r) => r.result === "failed");
+  return runs.length ? runs[runs.length - 1] : null;
+}
+
+function runActions(kind, o) {
+  // on an object's page: run it now, and run its failed run again (a TaskSet from its failed step or from the start)
+  if (!mine(o) || o.redacted || o.pruned) return "";
+  const name = esc(label(o));
+  const buttons = [`<button class="btn btn-primary btn-sm" type="button" data-action="run" data-id="${esc(o.id)}" aria-label="Run ${name} now">Run now</button>`];
+  const bad = lastFailedRun(o);
+  if (bad && !(o.state === "running" && !o.schedule)) {
+    const which = bad.run != null ? ` run ${bad.run}` : "";
+    const data = `data-id="${esc(o.id)}" ${bad.run != null ? `data-run="${esc(bad.run)}"` : ""}`;
+    if (kind === "TaskSet") {
+      buttons.push(`<button class="btn btn-outline-danger btn-sm" type="button" data-action="rerun" data-from="failed" ${data} aria-label="Re-run${which} of ${name} from the failed step">Re-run${esc(which)} from the failed step</button>`);
+    }
+    buttons.push(`<button class="btn btn-outline-danger btn-sm" type="button" data-action="rerun" data-from="start" ${data} aria-label="Re-run${which} of ${name} from the start">Re-run${esc(which)}${kind === "TaskSet" ? " from the start" : ""}</button>`);
+  }
+  return `<div class="btn-group flex-wrap me-2" role="group" aria-label="Run">${buttons.join("")}</div>`;
+}
+
 function actionsFor(kind, o) {
   if (!mine(o) || o.redacted) return "";
   const buttons = [];
@@ -604,6 +629,10 @@ function actionsFor(kind, o) {
   return buttons.length ? `<div class="btn-group flex-wrap">${buttons.join("")}</div>` : "";
 }
 
+function pausedAllWords(p) {
+  return `<strong>Everything is paused</strong> by ${esc(p.by)} since ${localTime(p.at)}${p.reason ? `: ${esc(p.reason)}` : ""}. No call starts until an admin resumes everything (<code>lambdaop resume --all</code>).`;
+}
+
 function nextCall(o) {
   // when it calls next: its due time (a modified or jittered one too), else a recurring object's next run
   if (o.suspended) return `<span class="text-muted">suspended</span>`;
@@ -619,10 +648,11 @@ function row(kind, o) {
     : `<span class="text-body">${esc(label(o))}</span> <small class="text-muted">(${esc(o.owner)})</small>`;  // another user's: no details to open
   const badges = [
     o.schedule && live(o) ? `<span class="badge text-bg-info" title="${esc(o.schedule.description)}">recurring</span>` : "",
-    o.suspended && live(o) ? `<span class="badge text-bg-warning">suspended</span>` : "",
+    o.suspended && live(o) ? `<span class="badge text-bg-warning" ${o.pauseReason ? `title="${esc(o.pauseReason)}"` : ""}>suspended</span>` : "",
   ].filter(Boolean).join(" ");
+  const why = o.suspended && live(o) && o.pauseReason ? ` <small class="text-muted d-block pause-reason">paused: ${esc(o.pauseReason)}</small>` : "";
   return `<tr data-id="${esc(o.id)}" data-name="${esc(label(o))}" class="${mine(o) ? "" : "theirs"}">
-    <td data-label="Name" class="name"><span class="name-text">${nameCell}</span>${badges ? ` <span class="badges">${badges}</span>` : ""}</td>
+    <td data-label="Name" class="name"><span class="name-text">${nameCell}</span>${badges ? ` <span class="badges">${badges}</span>` : ""}${why}</td>
     <td data-label="Calls to" class="url" title="${esc(url)}">${esc(hosts || "–")}</td>
     <td data-label="Next">${nextCall(o)}</td><td data-label="Calls">${esc(o.calls)}</td><td data-label="State">${badge(o.state)}</td><td data-label="Last">${lastResult(o.last)}</td>
     <td class="actions">${actionsFor(kind, o)}</td></tr>`;
@@ -657,6 +687,13 @@ async function onRowAction(e, kind, reload) {
     } else if (action === "suspend" || action === "resume") {
       const answer = await api.call("POST", `${KIND[kind].list}/${encodeURIComponent(id)}/${action}`);
       showInfo(action === "suspend" ? (answer.afterThisRun ? "Suspended once the run going on ends." : "Suspended: no run starts until it is resumed.") : "Resumed from its next run time.");
+    } else if (action === "run" || action === "rerun") {
+      button.disabled = true;
+      const body = action === "rerun" ? { from: button.dataset.from, ...(button.dataset.run ? { run: Number(button.dataset.run) } : {}) } : undefined;
+      try {
+        const answer = await api.call("POST", `${KIND[kind].list}/${encodeURIComponent(id)}/${action}`, body);
+        showInfo(`${kind} ${label(answer.object)} ${answer.message}.`);
+      } finally { button.disabled = false; }
     } else if (action === "modify") {
       openModify(kind, id, button.closest("td") || button.parentElement, reload, button.dataset.recurring === "1");
       return;
@@ -1267,7 +1304,9 @@ function renderDetail(kind, id) {
     const shownName = label(o);
     detail.innerHTML = `
       <div class="d-flex flex-wrap align-items-center gap-2 mb-2"><h1 class="h3 mb-0 text-break">${esc(shownName)}</h1> ${badge(o.state)}
-        <span class="ms-auto" id="detail-actions">${actionsFor(kind, o)}</span></div>
+        <span class="ms-auto d-flex flex-wrap gap-1" id="detail-actions">${runActions(kind, o)}${actionsFor(kind, o)}</span></div>
+      ${o.pausedAll ? `<div class="alert alert-danger" id="detail-paused-all">${pausedAllWords(o.pausedAll)}</div>` : ""}
+      ${o.suspended && live(o) ? `<div class="alert alert-warning" id="pause-reason"><strong>Paused</strong>${o.pauseReason ? `: ${esc(o.pauseReason)}` : " (no reason was given)"}. No call starts until it is resumed.</div>` : ""}
       <dl class="row mb-0">
         ${shownName !== o.name ? `<dt class="col-sm-3">Name</dt><dd class="col-sm-9 text-break" id="detail-name"><code>${esc(o.name)}</code> <small class="text-muted">(what the CLI and specs call it)</small></dd>` : ""}
         <dt class="col-sm-3">Id</dt><dd class="col-sm-9"><code>${esc(o.id)}</code></dd>
@@ -1278,6 +1317,7 @@ function renderDetail(kind, id) {
         <dt class="col-sm-3">Calls</dt><dd class="col-sm-9">${esc(o.calls)}</dd>
         <dt class="col-sm-3">Generation</dt><dd class="col-sm-9">${esc(o.generation)}</dd>
         ${o.reason ? `<dt class="col-sm-3">Reason</dt><dd class="col-sm-9">${esc(o.reason)}</dd>` : ""}
+        ${o.trigger ? `<dt class="col-sm-3">This run</dt><dd class="col-sm-9" id="detail-trigger">${esc(TRIGGER_WORDS[o.trigger] || o.trigger)}${o.rerunOf ? ` of run ${esc(o.rerunOf)}` : ""}${o.backfillLeft ? ` <small class="text-muted">(${esc(o.backfillLeft)} backfill run(s) to go)</small>` : ""}</dd>` : ""}
       </dl>${scheduleBlock(o)}${steps}
       <h2 class="h5 mt-3">Calls</h2>${attemptsTable(o.attempts || [])}`;
   };
