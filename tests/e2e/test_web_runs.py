@@ -4,14 +4,17 @@ view, the failed tab), a click opens its object, and the object's page runs it n
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
 
+import pytest
 import requests
 from playwright.sync_api import Page, expect
 
 from e2e.browsing import WAIT, go, open_page, sign_in
 from helpers import wait_until
+from lambdaop.core.clock import iso
 from lambdaop.runtime.runtime import Runtime
 from lambdaop.spec import load_one
 from lambdaop.tools.demo import DemoLambda
@@ -56,6 +59,65 @@ def failing_pair(runtime: Runtime, demo: DemoLambda) -> tuple[str, str]:
     ended(runtime, "tasksets", tset)
     ended(runtime, "tasks", fine, "completed")
     return task, tset
+
+
+@pytest.mark.parametrize("width", [1280, 375])
+def test_a_failed_run_of_each_kind_shows_in_the_attention_panel_and_the_runs_view(
+    browser, app: Runtime, demo: DemoLambda, screenshots: Path, width: int
+) -> None:
+    task, tset = failing_pair(app, demo)
+    page = open_page(browser, app, width=width)
+    sign_in(page, "admin", "admin-password")
+    # the dashboard says what failed before anything else, each a link to its object
+    attention = page.locator("#attention-failed")
+    expect(attention.locator(f"li[data-kind='Task'] a[href='#/task/{task}']")).to_have_text("broken", timeout=WAIT)  # fmt: skip
+    expect(attention.locator(f"li[data-kind='TaskSet'] a[href='#/taskset/{tset}']")).to_have_text("train")
+    expect(attention.locator("li[data-kind='TaskSet']")).to_contain_text("task 2 failed")
+    count = attention.locator("[data-attention-count]")
+    expect(count).to_have_text("2")
+    expect(count).to_have_class(re.compile(r"\btext-bg-danger\b"))  # failed counts in red
+    first = page.locator("main section, main div.mb-3").first
+    expect(first).to_have_id("attention")  # the panel is the first thing under the title
+    card = page.locator(".count-card[data-kind='Task'][data-state='failed']")
+    expect(card.locator("[data-count]")).to_have_text("1", timeout=WAIT)
+    expect(card.locator("[data-count]")).to_have_class(re.compile(r"\btext-danger\b"))
+    wide_enough(page, width)
+    page.screenshot(path=str(screenshots / f"dashboard-attention-{width}.png"), full_page=True)
+    attention.get_by_role("link", name="train").click()
+    expect(page.locator("h1")).to_have_text("train", timeout=WAIT)
+    # the Runs view: failed first, newest first, each run a click from its object
+    if width >= 768:
+        page.get_by_role("link", name="Runs", exact=True).click()
+    else:
+        go(page, "runs")
+    expect(page.locator("h1")).to_have_text("Runs", timeout=WAIT)
+    expect(page.get_by_role("tab", name="failed")).to_have_attribute("aria-selected", "true")
+    rows = page.locator("#run-rows tr[data-run]")
+    expect(rows).to_have_count(2, timeout=WAIT)
+    expect(rows.nth(0)).to_have_attribute("data-kind", "TaskSet")  # it ended last
+    expect(rows.nth(0)).to_contain_text("task 2 failed")
+    expect(page.locator("#run-rows tr[data-kind='Task']")).to_contain_text("broken")
+    wide_enough(page, width)
+    page.screenshot(path=str(screenshots / f"runs-failed-{width}.png"), full_page=True)
+    # a label filter, as kubectl's -l; a wrong one is marked on its field
+    page.get_by_label("Labels").fill("team=web")
+    page.get_by_role("button", name="Filter").click()
+    expect(rows).to_have_count(1, timeout=WAIT)
+    expect(rows.first).to_contain_text("train")
+    page.get_by_role("tab", name="completed").click()
+    expect(rows).to_have_count(1, timeout=WAIT)
+    expect(rows.first).to_contain_text("fine")
+    expect(page.get_by_label("Labels")).to_have_value("team=web")  # the tab keeps the filter
+    page.get_by_label("Labels").fill("team in (web")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_label("Labels")).to_have_attribute("aria-invalid", "true", timeout=WAIT)
+    page.get_by_role("link", name="Clear").click()
+    page.get_by_role("tab", name="failed").click()
+    expect(rows).to_have_count(2, timeout=WAIT)
+    rows.locator("a", has_text="broken").click()
+    expect(page.locator("h1")).to_have_text("broken", timeout=WAIT)
+    expect(page).to_have_url(re.compile(f"#/task/{task}$"))
+    clean(page)
 
 
 def test_the_runs_view_pages_by_next(browser, app: Runtime, demo: DemoLambda) -> None:
@@ -169,4 +231,43 @@ def test_lists_are_searched_by_name_and_label_and_failed_is_a_red_tab(
     go(page, "tasksets")
     expect(page.get_by_label("Name starts with")).to_be_visible()
     expect(page.get_by_label("Labels")).to_be_visible()
+    clean(page)
+
+
+def test_a_paused_object_says_why_and_the_pause_of_everything_leads_the_dashboard(
+    browser, app: Runtime, demo: DemoLambda, screenshots: Path
+) -> None:
+    s = api(app)
+    pulse = apply(app, f"kind: Task\nmetadata: {{name: pulse}}\nspec:\n  invoke: '{demo.url}/ok?pulse'\n  schedule: {{every: 1h}}\n")  # fmt: skip
+    demo.wait_for(1, "/ok", timeout=20)
+    wait_until(lambda: state_of(app, "tasks", pulse) == "scheduled", timeout=20)
+    assert s.post(f"{app.url}/tasks/{pulse}/suspend", json={"reason": "incident 42"}, timeout=10).ok
+    page = open_page(browser, app)
+    sign_in(page, "admin", "admin-password")
+    go(page, "tasks")
+    expect(page.locator(f"tr[data-id='{pulse}'] .pause-reason")).to_have_text("paused: incident 42", timeout=WAIT)  # fmt: skip
+    page.get_by_role("link", name="pulse").click()
+    expect(page.locator("#pause-reason")).to_contain_text("Paused: incident 42", timeout=WAIT)
+    # everything paused: a one-time Task due 5 minutes ago is not called, and is late
+    assert s.post(f"{app.url}/pause", json={"all": True, "reason": "store migration"}, timeout=10).ok
+    past = iso(dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
+    late = apply(app, f"kind: Task\nmetadata: {{name: overdue}}\nspec: {{invoke: '{demo.url}/ok?overdue', at: '{past}'}}\n")  # fmt: skip
+    go(page, "dashboard")
+    banner = page.locator("#paused-all-banner")
+    expect(banner).to_contain_text("Everything is paused", timeout=WAIT)
+    expect(banner).to_contain_text("by admin")
+    expect(banner).to_contain_text("store migration")
+    link = page.locator(f"#attention-late li[data-late='{late}'] a")
+    expect(link).to_have_text("overdue", timeout=WAIT)
+    page.screenshot(path=str(screenshots / "dashboard-paused-all-1280.png"), full_page=True)
+    link.click()
+    expect(page.locator("h1")).to_have_text("overdue", timeout=WAIT)
+    expect(page.locator("#detail-paused-all")).to_contain_text("store migration", timeout=WAIT)
+    assert not [c for c in demo.calls("/ok") if "overdue" in c.query], (
+        "nothing starts while everything is paused"
+    )
+    assert s.post(f"{app.url}/resume", json={"all": True}, timeout=10).ok
+    go(page, "dashboard")
+    expect(page.locator("#attention-late")).to_contain_text("Nothing is late", timeout=WAIT)
+    expect(page.locator("#paused-all-banner")).to_have_count(0)
     clean(page)

@@ -343,6 +343,13 @@ const TIP = "Point at a mark, or tap it, to see what it is.";
 function renderDashboard() {
   main.innerHTML = `
     <h1 class="h3">Dashboard</h1>
+    <div id="paused-all" role="status"></div>
+    <section class="card mb-3" id="attention" aria-labelledby="attention-title">
+      <div class="card-body">
+        <h2 class="h5 card-title" id="attention-title">Needs attention</h2>
+        <div class="row g-3" id="attention-body"><p class="text-muted">Loading…</p></div>
+      </div>
+    </section>
     <div class="mb-3" id="counts" aria-label="Objects by state"><p class="text-muted">Loading…</p></div>
     <div class="row g-3">
       <section class="col-12 col-xl-6" aria-labelledby="timeline-title">
@@ -365,20 +372,48 @@ function renderDashboard() {
   const load = async () => {
     const d = await api.call("GET", "/dashboard");
     if (!document.getElementById("counts")) return;
+    renderAttention(d.attention || {}, d.pausedAll);
     renderCounts(d.counts);
     drawTimeline(charts, d);
     drawCalls(charts, d.callsPerMinute, d.callsSince);
   };
-  load().catch((err) => failed("counts", err));
-  poll(load, 5000, (err, retryIn) => failed("counts", err, retryIn));
+  const problem = (err, retryIn) => { failed("counts", err, retryIn); failed("attention-body", err, retryIn); };
+  load().catch((err) => problem(err));
+  poll(load, 5000, problem);
+}
+
+const ATTENTION_LISTED = 5;  // failed runs and late calls named on the dashboard; the count says how many
+
+function renderAttention(a, pausedAll) {
+  // what the person on call looks at first: what failed, what is late, and whether everything is paused;
+  // each names its object, a click away
+  document.getElementById("paused-all").innerHTML = pausedAll ? `<div class="alert alert-danger" id="paused-all-banner">${pausedAllWords(pausedAll)}</div>` : "";
+  const failedRuns = a.failed || [];
+  const late = a.late || [];
+  const count = (n, more, colour) => `<span class="badge ${n ? `text-bg-${colour}` : "text-bg-light"}" data-attention-count>${n}${more ? "+" : ""}</span>`;
+  const failedItems = failedRuns.slice(0, ATTENTION_LISTED).map((r) => `<li class="list-group-item px-0" data-run="${esc(r.id)}" data-kind="${esc(r.object.kind)}">
+      ${esc(r.object.kind)} ${runLink(r)} <small class="text-muted">${r.run != null ? `run ${esc(r.run)}` : `generation ${esc(r.generation)}`}, ended ${localTime(r.finished)}</small>
+      ${r.reason ? `<small class="d-block text-danger text-break">${esc(r.reason)}</small>` : ""}</li>`).join("");
+  const lateItems = late.slice(0, ATTENTION_LISTED).map((l) => `<li class="list-group-item px-0" data-late="${esc(l.id)}">${esc(l.kind)} <a href="${objectHash(l.kind, l.id)}">${esc(l.name)}</a>
+      <small class="text-muted">due ${localTime(l.due)}</small></li>`).join("");
+  document.getElementById("attention-body").innerHTML = `
+    <div class="col-12 col-lg-6" id="attention-failed">
+      <h3 class="h6"><span class="text-danger">Failed</span> in the last 24 hours ${count(failedRuns.length, a.failedMore, "danger")}</h3>
+      ${failedItems ? `<ul class="list-group list-group-flush small mb-1">${failedItems}</ul>` : `<p class="small text-muted mb-1">No run failed.</p>`}
+      <a class="small" href="${runsHash({ state: "failed", since: "24h" })}">All failed runs</a></div>
+    <div class="col-12 col-lg-6" id="attention-late">
+      <h3 class="h6">Late by more than a minute ${count(late.length, a.lateMore, "warning")}</h3>
+      ${lateItems ? `<ul class="list-group list-group-flush small mb-1">${lateItems}</ul>` : `<p class="small text-muted mb-1">Nothing is late.</p>`}
+      ${pausedAll && late.length ? `<p class="small text-muted mb-0">Nothing starts while everything is paused.</p>` : ""}</div>`;
 }
 
 function renderCounts(counts) {
   const rows = ["Task", "TaskSet"].map((kind) => {
     const cards = STATES.map((state) => {
       const n = (counts[kind] || {})[state] || 0;
-      return `<div class="col"><a class="card card-body p-2 text-decoration-none count-card" href="#/${kind.toLowerCase()}s?state=${state}" data-kind="${kind}" data-state="${state}">
-        <span class="small text-muted">${kind}s ${state}</span><span class="fs-4" data-count>${n}</span></a></div>`;
+      const red = state === "failed" && n > 0;  // failed counts in red
+      return `<div class="col"><a class="card card-body p-2 text-decoration-none count-card ${red ? "border-danger" : ""}" href="#/${kind.toLowerCase()}s?state=${state}" data-kind="${kind}" data-state="${state}">
+        <span class="small ${red ? "text-danger" : "text-muted"}">${kind}s ${state}</span><span class="fs-4 ${red ? "text-danger" : ""}" data-count>${n}</span></a></div>`;
     });
     return `<div class="row row-cols-2 row-cols-sm-3 row-cols-lg-5 g-2 mb-1">${cards.join("")}</div>`;
   });
