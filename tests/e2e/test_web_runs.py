@@ -55,8 +55,11 @@ def failing_pair(runtime: Runtime, demo: DemoLambda) -> tuple[str, str]:
     task = apply(runtime, f"kind: Task\nmetadata: {{name: broken, labels: {{team: billing}}}}\nspec: {{invoke: '{demo.url}/fail'}}\n")  # fmt: skip
     tset = apply(runtime, f"kind: TaskSet\nmetadata: {{name: train, labels: {{team: web}}}}\nspec:\n  tasks: ['{demo.url}/ok?first', '{demo.url}/fail?second']\n")  # fmt: skip
     fine = apply(runtime, f"kind: Task\nmetadata: {{name: fine, labels: {{team: web}}}}\nspec: {{invoke: '{demo.url}/ok?fine'}}\n")  # fmt: skip
-    ended(runtime, "tasks", task)
-    ended(runtime, "tasksets", tset)
+    s = api(runtime)
+    for oid, path in ((task, "tasks"), (tset, "tasksets")):
+        ended(runtime, path, oid)
+        # listed within a second of failing (the page shows what GET /runs answers)
+        wait_until(lambda oid=oid: any(r["object"]["id"] == oid for r in s.get(runtime.url + "/runs?state=failed", timeout=10).json()["runs"]), timeout=1, what=f"the failed run of {oid} listed")  # fmt: skip
     ended(runtime, "tasks", fine, "completed")
     return task, tset
 

@@ -665,7 +665,7 @@ function actionsFor(kind, o) {
 }
 
 function pausedAllWords(p) {
-  return `<strong>Everything is paused</strong> by ${esc(p.by)} since ${localTime(p.at)}${p.reason ? `: ${esc(p.reason)}` : ""}. No call starts until an admin resumes everything (<code>lambdaop resume --all</code>).`;
+  return `<strong>Everything is paused</strong> by ${esc(p.by)} since ${localTime(p.at)}${p.reason ? `: ${esc(p.reason)}` : ""}. No call starts until an admin resumes everything (<code class="text-nowrap">lambdaop resume --all</code>).`;
 }
 
 function nextCall(o) {
