@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import zoneinfo
 from pathlib import Path
 
 import pytest
 import requests
 from playwright.sync_api import Page, expect
 
-from e2e.browsing import WAIT, go, open_page, sign_in
+from e2e.browsing import WAIT, ZONE, go, open_page, sign_in
 from helpers import wait_until
 from lambdaop.core.clock import iso
 from lambdaop.runtime.runtime import Runtime
@@ -273,4 +274,34 @@ def test_a_paused_object_says_why_and_the_pause_of_everything_leads_the_dashboar
     go(page, "dashboard")
     expect(page.locator("#attention-late")).to_contain_text("Nothing is late", timeout=WAIT)
     expect(page.locator("#paused-all-banner")).to_have_count(0)
+    clean(page)
+
+
+def test_a_backfill_on_a_recurring_objects_page_runs_the_missed_hours_once_each(
+    browser, app: Runtime, demo: DemoLambda
+) -> None:
+    hourly = apply(app, f"kind: Task\nmetadata: {{name: hourly}}\nspec:\n  invoke: '{demo.url}/ok?hourly'\n  schedule: {{cron: '0 * * * *'}}\n")  # fmt: skip
+    page = open_page(browser, app)
+    sign_in(page, "admin", "admin-password")
+    page.evaluate("id => { location.hash = '#/task/' + id; }", hourly)
+    expect(page.locator("h1")).to_have_text("hourly", timeout=WAIT)
+    page.get_by_text("Backfill missed runs").click()
+    # three hours that ended before the last full hour, in the browser's zone (the form's)
+    hour = dt.datetime.now(zoneinfo.ZoneInfo(ZONE)).replace(minute=0, second=0, microsecond=0)
+    start, end = hour - dt.timedelta(hours=4), hour - dt.timedelta(hours=1)
+    page.get_by_label("From").fill(start.strftime("%Y-%m-%dT%H:%M:%S"))
+    page.get_by_label("Until (not included)").fill(end.strftime("%Y-%m-%dT%H:%M:%S"))
+    page.get_by_role("button", name="Backfill", exact=True).click()
+    expect(page.locator("#alert")).to_contain_text("Task hourly backfills 3 run(s)", timeout=WAIT)
+    calls = demo.wait_for(3, "/ok", timeout=20)
+    assert len({c.idempotency_key for c in calls}) == 3
+    expect(page.locator("#runs [data-trigger='backfill']")).to_have_count(3, timeout=WAIT)
+    # a time range the wrong way round is said on its field, and nothing is sent
+    page.get_by_text("Backfill missed runs").click()
+    page.get_by_label("From").fill(end.strftime("%Y-%m-%dT%H:%M:%S"))
+    page.get_by_label("Until (not included)").fill(start.strftime("%Y-%m-%dT%H:%M:%S"))
+    page.get_by_role("button", name="Backfill", exact=True).click()
+    expect(page.get_by_label("Until (not included)")).to_have_attribute("aria-invalid", "true", timeout=WAIT)
+    expect(page.locator("#alert")).to_contain_text("Not saved")
+    expect(page.locator("#backfill-end-error")).to_have_text("Until must be later than From.")
     clean(page)

@@ -1314,12 +1314,58 @@ function attemptsTable(attempts) {
 function scheduleBlock(o) {
   if (!o.schedule) return "";
   const next = (o.nextRuns || []).map((t) => `<li>${localTime(t)}</li>`).join("") || `<li class="text-muted">${o.suspended ? "Suspended: no runs until resumed." : "No more runs."}</li>`;
-  const runs = (o.runs || []).slice().reverse().map((r) => `<tr><td data-label="Run">${esc(r.run)}</td><td data-label="Due">${localTime(r.scheduled)}</td><td data-label="Finished">${localTime(r.finished)}</td>
+  const runs = (o.runs || []).slice().reverse().map((r) => `<tr data-run="${esc(r.run)}"><td data-label="Run">${esc(r.run)}${r.trigger ? ` <small class="text-muted" data-trigger="${esc(r.trigger)}">${esc(TRIGGER_WORDS[r.trigger] || r.trigger)}${r.rerunOf ? ` of run ${esc(r.rerunOf)}` : ""}</small>` : ""}</td><td data-label="Due">${localTime(r.scheduled)}</td><td data-label="Finished">${localTime(r.finished)}</td>
       <td data-label="Result">${badge(r.result)}${r.reason ? ` <small>${esc(r.reason)}</small>` : ""}${r.notified ? ` <small class="text-muted">notified: ${esc(r.notified)}</small>` : ""}</td></tr>`).join("");
   return `<h2 class="h5 mt-3">Schedule</h2>
     <p id="schedule-words">${esc(o.schedule.description)}${o.suspended && live(o) ? ` <span class="badge text-bg-warning">suspended</span>` : ""}${o.skippedRuns ? ` <small class="text-muted">(${esc(o.skippedRuns)} run(s) skipped or missed)</small>` : ""}</p>
     <div class="row g-3"><div class="col-12 col-md-4"><h3 class="h6">Next runs</h3><ol class="small" id="next-runs">${next}</ol></div>
     <div class="col-12 col-md-8"><h3 class="h6">Runs</h3>${runs ? `<table class="table table-sm objects" id="runs"><thead><tr><th scope="col">Run</th><th scope="col">Due</th><th scope="col">Finished</th><th scope="col">Result</th></tr></thead><tbody>${runs}</tbody></table>` : `<p class="text-muted small">No run has ended yet.</p>`}</div></div>`;
+}
+
+function backfillForm(o) {
+  // a recurring object's missed runs: the runs its schedule would have made in [from, until)
+  if (!o.schedule || !mine(o) || o.redacted || !live(o)) return "";
+  const hour = new Date();
+  hour.setMinutes(0, 0, 0);
+  return `<details class="small-details mt-3" id="backfill"><summary class="h6 d-inline">Backfill missed runs…</summary>
+    <form class="row g-2 align-items-end mt-1" id="backfill-form" novalidate>
+      <div class="col-12 col-sm-5 col-lg-3"><label class="form-label" for="backfill-start">From</label>
+        <input class="form-control" type="datetime-local" step="1" id="backfill-start" name="start" value="${localInputValue(new Date(hour.getTime() - 6 * 3600 * 1000))}"></div>
+      <div class="col-12 col-sm-5 col-lg-3"><label class="form-label" for="backfill-end">Until (not included)</label>
+        <input class="form-control" type="datetime-local" step="1" id="backfill-end" name="end" value="${localInputValue(hour)}"></div>
+      <div class="col-12 col-sm-2 col-lg-2"><button class="btn btn-outline-primary" type="submit">Backfill</button></div>
+      <div class="col-12 form-text mt-0">In your time zone, ${esc(ZONE)} (${esc(zoneOffset())}). The runs its schedule would have made in that time (at most 1,000) run one after another from now, each recorded as a backfill run; then the schedule goes on where it was.</div>
+    </form></details>`;
+}
+
+function wireBackfill(detail, kind, id, reload) {
+  // while the form is open the page does not redraw it (what is typed stays)
+  detail.addEventListener("toggle", (e) => {
+    if (e.target.id === "backfill" && poller) poller.paused = e.target.open;
+  }, true);
+  detail.addEventListener("submit", async (e) => {
+    if (e.target.id !== "backfill-form") return;
+    e.preventDefault();
+    const form = e.target;
+    clearFieldErrors(form);
+    const start = form.querySelector("[name=start]");
+    const end = form.querySelector("[name=end]");
+    const errors = [];
+    if (!start.value) errors.push([start, "Choose the date and time the backfill starts from."]);
+    if (!end.value) errors.push([end, "Choose the date and time it ends before."]);
+    if (!errors.length && new Date(end.value) <= new Date(start.value)) errors.push([end, "Until must be later than From."]);
+    if (!reportErrors(form, errors)) return;
+    try {
+      const answer = await api.call("POST", `${KIND[kind].list}/${encodeURIComponent(id)}/backfill`, { start: toIso(start.value), end: toIso(end.value) });
+      showInfo(`${kind} ${label(answer.object)} ${answer.message}.`);
+      if (poller) poller.paused = false;
+      await reload();
+    } catch (err) {
+      const bad = err.status === 422 ? (err.details || []).filter((d) => d.field === "start" || d.field === "end") : [];
+      if (bad.length) bad.forEach((d) => markField(d.field === "start" ? start : end, d.message));
+      else showError(err);
+    }
+  });
 }
 
 function renderDetail(kind, id) {
@@ -1353,12 +1399,13 @@ function renderDetail(kind, id) {
         <dt class="col-sm-3">Generation</dt><dd class="col-sm-9">${esc(o.generation)}</dd>
         ${o.reason ? `<dt class="col-sm-3">Reason</dt><dd class="col-sm-9">${esc(o.reason)}</dd>` : ""}
         ${o.trigger ? `<dt class="col-sm-3">This run</dt><dd class="col-sm-9" id="detail-trigger">${esc(TRIGGER_WORDS[o.trigger] || o.trigger)}${o.rerunOf ? ` of run ${esc(o.rerunOf)}` : ""}${o.backfillLeft ? ` <small class="text-muted">(${esc(o.backfillLeft)} backfill run(s) to go)</small>` : ""}</dd>` : ""}
-      </dl>${scheduleBlock(o)}${steps}
+      </dl>${scheduleBlock(o)}${backfillForm(o)}${steps}
       <h2 class="h5 mt-3">Calls</h2>${attemptsTable(o.attempts || [])}`;
   };
   document.getElementById("detail").addEventListener("click", (e) => {
     if (e.target.closest("#detail-actions")) onRowAction(e, kind, load);
   });
+  wireBackfill(document.getElementById("detail"), kind, id, load);
   const gone = (err, retryIn) => {
     const detail = document.getElementById("detail");
     if (!detail) return;  // another view is open by now
