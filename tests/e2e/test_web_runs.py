@@ -245,11 +245,18 @@ def test_a_paused_object_says_why_and_the_pause_of_everything_leads_the_dashboar
     pulse = apply(app, f"kind: Task\nmetadata: {{name: pulse}}\nspec:\n  invoke: '{demo.url}/ok?pulse'\n  schedule: {{every: 1h}}\n")  # fmt: skip
     demo.wait_for(1, "/ok", timeout=20)
     wait_until(lambda: state_of(app, "tasks", pulse) == "scheduled", timeout=20)
-    assert s.post(f"{app.url}/tasks/{pulse}/suspend", json={"reason": "incident 42"}, timeout=10).ok
     page = open_page(browser, app)
     sign_in(page, "admin", "admin-password")
     go(page, "tasks")
-    expect(page.locator(f"tr[data-id='{pulse}'] .pause-reason")).to_have_text("paused: incident 42", timeout=WAIT)  # fmt: skip
+    # paused from its row, saying why; the row and the object's page say it
+    row = page.locator(f"tr[data-id='{pulse}']")
+    row.get_by_role("button", name="Suspend pulse").click()
+    expect(row.get_by_label("Why pause it (optional)")).to_be_focused(timeout=WAIT)
+    page.keyboard.type("incident 42")
+    page.keyboard.press("Enter")
+    expect(page.locator("#alert")).to_contain_text("no run starts until it is resumed (incident 42)", timeout=WAIT)  # fmt: skip
+    expect(row.locator(".pause-reason")).to_have_text("paused: incident 42", timeout=WAIT)
+    assert s.get(f"{app.url}/tasks/{pulse}", timeout=10).json()["pauseReason"] == "incident 42"
     page.get_by_role("link", name="pulse").click()
     expect(page.locator("#pause-reason")).to_contain_text("Paused: incident 42", timeout=WAIT)
     # everything paused: a one-time Task due 5 minutes ago is not called, and is late

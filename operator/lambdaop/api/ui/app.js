@@ -719,9 +719,12 @@ async function onRowAction(e, kind, reload) {
       if (!sure) return;
       await api.call("POST", KIND[kind].cancel, { taskId: id });
       showInfo(`${kind} ${name} cancelled.`);
-    } else if (action === "suspend" || action === "resume") {
-      const answer = await api.call("POST", `${KIND[kind].list}/${encodeURIComponent(id)}/${action}`);
-      showInfo(action === "suspend" ? (answer.afterThisRun ? "Suspended once the run going on ends." : "Suspended: no run starts until it is resumed.") : "Resumed from its next run time.");
+    } else if (action === "suspend") {
+      openSuspend(kind, id, button.closest("td") || button.parentElement, reload);
+      return;
+    } else if (action === "resume") {
+      await api.call("POST", `${KIND[kind].list}/${encodeURIComponent(id)}/resume`);
+      showInfo("Resumed from its next run time.");
     } else if (action === "run" || action === "rerun") {
       button.disabled = true;
       const body = action === "rerun" ? { from: button.dataset.from, ...(button.dataset.run ? { run: Number(button.dataset.run) } : {}) } : undefined;
@@ -735,6 +738,33 @@ async function onRowAction(e, kind, reload) {
     }
     await reload();
   } catch (err) { showError(err); }
+}
+
+function openSuspend(kind, id, cell, reload) {
+  // a pause says why (shown on the object and by `describe`); Enter with nothing typed pauses without a reason
+  if (poller) poller.paused = true;
+  cell.innerHTML = `<form class="d-flex flex-wrap gap-1 suspend-form" novalidate>
+      <label class="visually-hidden" for="suspend-${esc(id)}">Why pause it (optional)</label>
+      <input class="form-control form-control-sm" id="suspend-${esc(id)}" maxlength="200" placeholder="Why? e.g. incident 42" autocomplete="off">
+      <button class="btn btn-dark btn-sm" type="submit">Suspend</button>
+      <button class="btn btn-link btn-sm" type="button" data-close>Close</button></form>`;
+  const form = cell.querySelector("form");
+  const input = form.querySelector("input");
+  input.focus();
+  const done = () => { if (poller) poller.paused = false; reload().catch(showError); };
+  form.querySelector("[data-close]").addEventListener("click", done);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const reason = input.value.trim();
+    try {
+      const answer = await api.call("POST", `${KIND[kind].list}/${encodeURIComponent(id)}/suspend`, reason ? { reason } : {});
+      const when = answer.afterThisRun ? "Suspended once the run going on ends" : "Suspended: no run starts until it is resumed";
+      showInfo(`${when}${reason ? ` (${reason})` : ""}.`);
+      done();
+    } catch (err) {
+      if (err.status === 422) markField(input, (err.details[0] || err).message); else showError(err);
+    }
+  });
 }
 
 function openModify(kind, id, cell, reload, recurring) {
