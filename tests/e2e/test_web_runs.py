@@ -312,3 +312,41 @@ def test_a_backfill_on_a_recurring_objects_page_runs_the_missed_hours_once_each(
     expect(page.locator("#alert")).to_contain_text("Not saved")
     expect(page.locator("#backfill-end-error")).to_have_text("Until must be later than From.")
     clean(page)
+
+
+def test_failed_runs_are_rerun_in_bulk_from_the_runs_view_after_seeing_which(
+    browser, app: Runtime, demo: DemoLambda, screenshots: Path
+) -> None:
+    first = apply(app, f"kind: Task\nmetadata: {{name: invoice, labels: {{team: billing}}}}\nspec: {{invoke: '{demo.url}/flaky/invoice?fails=1'}}\n")  # fmt: skip
+    second = apply(app, f"kind: TaskSet\nmetadata: {{name: ledger, labels: {{team: billing}}}}\nspec:\n  tasks: ['{demo.url}/ok?ledger', '{demo.url}/flaky/ledger?fails=1']\n")  # fmt: skip
+    other = apply(app, f"kind: Task\nmetadata: {{name: deploy, labels: {{team: web}}}}\nspec: {{invoke: '{demo.url}/fail?deploy'}}\n")  # fmt: skip
+    ended(app, "tasks", first)
+    ended(app, "tasksets", second)
+    ended(app, "tasks", other)
+    page = open_page(browser, app)
+    sign_in(page, "admin", "admin-password")
+    page.evaluate("() => { location.hash = '#/runs?state=failed&since=24h&labelSelector=team%3Dbilling'; }")
+    expect(page.locator("#run-rows tr[data-run]")).to_have_count(2, timeout=WAIT)
+    # first it says which runs it would take up; "Not now" changes nothing
+    page.get_by_role("button", name="Re-run these…").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("Re-run 2 failed runs?", timeout=WAIT)
+    expect(dialog.locator("#rerun-plan li")).to_have_count(2)
+    expect(dialog).to_contain_text("invoice")
+    expect(dialog).to_contain_text("ledger")
+    expect(dialog).not_to_contain_text("deploy")
+    page.screenshot(path=str(screenshots / "runs-rerun-these-1280.png"), full_page=True)
+    dialog.get_by_role("button", name="Not now").click()
+    expect(dialog).to_be_hidden(timeout=WAIT)
+    assert len(demo.calls("/flaky/invoice")) == 1
+    page.get_by_role("button", name="Re-run these…").click()
+    expect(dialog).to_contain_text("Re-run 2 failed runs?", timeout=WAIT)
+    dialog.get_by_role("button", name="Re-run all 2").click()
+    expect(page.locator("#alert")).to_contain_text("Re-running 2", timeout=WAIT)
+    ended(app, "tasks", first, "completed")
+    ended(app, "tasksets", second, "completed")
+    assert len(demo.calls("/ok")) == 1, "the TaskSet's task that succeeded is not called again"
+    assert len(demo.calls("/fail")) == 1, "another team's run is left alone"
+    page.get_by_role("tab", name="completed").click()
+    expect(page.locator("#run-rows tr[data-run] [data-trigger='rerun']")).to_have_count(2, timeout=WAIT)
+    clean(page)

@@ -1479,6 +1479,32 @@ function runsHash(filters) {
   return `#/runs?${query}`;
 }
 
+async function rerunMany(filters, reload) {
+  // POST /rerun: a dry run says which runs it would take up (and which it refuses, and why), then the person says yes
+  const body = { since: filters.since, from: "failed" };
+  if (filters.labelSelector) body.labelSelector = filters.labelSelector;
+  if (filters.kind) body.kind = filters.kind;
+  clearAlert();
+  const plan = await api.call("POST", "/rerun", { ...body, dryRun: true });
+  const item = (r) => `<li>${esc(r.kind)} <strong>${esc(r.name)}</strong>: ${esc(r.message || r.reason || "")}</li>`;
+  const refused = plan.refused.length ? `<p class="mb-1 mt-2">Not re-run:</p><ul class="small mb-0" id="rerun-refused">${plan.refused.map(item).join("")}</ul>` : "";
+  if (!plan.rerun.length) {
+    showInfo(`Nothing to re-run: no object has a failed run here that can run again${plan.refused.length ? ` (${plan.refused.map((r) => `${r.name}: ${r.message || r.reason}`).join("; ")})` : ""}.`);
+    return;
+  }
+  const n = plan.rerun.length;
+  const sure = await confirmAction({
+    title: `Re-run ${n} failed run${n === 1 ? "" : "s"}?`,
+    body: `<ul class="small mb-0" id="rerun-plan">${plan.rerun.map(item).join("")}</ul>${plan.next ? `<p class="small text-muted mb-0">and more after these (at most 500 at a time)</p>` : ""}${refused}`,
+    yes: `Re-run ${n === 1 ? "it" : `all ${n}`}`,
+    no: "Not now",
+  });
+  if (!sure) return;
+  const done = await api.call("POST", "/rerun", body);
+  showInfo(`Re-running ${done.rerun.length}: ${done.rerun.map((r) => r.name).join(", ")}.${done.refused.length ? ` Refused: ${done.refused.map((r) => `${r.name} (${r.message || r.reason})`).join("; ")}.` : ""}`);
+  await reload();
+}
+
 function renderRuns(params) {
   const state = RUN_TABS.includes(params.get("state")) ? params.get("state") : "failed";
   const since = SINCE.some(([v]) => v === params.get("since")) ? params.get("since") : "24h";
@@ -1504,6 +1530,8 @@ function renderRuns(params) {
     <ul class="nav nav-tabs flex-wrap" role="tablist" aria-label="Results">
       ${RUN_TABS.map((s) => `<li class="nav-item" role="presentation"><a class="nav-link ${s === state ? "active" : ""} ${s === "failed" ? "link-danger" : ""}" role="tab" aria-selected="${s === state}" href="${runsHash({ ...filters, state: s })}" data-run-tab="${s}">${esc(RUN_TAB_LABEL[s] || s)}</a></li>`).join("")}
     </ul>
+    ${state === "failed" ? `<div class="d-flex flex-wrap align-items-center gap-2 my-2"><button class="btn btn-outline-danger btn-sm" type="button" id="rerun-these">Re-run these…</button>
+      <small class="text-muted">each object's newest failed run in this list (${esc(SINCE.find(([v]) => v === since)[1])}${selector ? `, labels ${esc(selector)}` : ""}), from its failed step; you see which first</small></div>` : ""}
     <table class="table table-sm align-middle objects" id="runs-list" aria-live="polite">
       <caption class="visually-hidden">Runs</caption>
       <thead><tr><th scope="col">Object</th><th scope="col">Run</th><th scope="col">Due</th><th scope="col">Ended</th><th scope="col">Result</th></tr></thead>
@@ -1552,6 +1580,8 @@ function renderRuns(params) {
     }
     failed(document.querySelector("#run-rows td") || "run-rows", err, retryIn);
   };
+  const rerunButton = document.getElementById("rerun-these");
+  if (rerunButton) rerunButton.addEventListener("click", () => rerunMany({ since, labelSelector: selector, kind }, load).catch(showError));
   document.getElementById("runs-older").addEventListener("click", (e) => { cursors.push(cursor); cursor = e.target.dataset.next; load().catch(problem); });
   document.getElementById("runs-newer").addEventListener("click", () => { cursor = cursors.pop() || null; load().catch(problem); });
   const refresh = poll(load, 5000, problem);
