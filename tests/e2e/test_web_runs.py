@@ -350,3 +350,50 @@ def test_failed_runs_are_rerun_in_bulk_from_the_runs_view_after_seeing_which(
     page.get_by_role("tab", name="completed").click()
     expect(page.locator("#run-rows tr[data-run] [data-trigger='rerun']")).to_have_count(2, timeout=WAIT)
     clean(page)
+
+
+def test_a_teams_objects_are_paused_with_a_reason_and_resumed_by_label_from_the_list(
+    browser, app: Runtime, demo: DemoLambda, screenshots: Path
+) -> None:
+    s = api(app)
+    hourly = apply(app, f"kind: Task\nmetadata: {{name: bill-hourly, labels: {{team: billing}}}}\nspec:\n  invoke: '{demo.url}/ok?bill'\n  schedule: {{every: 1h}}\n")  # fmt: skip
+    once = apply(app, f"kind: Task\nmetadata: {{name: bill-once, labels: {{team: billing}}}}\nspec: {{invoke: '{demo.url}/ok?once', after: 1h}}\n")  # fmt: skip
+    web = apply(app, f"kind: Task\nmetadata: {{name: web-once, labels: {{team: web}}}}\nspec: {{invoke: '{demo.url}/ok?web', after: 1h}}\n")  # fmt: skip
+    demo.wait_for(1, "/ok", timeout=20)
+    wait_until(lambda: state_of(app, "tasks", hourly) == "scheduled", timeout=20)
+    page = open_page(browser, app)
+    sign_in(page, "admin", "admin-password")
+    page.evaluate("() => { location.hash = '#/tasks?state=scheduled&labelSelector=team%3Dbilling'; }")
+    rows = page.locator("#rows tr[data-id]")
+    expect(rows).to_have_count(2, timeout=WAIT)
+    page.get_by_role("button", name="Pause these…").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("Pause 2 Tasks with labels team=billing?", timeout=WAIT)
+    expect(dialog.locator("#bulk-plan li")).to_have_count(2)
+    expect(dialog).not_to_contain_text("web-once")
+    dialog.get_by_label("Why (shown on each object, optional)").fill("incident 42")
+    page.screenshot(path=str(screenshots / "tasks-pause-these-1280.png"), full_page=True)
+    dialog.get_by_role("button", name="Pause all 2").click()
+    expect(page.locator("#alert")).to_contain_text("Paused 2", timeout=WAIT)
+    expect(page.locator(".pause-reason")).to_have_count(2, timeout=WAIT)
+    for oid in (hourly, once):
+        expect(page.locator(f"tr[data-id='{oid}'] .pause-reason")).to_have_text("paused: incident 42")
+        assert s.get(f"{app.url}/tasks/{oid}", timeout=10).json()["pauseReason"] == "incident 42"
+    assert not s.get(f"{app.url}/tasks/{web}", timeout=10).json()["suspended"]  # another team's runs on
+    page.get_by_role("button", name="Resume these…").click()
+    expect(dialog).to_contain_text("Resume 2 Tasks with labels team=billing?", timeout=WAIT)
+    dialog.get_by_role("button", name="Resume all 2").click()
+    expect(page.locator("#alert")).to_contain_text("Resumed 2", timeout=WAIT)
+    expect(page.locator(".pause-reason")).to_have_count(0, timeout=WAIT)
+    # a one-time object is paused and resumed from its row too, and keeps its time
+    page.get_by_role("link", name="Clear").click()
+    row = page.locator(f"tr[data-id='{web}']")
+    row.get_by_role("button", name="Suspend web-once").click()
+    row.get_by_role("button", name="Suspend", exact=True).click()
+    expect(row.locator(".badges")).to_contain_text("suspended", timeout=WAIT)
+    row.get_by_role("button", name="Resume web-once").click()
+    expect(page.locator("#alert")).to_contain_text("Task web-once resumed: it runs at", timeout=WAIT)
+    expect(row.locator(".badges")).to_have_count(0, timeout=WAIT)
+    assert state_of(app, "tasks", web) == "scheduled"
+    assert not [c for c in demo.calls("/ok") if "web" in c.query]
+    clean(page)

@@ -533,8 +533,9 @@ function renderList(kind, params) {
         <input class="form-control" type="search" id="list-prefix" name="prefix" value="${esc(prefix)}" autocomplete="off" spellcheck="false"></div>
       <div class="col-12 col-sm-7 col-lg-4"><label class="form-label" for="list-labels">Labels</label>
         <input class="form-control" id="list-labels" name="labelSelector" value="${esc(selector)}" placeholder="team=billing,env!=dev" autocomplete="off" spellcheck="false" aria-describedby="list-labels-help"></div>
-      <div class="col-12 col-lg-4 d-flex gap-2"><button class="btn btn-outline-primary" type="submit">Search</button>
-        ${filtered ? `<a class="btn btn-link" href="${listHash(k, state, {})}">Clear</a>` : ""}</div>
+      <div class="col-12 col-lg-4 d-flex flex-wrap gap-2"><button class="btn btn-outline-primary" type="submit">Search</button>
+        ${filtered ? `<a class="btn btn-link" href="${listHash(k, state, {})}">Clear</a>` : ""}
+        ${selector ? `<button class="btn btn-outline-dark" type="button" data-bulk="pause">Pause these…</button><button class="btn btn-outline-success" type="button" data-bulk="resume">Resume these…</button>` : ""}</div>
       <div class="col-12 form-text mt-0" id="list-labels-help">Labels as kubectl's <code>-l</code>: <code>team=billing</code>, <code>env!=dev</code>, <code>tier in (a,b)</code>, <code>!legacy</code>.${filtered ? " The counts on the tabs are of all your objects." : ""}</div>
     </form>
     <ul class="nav nav-tabs flex-wrap" role="tablist" aria-label="States">
@@ -595,6 +596,10 @@ function renderList(kind, params) {
     location.hash = listHash(k, state === "all" && (wanted.prefix || wanted.labelSelector) ? "mine" : state, wanted);
   });
   labelsInput.addEventListener("input", () => clearField(labelsInput));
+  filter.addEventListener("click", (e) => {
+    const bulk = e.target.closest("[data-bulk]");
+    if (bulk) pauseMany(bulk.dataset.bulk, kind, selector, load).catch(showError);
+  });
   const problem = (err, retryIn) => {
     const bad = err.status === 422 && (err.details || []).find((d) => d.field === "labelSelector" || d.field === "prefix");
     if (bad) { markField(bad.field === "prefix" ? document.getElementById("list-prefix") : labelsInput, bad.message); }
@@ -608,6 +613,39 @@ function renderList(kind, params) {
     problem(err);
     if (err.status === 422) { refresh.stopped = true; clearTimeout(refresh.timer); }
   });
+}
+
+async function pauseMany(action, kind, selector, reload) {
+  // POST /pause or /resume by label selector: a dry run lists what would change, the dialog asks
+  // why (a pause) or whether a one-time object whose time passed meanwhile is cancelled (a resume)
+  const key = action === "pause" ? "paused" : "resumed";
+  const body = { labelSelector: selector, kind };
+  clearAlert();
+  const plan = await api.call("POST", `/${action}`, { ...body, dryRun: true });
+  const item = (r) => `<li>${esc(r.kind)} <strong>${esc(r.name)}</strong>${r.message ? `: ${esc(r.message)}` : ""}</li>`;
+  const found = plan[key];
+  if (!found.length) {
+    showInfo(`Nothing to ${action}: none of your ${kind}s with labels ${selector} is ${action === "pause" ? "scheduled or running unpaused" : "paused"}.`);
+    return;
+  }
+  const n = found.length;
+  const ask = action === "pause"
+    ? `<label class="form-label mt-2" for="bulk-reason">Why (shown on each object, optional)</label><input class="form-control" id="bulk-reason" maxlength="200" autocomplete="off" placeholder="e.g. incident 42">`
+    : `<div class="form-check mt-2"><input class="form-check-input" type="checkbox" id="bulk-skip-missed"><label class="form-check-label" for="bulk-skip-missed">Cancel one-time objects whose time passed while paused (otherwise they run now)</label></div>`;
+  const sure = await confirmAction({
+    title: `${action === "pause" ? "Pause" : "Resume"} ${n} ${kind}${n === 1 ? "" : "s"} with labels ${selector}?`,
+    body: `<ul class="small mb-0" id="bulk-plan">${found.map(item).join("")}</ul>${plan.next ? `<p class="small text-muted mb-0">and more after these (at most 500 at a time)</p>` : ""}${plan.refused.length ? `<p class="mb-1 mt-2">Left as they are:</p><ul class="small mb-0">${plan.refused.map(item).join("")}</ul>` : ""}${ask}`,
+    yes: `${action === "pause" ? "Pause" : "Resume"} ${n === 1 ? "it" : `all ${n}`}`,
+    no: "Not now",
+  });
+  if (!sure) return;
+  if (action === "pause") {
+    const reason = document.getElementById("bulk-reason").value.trim();
+    if (reason) body.reason = reason;
+  } else if (document.getElementById("bulk-skip-missed").checked) body.skipMissed = true;
+  const done = await api.call("POST", `/${action}`, body);
+  showInfo(`${action === "pause" ? "Paused" : "Resumed"} ${done[key].length}: ${done[key].map((r) => r.name).join(", ")}.${done.refused.length ? ` Left as they are: ${done.refused.map((r) => `${r.name} (${r.message || r.reason})`).join("; ")}.` : ""}`);
+  await reload();
 }
 
 function listHash(k, state, search) {
@@ -653,7 +691,8 @@ function actionsFor(kind, o) {
     const words = o.schedule ? "Move next run" : "Modify time";
     buttons.push(`<button class="btn btn-outline-primary btn-sm" type="button" data-action="modify" data-id="${esc(o.id)}" data-recurring="${o.schedule ? "1" : ""}" aria-label="${o.schedule ? "Move the next run of" : "Modify the time of"} ${name}">${words}</button>`);
   }
-  if (o.schedule && live(o)) {
+  // a recurring object is paused while live, a one-time one while it waits for its call
+  if ((o.schedule && live(o)) || (o.suspended && live(o)) || (o.state === "scheduled" && !o.inFlight)) {
     buttons.push(o.suspended
       ? `<button class="btn btn-outline-success btn-sm" type="button" data-action="resume" data-id="${esc(o.id)}" aria-label="Resume ${name}">Resume</button>`
       : `<button class="btn btn-outline-dark btn-sm" type="button" data-action="suspend" data-id="${esc(o.id)}" aria-label="Suspend ${name}">Suspend</button>`);
@@ -723,8 +762,8 @@ async function onRowAction(e, kind, reload) {
       openSuspend(kind, id, button.closest("td") || button.parentElement, reload);
       return;
     } else if (action === "resume") {
-      await api.call("POST", `${KIND[kind].list}/${encodeURIComponent(id)}/resume`);
-      showInfo("Resumed from its next run time.");
+      const answer = await api.call("POST", `${KIND[kind].list}/${encodeURIComponent(id)}/resume`);
+      showInfo(answer.object && answer.object.schedule ? "Resumed from its next run time." : `${kind} ${label(answer.object || {})} ${answer.message}${answer.object && answer.object.due ? `: it runs at ${new Date(answer.object.due).toLocaleString()}` : ""}.`);
     } else if (action === "run" || action === "rerun") {
       button.disabled = true;
       const body = action === "rerun" ? { from: button.dataset.from, ...(button.dataset.run ? { run: Number(button.dataset.run) } : {}) } : undefined;
