@@ -259,11 +259,17 @@ def test_a_paused_object_says_why_and_the_pause_of_everything_leads_the_dashboar
     assert s.get(f"{app.url}/tasks/{pulse}", timeout=10).json()["pauseReason"] == "incident 42"
     page.get_by_role("link", name="pulse").click()
     expect(page.locator("#pause-reason")).to_contain_text("Paused: incident 42", timeout=WAIT)
-    # everything paused: a one-time Task due 5 minutes ago is not called, and is late
-    assert s.post(f"{app.url}/pause", json={"all": True, "reason": "store migration"}, timeout=10).ok
+    # an admin pauses everything from the dashboard, saying why
+    go(page, "dashboard")
+    page.get_by_role("button", name="Pause everything…").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Why (shown on the dashboard and on every object)").fill("store migration")
+    dialog.get_by_role("button", name="Pause everything").click()
+    expect(page.locator("#alert")).to_contain_text("Everything is paused.", timeout=WAIT)
+    assert s.get(f"{app.url}/pause", timeout=10).json()["pausedAll"]["reason"] == "store migration"
+    # a one-time Task due 5 minutes ago is not called, and is late
     past = iso(dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
     late = apply(app, f"kind: Task\nmetadata: {{name: overdue}}\nspec: {{invoke: '{demo.url}/ok?overdue', at: '{past}'}}\n")  # fmt: skip
-    go(page, "dashboard")
     banner = page.locator("#paused-all-banner")
     expect(banner).to_contain_text("Everything is paused", timeout=WAIT)
     expect(banner).to_contain_text("by admin")
@@ -277,8 +283,18 @@ def test_a_paused_object_says_why_and_the_pause_of_everything_leads_the_dashboar
     assert not [c for c in demo.calls("/ok") if "overdue" in c.query], (
         "nothing starts while everything is paused"
     )
-    assert s.post(f"{app.url}/resume", json={"all": True}, timeout=10).ok
+    # another user sees the banner, and may not resume
+    bob = open_page(browser, app)
+    sign_in(bob, "bob", "bob-password")
+    expect(bob.locator("#paused-all-banner")).to_contain_text("store migration", timeout=WAIT)
+    expect(bob.get_by_role("button", name="Resume everything")).to_have_count(0)
+    expect(bob.get_by_role("button", name="Pause everything…")).to_have_count(0)
     go(page, "dashboard")
+    page.get_by_role("button", name="Resume everything").click()
+    expect(page.locator("#alert")).to_contain_text("Everything is resumed", timeout=WAIT)
+    wait_until(
+        lambda: [c for c in demo.calls("/ok") if "overdue" in c.query], timeout=20, what="the late call made"
+    )
     expect(page.locator("#attention-late")).to_contain_text("Nothing is late", timeout=WAIT)
     expect(page.locator("#paused-all-banner")).to_have_count(0)
     clean(page)

@@ -377,6 +377,10 @@ function renderDashboard() {
     drawTimeline(charts, d);
     drawCalls(charts, d.callsPerMinute, d.callsSince);
   };
+  document.getElementById("paused-all").addEventListener("click", (e) => {
+    const button = e.target.closest("[data-kill]");
+    if (button) killSwitch(button.dataset.kill, load).catch(showError);
+  });
   const problem = (err, retryIn) => { failed("counts", err, retryIn); failed("attention-body", err, retryIn); };
   load().catch((err) => problem(err));
   poll(load, 5000, problem);
@@ -387,7 +391,14 @@ const ATTENTION_LISTED = 5;  // failed runs and late calls named on the dashboar
 function renderAttention(a, pausedAll) {
   // what the person on call looks at first: what failed, what is late, and whether everything is paused;
   // each names its object, a click away
-  document.getElementById("paused-all").innerHTML = pausedAll ? `<div class="alert alert-danger" id="paused-all-banner">${pausedAllWords(pausedAll)}</div>` : "";
+  const box = document.getElementById("paused-all");
+  const shown = pausedAll ? `on:${pausedAll.at}` : "off";
+  if (box.dataset.shown !== shown) {  // redrawn when it changes only: a button being pressed stays
+    box.dataset.shown = shown;
+    const resume = me && me.admin ? ` <button class="btn btn-light btn-sm ms-2" type="button" data-kill="resume">Resume everything</button>` : "";
+    const pause = me && me.admin ? `<div class="text-end mb-2"><button class="btn btn-outline-danger btn-sm" type="button" data-kill="pause">Pause everything…</button></div>` : "";
+    box.innerHTML = pausedAll ? `<div class="alert alert-danger" id="paused-all-banner">${pausedAllWords(pausedAll)}${resume}</div>` : pause;
+  }
   const failedRuns = a.failed || [];
   const late = a.late || [];
   const count = (n, more, colour) => `<span class="badge ${n ? `text-bg-${colour}` : "text-bg-light"}" data-attention-count>${n}${more ? "+" : ""}</span>`;
@@ -405,6 +416,30 @@ function renderAttention(a, pausedAll) {
       <h3 class="h6">Late by more than a minute ${count(late.length, a.lateMore, "warning")}</h3>
       ${lateItems ? `<ul class="list-group list-group-flush small mb-1">${lateItems}</ul>` : `<p class="small text-muted mb-1">Nothing is late.</p>`}
       ${pausedAll && late.length ? `<p class="small text-muted mb-0">Nothing starts while everything is paused.</p>` : ""}</div>`;
+}
+
+async function killSwitch(action, reload) {
+  // an admin's pause of everything, everybody's (POST /pause {all: true, reason}): no call starts until resumed
+  clearAlert();
+  if (action === "resume") {
+    await api.call("POST", "/resume", { all: true });
+    showInfo("Everything is resumed: calls start again.");
+    return reload();
+  }
+  const sure = await confirmAction({
+    title: "Pause everything?",
+    body: `<p>No call of anybody's objects starts until an admin resumes everything; calls already out finish.</p>
+      <label class="form-label" for="kill-reason">Why (shown on the dashboard and on every object)</label>
+      <input class="form-control" id="kill-reason" maxlength="200" autocomplete="off" placeholder="e.g. store migration">`,
+    yes: "Pause everything",
+    no: "Keep running",
+  });
+  if (!sure) return;
+  const reason = document.getElementById("kill-reason").value.trim();
+  if (!reason) { showError({ title: "Not paused", message: "say why everything is paused: every user sees it." }); return; }
+  await api.call("POST", "/pause", { all: true, reason });
+  showInfo("Everything is paused.");
+  return reload();
 }
 
 function renderCounts(counts) {
