@@ -11,6 +11,7 @@ from playwright.sync_api import Page, expect
 from lambdaop.runtime.runtime import Runtime
 
 WAIT = 20_000  # ms: generous bounds on events, never fixed sleeps
+TITLES = {"tasks": "Tasks", "tasksets": "TaskSets", "runs": "Runs", "specs": "Specs", "dashboard": "Dashboard"}  # fmt: skip  # each view: its title
 ZONE = "Europe/Berlin"  # the browser's zone; its offset changes with summer time, so it is looked up
 
 
@@ -45,10 +46,7 @@ def sign_in(page: Page, name: str, password: str) -> None:
 def go(page: Page, view: str) -> None:
     """Open a view by its address, as a bookmark would (the menu is collapsed on narrow screens)."""
     page.evaluate("view => { location.hash = '#/' + view; }", view)
-    expect(page.locator("h1").first).to_have_text(
-        {"tasks": "Tasks", "tasksets": "TaskSets", "specs": "Specs", "dashboard": "Dashboard"}[view],
-        timeout=WAIT,
-    )
+    expect(page.locator("h1").first).to_have_text(TITLES[view], timeout=WAIT)
 
 
 def open_form(page: Page, kind: str) -> None:

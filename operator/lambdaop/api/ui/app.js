@@ -1,8 +1,9 @@
 // lambdaop web page: plain JavaScript on the public REST API, no build step.
-// Views are chosen by the URL hash: #/tasks, #/tasksets, #/task/ID, #/taskset/ID, #/specs, #/login.
+// Views are chosen by the URL hash: #/tasks, #/tasksets, #/task/ID, #/taskset/ID, #/runs, #/specs, #/login.
 
 const STATES = ["scheduled", "running", "completed", "failed", "cancelled"];
-const TABS = [...STATES, "mine", "all"];  // mine: all of the caller's; all: everybody's (the original `All`)
+// a list's tabs: failed next to what is going on, never at the end of the row
+const TABS = ["scheduled", "running", "failed", "completed", "cancelled", "mine", "all"];  // mine: all of the caller's; all: everybody's (the original `All`)
 const TAB_LABEL = { mine: "All mine", all: "Everyone's" };
 const TOKEN_KEY = "lambdaop.token";
 const ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
@@ -200,6 +201,7 @@ async function route() {
   if (parts[0] === "tasksets") return renderList("TaskSet", params);
   if (parts[0] === "task" && parts[1]) return renderDetail("Task", parts[1]);
   if (parts[0] === "taskset" && parts[1]) return renderDetail("TaskSet", parts[1]);
+  if (parts[0] === "runs") return renderRuns(params);
   if (parts[0] === "specs") return renderSpecs();
   return renderDashboard();
 }
@@ -341,6 +343,13 @@ const TIP = "Point at a mark, or tap it, to see what it is.";
 function renderDashboard() {
   main.innerHTML = `
     <h1 class="h3">Dashboard</h1>
+    <div id="paused-all" role="status"></div>
+    <section class="card mb-3" id="attention" aria-labelledby="attention-title">
+      <div class="card-body">
+        <h2 class="h5 card-title" id="attention-title">Needs attention</h2>
+        <div class="row g-3" id="attention-body"><p class="text-muted">Loading…</p></div>
+      </div>
+    </section>
     <div class="mb-3" id="counts" aria-label="Objects by state"><p class="text-muted">Loading…</p></div>
     <div class="row g-3">
       <section class="col-12 col-xl-6" aria-labelledby="timeline-title">
@@ -363,20 +372,83 @@ function renderDashboard() {
   const load = async () => {
     const d = await api.call("GET", "/dashboard");
     if (!document.getElementById("counts")) return;
+    renderAttention(d.attention || {}, d.pausedAll);
     renderCounts(d.counts);
     drawTimeline(charts, d);
     drawCalls(charts, d.callsPerMinute, d.callsSince);
   };
-  load().catch((err) => failed("counts", err));
-  poll(load, 5000, (err, retryIn) => failed("counts", err, retryIn));
+  document.getElementById("paused-all").addEventListener("click", (e) => {
+    const button = e.target.closest("[data-kill]");
+    if (button) killSwitch(button.dataset.kill, load).catch(showError);
+  });
+  const problem = (err, retryIn) => { failed("counts", err, retryIn); failed("attention-body", err, retryIn); };
+  load().catch((err) => problem(err));
+  poll(load, 5000, problem);
+}
+
+const ATTENTION_LISTED = 5;  // failed runs and late calls named on the dashboard; the count says how many
+
+function renderAttention(a, pausedAll) {
+  // what the person on call looks at first: what failed, what is late, and whether everything is paused;
+  // each names its object, a click away
+  const box = document.getElementById("paused-all");
+  const shown = pausedAll ? `on:${pausedAll.at}` : "off";
+  if (box.dataset.shown !== shown) {  // redrawn when it changes only: a button being pressed stays
+    box.dataset.shown = shown;
+    const resume = me && me.admin ? ` <button class="btn btn-light btn-sm ms-2" type="button" data-kill="resume">Resume everything</button>` : "";
+    const pause = me && me.admin ? `<div class="text-end mb-2"><button class="btn btn-outline-danger btn-sm" type="button" data-kill="pause">Pause everything…</button></div>` : "";
+    box.innerHTML = pausedAll ? `<div class="alert alert-danger" id="paused-all-banner">${pausedAllWords(pausedAll)}${resume}</div>` : pause;
+  }
+  const failedRuns = a.failed || [];
+  const late = a.late || [];
+  const count = (n, more, colour) => `<span class="badge ${n ? `text-bg-${colour}` : "text-bg-light"}" data-attention-count>${n}${more ? "+" : ""}</span>`;
+  const failedItems = failedRuns.slice(0, ATTENTION_LISTED).map((r) => `<li class="list-group-item px-0" data-run="${esc(r.id)}" data-kind="${esc(r.object.kind)}">
+      ${esc(r.object.kind)} ${runLink(r)} <small class="text-muted">${r.run != null ? `run ${esc(r.run)}` : `generation ${esc(r.generation)}`}, ended ${localTime(r.finished)}</small>
+      ${r.reason ? `<small class="d-block text-danger text-break">${esc(r.reason)}</small>` : ""}</li>`).join("");
+  const lateItems = late.slice(0, ATTENTION_LISTED).map((l) => `<li class="list-group-item px-0" data-late="${esc(l.id)}">${esc(l.kind)} <a href="${objectHash(l.kind, l.id)}">${esc(l.name)}</a>
+      <small class="text-muted">due ${localTime(l.due)}</small></li>`).join("");
+  document.getElementById("attention-body").innerHTML = `
+    <div class="col-12 col-lg-6" id="attention-failed">
+      <h3 class="h6"><span class="text-danger">Failed</span> in the last 24 hours ${count(failedRuns.length, a.failedMore, "danger")}</h3>
+      ${failedItems ? `<ul class="list-group list-group-flush small mb-1">${failedItems}</ul>` : `<p class="small text-muted mb-1">No run failed.</p>`}
+      <a class="small" href="${runsHash({ state: "failed", since: "24h" })}">All failed runs</a></div>
+    <div class="col-12 col-lg-6" id="attention-late">
+      <h3 class="h6">Late by more than a minute ${count(late.length, a.lateMore, "warning")}</h3>
+      ${lateItems ? `<ul class="list-group list-group-flush small mb-1">${lateItems}</ul>` : `<p class="small text-muted mb-1">Nothing is late.</p>`}
+      ${pausedAll && late.length ? `<p class="small text-muted mb-0">Nothing starts while everything is paused.</p>` : ""}</div>`;
+}
+
+async function killSwitch(action, reload) {
+  // an admin's pause of everything, everybody's (POST /pause {all: true, reason}): no call starts until resumed
+  clearAlert();
+  if (action === "resume") {
+    await api.call("POST", "/resume", { all: true });
+    showInfo("Everything is resumed: calls start again.");
+    return reload();
+  }
+  const sure = await confirmAction({
+    title: "Pause everything?",
+    body: `<p>No call of anybody's objects starts until an admin resumes everything; calls already out finish.</p>
+      <label class="form-label" for="kill-reason">Why (shown on the dashboard and on every object)</label>
+      <input class="form-control" id="kill-reason" maxlength="200" autocomplete="off" placeholder="e.g. store migration">`,
+    yes: "Pause everything",
+    no: "Keep running",
+  });
+  if (!sure) return;
+  const reason = document.getElementById("kill-reason").value.trim();
+  if (!reason) { showError({ title: "Not paused", message: "say why everything is paused: every user sees it." }); return; }
+  await api.call("POST", "/pause", { all: true, reason });
+  showInfo("Everything is paused.");
+  return reload();
 }
 
 function renderCounts(counts) {
   const rows = ["Task", "TaskSet"].map((kind) => {
     const cards = STATES.map((state) => {
       const n = (counts[kind] || {})[state] || 0;
-      return `<div class="col"><a class="card card-body p-2 text-decoration-none count-card" href="#/${kind.toLowerCase()}s?state=${state}" data-kind="${kind}" data-state="${state}">
-        <span class="small text-muted">${kind}s ${state}</span><span class="fs-4" data-count>${n}</span></a></div>`;
+      const red = state === "failed" && n > 0;  // failed counts in red
+      return `<div class="col"><a class="card card-body p-2 text-decoration-none count-card ${red ? "border-danger" : ""}" href="#/${kind.toLowerCase()}s?state=${state}" data-kind="${kind}" data-state="${state}">
+        <span class="small ${red ? "text-danger" : "text-muted"}">${kind}s ${state}</span><span class="fs-4 ${red ? "text-danger" : ""}" data-count>${n}</span></a></div>`;
     });
     return `<div class="row row-cols-2 row-cols-sm-3 row-cols-lg-5 g-2 mb-1">${cards.join("")}</div>`;
   });
@@ -479,6 +551,10 @@ const KIND = {
 function renderList(kind, params) {
   const k = KIND[kind];
   const state = TABS.includes(params.get("state")) ? params.get("state") : "scheduled";
+  const prefix = params.get("prefix") || "";
+  const selector = params.get("labelSelector") || "";
+  const search = { prefix, labelSelector: selector };
+  const filtered = Boolean(prefix || selector);
   const cursors = [];  // the cursors of the pages before this one
   let cursor = null;
   main.innerHTML = `
@@ -487,8 +563,18 @@ function renderList(kind, params) {
       <button class="btn btn-primary" type="button" data-bs-toggle="collapse" data-bs-target="#create" aria-expanded="false" aria-controls="create">New ${kind}</button>
     </div>
     <div class="collapse mb-3" id="create">${kind === "Task" ? taskForm() : taskSetForm()}</div>
+    <form class="row g-2 align-items-end mb-2" id="list-filter" role="search" aria-label="Search ${k.title}" novalidate>
+      <div class="col-12 col-sm-5 col-lg-4"><label class="form-label" for="list-prefix">Name starts with</label>
+        <input class="form-control" type="search" id="list-prefix" name="prefix" value="${esc(prefix)}" autocomplete="off" spellcheck="false"></div>
+      <div class="col-12 col-sm-7 col-lg-4"><label class="form-label" for="list-labels">Labels</label>
+        <input class="form-control" id="list-labels" name="labelSelector" value="${esc(selector)}" placeholder="team=billing,env!=dev" autocomplete="off" spellcheck="false" aria-describedby="list-labels-help"></div>
+      <div class="col-12 col-lg-4 d-flex flex-wrap gap-2"><button class="btn btn-outline-primary" type="submit">Search</button>
+        ${filtered ? `<a class="btn btn-link" href="${listHash(k, state, {})}">Clear</a>` : ""}
+        ${selector ? `<button class="btn btn-outline-dark" type="button" data-bulk="pause">Pause these…</button><button class="btn btn-outline-success" type="button" data-bulk="resume">Resume these…</button>` : ""}</div>
+      <div class="col-12 form-text mt-0" id="list-labels-help">Labels as kubectl's <code>-l</code>: <code>team=billing</code>, <code>env!=dev</code>, <code>tier in (a,b)</code>, <code>!legacy</code>.${filtered ? " The counts on the tabs are of all your objects." : ""}</div>
+    </form>
     <ul class="nav nav-tabs flex-wrap" role="tablist" aria-label="States">
-      ${TABS.map((s) => `<li class="nav-item" role="presentation"><a class="nav-link ${s === state ? "active" : ""}" role="tab" aria-selected="${s === state}" href="${k.hash}?state=${s}" data-tab="${s}" ${s === "all" ? `title="every user's ${k.title.toLowerCase()}; another user's show a summary only"` : ""}>${TAB_LABEL[s] || s} <span class="badge text-bg-light" data-count="${s}">0</span></a></li>`).join("")}
+      ${TABS.map((s) => `<li class="nav-item" role="presentation"><a class="nav-link ${s === state ? "active" : ""}" role="tab" aria-selected="${s === state}" href="${listHash(k, s, search)}" data-tab="${s}" ${s === "all" ? `title="every user's ${k.title.toLowerCase()}; another user's show a summary only"` : ""}>${TAB_LABEL[s] || s} <span class="badge text-bg-light" data-count="${s}">0</span></a></li>`).join("")}
     </ul>
     <table class="table table-sm table-hover align-middle objects" aria-live="polite">
       <thead><tr><th scope="col">Name</th><th scope="col">Calls to</th><th scope="col">Next</th><th scope="col">Calls</th><th scope="col">State</th><th scope="col">Last result</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
@@ -501,9 +587,13 @@ function renderList(kind, params) {
   const load = async () => {
     const query = new URLSearchParams({ limit: "20" });
     if (state !== "mine") query.set("taskState", state);
+    if (prefix) query.set("prefix", prefix);
+    if (selector) query.set("labelSelector", selector);
     if (cursor) query.set("cursor", cursor);
+    // a search is of your own objects: everyone's list is not searched
+    const theirs = state === "all" && filtered;
     const [page, mine, everybody] = await Promise.all([
-      api.call("GET", `${k.list}?${query}`),
+      theirs ? Promise.resolve({ [k.key]: [], next: null }) : api.call("GET", `${k.list}?${query}`),
       api.call("GET", `${k.list}?limit=1`),
       api.call("GET", `${k.list}?taskState=all&limit=1`),
     ]);
@@ -513,12 +603,16 @@ function renderList(kind, params) {
       const n = s === "all" ? sum(everybody.counts) : s === "mine" ? sum(mine.counts) : mine.counts[s] || 0;
       const el = main.querySelector(`[data-count="${s}"]`);
       if (el) el.textContent = n;
+      // failed objects are seen at a glance, whichever tab is open
+      if (el && s === "failed") { el.classList.toggle("text-bg-danger", n > 0); el.classList.toggle("text-bg-light", n === 0); }
     }
     const rows = page[k.key];
     const tbody = document.getElementById("rows");
     if (!tbody) return;
     const where = state === "mine" ? "" : state === "all" ? " of any user" : ` in state ${state}`;
-    tbody.innerHTML = rows.length ? rows.map((o) => row(kind, o)).join("") : `<tr><td colspan="7" class="text-muted">No ${k.title.toLowerCase()}${where}.</td></tr>`;
+    const matching = [prefix ? ` whose name starts with “${prefix}”` : "", selector ? ` with labels ${selector}` : ""].filter(Boolean).join(" and");
+    const none = theirs ? `A search lists your own ${k.title}: choose All mine or a state.` : `No ${k.title.toLowerCase()}${where}${matching}.`;
+    tbody.innerHTML = rows.length ? rows.map((o) => row(kind, o)).join("") : `<tr><td colspan="7" class="text-muted">${esc(none)}</td></tr>`;
     const older = document.getElementById("older");
     older.disabled = !page.next;
     older.dataset.next = page.next || "";
@@ -528,15 +622,101 @@ function renderList(kind, params) {
   document.getElementById("older").addEventListener("click", (e) => { cursors.push(cursor); cursor = e.target.dataset.next; load().catch(showError); });
   document.getElementById("newer").addEventListener("click", () => { cursor = cursors.pop() || null; load().catch(showError); });
   main.querySelector("#rows").addEventListener("click", (e) => onRowAction(e, kind, load));
+  const filter = document.getElementById("list-filter");
+  const labelsInput = document.getElementById("list-labels");
+  filter.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const f = new FormData(filter);
+    const wanted = { prefix: String(f.get("prefix") || "").trim(), labelSelector: String(f.get("labelSelector") || "").trim() };
+    location.hash = listHash(k, state === "all" && (wanted.prefix || wanted.labelSelector) ? "mine" : state, wanted);
+  });
+  labelsInput.addEventListener("input", () => clearField(labelsInput));
+  filter.addEventListener("click", (e) => {
+    const bulk = e.target.closest("[data-bulk]");
+    if (bulk) pauseMany(bulk.dataset.bulk, kind, selector, load).catch(showError);
+  });
+  const problem = (err, retryIn) => {
+    const bad = err.status === 422 && (err.details || []).find((d) => d.field === "labelSelector" || d.field === "prefix");
+    if (bad) { markField(bad.field === "prefix" ? document.getElementById("list-prefix") : labelsInput, bad.message); }
+    failed(document.querySelector("#rows td") || "rows", bad ? { title: "The search is not valid", message: "see the marked field" } : err, bad ? null : retryIn);
+  };
   const form = main.querySelector("#create form");
   form.addEventListener("submit", (e) => (kind === "Task" ? submitTask(e, load) : submitTaskSet(e, load)));
   wireForm(form, kind);
-  load().catch((err) => failed(document.querySelector("#rows td") || "rows", err));
-  poll(load, 1500, (err, retryIn) => failed(document.querySelector("#rows td") || "rows", err, retryIn));
+  const refresh = poll(load, 1500, problem);
+  load().catch((err) => {
+    problem(err);
+    if (err.status === 422) { refresh.stopped = true; clearTimeout(refresh.timer); }
+  });
+}
+
+async function pauseMany(action, kind, selector, reload) {
+  // POST /pause or /resume by label selector: a dry run lists what would change, the dialog asks
+  // why (a pause) or whether a one-time object whose time passed meanwhile is cancelled (a resume)
+  const key = action === "pause" ? "paused" : "resumed";
+  const body = { labelSelector: selector, kind };
+  clearAlert();
+  const plan = await api.call("POST", `/${action}`, { ...body, dryRun: true });
+  const item = (r) => `<li>${esc(r.kind)} <strong>${esc(r.name)}</strong>${r.message ? `: ${esc(r.message)}` : ""}</li>`;
+  const found = plan[key];
+  if (!found.length) {
+    showInfo(`Nothing to ${action}: none of your ${kind}s with labels ${selector} is ${action === "pause" ? "scheduled or running unpaused" : "paused"}.`);
+    return;
+  }
+  const n = found.length;
+  const ask = action === "pause"
+    ? `<label class="form-label mt-2" for="bulk-reason">Why (shown on each object, optional)</label><input class="form-control" id="bulk-reason" maxlength="200" autocomplete="off" placeholder="e.g. incident 42">`
+    : `<div class="form-check mt-2"><input class="form-check-input" type="checkbox" id="bulk-skip-missed"><label class="form-check-label" for="bulk-skip-missed">Cancel one-time objects whose time passed while paused (otherwise they run now)</label></div>`;
+  const sure = await confirmAction({
+    title: `${action === "pause" ? "Pause" : "Resume"} ${n} ${kind}${n === 1 ? "" : "s"} with labels ${selector}?`,
+    body: `<ul class="small mb-0" id="bulk-plan">${found.map(item).join("")}</ul>${plan.next ? `<p class="small text-muted mb-0">and more after these (at most 500 at a time)</p>` : ""}${plan.refused.length ? `<p class="mb-1 mt-2">Left as they are:</p><ul class="small mb-0">${plan.refused.map(item).join("")}</ul>` : ""}${ask}`,
+    yes: `${action === "pause" ? "Pause" : "Resume"} ${n === 1 ? "it" : `all ${n}`}`,
+    no: "Not now",
+  });
+  if (!sure) return;
+  if (action === "pause") {
+    const reason = document.getElementById("bulk-reason").value.trim();
+    if (reason) body.reason = reason;
+  } else if (document.getElementById("bulk-skip-missed").checked) body.skipMissed = true;
+  const done = await api.call("POST", `/${action}`, body);
+  showInfo(`${action === "pause" ? "Paused" : "Resumed"} ${done[key].length}: ${done[key].map((r) => r.name).join(", ")}.${done.refused.length ? ` Left as they are: ${done.refused.map((r) => `${r.name} (${r.message || r.reason})`).join("; ")}.` : ""}`);
+  await reload();
+}
+
+function listHash(k, state, search) {
+  // a list's address holds its tab and its search, so a bookmark or a refresh opens the same rows
+  const query = new URLSearchParams({ state });
+  for (const [key, value] of Object.entries(search)) if (value) query.set(key, value);
+  return `${k.hash}?${query}`;
 }
 
 function mine(o) { return me && o.owner === me.name; }
 function live(o) { return ["scheduled", "running"].includes(o.state); }
+
+function lastFailedRun(o) {
+  // the run a re-run would take up: a one-time object's failed generation, or a recurring one's
+  // newest failed run (its runs are on its page; in a list, its last run)
+  if (!o.schedule) return o.state === "failed" ? { generation: o.generation, failedStep: o.failedStep } : null;
+  const runs = (o.runs || (o.lastRun ? [o.lastRun] : [])).filter((r) => r.result === "failed");
+  return runs.length ? runs[runs.length - 1] : null;
+}
+
+function runActions(kind, o) {
+  // on an object's page: run it now, and run its failed run again (a TaskSet from its failed step or from the start)
+  if (!mine(o) || o.redacted || o.pruned) return "";
+  const name = esc(label(o));
+  const buttons = [`<button class="btn btn-primary btn-sm" type="button" data-action="run" data-id="${esc(o.id)}" aria-label="Run ${name} now">Run now</button>`];
+  const bad = lastFailedRun(o);
+  if (bad && !(o.state === "running" && !o.schedule)) {
+    const which = bad.run != null ? ` run ${bad.run}` : "";
+    const data = `data-id="${esc(o.id)}" ${bad.run != null ? `data-run="${esc(bad.run)}"` : ""}`;
+    if (kind === "TaskSet") {
+      buttons.push(`<button class="btn btn-outline-danger btn-sm" type="button" data-action="rerun" data-from="failed" ${data} aria-label="Re-run${which} of ${name} from the failed step">Re-run${esc(which)} from the failed step</button>`);
+    }
+    buttons.push(`<button class="btn btn-outline-danger btn-sm" type="button" data-action="rerun" data-from="start" ${data} aria-label="Re-run${which} of ${name} from the start">Re-run${esc(which)}${kind === "TaskSet" ? " from the start" : ""}</button>`);
+  }
+  return `<div class="btn-group flex-wrap me-2" role="group" aria-label="Run">${buttons.join("")}</div>`;
+}
 
 function actionsFor(kind, o) {
   if (!mine(o) || o.redacted) return "";
@@ -546,7 +726,8 @@ function actionsFor(kind, o) {
     const words = o.schedule ? "Move next run" : "Modify time";
     buttons.push(`<button class="btn btn-outline-primary btn-sm" type="button" data-action="modify" data-id="${esc(o.id)}" data-recurring="${o.schedule ? "1" : ""}" aria-label="${o.schedule ? "Move the next run of" : "Modify the time of"} ${name}">${words}</button>`);
   }
-  if (o.schedule && live(o)) {
+  // a recurring object is paused while live, a one-time one while it waits for its call
+  if ((o.schedule && live(o)) || (o.suspended && live(o)) || (o.state === "scheduled" && !o.inFlight)) {
     buttons.push(o.suspended
       ? `<button class="btn btn-outline-success btn-sm" type="button" data-action="resume" data-id="${esc(o.id)}" aria-label="Resume ${name}">Resume</button>`
       : `<button class="btn btn-outline-dark btn-sm" type="button" data-action="suspend" data-id="${esc(o.id)}" aria-label="Suspend ${name}">Suspend</button>`);
@@ -555,6 +736,10 @@ function actionsFor(kind, o) {
     buttons.push(`<button class="btn btn-outline-danger btn-sm" type="button" data-action="cancel" data-id="${esc(o.id)}" data-name="${name}" aria-label="Cancel ${name}">Cancel</button>`);
   }
   return buttons.length ? `<div class="btn-group flex-wrap">${buttons.join("")}</div>` : "";
+}
+
+function pausedAllWords(p) {
+  return `<strong>Everything is paused</strong> by ${esc(p.by)} since ${localTime(p.at)}${p.reason ? `: ${esc(p.reason)}` : ""}. No call starts until an admin resumes everything (<code class="text-nowrap">lambdaop resume --all</code>).`;
 }
 
 function nextCall(o) {
@@ -572,10 +757,11 @@ function row(kind, o) {
     : `<span class="text-body">${esc(label(o))}</span> <small class="text-muted">(${esc(o.owner)})</small>`;  // another user's: no details to open
   const badges = [
     o.schedule && live(o) ? `<span class="badge text-bg-info" title="${esc(o.schedule.description)}">recurring</span>` : "",
-    o.suspended && live(o) ? `<span class="badge text-bg-warning">suspended</span>` : "",
+    o.suspended && live(o) ? `<span class="badge text-bg-warning" ${o.pauseReason ? `title="${esc(o.pauseReason)}"` : ""}>suspended</span>` : "",
   ].filter(Boolean).join(" ");
+  const why = o.suspended && live(o) && o.pauseReason ? ` <small class="text-muted d-block pause-reason">paused: ${esc(o.pauseReason)}</small>` : "";
   return `<tr data-id="${esc(o.id)}" data-name="${esc(label(o))}" class="${mine(o) ? "" : "theirs"}">
-    <td data-label="Name" class="name"><span class="name-text">${nameCell}</span>${badges ? ` <span class="badges">${badges}</span>` : ""}</td>
+    <td data-label="Name" class="name"><span class="name-text">${nameCell}</span>${badges ? ` <span class="badges">${badges}</span>` : ""}${why}</td>
     <td data-label="Calls to" class="url" title="${esc(url)}">${esc(hosts || "–")}</td>
     <td data-label="Next">${nextCall(o)}</td><td data-label="Calls">${esc(o.calls)}</td><td data-label="State">${badge(o.state)}</td><td data-label="Last">${lastResult(o.last)}</td>
     <td class="actions">${actionsFor(kind, o)}</td></tr>`;
@@ -607,15 +793,52 @@ async function onRowAction(e, kind, reload) {
       if (!sure) return;
       await api.call("POST", KIND[kind].cancel, { taskId: id });
       showInfo(`${kind} ${name} cancelled.`);
-    } else if (action === "suspend" || action === "resume") {
-      const answer = await api.call("POST", `${KIND[kind].list}/${encodeURIComponent(id)}/${action}`);
-      showInfo(action === "suspend" ? (answer.afterThisRun ? "Suspended once the run going on ends." : "Suspended: no run starts until it is resumed.") : "Resumed from its next run time.");
+    } else if (action === "suspend") {
+      openSuspend(kind, id, button.closest("td") || button.parentElement, reload);
+      return;
+    } else if (action === "resume") {
+      const answer = await api.call("POST", `${KIND[kind].list}/${encodeURIComponent(id)}/resume`);
+      showInfo(answer.object && answer.object.schedule ? "Resumed from its next run time." : `${kind} ${label(answer.object || {})} ${answer.message}${answer.object && answer.object.due ? `: it runs at ${new Date(answer.object.due).toLocaleString()}` : ""}.`);
+    } else if (action === "run" || action === "rerun") {
+      button.disabled = true;
+      const body = action === "rerun" ? { from: button.dataset.from, ...(button.dataset.run ? { run: Number(button.dataset.run) } : {}) } : undefined;
+      try {
+        const answer = await api.call("POST", `${KIND[kind].list}/${encodeURIComponent(id)}/${action}`, body);
+        showInfo(`${kind} ${label(answer.object)} ${answer.message}.`);
+      } finally { button.disabled = false; }
     } else if (action === "modify") {
       openModify(kind, id, button.closest("td") || button.parentElement, reload, button.dataset.recurring === "1");
       return;
     }
     await reload();
   } catch (err) { showError(err); }
+}
+
+function openSuspend(kind, id, cell, reload) {
+  // a pause says why (shown on the object and by `describe`); Enter with nothing typed pauses without a reason
+  if (poller) poller.paused = true;
+  cell.innerHTML = `<form class="d-flex flex-wrap gap-1 suspend-form" novalidate>
+      <label class="visually-hidden" for="suspend-${esc(id)}">Why pause it (optional)</label>
+      <input class="form-control form-control-sm" id="suspend-${esc(id)}" maxlength="200" placeholder="Why? e.g. incident 42" autocomplete="off">
+      <button class="btn btn-dark btn-sm" type="submit">Suspend</button>
+      <button class="btn btn-link btn-sm" type="button" data-close>Close</button></form>`;
+  const form = cell.querySelector("form");
+  const input = form.querySelector("input");
+  input.focus();
+  const done = () => { if (poller) poller.paused = false; reload().catch(showError); };
+  form.querySelector("[data-close]").addEventListener("click", done);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const reason = input.value.trim();
+    try {
+      const answer = await api.call("POST", `${KIND[kind].list}/${encodeURIComponent(id)}/suspend`, reason ? { reason } : {});
+      const when = answer.afterThisRun ? "Suspended once the run going on ends" : "Suspended: no run starts until it is resumed";
+      showInfo(`${when}${reason ? ` (${reason})` : ""}.`);
+      done();
+    } catch (err) {
+      if (err.status === 422) markField(input, (err.details[0] || err).message); else showError(err);
+    }
+  });
 }
 
 function openModify(kind, id, cell, reload, recurring) {
@@ -1195,12 +1418,58 @@ function attemptsTable(attempts) {
 function scheduleBlock(o) {
   if (!o.schedule) return "";
   const next = (o.nextRuns || []).map((t) => `<li>${localTime(t)}</li>`).join("") || `<li class="text-muted">${o.suspended ? "Suspended: no runs until resumed." : "No more runs."}</li>`;
-  const runs = (o.runs || []).slice().reverse().map((r) => `<tr><td data-label="Run">${esc(r.run)}</td><td data-label="Due">${localTime(r.scheduled)}</td><td data-label="Finished">${localTime(r.finished)}</td>
+  const runs = (o.runs || []).slice().reverse().map((r) => `<tr data-run="${esc(r.run)}"><td data-label="Run">${esc(r.run)}${r.trigger ? ` <small class="text-muted" data-trigger="${esc(r.trigger)}">${esc(TRIGGER_WORDS[r.trigger] || r.trigger)}${r.rerunOf ? ` of run ${esc(r.rerunOf)}` : ""}</small>` : ""}</td><td data-label="Due">${localTime(r.scheduled)}</td><td data-label="Finished">${localTime(r.finished)}</td>
       <td data-label="Result">${badge(r.result)}${r.reason ? ` <small>${esc(r.reason)}</small>` : ""}${r.notified ? ` <small class="text-muted">notified: ${esc(r.notified)}</small>` : ""}</td></tr>`).join("");
   return `<h2 class="h5 mt-3">Schedule</h2>
     <p id="schedule-words">${esc(o.schedule.description)}${o.suspended && live(o) ? ` <span class="badge text-bg-warning">suspended</span>` : ""}${o.skippedRuns ? ` <small class="text-muted">(${esc(o.skippedRuns)} run(s) skipped or missed)</small>` : ""}</p>
     <div class="row g-3"><div class="col-12 col-md-4"><h3 class="h6">Next runs</h3><ol class="small" id="next-runs">${next}</ol></div>
     <div class="col-12 col-md-8"><h3 class="h6">Runs</h3>${runs ? `<table class="table table-sm objects" id="runs"><thead><tr><th scope="col">Run</th><th scope="col">Due</th><th scope="col">Finished</th><th scope="col">Result</th></tr></thead><tbody>${runs}</tbody></table>` : `<p class="text-muted small">No run has ended yet.</p>`}</div></div>`;
+}
+
+function backfillForm(o) {
+  // a recurring object's missed runs: the runs its schedule would have made in [from, until)
+  if (!o.schedule || !mine(o) || o.redacted || !live(o)) return "";
+  const hour = new Date();
+  hour.setMinutes(0, 0, 0);
+  return `<details class="small-details mt-3" id="backfill"><summary class="h6 d-inline">Backfill missed runs…</summary>
+    <form class="row g-2 align-items-end mt-1" id="backfill-form" novalidate>
+      <div class="col-12 col-sm-5 col-lg-3"><label class="form-label" for="backfill-start">From</label>
+        <input class="form-control" type="datetime-local" step="1" id="backfill-start" name="start" value="${localInputValue(new Date(hour.getTime() - 6 * 3600 * 1000))}"></div>
+      <div class="col-12 col-sm-5 col-lg-3"><label class="form-label" for="backfill-end">Until (not included)</label>
+        <input class="form-control" type="datetime-local" step="1" id="backfill-end" name="end" value="${localInputValue(hour)}"></div>
+      <div class="col-12 col-sm-2 col-lg-2"><button class="btn btn-outline-primary" type="submit">Backfill</button></div>
+      <div class="col-12 form-text mt-0">In your time zone, ${esc(ZONE)} (${esc(zoneOffset())}). The runs its schedule would have made in that time (at most 1,000) run one after another from now, each recorded as a backfill run; then the schedule goes on where it was.</div>
+    </form></details>`;
+}
+
+function wireBackfill(detail, kind, id, reload) {
+  // while the form is open the page does not redraw it (what is typed stays)
+  detail.addEventListener("toggle", (e) => {
+    if (e.target.id === "backfill" && poller) poller.paused = e.target.open;
+  }, true);
+  detail.addEventListener("submit", async (e) => {
+    if (e.target.id !== "backfill-form") return;
+    e.preventDefault();
+    const form = e.target;
+    clearFieldErrors(form);
+    const start = form.querySelector("[name=start]");
+    const end = form.querySelector("[name=end]");
+    const errors = [];
+    if (!start.value) errors.push([start, "Choose the date and time the backfill starts from."]);
+    if (!end.value) errors.push([end, "Choose the date and time it ends before."]);
+    if (!errors.length && new Date(end.value) <= new Date(start.value)) errors.push([end, "Until must be later than From."]);
+    if (!reportErrors(form, errors)) return;
+    try {
+      const answer = await api.call("POST", `${KIND[kind].list}/${encodeURIComponent(id)}/backfill`, { start: toIso(start.value), end: toIso(end.value) });
+      showInfo(`${kind} ${label(answer.object)} ${answer.message}.`);
+      if (poller) poller.paused = false;
+      await reload();
+    } catch (err) {
+      const bad = err.status === 422 ? (err.details || []).filter((d) => d.field === "start" || d.field === "end") : [];
+      if (bad.length) bad.forEach((d) => markField(d.field === "start" ? start : end, d.message));
+      else showError(err);
+    }
+  });
 }
 
 function renderDetail(kind, id) {
@@ -1220,7 +1489,9 @@ function renderDetail(kind, id) {
     const shownName = label(o);
     detail.innerHTML = `
       <div class="d-flex flex-wrap align-items-center gap-2 mb-2"><h1 class="h3 mb-0 text-break">${esc(shownName)}</h1> ${badge(o.state)}
-        <span class="ms-auto" id="detail-actions">${actionsFor(kind, o)}</span></div>
+        <span class="ms-auto d-flex flex-wrap gap-1" id="detail-actions">${runActions(kind, o)}${actionsFor(kind, o)}</span></div>
+      ${o.pausedAll ? `<div class="alert alert-danger" id="detail-paused-all">${pausedAllWords(o.pausedAll)}</div>` : ""}
+      ${o.suspended && live(o) ? `<div class="alert alert-warning" id="pause-reason"><strong>Paused</strong>${o.pauseReason ? `: ${esc(o.pauseReason)}` : " (no reason was given)"}. No call starts until it is resumed.</div>` : ""}
       <dl class="row mb-0">
         ${shownName !== o.name ? `<dt class="col-sm-3">Name</dt><dd class="col-sm-9 text-break" id="detail-name"><code>${esc(o.name)}</code> <small class="text-muted">(what the CLI and specs call it)</small></dd>` : ""}
         <dt class="col-sm-3">Id</dt><dd class="col-sm-9"><code>${esc(o.id)}</code></dd>
@@ -1231,12 +1502,14 @@ function renderDetail(kind, id) {
         <dt class="col-sm-3">Calls</dt><dd class="col-sm-9">${esc(o.calls)}</dd>
         <dt class="col-sm-3">Generation</dt><dd class="col-sm-9">${esc(o.generation)}</dd>
         ${o.reason ? `<dt class="col-sm-3">Reason</dt><dd class="col-sm-9">${esc(o.reason)}</dd>` : ""}
-      </dl>${scheduleBlock(o)}${steps}
+        ${o.trigger ? `<dt class="col-sm-3">This run</dt><dd class="col-sm-9" id="detail-trigger">${esc(TRIGGER_WORDS[o.trigger] || o.trigger)}${o.rerunOf ? ` of run ${esc(o.rerunOf)}` : ""}${o.backfillLeft ? ` <small class="text-muted">(${esc(o.backfillLeft)} backfill run(s) to go)</small>` : ""}</dd>` : ""}
+      </dl>${scheduleBlock(o)}${backfillForm(o)}${steps}
       <h2 class="h5 mt-3">Calls</h2>${attemptsTable(o.attempts || [])}`;
   };
   document.getElementById("detail").addEventListener("click", (e) => {
     if (e.target.closest("#detail-actions")) onRowAction(e, kind, load);
   });
+  wireBackfill(document.getElementById("detail"), kind, id, load);
   const gone = (err, retryIn) => {
     const detail = document.getElementById("detail");
     if (!detail) return;  // another view is open by now
@@ -1250,6 +1523,145 @@ function renderDetail(kind, id) {
   load().catch((err) => {
     gone(err);
     if (FINAL_ERRORS.includes(err.status)) { refresh.stopped = true; clearTimeout(refresh.timer); }
+  });
+}
+
+// ---------------------------------------------------------------- runs across objects
+
+const RUN_TABS = ["failed", "completed", "cancelled", "any"];  // failed first: what the person on call looks for
+const RUN_TAB_LABEL = { any: "Any result" };
+const SINCE = [["1h", "the last hour"], ["24h", "the last 24 hours"], ["7d", "the last 7 days"], ["30d", "the last 30 days (all kept)"]];
+const TRIGGER_WORDS = { now: "run now", rerun: "re-run", backfill: "backfill" };
+
+function objectHash(kind, id) { return `#/${kind === "TaskSet" ? "taskset" : "task"}/${encodeURIComponent(id)}`; }
+
+function runLink(r) {
+  // the run's object, a click away (a run names its object; the page opens the object's view)
+  const o = r.object || {};
+  return `<a href="${objectHash(o.kind, o.id)}" data-object="${esc(o.id)}">${esc(o.name)}</a>`;
+}
+
+function runNumber(r) {
+  const which = r.run != null ? `run ${r.run}` : `generation ${r.generation}`;
+  const how = r.trigger ? ` <span class="badge text-bg-light" data-trigger="${esc(r.trigger)}">${esc(TRIGGER_WORDS[r.trigger] || r.trigger)}${r.rerunOf ? ` of run ${esc(r.rerunOf)}` : ""}</span>` : "";
+  return `${esc(which)}${how}`;
+}
+
+function runsHash(filters) {
+  const query = new URLSearchParams();
+  for (const [k, v] of Object.entries(filters)) if (v) query.set(k, v);
+  return `#/runs?${query}`;
+}
+
+async function rerunMany(filters, reload) {
+  // POST /rerun: a dry run says which runs it would take up (and which it refuses, and why), then the person says yes
+  const body = { since: filters.since, from: "failed" };
+  if (filters.labelSelector) body.labelSelector = filters.labelSelector;
+  if (filters.kind) body.kind = filters.kind;
+  clearAlert();
+  const plan = await api.call("POST", "/rerun", { ...body, dryRun: true });
+  const item = (r) => `<li>${esc(r.kind)} <strong>${esc(r.name)}</strong>: ${esc(r.message || r.reason || "")}</li>`;
+  const refused = plan.refused.length ? `<p class="mb-1 mt-2">Not re-run:</p><ul class="small mb-0" id="rerun-refused">${plan.refused.map(item).join("")}</ul>` : "";
+  if (!plan.rerun.length) {
+    showInfo(`Nothing to re-run: no object has a failed run here that can run again${plan.refused.length ? ` (${plan.refused.map((r) => `${r.name}: ${r.message || r.reason}`).join("; ")})` : ""}.`);
+    return;
+  }
+  const n = plan.rerun.length;
+  const sure = await confirmAction({
+    title: `Re-run ${n} failed run${n === 1 ? "" : "s"}?`,
+    body: `<ul class="small mb-0" id="rerun-plan">${plan.rerun.map(item).join("")}</ul>${plan.next ? `<p class="small text-muted mb-0">and more after these (at most 500 at a time)</p>` : ""}${refused}`,
+    yes: `Re-run ${n === 1 ? "it" : `all ${n}`}`,
+    no: "Not now",
+  });
+  if (!sure) return;
+  const done = await api.call("POST", "/rerun", body);
+  showInfo(`Re-running ${done.rerun.length}: ${done.rerun.map((r) => r.name).join(", ")}.${done.refused.length ? ` Refused: ${done.refused.map((r) => `${r.name} (${r.message || r.reason})`).join("; ")}.` : ""}`);
+  await reload();
+}
+
+function renderRuns(params) {
+  const state = RUN_TABS.includes(params.get("state")) ? params.get("state") : "failed";
+  const since = SINCE.some(([v]) => v === params.get("since")) ? params.get("since") : "24h";
+  const kind = ["Task", "TaskSet"].includes(params.get("kind")) ? params.get("kind") : "";
+  const selector = params.get("labelSelector") || "";
+  const filters = { state, since, kind, labelSelector: selector };
+  const cursors = [];
+  let cursor = null;
+  main.innerHTML = `
+    <h1 class="h3">Runs</h1>
+    <p class="text-muted">Runs that ended, of all your Tasks and TaskSets, newest first. Each opens its object.</p>
+    <form class="row g-2 align-items-end mb-2" id="runs-filter" role="search" aria-label="Filter runs" novalidate>
+      <div class="col-12 col-sm-6 col-lg-3"><label class="form-label" for="runs-since">Ended in</label>
+        <select class="form-select" id="runs-since" name="since">${SINCE.map(([v, t]) => `<option value="${v}" ${v === since ? "selected" : ""}>${esc(t)}</option>`).join("")}</select></div>
+      <div class="col-12 col-sm-6 col-lg-2"><label class="form-label" for="runs-kind">Kind</label>
+        <select class="form-select" id="runs-kind" name="kind"><option value="">Tasks and TaskSets</option>${["Task", "TaskSet"].map((k) => `<option value="${k}" ${k === kind ? "selected" : ""}>${k}s</option>`).join("")}</select></div>
+      <div class="col-12 col-sm-8 col-lg-4"><label class="form-label" for="runs-labels">Labels</label>
+        <input class="form-control" id="runs-labels" name="labelSelector" value="${esc(selector)}" placeholder="team=billing,env!=dev" autocomplete="off" aria-describedby="runs-labels-help">
+        <div class="form-text" id="runs-labels-help">As kubectl's <code>-l</code>: <code>team=billing</code>, <code>env!=dev</code>, <code>tier in (a,b)</code>.</div></div>
+      <div class="col-12 col-sm-4 col-lg-3 d-flex gap-2 align-self-start pt-sm-4 mt-sm-2"><button class="btn btn-primary" type="submit">Filter</button>
+        ${selector || kind ? `<a class="btn btn-link" href="${runsHash({ state, since })}">Clear</a>` : ""}</div>
+    </form>
+    <ul class="nav nav-tabs flex-wrap" role="tablist" aria-label="Results">
+      ${RUN_TABS.map((s) => `<li class="nav-item" role="presentation"><a class="nav-link ${s === state ? "active" : ""} ${s === "failed" ? "link-danger" : ""}" role="tab" aria-selected="${s === state}" href="${runsHash({ ...filters, state: s })}" data-run-tab="${s}">${esc(RUN_TAB_LABEL[s] || s)}</a></li>`).join("")}
+    </ul>
+    ${state === "failed" ? `<div class="d-flex flex-wrap align-items-center gap-2 my-2"><button class="btn btn-outline-danger btn-sm" type="button" id="rerun-these">Re-run these…</button>
+      <small class="text-muted">each object's newest failed run in this list (${esc(SINCE.find(([v]) => v === since)[1])}${selector ? `, labels ${esc(selector)}` : ""}), from its failed step; you see which first</small></div>` : ""}
+    <table class="table table-sm align-middle objects" id="runs-list" aria-live="polite">
+      <caption class="visually-hidden">Runs</caption>
+      <thead><tr><th scope="col">Object</th><th scope="col">Run</th><th scope="col">Due</th><th scope="col">Ended</th><th scope="col">Result</th></tr></thead>
+      <tbody id="run-rows"><tr><td colspan="5">Loading…</td></tr></tbody>
+    </table>
+    <nav aria-label="Pages" class="d-flex gap-2 d-none" id="runs-pager">
+      <button class="btn btn-outline-secondary btn-sm" id="runs-newer" type="button" disabled>Newer</button>
+      <button class="btn btn-outline-secondary btn-sm" id="runs-older" type="button" disabled>Older</button>
+    </nav>`;
+  const form = document.getElementById("runs-filter");
+  const labelsInput = document.getElementById("runs-labels");
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const f = new FormData(form);
+    location.hash = runsHash({ state, since: f.get("since"), kind: f.get("kind"), labelSelector: String(f.get("labelSelector") || "").trim() });
+  });
+  form.querySelectorAll("select").forEach((el) => el.addEventListener("change", () => form.requestSubmit()));
+  labelsInput.addEventListener("input", () => clearField(labelsInput));
+  const load = async () => {
+    const query = new URLSearchParams({ since, limit: "20" });
+    if (state !== "any") query.set("state", state);
+    if (kind) query.set("kind", kind);
+    if (selector) query.set("labelSelector", selector);
+    if (cursor) query.set("cursor", cursor);
+    const page = await api.call("GET", `/runs?${query}`);
+    const tbody = document.getElementById("run-rows");
+    if (!tbody) return;
+    const what = state === "any" ? "No run ended" : `No run ${state === "completed" ? "completed" : `was ${state}`}`;
+    tbody.innerHTML = page.runs.length ? page.runs.map((r) => `<tr data-run="${esc(r.id)}" data-kind="${esc(r.object.kind)}" data-result="${esc(r.result)}">
+      <td data-label="Object" class="name"><span class="name-text">${runLink(r)} <small class="text-muted">${esc(r.object.kind)}</small></span></td>
+      <td data-label="Run">${runNumber(r)}</td>
+      <td data-label="Due">${localTime(r.due)}</td><td data-label="Ended">${localTime(r.finished)}</td>
+      <td data-label="Result">${badge(r.result)}${r.reason ? ` <small class="${r.result === "failed" ? "text-danger" : "text-muted"} run-reason">${esc(r.reason)}</small>` : ""}</td></tr>`).join("")
+      : `<tr><td colspan="5" class="text-muted">${esc(what)} in ${esc(SINCE.find(([v]) => v === since)[1])}${selector ? ` with labels ${esc(selector)}` : ""}.</td></tr>`;
+    const older = document.getElementById("runs-older");
+    older.disabled = !page.next;
+    older.dataset.next = page.next || "";
+    document.getElementById("runs-newer").disabled = cursors.length === 0;
+    document.getElementById("runs-pager").classList.toggle("d-none", !page.next && cursors.length === 0);
+  };
+  const problem = (err, retryIn) => {
+    if (err.status === 422 && (err.details || []).some((d) => d.field === "labelSelector")) {
+      markField(labelsInput, err.details.find((d) => d.field === "labelSelector").message);
+      document.getElementById("run-rows").innerHTML = `<tr><td colspan="5" class="text-danger load-error">The label filter is not valid: see the field.</td></tr>`;
+      return;
+    }
+    failed(document.querySelector("#run-rows td") || "run-rows", err, retryIn);
+  };
+  const rerunButton = document.getElementById("rerun-these");
+  if (rerunButton) rerunButton.addEventListener("click", () => rerunMany({ since, labelSelector: selector, kind }, load).catch(showError));
+  document.getElementById("runs-older").addEventListener("click", (e) => { cursors.push(cursor); cursor = e.target.dataset.next; load().catch(problem); });
+  document.getElementById("runs-newer").addEventListener("click", () => { cursor = cursors.pop() || null; load().catch(problem); });
+  const refresh = poll(load, 5000, problem);
+  load().catch((err) => {
+    problem(err);
+    if (err.status === 422) { refresh.stopped = true; clearTimeout(refresh.timer); }
   });
 }
 
