@@ -42,6 +42,11 @@ class Bucket(NamedTuple):
 
 
 Read = Callable[[str, int, int], dict[int, Bucket]]  # (prefix, from t, below t) -> {t: bucket}
+Target = int | Callable[[], int]  # entries a window should hold; a callable is asked at each bucket
+
+
+def size(target: Target) -> int:
+    return target() if callable(target) else target
 
 
 def prefix(who: str, kind: str, level: str) -> str:
@@ -95,7 +100,7 @@ def merged(docs: Iterable[Doc]) -> dict[int, Bucket]:
     return out
 
 
-def windows(read: Read, who: str, kind: str, top: int, target: int, bottom: int = EPOCH_MS) -> Iterator[tuple[int, int]]:  # fmt: skip
+def windows(read: Read, who: str, kind: str, top: int, target: Target, bottom: int = EPOCH_MS) -> Iterator[tuple[int, int]]:  # fmt: skip
     """Windows [lo, hi) of creation time (ms since 1970) below `top`, newest first, each holding
     about `target` of the prefix's entries (or fewer), down to `bottom`."""
     hi, span = top, HOURS_FIRST
@@ -108,8 +113,8 @@ def windows(read: Read, who: str, kind: str, top: int, target: int, bottom: int 
         hi, span = lo, min(span * 4, HOURS_MOST) if hours else span * 4
 
 
-def _hour(read: Read, who: str, kind: str, start: int, end: int, hour: Bucket, target: int) -> Iterator[tuple[int, int]]:  # fmt: skip
-    if hour.n <= target:
+def _hour(read: Read, who: str, kind: str, start: int, end: int, hour: Bucket, target: Target) -> Iterator[tuple[int, int]]:  # fmt: skip
+    if hour.n <= size(target):
         yield (start, end)
         return
     for offset in sorted(hour.parts["m"], reverse=True):
@@ -117,14 +122,14 @@ def _hour(read: Read, who: str, kind: str, start: int, end: int, hour: Bucket, t
         if t >= end:
             continue
         n = hour.parts["m"][offset]
-        if n <= target:
+        if n <= size(target):
             yield (t, min(t + MINUTE, end))
             continue
         minute = read(prefix(who, kind, "M"), t, t + 1).get(t, Bucket(n, {"s": {}, "c": {}}))
         yield from _minute(t, min(t + MINUTE, end), minute, target)
 
 
-def _minute(start: int, end: int, minute: Bucket, target: int) -> Iterator[tuple[int, int]]:
+def _minute(start: int, end: int, minute: Bucket, target: Target) -> Iterator[tuple[int, int]]:
     seconds, hundredths = minute.parts.get("s", {}), minute.parts.get("c", {})
     if not seconds:  # no detail kept: the whole minute
         yield (start, end)
@@ -133,7 +138,7 @@ def _minute(start: int, end: int, minute: Bucket, target: int) -> Iterator[tuple
         t = start + offset * SECOND
         if t >= end:
             continue
-        if seconds[offset] <= target:
+        if seconds[offset] <= size(target):
             yield (t, min(t + SECOND, end))
             continue
         inside = sorted((c for c in hundredths if offset * 100 <= c < offset * 100 + 100), reverse=True)
@@ -145,9 +150,9 @@ def _minute(start: int, end: int, minute: Bucket, target: int) -> Iterator[tuple
                 yield from _split(u, min(u + HUNDREDTH, end), hundredths[k], target)
 
 
-def _split(start: int, end: int, n: int, target: int) -> Iterator[tuple[int, int]]:
+def _split(start: int, end: int, n: int, target: Target) -> Iterator[tuple[int, int]]:
     """A crowded hundredth: equal parts of it, to the millisecond."""
-    parts = max(1, min(end - start, math.ceil(n / target)))
+    parts = max(1, min(end - start, math.ceil(n / size(target))))
     cuts = [end - (end - start) * k // parts for k in range(parts + 1)]
     for hi, lo in itertools.pairwise(cuts):
         yield (lo, hi)

@@ -18,6 +18,7 @@ from lambdaop.store.mongo.base import IN_CHUNK, Base, chunks
 
 SMALL = 500  # entries a prefix may hold to be read in one go
 OBJECTS_READ, ENTRIES_READ = 100, 200  # about how many whole objects, or listing entries, one read holds
+LABEL_WIDEST = 5000  # of the owner's objects, a window of a label's entries spans at most
 EXAMINED = 1000  # objects one page reads at most (a page ends early past it, with its `next`)
 
 
@@ -170,11 +171,21 @@ class Objects(Base):
         return self._windowed(read, "*", kind, before, ENTRIES_READ)
 
     def _label_ids(self, who: str, kind: str, value: str, before: str | None) -> Iterator[Doc]:
+        """A label's entries. A read of the label index costs what it finds, not what the window
+        holds of the owner's other objects: a window that found few of the label makes the next
+        four times wider (up to LABEL_WIDEST), one that found many makes it narrower."""
+        width = [ENTRIES_READ]
+
         def read(rng: dict[str, str], n: int) -> list[Doc]:
             flt = {"w": who, "kind": kind, "l": value, "_id": rng}
-            return list(self.listing.find(flt, {"_id": 1}).sort("_id", DESCENDING).limit(n))
+            found = list(self.listing.find(flt, {"_id": 1}).sort("_id", DESCENDING).limit(n))
+            if len(found) < ENTRIES_READ // 10:
+                width[0] = min(width[0] * 4, LABEL_WIDEST)
+            elif len(found) > ENTRIES_READ:
+                width[0] = max(ENTRIES_READ, width[0] // 4)
+            return found
 
-        return self._windowed(read, who, kind, before, ENTRIES_READ)
+        return self._windowed(read, who, kind, before, lambda: width[0])
 
     def _windowed(
         self,
@@ -182,7 +193,7 @@ class Objects(Base):
         who: str,
         kind: str,
         before: str | None,
-        target: int,
+        target: directory.Target,
     ) -> Iterator[Doc]:
         """Entries below `before`, newest first, read in windows of ids that the directory sizes to
         hold about `target` of who's objects of this kind each (whatever the filter leaves of them)."""
