@@ -918,3 +918,32 @@ def test_ended_runs_are_listed_newest_first_by_result_time_labels_and_kind(any_s
             break
     assert seen == [at(t) for t in (50, 40, 30, 10)]
     assert any_store.list_runs("bob", None, None, None, 10).docs == []
+
+
+def test_suspended_objects_are_listed_for_their_owner_most_recently_paused_first(any_store: Store) -> None:
+    recs = [record(1), record(2), record(3), record(4, owner="bob")]
+    create(any_store, *recs)
+    fences = {r.id: r.fence for r in recs}
+    for i, when in ((0, 10), (1, 20), (3, 30)):
+        rec = recs[i]
+        paused = Change(updated=at(when), progress=replace(rec.progress, suspended=True, due=None, pause_reason=f"why {i}"))  # fmt: skip
+        assert any_store.commit([change(rec, paused, fence=fences[rec.id])], "p1", "p1", at(when)) == [OK]
+        fences[rec.id] += 1
+    found, more = any_store.paused("alice", at(60), 10)
+    assert [(d["_id"], d["progress"]["pause_reason"]) for d in found] == [(recs[1].id, "why 1"), (recs[0].id, "why 0")]  # fmt: skip
+    assert not more and {d["name"] for d in found} == {"n1", "n2"}
+    first, more = any_store.paused("alice", at(60), 1)
+    assert [d["_id"] for d in first] == [recs[1].id] and more
+    # resumed, it leaves the list; a write while paused keeps it there
+    resumed = Change(updated=at(40), progress=replace(recs[1].progress, suspended=False))
+    assert any_store.commit([change(recs[1], resumed, fence=fences[recs[1].id])], "p1", "p1", at(40)) == [OK]
+    relabelled = Change(updated=at(41), labels={"team": "a"})
+    assert any_store.commit([change(recs[0], relabelled, fence=fences[recs[0].id])], "p1", "p1", at(41)) == [
+        OK
+    ]
+    assert [d["_id"] for d in any_store.paused("alice", at(60), 10)[0]] == [recs[0].id]
+    assert [d["_id"] for d in any_store.paused("bob", at(60), 10)[0]] == [recs[3].id]
+    # one inserted already suspended is listed too
+    born = record(5)
+    create(any_store, replace(born, progress=replace(born.progress, suspended=True, due=None), due=None))
+    assert {d["_id"] for d in any_store.paused("alice", at(60), 10)[0]} == {recs[0].id, born.id}

@@ -259,8 +259,15 @@ def test_a_paused_object_says_why_and_the_pause_of_everything_leads_the_dashboar
     assert s.get(f"{app.url}/tasks/{pulse}", timeout=10).json()["pauseReason"] == "incident 42"
     page.get_by_role("link", name="pulse").click()
     expect(page.locator("#pause-reason")).to_contain_text("Paused: incident 42", timeout=WAIT)
-    # an admin pauses everything from the dashboard, saying why
+    # the dashboard lists it among what needs attention, with its reason, a click from it
     go(page, "dashboard")
+    suspended = page.locator(f"#attention-paused li[data-paused='{pulse}']")
+    expect(suspended.locator("a")).to_have_text("pulse", timeout=WAIT)
+    expect(suspended).to_contain_text("incident 42")
+    assert s.get(f"{app.url}/dashboard", timeout=10).json()["attention"]["paused"] == [
+        {"id": pulse, "kind": "Task", "name": "pulse", "reason": "incident 42"}
+    ]
+    # an admin pauses everything from the dashboard, saying why
     page.get_by_role("button", name="Pause everything…").click()
     dialog = page.get_by_role("dialog")
     dialog.get_by_label("Why (shown on the dashboard and on every object)").fill("store migration")

@@ -167,7 +167,7 @@ class OriginalObjects(Objects):
 RUNS_SHOWN = 120  # a recurring object's runs drawn in the next hour (every 30 s at most)
 UPCOMING_SHOWN = 500
 UPCOMING_READ = 200  # objects read from the due index for the next hour
-ATTENTION_SHOWN = 20  # failed runs and late calls the dashboard lists first
+ATTENTION_SHOWN = 20  # failed runs, late calls and suspended objects the dashboard lists first
 LATE_AFTER = dt.timedelta(minutes=1)  # a call this far past its due time, not yet made, is late
 
 
@@ -213,7 +213,8 @@ class Dashboard:
 
     def _attention(self, owner: str, now: dt.datetime) -> dict[str, Any]:
         """What needs the person on call first, each a bounded read: runs failed in the last 24 h
-        (the runs list), and calls more than a minute late (the due index)."""
+        (the runs list), calls more than a minute late (the due index), and suspended objects (the
+        paused index)."""
         out: dict[str, Any] = {"failed": [], "failedMore": False, "late": [], "lateMore": False}
         if self.operations is not None:
             failed, more = self.operations.runs(
@@ -223,6 +224,7 @@ class Dashboard:
         late, complete = self.service.upcoming(owner, now - dt.timedelta(hours=24), now - LATE_AFTER, ATTENTION_SHOWN)  # fmt: skip
         out["late"] = [{"id": r.id, "kind": r.kind.value, "name": r.display or r.name, "due": iso(r.due)} for r in late]  # fmt: skip
         out["lateMore"] = not complete or len(late) >= ATTENTION_SHOWN
+        out["paused"], out["pausedMore"] = self.service.paused(owner, now, ATTENTION_SHOWN)
         return out
 
 

@@ -153,7 +153,7 @@ class DashboardOut(_Out):
         default=None, description="when this server started counting calls (they are kept in memory)"
     )
     pausedAll: dict[str, Any] | None = Field(default=None, description="everything is paused: {reason, by, at}")  # fmt: skip
-    attention: dict[str, Any] | None = Field(default=None, description="what needs attention first: failed (the caller's runs failed in the last 24 h, newest first, as GET /runs shows them; failedMore: there are more), late (calls due more than a minute ago not yet made: id, kind, name, due; lateMore)")  # fmt: skip
+    attention: dict[str, Any] | None = Field(default=None, description="what needs attention first: failed (the caller's runs failed in the last 24 h, newest first, as GET /runs shows them; failedMore: there are more), late (calls due more than a minute ago not yet made: id, kind, name, due; lateMore), paused (suspended objects, those paused most recently first: id, kind, name, reason; pausedMore)")  # fmt: skip
 
 
 class Me(_Out):

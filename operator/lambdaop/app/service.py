@@ -245,6 +245,15 @@ class Service:
             docs = {d["_id"]: d for d in self.store.fetch([d["_id"] for d in found])}
         return [StoredObject.from_storage(docs[d["_id"]]) for d in found if d["_id"] in docs], complete
 
+    def paused(self, owner: str, now: dt.datetime, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """The owner's suspended objects (see the store's `paused`): id, kind, name and the reason
+        given, if any; the flag says whether there are more."""
+        with self.read():
+            found, more = self.store.paused(owner, now, limit)
+        out = [{"id": d["_id"], "kind": d["kind"], "name": d.get("display") or d["name"],
+                "reason": (d.get("progress") or {}).get("pause_reason")} for d in found]  # fmt: skip
+        return out, more
+
     def history(self, record: StoredObject) -> list[CallRecord]:
         """Its calls, oldest first (an earlier version kept them in the object itself)."""
         with self.read():

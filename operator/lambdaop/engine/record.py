@@ -318,6 +318,8 @@ class StoredObject:
         }
         if self.due is not None:
             doc["due"] = self.due
+        if self.progress.suspended:
+            doc["paused"] = self.updated
         if self.source is not None:
             doc["source"] = self.source.for_storage()
         if self.manager is not None:
@@ -414,6 +416,8 @@ class Change:
             out["state"] = self.progress.phase.value
             if self.progress.due is not None and not self.keep_due:
                 out["due"] = self.progress.due
+            if self.progress.suspended:  # the dashboard's list of paused objects reads it
+                out["paused"] = self.updated
         if self.last is not None:
             out["last"] = self.last.for_storage()
         if self.run is not None:
@@ -435,6 +439,8 @@ class Change:
         out: tuple[str, ...] = ()
         if self.progress is not None and self.progress.due is None and not self.keep_due:
             out += ("due",)
+        if self.progress is not None and not self.progress.suspended:
+            out += ("paused",)
         if self.clear_pending and self.pending is None:
             out += ("pending",)
         return out

@@ -208,6 +208,12 @@ class ObjectReads(Protocol):
         and due only), reading about `examine` objects due meanwhile at most (everybody's); the
         flag says whether the read reached `until`."""
 
+    def paused(self, owner: str, now: dt.datetime, limit: int) -> tuple[list[Doc], bool]:
+        """At most `limit` of the owner's suspended objects (identity, name and progress), those
+        last written while paused most recently first; the flag says whether there are more. A
+        suspended object's `paused` field (the time of its last write while paused) is what this
+        reads, in windows going back from `now`."""
+
     def counts(self, owner: str | None, kind: str) -> dict[str, int]:
         """Objects per state of an owner (None: everybody), from the counters."""
 

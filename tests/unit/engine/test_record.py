@@ -67,7 +67,9 @@ def test_a_change_merged_back_is_what_the_store_holds_after_it() -> None:
     ):
         stored = StoredObject.from_storage(store_applies(r.for_storage(), change))
         assert change.applied_to(r) == stored, change
-    assert Change(updated=T0, progress=replace(called, due=None)).unsets() == ("due",)
+    assert Change(updated=T0, progress=replace(called, due=None)).unsets() == ("due", "paused")
+    paused = Change(updated=T0, progress=replace(called, due=None, suspended=True))
+    assert paused.unsets() == ("due",) and paused.sets()["paused"] == T0
 
 
 def test_runs_are_kept_to_the_newest_hundred_in_the_store_and_the_record() -> None:

@@ -389,7 +389,8 @@ function renderDashboard() {
 const ATTENTION_LISTED = 5;  // failed runs and late calls named on the dashboard; the count says how many
 
 function renderAttention(a, pausedAll) {
-  // what the person on call looks at first: what failed, what is late, and whether everything is paused;
+  // what the person on call looks at first: what failed, what is late, what is suspended, and whether
+  // everything is paused;
   // each names its object, a click away
   const box = document.getElementById("paused-all");
   const shown = pausedAll ? `on:${pausedAll.at}` : "off";
@@ -405,6 +406,9 @@ function renderAttention(a, pausedAll) {
   const failedItems = failedRuns.slice(0, ATTENTION_LISTED).map((r) => `<li class="list-group-item px-0" data-run="${esc(r.id)}" data-kind="${esc(r.object.kind)}">
       ${esc(r.object.kind)} ${runLink(r)} <small class="text-muted">${r.run != null ? `run ${esc(r.run)}` : `generation ${esc(r.generation)}`}, ended ${localTime(r.finished)}</small>
       ${r.reason ? `<small class="d-block text-danger text-break">${esc(r.reason)}</small>` : ""}</li>`).join("");
+  const paused = a.paused || [];
+  const pausedItems = paused.slice(0, ATTENTION_LISTED).map((o) => `<li class="list-group-item px-0" data-paused="${esc(o.id)}">${esc(o.kind)} <a href="${objectHash(o.kind, o.id)}">${esc(o.name)}</a>
+      ${o.reason ? `<small class="d-block text-muted text-break">${esc(o.reason)}</small>` : ""}</li>`).join("");
   const lateItems = late.slice(0, ATTENTION_LISTED).map((l) => `<li class="list-group-item px-0" data-late="${esc(l.id)}">${esc(l.kind)} <a href="${objectHash(l.kind, l.id)}">${esc(l.name)}</a>
       <small class="text-muted">due ${localTime(l.due)}</small></li>`).join("");
   document.getElementById("attention-body").innerHTML = `
@@ -415,7 +419,10 @@ function renderAttention(a, pausedAll) {
     <div class="col-12 col-lg-6" id="attention-late">
       <h3 class="h6">Late by more than a minute ${count(late.length, a.lateMore, "warning")}</h3>
       ${lateItems ? `<ul class="list-group list-group-flush small mb-1">${lateItems}</ul>` : `<p class="small text-muted mb-1">Nothing is late.</p>`}
-      ${pausedAll && late.length ? `<p class="small text-muted mb-0">Nothing starts while everything is paused.</p>` : ""}</div>`;
+      ${pausedAll && late.length ? `<p class="small text-muted mb-0">Nothing starts while everything is paused.</p>` : ""}</div>
+    <div class="col-12 col-lg-6" id="attention-paused">
+      <h3 class="h6">Suspended ${count(paused.length, a.pausedMore, "secondary")}</h3>
+      ${pausedItems ? `<ul class="list-group list-group-flush small mb-1">${pausedItems}</ul>` : `<p class="small text-muted mb-1">Nothing is suspended.</p>`}</div>`;
 }
 
 async function killSwitch(action, reload) {

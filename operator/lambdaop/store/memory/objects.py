@@ -89,6 +89,15 @@ class MemoryObjects(Tables):
         fields = ("_id", "owner", "kind", "name", "display", "due")
         return [{k: d[k] for k in fields if k in d} for d in due[:limit]], len(due) <= limit
 
+    def paused(self, owner: str, now: dt.datetime, limit: int) -> tuple[list[Doc], bool]:
+        found = sorted(
+            (d for d in self._objects.values() if d.get("owner") == owner and d.get("paused") is not None),
+            key=lambda d: (d["paused"], d["_id"]),
+            reverse=True,
+        )
+        fields = ("_id", "owner", "kind", "name", "display", "progress", "paused")
+        return [{k: _copy(d[k]) for k in fields if k in d} for d in found[:limit]], len(found) > limit
+
     def counts(self, owner: str | None, kind: str) -> dict[str, int]:
         out: dict[str, int] = {}
         for doc in self._counters.values():

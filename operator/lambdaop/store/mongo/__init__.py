@@ -48,6 +48,7 @@ class MongoStore(Objects, Runs, Leases, Commits, Processes, UserDocs):
             self.listing.drop_index("by_label")  # the embedded server reads a sparse one ten times slower
         self.listing.create_index(label_index, name="by_label")
         objects.create_index([("due", ASCENDING)], name="due", sparse=True)
+        objects.create_index([("paused", ASCENDING)], name="paused", sparse=True)  # only while suspended
         self.attempts.create_index([("o", ASCENDING), ("_id", ASCENDING)], name="by_object")
         self.counters.create_index([("p", ASCENDING), ("s", ASCENDING)], name="by_prefix_state")
         self.directory.create_index([("p", ASCENDING), ("t", ASCENDING)], name="by_prefix_time")
@@ -95,6 +96,10 @@ class MongoStore(Objects, Runs, Leases, Commits, Processes, UserDocs):
             for start in range(0, len(entries), 5000):
                 self.directory.bulk_write(directory.updates(entries[start : start + 5000], BASE_SLOT), ordered=False)  # fmt: skip
             self.db["meta"].update_one({"_id": "layout"}, {"$set": {"version": 3}}, upsert=True)
+        if version < 4:  # suspended objects are in the paused index (one scan, once)
+            for doc in self.objects.find({"progress.suspended": True}, {"updated": 1}):
+                self.objects.update_one({"_id": doc["_id"]}, {"$set": {"paused": doc.get("updated") or now}})
+            self.db["meta"].update_one({"_id": "layout"}, {"$set": {"version": 4}}, upsert=True)
         for doc in self.counters.find({"p": {"$exists": False}}):
             parts = str(doc["_id"]).split("/")
             if len(parts) == 3:

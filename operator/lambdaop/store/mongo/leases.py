@@ -1,4 +1,5 @@
-"""The loop's reads and its leases (MongoDB): due work, claims, renewals, releases, the sweep."""
+"""The loop's reads and its leases (MongoDB): due work, claims, renewals, releases, the sweep;
+and the dashboard's reads of what is due and what is paused."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from lambdaop.store.contract import Due, Lease
 from lambdaop.store.mongo.base import Base, chunks, is_conflict
 
 _T = TypeVar("_T")
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+PAUSED_READ = 300  # entries one read of the paused index returns at most
 
 
 def _lease(doc: dict[str, Any]) -> Lease:
@@ -44,6 +47,25 @@ class Leases(Base):
             out += sorted((d for d in found if d.get("owner") == owner), key=lambda d: d["due"])
             lo, width = hi, width * 4
         return out[:limit], lo >= until and len(out) <= limit
+
+    def paused(self, owner: str, now: dt.datetime, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """The owner's suspended objects, read as windows of the `paused` index going back from
+        `now` (an hour, a day, a month, then all before), each bounded to a few hundred entries:
+        a read costs what the window holds, however many objects are stored."""
+        fields = {"owner": 1, "kind": 1, "name": 1, "display": 1, "progress": 1, "paused": 1}
+        edges = [now + dt.timedelta(days=1), now - dt.timedelta(hours=1), now - dt.timedelta(days=1), now - dt.timedelta(days=30), EPOCH]  # fmt: skip
+        out: list[dict[str, Any]] = []
+        more = False
+        for hi, lo in zip(edges, edges[1:], strict=False):
+            found = list(self.objects.find({"paused": {"$gte": lo, "$lt": hi}}, fields).limit(PAUSED_READ))
+            mine = sorted((d for d in found if d.get("owner") == owner), key=lambda d: (d["paused"], d["_id"]), reverse=True)  # fmt: skip
+            out += mine
+            if len(found) >= PAUSED_READ:  # a window fuller than one read: more may be in it
+                more = True
+                break
+            if len(out) > limit:
+                break
+        return out[:limit], more or len(out) > limit
 
     def holders(self, ids: Iterable[str]) -> dict[str, Lease]:
         """The lease of each of these objects (those nobody holds are left out)."""
