@@ -20,8 +20,8 @@ from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from typing import Any
 
-from lambdaop.engine.machine import Phase, PlanSpec, Progress
 from lambdaop.engine.outputs import StepOutput
+from lambdaop.engine.progress import Phase, PlanSpec, Progress
 from lambdaop.spec import Kind, TaskSetSpec, TaskSpec
 
 RUNS_KEPT = 100  # run summaries kept in the object (recurring objects)

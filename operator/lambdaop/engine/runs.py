@@ -13,8 +13,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from lambdaop.engine import machine
-from lambdaop.engine.machine import Progress
+from lambdaop.engine.progress import Phase, Progress
+from lambdaop.engine.recurring import run_ended
+from lambdaop.engine.steps import is_notice
 
 RESULTS = ("completed", "failed", "cancelled")  # how a run ends
 
@@ -102,14 +103,14 @@ def ended(
 ) -> RunRecord | None:
     """The record of the run that going from `before` to `after` ended, else None. `identity`
     is the object's (id, kind, name, owner, generation, labels)."""
-    if not machine.run_ended(before, after):
+    if not run_ended(before, after):
         return None
     result = after.last_result or after.phase.value
     if result not in RESULTS:
-        result = "completed" if after.phase is not machine.Phase.FAILED else "failed"
+        result = "completed" if after.phase is not Phase.FAILED else "failed"
     object_id, kind, name, owner, generation, labels = identity
     failed = result == "failed"
-    step = before.failed_step or (before.step if before.step != "fallback" and not machine.is_notice(before.step) else None)  # fmt: skip
+    step = before.failed_step or (before.step if before.step != "fallback" and not is_notice(before.step) else None)  # fmt: skip
     if failed and step is None and kind == "Task":
         step = "task"
     return RunRecord(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from lambdaop.engine.machine import Progress
+from lambdaop.engine.progress import Progress
 from lambdaop.engine.record import Change, StoredObject
 from lambdaop.store.contract import Due, WriteOutcome
 

@@ -19,7 +19,8 @@ from typing import Any, Protocol
 from lambdaop.core.clock import Clock
 from lambdaop.core.logs import about
 from lambdaop.core.metrics import Metrics
-from lambdaop.engine import machine
+from lambdaop.engine import machine, recurring
+from lambdaop.engine.progress import Phase, Refused
 from lambdaop.engine.record import Change, adopt
 from lambdaop.loop import results
 from lambdaop.loop.events import PauseChecked, Write
@@ -70,7 +71,7 @@ class Firing:
             due = max(due, held.record.updated or held.record.created or due, self.resumed or due)
             try:
                 progress = machine.dispatch(held.progress, now)
-            except machine.Refused as exc:
+            except Refused as exc:
                 log.warning("%s not called: %s", held.label, exc, extra=about(held.record))
                 continue
             held.progress = progress
@@ -98,7 +99,7 @@ class Firing:
             if held.started_written or held.writes:
                 continue
             held.started_written = True
-            if held.record.state != machine.Phase.RUNNING.value:
+            if held.record.state != Phase.RUNNING.value:
                 started = Change(updated=now, progress=held.progress, keep_due=True)
                 self.writes.submit(held, Write.STARTED, held.progress, started, now, keep=True)
 
@@ -126,7 +127,7 @@ class Firing:
         change = Change(updated=now, progress=decision.progress, last=decision.call, run=decision.run, outputs=decision.outputs)  # fmt: skip
         progress = decision.progress
         waiting = held.record.pending
-        if waiting is not None and machine.run_ended(held.progress, progress):
+        if waiting is not None and recurring.run_ended(held.progress, progress):
             progress = results.next_generation(held, waiting, now)
             change = adopt(waiting, progress, now, change)
         self.writes.submit(

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lambdaop.core.logs import about
-from lambdaop.engine import machine
-from lambdaop.engine.machine import PlanSpec, Progress
+from lambdaop.engine import machine, recurring
+from lambdaop.engine.progress import PlanSpec, Progress
 from lambdaop.engine.record import StoredObject
 from lambdaop.loop.invoker import CallResult
 from lambdaop.store.contract import Due, WriteOutcome
@@ -123,7 +123,7 @@ class Holdings:
         progress = replace(progress, due=record.due or progress.due or now)
         held = Held(record, progress, until, recovered=recovered)
         self._held[held.id] = held
-        caught = machine.catch_up(plan, progress, now) if plan.schedule is not None else progress
+        caught = recurring.catch_up(plan, progress, now) if plan.schedule is not None else progress
         if caught == progress:
             return held, None
         log.warning("%s missed runs while the service was down; catchUp %s: next run at %s",

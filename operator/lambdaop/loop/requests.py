@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from lambdaop.core.errors import Conflict
-from lambdaop.engine import machine
-from lambdaop.engine.machine import Phase, Progress
+from lambdaop.engine import changes
+from lambdaop.engine.progress import Phase, Progress, Refused
 from lambdaop.engine.record import Change
 from lambdaop.loop.events import Action, Answer, Request, Write
 from lambdaop.loop.held import Held, Holdings
@@ -54,22 +54,22 @@ def plan(held: Held, action: Action, payload: Any, now: dt.datetime) -> Planned 
     if busy:
         verb = "cancelled" if action is Action.CANCEL else "modified"
         stored = replace(held.progress, phase=Phase(held.record.state))
-        raise machine.Refused(machine.not_scheduled(stored, verb))
+        raise Refused(changes.not_scheduled(stored, verb))
     if action is Action.CANCEL:
-        new = machine.cancel(held.progress, now)
+        new = changes.cancel(held.progress, now)
         base: Change = payload or Change(updated=now)
         return Planned(Write.CANCEL, new, replace(base, updated=now, progress=new))
     if action is Action.MODIFY:
-        new = machine.reschedule(held.progress, payload)
+        new = changes.reschedule(held.progress, payload)
         return Planned(Write.MODIFY, new, Change(updated=now, progress=new))
     if action is Action.REPLACE:
         fields, fresh, _ = payload
         return Planned(Write.REPLACE, fresh, replace(fields, updated=now, progress=fresh))
     if action is Action.SUSPEND:
-        new = machine.suspend(held.plan, held.progress)
+        new = changes.suspend(held.plan, held.progress)
         return Planned(Write.SUSPEND, new, Change(updated=now, progress=new))
     if action is Action.RESUME:
-        new = machine.resume(held.plan, held.progress, now)
+        new = changes.resume(held.plan, held.progress, now)
         return Planned(Write.RESUME, new, Change(updated=now, progress=new))
     raise ValueError(f"unknown request {action}")
 
@@ -107,7 +107,7 @@ class Desk:
             return
         try:
             planned = plan(held, req.action, req.payload, now)
-        except machine.Refused as exc:
+        except Refused as exc:
             req.future.set_exception(Conflict(str(exc)))
             return
         if planned is None:

@@ -20,12 +20,13 @@ from typing import Any
 
 from lambdaop.core.clock import iso
 from lambdaop.core.logs import about
-from lambdaop.engine import machine, outputs, runs, templates
-from lambdaop.engine.machine import Phase, Progress
+from lambdaop.engine import machine, outputs, recurring, runs, templates
 from lambdaop.engine.outcomes import Failure, Outcome
 from lambdaop.engine.outputs import StepOutput
+from lambdaop.engine.progress import Phase, Progress
 from lambdaop.engine.record import CallRecord, PendingSpec, RunSummary, StoredObject
 from lambdaop.engine.runs import RunRecord
+from lambdaop.engine.steps import is_notice, notice_event, step_plan
 from lambdaop.loop.held import Held
 from lambdaop.loop.invoker import CallResult, Job
 from lambdaop.spec import Notify, TaskSetSpec
@@ -73,17 +74,17 @@ def run_event(record: StoredObject, progress: Progress, event: str = "failed") -
 
 def call_for(held: Held, progress: Progress, notify: Notify | None) -> Job:
     """The call a dispatched step makes."""
-    plan = machine.step_plan(held.plan, progress.step, notify)
+    plan = step_plan(held.plan, progress.step, notify)
     invoke = plan.invoke
-    if machine.is_notice(progress.step):
-        event = run_event(held.record, progress, machine.notice_event(progress.step))
+    if is_notice(progress.step):
+        event = run_event(held.record, progress, notice_event(progress.step))
         invoke = invoke.model_copy(update={"method": "POST", "body": event})
     record = held.record
     run = progress.run if held.plan.schedule is not None else None
     again = progress.rerun if progress.trigger == "rerun" else 0
     key = idempotency_key(record.id, record.generation, progress.step, run, again)
     spec = held.plan
-    if not isinstance(spec, TaskSetSpec) or spec.steps is None or machine.is_notice(progress.step):
+    if not isinstance(spec, TaskSetSpec) or spec.steps is None or is_notice(progress.step):
         return Job(record.id, held.fence, progress.step, progress.attempt, key, invoke)
     refused = None
     try:
@@ -173,7 +174,7 @@ def decide(held: Held, result: CallResult, now: dt.datetime, notify: Notify | No
         recovered=held.recovered,
     )
     held.recovered = None
-    summary = machine.run_summary(held.progress, progress) if spec.schedule is not None else None
+    summary = recurring.run_summary(held.progress, progress) if spec.schedule is not None else None
     run = RunSummary(**summary) if summary is not None else None
     record = held.record
     identity = (record.id, record.kind.value, record.name, record.owner, record.generation, record.labels)

@@ -19,7 +19,7 @@ from enum import Enum
 
 from lambdaop.core.clock import Clock
 from lambdaop.core.logs import about
-from lambdaop.engine.machine import Progress
+from lambdaop.engine.progress import Progress
 from lambdaop.engine.record import CallRecord, Change
 from lambdaop.engine.runs import RunRecord
 from lambdaop.loop.events import Answer, Pending, Write, Written
