@@ -27,7 +27,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from lambdaop.engine import recurrence, retrypolicy
+from lambdaop.engine import lanes, recurrence, retrypolicy
+from lambdaop.engine.lanes import Lane
 from lambdaop.engine.outcomes import Outcome
 from lambdaop.spec import Invoke, Notify, RetryFields, TaskSetSpec, TaskSpec
 
@@ -81,13 +82,20 @@ class Progress:
     suspended: bool = False
     last_result: str | None = None  # how the last run ended (completed, failed), for recurring objects
     last_reason: str | None = None
+    lanes: tuple[Lane, ...] = ()  # the branches of the parallel step it is at (`lanes`)
 
     @classmethod
     def from_storage(cls, data: dict[str, Any]) -> Progress:
-        return cls(**{**data, "phase": Phase(data["phase"])})
+        branches = tuple(Lane.from_storage(b) for b in data.get("lanes") or ())
+        return cls(**{**data, "phase": Phase(data["phase"]), "lanes": branches})
 
     def for_storage(self) -> dict[str, Any]:
-        return {**self.__dict__, "phase": self.phase.value}
+        out = {**self.__dict__, "phase": self.phase.value}
+        if self.lanes:
+            out["lanes"] = [lane.for_storage() for lane in self.lanes]
+        else:
+            del out["lanes"]
+        return out
 
     @property
     def final(self) -> bool:
@@ -165,6 +173,10 @@ def step_plan(spec: PlanSpec, step: str, notify: Notify | None = None) -> StepPl
     if isinstance(spec, TaskSpec):
         return StepPlan(spec.invoke, spec)
     name, _, index = step.partition(":")
+    branch = lanes.parse_lane_step(step) if spec.steps is not None else None
+    if branch is not None:
+        inner = lanes.branch_step(spec, step)
+        return StepPlan(inner.call, inner)
     if spec.steps is not None and name in ("step", "check"):
         named = spec.step_named(index)
         if name == "step":
@@ -319,10 +331,31 @@ def _after_exhausted(
         reason = f"task {int(index) + 1} failed after {attempts} attempt(s): {why}"
     else:
         reason = f"condition check after task {int(index) + 1} failed after {attempts} attempt(s): {why}"
-    failed = replace(progress, failed_step=progress.step, reason=reason)
-    if spec.fallback is not None and name in spec.fallback.on:
+    return step_failed(spec, progress, progress.step, reason, now, notify, name)
+
+
+def step_failed(
+    spec: PlanSpec,
+    progress: Progress,
+    step: str,
+    reason: str,
+    now: dt.datetime,
+    notify: Notify | None,
+    on: str = "task",
+) -> Progress:
+    """A step of a TaskSet (`on`: a task, or its check) gave up: the fallback runs when it is for
+    that, else the run ends failed."""
+    failed = replace(progress, failed_step=step, reason=reason)
+    if isinstance(spec, TaskSetSpec) and spec.fallback is not None and on in spec.fallback.on:
         return _goto(failed, "fallback", now)
     return _end(spec, failed, Phase.FAILED, now, None, notify)
+
+
+def step_succeeded(
+    spec: TaskSetSpec, progress: Progress, now: dt.datetime, notify: Notify | None
+) -> Progress:
+    """A named step succeeded as a whole (a parallel step that has joined): what comes after it."""
+    return _after_named(spec, progress, now, notify)
 
 
 # --------------------------------------------------------------------------- recurring objects

@@ -2,6 +2,7 @@
 
 `fire_due` dispatches each due held object (the machine says the call
 starts), hands its call to the invoker and counts how late it left;
+(a parallel step's due branch steps leave together, as one wave);
 `mark_long` has a call out longer than `long_call` shown as running in the
 store; `accept` takes a result for the object it belongs to (a result of a
 call no longer held is dropped), and `write_result` writes what it means
@@ -19,7 +20,7 @@ from typing import Protocol
 from lambdaop.core.clock import Clock
 from lambdaop.core.logs import about
 from lambdaop.core.metrics import Metrics
-from lambdaop.engine import machine
+from lambdaop.engine import lanes, machine, waves
 from lambdaop.engine.record import Change, adopt
 from lambdaop.loop import results
 from lambdaop.loop.events import Write
@@ -62,18 +63,31 @@ class Firing:
         for held in self.held.due(now, self.settings.max_in_flight, safe):
             due = held.progress.due or now
             try:
-                progress = machine.dispatch(held.progress, now)
+                steps = self._dispatch(held, now)
             except machine.Refused as exc:
                 log.warning("%s not called: %s", held.label, exc, extra=about(held.record))
                 continue
-            held.progress = progress
+            if not steps:  # a parallel step whose next branch call is not due yet
+                self.held.arm(held)
+                continue
             self.held.fired(held, self.clock.monotonic())
             self.stats.progress_at = self.clock.monotonic()
-            job = results.call_for(held, progress, self.settings.notify)
-            self.stats.dispatched += 1
-            if self.metrics is not None:
-                self.metrics.lateness.observe(max(0.0, (now - due).total_seconds()))
-            self.invoker.submit(job)
+            for step in steps:
+                job = results.call_for(held, held.progress, self.settings.notify, step)
+                self.stats.dispatched += 1
+                if self.metrics is not None:
+                    self.metrics.lateness.observe(max(0.0, (now - due).total_seconds()))
+                self.invoker.submit(job)
+
+    def _dispatch(self, held: Held, now: dt.datetime) -> list[str | None]:
+        """The machine says the due call starts: the steps that call (None: the object's own step;
+        a parallel step's wave: each of its due branch steps, all out until every one is back)."""
+        if machine.is_notice(held.progress.step) or lanes.parallel_of(held.plan, held.progress.step) is None:
+            held.progress = machine.dispatch(held.progress, now)
+            return [None]
+        held.progress, ids = waves.dispatch_wave(held.plan, held.progress, now)
+        held.wave = dict.fromkeys(ids) if ids else None
+        return list(ids)
 
     def mark_long(self, now: dt.datetime) -> None:
         """A call out longer than `long_call` shows `running` in the store (a quick one never needs to)."""
@@ -86,24 +100,48 @@ class Firing:
                 self.writes.submit(held, Write.STARTED, held.progress, started, now, keep=True)
 
     def accept(self, result: CallResult, now: dt.datetime) -> None:
-        """A call came back: write its result, or keep it until the object's write under way lands."""
+        """A call came back: write its result, or keep it until the object's write under way lands
+        (a wave's results are written together, once the last of them is back)."""
         job = result.job
         held = self.held.get(job.object_id)
         if self.metrics is not None:
             owner = held.record.owner if held is not None else ""
             self.metrics.call(owner, job.step, result.ok, result.status, result.duration_ms / 1000)
-        self.held.returned(job.object_id)
-        step = (job.step, job.attempt)
-        if held is None or not held.fired or step != (held.progress.step, held.progress.attempt):
+        wave = held.wave if held is not None else None
+        if (
+            held is not None
+            and held.fired
+            and wave is not None
+            and job.step in wave
+            and wave[job.step] is None
+        ):
+            wave[job.step] = result
+            if any(r is None for r in wave.values()):
+                return
+            held.wave, done = None, [r for r in wave.values() if r is not None]
+        elif (
+            held is None
+            or not held.fired
+            or (job.step, job.attempt) != (held.progress.step, held.progress.attempt)
+        ):
+            if wave is None:  # (a wave still out stays out)
+                self.held.returned(job.object_id)
             log.warning("object %s: result of a call no longer held, dropped", job.object_id)
-        elif held.writes:
-            held.result = result  # written once the earlier write is durable
+            return
         else:
-            self.write_result(held, result, now)
+            done = [result]
+        self.held.returned(job.object_id)
+        if held.writes:
+            held.result = done  # written once the earlier write is durable
+        else:
+            self.write_result(held, done, now)
 
-    def write_result(self, held: Held, result: CallResult, now: dt.datetime) -> None:
-        self.stats.finished += 1
-        decision = results.decide(held, result, now, self.settings.notify)
+    def write_result(self, held: Held, done: list[CallResult], now: dt.datetime) -> None:
+        self.stats.finished += len(done)
+        if len(done) == 1 and not done[0].job.step.count("/"):
+            decision = results.decide(held, done[0], now, self.settings.notify)
+        else:
+            decision = results.decide_wave(held, done, now, self.settings.notify)
         if decision.prune:
             self.prune.add(held.id)
         change = Change(updated=now, progress=decision.progress, last=decision.call, run=decision.run, outputs=decision.outputs)  # fmt: skip
@@ -112,7 +150,9 @@ class Firing:
         if waiting is not None and machine.run_ended(held.progress, progress):
             progress = results.next_generation(held, waiting, now)
             change = adopt(waiting, progress, now, change)
-        self.writes.submit(held, Write.RESULT, progress, change, now, call=decision.call)
+        self.writes.submit(
+            held, Write.RESULT, progress, change, now, calls=decision.calls or (decision.call,)
+        )
 
     def prune_job(self, store: ObjectReads) -> Callable[[], int]:
         """A store job that trims the history of the objects with more calls than are kept."""

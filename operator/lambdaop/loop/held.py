@@ -40,7 +40,10 @@ class Held:
     writes: int = 0  # this loop's writes of it not answered yet (with the writer, or queued behind one)
     sending: bool = False  # one of them is with the writer (the others wait in `queued`, in order)
     queued: list[Any] = field(default_factory=list)
-    result: CallResult | None = None  # a result waiting for an earlier write to finish
+    result: list[CallResult] | None = None  # results waiting for an earlier write to finish
+    wave: dict[str, CallResult | None] | None = (
+        None  # a parallel step's calls out, by step, as they come back
+    )
     started_written: bool = False
     recovered: str | None = None  # why its call is made again (its last holder stopped)
     suspend_after: bool = False  # suspended while its run went on: takes effect when it ends

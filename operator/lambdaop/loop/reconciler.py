@@ -319,8 +319,8 @@ class Reconciler:
             self._release([held.id])
             return
         if after is Next.RESULT and held.result is not None:
-            result, held.result = held.result, None
-            self.firing.write_result(held, result, now)
+            done, held.result = held.result, None
+            self.firing.write_result(held, done, now)
         waiting = self.held.after_write(held, after is Next.ARM, after is Next.RELEASE)
         if waiting is not None:
             self.upcoming.add(waiting, now)

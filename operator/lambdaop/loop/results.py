@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from lambdaop.core.clock import iso
 from lambdaop.core.logs import about
-from lambdaop.engine import machine, outputs, templates
+from lambdaop.engine import lanes, machine, outputs, templates, waves
+from lambdaop.engine.lanes import Lane, LaneState
 from lambdaop.engine.machine import Phase, Progress
 from lambdaop.engine.outcomes import Failure, Outcome
 from lambdaop.engine.outputs import StepOutput
@@ -66,32 +68,48 @@ def run_event(record: StoredObject, progress: Progress, event: str = "failed") -
     }
 
 
-def call_for(held: Held, progress: Progress, notify: Notify | None) -> Job:
-    """The call a dispatched step makes."""
-    plan = machine.step_plan(held.plan, progress.step, notify)
+def call_for(held: Held, progress: Progress, notify: Notify | None, step: str | None = None) -> Job:
+    """The call a dispatched step makes (`step`: one branch's step of a parallel step's wave)."""
+    step = step or progress.step
+    attempt = _lane_attempt(progress, step) if step != progress.step else progress.attempt
+    plan = machine.step_plan(held.plan, step, notify)
     invoke = plan.invoke
-    if machine.is_notice(progress.step):
-        event = run_event(held.record, progress, machine.notice_event(progress.step))
+    if machine.is_notice(step):
+        event = run_event(held.record, progress, machine.notice_event(step))
         invoke = invoke.model_copy(update={"method": "POST", "body": event})
     record = held.record
     run = progress.run if held.plan.schedule is not None else None
-    key = idempotency_key(record.id, record.generation, progress.step, run)
+    key = idempotency_key(record.id, record.generation, step, run)
     spec = held.plan
-    if not isinstance(spec, TaskSetSpec) or spec.steps is None or machine.is_notice(progress.step):
-        return Job(record.id, held.fence, progress.step, progress.attempt, key, invoke)
+    if not isinstance(spec, TaskSetSpec) or spec.steps is None or machine.is_notice(step):
+        return Job(record.id, held.fence, step, attempt, key, invoke)
     refused = None
     try:
-        invoke = templates.render(invoke, step_context(record, progress), _field_of(spec, progress.step))
+        invoke = templates.render(invoke, step_context(record, progress, step), _field_of(spec, step))
     except templates.TemplateError as exc:
         refused = str(exc)
-    keep = progress.step.startswith("step:")
-    return Job(record.id, held.fence, progress.step, progress.attempt, key, invoke, keep, refused)
+    keep = step.startswith("step:")
+    return Job(record.id, held.fence, step, attempt, key, invoke, keep, refused)
 
 
-def step_context(record: StoredObject, progress: Progress) -> dict[str, Any]:
-    """What the expressions of a named step's call read: the run's outputs so far, the run, the object."""
+def _lane_attempt(progress: Progress, step: str) -> int:
+    found = lanes.parse_lane_step(step)
+    for lane in progress.lanes:
+        if found is not None and lane.branch == found[1]:
+            return lane.attempt
+    return 1
+
+
+def step_context(record: StoredObject, progress: Progress, step: str | None = None) -> dict[str, Any]:
+    """What the expressions of a named step's call read: the run's outputs so far, the run, the object
+    (a branch's step reads the steps before the parallel step and those before it in its branch)."""
     kept = outputs.current(record.outputs, progress.run, record.generation)
-    return templates.context(kept, progress.run, progress.scheduled or progress.started, record.name, record.labels)  # fmt: skip
+    visible = {name: out for name, out in kept.items() if "/" not in name}
+    found = lanes.parse_lane_step(step or "")
+    if found is not None:
+        prefix = f"{found[0]}/{found[1]}/"
+        visible |= {name.removeprefix(prefix): out for name, out in kept.items() if name.startswith(prefix)}
+    return templates.context(visible, progress.run, progress.scheduled or progress.started, record.name, record.labels)  # fmt: skip
 
 
 def _field_of(spec: TaskSetSpec, step: str) -> str:
@@ -99,20 +117,28 @@ def _field_of(spec: TaskSetSpec, step: str) -> str:
     name, _, which = step.partition(":")
     if name == "fallback":
         return "spec.fallback.invoke"
-    i = [s.name for s in spec.steps or ()].index(which)
+    found = lanes.parse_lane_step(step)
+    names = [s.name for s in spec.steps or ()]
+    if found is not None:
+        par = spec.step_named(found[0]).parallel
+        at = [s.name for s in par.branches[found[1]]].index(found[2]) if par is not None else 0
+        return f"spec.steps[{names.index(found[0])}].parallel.branches[{found[1]}][{at}].invoke"
+    i = names.index(which)
     return f"spec.steps[{i}].invoke" if name == "step" else f"spec.steps[{i}].conditionCheck.invoke"
 
 
-def output_of(held: Held, result: CallResult) -> tuple[dict[str, StepOutput] | None, str | None]:
-    """The run's outputs with a named step's output in (None when the call was not a named step's),
-    or why it cannot be kept."""
+def output_of(
+    held: Held, result: CallResult, kept: Mapping[str, StepOutput] | None = None
+) -> tuple[dict[str, StepOutput] | None, str | None]:
+    """The run's outputs (`kept`, else the record's) with a named step's output in (None when the
+    call was not a named step's), or why it cannot be kept."""
     job = result.job
     if not job.keep_output:
         return None, None
     record = held.record
     name = job.step.partition(":")[2]
     new = StepOutput(result.output, result.status, job.attempt, result.ok, held.progress.run, record.generation, result.output_size)  # fmt: skip
-    return outputs.with_output(record.outputs, name, new)
+    return outputs.with_output(record.outputs if kept is None else kept, name, new)
 
 
 @dataclass(frozen=True)
@@ -122,6 +148,7 @@ class Decision:
     run: RunSummary | None  # the run that ended with this call (recurring objects)
     prune: bool  # its history is longer than what is kept
     outputs: dict[str, StepOutput] | None = None  # the run's outputs, when a named step's call ended
+    calls: tuple[CallRecord, ...] = ()  # every call of a parallel step's wave (`call` is the last)
 
 
 def decide(held: Held, result: CallResult, now: dt.datetime, notify: Notify | None) -> Decision:
@@ -144,11 +171,20 @@ def decide(held: Held, result: CallResult, now: dt.datetime, notify: Notify | No
         progress = replace(
             held.progress, phase=Phase.FAILED, in_flight=False, due=None, finished=now, reason=f"internal error: {exc}"
         )  # fmt: skip
+    call = _history(held, result, progress)
+    held.recovered = None
+    summary = machine.run_summary(held.progress, progress) if spec.schedule is not None else None
+    run = RunSummary(**summary) if summary is not None else None
+    return Decision(progress, call, run, progress.calls > ATTEMPTS_KEPT, None if too_much else kept)
+
+
+def _history(held: Held, result: CallResult, progress: Progress) -> CallRecord:
+    """The history record of a call (with the wait chosen before its retry, when it is retried)."""
     job = result.job
     retried = (
         progress.delay_reason is not None and progress.step == job.step and progress.attempt > job.attempt
     )
-    call = CallRecord(
+    return CallRecord(
         generation=held.record.generation,
         step=job.step,
         attempt=job.attempt,
@@ -160,15 +196,55 @@ def decide(held: Held, result: CallResult, now: dt.datetime, notify: Notify | No
         ok=result.ok,
         error=result.error,
         response=result.response,
-        run=held.progress.run if spec.schedule is not None else None,
+        run=held.progress.run if held.plan.schedule is not None else None,
         next_delay_ms=progress.delay_ms if retried else None,
         delay_reason=progress.delay_reason if retried else None,
         recovered=held.recovered,
     )
+
+
+def decide_wave(held: Held, wave: list[CallResult], now: dt.datetime, notify: Notify | None) -> Decision:
+    """What the results of a parallel step's wave mean: the lanes move on (each branch step's output
+    kept as PARALLEL/BRANCH/STEP), and once the step has ended its own output is what each branch
+    answered last. One that cannot be decided fails its object alone."""
+    spec, before = held.plan, held.progress
+    kept: dict[str, StepOutput] = dict(held.record.outputs)
+    judged = []
+    for result in wave:
+        more, too_much = output_of(held, result, kept)
+        if too_much is not None and result.ok:
+            result = replace(result, ok=False, error=too_much, failure=Failure.BODY)
+        kept = more if more is not None and too_much is None else kept
+        judged.append(result)
+    ended = max((r.started + dt.timedelta(milliseconds=r.duration_ms) for r in judged), default=now)
+    try:
+        outcomes = [(r.job.step, Outcome(r.ok, r.error, r.failure, r.retry_after)) for r in judged]
+        progress, after = waves.finish_wave(spec, before, outcomes, ended, notify)
+    except Exception as exc:
+        log.exception("%s: its result cannot be decided", held.label, extra=about(held.record))
+        progress, after = replace(before, phase=Phase.FAILED, in_flight=False, due=None, finished=now, reason=f"internal error: {exc}"), ()  # fmt: skip
+    if after and not progress.lanes:  # the parallel step has ended: its output, one item per branch
+        kept = _joined(held, before, after, kept, progress)
+    calls = tuple(_history(held, r, progress) for r in judged)
     held.recovered = None
-    summary = machine.run_summary(held.progress, progress) if spec.schedule is not None else None
+    summary = machine.run_summary(before, progress) if spec.schedule is not None else None
     run = RunSummary(**summary) if summary is not None else None
-    return Decision(progress, call, run, progress.calls > ATTEMPTS_KEPT, None if too_much else kept)
+    return Decision(progress, calls[-1], run, progress.calls > ATTEMPTS_KEPT, kept, calls)
+
+
+def _joined(
+    held: Held, before: Progress, after: tuple[Lane, ...], kept: dict[str, StepOutput], progress: Progress
+) -> dict[str, StepOutput]:
+    name = before.step.partition(":")[2]
+    par = lanes.parallel_of(held.plan, before.step)
+    assert par is not None
+    items = []
+    for lane in after:
+        last = f"{name}/{lane.branch}/{par.branches[lane.branch][-1].name}"
+        items.append(kept[last].output if lane.state is LaneState.DONE and last in kept else None)
+    ok = not (progress.failed_step or "").startswith(f"step:{name}/")
+    joined = StepOutput(items, None, 1, ok, before.run, held.record.generation, outputs.size_of(items), tuple(lane.state.value for lane in after))  # fmt: skip
+    return {**kept, name: joined}
 
 
 def next_generation(held: Held, pending: PendingSpec, now: dt.datetime) -> Progress:

@@ -72,7 +72,7 @@ class Writes:
         now: dt.datetime,
         keep: bool = False,
         reply: Future[Answer] | None = None,
-        call: CallRecord | None = None,
+        calls: tuple[CallRecord, ...] = (),
         later: bool = False,
     ) -> None:
         """Write `change` of a held object; `progress` is the loop's once it is written."""
@@ -92,7 +92,7 @@ class Writes:
             leased=True,
             release=release,
             until=None if release else until,
-            attempts=[call.for_storage()] if call is not None else [],
+            attempts=[call.for_storage() for call in calls],
         )
         held.writes += 1
         pending = Pending(held.id, why, progress, change, release, until, reply, later)

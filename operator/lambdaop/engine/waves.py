@@ -1,0 +1,74 @@
+"""A parallel step's waves: its due branch calls leave together, and their results come back together.
+
+`dispatch_wave` is `machine.dispatch` for a parallel step: the active lanes
+that are due (never more than `maxConcurrency`) call at once, and the object
+is in flight until every one of them has reported back. `finish_wave` is
+`machine.finish` for the wave: the lanes move on (`lanes.after_wave`), and
+once the step has ended the run goes on as after any named step, or to the
+fallback with the branch that failed named. The lanes are part of the stored
+progress, so a restart (or another process taking the lease over) goes on
+from the last wave written: the calls of a wave that was out are made again,
+with the same `Idempotency-Key`. Pure. Called by the loop's firing and results.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+
+from lambdaop.engine import lanes, machine
+from lambdaop.engine.lanes import Lane
+from lambdaop.engine.machine import PlanSpec, Progress
+from lambdaop.engine.outcomes import Outcome
+from lambdaop.spec import Notify, TaskSetSpec
+
+
+def dispatch_wave(spec: PlanSpec, progress: Progress, now: dt.datetime) -> tuple[Progress, list[str]]:
+    """A parallel step's due calls leave together: the progress with them out, and their step ids
+    (none: nothing is due yet, the progress waits for its next lane)."""
+    par = lanes.parallel_of(spec, progress.step)
+    assert par is not None
+    current = progress.lanes or lanes.begin(par, progress.due or now)
+    fired = lanes.wave(current, now)
+    if not fired:
+        return replace(progress, lanes=current, due=lanes.next_due(current)), []
+    name = progress.step.partition(":")[2]
+    ids = [lanes.lane_step(name, current[i].branch, par.branches[current[i].branch][current[i].at].name) for i in fired]  # fmt: skip
+    out = machine.dispatch(replace(progress, lanes=current), now)
+    return replace(out, calls=progress.calls + len(ids)), ids
+
+
+def finish_wave(
+    spec: PlanSpec,
+    progress: Progress,
+    results: list[tuple[str, Outcome]],
+    now: dt.datetime,
+    notify: Notify | None = None,
+) -> tuple[Progress, tuple[Lane, ...]]:
+    """A wave's calls have all reported back: the lanes move on; when the parallel step has ended,
+    the run goes on as after any step (or to the fallback). Answers the lanes as they ended too."""
+    par = lanes.parallel_of(spec, progress.step)
+    assert par is not None and isinstance(spec, TaskSetSpec)
+    name = progress.step.partition(":")[2]
+    index = {(lane.branch, lane.at): i for i, lane in enumerate(progress.lanes)}
+    reported = []
+    for call, outcome in results:
+        found = lanes.parse_lane_step(call)
+        branch = found[1] if found else -1
+        at = (
+            [s.name for s in par.branches[branch]].index(found[2])
+            if found and branch < len(par.branches)
+            else -1
+        )
+        if (branch, at) in index:
+            reported.append((index[(branch, at)], outcome))
+    after, verdict = lanes.after_wave(par, name, progress.lanes, reported, progress.salt, now)
+    waiting = replace(progress, in_flight=False, delay_ms=None, delay_reason=None)
+    if verdict is None:
+        return replace(waiting, lanes=after, due=lanes.next_due(after)), after
+    left = replace(waiting, lanes=())
+    if verdict.ok:
+        return machine.step_succeeded(spec, left, now, notify), after
+    branch, at = verdict.failed or (0, 0)
+    step = lanes.lane_step(name, branch, par.branches[branch][at].name)
+    return machine.step_failed(spec, left, step, verdict.reason or "a branch failed", now, notify), after
