@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 
 from helpers import final, serve, stored_objects, wait_until
 from lambdaop.runtime.runtime import Runtime
@@ -123,7 +124,11 @@ def test_ten_branches_with_max_concurrency_three_never_have_more_than_three_out(
     make_runtime, endpoint: Counting
 ) -> None:
     runtime = make_runtime()
-    oid = apply(runtime, fanout(endpoint.url, [f"/work?b={i}&ms=200" for i in range(10)], 3))
+    oid = apply(runtime, fanout(endpoint.url, [f"/work?b={i}&ms=300" for i in range(10)], 3))
+    shown = f"{runtime.url}/tasksets/{oid}"
+    auth = {"Authorization": f"Bearer {runtime.admin_token}"}
+    lanes = wait_until(lambda: requests.get(shown, headers=auth, timeout=30).json().get("branches"), 30, 0.05)
+    assert len(lanes) == 10 and sum(lane["state"] == "active" for lane in lanes) <= 3, lanes
     doc = final(runtime, oid, timeout=60)
     assert doc["state"] == "completed", doc["progress"]
     assert endpoint.most == 3, "three branches run at once, never more"

@@ -4,7 +4,8 @@ Owns the state machine of Tasks and TaskSets (`machine`), the outcome of a
 call as the machine sees it (`outcomes`), retry waits (`retrypolicy`),
 recurring schedules (`recurrence`), the typed record of a stored object
 with the changes made to it (`record`), what named steps answered (`outputs`)
-and filling in their `${{ EXPR }}` (`templates`). No I/O, no clock, no threads.
+and filling in their `${{ EXPR }}` (`templates`), and parallel steps: where
+each branch stands (`lanes`) and their calls in waves (`waves`). No I/O, no clock, no threads.
 
 May import: lambdaop.spec and lambdaop.core. Never the store (the two do not
 know each other), never a driver, a web framework or a file watcher.
