@@ -8,92 +8,15 @@ middle of a parallel step goes on from its stored lanes once restarted.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import threading
-import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-import pytest
 import requests
 
-from helpers import final, serve, stored_objects, wait_until
+from helpers import Counting, final, serve, stored_objects, wait_until
 from lambdaop.runtime.runtime import Runtime
 from lambdaop.spec import load_one
-
-
-class Counting(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.lock = threading.Lock()
-        self.now = 0
-        self.most = 0
-        self.seen: list[tuple[str, dict[str, str], Any]] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def calls(self, path: str) -> list[tuple[str, dict[str, str], Any]]:
-        with self.lock:
-            return [c for c in self.seen if c[0] == path]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Counting
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        pass
-
-    def _answer(self, status: int, payload: Any) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _handle(self) -> None:
-        parts = urlsplit(self.path)
-        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-        size = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(size)) if size else None
-        server = self.server
-        with server.lock:
-            server.now += 1
-            server.most = max(server.most, server.now)
-            server.seen.append((parts.path, {**query, "key": self.headers.get("Idempotency-Key", "")}, body))
-        try:
-            if parts.path == "/work":
-                time.sleep(int(query.get("ms", "100")) / 1000)
-                self._answer(200, {"branch": int(query.get("b", "-1"))})
-            elif parts.path == "/fail":
-                self._answer(500, {"error": "down"})
-            else:
-                self._answer(200, {"got": body})
-        finally:
-            with server.lock:
-                server.now -= 1
-
-    do_GET = do_POST = _handle  # noqa: N815 - the base class's names
-
-
-@pytest.fixture
-def endpoint() -> Iterator[Counting]:
-    server = Counting()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 def apply(runtime: Runtime, text: str) -> str:

@@ -17,11 +17,13 @@ from typing import Any
 import falcon
 
 from lambdaop.api.auth import AuthMiddleware, Login, Logout, Me, UsersRoute
+from lambdaop.api.callbacks import CallbackRoute
 from lambdaop.api.errors import handle_http_error, handle_lambdaop_error, handle_unexpected, send_error
 from lambdaop.api.objects import Dashboard, Objects, OriginalObjects, Pause
 from lambdaop.api.original import Cancel, Create, Modify
 from lambdaop.api.specs import Specs
 from lambdaop.app.applying import Applier
+from lambdaop.app.callbacks import Callbacks
 from lambdaop.app.users import Users
 from lambdaop.core.clock import Clock
 from lambdaop.core.errors import LambdaopError
@@ -90,6 +92,7 @@ def create_app(
     metrics: Metrics | None = None,
     live: Callable[[], list[str]] | None = None,
     metrics_public: bool = False,
+    callbacks: Callbacks | None = None,
 ) -> falcon.App:
     from lambdaop.api.openapi import openapi_document
 
@@ -138,6 +141,7 @@ def create_app(
     specs = Specs(applier)
     app.add_route("/specs", specs)
     app.add_route("/specs/{kind}/{name}", specs, suffix="one")
+    app.add_route("/callbacks/{token}", CallbackRoute(callbacks))
     app.add_route("/openapi.json", OpenAPI(openapi_document()))
     app.add_route("/docs", Docs())
     app.add_route("/", Page())

@@ -29,8 +29,8 @@ from typing import Any
 
 from lambdaop.engine import lanes, recurrence, retrypolicy
 from lambdaop.engine.lanes import Lane
-from lambdaop.engine.outcomes import Outcome
-from lambdaop.spec import Invoke, Notify, RetryFields, TaskSetSpec, TaskSpec
+from lambdaop.engine.outcomes import Failure, Outcome
+from lambdaop.spec import Invoke, Notify, RetryFields, TaskSetSpec, TaskSpec, WaitForCallback
 
 
 class Phase(StrEnum):
@@ -83,19 +83,22 @@ class Progress:
     last_result: str | None = None  # how the last run ended (completed, failed), for recurring objects
     last_reason: str | None = None
     lanes: tuple[Lane, ...] = ()  # the branches of the parallel step it is at (`lanes`)
+    waiting_until: dt.datetime | None = None  # a waitForCallback step's call succeeded: its wait ends then
+    expired: tuple[str, ...] = ()  # waits that timed out lately: a late callback is recorded
+    answered: str | None = None  # a callback that came while its call was out (`callbacks`)
 
     @classmethod
     def from_storage(cls, data: dict[str, Any]) -> Progress:
         branches = tuple(Lane.from_storage(b) for b in data.get("lanes") or ())
-        return cls(**{**data, "phase": Phase(data["phase"]), "lanes": branches})
+        expired = tuple(data.get("expired") or ())
+        return cls(**{**data, "phase": Phase(data["phase"]), "lanes": branches, "expired": expired})
 
     def for_storage(self) -> dict[str, Any]:
-        out = {**self.__dict__, "phase": self.phase.value}
-        if self.lanes:
-            out["lanes"] = [lane.for_storage() for lane in self.lanes]
-        else:
-            del out["lanes"]
-        return out
+        """Stored as a sub-document (the fields of parallel steps and callbacks only when they are set)."""
+        out = {**self.__dict__, "phase": self.phase.value, "lanes": [lane.for_storage() for lane in self.lanes], "expired": list(self.expired)}  # fmt: skip
+        return {
+            k: v for k, v in out.items() if k not in ("lanes", "waiting_until", "expired", "answered") or v
+        }
 
     @property
     def final(self) -> bool:
@@ -222,12 +225,26 @@ def finish(
             if wait is not None:
                 return _retry(waiting, wait, now)
         return _after_notice(spec, waiting, delivered, now, notify)
+    callback = _callback_of(spec, progress.step) if progress.waiting_until is None else None
+    if outcome.ok and callback is not None:  # its call succeeded: now the wait for the callback (`callbacks`)
+        said, waiting = progress.answered, replace(waiting, answered=None)
+        if said is None:
+            return replace(waiting, waiting_until=now + callback.timeout, due=now + callback.timeout)
+        why = said.partition(":")[2] or "the callback said failure"  # it came while the call was out
+        outcome = Outcome(True) if said == "success" else Outcome(False, why, Failure.BODY)
+    waiting = replace(waiting, answered=None)
     if outcome.ok:
         return _after_success(spec, waiting, now, notify)
     wait = retrypolicy.delay(plan.policy, progress.attempt, outcome, progress.salt, progress.step)
     if wait is not None:
         return _retry(waiting, wait, now)
     return _after_exhausted(spec, waiting, outcome, now, notify)
+
+
+def _callback_of(spec: PlanSpec, step: str) -> WaitForCallback | None:
+    if not isinstance(spec, TaskSetSpec) or spec.steps is None or not step.startswith("step:") or "/" in step:
+        return None
+    return spec.step_named(step.partition(":")[2]).waitForCallback
 
 
 def _retry(progress: Progress, wait: tuple[dt.timedelta, str], now: dt.datetime) -> Progress:

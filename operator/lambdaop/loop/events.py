@@ -28,6 +28,7 @@ class Action(StrEnum):
     SUSPEND = "suspend"
     RESUME = "resume"
     SET = "set"  # fields that do not move the object (pruned, source, manager)
+    CALLBACK = "callback"  # a POST to a waitForCallback's URL (the payload decides the change)
 
 
 class Write(StrEnum):
@@ -42,6 +43,7 @@ class Write(StrEnum):
     SUSPEND = "suspend"
     RESUME = "resume"
     SET = "set"
+    CALLBACK = "callback"
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,9 @@ class Firing:
         safe = None if self.settings.sole_owner else now + self.settings.lease / 3
         for held in self.held.due(now, self.settings.max_in_flight, safe):
             due = held.progress.due or now
+            if held.progress.waiting_until is not None:  # a wait for a callback has timed out
+                self.write_decision(held, results.decide_timeout(held, now, self.settings.notify), now)
+                continue
             try:
                 steps = self._dispatch(held, now)
             except machine.Refused as exc:
@@ -73,7 +76,9 @@ class Firing:
             self.held.fired(held, self.clock.monotonic())
             self.stats.progress_at = self.clock.monotonic()
             for step in steps:
-                job = results.call_for(held, held.progress, self.settings.notify, step)
+                job = results.call_for(
+                    held, held.progress, self.settings.notify, step, self.settings.callbacks
+                )
                 self.stats.dispatched += 1
                 if self.metrics is not None:
                     self.metrics.lateness.observe(max(0.0, (now - due).total_seconds()))
@@ -142,6 +147,9 @@ class Firing:
             decision = results.decide(held, done[0], now, self.settings.notify)
         else:
             decision = results.decide_wave(held, done, now, self.settings.notify)
+        self.write_decision(held, decision, now)
+
+    def write_decision(self, held: Held, decision: results.Decision, now: dt.datetime) -> None:
         if decision.prune:
             self.prune.add(held.id)
         change = Change(updated=now, progress=decision.progress, last=decision.call, run=decision.run, outputs=decision.outputs)  # fmt: skip

@@ -21,12 +21,14 @@ from typing import Any
 
 from lambdaop.core.clock import iso
 from lambdaop.core.logs import about
-from lambdaop.engine import lanes, machine, outputs, templates, waves
+from lambdaop.engine import callbacks, lanes, machine, outputs, templates, waves
 from lambdaop.engine.lanes import Lane, LaneState
 from lambdaop.engine.machine import Phase, Progress
 from lambdaop.engine.outcomes import Failure, Outcome
 from lambdaop.engine.outputs import StepOutput
 from lambdaop.engine.record import CallRecord, PendingSpec, RunSummary, StoredObject
+from lambdaop.loop.answers import REDACTED
+from lambdaop.loop.callbacks import CallbackUrls
 from lambdaop.loop.held import Held
 from lambdaop.loop.invoker import CallResult, Job
 from lambdaop.spec import Notify, TaskSetSpec
@@ -68,8 +70,15 @@ def run_event(record: StoredObject, progress: Progress, event: str = "failed") -
     }
 
 
-def call_for(held: Held, progress: Progress, notify: Notify | None, step: str | None = None) -> Job:
-    """The call a dispatched step makes (`step`: one branch's step of a parallel step's wave)."""
+def call_for(
+    held: Held,
+    progress: Progress,
+    notify: Notify | None,
+    step: str | None = None,
+    urls: CallbackUrls | None = None,
+) -> Job:
+    """The call a dispatched step makes (`step`: one branch's step of a parallel step's wave; a
+    waitForCallback's call reads `callback.url`, made by `urls`)."""
     step = step or progress.step
     attempt = _lane_attempt(progress, step) if step != progress.step else progress.attempt
     plan = machine.step_plan(held.plan, step, notify)
@@ -84,12 +93,19 @@ def call_for(held: Held, progress: Progress, notify: Notify | None, step: str | 
     if not isinstance(spec, TaskSetSpec) or spec.steps is None or machine.is_notice(step):
         return Job(record.id, held.fence, step, attempt, key, invoke)
     refused = None
+    ctx = step_context(record, progress, step)
+    token = ""
+    if callbacks.wait_of(spec, step) is not None:  # the single-use URL its target calls back
+        token = urls.token(record, progress) if urls is not None else ""
+        ctx["callback"] = {"url": urls.url(token) if urls is not None else None}
     try:
-        invoke = templates.render(invoke, step_context(record, progress, step), _field_of(spec, step))
+        if callbacks.wait_of(spec, step) is not None and urls is None:
+            raise templates.TemplateError(f"{_field_of(spec, step)}: this service signs no callback URLs (no callback secret)")  # fmt: skip
+        invoke = templates.render(invoke, ctx, _field_of(spec, step))
     except templates.TemplateError as exc:
         refused = str(exc)
     keep = step.startswith("step:")
-    return Job(record.id, held.fence, step, attempt, key, invoke, keep, refused)
+    return Job(record.id, held.fence, step, attempt, key, invoke, keep, refused, (token,) if token else ())
 
 
 def _lane_attempt(progress: Progress, step: str) -> int:
@@ -117,6 +133,8 @@ def _field_of(spec: TaskSetSpec, step: str) -> str:
     name, _, which = step.partition(":")
     if name == "fallback":
         return "spec.fallback.invoke"
+    if callbacks.wait_of(spec, step) is not None:
+        return f"spec.steps[{[s.name for s in spec.steps or ()].index(which)}].waitForCallback.invoke"
     found = lanes.parse_lane_step(step)
     names = [s.name for s in spec.steps or ()]
     if found is not None:
@@ -133,7 +151,7 @@ def output_of(
     """The run's outputs (`kept`, else the record's) with a named step's output in (None when the
     call was not a named step's), or why it cannot be kept."""
     job = result.job
-    if not job.keep_output:
+    if not job.keep_output or held.progress.answered is not None:  # (a callback's output came first)
         return None, None
     record = held.record
     name = job.step.partition(":")[2]
@@ -189,7 +207,7 @@ def _history(held: Held, result: CallResult, progress: Progress) -> CallRecord:
         step=job.step,
         attempt=job.attempt,
         key=job.idempotency_key,
-        url=job.invoke.target,
+        url=_redacted(job.invoke.target, job.redact),
         at=result.started,
         duration_ms=result.duration_ms,
         status=result.status,
@@ -201,6 +219,33 @@ def _history(held: Held, result: CallResult, progress: Progress) -> CallRecord:
         delay_reason=progress.delay_reason if retried else None,
         recovered=held.recovered,
     )
+
+
+def decide_timeout(held: Held, now: dt.datetime, notify: Notify | None) -> Decision:
+    """A waitForCallback step's wait passed its end with no callback: a `timeout` failure of the
+    step, in the history as `callback:NAME`."""
+    before = held.progress
+    progress, error = callbacks.time_out(held.plan, before, held.record.generation, now, notify)
+    call = callback_record(held.record, before, now, False, error)
+    summary = machine.run_summary(before, progress) if held.plan.schedule is not None else None
+    name = before.step.partition(":")[2]
+    kept = outputs.current(held.record.outputs, before.run, held.record.generation)
+    if name in kept:  # what its call answered stays; the step did not succeed
+        kept[name] = replace(kept[name], ok=False)
+    run = RunSummary(**summary) if summary else None
+    return Decision(progress, call, run, progress.calls > ATTEMPTS_KEPT, kept)
+
+
+def callback_record(record: StoredObject, progress: Progress, now: dt.datetime, ok: bool, error: str | None) -> CallRecord:  # fmt: skip
+    """What the history keeps of a callback (or of a wait that timed out): `callback:NAME`."""
+    run = progress.run if record.recurring else None
+    return CallRecord(step=f"callback:{progress.step.partition(':')[2]}", attempt=progress.attempt, at=now, ok=ok, generation=record.generation, error=error, run=run)  # fmt: skip
+
+
+def _redacted(text: str | None, secrets: tuple[str, ...]) -> str | None:
+    for value in secrets:
+        text = text.replace(value, REDACTED) if text is not None else None
+    return text
 
 
 def decide_wave(held: Held, wave: list[CallResult], now: dt.datetime, notify: Notify | None) -> Decision:

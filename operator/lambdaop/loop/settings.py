@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from lambdaop.loop.callbacks import CallbackUrls
 from lambdaop.spec import Notify
 
 
@@ -28,3 +29,6 @@ class LoopSettings:
     max_unwritten: int = 50_000  # results kept in memory while the store is away; beyond, no call leaves
     stop_grace: float = 10.0
     notify: Notify | None = None  # the service-wide failure notification (--on-failure)
+    callbacks: CallbackUrls | None = (
+        None  # signs the URLs of waitForCallback steps (none: they fail as `config`)
+    )

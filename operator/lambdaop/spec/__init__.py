@@ -60,6 +60,7 @@ from lambdaop.spec.models import (
     TaskSet,
     TaskSetSpec,
     TaskSpec,
+    WaitForCallback,
     json_schemas,
     kind_named,
     spec_hash,
@@ -71,7 +72,7 @@ __all__ = [
     "API_VERSION", "EARLIEST", "FALLBACK_ON", "KINDS", "LATEST", "MAX_DURATION", "MAX_STEPS", "METHODS", "NOTIFY_ON", "RETRY_ON",
     "AnySpec", "Backoff", "ConditionCheck", "Document", "Duration", "Fallback", "FromEnv", "HeaderValue",
     "Invoke", "InvokeOrUrl", "JsonTest", "Kind", "Metadata", "Notification", "Notify", "RetryFields", "RetryOn", "Schedule", "Sign",
-    "BranchStep", "Parallel", "Step", "StepSpec", "SuccessWhen", "Task", "TaskSet", "TaskSetSpec", "TaskSpec", "Time", "check_url", "check_zone",
+    "BranchStep", "Parallel", "Step", "StepSpec", "SuccessWhen", "Task", "TaskSet", "TaskSetSpec", "TaskSpec", "Time", "WaitForCallback", "check_url", "check_zone",
     "format_duration", "function_url_region", "json_schemas", "kind_named", "load_documents", "load_one", "parse_duration", "parse_time",
     "spec_hash", "spec_json", "targets", "templated", "validate_document", "validation_problems",
 ]  # fmt: skip

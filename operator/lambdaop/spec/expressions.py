@@ -11,7 +11,8 @@ used twice. A step's call reads the steps before it; its condition check reads
 it too; the fallback reads every step (one that did not run reads as null). A
 step of a parallel branch reads the steps before the parallel step and the
 steps before it in its own branch; later steps read the parallel step as a
-whole (`steps.NAME.output[i]`, one item per branch).
+whole (`steps.NAME.output[i]`, one item per branch). Only a waitForCallback's
+call reads `callback` (`callback.url`, the URL it hands its target).
 Called by the loader and the engine.
 """
 
@@ -130,18 +131,25 @@ def check_expressions(spec: TaskSetSpec) -> list[tuple[Loc, str]]:
     names = list(first)
 
     def check(
-        invoke: Invoke, where: Loc, visible: list[str], own: str | None, known: list[str] | None = None
+        invoke: Invoke,
+        where: Loc,
+        visible: list[str],
+        own: str | None,
+        known: list[str] | None = None,
+        roots: tuple[str, ...] = ROOTS,
     ) -> None:
         for loc, text in strings_of(invoke, where):
             if text.count("${{") != len(expressions(text)):
                 problems.append((loc, "an expression opened with `${{` is not closed with `}}`"))
             for expression in expressions(text):
-                problems.extend((loc, m) for m in _problems(expression, visible, own, known or names))
+                problems.extend((loc, m) for m in _problems(expression, visible, own, known or names, roots))
 
     for i, step in enumerate(steps):
         here: Loc = ("spec", "steps", i)
         if step.invoke is not None:
             check(step.invoke, (*here, "invoke"), names[:i], step.name)
+        if step.waitForCallback is not None:
+            check(step.waitForCallback.invoke, (*here, "waitForCallback", "invoke"), names[:i], step.name, roots=(*ROOTS, "callback"))  # fmt: skip
         if step.conditionCheck is not None:
             check(step.conditionCheck.invoke, (*here, "conditionCheck", "invoke"), names[: i + 1], None)
         for b, branch in enumerate(step.parallel.branches if step.parallel is not None else ()):
@@ -165,7 +173,9 @@ def check_expressions(spec: TaskSetSpec) -> list[tuple[Loc, str]]:
     return problems
 
 
-def _problems(expression: str, visible: list[str], own: str | None, names: list[str]) -> list[str]:
+def _problems(
+    expression: str, visible: list[str], own: str | None, names: list[str], roots: tuple[str, ...] = ROOTS
+) -> list[str]:
     shown = f"`${{{{ {expression} }}}}`"
     if not expression:
         return [f"{shown} is empty: write a JMESPath expression such as steps.NAME.output"]
@@ -176,8 +186,11 @@ def _problems(expression: str, visible: list[str], own: str | None, names: list[
     out = []
     for chain in chains:
         root = chain[0]
-        if root not in ROOTS:
-            out.append(f"{shown} reads {root!r}; expressions read steps, run and object")
+        if root not in roots:
+            also = "" if root != "callback" else " (callback.url is there only in a waitForCallback's invoke)"
+            out.append(
+                f"{shown} reads {root!r}; expressions read {', '.join(roots[:-1])} and {roots[-1]}{also}"
+            )
             continue
         if root != "steps" or len(chain) < 2 or chain[1] in visible:
             continue

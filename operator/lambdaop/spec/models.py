@@ -229,11 +229,15 @@ class NamedStep(RetryFields):
     @property
     def call(self) -> Invoke:
         """The call the step makes, with the step's successWhen."""
-        if self.invoke is None:
+        invoke = self.invoke
+        wait = getattr(self, "waitForCallback", None)
+        if invoke is None and wait is not None:
+            invoke = wait.invoke
+        if invoke is None:
             raise ValueError(f"step {self.name!r} makes no call of its own")
         if self.successWhen is not None:
-            return self.invoke.model_copy(update={"successWhen": self.successWhen})
-        return self.invoke
+            return invoke.model_copy(update={"successWhen": self.successWhen})
+        return invoke
 
 
 class BranchStep(NamedStep):
@@ -261,6 +265,21 @@ class Parallel(SpecModel):
         return min(self.maxConcurrency or len(self.branches), len(self.branches))
 
 
+class WaitForCallback(SpecModel):
+    """A call that hands its target a callback URL, then a wait until someone POSTs to it."""
+
+    invoke: InvokeOrUrl = Field(description="the call; ${{ callback.url }} in its strings is the single-use signed URL to POST {status: success|failure, output} to")  # fmt: skip
+    timeout: Duration = Field(description="how long to wait for the callback once the call succeeded (a failure: retried, then the fallback)")  # fmt: skip
+    heartbeat: Duration | None = Field(default=None, description="each {status: heartbeat} POST moves the end of the wait to this long after it (default: the timeout)")  # fmt: skip
+
+    @field_validator("timeout", "heartbeat")
+    @classmethod
+    def _at_least_a_second(cls, value: dt.timedelta | None) -> dt.timedelta | None:
+        if value is not None and value < dt.timedelta(seconds=1):
+            raise ValueError("must be at least 1s")
+        return value
+
+
 _NOT_FOR_PARALLEL = ("retries", "retryDelay", "backoff", "jitter", "retryOn", "successWhen")
 
 
@@ -269,12 +288,13 @@ class StepSpec(NamedStep):
     test and condition check."""
 
     parallel: Parallel | None = Field(default=None, description="instead of invoke: branches of steps run side by side; steps.NAME.output[i] is what branch i answered last")  # fmt: skip
+    waitForCallback: WaitForCallback | None = Field(default=None, description="instead of invoke: a call handed ${{ callback.url }}, then a wait until it is POSTed to; steps.NAME.output is the callback's output")  # fmt: skip
     conditionCheck: ConditionCheck | None = Field(default=None, description="after the step succeeded: a check call (with its own delay and retries) that must succeed before the next step")  # fmt: skip
 
     @model_validator(mode="after")
     def _one_kind(self) -> StepSpec:
-        if (self.invoke is None) == (self.parallel is None):
-            raise ValueError("give the step either `invoke` (a call) or `parallel` (branches), one of them")
+        if [self.invoke, self.parallel, self.waitForCallback].count(None) != 2:
+            raise ValueError("give the step one of `invoke` (a call), `parallel` (branches) or `waitForCallback` (a call, then a wait)")  # fmt: skip
         fields = type(self).model_fields  # (a stored spec has the defaults written out)
         given = [
             f
@@ -366,6 +386,8 @@ def targets(obj: AnySpec) -> list[tuple[str, Invoke]]:
         for i, step in enumerate(obj.spec.steps or ()):
             if step.invoke is not None:
                 found.append((f"spec.steps[{i}].invoke", step.invoke))
+            if step.waitForCallback is not None:
+                found.append((f"spec.steps[{i}].waitForCallback.invoke", step.waitForCallback.invoke))
             for b, branch in enumerate(step.parallel.branches if step.parallel else ()):
                 found += [
                     (f"spec.steps[{i}].parallel.branches[{b}][{j}].invoke", s.invoke)
