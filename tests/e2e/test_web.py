@@ -319,6 +319,49 @@ spec:
     assert not page.errors  # type: ignore[attr-defined]
 
 
+def test_a_step_waiting_for_its_callback_says_so_until_it_comes(
+    browser, app: Runtime, demo: DemoLambda
+) -> None:
+    import json
+
+    import requests
+
+    from lambdaop.spec import load_one
+
+    (obj,) = load_one(
+        f"""\
+kind: TaskSet
+metadata: {{name: approval}}
+spec:
+  steps:
+    - name: approve
+      waitForCallback:
+        invoke: {{url: '{demo.url}/echo', method: POST, body: {{reply: "${{{{ callback.url }}}}"}}}}
+        timeout: 10m
+    - name: after
+      invoke: '{demo.url}/json?by=${{{{ steps.approve.output.by }}}}'
+"""
+    )
+    app.applier.apply(obj, "admin")
+    page = open_page(browser, app)
+    sign_in(page, "admin", "admin-password")
+    go(page, "tasksets")
+    page.get_by_role("tab", name=re.compile("^All")).click()
+    page.get_by_role("link", name="approval").click()
+    step = page.locator("li[data-step='step:approve']")
+    expect(step).to_have_attribute("data-status", "waiting", timeout=WAIT)
+    expect(step).to_contain_text("waiting for its callback until")
+    (asked,) = demo.wait_for(1, "/echo")
+    reply = json.loads(asked.body)["reply"]
+    answer = requests.post(reply, json={"status": "success", "output": {"by": "ana"}}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    expect(step).to_have_attribute("data-status", "done", timeout=WAIT)
+    expect(page.locator("li[data-step='step:after']")).to_have_attribute("data-status", "done", timeout=WAIT)
+    expect(step.locator(".step-output")).to_contain_text('{"by":"ana"}')
+    expect(page.locator("#attempts tr[data-step='callback:approve']")).to_contain_text("Callback for approve")
+    assert not page.errors  # type: ignore[attr-defined]
+
+
 def test_a_parallel_step_shows_its_branches_and_their_outputs(
     browser, app: Runtime, demo: DemoLambda
 ) -> None:
