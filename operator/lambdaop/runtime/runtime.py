@@ -191,6 +191,8 @@ class Runtime:
         if self.config.callback_secret:
             return self.config.callback_secret.encode()
         path = self.state.path / "callback.key"
+        if self.config.mongodb_uri:
+            log.warning("callback URLs are signed with a key of this state folder (%s): set LAMBDAOP_CALLBACK_SECRET, the same for every process of this store, or a callback answered by another process is refused", path)  # fmt: skip
         if not path.exists():
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as out:
