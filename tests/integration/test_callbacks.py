@@ -7,6 +7,7 @@ real API, as the system being waited for would.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -104,6 +105,25 @@ def test_a_target_that_calls_back_before_it_answers_completes_the_step(
     assert '"calledBack": 200' in doc["attempts"][1]["response"]
     ((_, _, body),) = endpoint.calls("/echo")
     assert body == {"by": "quick"}, "the callback's output, not the call's answer, is the step's output"
+
+
+def test_heartbeats_keep_a_short_wait_going_past_its_timeout(make_runtime, endpoint: Counting) -> None:
+    runtime = make_runtime()
+    oid = apply(runtime, approval(endpoint.url, timeout="2s").replace("heartbeat: 5m", "heartbeat: 20s"))
+    url = handed(endpoint)
+    ends = wait_until(lambda: runtime.store.get(oid)["progress"].get("waiting_until"), 30, what="the wait")
+    beat = post(url, {"status": "heartbeat"})
+    assert beat.status_code == 200 and beat.json()["verdict"] == "extended", beat.text
+    moved = dt.datetime.fromisoformat(beat.json()["waitingUntil"].replace("Z", "+00:00"))
+    assert moved > ends + dt.timedelta(seconds=10), "the heartbeat moved the end of the wait 20s on"
+    wait_until(
+        lambda: dt.datetime.now(dt.UTC) > ends + dt.timedelta(seconds=1), 30, what="the first end to pass"
+    )
+    done = post(url, {"status": "success", "output": {"by": "still-waited-for"}})
+    assert done.status_code == 200, done.text
+    doc = final(runtime, oid, timeout=30)
+    assert doc["state"] == "completed", doc["progress"]
+    assert [a["step"] for a in doc["attempts"]] == ["step:approve", "callback:approve", "step:after"]
 
 
 def test_no_callback_in_time_is_a_timeout_that_runs_the_fallback(make_runtime, endpoint: Counting) -> None:

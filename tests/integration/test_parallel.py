@@ -120,3 +120,16 @@ def test_kill_9_in_the_middle_of_a_parallel_step_goes_on_from_the_stored_lanes(
     )
     ((_, _, body),) = endpoint.calls("/echo")
     assert body == {"branches": [{"branch": i} for i in range(6)]}
+
+
+def test_mode_any_ends_on_the_first_branch_that_succeeds(make_runtime, endpoint: Counting) -> None:
+    runtime = make_runtime()
+    text = fanout(endpoint.url, ["/fail", "/work?b=1&ms=50", "/work?b=2&ms=50"], 1)
+    oid = apply(runtime, text.replace("maxConcurrency: 1", "maxConcurrency: 1\n        mode: any"))
+    doc = final(runtime, oid, timeout=60)
+    assert doc["state"] == "completed", doc["progress"]
+    assert [q["b"] for _, q, _ in endpoint.calls("/work")] == ["1"], "branch 2 never started: branch 1 won"
+    ((_, _, body),) = endpoint.calls("/echo")
+    assert body == {"branches": [None, {"branch": 1}, None]}
+    shown = requests.get(f"{runtime.url}/tasksets/{oid}", headers={"Authorization": f"Bearer {runtime.admin_token}"}, timeout=30)  # fmt: skip
+    assert shown.json()["outputs"]["fan"]["branches"] == ["failed", "done", "cancelled"]
