@@ -97,6 +97,7 @@ class Counting(ThreadingHTTPServer):
         self.now = 0
         self.most = 0
         self.seen: list[tuple[str, dict[str, str], Any]] = []
+        self.events: list[tuple[str, str]] = []  # ("start" | "end", the `b` of a /work call), in order
 
     @property
     def url(self) -> str:
@@ -134,7 +135,11 @@ class _Handler(BaseHTTPRequestHandler):
             server.seen.append((parts.path, {**query, "key": self.headers.get("Idempotency-Key", "")}, body))
         try:
             if parts.path == "/work":
+                with server.lock:
+                    server.events.append(("start", query.get("b", "")))
                 time.sleep(int(query.get("ms", "100")) / 1000)
+                with server.lock:
+                    server.events.append(("end", query.get("b", "")))
                 self._answer(200, {"branch": int(query.get("b", "-1"))})
             elif parts.path == "/answer-first":  # a quick target: calls back before it answers
                 import requests

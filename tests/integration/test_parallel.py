@@ -67,6 +67,21 @@ def test_ten_branches_with_max_concurrency_three_never_have_more_than_three_out(
     assert len({a["key"] for a in doc["attempts"]}) == 11, "each branch's call has its own Idempotency-Key"
 
 
+def test_a_place_freed_is_taken_at_once_while_a_slow_branch_is_still_out(
+    make_runtime, endpoint: Counting
+) -> None:
+    runtime = make_runtime()
+    paths = ["/work?b=0&ms=3000", "/work?b=1&ms=50", "/work?b=2&ms=50", "/work?b=3&ms=50"]
+    oid = apply(runtime, fanout(endpoint.url, paths, 2))
+    doc = final(runtime, oid, timeout=60)
+    assert doc["state"] == "completed", doc["progress"]
+    events = endpoint.events
+    assert events.index(("start", "3")) < events.index(("end", "0")), events
+    assert endpoint.most == 2
+    ((_, _, body),) = endpoint.calls("/echo")
+    assert body == {"branches": [{"branch": i} for i in range(4)]}
+
+
 def test_mode_all_with_a_failing_branch_ends_failed_and_runs_the_fallback(
     make_runtime, endpoint: Counting
 ) -> None:
@@ -95,7 +110,8 @@ def test_kill_9_in_the_middle_of_a_parallel_step_goes_on_from_the_stored_lanes(
     (specs / "fan.yaml").write_text(fanout(endpoint.url, [f"/work?b={i}&ms=1500" for i in range(6)], 2))
     first = serve(state, specs, log)
     try:
-        wait_until(lambda: len(endpoint.calls("/work")) >= 3, 40, what="the second wave to leave")
+        # branch 3 starts once the results of 0 and 1 are both stored (two places, both freed)
+        wait_until(lambda: len(endpoint.calls("/work")) >= 4, 40, what="branches 2 and 3 to start")
         os.kill(first.pid, signal.SIGKILL)
         first.wait(10)
     finally:
@@ -111,10 +127,10 @@ def test_kill_9_in_the_middle_of_a_parallel_step_goes_on_from_the_stored_lanes(
     assert doc["state"] == "completed", log.read_text()[-3000:]
     calls = [q for _, q, _ in endpoint.calls("/work")]
     once = [int(q["b"]) for q in calls]
-    assert once.count(0) == once.count(1) == 1, "the first wave was stored before the kill: not made again"
+    assert once.count(0) == once.count(1) == 1, "their results were stored before the kill: not made again"
     assert set(once) == set(range(6))
     again = [q["key"] for q in calls if q["b"] in ("2", "3")]
-    assert len(set(again)) == 2, "a wave made again carries the same Idempotency-Key per branch"
+    assert len(set(again)) == 2, "a call made again carries the same Idempotency-Key per branch"
     assert endpoint.most <= 2 + 2, (
         "the killed process's calls may still be answered while the next ones leave"
     )

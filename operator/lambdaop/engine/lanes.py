@@ -1,22 +1,23 @@
-"""Parallel branches of a named step: where each branch stands, and what a wave of calls decides.
+"""Parallel branches of a named step: where each branch stands, and what their calls' results decide.
 
 A parallel step keeps one `Lane` per branch in the object's progress (so it
 is stored with it, and survives a restart): the step of the branch it is at,
 that step's attempt, when it is due and whether it is waiting for a free
 place, running, done, failed or cancelled. At most `maxConcurrency` lanes are
-active (running, or waiting for a retry) at once; the others wait. A wave is
-the calls of the active lanes that are due: they leave together, and the
-object's next write takes all their results (`after_wave`): a lane moves on
-to its branch's next step, retries, ends done or failed, and waiting lanes
-take the places freed. `mode: all` fails on the first branch that fails (the
-branches not started are cancelled); `mode: any` succeeds on the first branch
-that succeeds. Pure: no I/O, no clock. Called by machine.
+active (running, or waiting for a retry) at once; the others wait. A lane's
+due call leaves when it is due, and its result is taken (`after_wave`) as it
+comes back: the lane moves on to its branch's next step, retries, ends done or
+failed, and a waiting lane takes the place freed (calls of other lanes may be
+out meanwhile: the loop says which, `out`). `mode: all` fails on the first
+branch that fails (the branches not started are cancelled); `mode: any`
+succeeds on the first branch that succeeds; either ends once the calls still
+out are back. Pure: no I/O, no clock. Called by waves and machine.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -105,13 +106,15 @@ def begin(par: Parallel, now: dt.datetime) -> tuple[Lane, ...]:
     )
 
 
-def wave(lanes: Sequence[Lane], now: dt.datetime) -> list[int]:
-    """The lanes whose call is due now (active ones only, so never more than `maxConcurrency`)."""
-    return [i for i, lane in enumerate(lanes) if lane.state is LaneState.ACTIVE and lane.due is not None and lane.due <= now]  # fmt: skip
+def wave(lanes: Sequence[Lane], now: dt.datetime, out: Collection[int] = ()) -> list[int]:
+    """The lanes whose call is due now and not out already (active ones only, so never more than
+    `maxConcurrency` calls at once)."""
+    return [i for i, lane in enumerate(lanes) if lane.state is LaneState.ACTIVE and i not in out and lane.due is not None and lane.due <= now]  # fmt: skip
 
 
-def next_due(lanes: Sequence[Lane]) -> dt.datetime | None:
-    return min((lane.due for lane in lanes if lane.state is LaneState.ACTIVE and lane.due is not None), default=None)  # fmt: skip
+def next_due(lanes: Sequence[Lane], out: Collection[int] = ()) -> dt.datetime | None:
+    """When the next call of a lane is due (of the lanes not out, when `out` is given)."""
+    return min((lane.due for i, lane in enumerate(lanes) if lane.state is LaneState.ACTIVE and i not in out and lane.due is not None), default=None)  # fmt: skip
 
 
 def after_wave(
@@ -121,33 +124,38 @@ def after_wave(
     results: Sequence[tuple[int, Outcome]],
     salt: int,
     now: dt.datetime,
+    out: Collection[int] = (),
 ) -> tuple[tuple[Lane, ...], Verdict | None]:
-    """The lanes once a wave's results are in, and the verdict when the parallel step has ended."""
-    out = list(lanes)
+    """The lanes once results are in, and the verdict when the parallel step has ended. A verdict
+    reached while calls of other lanes are `out` waits for them: nothing new starts meanwhile (the
+    lanes not out are cancelled), and the step ends once the last of them is back."""
+    moved = list(lanes)
     for i, outcome in results:
-        lane = out[i]
+        lane = moved[i]
         if lane.state is not LaneState.ACTIVE:
             continue
         branch = par.branches[lane.branch]
         step = branch[lane.at]
         if outcome.ok:
             last = lane.at == len(branch) - 1
-            out[i] = replace(lane, state=LaneState.DONE, due=None) if last else replace(lane, at=lane.at + 1, attempt=1, due=now)  # fmt: skip
+            moved[i] = replace(lane, state=LaneState.DONE, due=None) if last else replace(lane, at=lane.at + 1, attempt=1, due=now)  # fmt: skip
             continue
         wait = retrypolicy.delay(step, lane.attempt, outcome, salt, lane_step(name, lane.branch, step.name))
         if wait is not None:
-            out[i] = replace(lane, attempt=lane.attempt + 1, due=now + wait[0])
+            moved[i] = replace(lane, attempt=lane.attempt + 1, due=now + wait[0])
         else:
             why = f"step {step.name} failed after {lane.attempt} attempt(s): {outcome.error or 'call failed'}"
-            out[i] = replace(lane, state=LaneState.FAILED, due=None, error=why)
-    verdict = _verdict(par, name, out)
+            moved[i] = replace(lane, state=LaneState.FAILED, due=None, error=why)
+    verdict = _verdict(par, name, moved)
     if verdict is not None:
-        return tuple(_cancel(lane) for lane in out), verdict
-    free = par.limit - sum(1 for lane in out if lane.state is LaneState.ACTIVE)
-    for i, lane in enumerate(out):
+        if any(moved[i].state is LaneState.ACTIVE for i in out):
+            return tuple(lane if i in out else _cancel(lane) for i, lane in enumerate(moved)), None
+        return tuple(_cancel(lane) for lane in moved), verdict
+    free = par.limit - sum(1 for lane in moved if lane.state is LaneState.ACTIVE)
+    for i, lane in enumerate(moved):
         if free > 0 and lane.state is LaneState.WAITING:
-            out[i], free = replace(lane, state=LaneState.ACTIVE, due=now), free - 1
-    return tuple(out), None
+            moved[i], free = replace(lane, state=LaneState.ACTIVE, due=now), free - 1
+    return tuple(moved), None
 
 
 def _cancel(lane: Lane) -> Lane:

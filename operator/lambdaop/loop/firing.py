@@ -2,7 +2,8 @@
 
 `fire_due` dispatches each due held object (the machine says the call
 starts), hands its call to the invoker and counts how late it left;
-(a parallel step's due branch steps leave together, as one wave);
+(a parallel step's due branch steps leave as places are free, and
+their results are written as they come back, the others staying out);
 `mark_long` has a call out longer than `long_call` shown as running in the
 store; `accept` takes a result for the object it belongs to (a result of a
 call no longer held is dropped), and `write_result` writes what it means
@@ -71,7 +72,9 @@ class Firing:
                 log.warning("%s not called: %s", held.label, exc, extra=about(held.record))
                 continue
             if not steps:  # a parallel step whose next branch call is not due yet
-                self.held.arm(held)
+                when = lanes.next_due(held.progress.lanes, waves.branches_of(held.wave or ()))
+                if when is not None:
+                    self.held.arm(held, max(when, now + dt.timedelta(milliseconds=1)))
                 continue
             self.held.fired(held, self.clock.monotonic())
             self.stats.progress_at = self.clock.monotonic()
@@ -90,8 +93,9 @@ class Firing:
         if machine.is_notice(held.progress.step) or lanes.parallel_of(held.plan, held.progress.step) is None:
             held.progress = machine.dispatch(held.progress, now)
             return [None]
-        held.progress, ids = waves.dispatch_wave(held.plan, held.progress, now)
-        held.wave = dict.fromkeys(ids) if ids else None
+        held.progress, ids = waves.dispatch_wave(held.plan, held.progress, now, held.wave or ())
+        if ids:
+            held.wave = {**(held.wave or {}), **dict.fromkeys(ids)}
         return list(ids)
 
     def mark_long(self, now: dt.datetime) -> None:
@@ -106,48 +110,50 @@ class Firing:
 
     def accept(self, result: CallResult, now: dt.datetime) -> None:
         """A call came back: write its result, or keep it until the object's write under way lands
-        (a wave's results are written together, once the last of them is back)."""
+        (a parallel step's: the others may stay out meanwhile)."""
         job = result.job
         held = self.held.get(job.object_id)
         if self.metrics is not None:
             owner = held.record.owner if held is not None else ""
             self.metrics.call(owner, job.step, result.ok, result.status, result.duration_ms / 1000)
         wave = held.wave if held is not None else None
+        if held is not None and held.fired and wave is not None and wave.get(job.step, 0) is None:
+            wave[job.step] = result  # written now, or once the write under way has landed
+            if not any(r is None for r in wave.values()):
+                self.held.returned(job.object_id)
+            if not held.writes:
+                self.write_back(held, now)
+            return
         if (
-            held is not None
-            and held.fired
-            and wave is not None
-            and job.step in wave
-            and wave[job.step] is None
-        ):
-            wave[job.step] = result
-            if any(r is None for r in wave.values()):
-                return
-            held.wave, done = None, [r for r in wave.values() if r is not None]
-        elif (
             held is None
             or not held.fired
             or (job.step, job.attempt) != (held.progress.step, held.progress.attempt)
         ):
-            if wave is None:  # (a wave still out stays out)
+            if wave is None:  # (calls of a parallel step still out stay out)
                 self.held.returned(job.object_id)
             log.warning("object %s: result of a call no longer held, dropped", job.object_id)
             return
-        else:
-            done = [result]
         self.held.returned(job.object_id)
         if held.writes:
-            held.result = done  # written once the earlier write is durable
+            held.result = [result]  # written once the earlier write is durable
         else:
-            self.write_result(held, done, now)
+            self.write_result(held, [result], now)
+
+    def write_back(self, held: Held, now: dt.datetime) -> bool:
+        """Write the results of a parallel step's calls that are back (the others stay out)."""
+        wave = held.wave or {}
+        done = [r for r in wave.values() if r is not None]
+        if not done:
+            return False
+        out: dict[str, CallResult | None] = {step: None for step, r in wave.items() if r is None}
+        held.wave = out or None
+        self.stats.finished += len(done)
+        self.write_decision(held, results.decide_wave(held, done, now, self.settings.notify, tuple(out)), now)
+        return True
 
     def write_result(self, held: Held, done: list[CallResult], now: dt.datetime) -> None:
         self.stats.finished += len(done)
-        if len(done) == 1 and not done[0].job.step.count("/"):
-            decision = results.decide(held, done[0], now, self.settings.notify)
-        else:
-            decision = results.decide_wave(held, done, now, self.settings.notify)
-        self.write_decision(held, decision, now)
+        self.write_decision(held, results.decide(held, done[0], now, self.settings.notify), now)
 
     def write_decision(self, held: Held, decision: results.Decision, now: dt.datetime) -> None:
         if decision.prune:

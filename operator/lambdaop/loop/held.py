@@ -160,8 +160,8 @@ class Holdings:
         while self._fire and self._fire[0][0] <= now and len(self._out) < max_in_flight:
             _, seq, oid = heapq.heappop(self._fire)
             held = self._held.get(oid)
-            if held is None or held.seq != seq or held.fired:
-                continue
+            if held is None or held.seq != seq or (held.fired and held.wave is None):
+                continue  # (a parallel step with calls out may start more)
             if held.writes:  # a change of ours is being written: it is armed again once durable
                 continue
             if safe_until is not None and held.until < safe_until:
@@ -217,7 +217,7 @@ class Holdings:
         while self._fire:
             due, seq, oid = self._fire[0]
             held = self._held.get(oid)
-            if held is None or held.seq != seq or held.fired:
+            if held is None or held.seq != seq or (held.fired and held.wave is None):
                 heapq.heappop(self._fire)
                 continue
             return due

@@ -248,8 +248,10 @@ def _redacted(text: str | None, secrets: tuple[str, ...]) -> str | None:
     return text
 
 
-def decide_wave(held: Held, wave: list[CallResult], now: dt.datetime, notify: Notify | None) -> Decision:
-    """What the results of a parallel step's wave mean: the lanes move on (each branch step's output
+def decide_wave(
+    held: Held, wave: list[CallResult], now: dt.datetime, notify: Notify | None, out: tuple[str, ...] = ()
+) -> Decision:
+    """What results of a parallel step's calls mean (`out`: its calls still out): the lanes move on (each branch step's output
     kept as PARALLEL/BRANCH/STEP), and once the step has ended its own output is what each branch
     answered last. One that cannot be decided fails its object alone."""
     spec, before = held.plan, held.progress
@@ -264,7 +266,7 @@ def decide_wave(held: Held, wave: list[CallResult], now: dt.datetime, notify: No
     ended = max((r.started + dt.timedelta(milliseconds=r.duration_ms) for r in judged), default=now)
     try:
         outcomes = [(r.job.step, Outcome(r.ok, r.error, r.failure, r.retry_after)) for r in judged]
-        progress, after = waves.finish_wave(spec, before, outcomes, ended, notify)
+        progress, after = waves.finish_wave(spec, before, outcomes, ended, notify, out)
     except Exception as exc:
         log.exception("%s: its result cannot be decided", held.label, extra=about(held.record))
         progress, after = replace(before, phase=Phase.FAILED, in_flight=False, due=None, finished=now, reason=f"internal error: {exc}"), ()  # fmt: skip

@@ -142,6 +142,7 @@ class Writes:
             if held.result is not None and not held.writes:
                 return Next.RESULT
             return Next.ARM if not held.fired and not held.writes else Next.NOTHING
-        held.progress = replace(pending.progress, in_flight=False)
-        held.fired = held.started_written = False
+        out = bool(held.wave)  # calls of a parallel step still out: it stays in flight
+        held.progress = replace(pending.progress, in_flight=out)
+        held.fired, held.started_written = out, False
         return Next.RELEASE if pending.release else Next.ARM

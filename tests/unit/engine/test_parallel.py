@@ -102,6 +102,29 @@ def test_mode_all_leaves_the_branches_not_started_cancelled() -> None:
     assert p.step == "fallback"
 
 
+def test_a_step_that_failed_with_calls_still_out_starts_nothing_more_and_ends_when_they_are_back() -> None:
+    spec = fanout([[call(f"b{i}")] for i in range(4)], maxConcurrency=2)
+    p = machine.start(spec, s(0))
+    p = machine.finish(spec, machine.dispatch(p, s(0)), OK, s(1))
+    p, ids = waves.dispatch_wave(spec, p, s(1))
+    p, after = waves.finish_wave(spec, p, [(ids[1], BAD)], s(2), out=[ids[0]])
+    assert p.step == "step:fan" and p.in_flight, "it waits for the call still out"
+    assert [lane.state.value for lane in after] == ["active", "failed", "cancelled", "cancelled"]
+    assert waves.dispatch_wave(spec, p, s(2), out=[ids[0]])[1] == [], "nothing more starts"
+    p, _ = waves.finish_wave(spec, p, [(ids[0], OK)], s(3))
+    assert (p.step, p.failed_step) == ("fallback", "step:fan/1/b1")
+
+
+def test_a_place_freed_is_taken_while_another_call_is_out() -> None:
+    spec = fanout([[call(f"b{i}")] for i in range(3)], maxConcurrency=2)
+    p = machine.start(spec, s(0))
+    p = machine.finish(spec, machine.dispatch(p, s(0)), OK, s(1))
+    p, ids = waves.dispatch_wave(spec, p, s(1))
+    p, _ = waves.finish_wave(spec, p, [(ids[0], OK)], s(2), out=[ids[1]])
+    p, more = waves.dispatch_wave(spec, p, s(2), out=[ids[1]])
+    assert more == ["step:fan/2/b2"] and p.calls == 4
+
+
 def test_mode_any_succeeds_on_the_first_branch_that_succeeds() -> None:
     spec = fanout([[call("slow"), call("slower")], [call("quick")]], mode="any")
     p = machine.start(spec, s(0))
