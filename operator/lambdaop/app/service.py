@@ -371,8 +371,11 @@ class Service:
                 change = decide(record, now)
             except Refused as exc:
                 raise Conflict(str(exc)) from None
+            calls = (
+                [change.last.for_storage()] if change.last is not None else []
+            )  # a change with a call records it
             op = Op(object_id, record.owner, record.kind.value, record.state, change.new_state(record),
-                    fence=record.fence, change=change, guard=True)  # fmt: skip
+                    fence=record.fence, change=change, guard=True, attempts=calls)  # fmt: skip
             outcome = self.writer.write(op, timeout=self.deadline)
             if outcome is WriteOutcome.OK:
                 written = change.applied_to(record)

@@ -7,7 +7,10 @@ and resume (`changes`), runs asked for (`ondemand`), the outcome of a call as
 the machine sees it (`outcomes`), retry waits (`retrypolicy`), recurring
 schedules (`recurrence`), the typed record of a stored object with the
 changes made to it (`record`), what named steps answered (`outputs`) and
-filling in their `${{ EXPR }}` (`templates`). No I/O, no clock, no threads.
+filling in their `${{ EXPR }}` (`templates`); parallel steps: where each
+branch stands (`lanes`) and their calls (`waves`); and waits for a callback:
+their signed single-use tokens and what a POST does (`callbacks`). No I/O,
+no clock, no threads.
 
 May import: lambdaop.spec and lambdaop.core. Never the store (the two do not
 know each other), never a driver, a web framework or a file watcher.

@@ -6,7 +6,9 @@ when a call reports back and `recover` when a lease expired. Refusals are
 raised as `Refused` with the reason shown to the user. What a run's steps are
 and what each calls is `steps`'; where an object is, `progress`; what a
 recurring object does between runs, `recurring`; a person's cancel,
-reschedule, suspend and resume, `changes`.
+reschedule, suspend and resume, `changes`. A parallel step's branches are
+`waves`' and `lanes`'; a step that waits for a callback enters its wait here
+once its call has succeeded, and `callbacks` decides what a POST does.
 
 Each step has its own attempt counter and retry policy (delays in
 `retrypolicy`); a step that used its budget up ends the run (through the
@@ -25,11 +27,11 @@ import datetime as dt
 from dataclasses import replace
 
 from lambdaop.engine import recurrence, retrypolicy
-from lambdaop.engine.outcomes import Outcome
+from lambdaop.engine.outcomes import Failure, Outcome
 from lambdaop.engine.progress import Phase, PlanSpec, Progress, Refused
 from lambdaop.engine.recurring import after_run
 from lambdaop.engine.steps import first_call, first_step, is_notice, notice_event, notices, step_plan
-from lambdaop.spec import Notify, TaskSetSpec, TaskSpec
+from lambdaop.spec import Notify, TaskSetSpec, TaskSpec, WaitForCallback
 
 
 def start(spec: PlanSpec, due: dt.datetime, salt: int = 0, now: dt.datetime | None = None) -> Progress:
@@ -82,12 +84,26 @@ def finish(
             if wait is not None:
                 return _retry(waiting, wait, now)
         return _after_notice(spec, waiting, delivered, now, notify)
+    callback = _callback_of(spec, progress.step) if progress.waiting_until is None else None
+    if outcome.ok and callback is not None:  # its call succeeded: now the wait for the callback (`callbacks`)
+        said, waiting = progress.answered, replace(waiting, answered=None)
+        if said is None:
+            return replace(waiting, waiting_until=now + callback.timeout, due=now + callback.timeout)
+        why = said.partition(":")[2] or "the callback said failure"  # it came while the call was out
+        outcome = Outcome(True) if said == "success" else Outcome(False, why, Failure.BODY)
+    waiting = replace(waiting, answered=None)
     if outcome.ok:
         return _after_success(spec, waiting, now, notify)
     wait = retrypolicy.delay(plan.policy, progress.attempt, outcome, progress.salt, progress.step)
     if wait is not None:
         return _retry(waiting, wait, now)
     return _after_exhausted(spec, waiting, outcome, now, notify)
+
+
+def _callback_of(spec: PlanSpec, step: str) -> WaitForCallback | None:
+    if not isinstance(spec, TaskSetSpec) or spec.steps is None or not step.startswith("step:") or "/" in step:
+        return None
+    return spec.step_named(step.partition(":")[2]).waitForCallback
 
 
 def _retry(progress: Progress, wait: tuple[dt.timedelta, str], now: dt.datetime) -> Progress:
@@ -191,7 +207,28 @@ def _after_exhausted(
         reason = f"task {int(index) + 1} failed after {attempts} attempt(s): {why}"
     else:
         reason = f"condition check after task {int(index) + 1} failed after {attempts} attempt(s): {why}"
-    failed = replace(progress, failed_step=progress.step, reason=reason)
-    if spec.fallback is not None and name in spec.fallback.on:
+    return step_failed(spec, progress, progress.step, reason, now, notify, name)
+
+
+def step_failed(
+    spec: PlanSpec,
+    progress: Progress,
+    step: str,
+    reason: str,
+    now: dt.datetime,
+    notify: Notify | None,
+    on: str = "task",
+) -> Progress:
+    """A step of a TaskSet (`on`: a task, or its check) gave up: the fallback runs when it is for
+    that, else the run ends failed."""
+    failed = replace(progress, failed_step=step, reason=reason)
+    if isinstance(spec, TaskSetSpec) and spec.fallback is not None and on in spec.fallback.on:
         return _goto(failed, "fallback", now)
     return _end(spec, failed, Phase.FAILED, now, None, notify)
+
+
+def step_succeeded(
+    spec: TaskSetSpec, progress: Progress, now: dt.datetime, notify: Notify | None
+) -> Progress:
+    """A named step succeeded as a whole (a parallel step that has joined): what comes after it."""
+    return _after_named(spec, progress, now, notify)

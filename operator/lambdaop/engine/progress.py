@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from lambdaop.engine.lanes import Lane
 from lambdaop.spec import TaskSetSpec, TaskSpec
 
 
@@ -68,13 +69,24 @@ class Progress:
     rerun_of: int | None = None  # the run this one re-runs (recurring objects)
     paused_due: dt.datetime | None = None  # a paused one-time object's due time, kept aside
     pause_reason: str | None = None  # why it was paused, as the person who paused it said
+    lanes: tuple[Lane, ...] = ()  # the branches of the parallel step it is at (`lanes`)
+    waiting_until: dt.datetime | None = None  # a waitForCallback step's call succeeded: its wait ends then
+    expired: tuple[str, ...] = ()  # waits that timed out lately: a late callback is recorded
+    answered: str | None = None  # a callback that came while its call was out (`callbacks`)
 
     @classmethod
     def from_storage(cls, data: dict[str, Any]) -> Progress:
-        return cls(**{**data, "phase": Phase(data["phase"]), "backfill": tuple(data.get("backfill") or ())})
+        backfill = tuple(data.get("backfill") or ())
+        branches = tuple(Lane.from_storage(b) for b in data.get("lanes") or ())
+        expired = tuple(data.get("expired") or ())
+        return cls(**{**data, "phase": Phase(data["phase"]), "backfill": backfill, "lanes": branches, "expired": expired})  # fmt: skip
 
     def for_storage(self) -> dict[str, Any]:
-        return {**self.__dict__, "phase": self.phase.value, "backfill": list(self.backfill)}
+        """Stored as a sub-document (the fields of parallel steps and callbacks only when they are set)."""
+        out = {**self.__dict__, "phase": self.phase.value, "backfill": list(self.backfill), "lanes": [lane.for_storage() for lane in self.lanes], "expired": list(self.expired)}  # fmt: skip
+        return {
+            k: v for k, v in out.items() if k not in ("lanes", "waiting_until", "expired", "answered") or v
+        }
 
     @property
     def final(self) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lambdaop.engine import lanes
 from lambdaop.engine.progress import PlanSpec
 from lambdaop.spec import Invoke, Notify, RetryFields, TaskSpec
 
@@ -67,6 +68,10 @@ def step_plan(spec: PlanSpec, step: str, notify: Notify | None = None) -> StepPl
     if isinstance(spec, TaskSpec):
         return StepPlan(spec.invoke, spec)
     name, _, index = step.partition(":")
+    branch = lanes.parse_lane_step(step) if spec.steps is not None else None
+    if branch is not None:
+        inner = lanes.branch_step(spec, step)
+        return StepPlan(inner.call, inner)
     if spec.steps is not None and name in ("step", "check"):
         named = spec.step_named(index)
         if name == "step":

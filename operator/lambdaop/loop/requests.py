@@ -1,4 +1,4 @@
-"""Changes the service asks of objects the loop holds: cancel, modify, replace, suspend, resume, set, decide.
+"""Changes the service asks of objects the loop holds: cancel, modify, replace, suspend, resume, set, decide, callback.
 
 An object held for its imminent call is changed only here, on the loop's
 thread, so a change can never race the call: either the call is withdrawn
@@ -21,6 +21,8 @@ from lambdaop.engine.record import Change
 from lambdaop.loop.events import Action, Answer, Request, Write
 from lambdaop.loop.held import Held, Holdings
 from lambdaop.loop.writes import Writes
+
+BUSY = "the object is being written; send the callback again shortly"
 
 
 class NotHeld(Exception):
@@ -45,6 +47,14 @@ def plan(held: Held, action: Action, payload: Any, now: dt.datetime) -> Planned 
     busy = held.fired or held.writes > 0
     if action is Action.DECIDE:
         return _decided(held, payload, busy, now)
+    if action is Action.CALLBACK:  # the payload decides, from the object as the loop has it
+        if held.writes > 0:
+            raise Refused(BUSY)
+        change = payload(replace(held.record, progress=held.progress), now)
+        if held.fired:  # it came while the call is out: kept, and the call's answer applies it
+            held.progress = change.progress or held.progress
+            return Planned(Write.SET, held.progress, replace(change, keep_due=True), keep=True)
+        return Planned(Write.CALLBACK, change.progress or held.progress, change, keep=change.progress is None)
     if action is Action.SUSPEND and busy:  # takes effect when this run ends
         held.suspend_after = True
         return None
@@ -110,14 +120,16 @@ class Desk:
         except Refused as exc:
             req.future.set_exception(Conflict(str(exc)))
             return
+        except Exception as exc:  # a callback's decision refused it: the service answers why
+            req.future.set_exception(exc)
+            return
         if planned is None:
             req.future.set_result(Answer(held.record, later=True))
         elif planned.why is Write.SET and planned.change.pending is not None:
             self.writes.submit(held, planned.why, planned.progress, planned.change, now, planned.keep, req.future, later=True)  # fmt: skip
         else:
-            self.writes.submit(
-                held, planned.why, planned.progress, planned.change, now, planned.keep, req.future
-            )
+            calls = (planned.change.last,) if planned.change.last is not None else ()
+            self.writes.submit(held, planned.why, planned.progress, planned.change, now, planned.keep, req.future, calls=calls)  # fmt: skip
 
     def landed(self, held: Held) -> list[Request]:
         """A write of this object was answered: the asks held back for it, to be taken again."""

@@ -73,7 +73,7 @@ class Writes:
         now: dt.datetime,
         keep: bool = False,
         reply: Future[Answer] | None = None,
-        call: CallRecord | None = None,
+        calls: tuple[CallRecord, ...] = (),
         later: bool = False,
         ended: RunRecord | None = None,
     ) -> None:
@@ -94,7 +94,7 @@ class Writes:
             leased=True,
             release=release,
             until=None if release else until,
-            attempts=[call.for_storage()] if call is not None else [],
+            attempts=[call.for_storage() for call in calls],
             run=ended.for_storage() if ended is not None else None,
         )
         held.writes += 1
@@ -145,6 +145,7 @@ class Writes:
             if held.result is not None and not held.writes:
                 return Next.RESULT
             return Next.ARM if not held.fired and not held.writes else Next.NOTHING
-        held.progress = replace(pending.progress, in_flight=False)
-        held.fired = held.started_written = False
+        out = bool(held.wave)  # calls of a parallel step still out: it stays in flight
+        held.progress = replace(pending.progress, in_flight=out)
+        held.fired, held.started_written = out, False
         return Next.RELEASE if pending.release else Next.ARM
