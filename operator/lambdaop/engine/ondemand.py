@@ -16,7 +16,7 @@ import datetime as dt
 from dataclasses import replace
 from enum import StrEnum
 
-from lambdaop.engine import recurrence
+from lambdaop.engine import lanes, recurrence
 from lambdaop.engine.machine import start
 from lambdaop.engine.progress import Phase, PlanSpec, Progress, Refused
 from lambdaop.engine.steps import first_step
@@ -104,7 +104,11 @@ def rerun(
 
 
 def _step_of(spec: PlanSpec, step: str) -> str:
-    """Where a re-run from `step` starts: a failed check runs again, not its task."""
+    """Where a re-run from `step` starts: a failed check runs again, not its task; a failed
+    branch's step runs its whole parallel step again (its branches succeed or fail together)."""
+    branch = lanes.parse_lane_step(step)
+    if branch is not None:
+        return f"step:{branch[0]}"
     if step.startswith(("task", "check", "step:")):
         return step
     return first_step(spec)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from lambdaop.core.errors import SpecInvalid
-from lambdaop.engine import lanes, machine, waves
+from lambdaop.engine import lanes, machine, ondemand, waves
 from lambdaop.engine.outcomes import Outcome
 from lambdaop.engine.progress import Phase, Progress
 from lambdaop.spec import TaskSetSpec, load_one
@@ -211,3 +211,17 @@ def test_bad_parallel_steps_are_refused_naming_the_field(change: str, field: str
     with pytest.raises(SpecInvalid) as err:
         load_one(text.replace(change, edits[change]))
     assert [(p.field, says in p.message) for p in err.value.problems] == [(field, True)]
+
+
+def test_a_re_run_from_a_failed_branch_runs_its_parallel_step_again() -> None:
+    spec = fanout([[call("b0")], [call("b1")]])
+    p, _ = drive(spec, lambda step, attempt: BAD if step.endswith("/b1") else OK)
+    assert p.phase is Phase.FAILED and p.failed_step == "step:fan/1/b1"
+    again = ondemand.rerun(spec, p, s(60), from_failed=True)
+    assert (again.step, again.lanes, again.trigger) == ("step:fan", (), "rerun"), (
+        "not the branch's step alone"
+    )
+    p, ids = waves.dispatch_wave(spec, again, s(60))
+    assert ids == ["step:fan/0/b0", "step:fan/1/b1"], (
+        "every branch starts again: the step succeeded as a whole or not"
+    )
