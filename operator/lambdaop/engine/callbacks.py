@@ -4,8 +4,8 @@ A `waitForCallback` step calls its target with `${{ callback.url }}`; once the
 call has succeeded the step waits (`Progress.waiting_until`, also the object's
 due time, so no lease is held meanwhile) until the URL is POSTed to, or the
 wait times out. A token is `OBJECT.WAIT.SIGNATURE`: the object's id, the wait
-it is for (`nonce`: generation, run, attempt and step, so every attempt of
-every run has its own) and an HMAC-SHA256 of both with the service's callback
+it is for (`nonce`: generation, run (and re-run), attempt and step, so every
+attempt of every run has its own) and an HMAC-SHA256 of both with the service's callback
 secret. It is single-use because it is good only while its object waits for
 exactly that wait: once answered (or timed out, or retried with a new
 attempt) the object no longer does, and the same token is refused. What a
@@ -34,8 +34,10 @@ EXPIRED_KEPT = 5  # waits that timed out, remembered so a late callback is recor
 
 
 def nonce(generation: int, progress: Progress) -> str:
-    """Which wait a token is for: the step's current attempt of this run of this generation."""
-    return f"{generation}.{progress.run}.{progress.attempt}.{progress.step.partition(':')[2]}"
+    """Which wait a token is for: the step's current attempt of this run of this generation (a
+    re-run of a one-time object's run says which re-run, as its Idempotency-Key does)."""
+    run = f"{progress.run}-rerun{progress.rerun}" if progress.trigger == "rerun" and progress.rerun else str(progress.run)  # fmt: skip
+    return f"{generation}.{run}.{progress.attempt}.{progress.step.partition(':')[2]}"
 
 
 def _mac(secret: bytes, object_id: str, wait: str) -> str:

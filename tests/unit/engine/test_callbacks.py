@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from lambdaop.core.errors import SpecInvalid
-from lambdaop.engine import callbacks, machine
+from lambdaop.engine import callbacks, machine, ondemand
 from lambdaop.engine.callbacks import Verdict
 from lambdaop.engine.outcomes import Outcome
 from lambdaop.engine.progress import Phase, Progress
@@ -115,6 +115,25 @@ def test_a_timeout_fails_the_step_and_a_late_callback_is_recorded_not_refused() 
     assert error == "no callback within 10m"
     assert (after.step, after.attempt, after.due, after.waiting_until) == ("step:approve", 2, s(606), None)
     assert callbacks.judge(SPEC, after, 1, wait, "success", None, s(700)).verdict is Verdict.LATE
+
+
+def test_a_re_run_waits_on_a_url_of_its_own() -> None:
+    p = waiting()
+    first = callbacks.nonce(1, p)
+    p, _ = callbacks.time_out(SPEC, p, 1, s(601))
+    p = machine.finish(SPEC, machine.dispatch(p, s(606)), Outcome(True), s(607))
+    p, _ = callbacks.time_out(SPEC, p, 1, s(1207))
+    p = machine.finish(SPEC, machine.dispatch(p, p.due or s(1207)), Outcome(True), s(1300))  # the fallback
+    assert p.phase is Phase.FAILED and first in p.expired
+    again = ondemand.rerun(SPEC, p, s(2000), from_failed=True)
+    again = machine.finish(SPEC, machine.dispatch(again, s(2000)), Outcome(True), s(2001))
+    wait = callbacks.nonce(1, again)
+    assert wait != first and wait.startswith("1.1-rerun1.1."), "not the first run's timed-out URL"
+    done = callbacks.judge(SPEC, again, 1, wait, "success", None, s(2002))
+    assert (
+        done.verdict is Verdict.ACCEPTED and done.progress is not None and done.progress.step == "step:after"
+    )
+    assert callbacks.judge(SPEC, again, 1, first, "success", None, s(2002)).verdict is Verdict.LATE
 
 
 def test_the_seed_form_stores_nothing_of_callbacks() -> None:
