@@ -147,6 +147,38 @@ def test_no_callback_in_time_is_a_timeout_that_runs_the_fallback(make_runtime, e
     assert endpoint.calls("/echo") == []
 
 
+def test_runs_ended_by_a_callback_or_by_its_timeout_are_listed(make_runtime, endpoint: Counting) -> None:
+    runtime = make_runtime()
+    last = f"""\
+kind: TaskSet
+metadata: {{name: NAME}}
+spec:
+  schedule: {{every: 1h}}
+  steps:
+    - name: approve
+      waitForCallback:
+        invoke: {{url: '{endpoint.url}/ask', method: POST, body: {{reply: "${{{{ callback.url }}}}"}}}}
+        timeout: TIMEOUT
+"""
+    answered = apply(runtime, last.replace("NAME", "answered").replace("TIMEOUT", "1m"))
+    url = handed(endpoint)
+    assert post(url, {"status": "success", "output": {"by": "ana"}}).status_code == 200
+    unanswered = apply(runtime, last.replace("NAME", "unanswered").replace("TIMEOUT", "1s"))
+    s = requests.Session()
+    s.headers["Authorization"] = f"Bearer {runtime.admin_token}"
+
+    def listed() -> dict[str, tuple[str, str | None]] | None:
+        runs = s.get(f"{runtime.url}/runs", timeout=10).json()["runs"]
+        out = {r["object"]["name"]: (r["result"], r.get("failedStep")) for r in runs}
+        return out if len(out) == 2 else None
+
+    runs = wait_until(listed, 30, what="both runs listed")
+    assert runs == {"answered": ("completed", None), "unanswered": ("failed", "step:approve")}, runs
+    done = runtime.store.get(answered)
+    assert done["state"] == "scheduled" and done["runs"][-1]["result"] == "completed", done.get("runs")
+    assert runtime.store.get(unanswered)["runs"][-1]["result"] == "failed"
+
+
 def test_kill_9_while_waiting_then_the_callback_completes_the_set(tmp_path: Path, endpoint: Counting) -> None:
     state, specs, log = tmp_path / "state", tmp_path / "specs", tmp_path / "serve.log"
     specs.mkdir()

@@ -149,3 +149,40 @@ def test_mode_any_ends_on_the_first_branch_that_succeeds(make_runtime, endpoint:
     assert body == {"branches": [None, {"branch": 1}, None]}
     shown = requests.get(f"{runtime.url}/tasksets/{oid}", headers={"Authorization": f"Bearer {runtime.admin_token}"}, timeout=30)  # fmt: skip
     assert shown.json()["outputs"]["fan"]["branches"] == ["failed", "done", "cancelled"]
+
+
+def test_a_run_ended_by_its_parallel_step_is_listed_and_its_re_run_runs_every_branch(
+    make_runtime, endpoint: Counting
+) -> None:
+    runtime = make_runtime()
+    text = f"""\
+kind: TaskSet
+metadata: {{name: last}}
+spec:
+  steps:
+    - name: first
+      invoke: '{endpoint.url}/echo'
+    - name: fan
+      parallel:
+        branches:
+          - - {{name: work, invoke: '{endpoint.url}/work?b=0&ms=50'}}
+          - - {{name: work, invoke: '{endpoint.url}/fail'}}
+"""
+    oid = apply(runtime, text)
+    doc = final(runtime, oid, timeout=60)
+    assert doc["state"] == "failed" and doc["progress"]["failed_step"] == "step:fan/1/work", doc["progress"]
+    s = requests.Session()
+    s.headers["Authorization"] = f"Bearer {runtime.admin_token}"
+    listed = wait_until(
+        lambda: s.get(f"{runtime.url}/runs", timeout=10).json()["runs"], 5, what="the run listed"
+    )
+    assert [(r["result"], r["failedStep"]) for r in listed] == [("failed", "step:fan")], listed
+    again = s.post(f"{runtime.url}/tasksets/{oid}/rerun", json={}, timeout=10)
+    assert again.status_code == 200, again.text
+    wait_until(lambda: len(endpoint.calls("/fail")) == 2, 30, what="the re-run's failing branch")
+    wait_until(
+        lambda: len(s.get(f"{runtime.url}/runs", timeout=10).json()["runs"]) == 2, 30, what="both runs listed"
+    )
+    assert len(endpoint.calls("/echo")) == 1, "the step before the parallel one is not called again"
+    assert [q["b"] for _, q, _ in endpoint.calls("/work")] == ["0", "0"], "every branch runs again"
+    assert endpoint.calls("/fail")[1][1]["key"] == f"{oid}-g1-rerun1-step:fan/1/work"

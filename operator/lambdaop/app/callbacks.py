@@ -7,7 +7,9 @@ through the loop when it holds the object, else through the store, fenced.
 What the POST means is `engine.callbacks.judge`'s: `success` or `failure`
 ends the wait (the callback's `output` becomes `steps.NAME.output`), a
 `heartbeat` moves its end later, and one for a wait that timed out is
-recorded in the history and ignored (`Gone`). Called by the API.
+recorded in the history and ignored (`Gone`). A callback that ends the run
+(the wait was its last step, or it failed with no fallback) writes the run's
+summary and its record in the runs list with it. Called by the API.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from typing import Any
 from lambdaop.core.clock import Clock, iso
 from lambdaop.core.errors import Conflict, Forbidden, Gone, NotFound, PayloadTooLarge
 from lambdaop.core.logs import about
-from lambdaop.engine import callbacks, outputs
+from lambdaop.engine import callbacks, outputs, recurring, runs
 from lambdaop.engine.callbacks import Verdict
 from lambdaop.engine.outputs import MAX_OUTPUT, StepOutput
-from lambdaop.engine.record import CallRecord, Change, StoredObject
+from lambdaop.engine.record import CallRecord, Change, RunSummary, StoredObject
 from lambdaop.loop.callbacks import CallbackUrls
 from lambdaop.loop.events import Action
 from lambdaop.spec import Notify
@@ -126,7 +128,10 @@ class Callbacks:
         run = before.run if record.recurring else None
         call = CallRecord(step=f"callback:{step}", attempt=before.attempt, at=now, ok=ok, generation=record.generation, error=error or too_much, run=run)  # fmt: skip
         early = progress.answered is not None  # its call is still out: the stored due time stays
-        return Change(updated=now, progress=progress, keep_due=early, last=call, outputs=kept if too_much is None else None)  # fmt: skip
+        summary = recurring.run_summary(before, progress) if record.recurring else None  # a run it ended
+        ended = runs.ended_by(record, before, progress, now, call)
+        return Change(updated=now, progress=progress, keep_due=early, last=call, outputs=kept if too_much is None else None,
+                      run=RunSummary(**summary) if summary else None, ended=ended.for_storage() if ended else None)  # fmt: skip
 
 
 def _step_of(wait: str) -> tuple[str, int]:

@@ -375,7 +375,7 @@ class Service:
                 [change.last.for_storage()] if change.last is not None else []
             )  # a change with a call records it
             op = Op(object_id, record.owner, record.kind.value, record.state, change.new_state(record),
-                    fence=record.fence, change=change, guard=True, attempts=calls)  # fmt: skip
+                    fence=record.fence, change=change, guard=True, attempts=calls, run=change.ended)  # fmt: skip
             outcome = self.writer.write(op, timeout=self.deadline)
             if outcome is WriteOutcome.OK:
                 written = change.applied_to(record)

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from lambdaop.engine.progress import Phase, Progress
+from lambdaop.engine.record import CallRecord, StoredObject
 from lambdaop.engine.recurring import run_ended
 from lambdaop.engine.steps import is_notice
 
 RESULTS = ("completed", "failed", "cancelled")  # how a run ends
+LAST_CALL = ("step", "attempt", "key", "status", "error", "at")  # what a run's record keeps of its last call
 
 
 @dataclass(frozen=True)
@@ -133,3 +135,12 @@ def ended(
         calls=after.calls,
         last_call=last_call,
     )
+
+
+def ended_by(
+    record: StoredObject, before: Progress, after: Progress, now: dt.datetime, call: CallRecord
+) -> RunRecord | None:
+    """`ended` for a stored object whose progress went from `before` to `after`, `call` last."""
+    identity = (record.id, record.kind.value, record.name, record.owner, record.generation, record.labels)
+    last = {k: v for k, v in call.for_storage().items() if k in LAST_CALL}
+    return ended(before, after, identity, record.recurring, now, last)

@@ -6,7 +6,10 @@ notification gets the event as its body; a TaskSet's named step gets its
 `Idempotency-Key`, the same for every attempt of that step. `decide` asks the
 machine what a result means and answers a `Decision`: the new progress, the
 history record, a named step's output kept with the run's others, the run
-that ended (recurring objects), and whether its history wants pruning.
+that ended (its summary for a recurring object, its record for the runs
+list), and whether its history wants pruning; `decide_wave` and
+`decide_timeout` do the same for a parallel step's results and for a
+callback wait that timed out.
 Both are functions of their arguments (the time comes in as `now`). Called
 by reconciler.
 """
@@ -201,14 +204,7 @@ def decide(held: Held, result: CallResult, now: dt.datetime, notify: Notify | No
     held.recovered = None
     summary = recurring.run_summary(held.progress, progress) if spec.schedule is not None else None
     run = RunSummary(**summary) if summary is not None else None
-    record = held.record
-    identity = (record.id, record.kind.value, record.name, record.owner, record.generation, record.labels)
-    last = {
-        k: v
-        for k, v in call.for_storage().items()
-        if k in ("step", "attempt", "key", "status", "error", "at")
-    }
-    over = runs.ended(held.progress, progress, identity, spec.schedule is not None, ended, last)
+    over = runs.ended_by(held.record, held.progress, progress, ended, call)
     return Decision(progress, call, run, progress.calls > ATTEMPTS_KEPT, None if too_much else kept, over)
 
 
@@ -249,7 +245,8 @@ def decide_timeout(held: Held, now: dt.datetime, notify: Notify | None) -> Decis
     if name in kept:  # what its call answered stays; the step did not succeed
         kept[name] = replace(kept[name], ok=False)
     run = RunSummary(**summary) if summary else None
-    return Decision(progress, call, run, progress.calls > ATTEMPTS_KEPT, kept)
+    over = runs.ended_by(held.record, before, progress, now, call)
+    return Decision(progress, call, run, progress.calls > ATTEMPTS_KEPT, kept, over)
 
 
 def callback_record(record: StoredObject, progress: Progress, now: dt.datetime, ok: bool, error: str | None) -> CallRecord:  # fmt: skip
@@ -292,7 +289,8 @@ def decide_wave(
     held.recovered = None
     summary = recurring.run_summary(before, progress) if spec.schedule is not None else None
     run = RunSummary(**summary) if summary is not None else None
-    return Decision(progress, calls[-1], run, progress.calls > ATTEMPTS_KEPT, kept, calls=calls)
+    over = runs.ended_by(held.record, before, progress, ended, calls[-1])
+    return Decision(progress, calls[-1], run, progress.calls > ATTEMPTS_KEPT, kept, over, calls)
 
 
 def _joined(

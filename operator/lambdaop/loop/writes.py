@@ -95,7 +95,7 @@ class Writes:
             release=release,
             until=None if release else until,
             attempts=[call.for_storage() for call in calls],
-            run=ended.for_storage() if ended is not None else None,
+            run=ended.for_storage() if ended is not None else change.ended,
         )
         held.writes += 1
         pending = Pending(held.id, why, progress, change, release, until, reply, later)
