@@ -189,12 +189,7 @@ def decide(held: Held, result: CallResult, now: dt.datetime, notify: Notify | No
         result = replace(result, ok=False, error=too_much, failure=Failure.BODY)
     try:
         outcome = Outcome(result.ok, result.error, result.failure, result.retry_after)
-        progress = machine.finish(spec, held.progress, outcome, ended, notify)
-        if held.suspend_after and spec.schedule is not None and not progress.final:
-            held.suspend_after = False
-            progress = replace(
-                progress, suspended=True, due=None if progress.phase is Phase.SCHEDULED else progress.due
-            )
+        progress = _suspended_after(held, machine.finish(spec, held.progress, outcome, ended, notify))
     except Exception as exc:
         log.exception("%s: its result cannot be decided", held.label, extra=about(held.record))
         progress = replace(
@@ -206,6 +201,15 @@ def decide(held: Held, result: CallResult, now: dt.datetime, notify: Notify | No
     run = RunSummary(**summary) if summary is not None else None
     over = runs.ended_by(held.record, held.progress, progress, ended, call)
     return Decision(progress, call, run, progress.calls > ATTEMPTS_KEPT, None if too_much else kept, over)
+
+
+def _suspended_after(held: Held, progress: Progress) -> Progress:
+    """A suspend asked for while a call was out is written with its result (a run going on ends
+    first; the next does not start)."""
+    if not held.suspend_after or held.plan.schedule is None or progress.final:
+        return progress
+    held.suspend_after = False
+    return replace(progress, suspended=True, due=None if progress.phase is Phase.SCHEDULED else progress.due)
 
 
 def _history(held: Held, result: CallResult, progress: Progress) -> CallRecord:
@@ -238,6 +242,7 @@ def decide_timeout(held: Held, now: dt.datetime, notify: Notify | None) -> Decis
     step, in the history as `callback:NAME`."""
     before = held.progress
     progress, error = callbacks.time_out(held.plan, before, held.record.generation, now, notify)
+    progress = _suspended_after(held, progress)
     call = callback_record(held.record, before, now, False, error)
     summary = recurring.run_summary(before, progress) if held.plan.schedule is not None else None
     name = before.step.partition(":")[2]
@@ -280,6 +285,7 @@ def decide_wave(
     try:
         outcomes = [(r.job.step, Outcome(r.ok, r.error, r.failure, r.retry_after)) for r in judged]
         progress, after = waves.finish_wave(spec, before, outcomes, ended, notify, out)
+        progress = _suspended_after(held, progress)
     except Exception as exc:
         log.exception("%s: its result cannot be decided", held.label, extra=about(held.record))
         progress, after = replace(before, phase=Phase.FAILED, in_flight=False, due=None, finished=now, reason=f"internal error: {exc}"), ()  # fmt: skip
