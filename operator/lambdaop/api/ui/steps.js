@@ -84,7 +84,7 @@ function callNode(r, { key, kind, label, invoke, retries, output }) {
     attempts: Math.max(kept ? kept.attempts || 0 : 0, calls.length),
     attempt: current ? r.o.attempt : null,
     output: kept ? keptOutput(kept, output.read) : lastResponse(calls),
-    note: current && status === "waiting" && r.o.due ? `${r.o.attempt > 1 ? "next try" : "due"} ${localTime(r.o.due)}` : "",
+    note: current && status === "waiting" && r.o.due ? `${r.o.attempt > 1 ? "next try" : "due"} at ${localTime(r.o.due)}` : "",
   };
 }
 
@@ -104,7 +104,7 @@ function waitNode(r, step) {
   else status = r.ended ? "skipped" : "pending";
   let note = `then waits up to ${esc(wait.timeout)} for a callback${wait.heartbeat ? ` (a heartbeat gives it ${esc(wait.heartbeat)} more)` : ""}`;
   if (current && r.o.waitingUntil) note = `waiting for its callback until ${localTime(r.o.waitingUntil)}`;
-  else if (current && !r.o.inFlight && r.o.due) note = `${r.o.attempt > 1 ? "next try" : "due"} ${localTime(r.o.due)}`;
+  else if (current && !r.o.inFlight && r.o.due) note = `${r.o.attempt > 1 ? "next try" : "due"} at ${localTime(r.o.due)}`;
   return {
     key, kind: "wait", label: step.name, invoke: wait.invoke, retries: step.retries, status, current, note,
     attempts: Math.max(kept ? kept.attempts || 0 : 0, calls.length),
@@ -138,7 +138,7 @@ function parallelNode(r, step) {
         node.status = laneState(lane);
         node.current = ["running", "waiting"].includes(node.status);
         node.attempt = node.current ? lane.attempt : null;
-        if (node.status === "waiting" && lane.due) node.note = `next try ${localTime(lane.due)}`;
+        if (node.status === "waiting" && lane.due) node.note = `next try at ${localTime(lane.due)}`;
       } else if (lane && j < lane.at) node.status = "done";
       else if (lane && node.status === "skipped") node.status = "pending";
       if ((lane ? lane.state : ends[b]) === "cancelled" && ["pending", "skipped"].includes(node.status)) node.status = "cancelled";
@@ -251,7 +251,7 @@ function ofRetries(node) {
 
 function lastRunWords(o, last) {
   const ended = { completed: "completed", failed: "failed", cancelled: "was cancelled" }[last.result] || esc(last.result);
-  return `Between runs: run ${esc(last.run)} ${ended} ${localTime(last.finished)}${o.suspended ? "; suspended, no run starts until it is resumed" : `; the next run starts ${localTime(o.due)}`}.`;
+  return `Between runs: run ${esc(last.run)} ${ended} at ${localTime(last.finished)}${o.suspended ? "; suspended, no run starts until it is resumed" : `; the next run starts at ${localTime(o.due)}`}.`;
 }
 
 function whereWords(o, line, hooks) {
@@ -259,7 +259,7 @@ function whereWords(o, line, hooks) {
   const nodes = [...everyNode(line), ...hooks];
   if (o.state === "scheduled") {
     if (o.suspended) return "Suspended: no step starts until it is resumed.";
-    return o.due ? `${o.schedule ? "Between runs: the next run starts" : "Not started: the first step starts"} ${localTime(o.due)}.` : "Not started.";
+    return o.due ? `${o.schedule ? "Between runs: the next run starts" : "Not started: the first step starts"} at ${localTime(o.due)}.` : "Not started.";
   }
   if (o.state === "completed") return "Completed: every step is done.";
   if (o.state === "cancelled") return "Cancelled.";
@@ -280,8 +280,8 @@ function whereWords(o, line, hooks) {
   }
   if (here.kind === "wait" && o.waitingUntil) return `${name}: waiting for its callback until ${localTime(o.waitingUntil)}.`;
   if (here.status === "running") return `${name}: running, attempt ${esc(o.attempt)}${ofRetries(here)}.`;
-  if (o.attempt > 1) return `${name}: waiting to try again ${localTime(o.due)} (attempt ${esc(o.attempt)}${ofRetries(here)}).`;
-  return `${name}: due ${localTime(o.due)}.`;
+  if (o.attempt > 1) return `${name}: waiting to try again at ${localTime(o.due)} (attempt ${esc(o.attempt)}${ofRetries(here)}).`;
+  return `${name}: due at ${localTime(o.due)}.`;
 }
 
 // ---------------------------------------------------------------- the drawing
