@@ -96,7 +96,9 @@ class Reconciler:
         self.upcoming = Upcoming(s.horizon)
         self.refill = Refill(s.horizon, s.refill_limit)
         self.held = Holdings()
-        self.leases = LeaseKeeper(store, owner, writer.slot, LeaseTimes(s.lease, s.orphan_grace))
+        self.leases = LeaseKeeper(
+            store, owner, writer.slot, LeaseTimes(s.lease, s.orphan_grace), clock.monotonic
+        )
         self.writes = Writes(writer, s.claim_window, s.lease, self.inbox.put, clock)
         invoker = invoker or Invoker(self.deliver, clock, env, s.workers, policy)
         self.firing = Firing(self.held, self.writes, invoker, clock, s, metrics, self.stats)
@@ -320,8 +322,10 @@ class Reconciler:
             self._release([held.id])
             return
         if after is Next.RESULT and held.result is not None:
-            result, held.result = held.result, None
-            self.firing.write_result(held, result, now)
+            done, held.result = held.result, None
+            self.firing.write_result(held, done, now)
+        elif held.wave and not held.writes and self.firing.write_back(held, now):
+            pass  # results of a parallel step's calls came back while this write was under way
         waiting = self.held.after_write(held, after is Next.ARM, after is Next.RELEASE)
         if waiting is not None:
             self.upcoming.add(waiting, now)

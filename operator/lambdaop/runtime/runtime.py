@@ -17,6 +17,7 @@ from typing import Any
 
 from lambdaop.app.applying import Applier
 from lambdaop.app.batch import Checker
+from lambdaop.app.callbacks import Callbacks
 from lambdaop.app.folder import FolderSync
 from lambdaop.app.service import Service
 from lambdaop.app.status import StatusWriter
@@ -26,10 +27,12 @@ from lambdaop.core.clock import Clock, SystemClock
 from lambdaop.core.errors import LambdaopError, StartupFailed
 from lambdaop.core.metrics import Metrics
 from lambdaop.engine.record import StoredObject
+from lambdaop.loop.callbacks import CallbackUrls
 from lambdaop.loop.outbound import Refused
 from lambdaop.loop.reconciler import Reconciler
 from lambdaop.loop.settings import LoopSettings
 from lambdaop.runtime.config import Config
+from lambdaop.runtime.heartbeat import Heartbeat
 from lambdaop.runtime.probes import Probes
 from lambdaop.spec import Notify
 from lambdaop.store.embedded import EmbeddedServer, StateDir
@@ -50,6 +53,7 @@ class Runtime:
         self.server: EmbeddedServer | None = None
         self.store: MongoStore
         self.writer: Writer | None = None
+        self.heartbeat: Heartbeat | None = None
         self.reconciler: Reconciler
         self.service: Service
         self._thread: threading.Thread | None = None
@@ -107,9 +111,11 @@ class Runtime:
             max_in_flight=self.config.workers * 64,
             recover_all_at_start=self.server is not None,
             notify=self._default_notify(),
+            callbacks=CallbackUrls(self._callback_secret(), self.config.public_url or ""),
         )
         self.store.identify(self.owner)
-        self.store.heartbeat(self.owner, self.clock.now() + self.config.lease, {"owner": self.owner})
+        self.heartbeat = Heartbeat(self.store, self.owner, self.config.lease, self.clock)
+        self.heartbeat.start()
         self.writer = Writer(self.store, self.owner, self.owner, self.clock)
         self.reconciler = Reconciler(
             self.store,
@@ -123,6 +129,7 @@ class Runtime:
             policy=self.config.allow_hosts,
             metrics=self.metrics,
         )
+        self.reconciler.leases.heartbeat = False  # the process's own heartbeat says it is alive
         self.writer.on_commit = self.metrics.commit_seconds.observe
         self.metrics.watch(
             lambda: self.reconciler.held.in_flight, lambda: len(self.reconciler.held), self.store.counts
@@ -174,6 +181,9 @@ class Runtime:
         self.probes.started = self.clock.monotonic()
         threads = {"reconcile loop": self._thread, "specs folder watcher": self._watch_thread}
         self.probes.threads = {what: t.is_alive for what, t in threads.items() if t is not None}
+        self.probes.threads["heartbeat"] = lambda: self.heartbeat is not None and self.heartbeat.alive
+        loop_thread = self._thread
+        self.heartbeat.well = lambda: loop_thread.is_alive() and not self.probes.liveness()
         if self.status is not None:
             self.probes.threads["status file writer"] = lambda: self.status is not None and self.status.alive
         if self.health is not None:
@@ -181,6 +191,20 @@ class Runtime:
             self.probes.threads["store health"] = lambda: monitor.alive
             self.probes.health = monitor
         self.probes.keeper = self.keeper
+
+    def _callback_secret(self) -> bytes:
+        """The secret that signs callback URLs: given (LAMBDAOP_CALLBACK_SECRET; the same for every
+        process of a shared store), else a random key kept in the state folder (mode 0600)."""
+        if self.config.callback_secret:
+            return self.config.callback_secret.encode()
+        path = self.state.path / "callback.key"
+        if self.config.mongodb_uri:
+            log.warning("callback URLs are signed with a key of this state folder (%s): set LAMBDAOP_CALLBACK_SECRET, the same for every process of this store, or a callback answered by another process is refused", path)  # fmt: skip
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(32))
+        return path.read_text().strip().encode()
 
     def _default_notify(self) -> Notify | None:
         url = self.config.on_failure
@@ -236,6 +260,9 @@ class Runtime:
             live=self.probes.liveness,
             metrics=self.metrics,
             metrics_public=self.config.metrics_public,
+            callbacks=Callbacks(
+                self.service, self.reconciler.settings.callbacks, self.clock, self.reconciler.settings.notify
+            ),
         )
         try:
             self.http = self._create_server(create_server)
@@ -247,6 +274,9 @@ class Runtime:
         self._http_thread = threading.Thread(target=self.http.run, name="http", daemon=True)
         self._http_thread.start()
         log.info("API listening on %s", self.url)
+        urls = self.reconciler.settings.callbacks
+        if urls is not None and not urls.base:
+            urls.base = self.url
 
     def _create_server(self, create_server: Any) -> Any:
         return create_server(
@@ -286,6 +316,8 @@ class Runtime:
             self.writer.stop()
         with contextlib.suppress(AttributeError):
             self.reconciler.io.stop()
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
         if self._started_loop:
             self._leave_cleanly()
         if self.status is not None:
