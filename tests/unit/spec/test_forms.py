@@ -4,7 +4,8 @@ For each form (a kind of call, of timing, of TaskSet and of step): the JSON sche
 has its field, the OpenAPI document has it in the same model, a YAML block of the README writes
 it, and an example under examples/specs/ uses it (every example loads without a problem; the
 walkthrough's test runs `lambdaop validate` on them). A form added to the models, and to FORMS,
-without the rest fails here.
+without the rest fails here; so does any field of the schemas that no YAML block of the README
+writes (its spec reference), FORMS or not.
 """
 
 from __future__ import annotations
@@ -84,3 +85,21 @@ def test_the_form_is_in_the_schemas_the_openapi_document_the_readme_and_an_examp
     )
     used = [name for name, k, spec in _examples() if k == kind and holds(spec)]
     assert used, f"no example under examples/specs/ is {form} (a {kind} with {field})"
+
+
+def _fields(schema: Any) -> set[str]:
+    """Every property name anywhere in a JSON schema."""
+    if isinstance(schema, dict):
+        found = set(schema.get("properties") or ())
+        return found.union(*(_fields(v) for v in schema.values()))
+    if isinstance(schema, list):
+        return set().union(*(_fields(v) for v in schema))
+    return set()
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMA.values()))
+def test_every_field_of_the_schemas_is_written_in_a_yaml_block_of_the_readme(name: str) -> None:
+    blocks = _readme_blocks()
+    fields = _fields(json.loads((ROOT / "schemas" / name).read_text()))
+    unwritten = sorted(f for f in fields if not re.search(rf"(^|[\s{{,-]){re.escape(f)}:", blocks, re.M))
+    assert not unwritten, f"schemas/{name}: no YAML block of the README writes {', '.join(unwritten)}"
