@@ -143,10 +143,8 @@ def test_the_taskset_form_says_when_the_fallback_runs_and_a_failed_task_calls_it
 
     page.get_by_role("tab", name=re.compile("^failed")).click()
     page.get_by_role("link", name="any-failure").click()
-    expect(page.locator("li[data-step='fallback']")).to_have_attribute(
-        "data-status", "fallback", timeout=WAIT
-    )
-    expect(page.locator("li[data-step='task:0']")).to_contain_text("2 calls")
+    expect(page.locator("li[data-step='fallback']")).to_have_attribute("data-status", "done", timeout=WAIT)
+    expect(page.locator("li[data-step='task:0']")).to_contain_text("2 attempts")
     expect(page.locator("li[data-step='task:0']")).to_contain_text("retries 1")
     expect(page.locator("li[data-step='fallback'] .step-note")).to_have_text(
         "runs when the check gives up or a task fails"
@@ -185,7 +183,7 @@ def test_the_taskset_form_takes_a_check_that_succeeds_on_a_json_field(
     page.get_by_role("tab", name=re.compile("^All mine")).click()
     page.get_by_role("link", name="judged").click()
     expect(page.locator("h1 + [data-state]")).to_have_text("completed", timeout=WAIT)
-    expect(page.locator("li[data-step='check:0']")).to_contain_text("2 calls")
+    expect(page.locator("li[data-step='check:0']")).to_contain_text("2 attempts")
     # each step says what it calls: the method and path of a URL
     expect(page.locator("li[data-step='task:0'] .step-call")).to_have_text("GET /ok?first")
     expect(page.locator("li[data-step='task:1'] .step-call")).to_have_text("POST /ok?second")
