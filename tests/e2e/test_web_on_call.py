@@ -11,7 +11,19 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from e2e.browsing import WAIT, ZONE, confirm, go, local_input, open_form, open_page, schedule, sign_in, tasks
+from e2e.browsing import (
+    WAIT,
+    ZONE,
+    confirm,
+    go,
+    local_input,
+    open_form,
+    open_page,
+    opened_dialog,
+    schedule,
+    sign_in,
+    tasks,
+)
 from lambdaop.runtime.runtime import Runtime
 from lambdaop.tools.demo import DemoLambda
 
@@ -271,8 +283,7 @@ def test_cancel_asks_first_and_keep_it_keeps_it(browser, app: Runtime, demo: Dem
     schedule(page, demo.url + "/ok?kept", 3600, "kept")
     row = page.locator("tr[data-name='kept']")
     row.get_by_role("button", name="Cancel kept").click()
-    dialog = page.get_by_role("dialog")
-    expect(dialog).to_be_visible(timeout=WAIT)
+    dialog = opened_dialog(page)
     expect(dialog).to_contain_text("Cancel Task kept?")
     expect(dialog).to_contain_text("will not run")
     dialog.get_by_role("button", name="Keep it").click()
