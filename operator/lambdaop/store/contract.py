@@ -51,6 +51,11 @@ from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
 from lambdaop.core.labels import Selector
+from lambdaop.core.places import KeyState as KeyState  # the places' values (core: the engine reads them too)
+from lambdaop.core.places import Place as Place
+from lambdaop.core.places import PlaceKind as PlaceKind
+from lambdaop.core.places import Waiter as Waiter
+from lambdaop.spec.flowcontrol import MAX_LIMIT
 from lambdaop.store.ids import new_id
 
 Doc = dict[str, Any]  # a document as stored
@@ -287,41 +292,7 @@ class LoopStore(Protocol):
         into the base slot; answers how many were folded."""
 
 
-class PlaceKind(StrEnum):
-    """The two kinds of place a limit key has."""
-
-    CONCURRENCY = "c"  # held while a call is out, released when it is back
-    RATE = "r"  # taken when a call leaves, free again `per` later (never released)
-
-
-MAX_PLACES = 1000  # places of one kind a key may have (the largest `limit`)
-
-
-class Place(NamedTuple):
-    """One place of a limit key as stored: taken by `holder` and free from `until` on."""
-
-    kind: PlaceKind
-    number: int
-    holder: str | None  # None once released
-    until: dt.datetime
-
-
-class Waiter(NamedTuple):
-    """A process's calls waiting for places of a key: how many, the due time of the earliest, and
-    until when the entry is meant (after that it is stale: its process stopped saying so)."""
-
-    kind: PlaceKind
-    holder: str
-    first: dt.datetime
-    calls: int
-    until: dt.datetime
-
-
-class KeyState(NamedTuple):
-    """What the store has of one limit key: its places (by kind, then number) and who waits for them."""
-
-    places: list[Place]
-    waiters: list[Waiter]
+MAX_PLACES = MAX_LIMIT  # places of one kind a key may have (the largest `limit`)
 
 
 class PlaceStore(Protocol):
