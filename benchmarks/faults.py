@@ -8,7 +8,8 @@ Two experiments, each printing what a user would check:
   repeats with a different Idempotency-Key, the counters against a recount.
 
   --mode shared: P `lambdaop serve` processes sharing one store (the embedded
-  server, reached by URI), N Tasks due together, one process killed with -9 mid-run,
+  server, reached by URI), N Tasks due together, one process killed with -9 mid-run (none with
+  --no-kill: then no call may repeat and no live process may lose a lease),
   R times. Prints per run: repeated calls, whether every repeat kept its key, how
   long the survivors' store writes took at most (a stall shows here), when the
   last Task finished after the kill (the lease plus a little), the counters
@@ -19,7 +20,7 @@ Two experiments, each printing what a user would check:
   during and after, and what /readyz and a creation answered meanwhile.
 
 Usage: python benchmarks/faults.py [--mode kills] [--tasks 2000] [--kills 10]
-       python benchmarks/faults.py --mode shared [--processes 4] [--runs 5] [--tasks 2000] [--lease 5s]
+       python benchmarks/faults.py --mode shared [--processes 4] [--runs 5] [--tasks 2000] [--lease 5s] [--no-kill | --victim N]
        python benchmarks/faults.py --mode store-stall --stall 10 [--tasks 2000] [--rate 100]
 """
 
@@ -149,10 +150,15 @@ def shared(args: argparse.Namespace) -> None:
             # one process applies the folder; the others share the store and the work
             procs = [serve(tmp / f"state{run}-{p}", specs if p == 0 else tmp / f"empty{run}-{p}", logs[p], env, "--lease", lease)
                      for p in range(args.processes)]  # fmt: skip
-            victim = random.Random(args.seed + run).randrange(args.processes)
+            victim = (
+                (args.victim - 1 if args.victim else random.Random(args.seed + run).randrange(args.processes))
+                if not args.no_kill
+                else -1
+            )
             time.sleep(max(0.0, start.timestamp() - time.time()) + random.Random(run).uniform(0.05, 0.6))
-            os.kill(procs[victim].pid, signal.SIGKILL)
-            procs[victim].wait(10)
+            if victim >= 0:
+                os.kill(procs[victim].pid, signal.SIGKILL)
+                procs[victim].wait(10)
             killed = time.time()
             store = MongoStore(uri, database, embedded=True)
             deadline = time.time() + 180
@@ -183,10 +189,17 @@ def shared(args: argparse.Namespace) -> None:
                     continue
                 for m in re.finditer(r"a store commit took ([0-9.]+)s", path.read_text()):
                     slowest = max(slowest, float(m.group(1)))
+            what = (
+                f"process {victim + 1} killed {killed - start.timestamp():+.2f}s from the due time"
+                if victim >= 0
+                else "none killed"
+            )
+            lapsed = sum(len(re.findall(r"objects of a stopped process are due again|ended the open transactions of stopped process", path.read_text())) for path in logs)  # fmt: skip
             print(
-                f"run {run + 1}: {args.processes} processes, process {victim + 1} killed {killed - start.timestamp():+.2f}s from the due time; "
+                f"run {run + 1}: {args.processes} processes, {what}; "
                 f"lost {lost}, repeated {twice + more} (more than twice {more}, another key {other_key}); "
-                f"survivors' slowest commit {slowest:.2f}s; all final {done - killed:.1f}s after the kill; "
+                f"survivors' slowest commit {slowest:.2f}s; all final {done - killed:.1f}s after the {'kill' if victim >= 0 else 'due time'}; "
+                f"leases taken over from a process thought stopped: {lapsed} log line(s); "
                 f"counters {'equal the recount' if real == counted else f'DIFFER: {counted} vs {real}'}"
                 + (
                     f"; STALLED: {counts.get('completed', 0)} completed after 180 s, or a survivor did not stop"
@@ -212,6 +225,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--first-run", type=int, default=0, help="start at this run (to repeat one)")
     parser.add_argument("--lease", default="5s")
+    parser.add_argument(
+        "--no-kill", action="store_true", help="shared: kill no process (a live process must lose no lease)"
+    )
+    parser.add_argument(
+        "--victim",
+        type=int,
+        default=0,
+        help="shared: kill this process (1: the one that applies the folder, which makes most calls; default: one at random)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     if args.mode.startswith(("store", "disk")):

@@ -9,9 +9,11 @@ One run prints, each beside its base measured in the same run:
      matching none), a label filter, a name-prefix search, the next pages, the original list route,
      and the dashboard, each beside `GET /healthz` from the same client;
   5. the time from start to `/readyz` answering 200 with N stored, and the RSS of the service and
-     of the store.
+     of the store;
+  6. with --idle SECONDS: the store's RSS each minute while the service idles with N stored, its
+     growth over the whole time, and the store's disk beside the size of the documents it holds.
 
-Usage: python benchmarks/scale.py [--stored 100000] [--reads 100] [--seconds 10]
+Usage: python benchmarks/scale.py [--stored 100000] [--reads 100] [--seconds 10] [--idle 600]
        (--stored 1000000 for the million)
 """
 
@@ -143,6 +145,12 @@ def main() -> None:
     parser.add_argument("--reads", type=int, default=100, help="GETs per read figure")
     parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument(
+        "--idle", type=int, default=0, help="seconds to watch the store's RSS and disk while idle"
+    )
+    parser.add_argument(
+        "--skip-reads", action="store_true", help="store N, then only the start and --idle figures"
+    )
     args = parser.parse_args()
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # its queue-depth notes are not figures
     have_wrk = shutil.which("wrk") is not None
@@ -172,14 +180,14 @@ def main() -> None:
         print(f"POST /specs of {args.stored:,} Tasks in bodies of {BODY}: {secs:.1f}s = {args.stored / secs:,.0f} documents/s "
               f"= {args.stored / secs / inserted:.0%} of the store's insert_many")  # fmt: skip
 
-        if have_wrk:
+        if have_wrk and not args.skip_reads:
             health = wrk(url + "/healthz", "", args.connections, args.seconds)
             post = wrk(url + "/scheduler/schedule", WRK_POST.replace("TOKEN", token), args.connections, args.seconds)  # fmt: skip
             print(f"wrk, {args.connections} connections, {args.seconds}s each:\n"
                   f"  GET /healthz:               {health[0]:7,.0f} req/s, p50 {health[1]:5.1f} ms, p99 {health[2]:6.1f} ms, {health[3]} errors\n"
                   f"  POST /scheduler/schedule:   {post[0]:7,.0f} req/s, p50 {post[1]:5.1f} ms, p99 {post[2]:6.1f} ms, {post[3]} errors"
                   f" = {post[0] / health[0]:.0%} of /healthz")  # fmt: skip
-        else:
+        elif not have_wrk:
             print("wrk is not installed (apt install wrk): the creation figures are left out")
 
         n = args.reads
@@ -199,7 +207,7 @@ def main() -> None:
             ("original /scheduler/retrieve-tasks?taskState=scheduled", lambda: timed(session, url + "/scheduler/retrieve-tasks?taskState=scheduled", n)),
             ("GET /dashboard", lambda: timed(session, url + "/dashboard", n)),
         ]  # fmt: skip
-        for label, run in figures:
+        for label, run in figures if not args.skip_reads else []:
             p50, p99 = run()[:2]
             print(
                 f"  {label:58s} p50 {p50:6.1f}  p99 {p99:6.1f}  (p99 {p99 / max(base[1], 0.01):.0f}x /healthz)"
@@ -223,7 +231,28 @@ def main() -> None:
         print(f"start with {args.stored:,} stored: /readyz answered 200 after {ready:.1f}s" if ready else "not ready after 300 s")  # fmt: skip
         print(f"RSS after the reads: service {service_rss:.0f} MB, store {store_rss:.0f} MB; after a restart: "
               f"service {rss_mb():.0f} MB, store {rss_mb(store_pid):.0f} MB")  # fmt: skip
+        if args.idle:
+            idle(uri, server.state_dir, store_pid, args.idle)
         rt.stop()
+
+
+def idle(uri: str, state: Path, pid: int | None, seconds: int) -> None:
+    """The store's RSS each minute while nothing is asked of the service, and its disk beside
+    the size of what it holds."""
+    first = rss_mb(pid)
+    print(f"idle for {seconds}s: store RSS {first:.0f} MB at the start", flush=True)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        time.sleep(min(60, seconds - (time.monotonic() - t0)))
+        print(f"  after {time.monotonic() - t0:4.0f}s: store RSS {rss_mb(pid):.0f} MB", flush=True)
+    last = rss_mb(pid)
+    client = pymongo.MongoClient(uri)
+    data = sum(int(client[d].command("collStats", c).get("size", 0)) for d in client.list_database_names()
+               if d not in ("admin", "local", "config") for c in client[d].list_collection_names())  # fmt: skip
+    client.close()
+    disk = sum(f.stat().st_size for f in state.rglob("*") if f.is_file())
+    print(f"store RSS {first:.0f} -> {last:.0f} MB over {seconds}s idle ({(last - first) / max(first, 1):+.1%}); "
+          f"disk {disk / 1e6:.0f} MB for {data / 1e6:.0f} MB of documents ({disk / max(data, 1):.1f}x)")  # fmt: skip
 
 
 if __name__ == "__main__":

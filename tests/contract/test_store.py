@@ -947,3 +947,13 @@ def test_suspended_objects_are_listed_for_their_owner_most_recently_paused_first
     born = record(5)
     create(any_store, replace(born, progress=replace(born.progress, suspended=True, due=None), due=None))
     assert {d["_id"] for d in any_store.paused("alice", at(60), 10)[0]} == {recs[0].id, born.id}
+
+
+def test_a_process_has_stopped_once_its_heartbeat_ended_or_when_it_never_had_one(any_store: Store) -> None:
+    any_store.heartbeat("p1", at(10), {"owner": "p1"})
+    any_store.heartbeat("p2", at(20), {"owner": "p2"})
+    assert any_store.stopped(["p1", "p2", "p3"], at(5)) == {"p3"}
+    assert any_store.stopped(["p1", "p2"], at(15)) == {"p1"}
+    any_store.heartbeat("p1", at(30), {"owner": "p1"})  # it beats again: alive
+    assert any_store.stopped(["p1", "p2"], at(25)) == {"p2"}
+    assert any_store.stopped([], at(25)) == set()

@@ -48,11 +48,20 @@ class KeeperStore(LoopStore, ObjectReads, Protocol):
 
 
 class LeaseKeeper:
-    def __init__(self, store: KeeperStore, owner: str, slot: str, times: LeaseTimes) -> None:
+    """`heartbeat`: whether the renewals also say this process is alive (a runtime that keeps its
+    own heartbeat, from before the loop starts and never behind the loop's reads, turns it off).
+    `monotonic` times the sweep's own store reads: a sweep that waited on a stalled store takes
+    nobody's work over (the others' heartbeats may be in line behind the same stall)."""
+
+    def __init__(
+        self, store: KeeperStore, owner: str, slot: str, times: LeaseTimes, monotonic: Callable[[], float]
+    ) -> None:
         self.store = store
         self.owner = owner
         self.slot = slot
         self.times = times
+        self.monotonic = monotonic
+        self.heartbeat = True
         self.claiming: set[str] = set()
         self.batches = 0  # claim batches with the store thread
         self.sweeping = False
@@ -142,11 +151,12 @@ class LeaseKeeper:
         end within two thirds of a lease, by one lease from `now`."""
         until = now + self.times.lease
         ids = [h.id for h in held if h.until <= now + 2 * self.times.lease / 3]
-        owner, slot, store = self.owner, self.slot, self.store
+        owner, slot, store, beat = self.owner, self.slot, self.store, self.heartbeat
         info = {"owner": owner, "at": now}
 
         def job() -> Renewed:
-            store.heartbeat(slot, until, info)
+            if beat:
+                store.heartbeat(slot, until, info)
             lost = store.renew(owner, ids, until) if ids else set()
             return Renewed(frozenset(lost), tuple(i for i in ids if i not in lost), until)
 
@@ -171,27 +181,37 @@ class LeaseKeeper:
     def sweep(self, now: dt.datetime, live: set[str], known: set[str]) -> Callable[[], Swept] | None:
         """A job that frees the expired leases of stopped processes and finds overdue work nobody
         holds; None while one is out. `live` is what this process holds or claims, `known` also
-        what it knows is upcoming."""
+        what it knows is upcoming.
+
+        A lease that ended is taken over only when its holder's heartbeat has ended too: a live
+        process whose renewals are late (its commits or reads are slow) keeps its work, and only
+        one that stopped saying it is alive loses it. Nothing is taken over by a sweep whose own
+        first read took longer than a fifth of a lease (a stalled store)."""
         if self.sweeping:
             return None
         self.sweeping = True
-        owner, store, grace = self.owner, self.store, self.times.orphan_grace
+        owner, store, grace, clock = self.owner, self.store, self.times.orphan_grace, self.monotonic
+        slow = self.times.lease.total_seconds() / 5
 
         def job() -> Swept:
             freed: dict[str, str] = {}
-            for process in store.lapsed(now):  # one that died inside a transaction stalls the store
-                if process != owner:
-                    store.end_sessions_of(process, now)
+            began = clock()
+            expired = store.expired_leases(now)
             by_holder: dict[str, list[str]] = {}
-            for lease in store.expired_leases(now):
+            for lease in expired:
                 by_holder.setdefault(lease.owner, []).append(lease.id)
-            for holder, ids in by_holder.items():
-                if holder == owner:  # left behind by a write that failed
-                    store.drop_leases(holder, [i for i in ids if i not in live], now)
-                    continue
-                store.end_sessions_of(holder, now)  # it may have died inside a transaction
-                why = f"the lease of {holder} expired while its call was due or in flight"
-                freed.update(dict.fromkeys(store.drop_leases(holder, ids, now), why))
+            stopped = store.stopped([h for h in by_holder if h != owner], now)
+            if clock() - began <= slow:  # the store answered promptly: heartbeats are current
+                for process in store.lapsed(now):  # one that died inside a transaction stalls the store
+                    if process != owner:
+                        store.end_sessions_of(process, now)
+                for holder, ids in by_holder.items():
+                    if holder == owner:  # left behind by a write that failed
+                        store.drop_leases(holder, [i for i in ids if i not in live], now)
+                    elif holder in stopped:
+                        store.end_sessions_of(holder, now)  # it may have died inside a transaction
+                        why = f"the lease of {holder} expired while its call was due or in flight"
+                        freed.update(dict.fromkeys(store.drop_leases(holder, ids, now), why))
             overdue = [d for d in store.due_between(None, now - grace, 1000) if d.id not in known]
             held = store.holders([d.id for d in overdue[:200]])
             unheld = tuple(d for d in overdue[:200] if d.id not in held)

@@ -96,7 +96,9 @@ class Reconciler:
         self.upcoming = Upcoming(s.horizon)
         self.refill = Refill(s.horizon, s.refill_limit)
         self.held = Holdings()
-        self.leases = LeaseKeeper(store, owner, writer.slot, LeaseTimes(s.lease, s.orphan_grace))
+        self.leases = LeaseKeeper(
+            store, owner, writer.slot, LeaseTimes(s.lease, s.orphan_grace), clock.monotonic
+        )
         self.writes = Writes(writer, s.claim_window, s.lease, self.inbox.put, clock)
         invoker = invoker or Invoker(self.deliver, clock, env, s.workers, policy)
         self.firing = Firing(self.held, self.writes, invoker, clock, s, metrics, self.stats)

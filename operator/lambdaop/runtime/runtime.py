@@ -30,6 +30,7 @@ from lambdaop.loop.outbound import Refused
 from lambdaop.loop.reconciler import Reconciler
 from lambdaop.loop.settings import LoopSettings
 from lambdaop.runtime.config import Config
+from lambdaop.runtime.heartbeat import Heartbeat
 from lambdaop.runtime.probes import Probes
 from lambdaop.spec import Notify
 from lambdaop.store.embedded import EmbeddedServer, StateDir
@@ -50,6 +51,7 @@ class Runtime:
         self.server: EmbeddedServer | None = None
         self.store: MongoStore
         self.writer: Writer | None = None
+        self.heartbeat: Heartbeat | None = None
         self.reconciler: Reconciler
         self.service: Service
         self._thread: threading.Thread | None = None
@@ -109,7 +111,8 @@ class Runtime:
             notify=self._default_notify(),
         )
         self.store.identify(self.owner)
-        self.store.heartbeat(self.owner, self.clock.now() + self.config.lease, {"owner": self.owner})
+        self.heartbeat = Heartbeat(self.store, self.owner, self.config.lease, self.clock)
+        self.heartbeat.start()
         self.writer = Writer(self.store, self.owner, self.owner, self.clock)
         self.reconciler = Reconciler(
             self.store,
@@ -123,6 +126,7 @@ class Runtime:
             policy=self.config.allow_hosts,
             metrics=self.metrics,
         )
+        self.reconciler.leases.heartbeat = False  # the process's own heartbeat says it is alive
         self.writer.on_commit = self.metrics.commit_seconds.observe
         self.metrics.watch(
             lambda: self.reconciler.held.in_flight, lambda: len(self.reconciler.held), self.store.counts
@@ -174,6 +178,9 @@ class Runtime:
         self.probes.started = self.clock.monotonic()
         threads = {"reconcile loop": self._thread, "specs folder watcher": self._watch_thread}
         self.probes.threads = {what: t.is_alive for what, t in threads.items() if t is not None}
+        self.probes.threads["heartbeat"] = lambda: self.heartbeat is not None and self.heartbeat.alive
+        loop_thread = self._thread
+        self.heartbeat.well = lambda: loop_thread.is_alive() and not self.probes.liveness()
         if self.status is not None:
             self.probes.threads["status file writer"] = lambda: self.status is not None and self.status.alive
         if self.health is not None:
@@ -286,6 +293,8 @@ class Runtime:
             self.writer.stop()
         with contextlib.suppress(AttributeError):
             self.reconciler.io.stop()
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
         if self._started_loop:
             self._leave_cleanly()
         if self.status is not None:

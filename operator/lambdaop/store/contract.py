@@ -284,6 +284,9 @@ class LoopStore(Protocol):
     def lapsed(self, now: dt.datetime) -> list[str]:
         """Processes whose heartbeat stopped while they had transaction sessions."""
 
+    def stopped(self, processes: Iterable[str], now: dt.datetime) -> set[str]:
+        """Those of these processes whose heartbeat ended before `now`, or that have none."""
+
     def end_sessions_of(self, process: str, now: dt.datetime) -> bool:
         """End the open transactions of a process whose heartbeat stopped; answers whether it did."""
 

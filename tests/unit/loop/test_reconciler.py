@@ -362,3 +362,48 @@ def test_run_now_of_a_held_recurring_object_is_decided_on_the_loop(rig: Any) -> 
     r.run(9.2)
     doc = r.store.get(oid)
     assert doc["progress"]["scheduled"] == r.at(10) and doc["progress"]["run"] == 3
+
+
+def test_a_live_process_whose_renewals_are_late_keeps_its_work(rig: Any) -> None:
+    """Its object leases ended (its renewals wait behind slow commits), but its heartbeat goes on:
+    nobody takes its calls over, so none is made twice; once its heartbeat ends, they are."""
+    slow = rig("p1", lease=dt.timedelta(seconds=6))
+    slow.loop.leases.heartbeat = False  # its own heartbeat, as the runtime keeps it
+    oid = slow.task("busy", at=slow.at(10).isoformat())
+    for second in (0, 9, 10):
+        slow.run(second)
+    (first,) = slow.calls.jobs  # its call is out, and its loop makes no pass for a while
+    alive = rig("p2", lease=dt.timedelta(seconds=6))
+    second = 10.0
+    while second < 40:
+        slow.store.heartbeat("p1", slow.at(second) + dt.timedelta(seconds=6), {"owner": "p1"})
+        alive.run(second)
+        second += 0.5
+    assert not alive.calls.jobs, "a live process's work is not taken over"
+    assert slow.store.holders([oid])[oid].owner == "p1"
+    for second in (40.5, 47, 50, 53, 56):  # its heartbeat has ended at 45.5
+        alive.run(second)
+    (again,) = alive.calls.jobs
+    assert again.idempotency_key == first.idempotency_key
+
+
+def test_a_sweep_that_waited_on_a_stalled_store_takes_nothing_over(rig: Any, clock: Any) -> None:
+    dead = rig("p1", lease=dt.timedelta(seconds=6))
+    dead.task("orphan", at=dead.at(10).isoformat())
+    for second in (0, 9, 10):
+        dead.run(second)
+    alive = rig("p2", lease=dt.timedelta(seconds=6))
+    expired = alive.store.store.expired_leases
+
+    def stalled(now: dt.datetime, limit: int = 5000) -> Any:
+        clock._mono += 2.0  # the read took 2 s: more than a fifth of the lease
+        return expired(now, limit)
+
+    alive.store.store.expired_leases = stalled
+    for second in (16.5, 17, 20, 25, 26, 30):
+        alive.run(second)
+    assert not alive.calls.jobs, "nothing is taken over while the store is stalled"
+    alive.store.store.expired_leases = expired
+    for second in (31, 34, 37):
+        alive.run(second)
+    assert len(alive.calls.jobs) == 1

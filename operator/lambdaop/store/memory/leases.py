@@ -74,6 +74,10 @@ class MemoryLeases(Tables):
         found = [i for i, d in self._processes.items() if _before(d.get("until"), now)]
         return [str(i) for i in found if isinstance(self._processes[i].get("sessions"), list) and self._processes[i]["sessions"]]  # fmt: skip
 
+    def stopped(self, processes: Iterable[str], now: dt.datetime) -> set[str]:
+        now = _bson(now)
+        return {p for p in processes if p not in self._processes or self._processes[p].get("until") is None or _before(self._processes[p]["until"], now)}  # fmt: skip
+
     def end_sessions_of(self, process: str, now: dt.datetime) -> bool:
         return False  # no transactions: no sessions a dead process could leave open
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pymongo import DeleteOne, UpdateOne
@@ -25,6 +25,11 @@ class Processes(Base):
         """Processes whose heartbeat stopped while they had transaction sessions."""
         query = {"until": {"$lt": now}, "sessions.0": {"$exists": True}}
         return [str(d["_id"]) for d in self.processes.find(query, {"_id": 1})]
+
+    def stopped(self, processes: Iterable[str], now: dt.datetime) -> set[str]:
+        asked = set(processes)
+        alive = {d["_id"] for d in self.processes.find({"_id": {"$in": sorted(asked)}, "until": {"$gte": now}}, {"_id": 1})}  # fmt: skip
+        return asked - alive
 
     def end_sessions_of(self, process: str, now: dt.datetime) -> bool:
         """Abort the open transactions of a process whose heartbeat stopped (it died inside one,
