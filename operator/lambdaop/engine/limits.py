@@ -32,7 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 import itertools
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,20 +180,26 @@ def choose(
     me: str,
     now: dt.datetime,
     grace: dt.timedelta,
+    mine: Collection[int] = (),
+    alive: Collection[str] = (),
 ) -> list[tuple[Ticket, int]]:
     """Which places the first calls in line take now, in line order: each a free place below its
     limit, when it is this process's turn (`my_turn`), or when the place has been free for `grace`.
-    The first call that gets none ends the choice: a later call never passes an earlier one."""
+    The first call that gets none ends the choice: a later call never passes an earlier one.
+
+    A place this process holds (`mine`) is never free to it, though its time may have passed (its
+    renewal is late); nor is a concurrency place whose holder is `alive` (its heartbeat goes on):
+    a live process keeps its places as it keeps its leases."""
     stored = {p.number: p for p in state.places if p.kind is kind}
     others = rivals(state, kind, me, now)
-    used: set[int] = set()
+    used: set[int] = set(mine)
     out: list[tuple[Ticket, int]] = []
     for ticket in tickets:
         turn = my_turn(ticket.due, others, now)
         pick = None
         for number in range(ticket.limit):
             place = stored.get(number)
-            if number in used or (place is not None and place.until > now):
+            if number in used or (place is not None and (place.until > now or place.holder in alive)):
                 continue
             free_since = place.until if place is not None else EPOCH
             if turn or now - free_since >= grace:
@@ -204,6 +210,16 @@ def choose(
         used.add(pick)
         out.append((ticket, pick))
     return out
+
+
+def lapsed_holders(state: KeyState, kind: PlaceKind, me: str, now: dt.datetime) -> set[str]:
+    """Other processes holding concurrency places of the key whose time has passed: whether each
+    has stopped is asked of its heartbeat before its places are taken."""
+    if kind is not PlaceKind.CONCURRENCY:
+        return set()  # a rate place is free once its window has passed, whoever took it
+    return {
+        p.holder for p in state.places if p.kind is kind and p.until <= now and p.holder not in (None, me)
+    }
 
 
 def next_free(state: KeyState, kind: PlaceKind, limit: int, now: dt.datetime) -> dt.datetime | None:

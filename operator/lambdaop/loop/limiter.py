@@ -46,6 +46,7 @@ from lambdaop.engine.limits import (
     shown,
 )
 from lambdaop.loop.placejobs import (
+    LimiterStore,
     LimitSettings,
     PlacesFailed,
     PlacesRenewed,
@@ -55,7 +56,6 @@ from lambdaop.loop.placejobs import (
     take_job,
 )
 from lambdaop.loop.storethread import StoreThread
-from lambdaop.store.contract import PlaceStore
 
 log = logging.getLogger("lambdaop.loop")
 
@@ -118,7 +118,7 @@ class Counts:
 class Limiter:
     def __init__(
         self,
-        store: PlaceStore,
+        store: LimiterStore,
         me: str,
         clock: Clock,
         wake: Callable[[str], None],
@@ -364,7 +364,8 @@ class Limiter:
         """A job: read the key, take the places the first calls in line may have, say what waits."""
         kind, key = line_id
         tickets = line.head(max((t.limit for t in line), default=1) + 1)
-        return take_job(self.store, self.me, self.clock, self.settings, kind, key, tickets, len(line), self.words.get(line_id))  # fmt: skip
+        mine = frozenset(self.places.get(key, ())) if kind is C else frozenset()
+        return take_job(self.store, self.me, self.clock, self.settings, kind, key, tickets, len(line), self.words.get(line_id), mine)  # fmt: skip
 
     def taken(self, event: PlacesTaken, now: dt.datetime) -> None:
         """A take came back: the calls that got places go on; the line asks again at its next time."""

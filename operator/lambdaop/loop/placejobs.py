@@ -11,13 +11,21 @@ about the calls still waiting when that word changed (`put_waiting`). Called by 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from lambdaop.core.clock import Clock
 from lambdaop.core.places import KeyState, Place, PlaceKind, Waiter
-from lambdaop.engine.limits import EPOCH, Ticket, choose, next_free, rivals, second_of
+from lambdaop.engine.limits import EPOCH, Ticket, choose, lapsed_holders, next_free, rivals, second_of
 from lambdaop.store.contract import PlaceStore
+
+
+class LimiterStore(PlaceStore, Protocol):
+    """What the limiter asks of the store: places, and whether their holders still live."""
+
+    def stopped(self, processes: Iterable[str], now: dt.datetime) -> set[str]: ...
+
 
 C = PlaceKind.CONCURRENCY
 
@@ -62,7 +70,7 @@ class PlacesRenewed:
 
 
 def take_job(
-    store: PlaceStore,
+    store: LimiterStore,
     me: str,
     clock: Clock,
     s: LimitSettings,
@@ -71,14 +79,18 @@ def take_job(
     tickets: list[Ticket],
     waiting: int,
     word: tuple[dt.datetime, dt.datetime] | None,
+    mine: frozenset[int],
 ) -> Callable[[], PlacesTaken]:
     """A job that takes the places of a key the first calls in line (`tickets`, of `waiting` in all)
-    may have now, and says how many still wait (`word`: what this process said last)."""
+    may have now, and says how many still wait (`word`: what this process said last; `mine`: the
+    places of the key this process holds)."""
 
     def job() -> PlacesTaken:
         at = clock.now()
         state = store.key_state(key)
-        picks = choose(state, kind, tickets, me, at, s.grace)
+        lapsed = lapsed_holders(state, kind, me, at)  # (a read only after a holder was late or stopped)
+        alive = lapsed - store.stopped(lapsed, at) if lapsed else set()
+        picks = choose(state, kind, tickets, me, at, s.grace, mine, alive)
         until = at + (s.lease if kind is C else s.margin)
         asks = [(n, until + (t.per or dt.timedelta(0))) for t, n in picks]
         got = set(store.take_places(key, kind, me, asks, at)) if asks else set()
@@ -98,19 +110,19 @@ def take_job(
     return job
 
 
-def release_job(store: PlaceStore, me: str, key: str, numbers: list[int], now: dt.datetime) -> Callable[[], None]:  # fmt: skip
+def release_job(store: LimiterStore, me: str, key: str, numbers: list[int], now: dt.datetime) -> Callable[[], None]:  # fmt: skip
     def job() -> None:
         store.release_places(key, me, numbers, now)
 
     return job
 
 
-def renew_job(store: PlaceStore, me: str, places: list[tuple[str, int]], until: dt.datetime) -> Callable[[], PlacesRenewed]:  # fmt: skip
+def renew_job(store: LimiterStore, me: str, places: list[tuple[str, int]], until: dt.datetime) -> Callable[[], PlacesRenewed]:  # fmt: skip
     return lambda: PlacesRenewed(frozenset(store.renew_places(me, places, until)), until)
 
 
 def say(
-    store: PlaceStore,
+    store: LimiterStore,
     key: str,
     kind: PlaceKind,
     me: str,

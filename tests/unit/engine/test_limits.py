@@ -18,6 +18,7 @@ from lambdaop.engine.limits import (
     call_id,
     choose,
     key_of,
+    lapsed_holders,
     limits_of,
     my_turn,
     next_free,
@@ -157,3 +158,15 @@ def test_seconds_are_the_grain_of_the_order_across_processes() -> None:
     t = dt.datetime(2026, 11, 27, 12, 0, 3, 999000, tzinfo=dt.UTC)
     assert second_of(t) == dt.datetime(2026, 11, 27, 12, 0, 3, tzinfo=dt.UTC)
     assert t > EPOCH
+
+
+def test_places_this_process_holds_or_a_live_process_holds_are_never_free(clock) -> None:
+    now = clock.now()
+    late = now - dt.timedelta(seconds=1)  # their time has passed: their renewals are late
+    state = KeyState([Place(C, 0, "p1", late), Place(C, 1, "p2", late), Place(C, 2, "p3", late)], [])
+    one = ticket(1, now, limit=3)
+    assert lapsed_holders(state, C, "p1", now) == {"p2", "p3"}
+    assert choose(state, C, [one], "p1", now, GRACE, mine={0}, alive={"p2"}) == [(one, 2)]
+    assert choose(state, C, [one], "p1", now, GRACE, mine={0}, alive={"p2", "p3"}) == []
+    rate_state = KeyState([Place(R, 0, "p2", late)], [])
+    assert lapsed_holders(rate_state, R, "p1", now) == set(), "a rate place frees with its window"

@@ -193,7 +193,26 @@ def test_a_stopped_process_s_places_are_free_again_within_one_lease(clock) -> No
     assert alive.out == {"o10/1", "o11/1", "o12/1"}, "taken once the lease of their holder ended"
 
 
-def test_renewed_places_stay_and_lost_ones_are_asked_for_again(clock) -> None:
+def test_a_live_process_keeps_its_places_though_its_renewal_is_late(clock) -> None:
+    shared = MemoryStore()
+    slow, other = Proc(shared, "slow", clock), Proc(shared, "other", clock)
+    slow.due(1, concurrency(1))
+    slow.step()
+    assert slow.out == {"o1/1"}
+    other.due(2, concurrency(1))
+    for _ in range(10):  # the slow process's place ran out 6 s after it was taken, but it beats
+        clock.advance(1)
+        shared.heartbeat("slow", clock.now() + dt.timedelta(seconds=6), {"owner": "slow"})
+        other.step()
+    assert other.out == set(), "a live process's place is not taken"
+    slow.back(1)
+    slow.step()  # released at once (the place was still its own)
+    clock.advance(0.2)
+    other.step()
+    assert other.out == {"o2/1"}
+
+
+def test_renewed_places_stay_and_a_lost_one_is_never_released_or_handed_on(clock) -> None:
     shared = MemoryStore()
     p = Proc(shared, "p1", clock)
     p.due(1, concurrency(1))
@@ -208,6 +227,18 @@ def test_renewed_places_stay_and_lost_ones_are_asked_for_again(clock) -> None:
     other.due(2, concurrency(1))
     other.step()
     assert other.out == set()
+    clock.advance(3)  # p1 renewed no more (and has no heartbeat): p2 takes the place over
+    other.step()
+    assert other.out == {"o2/1"}
+    p.due(3, concurrency(1))
+    job = p.limiter.renew(clock.now())
+    assert job is not None
+    p.limiter.renewed(job(), clock.now())
+    assert p.limiter.counts.lost == 1 and p.limiter.held_places() == 0
+    p.back(1)  # its call came back: the place is not its own any more
+    p.step()
+    assert p.out == set() and p.limiter.counts.handed == 0
+    assert shared.key_state("alice\x1ftarget-a").places[0].holder == "p2"
 
 
 def test_rate_places_let_at_most_the_limit_leave_in_any_window(clock) -> None:
