@@ -207,12 +207,15 @@ class Limiter:
         per = getattr(limit, "per", None)
         line = self.lines.setdefault((kind, key), Line())
         if line.join(Ticket(seat.call, seat.object_id, seat.due, seat.since, limit.limit, per)):
-            if not seat.waited:
-                self.counts.waits[seat.stage.value] += 1
-            seat.waited = True
             self.next_ask.setdefault((kind, key), now)
             self.shown[seat.object_id] = {"kind": seat.stage.value, "key": shown(key), "limit": limit.limit, "since": seat.since, **({"per": per} if per else {})}  # fmt: skip
         return WAIT
+
+    def _waited(self, seat: Seat) -> None:
+        """The call could not have a place when it asked: it waits (counted once)."""
+        if not seat.waited:
+            seat.waited = True
+            self.counts.waits[seat.stage.value] += 1
 
     def _idle(self, key: str, limit: int, due: dt.datetime, now: dt.datetime) -> int | None:
         """A concurrency place of the key this process holds and nobody uses, if it is this call's turn."""
@@ -270,6 +273,7 @@ class Limiter:
                 return
             line.pop()
             self.counts.handed += 1
+            self._waited(seat)  # it was in line behind the call that held the place
             self._seat(seat, number, now)
             self._ready_or_rate(seat, now)
             return
@@ -309,6 +313,15 @@ class Limiter:
 
     def held_places(self) -> int:
         return sum(len(p) for p in list(self.places.values()))
+
+    def tallies(self) -> dict[str, int]:
+        """What `Counts` has, as the metrics name it (`waits:KIND`, `places:EVENT`)."""
+        c = self.counts
+        places = {"taken": c.taken, "handed": c.handed, "released": c.released, "voided": c.voided, "lost": c.lost}  # fmt: skip
+        return {
+            **{f"waits:{k}": n for k, n in c.waits.items()},
+            **{f"places:{k}": n for k, n in places.items()},
+        }
 
     # ----- one pass
 
@@ -397,6 +410,10 @@ class Limiter:
                 self.wake(seat.object_id)
             else:
                 self.counts.voided += 1
+        for ticket in line or ():  # those the store had no place for when they asked: they wait
+            seat = self.seats.get(ticket.call)
+            if seat is not None and ticket.since <= event.at:
+                self._waited(seat)
         later = (
             event.next_free
             if event.kind is R and event.next_free is not None

@@ -317,7 +317,7 @@ def test_calls_that_wait_are_counted_and_say_how_long_they_waited(clock) -> None
     assert first.refused is None
     (go,) = answers
     assert go.go and go.waited == 1.5 and go.free_since == clock.now()
-    assert p.limiter.counts.waits == {"concurrency": 2, "rate": 0}
+    assert p.limiter.counts.waits == {"concurrency": 1, "rate": 0}, "the first had a place at once"
 
 
 def test_stop_releases_the_places_and_withdraws_the_word(clock) -> None:
@@ -330,3 +330,22 @@ def test_stop_releases_the_places_and_withdraws_the_word(clock) -> None:
     p.limiter.stop(clock.now())
     state = shared.key_state("alice\x1ftarget-a")
     assert [pl.holder for pl in state.places] == [None, None] and state.waiters == []
+
+
+def test_the_metrics_show_calls_waiting_per_key_and_what_became_of_places(clock) -> None:
+    from lambdaop.core.metrics import Metrics
+
+    p = Proc(MemoryStore(), "p1", clock)
+    metrics = Metrics(clock)
+    metrics.watch_limits(p.limiter)
+    for n in range(3):
+        p.due(n, concurrency(1))
+    p.step()
+    p.back(int(min(p.out)[1:].split("/")[0]))
+    p.step()
+    text = metrics.render().decode()
+    assert 'lambdaop_limit_waiting{key="target-a",kind="concurrency",owner="alice"} 1.0' in text
+    assert "lambdaop_limit_places_held 1.0" in text
+    assert 'lambdaop_limit_waits_total{kind="concurrency"} 2.0' in text, "the first had a place at once"
+    assert 'lambdaop_limit_places_total{event="handed"} 1.0' in text
+    assert 'lambdaop_limit_places_total{event="taken"} 1.0' in text
