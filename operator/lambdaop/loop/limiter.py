@@ -10,7 +10,7 @@ never reaches this module: `admit` is asked only for calls that have them.
   it to: when a call comes back (`returned`), the next call of the line takes its place at once,
   with no store work, unless another process says it has a call waiting that was due in an
   earlier second; then the place is released for that process to take. A place nobody here wants
-  is released in the same pass. Places are renewed with the leases (`renew`), so those of a
+  is released a poll later (a call of the key due meanwhile takes it with no store work). Places are renewed with the leases (`renew`), so those of a
   process that stops are free again within one lease.
 - A rate place is taken in the store for each call, and stays taken for `per` after the moment
   by which the call must leave (`margin` after it was taken); a call not sent by then gives it
@@ -135,6 +135,7 @@ class Limiter:
         self.seats: dict[str, Seat] = {}  # by call
         self.by_object: dict[str, str] = {}  # object -> its call that waits or is ready
         self.places: dict[str, dict[int, str | None]] = {}  # key -> place -> the call using it (None: idle)
+        self.idle_since: dict[tuple[str, int], dt.datetime] = {}  # an idle place is released a poll later
         self.rivals: dict[LineId, tuple[Waiter, ...]] = {}
         self.asking: set[LineId] = set()
         self.next_ask: dict[LineId, dt.datetime] = {}
@@ -174,6 +175,11 @@ class Limiter:
                 )
             except templates.TemplateError as exc:
                 return Admission(False, refused=str(exc))
+            except Exception as exc:  # a key that cannot be made fails its call alone
+                log.exception("object %s: the key of its limit could not be made", object_id)
+                return Admission(
+                    False, refused=f"{limits.where}: the key of its limit could not be made: {exc}"
+                )
             stage = Stage.CONCURRENCY if ckey is not None else Stage.RATE
             seat = self.seats[call] = Seat(call, object_id, limits, due, now, ckey, rkey, stage)
             self.by_object[object_id] = call
@@ -229,6 +235,7 @@ class Limiter:
         """The call holds this concurrency place now; it goes on to its rate place, or is ready."""
         assert seat.ckey is not None
         self.places.setdefault(seat.ckey, {})[number] = seat.call
+        self.idle_since.pop((seat.ckey, number), None)
         seat.number, seat.free_since = number, max(seat.free_since, free_since)
         seat.stage = Stage.RATE if seat.rkey is not None else Stage.READY
 
@@ -257,6 +264,7 @@ class Limiter:
         if places is None or number not in places:
             return  # lost to another process meanwhile
         places[number] = None
+        self.idle_since[(key, number)] = now
         line = self.lines.get((C, key))
         while line is not None and (ticket := line.first()) is not None:
             seat = self.seats.get(ticket.call)
@@ -327,19 +335,30 @@ class Limiter:
 
     def tick(self, now: dt.datetime) -> dt.datetime | None:
         """Release idle places, ask the store for keys whose calls wait; answers when to look again."""
-        if not self.seats and not self.places and not self.words and not self.lines:
+        if not self.seats and not self.places and not self.words and not self.lines and not self.rivals:
             return None
         if now - self._swept >= dt.timedelta(seconds=1):
             self._sweep(now)
-        for key, places in list(self.places.items()):
-            idle = [n for n, call in places.items() if call is None]
+            for line_id, others in list(self.rivals.items()):  # what others said, while it holds
+                if all(w.until <= now for w in others):
+                    del self.rivals[line_id]
+        wake: list[dt.datetime] = []
+        for key, places in list(self.places.items()):  # idle for a poll, or others wait: released
+            soon = (
+                now if any(w.until > now for w in self.rivals.get((C, key), ())) else now - self.settings.poll
+            )
+            idle = [
+                n for n, call in places.items() if call is None and self.idle_since.get((key, n), now) <= soon
+            ]
             if idle:
                 for n in idle:
                     del places[n]
+                    self.idle_since.pop((key, n), None)
                 self._submit(self._release(key, idle, now), None, key)
             if not places:
                 del self.places[key]
-        wake: list[dt.datetime] = []
+            elif (C, key) not in self.lines:
+                wake.append(now + self.settings.poll)
         for line_id, line in list(self.lines.items()):
             if line_id in self.asking:
                 continue
@@ -398,6 +417,7 @@ class Limiter:
             wanted = seat is not None and self.wants(seat.object_id, call)
             if event.kind is C:
                 self.places.setdefault(event.key, {})[number] = None
+                self.idle_since[(event.key, number)] = now
                 if seat is None or not wanted or seat.stage is not Stage.CONCURRENCY:
                     self._free(event.key, number, now)  # to the next in line, or released
                     continue
@@ -442,7 +462,10 @@ class Limiter:
             seat = self.seats.get(call) if call is not None else None
             log.warning("a place of limit key %r was lost (not renewed in time)%s", shown(key), "; its call is out" if seat and seat.stage is Stage.OUT else "")  # fmt: skip
             if seat is not None and seat.stage is not Stage.OUT:
-                seat.number, seat.stage = None, Stage.CONCURRENCY
+                rate_line = self.lines.get((R, seat.rkey)) if seat.rkey is not None else None
+                if rate_line is not None:
+                    rate_line.leave(seat.call)
+                seat.number, seat.deadline, seat.stage = None, None, Stage.CONCURRENCY
                 self._wait(seat, C, now)
             elif seat is not None:
                 seat.number = None  # nothing to release when it comes back
@@ -451,6 +474,7 @@ class Limiter:
         """Release every place and withdraw every word (this thread; at the end of the process)."""
         for key, held in list(self.places.items()):
             self.store.release_places(key, self.me, list(held), now)
+        self.idle_since.clear()
         for kind, key in list(self.words):
             self.store.put_waiting(key, kind, self.me, None, 0, now)
         self.places.clear()

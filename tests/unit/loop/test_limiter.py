@@ -206,8 +206,11 @@ def test_a_live_process_keeps_its_places_though_its_renewal_is_late(clock) -> No
         other.step()
     assert other.out == set(), "a live process's place is not taken"
     slow.back(1)
-    slow.step()  # released at once (the place was still its own)
+    slow.step()
+    assert slow.limiter.held_places() == 1, "an idle place stays a poll (for a call due meanwhile)"
     clock.advance(0.2)
+    slow.step()  # then it is released (the place was still its own)
+    assert slow.limiter.held_places() == 0
     other.step()
     assert other.out == {"o2/1"}
 
@@ -349,3 +352,19 @@ def test_the_metrics_show_calls_waiting_per_key_and_what_became_of_places(clock)
     assert 'lambdaop_limit_waits_total{kind="concurrency"} 2.0' in text, "the first had a place at once"
     assert 'lambdaop_limit_places_total{event="handed"} 1.0' in text
     assert 'lambdaop_limit_places_total{event="taken"} 1.0' in text
+
+
+def test_a_call_due_soon_after_another_came_back_takes_its_idle_place_without_the_store(clock) -> None:
+    p = Proc(MemoryStore(), "p1", clock)
+    p.due(1, concurrency(2))
+    p.step()
+    p.back(1)
+    p.step()
+    asked = p.store.asked.copy()
+    clock.advance(0.05)  # within a poll: the place is still held, idle
+    assert p.due(2, concurrency(2)).go
+    assert p.store.asked == asked
+    p.back(2)
+    clock.advance(0.2)
+    p.step()
+    assert p.limiter.held_places() == 0 and p.limiter.counts.released == 1
