@@ -9,11 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from helpers import Counting
 from lambdaop.loop.outbound import Policy
 from lambdaop.runtime.config import Config
 from lambdaop.runtime.runtime import Runtime
@@ -118,3 +120,14 @@ def make_runtime(store_uri: str, database: str, tmp_path: Path) -> Iterator:
     yield make
     for runtime in started:
         runtime.stop()
+
+
+@pytest.fixture
+def endpoint() -> Iterator[Counting]:
+    """A loopback endpoint that counts the requests it serves at once (see helpers.Counting)."""
+    server = Counting()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()

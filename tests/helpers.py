@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 T = TypeVar("T")
 
@@ -78,3 +82,78 @@ def stored_objects(state: Path) -> list[dict[str, Any]]:
         return docs
     finally:
         server.stop()
+
+
+class Counting(ThreadingHTTPServer):
+    """A loopback endpoint that counts the requests it serves at once: `/work?b=I&ms=N` answers
+    `{"branch": I}` after N ms, `/fail` a 500, `/answer-first` POSTs a success to the callback
+    URL in its body's `reply` before it answers, anything else `{"got": BODY}`."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.lock = threading.Lock()
+        self.now = 0
+        self.most = 0
+        self.seen: list[tuple[str, dict[str, str], Any]] = []
+        self.events: list[tuple[str, str]] = []  # ("start" | "end", the `b` of a /work call), in order
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def calls(self, path: str) -> list[tuple[str, dict[str, str], Any]]:
+        with self.lock:
+            return [c for c in self.seen if c[0] == path]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Counting
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        pass
+
+    def _answer(self, status: int, payload: Any) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _handle(self) -> None:
+        parts = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        size = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(size)) if size else None
+        server = self.server
+        with server.lock:
+            server.now += 1
+            server.most = max(server.most, server.now)
+            server.seen.append((parts.path, {**query, "key": self.headers.get("Idempotency-Key", "")}, body))
+        try:
+            if parts.path == "/work":
+                with server.lock:
+                    server.events.append(("start", query.get("b", "")))
+                time.sleep(int(query.get("ms", "100")) / 1000)
+                with server.lock:
+                    server.events.append(("end", query.get("b", "")))
+                self._answer(200, {"branch": int(query.get("b", "-1"))})
+            elif parts.path == "/answer-first":  # a quick target: calls back before it answers
+                import requests
+
+                reply = requests.post(
+                    body["reply"], json={"status": "success", "output": {"by": "quick"}}, timeout=30
+                )
+                self._answer(200, {"calledBack": reply.status_code})
+            elif parts.path == "/fail":
+                self._answer(500, {"error": "down"})
+            else:
+                self._answer(200, {"got": body})
+        finally:
+            with server.lock:
+                server.now -= 1
+
+    do_GET = do_POST = _handle  # noqa: N815 - the base class's names

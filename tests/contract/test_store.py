@@ -18,7 +18,7 @@ import pytest
 
 from lambdaop.core import labels
 from lambdaop.core.errors import Conflict
-from lambdaop.engine.machine import Phase, Progress
+from lambdaop.engine.progress import Phase, Progress
 from lambdaop.engine.record import CallRecord, Change, RunSummary, Source, StoredObject
 from lambdaop.spec import Kind
 from lambdaop.store.contract import Due, Lease, Mutation, Op, Page, Store, WriteOutcome

@@ -320,3 +320,83 @@ spec:
     expect(page.locator("li[data-step='step:build'] .step-output")).to_contain_text('{"id":"art-7"}')
     expect(page.locator("li[data-step='step:deploy'] .step-output")).to_contain_text('"artifact":"art-7"')
     assert not page.errors  # type: ignore[attr-defined]
+
+
+def test_a_step_waiting_for_its_callback_says_so_until_it_comes(
+    browser, app: Runtime, demo: DemoLambda
+) -> None:
+    import json
+
+    import requests
+
+    from lambdaop.spec import load_one
+
+    (obj,) = load_one(
+        f"""\
+kind: TaskSet
+metadata: {{name: approval}}
+spec:
+  steps:
+    - name: approve
+      waitForCallback:
+        invoke: {{url: '{demo.url}/echo', method: POST, body: {{reply: "${{{{ callback.url }}}}"}}}}
+        timeout: 10m
+    - name: after
+      invoke: '{demo.url}/json?by=${{{{ steps.approve.output.by }}}}'
+"""
+    )
+    app.applier.apply(obj, "admin")
+    page = open_page(browser, app)
+    sign_in(page, "admin", "admin-password")
+    go(page, "tasksets")
+    page.get_by_role("tab", name=re.compile("^All")).click()
+    page.get_by_role("link", name="approval").click()
+    step = page.locator("li[data-step='step:approve']")
+    expect(step).to_have_attribute("data-status", "waiting", timeout=WAIT)
+    expect(step).to_contain_text("waiting for its callback until")
+    (asked,) = demo.wait_for(1, "/echo")
+    reply = json.loads(asked.body)["reply"]
+    answer = requests.post(reply, json={"status": "success", "output": {"by": "ana"}}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    expect(step).to_have_attribute("data-status", "done", timeout=WAIT)
+    expect(page.locator("li[data-step='step:after']")).to_have_attribute("data-status", "done", timeout=WAIT)
+    expect(step.locator(".step-output")).to_contain_text('{"by":"ana"}')
+    expect(page.locator("#attempts tr[data-step='callback:approve']")).to_contain_text("Callback for approve")
+    assert not page.errors  # type: ignore[attr-defined]
+
+
+def test_a_parallel_step_shows_its_branches_and_their_outputs(
+    browser, app: Runtime, demo: DemoLambda
+) -> None:
+    from lambdaop.spec import load_one
+
+    (obj,) = load_one(
+        f"""\
+kind: TaskSet
+metadata: {{name: fanned}}
+spec:
+  steps:
+    - name: fan
+      parallel:
+        maxConcurrency: 1
+        branches:
+          - [{{name: one, invoke: '{demo.url}/json?id=a'}}]
+          - [{{name: two, invoke: '{demo.url}/json?id=b'}}, {{name: three, invoke: '{demo.url}/json?id=c'}}]
+    - name: after
+      invoke: {{url: '{demo.url}/echo', method: POST, body: {{ids: "${{{{ steps.fan.output[*].id }}}}"}}}}
+"""
+    )
+    app.applier.apply(obj, "admin")
+    page = open_page(browser, app)
+    sign_in(page, "admin", "admin-password")
+    go(page, "tasksets")
+    page.get_by_role("tab", name=re.compile("^All")).click()
+    page.get_by_role("link", name="fanned").click()
+    expect(page.locator("ol.steps li")).to_have_count(5)  # fan, its three branch steps, after
+    for key in ("step:fan", "step:fan/0/one", "step:fan/1/two", "step:fan/1/three", "step:after"):
+        expect(page.locator(f"li[data-step='{key}']")).to_have_attribute("data-status", "done", timeout=WAIT)
+    expect(page.locator("li[data-step='step:fan']")).to_contain_text("2 branches side by side, 1 at a time")
+    expect(page.locator("li[data-step='step:fan/1/three']")).to_contain_text("Branch 2: three")
+    expect(page.locator("li[data-step='step:fan'] .step-output")).to_contain_text('[{"id":"a"},{"id":"c"}]')
+    expect(page.locator("li[data-step='step:after'] .step-output")).to_contain_text('"ids":["a","c"]')
+    assert not page.errors  # type: ignore[attr-defined]

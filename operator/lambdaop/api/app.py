@@ -17,6 +17,7 @@ from typing import Any
 import falcon
 
 from lambdaop.api.auth import AuthMiddleware, Login, Logout, Me, UsersRoute
+from lambdaop.api.callbacks import CallbackRoute
 from lambdaop.api.errors import handle_http_error, handle_lambdaop_error, handle_unexpected, send_error
 from lambdaop.api.objects import Dashboard, Objects, OriginalObjects, Pause
 from lambdaop.api.original import Cancel, Create, Modify
@@ -25,6 +26,7 @@ from lambdaop.api.runs import Act, RunsList
 from lambdaop.api.specs import Specs
 from lambdaop.app.applying import Applier
 from lambdaop.app.bulk import Bulk
+from lambdaop.app.callbacks import Callbacks
 from lambdaop.app.operate import Operations
 from lambdaop.app.users import Users
 from lambdaop.core.clock import Clock
@@ -94,6 +96,7 @@ def create_app(
     metrics: Metrics | None = None,
     live: Callable[[], list[str]] | None = None,
     metrics_public: bool = False,
+    callbacks: Callbacks | None = None,
 ) -> falcon.App:
     from lambdaop.api.openapi import openapi_document
 
@@ -152,6 +155,7 @@ def create_app(
     specs = Specs(applier)
     app.add_route("/specs", specs)
     app.add_route("/specs/{kind}/{name}", specs, suffix="one")
+    app.add_route("/callbacks/{token}", CallbackRoute(callbacks))
     app.add_route("/openapi.json", OpenAPI(openapi_document()))
     app.add_route("/docs", Docs())
     app.add_route("/", Page())

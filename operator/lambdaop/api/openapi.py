@@ -349,6 +349,33 @@ _ID = [{"name": "object_id", "in": "path", "required": True, "schema": {"type": 
 _NAME = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
 
 
+CALLBACK_IN: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["status"],
+    "properties": {
+        "status": {"enum": ["success", "failure", "heartbeat"]},
+        "output": {"description": "any JSON: the step's output (steps.NAME.output), at most 256 KiB"},
+        "error": {"type": "string", "description": "why, with failure (the step's reason)"},
+    },
+}
+CALLBACK_OUT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "verdict": {"enum": ["accepted", "extended"]},
+        "state": {"type": "string"},
+        "waitingUntil": {"type": ["string", "null"], "description": "the end of the wait after a heartbeat"},
+    },
+}
+_CALLBACK_ERRORS = {
+    403: "a wrong, forged, used or superseded token",
+    409: "the object is being written or held by another process: send it again shortly",
+    410: "the wait had timed out: the callback is recorded and ignored",
+    413: "body over 1 MiB, or output over 256 KiB",
+    422: "a body that is not {status, output, error}",
+}
+
+
 def openapi_document() -> dict[str, Any]:
     _, top = models_json_schema(
         [(m, "serialization") for m in MODELS + openapi_runs.MODELS],
@@ -361,6 +388,8 @@ def openapi_document() -> dict[str, Any]:
         ModifyIn=MODIFY_IN,
         CancelIn=CANCEL_IN,
         ListIn=LIST_IN,
+        CallbackIn=CALLBACK_IN,
+        CallbackOut=CALLBACK_OUT,
     )
     yaml_body = {
         "required": True,
@@ -376,6 +405,7 @@ def openapi_document() -> dict[str, Any]:
         "/": {"get": {"summary": "the web page (static files under /ui/)", "security": [], "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
         "/healthz": {"get": {"summary": "liveness", "security": [], "responses": {"200": {"description": "alive", "content": _json(_ref("Health"))}}}},
         "/readyz": {"get": {"summary": "readiness (store reachable)", "security": [], "responses": {"200": {"description": "ready", "content": _json(_ref("Health"))}, "503": {"description": _ERRORS[503], "content": _json(_ref("ErrorOut"))}}}},
+        "/callbacks/{token}": {"post": {"summary": "the single-use URL a waitForCallback step hands its target (${{ callback.url }}): success or failure ends the wait, heartbeat moves its end; no API token (the signed token is the proof)", "security": [], "parameters": [{"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}], "requestBody": _body(_ref("CallbackIn")), "responses": {"200": {"description": "taken", "content": _json(_ref("CallbackOut"))}, **{str(c): {"description": d, "content": _json(_ref("ErrorOut"))} for c, d in _CALLBACK_ERRORS.items()}}}},
         "/openapi.json": {"get": {"summary": "this document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}},
         "/docs": {"get": {"summary": "this document as a page to read (Redoc, served from the package)", "security": [], "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
         "/metrics": {"get": {"summary": "Prometheus metrics (a token unless serve runs with --metrics-public)", "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}, "401": {"description": _ERRORS[401], "content": _json(_ref("ErrorOut"))}}}},

@@ -25,6 +25,7 @@ from lambdaop.core.errors import Conflict, NotFound, Problem
 from lambdaop.core.logs import about
 from lambdaop.engine import machine
 from lambdaop.engine.ondemand import past_times
+from lambdaop.engine.progress import Phase
 from lambdaop.engine.record import Change, PendingSpec, Source, StoredObject
 from lambdaop.loop.events import Action
 from lambdaop.spec import AnySpec, Document, spec_hash, spec_json
@@ -226,7 +227,7 @@ class Applier:
                 out.append({**entry, "action": ApplyAction.DEFERRED.value})
             else:
                 phase = current.phase
-                action = ApplyAction.RESCHEDULED if phase is machine.Phase.SCHEDULED else ApplyAction.RESTARTED if current.progress.final else ApplyAction.DEFERRED  # fmt: skip
+                action = ApplyAction.RESCHEDULED if phase is Phase.SCHEDULED else ApplyAction.RESTARTED if current.progress.final else ApplyAction.DEFERRED  # fmt: skip
                 out.append({**entry, "action": action.value})
         return out
 
@@ -326,7 +327,7 @@ class Applier:
         )
 
         def decide(record: StoredObject, at: Any) -> Change:
-            if record.phase is machine.Phase.SCHEDULED or record.progress.final:
+            if record.phase is Phase.SCHEDULED or record.progress.final:
                 return replace(fields, progress=fresh)
             return Change(updated=now, pending=pending)  # a run is going on: it finishes first
 
@@ -341,7 +342,7 @@ class Applier:
         if record.pending is not None and record.pending.spec_hash == new_hash:
             log.info("%s: a run is going on; generation %s applies when it ends", record.label, generation, extra=about(record))  # fmt: skip
             return Applied(ApplyAction.DEFERRED, kind, name, oid, record.state, deferred_message(record, generation), record=record)  # fmt: skip
-        action = ApplyAction.RESCHEDULED if before is machine.Phase.SCHEDULED else ApplyAction.RESTARTED
+        action = ApplyAction.RESCHEDULED if before is Phase.SCHEDULED else ApplyAction.RESTARTED
         log.info("%s %s (generation %s), due %s", record.label, action.value, generation, fresh.due, extra=about(record))  # fmt: skip
         return Applied(action, kind, name, oid, record.state, record=record)
 

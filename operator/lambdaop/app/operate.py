@@ -17,9 +17,9 @@ from lambdaop.core.clock import iso, to_utc
 from lambdaop.core.errors import Conflict, Problem, SpecInvalid
 from lambdaop.core.labels import Selector
 from lambdaop.core.logs import about
-from lambdaop.engine import machine, ondemand
-from lambdaop.engine.machine import PlanSpec, Refused
+from lambdaop.engine import changes, ondemand
 from lambdaop.engine.ondemand import RunNow
+from lambdaop.engine.progress import PlanSpec, Refused
 from lambdaop.engine.record import Change, RunSummary, StoredObject
 from lambdaop.engine.runs import RunRecord
 from lambdaop.loop.events import Action
@@ -128,7 +128,7 @@ class Operations:
         def decide(record: StoredObject, now: dt.datetime) -> Change:
             plan = _plan(record)
             if plan.schedule is not None:
-                return Change(updated=now, progress=machine.suspend(plan, record.progress, reason))
+                return Change(updated=now, progress=changes.suspend(plan, record.progress, reason))
             return Change(updated=now, progress=ondemand.pause(record.progress, reason))
 
         answer = self.service.change(object_id, owner, None, Action.DECIDE, decide, decide)
@@ -143,7 +143,7 @@ class Operations:
         def decide(record: StoredObject, now: dt.datetime) -> Change:
             plan = _plan(record)
             if plan.schedule is not None:
-                return Change(updated=now, progress=machine.resume(plan, record.progress, now))
+                return Change(updated=now, progress=changes.resume(plan, record.progress, now))
             return Change(updated=now, progress=ondemand.unpause(record.progress, now, skip))
 
         record = self.service.change(object_id, owner, None, Action.DECIDE, decide, decide).record

@@ -33,7 +33,8 @@ from lambdaop.core.errors import (
 )
 from lambdaop.core.labels import Selector
 from lambdaop.core.logs import about
-from lambdaop.engine import machine
+from lambdaop.engine import changes, machine
+from lambdaop.engine.progress import Phase, Refused
 from lambdaop.engine.record import CallRecord, Change, Source, StoredObject
 from lambdaop.loop.events import Action, Answer
 from lambdaop.loop.requests import NotHeld
@@ -272,7 +273,7 @@ class Service:
         """Cancel a scheduled object. Raises Conflict (with the reason) in any other state."""
 
         def decide(record: StoredObject, now: dt.datetime) -> Change:
-            return Change(updated=now, progress=machine.cancel(record.progress, now), pruned=pruned or None)
+            return Change(updated=now, progress=changes.cancel(record.progress, now), pruned=pruned or None)
 
         extra = Change(updated=self.now(), pruned=True) if pruned else None
         record = self.change(object_id, owner, kind, Action.CANCEL, extra, decide).record
@@ -289,7 +290,7 @@ class Service:
 
         def decide(record: StoredObject, now: dt.datetime) -> Change:
             spec, digest = _moved_spec(record, due)
-            return Change(updated=now, progress=machine.reschedule(record.progress, due), spec=spec, spec_hash=digest)  # fmt: skip
+            return Change(updated=now, progress=changes.reschedule(record.progress, due), spec=spec, spec_hash=digest)  # fmt: skip
 
         record = self.change(object_id, owner, kind, Action.MODIFY, due, decide).record
         spec, digest = _moved_spec(record, due)
@@ -304,7 +305,7 @@ class Service:
         the answer is `later` then)."""
 
         def decide(record: StoredObject, now: dt.datetime) -> Change:
-            return Change(updated=now, progress=machine.suspend(_plan(record), record.progress))
+            return Change(updated=now, progress=changes.suspend(_plan(record), record.progress))
 
         answer = self.change(object_id, owner, kind, Action.SUSPEND, None, decide)
         log.info("%s suspended%s", answer.record.label, " after the run going on" if answer.later else "", extra=about(answer.record))  # fmt: skip
@@ -314,7 +315,7 @@ class Service:
         """A suspended recurring object runs again from its next run time."""
 
         def decide(record: StoredObject, now: dt.datetime) -> Change:
-            return Change(updated=now, progress=machine.resume(_plan(record), record.progress, now))
+            return Change(updated=now, progress=changes.resume(_plan(record), record.progress, now))
 
         record = self.change(object_id, owner, kind, Action.RESUME, None, decide).record
         log.info("%s resumed; next run %s", record.label, iso(record.due), extra=about(record))
@@ -327,7 +328,7 @@ class Service:
             if record is None:
                 raise NotFound(f"no {kind} named {name!r}")
             try:
-                if record.phase is machine.Phase.SCHEDULED:
+                if record.phase is Phase.SCHEDULED:
                     try:
                         record = self.cancel(record.id, owner, kind, pruned=True)
                     except Conflict:
@@ -377,10 +378,13 @@ class Service:
             now = self.now()
             try:
                 change = decide(record, now)
-            except machine.Refused as exc:
+            except Refused as exc:
                 raise Conflict(str(exc)) from None
+            calls = (
+                [change.last.for_storage()] if change.last is not None else []
+            )  # a change with a call records it
             op = Op(object_id, record.owner, record.kind.value, record.state, change.new_state(record),
-                    fence=record.fence, change=change, guard=True)  # fmt: skip
+                    fence=record.fence, change=change, guard=True, attempts=calls, run=change.ended)  # fmt: skip
             outcome = self.writer.write(op, timeout=self.deadline)
             if outcome is WriteOutcome.OK:
                 written = change.applied_to(record)

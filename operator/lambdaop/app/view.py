@@ -25,7 +25,7 @@ from lambdaop.engine.runs import RunRecord
 from lambdaop.spec import Schedule
 from lambdaop.spec.calls import SECRET_HEADERS
 
-SUMMARY = ("id", "kind", "name", "displayName", "owner", "state", "generation", "created", "updated", "due", "started", "finished", "calls", "attempt", "inFlight", "taskId", "taskSetId", "run", "suspended", "nextRuns")  # fmt: skip
+SUMMARY = ("id", "kind", "name", "displayName", "owner", "state", "generation", "created", "updated", "due", "started", "finished", "calls", "attempt", "inFlight", "taskId", "taskSetId", "run", "suspended", "nextRuns", "waitingUntil")  # fmt: skip
 
 
 def mask_url(url: str) -> str:
@@ -216,6 +216,10 @@ def present(
         "last": present_call(record.last) if record.last else None,
         "spec": _spec_view(record),
     }
+    if p.waiting_until is not None:  # a waitForCallback step waits for its callback until then
+        out["waitingUntil"] = iso(p.waiting_until)
+    if p.lanes:  # at a parallel step: where each branch stands
+        out["branches"] = [{"branch": lane.branch, "state": lane.state.value, "at": lane.at, "attempt": lane.attempt, "due": iso(lane.due)} for lane in p.lanes]  # fmt: skip
     if record.kind == "Task":
         out["taskId"] = record.id
         invoke = out["spec"].get("invoke", {})
@@ -273,7 +277,7 @@ class ObjectOut(_Out):
     due: str | None = Field(description="when the next call is due, while waiting")
     step: str | None = Field(
         default=None,
-        description="task, or task:N / check:N / fallback for a TaskSet (step:NAME / check:NAME with named steps)",
+        description="task, or task:N / check:N / fallback for a TaskSet (step:NAME / check:NAME with named steps; a branch's step of a parallel step is step:NAME/BRANCH/STEP in the history)",
     )
     attempt: int | None
     calls: int
@@ -310,4 +314,6 @@ class ObjectOut(_Out):
     nextRuns: list[str] | None = Field(default=None, description="the next five run times (UTC)")
     lastRun: dict[str, Any] | None = None
     runs: list[dict[str, Any]] | None = Field(default=None, description="the last 100 runs' summaries, in single-object answers")  # fmt: skip
-    outputs: dict[str, dict[str, Any]] | None = Field(default=None, description="a TaskSet's named steps: what each answered in its latest run (output, status, attempts, ok, run, generation), in single-object answers")  # fmt: skip
+    waitingUntil: str | None = Field(default=None, description="a waitForCallback step whose call succeeded: when its wait for the callback ends (a heartbeat moves it)")  # fmt: skip
+    branches: list[dict[str, Any]] | None = Field(default=None, description="at a parallel step: each branch's state (waiting, active, done, failed, cancelled), the index of its current step, its attempt and when it is due")  # fmt: skip
+    outputs: dict[str, dict[str, Any]] | None = Field(default=None, description="a TaskSet's named steps: what each answered in its latest run (output, status, attempts, ok, run, generation; a parallel step: output is one item per branch, and branches how each ended), in single-object answers")  # fmt: skip

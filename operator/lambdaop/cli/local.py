@@ -48,6 +48,8 @@ def serve(args: argparse.Namespace) -> int:
         timezone=args.timezone,
         allow_hosts=policy_of(args.allow_hosts),
         on_failure=args.on_failure,
+        public_url=args.public_url,
+        callback_secret=os.environ.get("LAMBDAOP_CALLBACK_SECRET") or None,
         metrics_public=args.metrics_public,
         claim_window=args.claim_window
         if not isinstance(args.claim_window, str)

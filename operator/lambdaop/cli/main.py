@@ -147,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--allow-hosts", default=env.get("LAMBDAOP_ALLOW_HOSTS", ""), help=ALLOW_HELP)
     serve.add_argument("--on-failure", default=env.get("LAMBDAOP_ON_FAILURE") or None,
                        help="URL that hears of every failed run whose spec names no onFailure (a JSON POST)")  # fmt: skip
+    serve.add_argument("--public-url", default=env.get("LAMBDAOP_PUBLIC_URL") or None,
+                       help="where callers reach this API: callback URLs start with it (default: the address it listens on)")  # fmt: skip
     serve.add_argument("--metrics-public", action="store_true", default=env.get("LAMBDAOP_METRICS_PUBLIC") == "1",
                        help="serve /metrics without a token")  # fmt: skip
     serve.add_argument("--host", default=env.get("LAMBDAOP_HOST", "127.0.0.1"))

@@ -96,6 +96,12 @@ class Conflict(LambdaopError):
     code = "conflict"
 
 
+class Gone(LambdaopError):
+    """What was asked for has ended (a callback for a wait that timed out)."""
+
+    code = "gone"
+
+
 class StoreUnavailable(LambdaopError):
     """The store does not answer (or cannot take a write) now; the request may be sent again."""
 
@@ -133,6 +139,7 @@ STATUS: dict[type[LambdaopError], int] = {
     UnsupportedMediaType: 415,
     NotFound: 404,
     Conflict: 409,
+    Gone: 410,
     SpecInvalid: 422,
     StoreUnavailable: 503,
     InsufficientStorage: 507,

@@ -1,135 +1,37 @@
-"""The pure state machine of Tasks and TaskSets: (progress, event, now) -> new progress.
+"""The pure state machine of a run of a Task or TaskSet: (progress, event, now) -> new progress.
 
-No I/O and no clock: every function takes `now`. The reconciler calls
-`dispatch` when work is due, `finish` when a call reports back, `recover` when
-a lease expired and `catch_up` for a recurring object whose run was missed;
-the service calls `cancel`, `reschedule`, `suspend` and `resume`. Refusals
-are raised as `Refused` with the reason shown to the user.
+No I/O and no clock: every function takes `now`. The service calls `start`
+for a new object; the reconciler calls `dispatch` when work is due, `finish`
+when a call reports back and `recover` when a lease expired. Refusals are
+raised as `Refused` with the reason shown to the user. What a run's steps are
+and what each calls is `steps`'; where an object is, `progress`; what a
+recurring object does between runs, `recurring`; a person's cancel,
+reschedule, suspend and resume, `changes`. A parallel step's branches are
+`waves`' and `lanes`'; a step that waits for a callback enters its wait here
+once its call has succeeded, and `callbacks` decides what a POST does.
 
-Steps: a Task has one step, `task`. A TaskSet has `task:0 … task:N-1`, a
-condition check after each task but the last (`check:I`, and after the last
-with `afterLast`), and `fallback`; one with named `steps` has `step:NAME` for
-each, `check:NAME` after a step with its own condition check, and `fallback`. Each step has its own attempt counter and
-retry policy (delays in `retrypolicy`); a step that used its budget up ends
-the run (through the fallback, for a TaskSet). A run that ends failed calls
-the `notify` step when there is one (`onFailure`). Notifications (`notify:`
-entries) are steps too, `notify:EVENT:I`: those of `started` before the run's
-first call, those of `succeeded` or `failed` (and then `onFailure`) once it has
-ended; a notification that fails after its retries never changes the run's
-result. A recurring object then starts its next run (`run` + 1, state
-`scheduled`) until its schedule ends.
+Each step has its own attempt counter and retry policy (delays in
+`retrypolicy`); a step that used its budget up ends the run (through the
+fallback, for a TaskSet). A run that ends failed calls the `notify` step when
+there is one (`onFailure`). Notifications (`notify:` entries) are steps too,
+`notify:EVENT:I`: those of `started` before the run's first call, those of
+`succeeded` or `failed` (and then `onFailure`) once it has ended; a
+notification that fails after its retries never changes the run's result. A
+recurring object then starts its next run (`run` + 1, state `scheduled`)
+until its schedule ends.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, replace
-from enum import StrEnum
-from typing import Any
+from dataclasses import replace
 
 from lambdaop.engine import recurrence, retrypolicy
-from lambdaop.engine.outcomes import Outcome
-from lambdaop.spec import Invoke, Notify, RetryFields, TaskSetSpec, TaskSpec
-
-
-class Phase(StrEnum):
-    SCHEDULED = "scheduled"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-FINAL = frozenset({Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED})
-PlanSpec = TaskSpec | TaskSetSpec
-MISSED_AFTER = dt.timedelta(minutes=1)  # a recurring run this late was missed (the service was down)
-
-
-class Refused(Exception):
-    """The event is not allowed in this state; the message says why."""
-
-
-@dataclass(frozen=True)
-class StepPlan:
-    invoke: Invoke
-    policy: RetryFields
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Where an object is. Stored as a sub-document; `due` mirrors the store field."""
-
-    phase: Phase
-    step: str
-    attempt: int = 1
-    due: dt.datetime | None = None
-    in_flight: bool = False
-    calls: int = 0
-    reason: str | None = None
-    failed_step: str | None = None
-    started: dt.datetime | None = None
-    finished: dt.datetime | None = None
-    run: int = 1
-    scheduled: dt.datetime | None = None  # the run's time on the schedule (recurring objects)
-    anchor: dt.datetime | None = None  # where a rate (`every`) counts from
-    salt: int = 0  # makes jitter repeatable per object
-    notify: bool = False  # the run has ended and its notifications are still to be delivered
-    notified: str | None = None  # delivered | failed
-    skipped: int = 0  # runs missed or skipped so far
-    delay_ms: float | None = None  # the wait chosen before this retry, and why
-    delay_reason: str | None = None
-    suspended: bool = False
-    last_result: str | None = None  # how the last run ended (completed, failed), for recurring objects
-    last_reason: str | None = None
-    trigger: str | None = None  # why this run runs off the schedule: now, rerun, backfill (ondemand)
-    resume_at: dt.datetime | None = None  # the schedule's run set aside while a run off it goes on
-    backfill: tuple[dt.datetime, ...] = ()  # schedule times still to be run by a backfill, in order
-    run_after: bool = False  # a run now asked for while a run went on (overlap: wait)
-    rerun: int = 0  # runs re-run so far: the Idempotency-Key of a re-run says which (`-rerun<N>`)
-    rerun_of: int | None = None  # the run this one re-runs (recurring objects)
-    paused_due: dt.datetime | None = None  # a paused one-time object's due time, kept aside
-    pause_reason: str | None = None  # why it was paused, as the person who paused it said
-
-    @classmethod
-    def from_storage(cls, data: dict[str, Any]) -> Progress:
-        return cls(**{**data, "phase": Phase(data["phase"]), "backfill": tuple(data.get("backfill") or ())})
-
-    def for_storage(self) -> dict[str, Any]:
-        return {**self.__dict__, "phase": self.phase.value, "backfill": list(self.backfill)}
-
-    @property
-    def final(self) -> bool:
-        return self.phase in FINAL
-
-
-def notices(spec: PlanSpec, event: str, notify: Notify | None = None) -> list[str]:
-    """The notification steps an event of a run calls, in order (`onFailure` last)."""
-    out = [f"notify:{event}:{i}" for i, n in enumerate(spec.notify or ()) if event in n.on]
-    if event == "failed" and (spec.onFailure or notify) is not None:
-        out.append("notify")
-    return out
-
-
-def is_notice(step: str) -> bool:
-    """Whether a step is a notification (`notify`, or `notify:EVENT:I`)."""
-    return step == "notify" or step.startswith("notify:")
-
-
-def notice_event(step: str) -> str:
-    """The event a notification step tells of."""
-    return "failed" if step == "notify" else step.split(":")[1]
-
-
-def first_step(spec: PlanSpec) -> str:
-    """Where a run begins: its `started` notifications, else its first call."""
-    started = notices(spec, "started")
-    return started[0] if started else first_call(spec)
-
-
-def first_call(spec: PlanSpec) -> str:
-    if isinstance(spec, TaskSpec):
-        return "task"
-    return f"step:{spec.steps[0].name}" if spec.steps else "task:0"
+from lambdaop.engine.outcomes import Failure, Outcome
+from lambdaop.engine.progress import Phase, PlanSpec, Progress, Refused
+from lambdaop.engine.recurring import after_run
+from lambdaop.engine.steps import first_call, first_step, is_notice, notice_event, notices, step_plan
+from lambdaop.spec import Notify, TaskSetSpec, TaskSpec, WaitForCallback
 
 
 def start(spec: PlanSpec, due: dt.datetime, salt: int = 0, now: dt.datetime | None = None) -> Progress:
@@ -151,42 +53,6 @@ def first_due(spec: PlanSpec, now: dt.datetime) -> dt.datetime:
         return spec.at.astimezone(dt.UTC)
     delay = spec.after if isinstance(spec, TaskSpec) else spec.initialDelay
     return now + (delay or dt.timedelta(0))
-
-
-def run_ended(before: Progress, after: Progress) -> bool:
-    """Whether going from `before` to `after` ended a run (its failure notification, if any, done)."""
-    if after.notify:
-        return False
-    return after.run > before.run or (after.final and (not before.final or before.notify))
-
-
-def step_plan(spec: PlanSpec, step: str, notify: Notify | None = None) -> StepPlan:
-    """The call a step makes and its retry policy."""
-    if step == "notify":
-        target = spec.onFailure or notify
-        if target is None:
-            raise ValueError("no failure notification configured")
-        return StepPlan(target.invoke, target)
-    if step.startswith("notify:"):
-        entry = (spec.notify or [])[int(step.rpartition(":")[2])]
-        return StepPlan(entry.invoke, entry)
-    if isinstance(spec, TaskSpec):
-        return StepPlan(spec.invoke, spec)
-    name, _, index = step.partition(":")
-    if spec.steps is not None and name in ("step", "check"):
-        named = spec.step_named(index)
-        if name == "step":
-            return StepPlan(named.call, named)
-        if named.conditionCheck is not None:
-            return StepPlan(named.conditionCheck.invoke, named.conditionCheck)
-    if name == "task" and spec.tasks is not None:
-        item = spec.tasks[int(index)]
-        return StepPlan(item.as_invoke(), item)
-    if name == "check" and spec.conditionCheck is not None:
-        return StepPlan(spec.conditionCheck.invoke, spec.conditionCheck)
-    if name == "fallback" and spec.fallback is not None:
-        return StepPlan(spec.fallback.invoke, spec.fallback)
-    raise ValueError(f"no step {step!r} in this spec")
 
 
 def dispatch(progress: Progress, now: dt.datetime) -> Progress:
@@ -218,12 +84,26 @@ def finish(
             if wait is not None:
                 return _retry(waiting, wait, now)
         return _after_notice(spec, waiting, delivered, now, notify)
+    callback = _callback_of(spec, progress.step) if progress.waiting_until is None else None
+    if outcome.ok and callback is not None:  # its call succeeded: now the wait for the callback (`callbacks`)
+        said, waiting = progress.answered, replace(waiting, answered=None)
+        if said is None:
+            return replace(waiting, waiting_until=now + callback.timeout, due=now + callback.timeout)
+        why = said.partition(":")[2] or "the callback said failure"  # it came while the call was out
+        outcome = Outcome(True) if said == "success" else Outcome(False, why, Failure.BODY)
+    waiting = replace(waiting, answered=None)
     if outcome.ok:
         return _after_success(spec, waiting, now, notify)
     wait = retrypolicy.delay(plan.policy, progress.attempt, outcome, progress.salt, progress.step)
     if wait is not None:
         return _retry(waiting, wait, now)
     return _after_exhausted(spec, waiting, outcome, now, notify)
+
+
+def _callback_of(spec: PlanSpec, step: str) -> WaitForCallback | None:
+    if not isinstance(spec, TaskSetSpec) or spec.steps is None or not step.startswith("step:") or "/" in step:
+        return None
+    return spec.step_named(step.partition(":")[2]).waitForCallback
 
 
 def _retry(progress: Progress, wait: tuple[dt.timedelta, str], now: dt.datetime) -> Progress:
@@ -251,7 +131,7 @@ def _end(
     told = notices(spec, "failed" if phase is Phase.FAILED else "succeeded", notify)
     if told:
         return replace(ended, step=told[0], attempt=1, due=now, notify=True, notified=None)
-    return _after_run(spec, ended, now)
+    return after_run(spec, ended, now)
 
 
 def _after_notice(
@@ -267,7 +147,7 @@ def _after_notice(
     if following:
         return replace(_goto(progress, following[0], now), notified=notified)
     done = replace(progress, notify=False, notified=notified, step=first_step(spec))
-    return _after_run(spec, done, now)
+    return after_run(spec, done, now)
 
 
 def _after_success(spec: PlanSpec, progress: Progress, now: dt.datetime, notify: Notify | None) -> Progress:
@@ -327,167 +207,28 @@ def _after_exhausted(
         reason = f"task {int(index) + 1} failed after {attempts} attempt(s): {why}"
     else:
         reason = f"condition check after task {int(index) + 1} failed after {attempts} attempt(s): {why}"
-    failed = replace(progress, failed_step=progress.step, reason=reason)
-    if spec.fallback is not None and name in spec.fallback.on:
+    return step_failed(spec, progress, progress.step, reason, now, notify, name)
+
+
+def step_failed(
+    spec: PlanSpec,
+    progress: Progress,
+    step: str,
+    reason: str,
+    now: dt.datetime,
+    notify: Notify | None,
+    on: str = "task",
+) -> Progress:
+    """A step of a TaskSet (`on`: a task, or its check) gave up: the fallback runs when it is for
+    that, else the run ends failed."""
+    failed = replace(progress, failed_step=step, reason=reason)
+    if isinstance(spec, TaskSetSpec) and spec.fallback is not None and on in spec.fallback.on:
         return _goto(failed, "fallback", now)
     return _end(spec, failed, Phase.FAILED, now, None, notify)
 
 
-# --------------------------------------------------------------------------- recurring objects
-
-
-def _after_run(spec: PlanSpec, progress: Progress, now: dt.datetime) -> Progress:
-    """A run has ended: a one-time object stays as it ended; a recurring one is scheduled again."""
-    schedule = spec.schedule
-    if schedule is None or progress.phase is Phase.CANCELLED:
-        return progress
-    anchor = progress.anchor or now
-    after = progress.scheduled or now
-    following = recurrence.next_run(schedule, after, anchor)
-    if progress.trigger is not None:  # a run off the schedule ended: the schedule goes on where it was
-        following, after = progress.resume_at, (progress.resume_at or now) - dt.timedelta(microseconds=1)
-    extra = _off_schedule(spec, progress, following, now)
-    if extra is not None:
-        return extra
-    skipped = progress.skipped
-    began = progress.started or now
-    caught_up = following is not None and following <= began and schedule.catchUp == "all"
-    if following is not None and following <= now and not caught_up and schedule.overlap == "skip":
-        skipped += len(recurrence.missed(schedule, after, now, anchor))  # they came due during this run
-        following = recurrence.next_run(schedule, now, anchor)
-    # catchUp all (missed while down) and overlap wait: the next run starts now, this one having ended
-    if following is None:
-        last = progress.phase.value
-        return replace(progress, phase=Phase.COMPLETED, due=None, skipped=skipped,
-                       reason=f"the schedule ended (the last run {last})")  # fmt: skip
-    due = max(following + recurrence.jitter(schedule, progress.salt, progress.run + 1), now)
-    return replace(
-        progress, phase=Phase.SCHEDULED, step=first_step(spec), attempt=1, run=progress.run + 1,
-        scheduled=following, due=None if progress.suspended else due, started=None, failed_step=None,
-        reason=None, skipped=skipped, trigger=None, resume_at=None, rerun_of=None,
-    )  # fmt: skip
-
-
-def _off_schedule(
-    spec: PlanSpec, progress: Progress, following: dt.datetime | None, now: dt.datetime
-) -> Progress | None:
-    """The next run when it is off the schedule: a backfill's next time, or a run now asked for
-    while the last one went on; the schedule's own run (`following`) is set aside meanwhile."""
-    if progress.backfill:
-        at, rest = progress.backfill[0], progress.backfill[1:]
-        trigger = "backfill"
-    elif progress.run_after:
-        at, rest, trigger = now, (), "now"
-    else:
-        return None
-    return replace(
-        progress, phase=Phase.SCHEDULED, step=first_step(spec),
-        attempt=1, run=progress.run + 1, scheduled=at, due=now, started=None, failed_step=None, reason=None,
-        trigger=trigger, resume_at=following, backfill=rest, run_after=False, rerun_of=None,
-    )  # fmt: skip
-
-
-def catch_up(spec: PlanSpec, progress: Progress, now: dt.datetime) -> Progress:
-    """A recurring run found long overdue (the service was down) is decided by `catchUp`:
-    none skips to the next run time, latest runs the last missed one now, all runs each in turn."""
-    schedule = spec.schedule
-    if schedule is None or progress.phase is not Phase.SCHEDULED or progress.scheduled is None:
-        return progress
-    if progress.trigger is not None:  # a run off the schedule (now, a re-run, a backfill) is meant
-        return progress
-    if now - progress.scheduled < MISSED_AFTER or schedule.catchUp == "all":
-        return progress
-    anchor = progress.anchor or now
-    later = recurrence.missed(schedule, progress.scheduled, now, anchor)
-    if schedule.catchUp == "latest":
-        if not later:
-            return progress
-        return replace(progress, scheduled=later[-1], due=now, skipped=progress.skipped + len(later))
-    following = recurrence.next_run(schedule, now, anchor)
-    skipped = progress.skipped + 1 + len(later)
-    if following is None:
-        return replace(progress, phase=Phase.COMPLETED, due=None, finished=now, skipped=skipped,
-                       reason="the schedule ended while the service was down")  # fmt: skip
-    due = following + recurrence.jitter(schedule, progress.salt, progress.run)
-    return replace(progress, scheduled=following, due=due, skipped=skipped)
-
-
-def run_summary(before: Progress, after: Progress) -> dict[str, Any] | None:
-    """The summary of the run that ended going from `before` to `after` (recurring objects), else None."""
-    ended = after.run > before.run or (after.final and not before.final and not after.notify)
-    if not ended:
-        return None
-    result = after.last_result or after.phase.value
-    return {
-        "run": before.run,
-        "scheduled": before.scheduled,
-        "started": before.started,
-        "finished": after.finished,
-        "result": result,
-        "reason": after.last_reason if result == "failed" else None,
-        "notified": after.notified if result == "failed" else None,
-        "trigger": before.trigger,
-        "rerun_of": before.rerun_of,
-        "failed_step": _failed_step_of(before) if result == "failed" else None,
-    }
-
-
-def _failed_step_of(progress: Progress) -> str | None:
-    """The step whose failure ended a run (the fallback and the notification are not it)."""
-    if progress.failed_step is not None:
-        return progress.failed_step
-    return progress.step if progress.step != "fallback" and not is_notice(progress.step) else None
-
-
-# --------------------------------------------------------------------------- changes from users
-
-
-def cancel(progress: Progress, now: dt.datetime) -> Progress:
-    """Only a scheduled object (no call of this run made yet) can be cancelled."""
-    if progress.phase is not Phase.SCHEDULED or progress.in_flight:
-        raise Refused(not_scheduled(progress, "cancelled"))
-    reason = (
-        "cancelled before its first call" if progress.run == 1 else f"cancelled before run {progress.run}"
-    )
-    return replace(progress, phase=Phase.CANCELLED, due=None, finished=now, reason=reason)
-
-
-def reschedule(progress: Progress, due: dt.datetime) -> Progress:
-    """Only a scheduled object can get a new start time."""
-    if progress.phase is not Phase.SCHEDULED or progress.in_flight:
-        raise Refused(not_scheduled(progress, "modified"))
-    return replace(progress, due=due)
-
-
-def suspend(spec: PlanSpec, progress: Progress, reason: str | None = None) -> Progress:
-    """A recurring object pauses: no run starts until it is resumed (a run going on ends first)."""
-    if spec.schedule is None:
-        raise Refused("only a recurring object (with a schedule) can be suspended; cancel a one-time one")
-    if progress.final:
-        raise Refused(f"it is {progress.phase.value}")
-    if progress.phase is Phase.SCHEDULED:
-        return replace(progress, suspended=True, due=None, pause_reason=reason)
-    return replace(progress, suspended=True, pause_reason=reason)
-
-
-def resume(spec: PlanSpec, progress: Progress, now: dt.datetime) -> Progress:
-    """A suspended recurring object runs again from its next run time after now."""
-    schedule = spec.schedule
-    if schedule is None or progress.final:
-        raise Refused("only a recurring object that has not ended can be resumed")
-    if not progress.suspended:
-        return progress
-    progress = replace(progress, pause_reason=None)
-    if progress.phase is not Phase.SCHEDULED:
-        return replace(progress, suspended=False)
-    following = recurrence.next_run(schedule, now, progress.anchor or now)
-    if following is None:
-        return replace(progress, suspended=False, phase=Phase.COMPLETED, finished=now, reason="the schedule has ended")  # fmt: skip
-    due = following + recurrence.jitter(schedule, progress.salt, progress.run)
-    return replace(progress, suspended=False, scheduled=following, due=due)
-
-
-def not_scheduled(progress: Progress, verb: str) -> str:
-    if progress.phase is Phase.SCHEDULED:
-        return f"only a scheduled object can be {verb}; its first call has already started"
-    return f"only a scheduled object can be {verb}; this one is {progress.phase.value}"
+def step_succeeded(
+    spec: TaskSetSpec, progress: Progress, now: dt.datetime, notify: Notify | None
+) -> Progress:
+    """A named step succeeded as a whole (a parallel step that has joined): what comes after it."""
+    return _after_named(spec, progress, now, notify)

@@ -1,9 +1,9 @@
 """Runs asked for by a person: run now, re-run a failed run, backfill, and pause of one-time objects.
 
 Pure functions of (spec, progress, now), as `machine` is; each answers the
-new progress, or raises `machine.Refused` with the reason shown to the user.
+new progress, or raises `Refused` with the reason shown to the user.
 A run off the schedule (`trigger`: now, rerun, backfill) of a recurring
-object sets the schedule's own next run aside (`resume_at`), and `machine`
+object sets the schedule's own next run aside (`resume_at`), and `recurring`
 takes it up again when that run ends, so its next scheduled time does not
 move. A one-time object in a final state runs again as its next generation
 (the service bumps the generation; `fresh` is where it starts). Called by the
@@ -16,8 +16,10 @@ import datetime as dt
 from dataclasses import replace
 from enum import StrEnum
 
-from lambdaop.engine import recurrence
-from lambdaop.engine.machine import Phase, PlanSpec, Progress, Refused, first_step, start
+from lambdaop.engine import lanes, recurrence
+from lambdaop.engine.machine import start
+from lambdaop.engine.progress import Phase, PlanSpec, Progress, Refused
+from lambdaop.engine.steps import first_step
 from lambdaop.spec import format_duration
 
 MAX_BACKFILL = 1000  # runs one backfill may ask for
@@ -102,7 +104,11 @@ def rerun(
 
 
 def _step_of(spec: PlanSpec, step: str) -> str:
-    """Where a re-run from `step` starts: a failed check runs again, not its task."""
+    """Where a re-run from `step` starts: a failed check runs again, not its task; a failed
+    branch's step runs its whole parallel step again (its branches succeed or fail together)."""
+    branch = lanes.parse_lane_step(step)
+    if branch is not None:
+        return f"step:{branch[0]}"
     if step.startswith(("task", "check", "step:")):
         return step
     return first_step(spec)

@@ -4,7 +4,9 @@ A `StepOutput` is part of the stored record (`record.StoredObject.outputs`,
 written by a `Change` like every other field): the step's JSON answer (or its
 text), the status of its last call, how many attempts it took, whether it
 succeeded, and the run and generation it belongs to, so a new run (or a new
-generation) never reads an old one. Each output is bounded (`MAX_OUTPUT`), and
+generation) never reads an old one. The steps of a parallel branch keep theirs
+as `PARALLEL/BRANCH/STEP`; the parallel step's own output is the list of
+what each branch's last step answered, with how each branch ended. Each output is bounded (`MAX_OUTPUT`), and
 so are all of a run's together (`MAX_OUTPUTS`, under the store's 16 MiB per
 object). Pure. Called by the record, the templates and the loop's results.
 """
@@ -34,6 +36,9 @@ class StepOutput:
     run: int = 1
     generation: int = 1
     size: int = 0  # bytes of `output` as JSON
+    branches: tuple[str, ...] | None = (
+        None  # a parallel step: how each branch ended (done, failed, cancelled)
+    )
 
     @classmethod
     def from_storage(cls, data: dict[str, Any]) -> StepOutput:
@@ -46,12 +51,13 @@ class StepOutput:
             run=int(data.get("run", 1)),
             generation=int(data.get("generation", 1)),
             size=int(data.get("size", 0)),
+            branches=tuple(data["branches"]) if isinstance(data.get("branches"), list) else None,
         )
 
     def for_storage(self) -> dict[str, Any]:
         """Stored with the output as JSON text: an answer's keys (`$set`, `a.b`, NUL) are the
         endpoint's, and the store must be able to hold whatever it answered."""
-        return {
+        out = {
             "output": json.dumps(self.output, separators=(",", ":"), ensure_ascii=False),
             "status": self.status,
             "attempts": self.attempts,
@@ -60,10 +66,12 @@ class StepOutput:
             "generation": self.generation,
             "size": self.size,
         }
+        return out | ({"branches": list(self.branches)} if self.branches is not None else {})
 
     def in_context(self) -> dict[str, Any]:
         """What an expression reads as `steps.NAME`."""
-        return {"output": self.output, "status": self.status, "attempts": self.attempts, "ok": self.ok}
+        out = {"output": self.output, "status": self.status, "attempts": self.attempts, "ok": self.ok}
+        return out | ({"branches": list(self.branches)} if self.branches is not None else {})
 
 
 def current(outputs: Mapping[str, StepOutput], run: int, generation: int) -> dict[str, StepOutput]:

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from typing import Any
 
-from lambdaop.engine.machine import Phase, PlanSpec, Progress
 from lambdaop.engine.outputs import StepOutput
+from lambdaop.engine.progress import Phase, PlanSpec, Progress
 from lambdaop.spec import Kind, TaskSetSpec, TaskSpec
 
 RUNS_KEPT = 100  # run summaries kept in the object (recurring objects)
@@ -402,6 +402,7 @@ class Change:
     pending: PendingSpec | None = None  # an edit to apply when the run going on ends
     clear_pending: bool = False  # the waiting edit is done with (applied, or taken back)
     outputs: dict[str, StepOutput] | None = None  # the named steps' outputs of the run, all of them
+    ended: dict[str, Any] | None = None  # the run it ended, for the runs list (`runs.RunRecord`, stored)
 
     def new_state(self, record: StoredObject) -> str:
         return self.progress.phase.value if self.progress is not None else record.state

@@ -6,7 +6,7 @@ runs once, at 03:00; on a fall-back day once, not twice). A rate (`every`)
 counts from its anchor: `start`, or when the object was applied. Jitter is a
 fixed fraction per object and run (derived from a salt), so the same run
 always lands at the same moment. No clock is read here. Called by machine,
-service and the API (next runs, the schedule in words).
+recurring, changes, the service and the API (next runs, the schedule in words).
 """
 
 from __future__ import annotations

@@ -13,10 +13,13 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from lambdaop.engine import machine
-from lambdaop.engine.machine import Progress
+from lambdaop.engine.progress import Phase, Progress
+from lambdaop.engine.record import CallRecord, StoredObject
+from lambdaop.engine.recurring import run_ended
+from lambdaop.engine.steps import is_notice
 
 RESULTS = ("completed", "failed", "cancelled")  # how a run ends
+LAST_CALL = ("step", "attempt", "key", "status", "error", "at")  # what a run's record keeps of its last call
 
 
 @dataclass(frozen=True)
@@ -102,14 +105,14 @@ def ended(
 ) -> RunRecord | None:
     """The record of the run that going from `before` to `after` ended, else None. `identity`
     is the object's (id, kind, name, owner, generation, labels)."""
-    if not machine.run_ended(before, after):
+    if not run_ended(before, after):
         return None
     result = after.last_result or after.phase.value
     if result not in RESULTS:
-        result = "completed" if after.phase is not machine.Phase.FAILED else "failed"
+        result = "completed" if after.phase is not Phase.FAILED else "failed"
     object_id, kind, name, owner, generation, labels = identity
     failed = result == "failed"
-    step = before.failed_step or (before.step if before.step != "fallback" and not machine.is_notice(before.step) else None)  # fmt: skip
+    step = before.failed_step or (before.step if before.step != "fallback" and not is_notice(before.step) else None)  # fmt: skip
     if failed and step is None and kind == "Task":
         step = "task"
     return RunRecord(
@@ -132,3 +135,12 @@ def ended(
         calls=after.calls,
         last_call=last_call,
     )
+
+
+def ended_by(
+    record: StoredObject, before: Progress, after: Progress, now: dt.datetime, call: CallRecord
+) -> RunRecord | None:
+    """`ended` for a stored object whose progress went from `before` to `after`, `call` last."""
+    identity = (record.id, record.kind.value, record.name, record.owner, record.generation, record.labels)
+    last = {k: v for k, v in call.for_storage().items() if k in LAST_CALL}
+    return ended(before, after, identity, record.recurring, now, last)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from lambdaop.engine.machine import Progress
+from lambdaop.engine.progress import Progress
 from lambdaop.engine.record import Change, StoredObject
 from lambdaop.store.contract import Due, WriteOutcome
 
@@ -29,6 +29,7 @@ class Action(StrEnum):
     RESUME = "resume"
     SET = "set"  # fields that do not move the object (pruned, source, manager)
     DECIDE = "decide"  # a person's ask (run now, re-run, backfill, pause): the payload decides the change
+    CALLBACK = "callback"  # a POST to a waitForCallback's URL (the payload decides the change)
 
 
 class Write(StrEnum):
@@ -44,6 +45,7 @@ class Write(StrEnum):
     RESUME = "resume"
     SET = "set"
     DECIDE = "decide"
+    CALLBACK = "callback"
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 `fire_due` dispatches each due held object (the machine says the call
 starts), hands its call to the invoker and counts how late it left;
+(a parallel step's due branch steps leave as places are free, and
+their results are written as they come back, the others staying out);
 `mark_long` has a call out longer than `long_call` shown as running in the
 store; `accept` takes a result for the object it belongs to (a result of a
 call no longer held is dropped), and `write_result` writes what it means
@@ -19,8 +21,10 @@ from typing import Any, Protocol
 from lambdaop.core.clock import Clock
 from lambdaop.core.logs import about
 from lambdaop.core.metrics import Metrics
-from lambdaop.engine import machine
+from lambdaop.engine import lanes, machine, recurring, waves
+from lambdaop.engine.progress import Phase, Refused
 from lambdaop.engine.record import Change, adopt
+from lambdaop.engine.steps import is_notice
 from lambdaop.loop import results
 from lambdaop.loop.events import PauseChecked, Write
 from lambdaop.loop.held import Held, Holdings, Stats
@@ -68,19 +72,40 @@ class Firing:
             # a modify to a time gone by), so from its last change at the earliest
             due = held.progress.due or now
             due = max(due, held.record.updated or held.record.created or due, self.resumed or due)
+            if held.progress.waiting_until is not None:  # a wait for a callback has timed out
+                self.write_decision(held, results.decide_timeout(held, now, self.settings.notify), now)
+                continue
             try:
-                progress = machine.dispatch(held.progress, now)
-            except machine.Refused as exc:
+                steps = self._dispatch(held, now)
+            except Refused as exc:
                 log.warning("%s not called: %s", held.label, exc, extra=about(held.record))
                 continue
-            held.progress = progress
+            if not steps:  # a parallel step whose next branch call is not due yet
+                when = lanes.next_due(held.progress.lanes, waves.branches_of(held.wave or ()))
+                if when is not None:
+                    self.held.arm(held, max(when, now + dt.timedelta(milliseconds=1)))
+                continue
             self.held.fired(held, self.clock.monotonic())
             self.stats.progress_at = self.clock.monotonic()
-            job = results.call_for(held, progress, self.settings.notify)
-            self.stats.dispatched += 1
-            if self.metrics is not None:
-                self.metrics.lateness.observe(max(0.0, (now - due).total_seconds()))
-            self.invoker.submit(job)
+            for step in steps:
+                job = results.call_for(
+                    held, held.progress, self.settings.notify, step, self.settings.callbacks
+                )
+                self.stats.dispatched += 1
+                if self.metrics is not None:
+                    self.metrics.lateness.observe(max(0.0, (now - due).total_seconds()))
+                self.invoker.submit(job)
+
+    def _dispatch(self, held: Held, now: dt.datetime) -> list[str | None]:
+        """The machine says the due call starts: the steps that call (None: the object's own step;
+        a parallel step's wave: each of its due branch steps, all out until every one is back)."""
+        if is_notice(held.progress.step) or lanes.parallel_of(held.plan, held.progress.step) is None:
+            held.progress = machine.dispatch(held.progress, now)
+            return [None]
+        held.progress, ids = waves.dispatch_wave(held.plan, held.progress, now, held.wave or ())
+        if ids:
+            held.wave = {**(held.wave or {}), **dict.fromkeys(ids)}
+        return list(ids)
 
     def pause_checked(self, event: PauseChecked, now: dt.datetime) -> None:
         """The pause of everything as the store has it (other processes see a change within a
@@ -98,39 +123,74 @@ class Firing:
             if held.started_written or held.writes:
                 continue
             held.started_written = True
-            if held.record.state != machine.Phase.RUNNING.value:
+            if held.record.state != Phase.RUNNING.value:
                 started = Change(updated=now, progress=held.progress, keep_due=True)
                 self.writes.submit(held, Write.STARTED, held.progress, started, now, keep=True)
 
     def accept(self, result: CallResult, now: dt.datetime) -> None:
-        """A call came back: write its result, or keep it until the object's write under way lands."""
+        """A call came back: write its result, or keep it until the object's write under way lands
+        (a parallel step's: the others may stay out meanwhile)."""
         job = result.job
         held = self.held.get(job.object_id)
         if self.metrics is not None:
             owner = held.record.owner if held is not None else ""
             self.metrics.call(owner, job.step, result.ok, result.status, result.duration_ms / 1000)
-        self.held.returned(job.object_id)
-        step = (job.step, job.attempt)
-        if held is None or not held.fired or step != (held.progress.step, held.progress.attempt):
+        wave = held.wave if held is not None else None
+        if held is not None and held.fired and wave is not None and wave.get(job.step, 0) is None:
+            wave[job.step] = result  # written now, or once the write under way has landed
+            if not any(r is None for r in wave.values()):
+                self.held.returned(job.object_id)
+            if not held.writes:
+                self.write_back(held, now)
+            return
+        if (
+            held is None
+            or not held.fired
+            or (job.step, job.attempt) != (held.progress.step, held.progress.attempt)
+        ):
+            if wave is None:  # (calls of a parallel step still out stay out)
+                self.held.returned(job.object_id)
             log.warning("object %s: result of a call no longer held, dropped", job.object_id)
-        elif held.writes:
-            held.result = result  # written once the earlier write is durable
+            return
+        self.held.returned(job.object_id)
+        if held.writes:
+            held.result = [result]  # written once the earlier write is durable
         else:
-            self.write_result(held, result, now)
+            self.write_result(held, [result], now)
 
-    def write_result(self, held: Held, result: CallResult, now: dt.datetime) -> None:
-        self.stats.finished += 1
-        decision = results.decide(held, result, now, self.settings.notify)
+    def write_back(self, held: Held, now: dt.datetime) -> bool:
+        """Write the results of a parallel step's calls that are back (the others stay out)."""
+        wave = held.wave or {}
+        done = [r for r in wave.values() if r is not None]
+        if not done:
+            return False
+        out: dict[str, CallResult | None] = {step: None for step, r in wave.items() if r is None}
+        held.wave = out or None
+        self.stats.finished += len(done)
+        self.write_decision(held, results.decide_wave(held, done, now, self.settings.notify, tuple(out)), now)
+        return True
+
+    def write_result(self, held: Held, done: list[CallResult], now: dt.datetime) -> None:
+        self.stats.finished += len(done)
+        self.write_decision(held, results.decide(held, done[0], now, self.settings.notify), now)
+
+    def write_decision(self, held: Held, decision: results.Decision, now: dt.datetime) -> None:
         if decision.prune:
             self.prune.add(held.id)
         change = Change(updated=now, progress=decision.progress, last=decision.call, run=decision.run, outputs=decision.outputs)  # fmt: skip
         progress = decision.progress
         waiting = held.record.pending
-        if waiting is not None and machine.run_ended(held.progress, progress):
+        if waiting is not None and recurring.run_ended(held.progress, progress):
             progress = results.next_generation(held, waiting, now)
             change = adopt(waiting, progress, now, change)
         self.writes.submit(
-            held, Write.RESULT, progress, change, now, call=decision.call, ended=decision.ended
+            held,
+            Write.RESULT,
+            progress,
+            change,
+            now,
+            calls=decision.calls or (decision.call,),
+            ended=decision.ended,
         )
 
     def prune_job(self, store: ObjectReads) -> Callable[[], int]:

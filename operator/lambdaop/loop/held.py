@@ -20,8 +20,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lambdaop.core.logs import about
-from lambdaop.engine import machine
-from lambdaop.engine.machine import PlanSpec, Progress
+from lambdaop.engine import machine, recurring
+from lambdaop.engine.progress import PlanSpec, Progress
 from lambdaop.engine.record import StoredObject
 from lambdaop.loop.invoker import CallResult
 from lambdaop.store.contract import Due, WriteOutcome
@@ -40,7 +40,10 @@ class Held:
     writes: int = 0  # this loop's writes of it not answered yet (with the writer, or queued behind one)
     sending: bool = False  # one of them is with the writer (the others wait in `queued`, in order)
     queued: list[Any] = field(default_factory=list)
-    result: CallResult | None = None  # a result waiting for an earlier write to finish
+    result: list[CallResult] | None = None  # results waiting for an earlier write to finish
+    wave: dict[str, CallResult | None] | None = (
+        None  # a parallel step's calls out, by step, as they come back
+    )
     started_written: bool = False
     recovered: str | None = None  # why its call is made again (its last holder stopped)
     suspend_after: bool = False  # suspended while its run went on: takes effect when it ends
@@ -123,7 +126,7 @@ class Holdings:
         progress = replace(progress, due=record.due or progress.due or now)
         held = Held(record, progress, until, recovered=recovered)
         self._held[held.id] = held
-        caught = machine.catch_up(plan, progress, now) if plan.schedule is not None else progress
+        caught = recurring.catch_up(plan, progress, now) if plan.schedule is not None else progress
         if caught == progress:
             return held, None
         log.warning("%s missed runs while the service was down; catchUp %s: next run at %s",
@@ -158,8 +161,8 @@ class Holdings:
         while self._fire and self._fire[0][0] <= now and len(self._out) < max_in_flight:
             _, seq, oid = heapq.heappop(self._fire)
             held = self._held.get(oid)
-            if held is None or held.seq != seq or held.fired:
-                continue
+            if held is None or held.seq != seq or (held.fired and held.wave is None):
+                continue  # (a parallel step with calls out may start more)
             if held.writes:  # a change of ours is being written: it is armed again once durable
                 continue
             if safe_until is not None and held.until < safe_until:
@@ -215,7 +218,7 @@ class Holdings:
         while self._fire:
             due, seq, oid = self._fire[0]
             held = self._held.get(oid)
-            if held is None or held.seq != seq or held.fired:
+            if held is None or held.seq != seq or (held.fired and held.wave is None):
                 heapq.heappop(self._fire)
                 continue
             return due

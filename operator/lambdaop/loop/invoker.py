@@ -73,6 +73,7 @@ class Job:
     invoke: Invoke
     keep_output: bool = False  # a named step: its answer is kept as its output (steps.NAME.output)
     refused: str | None = None  # the call cannot be made as configured (an expression failed): why
+    redact: tuple[str, ...] = ()  # secrets it carries that are not fromEnv (a callback URL's token)
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,8 @@ class Invoker:
     def call(self, job: Job) -> CallResult:
         """Make the call; what is kept of it (excerpt, error, output) holds none of its secrets."""
         secrets = self._local.secrets = Secrets()
+        for value in job.redact:
+            secrets.add(value)
         if job.refused is not None:
             return CallResult(job, False, self._clock.now(), 0.0, error=secrets.redact(job.refused), failure=Failure.CONFIG)  # fmt: skip
         result, raw = self._call(job)

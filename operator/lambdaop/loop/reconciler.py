@@ -322,8 +322,10 @@ class Reconciler:
             self._release([held.id])
             return
         if after is Next.RESULT and held.result is not None:
-            result, held.result = held.result, None
-            self.firing.write_result(held, result, now)
+            done, held.result = held.result, None
+            self.firing.write_result(held, done, now)
+        elif held.wave and not held.writes and self.firing.write_back(held, now):
+            pass  # results of a parallel step's calls came back while this write was under way
         waiting = self.held.after_write(held, after is Next.ARM, after is Next.RELEASE)
         if waiting is not None:
             self.upcoming.add(waiting, now)

@@ -1,4 +1,4 @@
-"""Changes the service asks of objects the loop holds: cancel, modify, replace, suspend, resume, set, decide.
+"""Changes the service asks of objects the loop holds: cancel, modify, replace, suspend, resume, set, decide, callback.
 
 An object held for its imminent call is changed only here, on the loop's
 thread, so a change can never race the call: either the call is withdrawn
@@ -15,12 +15,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from lambdaop.core.errors import Conflict
-from lambdaop.engine import machine
-from lambdaop.engine.machine import Phase, Progress
+from lambdaop.engine import changes
+from lambdaop.engine.progress import Phase, Progress, Refused
 from lambdaop.engine.record import Change
 from lambdaop.loop.events import Action, Answer, Request, Write
 from lambdaop.loop.held import Held, Holdings
 from lambdaop.loop.writes import Writes
+
+BUSY = "the object is being written; send the callback again shortly"
 
 
 class NotHeld(Exception):
@@ -45,6 +47,14 @@ def plan(held: Held, action: Action, payload: Any, now: dt.datetime) -> Planned 
     busy = held.fired or held.writes > 0
     if action is Action.DECIDE:
         return _decided(held, payload, busy, now)
+    if action is Action.CALLBACK:  # the payload decides, from the object as the loop has it
+        if held.writes > 0:
+            raise Refused(BUSY)
+        change = payload(replace(held.record, progress=held.progress), now)
+        if held.fired:  # it came while the call is out: kept, and the call's answer applies it
+            held.progress = change.progress or held.progress
+            return Planned(Write.SET, held.progress, replace(change, keep_due=True), keep=True)
+        return Planned(Write.CALLBACK, change.progress or held.progress, change, keep=change.progress is None)
     if action is Action.SUSPEND and busy:  # takes effect when this run ends
         held.suspend_after = True
         return None
@@ -54,22 +64,22 @@ def plan(held: Held, action: Action, payload: Any, now: dt.datetime) -> Planned 
     if busy:
         verb = "cancelled" if action is Action.CANCEL else "modified"
         stored = replace(held.progress, phase=Phase(held.record.state))
-        raise machine.Refused(machine.not_scheduled(stored, verb))
+        raise Refused(changes.not_scheduled(stored, verb))
     if action is Action.CANCEL:
-        new = machine.cancel(held.progress, now)
+        new = changes.cancel(held.progress, now)
         base: Change = payload or Change(updated=now)
         return Planned(Write.CANCEL, new, replace(base, updated=now, progress=new))
     if action is Action.MODIFY:
-        new = machine.reschedule(held.progress, payload)
+        new = changes.reschedule(held.progress, payload)
         return Planned(Write.MODIFY, new, Change(updated=now, progress=new))
     if action is Action.REPLACE:
         fields, fresh, _ = payload
         return Planned(Write.REPLACE, fresh, replace(fields, updated=now, progress=fresh))
     if action is Action.SUSPEND:
-        new = machine.suspend(held.plan, held.progress)
+        new = changes.suspend(held.plan, held.progress)
         return Planned(Write.SUSPEND, new, Change(updated=now, progress=new))
     if action is Action.RESUME:
-        new = machine.resume(held.plan, held.progress, now)
+        new = changes.resume(held.plan, held.progress, now)
         return Planned(Write.RESUME, new, Change(updated=now, progress=new))
     raise ValueError(f"unknown request {action}")
 
@@ -107,17 +117,19 @@ class Desk:
             return
         try:
             planned = plan(held, req.action, req.payload, now)
-        except machine.Refused as exc:
+        except Refused as exc:
             req.future.set_exception(Conflict(str(exc)))
+            return
+        except Exception as exc:  # a callback's decision refused it: the service answers why
+            req.future.set_exception(exc)
             return
         if planned is None:
             req.future.set_result(Answer(held.record, later=True))
         elif planned.why is Write.SET and planned.change.pending is not None:
             self.writes.submit(held, planned.why, planned.progress, planned.change, now, planned.keep, req.future, later=True)  # fmt: skip
         else:
-            self.writes.submit(
-                held, planned.why, planned.progress, planned.change, now, planned.keep, req.future
-            )
+            calls = (planned.change.last,) if planned.change.last is not None else ()
+            self.writes.submit(held, planned.why, planned.progress, planned.change, now, planned.keep, req.future, calls=calls)  # fmt: skip
 
     def landed(self, held: Held) -> list[Request]:
         """A write of this object was answered: the asks held back for it, to be taken again."""

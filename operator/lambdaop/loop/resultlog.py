@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 
 from lambdaop.core.logs import about
-from lambdaop.engine import machine
-from lambdaop.engine.machine import Progress
+from lambdaop.engine.progress import Progress
 from lambdaop.engine.record import StoredObject
+from lambdaop.engine.steps import is_notice, notice_event
 
 log = logging.getLogger("lambdaop.loop")
 
@@ -25,15 +25,15 @@ def log_result(record: StoredObject, progress: Progress) -> None:
     took = last.duration_ms
     spent = f" in {took:.0f} ms" if isinstance(took, int | float) else ""
     status = f" ({last.status})" if last.status else ""
-    if machine.is_notice(last.step):
-        what = "failure" if last.step == "notify" else machine.notice_event(last.step)
+    if is_notice(last.step):
+        what = "failure" if last.step == "notify" else notice_event(last.step)
         done = "delivered" if last.ok else "failed" if progress.step != last.step else "pending"
         log.info("%s: %s notification %s%s%s", record.label, what, done, status, spent, extra=fields)
         return
     ended = (
         progress.final
         or progress.run > (last.run or progress.run)
-        or (progress.notify and machine.is_notice(progress.step))
+        or (progress.notify and is_notice(progress.step))
     )
     if ended:
         result = progress.last_result or progress.phase.value

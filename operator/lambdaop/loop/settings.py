@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from lambdaop.loop.callbacks import CallbackUrls
 from lambdaop.spec import Notify
 
 
@@ -29,3 +30,6 @@ class LoopSettings:
     stop_grace: float = 10.0
     notify: Notify | None = None  # the service-wide failure notification (--on-failure)
     pause_check_every: float = 1.0  # seconds between reads of the pause of everything (other processes')
+    callbacks: CallbackUrls | None = (
+        None  # signs the URLs of waitForCallback steps (none: they fail as `config`)
+    )

@@ -19,7 +19,7 @@ from enum import Enum
 
 from lambdaop.core.clock import Clock
 from lambdaop.core.logs import about
-from lambdaop.engine.machine import Progress
+from lambdaop.engine.progress import Progress
 from lambdaop.engine.record import CallRecord, Change
 from lambdaop.engine.runs import RunRecord
 from lambdaop.loop.events import Answer, Pending, Write, Written
@@ -73,7 +73,7 @@ class Writes:
         now: dt.datetime,
         keep: bool = False,
         reply: Future[Answer] | None = None,
-        call: CallRecord | None = None,
+        calls: tuple[CallRecord, ...] = (),
         later: bool = False,
         ended: RunRecord | None = None,
     ) -> None:
@@ -94,8 +94,8 @@ class Writes:
             leased=True,
             release=release,
             until=None if release else until,
-            attempts=[call.for_storage()] if call is not None else [],
-            run=ended.for_storage() if ended is not None else None,
+            attempts=[call.for_storage() for call in calls],
+            run=ended.for_storage() if ended is not None else change.ended,
         )
         held.writes += 1
         pending = Pending(held.id, why, progress, change, release, until, reply, later)
@@ -145,6 +145,7 @@ class Writes:
             if held.result is not None and not held.writes:
                 return Next.RESULT
             return Next.ARM if not held.fired and not held.writes else Next.NOTHING
-        held.progress = replace(pending.progress, in_flight=False)
-        held.fired = held.started_written = False
+        out = bool(held.wave)  # calls of a parallel step still out: it stays in flight
+        held.progress = replace(pending.progress, in_flight=out)
+        held.fired, held.started_written = out, False
         return Next.RELEASE if pending.release else Next.ARM

@@ -37,6 +37,12 @@ class Config:
     allow_hosts: Policy = SECURE
     on_failure: str | None = None  # where failed runs are reported when a spec names no onFailure
     metrics_public: bool = False  # /metrics without a token
+    public_url: str | None = (
+        None  # where callers reach the API (callback URLs start with it); default: the API's address
+    )
+    callback_secret: str | None = field(
+        default=None, repr=False
+    )  # signs callback URLs; default: a key in the state folder
     env: dict[str, str] = field(default_factory=dict, repr=False)
 
     def describe(self) -> dict[str, Any]:
@@ -60,4 +66,6 @@ class Config:
             "timezone": self.timezone,
             "outbound": self.allow_hosts.describe(),
             "on_failure": self.on_failure,
+            "public_url": self.public_url,
+            "callback_secret": "given" if self.callback_secret else "a key in the state folder",
         }

@@ -17,6 +17,7 @@ from typing import Any
 
 from lambdaop.app.applying import Applier
 from lambdaop.app.batch import Checker
+from lambdaop.app.callbacks import Callbacks
 from lambdaop.app.folder import FolderSync
 from lambdaop.app.service import Service
 from lambdaop.app.status import StatusWriter
@@ -26,6 +27,7 @@ from lambdaop.core.clock import Clock, SystemClock
 from lambdaop.core.errors import LambdaopError, StartupFailed
 from lambdaop.core.metrics import Metrics
 from lambdaop.engine.record import StoredObject
+from lambdaop.loop.callbacks import CallbackUrls
 from lambdaop.loop.outbound import Refused
 from lambdaop.loop.reconciler import Reconciler
 from lambdaop.loop.settings import LoopSettings
@@ -109,6 +111,7 @@ class Runtime:
             max_in_flight=self.config.workers * 64,
             recover_all_at_start=self.server is not None,
             notify=self._default_notify(),
+            callbacks=CallbackUrls(self._callback_secret(), self.config.public_url or ""),
         )
         self.store.identify(self.owner)
         self.heartbeat = Heartbeat(self.store, self.owner, self.config.lease, self.clock)
@@ -189,6 +192,20 @@ class Runtime:
             self.probes.health = monitor
         self.probes.keeper = self.keeper
 
+    def _callback_secret(self) -> bytes:
+        """The secret that signs callback URLs: given (LAMBDAOP_CALLBACK_SECRET; the same for every
+        process of a shared store), else a random key kept in the state folder (mode 0600)."""
+        if self.config.callback_secret:
+            return self.config.callback_secret.encode()
+        path = self.state.path / "callback.key"
+        if self.config.mongodb_uri:
+            log.warning("callback URLs are signed with a key of this state folder (%s): set LAMBDAOP_CALLBACK_SECRET, the same for every process of this store, or a callback answered by another process is refused", path)  # fmt: skip
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(32))
+        return path.read_text().strip().encode()
+
     def _default_notify(self) -> Notify | None:
         url = self.config.on_failure
         if not url:
@@ -243,6 +260,9 @@ class Runtime:
             live=self.probes.liveness,
             metrics=self.metrics,
             metrics_public=self.config.metrics_public,
+            callbacks=Callbacks(
+                self.service, self.reconciler.settings.callbacks, self.clock, self.reconciler.settings.notify
+            ),
         )
         try:
             self.http = self._create_server(create_server)
@@ -254,6 +274,9 @@ class Runtime:
         self._http_thread = threading.Thread(target=self.http.run, name="http", daemon=True)
         self._http_thread.start()
         log.info("API listening on %s", self.url)
+        urls = self.reconciler.settings.callbacks
+        if urls is not None and not urls.base:
+            urls.base = self.url
 
     def _create_server(self, create_server: Any) -> Any:
         return create_server(

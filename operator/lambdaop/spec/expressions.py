@@ -8,7 +8,11 @@ with its field path in the document (the loader turns it into file, line and
 column): a syntax error, a name the context does not have, a step that does
 not exist or has not run yet when the expression is filled in, and a step name
 used twice. A step's call reads the steps before it; its condition check reads
-it too; the fallback reads every step (one that did not run reads as null).
+it too; the fallback reads every step (one that did not run reads as null). A
+step of a parallel branch reads the steps before the parallel step and the
+steps before it in its own branch; later steps read the parallel step as a
+whole (`steps.NAME.output[i]`, one item per branch). Only a waitForCallback's
+call reads `callback` (`callback.url`, the URL it hands its target).
 Called by the loader and the engine.
 """
 
@@ -126,24 +130,52 @@ def check_expressions(spec: TaskSetSpec) -> list[tuple[Loc, str]]:
         first.setdefault(step.name, i)
     names = list(first)
 
-    def check(invoke: Invoke, where: Loc, visible: list[str], own: str | None) -> None:
+    def check(
+        invoke: Invoke,
+        where: Loc,
+        visible: list[str],
+        own: str | None,
+        known: list[str] | None = None,
+        roots: tuple[str, ...] = ROOTS,
+    ) -> None:
         for loc, text in strings_of(invoke, where):
             if text.count("${{") != len(expressions(text)):
                 problems.append((loc, "an expression opened with `${{` is not closed with `}}`"))
             for expression in expressions(text):
-                problems.extend((loc, m) for m in _problems(expression, visible, own, names))
+                problems.extend((loc, m) for m in _problems(expression, visible, own, known or names, roots))
 
     for i, step in enumerate(steps):
         here: Loc = ("spec", "steps", i)
-        check(step.invoke, (*here, "invoke"), names[:i], step.name)
+        if step.invoke is not None:
+            check(step.invoke, (*here, "invoke"), names[:i], step.name)
+        if step.waitForCallback is not None:
+            check(step.waitForCallback.invoke, (*here, "waitForCallback", "invoke"), names[:i], step.name, roots=(*ROOTS, "callback"))  # fmt: skip
         if step.conditionCheck is not None:
             check(step.conditionCheck.invoke, (*here, "conditionCheck", "invoke"), names[: i + 1], None)
+        for b, branch in enumerate(step.parallel.branches if step.parallel is not None else ()):
+            seen: list[str] = []
+            for j, inner in enumerate(branch):
+                where: Loc = (*here, "parallel", "branches", b, j)
+                if inner.name in first:
+                    problems.append(((*where, "name"), f"step name {inner.name!r} is also a step of the TaskSet; a branch's steps need names of their own"))  # fmt: skip
+                elif inner.name in seen:
+                    problems.append(((*where, "name"), f"step name {inner.name!r} is used twice in branch {b}; names are unique in a branch"))  # fmt: skip
+                check(
+                    inner.invoke,
+                    (*where, "invoke"),
+                    names[:i] + seen,
+                    inner.name,
+                    names + list(dict.fromkeys(n.name for n in branch)),
+                )
+                seen.append(inner.name)
     if spec.fallback is not None and spec.steps is not None:
         check(spec.fallback.invoke, ("spec", "fallback", "invoke"), names, None)
     return problems
 
 
-def _problems(expression: str, visible: list[str], own: str | None, names: list[str]) -> list[str]:
+def _problems(
+    expression: str, visible: list[str], own: str | None, names: list[str], roots: tuple[str, ...] = ROOTS
+) -> list[str]:
     shown = f"`${{{{ {expression} }}}}`"
     if not expression:
         return [f"{shown} is empty: write a JMESPath expression such as steps.NAME.output"]
@@ -154,8 +186,11 @@ def _problems(expression: str, visible: list[str], own: str | None, names: list[
     out = []
     for chain in chains:
         root = chain[0]
-        if root not in ROOTS:
-            out.append(f"{shown} reads {root!r}; expressions read steps, run and object")
+        if root not in roots:
+            also = "" if root != "callback" else " (callback.url is there only in a waitForCallback's invoke)"
+            out.append(
+                f"{shown} reads {root!r}; expressions read {', '.join(roots[:-1])} and {roots[-1]}{also}"
+            )
             continue
         if root != "steps" or len(chain) < 2 or chain[1] in visible:
             continue

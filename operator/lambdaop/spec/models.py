@@ -211,28 +211,99 @@ STEP_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 MAX_STEPS = 100
 
 
-class StepSpec(RetryFields):
-    """One named step of a TaskSet: a call with its own retries, success test and condition check."""
+class NamedStep(RetryFields):
+    """What every named step has: a name, its retries and success test, and (mostly) a call."""
 
     name: str = Field(
         pattern=STEP_NAME, description="unique in the TaskSet; expressions read it as steps.NAME"
     )
-    invoke: InvokeOrUrl = Field(description="the call; strings in its url, query, headers, body and payload may hold ${{ EXPR }}")  # fmt: skip
+    invoke: InvokeOrUrl | None = Field(default=None, description="the call; strings in its url, query, headers, body and payload may hold ${{ EXPR }}")  # fmt: skip
     successWhen: SuccessWhen | None = Field(default=None, description="what counts as success of the call (or give it in invoke)")  # fmt: skip
-    conditionCheck: ConditionCheck | None = Field(default=None, description="after the step succeeded: a check call (with its own delay and retries) that must succeed before the next step")  # fmt: skip
 
     @model_validator(mode="after")
-    def _success_once(self) -> StepSpec:
-        if self.successWhen is not None and self.invoke.successWhen is not None:
+    def _success_once(self) -> NamedStep:
+        if self.successWhen is not None and self.invoke is not None and self.invoke.successWhen is not None:
             raise ValueError("give successWhen once: on the step or in its invoke")
         return self
 
     @property
     def call(self) -> Invoke:
         """The call the step makes, with the step's successWhen."""
+        invoke = self.invoke
+        wait = getattr(self, "waitForCallback", None)
+        if invoke is None and wait is not None:
+            invoke = wait.invoke
+        if invoke is None:
+            raise ValueError(f"step {self.name!r} makes no call of its own")
         if self.successWhen is not None:
-            return self.invoke.model_copy(update={"successWhen": self.successWhen})
-        return self.invoke
+            return invoke.model_copy(update={"successWhen": self.successWhen})
+        return invoke
+
+
+class BranchStep(NamedStep):
+    """One named step of a parallel branch: a call with its own retries and success test."""
+
+    name: str = Field(pattern=STEP_NAME, description="unique in its branch; later steps of the branch read it as steps.NAME")  # fmt: skip
+    invoke: InvokeOrUrl = Field(description="the call; strings in its url, query, headers, body and payload may hold ${{ EXPR }}")  # fmt: skip
+
+
+MAX_BRANCHES = 40
+MAX_BRANCH_STEPS = 20
+
+
+class Parallel(SpecModel):
+    """Branches of steps that run side by side, joined when they have ended."""
+
+    branches: list[Annotated[list[BranchStep], Field(min_length=1, max_length=MAX_BRANCH_STEPS)]] = Field(
+        min_length=1, max_length=MAX_BRANCHES, description="each branch: named steps in sequence"
+    )
+    maxConcurrency: int | None = Field(default=None, ge=1, le=MAX_BRANCHES, description="branches that run at once (default: all of them)")  # fmt: skip
+    mode: Literal["all", "any"] = Field(default="all", description="all: every branch must succeed (one that fails fails the step, and the branches not started are cancelled); any: the first branch that succeeds ends the step")  # fmt: skip
+
+    @property
+    def limit(self) -> int:
+        return min(self.maxConcurrency or len(self.branches), len(self.branches))
+
+
+class WaitForCallback(SpecModel):
+    """A call that hands its target a callback URL, then a wait until someone POSTs to it."""
+
+    invoke: InvokeOrUrl = Field(description="the call; ${{ callback.url }} in its strings is the single-use signed URL to POST {status: success|failure, output} to")  # fmt: skip
+    timeout: Duration = Field(description="how long to wait for the callback once the call succeeded (a failure: retried, then the fallback)")  # fmt: skip
+    heartbeat: Duration | None = Field(default=None, description="each {status: heartbeat} POST moves the end of the wait to this long after it (default: the timeout)")  # fmt: skip
+
+    @field_validator("timeout", "heartbeat")
+    @classmethod
+    def _at_least_a_second(cls, value: dt.timedelta | None) -> dt.timedelta | None:
+        if value is not None and value < dt.timedelta(seconds=1):
+            raise ValueError("must be at least 1s")
+        return value
+
+
+_NOT_FOR_PARALLEL = ("retries", "retryDelay", "backoff", "jitter", "retryOn", "successWhen")
+
+
+class StepSpec(NamedStep):
+    """One named step of a TaskSet: a call (or parallel branches) with its own retries, success
+    test and condition check."""
+
+    parallel: Parallel | None = Field(default=None, description="instead of invoke: branches of steps run side by side; steps.NAME.output[i] is what branch i answered last")  # fmt: skip
+    waitForCallback: WaitForCallback | None = Field(default=None, description="instead of invoke: a call handed ${{ callback.url }}, then a wait until it is POSTed to; steps.NAME.output is the callback's output")  # fmt: skip
+    conditionCheck: ConditionCheck | None = Field(default=None, description="after the step succeeded: a check call (with its own delay and retries) that must succeed before the next step")  # fmt: skip
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> StepSpec:
+        if [self.invoke, self.parallel, self.waitForCallback].count(None) != 2:
+            raise ValueError("give the step one of `invoke` (a call), `parallel` (branches) or `waitForCallback` (a call, then a wait)")  # fmt: skip
+        fields = type(self).model_fields  # (a stored spec has the defaults written out)
+        given = [
+            f
+            for f in _NOT_FOR_PARALLEL
+            if f in self.model_fields_set and getattr(self, f) != fields[f].default
+        ]
+        if self.parallel is not None and given:
+            raise ValueError(f"{', '.join(given)}: a parallel step has none of its own; give them to the steps of its branches")  # fmt: skip
+        return self
 
 
 class TaskSetSpec(SpecModel):
@@ -313,7 +384,15 @@ def targets(obj: AnySpec) -> list[tuple[str, Invoke]]:
     else:
         found = [(f"spec.tasks[{i}]", t) for i, t in enumerate(obj.spec.tasks or ())]
         for i, step in enumerate(obj.spec.steps or ()):
-            found.append((f"spec.steps[{i}].invoke", step.invoke))
+            if step.invoke is not None:
+                found.append((f"spec.steps[{i}].invoke", step.invoke))
+            if step.waitForCallback is not None:
+                found.append((f"spec.steps[{i}].waitForCallback.invoke", step.waitForCallback.invoke))
+            for b, branch in enumerate(step.parallel.branches if step.parallel else ()):
+                found += [
+                    (f"spec.steps[{i}].parallel.branches[{b}][{j}].invoke", s.invoke)
+                    for j, s in enumerate(branch)
+                ]
             if step.conditionCheck is not None:
                 found.append((f"spec.steps[{i}].conditionCheck.invoke", step.conditionCheck.invoke))
         found += [(f"spec.{k}.invoke", p.invoke) for k, p in (("conditionCheck", obj.spec.conditionCheck), ("fallback", obj.spec.fallback)) if p is not None]  # fmt: skip

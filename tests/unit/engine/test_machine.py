@@ -6,8 +6,10 @@ import datetime as dt
 
 import pytest
 
-from lambdaop.engine import machine
-from lambdaop.engine.machine import Outcome, Phase, Progress
+from lambdaop.engine import changes, machine
+from lambdaop.engine.outcomes import Outcome
+from lambdaop.engine.progress import Phase, Progress, Refused
+from lambdaop.engine.steps import step_plan
 from lambdaop.spec import TaskSetSpec, TaskSpec
 
 T0 = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
@@ -55,24 +57,24 @@ def test_task_fails_when_retries_are_used_up() -> None:
 def test_cancel_and_reschedule_only_while_scheduled() -> None:
     spec = task()
     p = machine.start(spec, s(10))
-    assert machine.reschedule(p, s(20)).due == s(20)
-    cancelled = machine.cancel(p, s(1))
+    assert changes.reschedule(p, s(20)).due == s(20)
+    cancelled = changes.cancel(p, s(1))
     assert cancelled.phase is Phase.CANCELLED and cancelled.due is None
     running = machine.dispatch(p, s(10))
-    with pytest.raises(machine.Refused, match="this one is running"):
-        machine.cancel(running, s(11))
-    with pytest.raises(machine.Refused, match="completed"):
-        machine.reschedule(machine.finish(spec, running, OK, s(11)), s(30))
-    with pytest.raises(machine.Refused):
-        machine.cancel(cancelled, s(2))
+    with pytest.raises(Refused, match="this one is running"):
+        changes.cancel(running, s(11))
+    with pytest.raises(Refused, match="completed"):
+        changes.reschedule(machine.finish(spec, running, OK, s(11)), s(30))
+    with pytest.raises(Refused):
+        changes.cancel(cancelled, s(2))
 
 
 def test_dispatch_refused_when_final_or_in_flight() -> None:
     spec = task()
     running = machine.dispatch(machine.start(spec, s(0)), s(0))
-    with pytest.raises(machine.Refused):
+    with pytest.raises(Refused):
         machine.dispatch(running, s(0))
-    with pytest.raises(machine.Refused):
+    with pytest.raises(Refused):
         machine.dispatch(machine.finish(spec, running, OK, s(1)), s(2))
 
 
@@ -191,12 +193,12 @@ def test_set_of_twenty_with_zero_delays() -> None:
 def test_set_cancel_only_before_first_call() -> None:
     spec = taskset(2, check={})
     p = machine.start(spec, s(10))
-    assert machine.cancel(p, s(1)).phase is Phase.CANCELLED
+    assert changes.cancel(p, s(1)).phase is Phase.CANCELLED
     running = machine.dispatch(p, s(10))
     waiting_for_check = machine.finish(spec, running, OK, s(11))
     assert waiting_for_check.phase is Phase.RUNNING and not waiting_for_check.in_flight
-    with pytest.raises(machine.Refused, match="running"):
-        machine.cancel(waiting_for_check, s(12))
+    with pytest.raises(Refused, match="running"):
+        changes.cancel(waiting_for_check, s(12))
 
 
 def test_set_recover_resumes_the_step_it_was_on() -> None:
@@ -210,11 +212,11 @@ def test_set_recover_resumes_the_step_it_was_on() -> None:
 
 def test_step_plan_names_each_call() -> None:
     spec = taskset(2, check={"retries": 4})
-    assert machine.step_plan(spec, "task:1").invoke.url == "http://x.test/t1"
-    assert machine.step_plan(spec, "check:0").policy.retries == 4
-    assert machine.step_plan(spec, "fallback").invoke.url == "http://x.test/fallback"
+    assert step_plan(spec, "task:1").invoke.url == "http://x.test/t1"
+    assert step_plan(spec, "check:0").policy.retries == 4
+    assert step_plan(spec, "fallback").invoke.url == "http://x.test/fallback"
     with pytest.raises(ValueError):
-        machine.step_plan(taskset(1, fallback=False), "fallback")
+        step_plan(taskset(1, fallback=False), "fallback")
 
 
 def test_fallback_on_chooses_when_the_fallback_runs() -> None:

@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 
 from lambdaop.core.errors import SpecInvalid
-from lambdaop.engine import machine
-from lambdaop.engine.machine import Outcome, Phase, PlanSpec, Progress
+from lambdaop.engine import changes, machine
+from lambdaop.engine.outcomes import Outcome
+from lambdaop.engine.progress import Phase, PlanSpec, Progress, Refused
+from lambdaop.engine.steps import first_step, step_plan
 from lambdaop.spec import Notify, TaskSetSpec, TaskSpec, load_one
 
 T0 = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
@@ -40,7 +42,7 @@ def drive(spec: PlanSpec, outcomes: list[Outcome], notify: Notify | None = None)
 
 def test_started_comes_before_the_first_call_and_succeeded_after_the_last() -> None:
     spec = TaskSpec.model_validate({"invoke": "http://x.test/job", "notify": [hook(["started", "succeeded"]), hook(["succeeded"], "b")]})  # fmt: skip
-    assert machine.first_step(spec) == "notify:started:0"
+    assert first_step(spec) == "notify:started:0"
     p, calls = drive(spec, [OK, OK, OK, OK])
     assert calls == [("notify:started:0", 1, 5), ("task", 1, 6), ("notify:succeeded:0", 1, 7), ("notify:succeeded:1", 1, 8)]  # fmt: skip
     assert p.phase is Phase.COMPLETED and not p.notify and p.notified == "delivered"
@@ -66,7 +68,7 @@ def test_failed_tells_the_notify_entries_then_on_failure() -> None:
     p, calls = drive(spec, [BAD, OK, OK])
     assert [c[0] for c in calls] == ["task:0", "notify:failed:0", "notify"]
     assert p.phase is Phase.FAILED and p.reason == "task 1 failed after 1 attempt(s): status 500"
-    assert machine.step_plan(spec, "notify:failed:0").invoke.url == "http://x.test/h"
+    assert step_plan(spec, "notify:failed:0").invoke.url == "http://x.test/h"
     p, calls = drive(TaskSetSpec.model_validate(data | {"onFailure": None}), [BAD, OK, OK], Notify.model_validate({"invoke": "http://x.test/serve-wide"}))  # fmt: skip
     assert [c[0] for c in calls] == ["task:0", "notify:failed:0", "notify"]
 
@@ -85,9 +87,9 @@ def test_a_recurring_run_starts_with_its_started_notification_again() -> None:
 def test_cancel_is_allowed_before_a_started_notification() -> None:
     spec = TaskSpec.model_validate({"invoke": "http://x.test/job", "notify": [hook(["started"])]})
     p = machine.start(spec, s(5))
-    assert machine.cancel(p, s(1)).phase is Phase.CANCELLED
-    with pytest.raises(machine.Refused):
-        machine.cancel(machine.dispatch(p, s(5)), s(6))
+    assert changes.cancel(p, s(1)).phase is Phase.CANCELLED
+    with pytest.raises(Refused):
+        changes.cancel(machine.dispatch(p, s(5)), s(6))
 
 
 def test_notify_is_written_with_the_events_it_hears_of() -> None:

@@ -7,9 +7,10 @@ import datetime as dt
 
 import pytest
 
-from lambdaop.engine import machine, ondemand
-from lambdaop.engine.machine import Outcome, Phase, Progress, Refused
+from lambdaop.engine import machine, ondemand, recurring
 from lambdaop.engine.ondemand import RunNow
+from lambdaop.engine.outcomes import Outcome
+from lambdaop.engine.progress import Phase, Progress, Refused
 from lambdaop.spec import TaskSetSpec, TaskSpec
 
 T0 = dt.datetime(2026, 12, 1, 10, 0, tzinfo=dt.UTC)
@@ -45,7 +46,7 @@ def test_run_now_on_a_recurring_object_runs_once_and_leaves_its_next_run_where_i
     done = call(spec, extra, now + dt.timedelta(seconds=1))
     assert done.phase is Phase.SCHEDULED and done.scheduled == scheduled and done.due == scheduled
     assert done.run == p.run + 1 and done.trigger is None
-    summary = machine.run_summary(machine.dispatch(extra, now), done)
+    summary = recurring.run_summary(machine.dispatch(extra, now), done)
     assert summary is not None and summary["trigger"] == "now" and summary["result"] == "completed"
 
 

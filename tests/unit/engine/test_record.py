@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from lambdaop.engine import machine
+from lambdaop.engine.outcomes import Outcome
 from lambdaop.engine.record import RUNS_KEPT, CallRecord, Change, RunSummary, Source, StoredObject
 from lambdaop.spec import Kind, TaskSpec
 
@@ -56,7 +57,7 @@ def test_a_record_reads_back_what_it_wrote() -> None:
 def test_a_change_merged_back_is_what_the_store_holds_after_it() -> None:
     r = record()
     called = machine.dispatch(r.progress, T0 + dt.timedelta(seconds=5))
-    ended = machine.finish(r.plan, called, machine.Outcome(False, "status 500"), T0 + dt.timedelta(seconds=6))
+    ended = machine.finish(r.plan, called, Outcome(False, "status 500"), T0 + dt.timedelta(seconds=6))
     call = CallRecord("task", 1, T0 + dt.timedelta(seconds=5), False, status=500, error="status 500")
     for change in (
         Change(updated=T0, progress=replace(ended, in_flight=False), last=call),

@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 
-from lambdaop.engine import machine, recurrence
-from lambdaop.engine.machine import Outcome, Phase
+from lambdaop.engine import changes, machine, recurrence
+from lambdaop.engine.outcomes import Outcome
+from lambdaop.engine.progress import Phase, Refused
+from lambdaop.engine.recurring import catch_up, run_summary
+from lambdaop.engine.steps import step_plan
 from lambdaop.spec import Schedule, TaskSetSpec, TaskSpec
 
 UTC = dt.UTC
@@ -106,7 +109,7 @@ def test_a_recurring_task_runs_again_and_stays_scheduled() -> None:
     before = machine.dispatch(p, now)
     p = machine.finish(spec, before, OK, now + dt.timedelta(seconds=1))
     assert (p.phase, p.run, p.scheduled, p.due) == (Phase.SCHEDULED, 2, now + dt.timedelta(minutes=1), now + dt.timedelta(minutes=1))  # fmt: skip
-    summary = machine.run_summary(before, p)
+    summary = run_summary(before, p)
     assert summary is not None and summary["run"] == 1 and summary["result"] == "completed"
 
 
@@ -134,7 +137,7 @@ def test_catch_up_after_three_minutes_down(policy: str, run_at: str, skipped: in
     p = machine.start(spec, down, salt=1, now=down)
     assert p.scheduled == at("2027-01-01T00:00:00+00:00")
     back = at("2027-01-01T00:03:20+00:00")  # missed 00:00, 00:01, 00:02, 00:03
-    caught = machine.catch_up(spec, p, back)
+    caught = catch_up(spec, p, back)
     assert caught.scheduled == at(run_at) and caught.skipped == skipped
     if policy == "all":  # each missed run in turn: after the first, the next is due at once
         done = machine.finish(spec, machine.dispatch(caught, back), OK, back)
@@ -156,13 +159,13 @@ def test_suspend_and_resume() -> None:
     spec = task(schedule={"every": "10m"})
     t0 = at("2027-01-01T00:00:00+00:00")
     p = machine.start(spec, t0, salt=1, now=t0)
-    paused = machine.suspend(spec, p)
+    paused = changes.suspend(spec, p)
     assert paused.suspended and paused.due is None and paused.phase is Phase.SCHEDULED
     later = t0 + dt.timedelta(minutes=33)
-    resumed = machine.resume(spec, paused, later)
+    resumed = changes.resume(spec, paused, later)
     assert not resumed.suspended and resumed.due == at("2027-01-01T00:40:00+00:00")
-    with pytest.raises(machine.Refused, match="only a recurring object"):
-        machine.suspend(task(), machine.start(task(), t0))
+    with pytest.raises(Refused, match="only a recurring object"):
+        changes.suspend(task(), machine.start(task(), t0))
 
 
 def fail(kind: str, retry_after: float | None = None) -> Outcome:
@@ -209,7 +212,7 @@ def test_a_failed_run_notifies_then_ends_and_a_recurring_one_goes_on() -> None:
     spec = task(onFailure={"invoke": "http://x.test/alert", "retries": 1, "retryDelay": "1s"})
     p = machine.finish(spec, machine.dispatch(machine.start(spec, t0), t0), fail("5xx"), t0)
     assert (p.phase, p.step, p.notify, p.due) == (Phase.FAILED, "notify", True, t0)
-    assert machine.step_plan(spec, "notify").invoke.url == "http://x.test/alert"
+    assert step_plan(spec, "notify").invoke.url == "http://x.test/alert"
     p = machine.finish(spec, machine.dispatch(p, t0), fail("connection"), t0)
     assert (p.step, p.attempt) == ("notify", 2), "the notification has its own retries"
     p = machine.finish(spec, machine.dispatch(p, p.due or t0), OK, t0)
@@ -218,10 +221,10 @@ def test_a_failed_run_notifies_then_ends_and_a_recurring_one_goes_on() -> None:
     p = machine.start(recurring, t0, salt=1, now=t0)
     before = machine.dispatch(p, t0)
     p = machine.finish(recurring, before, fail("5xx"), t0)
-    assert p.step == "notify" and machine.run_summary(before, p) is None
+    assert p.step == "notify" and run_summary(before, p) is None
     notified = machine.finish(recurring, machine.dispatch(p, t0), OK, t0)
     assert notified.phase is Phase.SCHEDULED and notified.run == 2
-    summary = machine.run_summary(p, notified)
+    summary = run_summary(p, notified)
     assert summary is not None and summary["result"] == "failed" and summary["notified"] == "delivered"
 
 

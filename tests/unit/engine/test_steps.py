@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 
 from lambdaop.engine import machine, outputs, templates
-from lambdaop.engine.machine import Outcome, Phase, Progress
+from lambdaop.engine.outcomes import Outcome
 from lambdaop.engine.outputs import MAX_OUTPUTS, StepOutput
+from lambdaop.engine.progress import Phase, Progress
+from lambdaop.engine.steps import first_step, step_plan
 from lambdaop.spec import Invoke, TaskSetSpec
 
 T0 = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
@@ -78,12 +80,12 @@ def test_fallback_on_check_only_skips_a_failing_step() -> None:
 
 def test_step_plan_names_each_named_call() -> None:
     spec = named(BUILD | {"successWhen": {"status": [200]}, "conditionCheck": CHECK}, VERIFY)
-    plan = machine.step_plan(spec, "step:build")
+    plan = step_plan(spec, "step:build")
     assert plan.invoke.url == "http://x.test/build" and plan.invoke.successWhen is not None
-    assert machine.step_plan(spec, "check:build").invoke.url == "http://x.test/healthy"
-    assert machine.first_step(spec) == "step:build"
+    assert step_plan(spec, "check:build").invoke.url == "http://x.test/healthy"
+    assert first_step(spec) == "step:build"
     with pytest.raises(ValueError):
-        machine.step_plan(spec, "step:nope")
+        step_plan(spec, "step:nope")
 
 
 def test_outputs_are_read_only_from_this_run_and_generation() -> None:

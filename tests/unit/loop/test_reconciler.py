@@ -407,3 +407,39 @@ def test_a_sweep_that_waited_on_a_stalled_store_takes_nothing_over(rig: Any, clo
     for second in (31, 34, 37):
         alive.run(second)
     assert len(alive.calls.jobs) == 1
+
+
+def test_a_suspend_while_a_parallel_step_is_out_takes_effect_when_its_run_ends(rig: Any) -> None:
+    import threading
+
+    r = rig()
+    text = """\
+kind: TaskSet
+metadata: {name: fan}
+spec:
+  schedule: {every: 10s}
+  steps:
+    - name: fan
+      parallel:
+        branches:
+          - - {name: a, invoke: 'http://127.0.0.1:9/a'}
+          - - {name: b, invoke: 'http://127.0.0.1:9/b'}
+"""
+    (obj,) = load_one(text)
+    oid = r.applier.apply(obj, "alice").id or ""
+    r.run(0)
+    assert sorted(j.step for j in r.calls.jobs) == ["step:fan/0/a", "step:fan/1/b"]
+    answered: list[Any] = []
+    asking = threading.Thread(target=lambda: answered.append(r.service.suspend(oid, "alice", "TaskSet")))
+    asking.start()
+    for step in range(50):
+        r.run(0.001 * (step + 1))
+        if answered:
+            break
+    asking.join(5)
+    assert answered, "the suspend is taken while the branches' calls are out"
+    r.calls.answer_all()
+    r.run(0.1)
+    doc = r.store.get(oid)
+    assert doc["state"] == "scheduled" and doc["progress"]["run"] == 2
+    assert doc["progress"]["suspended"] and "due" not in doc, "the next run does not start"

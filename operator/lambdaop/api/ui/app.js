@@ -1366,7 +1366,9 @@ function stepLabel(key) {
   const [name, index] = key.split(":");
   if (name === "task" && index === undefined) return "Task";
   if (name === "task") return `Task ${Number(index) + 1}`;
+  if (name === "step" && index.includes("/")) { const [, branch, inner] = index.split("/"); return `Branch ${Number(branch) + 1}: ${inner}`; }
   if (name === "step") return index;
+  if (name === "callback") return `Callback for ${index}`;
   if (name === "check" && !/^\d+$/.test(index)) return `Check after ${index}`;
   if (name === "check") return `Check ${Number(index) + 1}`;
   if (name === "notify" && index !== undefined) return `Notification (${index})`;
@@ -1384,29 +1386,42 @@ function stepsOf(o) {
     if (spec.conditionCheck && (!last || spec.conditionCheck.afterLast)) steps.push({ key: `check:${i}`, invoke: spec.conditionCheck.invoke });
   });
   (spec.steps || []).forEach((t) => {
-    steps.push({ key: `step:${t.name}`, invoke: t.invoke });
+    if (t.parallel) {  // the parallel step, then each branch's steps (`step:NAME/BRANCH/STEP`)
+      const n = t.parallel.branches.length;
+      steps.push({ key: `step:${t.name}`, parallel: true, words: `${n} branches side by side, ${t.parallel.maxConcurrency || n} at a time, ${t.parallel.mode === "any" ? "the first to succeed wins" : "all must succeed"}` });
+      t.parallel.branches.forEach((branch, b) => branch.forEach((inner) => steps.push({ key: `step:${t.name}/${b}/${inner.name}`, invoke: inner.invoke, branch: b })));
+    } else if (t.waitForCallback) {  // a call handed ${{ callback.url }}, then a wait until it is POSTed to
+      steps.push({ key: `step:${t.name}`, invoke: t.waitForCallback.invoke, wait: t.waitForCallback });
+    } else steps.push({ key: `step:${t.name}`, invoke: t.invoke });
     if (t.conditionCheck) steps.push({ key: `check:${t.name}`, invoke: t.conditionCheck.invoke });
   });
   if (spec.fallback) steps.push({ key: "fallback", invoke: spec.fallback.invoke, on: spec.fallback.on || ["check", "task"] });
   const run = o.schedule ? o.run : null;
   return steps.map((s) => {
-    const calls = (o.attempts || []).filter((a) => a.step === s.key && a.generation === o.generation && (run == null || a.run === run));
+    const answered = `callback:${s.key.slice(5)}`;
+    const calls = (o.attempts || []).filter((a) => (a.step === s.key || (s.parallel && a.step.startsWith(`${s.key}/`)) || (s.wait && a.step === answered)) && a.generation === o.generation && (run == null || a.run === run));
+    const named = s.key.startsWith("step:") && o.outputs ? o.outputs[s.key.slice(5)] : undefined;
+    const mine = named && named.generation === o.generation && (run == null || named.run === run) ? named : undefined;
     let status = "pending";
-    if (calls.some((a) => a.ok)) status = s.key === "fallback" ? "fallback" : "done";
+    if (s.parallel) status = mine ? (mine.ok ? "done" : "failed") : calls.length ? "failed" : "pending";
+    else if (s.wait && o.step === s.key && o.state === "running") status = o.inFlight && !o.waitingUntil ? "running" : "waiting";
+    else if (s.wait) status = calls.some((a) => a.ok && a.step === answered) ? "done" : calls.length ? "failed" : "pending";
+    else if (calls.some((a) => a.ok)) status = s.key === "fallback" ? "fallback" : "done";
     else if (o.step === s.key && o.state === "running") status = o.inFlight ? "running" : "waiting";
     else if (calls.length) status = s.key === "fallback" ? "fallback" : "failed";
-    if (o.failedStep === s.key) status = "failed";
+    if (s.parallel && !mine && o.step === s.key && o.state === "running") status = o.inFlight ? "running" : "waiting";
+    if (o.failedStep === s.key || (s.parallel && (o.failedStep || "").startsWith(`${s.key}/`))) status = "failed";
     if (status === "pending" && ["completed", "failed", "cancelled"].includes(o.state)) status = "skipped";
-    let note = "";
+    let note = s.wait ? `then waits up to ${s.wait.timeout} for a callback` : "";
+    if (status === "waiting" && s.wait) note = `waiting for its callback until ${localTime(o.waitingUntil)}`;
     if (s.key === "fallback") {
       const failedKind = (o.failedStep || "").split(":")[0];
       note = `runs when ${s.on.map((w) => FALLBACK_WHEN[w]).join(" or ")}`;
       if (status === "skipped" && o.state === "failed" && failedKind && !s.on.includes(failedKind)) note = `not run: ${FALLBACK_WHEN[failedKind]}, and it runs only when ${s.on.map((w) => FALLBACK_WHEN[w]).join(" or ")}`;
     }
     const retries = s.invoke && typeof s.invoke === "object" && s.invoke.retries ? ` · retries ${s.invoke.retries}` : "";
-    const named = s.key.startsWith("step:") && o.outputs ? o.outputs[s.key.slice(5)] : undefined;
-    const output = named && named.generation === o.generation && (run == null || named.run === run) ? named.output : undefined;
-    return { ...s, url: target(s.invoke), words: callWords(s.invoke), label: stepLabel(s.key), status, calls, note, retries, output };
+    const output = mine ? mine.output : undefined;
+    return { ...s, url: target(s.invoke), words: s.words || callWords(s.invoke), label: stepLabel(s.key), status, calls, note, retries, output };
   });
 }
 
@@ -1487,7 +1502,7 @@ function renderDetail(kind, id) {
     const detail = document.getElementById("detail");
     if (!detail || (poller && poller.paused)) return;
     const steps = kind === "TaskSet" ? `<h2 class="h5 mt-3">Steps</h2><ol class="steps" aria-label="Steps">${stepsOf(o).map((s) => `
-        <li class="${s.status}" data-step="${esc(s.key)}" data-status="${s.status}"><span class="step-name">${esc(s.label)}</span>
+        <li class="${s.status}${s.branch !== undefined ? " branch" : ""}" data-step="${esc(s.key)}" data-status="${s.status}"><span class="step-name">${esc(s.label)}</span>
         <small class="d-block text-break step-call" title="${esc(s.url)}">${esc(s.words)}</small>
         <small class="d-block text-muted text-truncate step-host">${esc(host(s.url))}${esc(s.retries)}</small>
         <small>${esc(s.status)}${s.calls.length ? ` · ${s.calls.length} call${s.calls.length > 1 ? "s" : ""}` : ""}</small>
