@@ -26,6 +26,7 @@ Called by the loop's firing and reconciler.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
@@ -144,6 +145,9 @@ class Limiter:
         ] = {}  # what this process says it has waiting
         self.counts = Counts()
         self.shown: dict[str, dict[str, Any]] = {}  # object -> what it waits for (read by other threads)
+        self._joined: collections.deque[tuple[dt.datetime, str]] = (
+            collections.deque()
+        )  # (since, call), oldest first
         self._swept = EPOCH
 
     @property
@@ -188,6 +192,8 @@ class Limiter:
     def _advance(self, seat: Seat, now: dt.datetime) -> Admission:
         if seat.stage is Stage.CONCURRENCY:
             assert seat.ckey is not None and seat.limits.concurrency is not None
+            if seat.call in self.lines.get((C, seat.ckey), ()):
+                return WAIT  # it waits in its place in line
             number = self._idle(seat.ckey, seat.limits.concurrency.limit, seat.due, now)
             if number is None:
                 return self._wait(seat, C, now)
@@ -214,6 +220,8 @@ class Limiter:
         line = self.lines.setdefault((kind, key), Line())
         if line.join(Ticket(seat.call, seat.object_id, seat.due, seat.since, limit.limit, per)):
             self.next_ask.setdefault((kind, key), now)
+            if not seat.written:
+                self._joined.append((seat.since, seat.call))
             self.shown[seat.object_id] = {"kind": seat.stage.value, "key": shown(key), "limit": limit.limit, "since": seat.since, **({"per": per} if per else {})}  # fmt: skip
         return WAIT
 
@@ -306,6 +314,19 @@ class Limiter:
         seat = self.seats.get(call) if call is not None else None
         if seat is not None and seat.stage is not Stage.OUT:
             self._drop(seat, now)
+
+    def long_waits(self, now: dt.datetime, after: dt.timedelta) -> list[tuple[str, dict[str, Any]]]:
+        """Objects whose due call has waited `after` or more and is still waiting, with what it waits
+        for (each once: the loop shows it in the store)."""
+        out = []
+        while self._joined and self._joined[0][0] <= now - after:
+            _, call = self._joined.popleft()
+            seat = self.seats.get(call)
+            info = self.shown.get(seat.object_id) if seat is not None and not seat.written else None
+            if seat is not None and info is not None and seat.stage in (Stage.CONCURRENCY, Stage.RATE):
+                seat.written = True
+                out.append((seat.object_id, info))
+        return out
 
     def waiting_for(self, object_id: str) -> dict[str, Any] | None:
         """What a held object's due call waits for (any thread): kind, key, limit, since."""
@@ -445,15 +466,17 @@ class Limiter:
         if event.kind is not None:
             self.asking.discard((event.kind, event.key))
             self.next_ask[(event.kind, event.key)] = now + self.settings.poll
-        log.warning("a limit key's places could not be %s (%s); %s", "read" if event.kind else "released", event.error,
-                    "its calls ask again" if event.kind else "they are free again when their time ends")  # fmt: skip
+        what = "read" if event.kind else "released or renewed"
+        log.warning("a limit key's places could not be %s (%s); %s", what, event.error,
+                    "its calls ask again" if event.kind else "the next renewal tries again")  # fmt: skip
 
     # ----- renewal
 
-    def renew(self, now: dt.datetime) -> Callable[[], PlacesRenewed] | None:
-        """A job that extends every concurrency place this process holds by one lease (None: it holds none)."""
+    def renew(self, now: dt.datetime) -> None:
+        """Extend every concurrency place this process holds by one lease (with the leases)."""
         places = [(key, n) for key, held in self.places.items() for n in held]
-        return renew_job(self.store, self.me, places, now + self.settings.lease) if places else None
+        if places:
+            self._submit(renew_job(self.store, self.me, places, now + self.settings.lease), None, "")
 
     def renewed(self, event: PlacesRenewed, now: dt.datetime) -> None:
         for key, number in event.lost:
@@ -471,11 +494,20 @@ class Limiter:
                 seat.number = None  # nothing to release when it comes back
 
     def stop(self, now: dt.datetime) -> None:
-        """Release every place and withdraw every word (this thread; at the end of the process)."""
+        """Release the places no call of this process has out, and withdraw every word (at the end of
+        the process, on its thread). A call cut short keeps its place until its time ends, as it
+        keeps its lease."""
         for key, held in list(self.places.items()):
-            self.store.release_places(key, self.me, list(held), now)
-        self.idle_since.clear()
+            seats = {n: self.seats.get(call) if call is not None else None for n, call in held.items()}
+            free = [n for n, seat in seats.items() if seat is None or seat.stage is not Stage.OUT]
+            if free:
+                self.store.release_places(key, self.me, free, now)
         for kind, key in list(self.words):
             self.store.put_waiting(key, kind, self.me, None, 0, now)
         self.places.clear()
         self.words.clear()
+        self.idle_since.clear()
+
+    def close(self) -> None:
+        if self._io is not None:
+            self._io.stop()

@@ -184,9 +184,7 @@ def test_a_stopped_process_s_places_are_free_again_within_one_lease(clock) -> No
     for _ in range(50):  # 5 s in polls: the dead process's places last 6 s
         clock.advance(0.1)
         alive.step()
-        job = alive.limiter.renew(clock.now())
-        if job is not None:
-            alive.limiter.renewed(job(), clock.now())
+        alive.limiter.renew(clock.now())
     assert alive.out == set()
     clock.advance(1.0)
     alive.step()
@@ -222,9 +220,8 @@ def test_renewed_places_stay_and_a_lost_one_is_never_released_or_handed_on(clock
     p.step()
     assert p.out == {"o1/1"}
     clock.advance(4)
-    job = p.limiter.renew(clock.now())
-    assert job is not None
-    p.limiter.renewed(job(), clock.now())
+    p.limiter.renew(clock.now())
+    p.step()
     clock.advance(4)  # 8 s after the take, 4 after the renewal: still held
     other = Proc(shared, "p2", clock)
     other.due(2, concurrency(1))
@@ -234,9 +231,8 @@ def test_renewed_places_stay_and_a_lost_one_is_never_released_or_handed_on(clock
     other.step()
     assert other.out == {"o2/1"}
     p.due(3, concurrency(1))
-    job = p.limiter.renew(clock.now())
-    assert job is not None
-    p.limiter.renewed(job(), clock.now())
+    p.limiter.renew(clock.now())
+    p.step()
     assert p.limiter.counts.lost == 1 and p.limiter.held_places() == 0
     p.back(1)  # its call came back: the place is not its own any more
     p.step()
@@ -323,16 +319,20 @@ def test_calls_that_wait_are_counted_and_say_how_long_they_waited(clock) -> None
     assert p.limiter.counts.waits == {"concurrency": 1, "rate": 0}, "the first had a place at once"
 
 
-def test_stop_releases_the_places_and_withdraws_the_word(clock) -> None:
+def test_stop_releases_the_places_no_call_uses_and_withdraws_the_word(clock) -> None:
     shared = MemoryStore()
     p = Proc(shared, "p1", clock)
-    for n in range(3):
+    for n in range(4):
         p.due(n, concurrency(2))
     p.step()
-    assert shared.key_state("alice\x1ftarget-a").waiters != []
+    assert p.out == {"o0/1", "o1/1"} and shared.key_state("alice\x1ftarget-a").waiters != []
+    for n in (1, 2, 3):  # its place goes to o2, then o3, then it is idle
+        p.back(n)
+        p.step()
     p.limiter.stop(clock.now())
     state = shared.key_state("alice\x1ftarget-a")
-    assert [pl.holder for pl in state.places] == [None, None] and state.waiters == []
+    assert sorted(str(pl.holder) for pl in state.places) == ["None", "p1"], "o0's call is still out"
+    assert state.waiters == []
 
 
 def test_the_metrics_show_calls_waiting_per_key_and_what_became_of_places(clock) -> None:
