@@ -133,6 +133,7 @@ class Firing:
             if held is None or held.fired or held.writes:
                 continue
             shown = {**info, "per": format_duration(info["per"])} if "per" in info else info
+            held.quiet += 1  # (its call may leave while this is written)
             held.progress = replace(held.progress, waiting_for=shown)
             waiting = Change(updated=now, progress=held.progress, keep_due=True)
             self.writes.submit(held, Write.WAITING, held.progress, waiting, now, keep=True)
@@ -161,7 +162,7 @@ class Firing:
     def mark_long(self, now: dt.datetime) -> None:
         """A call out longer than `long_call` shows `running` in the store (a quick one never needs to)."""
         for held in self.held.out_since(self.clock.monotonic() - self.settings.long_call.total_seconds()):
-            if held.started_written or held.writes:
+            if held.started_written or held.writes > held.quiet:
                 continue
             held.started_written = True
             if held.record.state != Phase.RUNNING.value:

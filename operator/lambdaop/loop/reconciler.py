@@ -345,6 +345,8 @@ class Reconciler:
             if pending.reply is not None:  # released meanwhile: the service changes it through the store
                 pending.reply.set_exception(NotHeld(pending.id))
             return
+        if pending.why is Write.WAITING:
+            held.quiet -= 1
         after = self.writes.landed(held, event, self.stats)
         for req in self.desk.landed(held):  # asks held back for this write: taken again, in order
             self.inbox.put(req, wake=False)
