@@ -508,6 +508,11 @@ class Limiter:
         self.words.clear()
         self.idle_since.clear()
 
+    @property
+    def alive(self) -> bool:
+        """Its store thread runs (or was never needed: no call had limits)."""
+        return self._io is None or self._io.alive
+
     def close(self) -> None:
         if self._io is not None:
             self._io.stop()

@@ -412,7 +412,7 @@ class Reconciler:
             (idle > 30, f"the reconcile loop has not run for {idle:.0f}s"),
             (not self.io.alive, "the store reader thread has stopped"),
             (not self.writer.alive, "the store writer thread has stopped"),
-            (not self.limiter.io.alive, "the limits' store thread has stopped"),
+            (not self.limiter.alive, "the limits' store thread has stopped"),
         ]
         return [why for bad, why in checks if bad]
 
