@@ -406,3 +406,23 @@ spec:
     ids = re.compile(r'"ids": \[\s*"a",\s*"c"\s*\]')  # a longer output is laid out
     expect(page.locator("li[data-step='step:after'] .step-output")).to_contain_text(ids)
     assert not page.errors  # type: ignore[attr-defined]
+
+
+def test_a_call_waiting_for_a_place_of_its_limit_key_says_so(browser, app: Runtime, demo: DemoLambda) -> None:
+    from lambdaop.spec import load_one
+
+    def task(name: str) -> str:
+        (obj,) = load_one(f"kind: Task\nmetadata: {{name: {name}}}\nspec: {{invoke: '{demo.url}/sleep?ms=5000', concurrency: {{key: target-a, limit: 1}}}}\n")  # fmt: skip
+        return app.applier.apply(obj, "admin").id or ""
+
+    task("first")
+    demo.wait_for(1, "/sleep")
+    second = task("second")
+    page = open_page(browser, app)
+    sign_in(page, "admin", "admin-password")
+    page.evaluate("h => { location.hash = h; }", f"#/task/{second}")
+    waiting = page.locator("#detail-waiting")
+    expect(waiting).to_contain_text("Waiting for a place", timeout=WAIT)
+    expect(waiting).to_contain_text("concurrency key target-a (at most 1 at once)")
+    app.service.cancel(second, "admin")
+    assert not page.errors  # type: ignore[attr-defined]

@@ -62,6 +62,8 @@ class LoopPort(Protocol):
 
     def live_state(self, object_id: str) -> str | None: ...
 
+    def waiting_for(self, object_id: str) -> dict[str, Any] | None: ...
+
     def pause_all(self, setting: Mapping[str, Any] | None) -> None: ...
 
 
@@ -264,6 +266,10 @@ class Service:
     def live_state(self, object_id: str) -> str | None:
         """`running` while this process has its call out (the store may still say scheduled)."""
         return self.loop.live_state(object_id)
+
+    def waiting_for(self, object_id: str) -> dict[str, Any] | None:
+        """What the due call of an object this process holds waits for (a place of a limit key)."""
+        return self.loop.waiting_for(object_id)
 
     # ----- changing one object
 

@@ -22,7 +22,7 @@ from lambdaop.core.clock import iso
 from lambdaop.engine import recurrence
 from lambdaop.engine.record import CallRecord, RunSummary, StoredObject
 from lambdaop.engine.runs import RunRecord
-from lambdaop.spec import Schedule
+from lambdaop.spec import Schedule, format_duration
 from lambdaop.spec.calls import SECRET_HEADERS
 
 SUMMARY = ("id", "kind", "name", "displayName", "owner", "state", "generation", "created", "updated", "due", "started", "finished", "calls", "attempt", "inFlight", "taskId", "taskSetId", "run", "suspended", "nextRuns", "waitingUntil")  # fmt: skip
@@ -181,9 +181,11 @@ def present(
     history: list[CallRecord] | None = None,
     live: str | None = None,
     viewer: str | None = None,
+    waiting: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An object as `viewer` (a user name; None: its owner) sees it. `history` is for one
-    object's answer; `live` overrides the stored state."""
+    object's answer; `live` overrides the stored state; `waiting` is what its due call waits for
+    in this process (else what the store says, once the call has waited a while)."""
     p = record.progress
     out: dict[str, Any] = {
         "id": record.id,
@@ -216,6 +218,9 @@ def present(
         "last": present_call(record.last) if record.last else None,
         "spec": _spec_view(record),
     }
+    shown = waiting or (p.waiting_for if not p.final and live != "running" else None)
+    if shown:  # its due call waits for a place of a limit key
+        out["waitingFor"] = {k: iso(v) if isinstance(v, dt.datetime) else format_duration(v) if isinstance(v, dt.timedelta) else v for k, v in shown.items()}  # fmt: skip
     if p.waiting_until is not None:  # a waitForCallback step waits for its callback until then
         out["waitingUntil"] = iso(p.waiting_until)
     if p.lanes:  # at a parallel step: where each branch stands
@@ -314,6 +319,7 @@ class ObjectOut(_Out):
     nextRuns: list[str] | None = Field(default=None, description="the next five run times (UTC)")
     lastRun: dict[str, Any] | None = None
     runs: list[dict[str, Any]] | None = Field(default=None, description="the last 100 runs' summaries, in single-object answers")  # fmt: skip
+    waitingFor: dict[str, Any] | None = Field(default=None, description="its due call waits for a place of a limit key: kind (concurrency or rate), key, limit, per (rate), since")  # fmt: skip
     waitingUntil: str | None = Field(default=None, description="a waitForCallback step whose call succeeded: when its wait for the callback ends (a heartbeat moves it)")  # fmt: skip
     branches: list[dict[str, Any]] | None = Field(default=None, description="at a parallel step: each branch's state (waiting, active, done, failed, cancelled), the index of its current step, its attempt and when it is due")  # fmt: skip
     outputs: dict[str, dict[str, Any]] | None = Field(default=None, description="a TaskSet's named steps: what each answered in its latest run (output, status, attempts, ok, run, generation; a parallel step: output is one item per branch, and branches how each ended), in single-object answers")  # fmt: skip

@@ -3,7 +3,8 @@
 One registry per process (so several runtimes in one test process never
 share counters). The loop counts calls, their duration and how late they
 left; the writer times store commits; the folder counts files it could not
-apply; gauges read the loop's calls in flight and objects held; the objects
+apply; gauges read the loop's calls in flight and objects held, and its
+calls waiting for places of limit keys (`watch_limits`); the objects
 per state come from the maintained counters at scrape time. Also keeps the
 calls of the last hour per owner and minute, for the web page's chart.
 Called by reconciler, writer, watcher, runtime and api.
@@ -13,11 +14,11 @@ from __future__ import annotations
 
 import collections
 import threading
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from lambdaop.core.clock import Clock, SystemClock
@@ -25,6 +26,7 @@ from lambdaop.core.clock import Clock, SystemClock
 STATES = ("scheduled", "running", "completed", "failed", "cancelled")
 LATENESS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 CALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
+WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
 
 def step_kind(step: str) -> str:
@@ -56,6 +58,38 @@ class _Objects(Collector):
         yield family
 
 
+class LimitsView(Protocol):
+    """What the limit metrics read of the loop's limiter at scrape time."""
+
+    def waiting(self) -> Mapping[tuple[str, str, str], int]: ...
+
+    def held_places(self) -> int: ...
+
+    def tallies(self) -> Mapping[str, int]: ...
+
+
+class _Limits(Collector):
+    """Limits per key: calls waiting per key, places held, and what became of places and waits."""
+
+    def __init__(self, view: LimitsView) -> None:
+        self.view = view
+
+    def collect(self) -> Iterable[Any]:
+        waiting = GaugeMetricFamily("lambdaop_limit_waiting", "Calls of this process waiting for a place of a limit key, by kind (concurrency, rate), owner and key", labels=["kind", "owner", "key"])  # fmt: skip
+        for (kind, owner, key), n in sorted(self.view.waiting().items()):
+            waiting.add_metric([kind, owner, key], n)
+        yield waiting
+        yield GaugeMetricFamily("lambdaop_limit_places_held", "Concurrency places of limit keys this process holds", value=self.view.held_places())  # fmt: skip
+        tallies = self.view.tallies()
+        waits = CounterMetricFamily("lambdaop_limit_waits", "Calls that had to wait for a place, by the kind of place they waited for first", labels=["kind"])  # fmt: skip
+        places = CounterMetricFamily("lambdaop_limit_places", "Places of limit keys: taken from the store, handed to the next call here with no store work, released, given up unused (a rate place whose call could not leave in time), lost (not renewed in time)", labels=["event"])  # fmt: skip
+        for name, n in sorted(tallies.items()):
+            kind, _, what = name.partition(":")
+            (waits if kind == "waits" else places).add_metric([what], n)
+        yield waits
+        yield places
+
+
 class Metrics:
     def __init__(self, clock: Clock | None = None) -> None:
         self.clock: Clock = clock or SystemClock()
@@ -69,6 +103,7 @@ class Metrics:
         self.commit_seconds = Histogram("lambdaop_store_commit_seconds", "How long one store commit (a batch of writes) took", buckets=LATENESS_BUCKETS, registry=r)  # fmt: skip
         self.store_restarts = Counter("lambdaop_store_restarts", "Times the embedded store stopped and was started again", registry=r)  # fmt: skip
         self.folder_errors = Counter("lambdaop_folder_apply_errors", "Spec files of the watched folder that could not be applied", registry=r)  # fmt: skip
+        self.limit_wait = Histogram("lambdaop_limit_wait_seconds", "How long calls that waited for a place of a limit key waited, from their due time to leaving", buckets=WAIT_BUCKETS, registry=r)  # fmt: skip
         self.in_flight = Gauge("lambdaop_calls_in_flight", "Calls sent and not yet answered", registry=r)
         self.leases = Gauge("lambdaop_leases_held", "Objects this process holds under its lease", registry=r)
         self._minutes: dict[str, collections.deque[list[int]]] = {}
@@ -78,6 +113,9 @@ class Metrics:
         self.in_flight.set_function(in_flight)
         self.leases.set_function(leases)
         self.registry.register(_Objects(counts))
+
+    def watch_limits(self, view: LimitsView) -> None:
+        self.registry.register(_Limits(view))
 
     def call(self, owner: str, step: str, ok: bool, status: int | None, seconds: float) -> None:
         kind = step_kind(step)

@@ -64,6 +64,11 @@ def render(invoke: Invoke, ctx: Mapping[str, Any], where: str) -> Invoke:
         raise TemplateError(f"{where}{'.' + field if field else ''}, once filled in: {message}") from None
 
 
+def fill_text(value: str, ctx: Mapping[str, Any], where: str) -> str:
+    """One string with its expressions filled in, as text (a limit's key)."""
+    return str(_string(value, ctx, where, True))
+
+
 def _fill(value: Any, ctx: Mapping[str, Any], where: str, text: bool) -> Any:
     if isinstance(value, str):
         return _string(value, ctx, where, text)

@@ -4,7 +4,9 @@
 starts), hands its call to the invoker and counts how late it left;
 (a parallel step's due branch steps leave as places are free, and
 their results are written as they come back, the others staying out);
-`mark_long` has a call out longer than `long_call` shown as running in the
+a call whose step has limits per key leaves only once the limiter says so
+(`_gate`), and one that has waited `long_call` shows what it waits for in the
+store (`mark_waiting`); `mark_long` has a call out longer than `long_call` shown as running in the
 store; `accept` takes a result for the object it belongs to (a result of a
 call no longer held is dropped), and `write_result` writes what it means
 (`results.decide`) through the loop's writes. It owns the invoker, the ids
@@ -16,12 +18,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, Protocol
 
 from lambdaop.core.clock import Clock
 from lambdaop.core.logs import about
 from lambdaop.core.metrics import Metrics
 from lambdaop.engine import lanes, machine, recurring, waves
+from lambdaop.engine.limits import limits_of
 from lambdaop.engine.progress import Phase, Refused
 from lambdaop.engine.record import Change, adopt
 from lambdaop.engine.steps import is_notice
@@ -29,8 +33,10 @@ from lambdaop.loop import results
 from lambdaop.loop.events import PauseChecked, Write
 from lambdaop.loop.held import Held, Holdings, Stats
 from lambdaop.loop.invoker import CallResult, Job
+from lambdaop.loop.limiter import Admission, Limiter
 from lambdaop.loop.settings import LoopSettings
 from lambdaop.loop.writes import Writes
+from lambdaop.spec import format_duration
 from lambdaop.store.contract import ObjectReads
 
 log = logging.getLogger("lambdaop.loop")
@@ -58,6 +64,7 @@ class Firing:
         self.held, self.writes, self.invoker, self.clock = held, writes, invoker, clock
         self.settings, self.metrics, self.stats = settings, metrics, stats
         self.prune: set[str] = set()
+        self.limiter: Limiter | None = None  # calls waiting for places of their limit keys
         self.paused: Mapping[str, Any] | None = None  # everything is paused (the admin's kill switch)
         self.resumed: dt.datetime | None = None  # when it last ended: lateness does not count the pause
 
@@ -75,6 +82,9 @@ class Firing:
             if held.progress.waiting_until is not None:  # a wait for a callback has timed out
                 self.write_decision(held, results.decide_timeout(held, now, self.settings.notify), now)
                 continue
+            gate = self._gate(held, now)
+            if gate is not None and not gate.go and gate.refused is None:
+                continue  # it waits for a place of its limit key: the limiter wakes it
             try:
                 steps = self._dispatch(held, now)
             except Refused as exc:
@@ -87,14 +97,46 @@ class Firing:
                 continue
             self.held.fired(held, self.clock.monotonic())
             self.stats.progress_at = self.clock.monotonic()
+            if gate is not None and gate.free_since is not None:  # lateness counts from its place freeing
+                due = max(due, gate.free_since)
+                if gate.waited and self.metrics is not None:
+                    self.metrics.limit_wait.observe(gate.waited)
             for step in steps:
                 job = results.call_for(
                     held, held.progress, self.settings.notify, step, self.settings.callbacks
                 )
+                if gate is not None and gate.refused is not None:  # its limit's key cannot be made
+                    job = replace(job, refused=gate.refused)
                 self.stats.dispatched += 1
                 if self.metrics is not None:
                     self.metrics.lateness.observe(max(0.0, (now - due).total_seconds()))
                 self.invoker.submit(job)
+
+    def _gate(self, held: Held, now: dt.datetime) -> Admission | None:
+        """Whether the due call may leave, when its step has limits (None: it has none, as nearly
+        every call: nothing more is done for it)."""
+        progress = held.progress
+        found = limits_of(held.plan, progress.step) if self.limiter is not None else None
+        if found is None or self.limiter is None:
+            return None
+        record, call = held.record, results.limit_call(held, progress)
+        context = lambda: results.step_context(record, progress, progress.step)  # noqa: E731
+        return self.limiter.admit(record.id, record.owner, call, progress.due or now, found, context, now)
+
+    def mark_waiting(self, now: dt.datetime) -> None:
+        """A due call that has waited `long_call` for a place shows what it waits for in the store
+        (as a call out that long shows `running`), so every process sharing the store can tell."""
+        if self.limiter is None:
+            return
+        for object_id, info in self.limiter.long_waits(now, self.settings.long_call):
+            held = self.held.get(object_id)
+            if held is None or held.fired or held.writes:
+                continue
+            shown = {**info, "per": format_duration(info["per"])} if "per" in info else info
+            held.quiet += 1  # (its call may leave while this is written)
+            held.progress = replace(held.progress, waiting_for=shown)
+            waiting = Change(updated=now, progress=held.progress, keep_due=True)
+            self.writes.submit(held, Write.WAITING, held.progress, waiting, now, keep=True)
 
     def _dispatch(self, held: Held, now: dt.datetime) -> list[str | None]:
         """The machine says the due call starts: the steps that call (None: the object's own step;
@@ -120,7 +162,7 @@ class Firing:
     def mark_long(self, now: dt.datetime) -> None:
         """A call out longer than `long_call` shows `running` in the store (a quick one never needs to)."""
         for held in self.held.out_since(self.clock.monotonic() - self.settings.long_call.total_seconds()):
-            if held.started_written or held.writes:
+            if held.started_written or held.writes > held.quiet:
                 continue
             held.started_written = True
             if held.record.state != Phase.RUNNING.value:
@@ -131,6 +173,8 @@ class Firing:
         """A call came back: write its result, or keep it until the object's write under way lands
         (a parallel step's: the others may stay out meanwhile)."""
         job = result.job
+        if self.limiter is not None:  # its place of a limit key, if it held one, goes to the next call
+            self.limiter.returned(results.job_call(job), now)
         held = self.held.get(job.object_id)
         if self.metrics is not None:
             owner = held.record.owner if held is not None else ""

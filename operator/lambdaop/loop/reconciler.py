@@ -27,11 +27,13 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Any, Protocol
 
 from lambdaop.core.clock import Clock
 from lambdaop.core.metrics import Metrics
 from lambdaop.engine.record import Change, StoredObject
+from lambdaop.loop import results
 from lambdaop.loop.chores import Chores
 from lambdaop.loop.events import (
     Action,
@@ -52,7 +54,9 @@ from lambdaop.loop.firing import CallSink, Firing, Stats
 from lambdaop.loop.held import Holdings
 from lambdaop.loop.invoker import CallResult, Invoker
 from lambdaop.loop.leases import KeeperStore, LeaseKeeper, LeaseTimes
+from lambdaop.loop.limiter import Limiter
 from lambdaop.loop.outbound import SECURE, Policy
+from lambdaop.loop.placejobs import PlacesFailed, PlacesRenewed, PlacesTaken
 from lambdaop.loop.requests import Desk, NotHeld
 from lambdaop.loop.resultlog import log_result
 from lambdaop.loop.runner import Inbox, Runner
@@ -60,13 +64,13 @@ from lambdaop.loop.settings import LoopSettings
 from lambdaop.loop.storethread import StoreThread
 from lambdaop.loop.upcoming import Refill, Upcoming
 from lambdaop.loop.writes import Next, Writes
-from lambdaop.store.contract import PAUSE_ALL, Due, SettingStore
+from lambdaop.store.contract import PAUSE_ALL, Due, PlaceStore, SettingStore
 from lambdaop.store.writer import Writer
 
 log = logging.getLogger("lambdaop.loop")
 
 
-class LoopStoreReads(KeeperStore, SettingStore, Protocol):
+class LoopStoreReads(KeeperStore, SettingStore, PlaceStore, Protocol):
     """What the loop asks of the store."""
 
 
@@ -102,6 +106,10 @@ class Reconciler:
         self.writes = Writes(writer, s.claim_window, s.lease, self.inbox.put, clock)
         invoker = invoker or Invoker(self.deliver, clock, env, s.workers, policy)
         self.firing = Firing(self.held, self.writes, invoker, clock, s, metrics, self.stats)
+        limits = StoreThread(threaded=False) if not self.io.threaded else None  # (tests: inline)
+        self.limiter = Limiter(store, owner, clock, self._go, self._wants, self.inbox.put, replace(s.limits, lease=s.lease), limits)  # fmt: skip
+        self.firing.limiter = self.limiter
+        self._limits_at: dt.datetime | None = None  # when the limiter wants to look again
         self.desk = Desk(self.held, self.leases.claiming, self.writes)
         self.runner = Runner(self, clock, metrics, s.stop_grace)
         self._handlers: dict[type, Callable[[Any, dt.datetime], None]] = {
@@ -116,6 +124,9 @@ class Reconciler:
             Swept: self._on_swept,
             StoreFailed: self._on_store_failed,
             PauseChecked: self.firing.pause_checked,
+            PlacesTaken: self.limiter.taken,
+            PlacesFailed: self.limiter.failed,
+            PlacesRenewed: self.limiter.renewed,
         }
         self._started = False
         self.earliest_due: dt.datetime | None = None  # of the work it knows, after its last pass (liveness)
@@ -143,6 +154,22 @@ class Reconciler:
 
     def holds(self, object_id: str) -> bool:
         return object_id in self.held or object_id in self.leases.claiming
+
+    def waiting_for(self, object_id: str) -> dict[str, Any] | None:
+        """What the due call of an object this process holds waits for (a place of a limit key)."""
+        return self.limiter.waiting_for(object_id)
+
+    def _go(self, object_id: str) -> None:
+        """The limiter says a waiting call may leave: it fires on this pass."""
+        held = self.held.get(object_id)
+        if held is not None and not held.fired:
+            self.held.arm(held)
+
+    def _wants(self, object_id: str, call: str) -> bool:
+        """Whether a call the limiter keeps in line is still this object's due call, here."""
+        held = self.held.get(object_id)
+        due = held.progress.due if held is not None else None
+        return held is not None and not held.fired and due is not None and due <= self.clock.now() + dt.timedelta(milliseconds=1) and results.limit_call(held, held.progress) == call  # fmt: skip
 
     def live_state(self, object_id: str) -> str | None:
         """`running` while this process has the object's call out (the store may still say scheduled)."""
@@ -176,6 +203,7 @@ class Reconciler:
         for step in range(5 if not (self.io.threaded and self.writer.threaded) else 1):
             if step:  # synchronous parts (tests): let them run now
                 self.io.step()
+                self.limiter.io.step()
                 if not self.writer.threaded:
                     self.writer.run_pending()
             self.take_events(now)
@@ -184,9 +212,12 @@ class Reconciler:
                 if self.refill.wanted():
                     self._refill(now)
             self._claim_ahead(now)
+            if self.firing.paused is None:  # (while everything is paused, waiting calls stay in line)
+                self._limits_at = self.limiter.tick(now)
             self.firing.fire_due(now)
             if not step:
                 self.firing.mark_long(now)
+                self.firing.mark_waiting(now)
         return self._wake_time(now)
 
     def take_events(self, now: dt.datetime) -> None:
@@ -298,6 +329,7 @@ class Reconciler:
     def _release(self, ids: list[str]) -> None:
         for oid in ids:
             self.held.pop(oid)
+            self.limiter.forget(oid, self.clock.now())
         self._job(self.leases.release(ids), "release")
 
     def _answer_waiting(self, ids: list[str]) -> None:
@@ -313,6 +345,8 @@ class Reconciler:
             if pending.reply is not None:  # released meanwhile: the service changes it through the store
                 pending.reply.set_exception(NotHeld(pending.id))
             return
+        if pending.why is Write.WAITING:
+            held.quiet -= 1
         after = self.writes.landed(held, event, self.stats)
         for req in self.desk.landed(held):  # asks held back for this write: taken again, in order
             self.inbox.put(req, wake=False)
@@ -354,12 +388,19 @@ class Reconciler:
         if job is not None:
             self._job(job, "lease sweep")
 
+    def _renew(self, now: dt.datetime) -> None:
+        """Renew this process's leases, and the places of limit keys it holds with them."""
+        self._job(self.leases.renew(self.held.values(), now), "lease renewal")
+        self.limiter.renew(now)
+
     def _wake_time(self, now: dt.datetime) -> dt.datetime:
         wake = [now + dt.timedelta(seconds=min(1.0, self.chores.idle_at(now)))]
         wake += self.held.wake_times(now, self.clock.monotonic(), self.settings.long_call)
         first = self.upcoming.first_due() if not self.leases.batches else None
         if first is not None:
             wake.append(first - self.settings.claim_window)
+        if self._limits_at is not None:
+            wake.append(self._limits_at)
         known = (self.held.next_fire(), self.upcoming.first_due())
         self.earliest_due = min((t for t in known if t), default=None)
         return min(wake)
@@ -371,6 +412,7 @@ class Reconciler:
             (idle > 30, f"the reconcile loop has not run for {idle:.0f}s"),
             (not self.io.alive, "the store reader thread has stopped"),
             (not self.writer.alive, "the store writer thread has stopped"),
+            (not self.limiter.alive, "the limits' store thread has stopped"),
         ]
         return [why for bad, why in checks if bad]
 
@@ -383,7 +425,7 @@ def chores_of(
     chores, job = Chores(now), loop._job
     chores.add(s.refill_every, "refill", loop._refill)
     chores.add(s.lease.total_seconds() / 2, "sweep", loop._sweep)
-    chores.add(s.lease.total_seconds() / 3, "renew", lambda now: job(loop.leases.renew(loop.held.values(), now), "lease renewal"))  # fmt: skip
+    chores.add(s.lease.total_seconds() / 3, "renew", loop._renew)
     chores.add(60, "prune", lambda now: job(loop.firing.prune_job(store), "prune", quiet=True))
     chores.add(60, "fold", lambda now: job(lambda: store.fold_slots(now, writer.slot), "fold", quiet=True))  # fmt: skip
     chores.add(1, "flush", lambda now: loop.on_flush() if loop.on_flush is not None else None)

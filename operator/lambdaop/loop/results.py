@@ -96,9 +96,7 @@ def call_for(
         event = run_event(held.record, progress, notice_event(step))
         invoke = invoke.model_copy(update={"method": "POST", "body": event})
     record = held.record
-    run = progress.run if held.plan.schedule is not None else None
-    again = progress.rerun if progress.trigger == "rerun" else 0
-    key = idempotency_key(record.id, record.generation, step, run, again)
+    key = key_of_call(held, progress, step)
     spec = held.plan
     if not isinstance(spec, TaskSetSpec) or spec.steps is None or is_notice(step):
         return Job(record.id, held.fence, step, attempt, key, invoke)
@@ -116,6 +114,22 @@ def call_for(
         refused = str(exc)
     keep = step.startswith("step:")
     return Job(record.id, held.fence, step, attempt, key, invoke, keep, refused, (token,) if token else ())
+
+
+def key_of_call(held: Held, progress: Progress, step: str) -> str:
+    """The Idempotency-Key of a step's calls (of this run, or this re-run)."""
+    run = progress.run if held.plan.schedule is not None else None
+    again = progress.rerun if progress.trigger == "rerun" else 0
+    return idempotency_key(held.record.id, held.record.generation, step, run, again)
+
+
+def limit_call(held: Held, progress: Progress) -> str:
+    """Which call the due step makes, as the limiter knows it (`job_call` of its job)."""
+    return f"{key_of_call(held, progress, progress.step)}/{progress.attempt}"
+
+
+def job_call(job: Job) -> str:
+    return f"{job.idempotency_key}/{job.attempt}"
 
 
 def _lane_attempt(progress: Progress, step: str) -> int:

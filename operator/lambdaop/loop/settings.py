@@ -1,4 +1,4 @@
-"""How the loop runs: lease and claim times, batch sizes, bounds on calls. Built by runtime."""
+"""How the loop runs: lease and claim times, batch sizes, bounds on calls, limits per key. Built by runtime."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from lambdaop.loop.callbacks import CallbackUrls
+from lambdaop.loop.placejobs import LimitSettings
 from lambdaop.spec import Notify
 
 
@@ -33,3 +34,4 @@ class LoopSettings:
     callbacks: CallbackUrls | None = (
         None  # signs the URLs of waitForCallback steps (none: they fail as `config`)
     )
+    limits: LimitSettings = LimitSettings()  # how calls wait for places of limit keys (its lease is this one)

@@ -21,12 +21,12 @@ Done = Callable[[Any], None]
 
 
 class StoreThread:
-    def __init__(self, threaded: bool = True) -> None:
+    def __init__(self, threaded: bool = True, name: str = "store-reader") -> None:
         self.threaded = threaded
         self._jobs: queue.SimpleQueue[tuple[Job, Done] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         if threaded:
-            self._thread = threading.Thread(target=self._run, name="store-reader", daemon=True)
+            self._thread = threading.Thread(target=self._run, name=name, daemon=True)
             self._thread.start()
 
     def submit(self, job: Job, done: Done) -> None:

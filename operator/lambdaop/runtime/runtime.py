@@ -134,6 +134,7 @@ class Runtime:
         self.metrics.watch(
             lambda: self.reconciler.held.in_flight, lambda: len(self.reconciler.held), self.store.counts
         )
+        self.metrics.watch_limits(self.reconciler.limiter)
         self.service = Service(
             self.store,
             self.writer,
@@ -316,6 +317,7 @@ class Runtime:
             self.writer.stop()
         with contextlib.suppress(AttributeError):
             self.reconciler.io.stop()
+            self.reconciler.limiter.close()
         if self.heartbeat is not None:
             self.heartbeat.stop()
         if self._started_loop:
@@ -346,6 +348,8 @@ class Runtime:
         with contextlib.suppress(Exception), self.store.deadline(5.0):
             for start in range(0, len(idle), 500):
                 self.store.release(self.owner, idle[start : start + 500])
+        with contextlib.suppress(Exception), self.store.deadline(2.0):
+            self.reconciler.limiter.stop(self.clock.now())  # places of limit keys no call of its uses
         with contextlib.suppress(Exception), self.store.deadline(2.0):
             self.store.heartbeat(self.owner, self.clock.now(), {"owner": self.owner, "sessions": []})
 

@@ -37,6 +37,7 @@ from lambdaop.spec.durations import (
     parse_duration,
     parse_time,
 )
+from lambdaop.spec.flowcontrol import MAX_LIMIT, Concurrency, Rate
 from lambdaop.spec.loading import Document, load_documents, load_one, validate_document, validation_problems
 from lambdaop.spec.models import (
     API_VERSION,
@@ -70,8 +71,8 @@ from lambdaop.spec.models import (
 
 __all__ = [
     "API_VERSION", "EARLIEST", "FALLBACK_ON", "KINDS", "LATEST", "MAX_DURATION", "MAX_STEPS", "METHODS", "NOTIFY_ON", "RETRY_ON",
-    "AnySpec", "Backoff", "ConditionCheck", "Document", "Duration", "Fallback", "FromEnv", "HeaderValue",
-    "Invoke", "InvokeOrUrl", "JsonTest", "Kind", "Metadata", "Notification", "Notify", "RetryFields", "RetryOn", "Schedule", "Sign",
+    "MAX_LIMIT", "AnySpec", "Backoff", "Concurrency", "ConditionCheck", "Document", "Duration", "Fallback", "FromEnv", "HeaderValue",
+    "Invoke", "InvokeOrUrl", "JsonTest", "Kind", "Metadata", "Notification", "Notify", "Rate", "RetryFields", "RetryOn", "Schedule", "Sign",
     "BranchStep", "Parallel", "Step", "StepSpec", "SuccessWhen", "Task", "TaskSet", "TaskSetSpec", "TaskSpec", "Time", "WaitForCallback", "check_url", "check_zone",
     "format_duration", "function_url_region", "json_schemas", "kind_named", "load_documents", "load_one", "parse_duration", "parse_time",
     "spec_hash", "spec_json", "targets", "templated", "validate_document", "validation_problems",

@@ -27,7 +27,7 @@ from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
 from lambdaop.spec.calls import EXPRESSION, Invoke
-from lambdaop.spec.models import TaskSetSpec
+from lambdaop.spec.models import TaskSetSpec, TaskSpec
 
 ROOTS = ("steps", "run", "object")
 Loc = tuple[str | int, ...]
@@ -139,10 +139,7 @@ def check_expressions(spec: TaskSetSpec) -> list[tuple[Loc, str]]:
         roots: tuple[str, ...] = ROOTS,
     ) -> None:
         for loc, text in strings_of(invoke, where):
-            if text.count("${{") != len(expressions(text)):
-                problems.append((loc, "an expression opened with `${{` is not closed with `}}`"))
-            for expression in expressions(text):
-                problems.extend((loc, m) for m in _problems(expression, visible, own, known or names, roots))
+            problems.extend(_text_problems(loc, text, visible, own, known or names, roots))
 
     for i, step in enumerate(steps):
         here: Loc = ("spec", "steps", i)
@@ -152,6 +149,12 @@ def check_expressions(spec: TaskSetSpec) -> list[tuple[Loc, str]]:
             check(step.waitForCallback.invoke, (*here, "waitForCallback", "invoke"), names[:i], step.name, roots=(*ROOTS, "callback"))  # fmt: skip
         if step.conditionCheck is not None:
             check(step.conditionCheck.invoke, (*here, "conditionCheck", "invoke"), names[: i + 1], None)
+        for field, limit in (
+            ("concurrency", step.concurrency),
+            ("rate", step.rate),
+        ):  # a key reads what the call reads
+            if limit is not None:
+                problems.extend(_text_problems((*here, field, "key"), limit.key, names[:i], step.name, names))
         for b, branch in enumerate(step.parallel.branches if step.parallel is not None else ()):
             seen: list[str] = []
             for j, inner in enumerate(branch):
@@ -173,6 +176,31 @@ def check_expressions(spec: TaskSetSpec) -> list[tuple[Loc, str]]:
     return problems
 
 
+TASK_ROOTS = ("run", "object")
+
+
+def check_task_expressions(spec: TaskSpec) -> list[tuple[Loc, str]]:
+    """What is wrong with the expressions of a Task's limit keys (they read `run` and `object`: a
+    Task has no steps), each problem with its field path (`spec.concurrency.key`)."""
+    problems: list[tuple[Loc, str]] = []
+    for field, limit in (("concurrency", spec.concurrency), ("rate", spec.rate)):
+        if limit is not None:
+            problems.extend(_text_problems(("spec", field, "key"), limit.key, [], None, [], TASK_ROOTS))
+    return problems
+
+
+def _text_problems(
+    loc: Loc, text: str, visible: list[str], own: str | None, names: list[str], roots: tuple[str, ...] = ROOTS
+) -> list[tuple[Loc, str]]:
+    """What is wrong with the expressions of one string."""
+    out: list[tuple[Loc, str]] = []
+    if text.count("${{") != len(expressions(text)):
+        out.append((loc, "an expression opened with `${{` is not closed with `}}`"))
+    for expression in expressions(text):
+        out.extend((loc, m) for m in _problems(expression, visible, own, names, roots))
+    return out
+
+
 def _problems(
     expression: str, visible: list[str], own: str | None, names: list[str], roots: tuple[str, ...] = ROOTS
 ) -> list[str]:
@@ -188,6 +216,7 @@ def _problems(
         root = chain[0]
         if root not in roots:
             also = "" if root != "callback" else " (callback.url is there only in a waitForCallback's invoke)"
+            also = " (a Task has no steps)" if root == "steps" and "steps" not in roots else also
             out.append(
                 f"{shown} reads {root!r}; expressions read {', '.join(roots[:-1])} and {roots[-1]}{also}"
             )

@@ -15,7 +15,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from lambdaop.core.errors import Problem, SpecInvalid
-from lambdaop.spec.expressions import check_expressions
+from lambdaop.spec.expressions import check_expressions, check_task_expressions
 from lambdaop.spec.limits import Limit, check_yaml, printable, unstorable
 from lambdaop.spec.models import API_VERSION, KINDS, AnySpec, TaskSet
 
@@ -252,14 +252,17 @@ def validate_document(
         found = validation_problems(exc, node, file, document)
         found.sort(key=lambda p: (p.line or 0, p.column or 0))  # in the order they are read
         raise SpecInvalid("invalid spec", found) from None
-    if isinstance(spec, TaskSet) and spec.spec.steps is not None:  # names and expressions across steps
+    if isinstance(spec, TaskSet):  # names and expressions across steps (and their limits' keys)
+        checked = check_expressions(spec.spec) if spec.spec.steps is not None else []
+    else:  # a Task's limits' keys
+        checked = check_task_expressions(spec.spec)
+    if checked:
         problems = []
-        for loc, message in check_expressions(spec.spec):
+        for loc, message in checked:
             line, col = _locate(node, loc) if node is not None else (None, None)
             problems.append(Problem(message, field=_field_path(loc), file=file, line=line, column=col, document=document))  # fmt: skip
-        if problems:
-            problems.sort(key=lambda p: (p.line or 0, p.column or 0))
-            raise SpecInvalid("invalid spec", problems)
+        problems.sort(key=lambda p: (p.line or 0, p.column or 0))
+        raise SpecInvalid("invalid spec", problems)
     return spec
 
 

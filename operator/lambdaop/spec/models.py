@@ -25,6 +25,7 @@ from lambdaop.spec.calls import (
     templated,
 )
 from lambdaop.spec.durations import Duration, Time, check_zone
+from lambdaop.spec.flowcontrol import Concurrency, Rate
 
 API_VERSION = "lambdaop/v1"
 
@@ -162,6 +163,8 @@ class TaskSpec(RetryFields):
     suspended: bool = Field(default=False, description="a recurring object paused (no runs until resumed)")
     onFailure: Notify | None = None
     notify: list[Notification] | None = Field(default=None, min_length=1, max_length=10, description="calls told of each run's events (started, succeeded, failed), in this order")  # fmt: skip
+    concurrency: Concurrency | None = Field(default=None, description="at most `limit` calls of `key` out at once (every attempt of this Task counts, with every other call naming the key); calls beyond wait")  # fmt: skip
+    rate: Rate | None = Field(default=None, description="at most `limit` calls of `key` leave in any window of `per`; calls beyond wait")  # fmt: skip
 
     @model_validator(mode="after")
     def _one_start(self) -> TaskSpec:
@@ -290,6 +293,8 @@ class StepSpec(NamedStep):
     parallel: Parallel | None = Field(default=None, description="instead of invoke: branches of steps run side by side; steps.NAME.output[i] is what branch i answered last")  # fmt: skip
     waitForCallback: WaitForCallback | None = Field(default=None, description="instead of invoke: a call handed ${{ callback.url }}, then a wait until it is POSTed to; steps.NAME.output is the callback's output")  # fmt: skip
     conditionCheck: ConditionCheck | None = Field(default=None, description="after the step succeeded: a check call (with its own delay and retries) that must succeed before the next step")  # fmt: skip
+    concurrency: Concurrency | None = Field(default=None, description="at most `limit` calls of `key` out at once (each attempt of this step's call counts, with every other call naming the key); calls beyond wait")  # fmt: skip
+    rate: Rate | None = Field(default=None, description="at most `limit` calls of `key` leave in any window of `per` (this step's call; not its conditionCheck); calls beyond wait")  # fmt: skip
 
     @model_validator(mode="after")
     def _one_kind(self) -> StepSpec:
@@ -303,6 +308,8 @@ class StepSpec(NamedStep):
         ]
         if self.parallel is not None and given:
             raise ValueError(f"{', '.join(given)}: a parallel step has none of its own; give them to the steps of its branches")  # fmt: skip
+        if self.parallel is not None and (self.concurrency is not None or self.rate is not None):
+            raise ValueError("concurrency, rate: a parallel step makes no call of its own (its branches run at most `maxConcurrency` at once); limits go on steps that call")  # fmt: skip
         return self
 
 

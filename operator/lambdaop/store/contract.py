@@ -37,6 +37,8 @@ Rules every implementation keeps (several processes may share one store):
 7. **Bounded reads.** Every read a request or the loop makes is by id, by name, or a range with a
    limit. Reads of start-up and housekeeping (`objects_from_folder`, `drop_leases_of_others`,
    `lapsed`, `fold_slots`) go over what they are about, in chunks.
+8. **Places of a limit key** (`PlaceStore`) are taken one by one, each only while it is free: two
+   takers of one place never both get it, whichever process they are in.
 """
 
 from __future__ import annotations
@@ -49,6 +51,11 @@ from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
 from lambdaop.core.labels import Selector
+from lambdaop.core.places import KeyState as KeyState  # the places' values (core: the engine reads them too)
+from lambdaop.core.places import Place as Place
+from lambdaop.core.places import PlaceKind as PlaceKind
+from lambdaop.core.places import Waiter as Waiter
+from lambdaop.spec.flowcontrol import MAX_LIMIT
 from lambdaop.store.ids import new_id
 
 Doc = dict[str, Any]  # a document as stored
@@ -288,6 +295,51 @@ class LoopStore(Protocol):
         into the base slot; answers how many were folded."""
 
 
+MAX_PLACES = MAX_LIMIT  # places of one kind a key may have (the largest `limit`)
+
+
+class PlaceStore(Protocol):
+    """The places of limit keys (`concurrency` and `rate` of a call), shared by every process.
+
+    A key is a string without control characters (the loop makes it `owner␟KEY`). A place is free
+    when it was never taken or its `until` is at or before the time asked about; a taken one is
+    free again from its `until` on (a holder that stops renewing loses it then). Nothing of this
+    goes through `commit`: places are written apart from objects, one document each, by `_id`.
+    """
+
+    def key_state(self, key: str) -> KeyState:
+        """Everything stored of a key, in one read bounded by its places (at most MAX_PLACES of each
+        kind) and its waiters (one per process)."""
+
+    def take_places(
+        self, key: str, kind: PlaceKind, holder: str, asks: list[tuple[int, dt.datetime]], now: dt.datetime
+    ) -> list[int]:
+        """Take places of a key for `holder`, each `(number, until)` only if that place is free at
+        `now` (rule 8); answers the numbers taken, in the order asked."""
+
+    def release_places(self, key: str, holder: str, numbers: list[int], now: dt.datetime) -> int:
+        """Free these concurrency places of `holder` from `now` on (one another holder has taken
+        meanwhile stays as it is); answers how many it released."""
+
+    def renew_places(
+        self, holder: str, places: list[tuple[str, int]], until: dt.datetime
+    ) -> set[tuple[str, int]]:
+        """Extend `holder`'s concurrency places `(key, number)` to `until`; answers those it no
+        longer holds (released, or taken by another holder once they were free)."""
+
+    def put_waiting(
+        self,
+        key: str,
+        kind: PlaceKind,
+        holder: str,
+        first: dt.datetime | None,
+        calls: int,
+        until: dt.datetime,
+    ) -> None:
+        """Say that `calls` calls of `holder` wait for places of a key, the earliest due at `first`,
+        until `until` (`first` None: none wait any more, the entry goes)."""
+
+
 class Committer(Protocol):
     """The one transition path."""
 
@@ -346,7 +398,7 @@ class SettingStore(Protocol):
 PAUSE_ALL = "pause"  # the setting of the kill switch: {reason, by, at} while everything is paused
 
 
-class Store(ObjectReads, LoopStore, Committer, UserStore, SettingStore, Protocol):
+class Store(ObjectReads, LoopStore, Committer, UserStore, SettingStore, PlaceStore, Protocol):
     """Everything lambdaop keeps, behind one object."""
 
     embedded: bool  # the embedded server: this process is its only user

@@ -44,6 +44,11 @@ class CountingStore:
             "renew",
             "holders",
             "expired_leases",
+            "key_state",
+            "take_places",
+            "release_places",
+            "renew_places",
+            "put_waiting",
         ):
             self.asked[name] += 1
         return getattr(self.store, name)

@@ -717,6 +717,12 @@ function pausedAllWords(p) {
   return `<strong>Everything is paused</strong> by ${esc(p.by)} since ${localTime(p.at)}${p.reason ? `: ${esc(p.reason)}` : ""}. No call starts until an admin resumes everything (<code class="text-nowrap">lambdaop resume --all</code>).`;
 }
 
+function waitingWords(w) {
+  // its due call waits for a place of a limit key (concurrency or rate), as GET /tasks/{id} says
+  const bound = w.kind === "rate" ? `at most ${esc(w.limit)} per ${esc(w.per)}` : `at most ${esc(w.limit)} at once`;
+  return `<strong>Waiting for a place</strong>: ${esc(w.kind)} key <code>${esc(w.key)}</code> (${bound}), since ${localTime(w.since)}. It leaves when a place is free, in due order.`;
+}
+
 function nextCall(o) {
   // when it calls next: its due time (a modified or jittered one too), else a recurring object's next run
   if (o.suspended) return `<span class="text-muted">suspended</span>`;
@@ -1412,6 +1418,7 @@ function renderDetail(kind, id) {
       <div class="d-flex flex-wrap align-items-center gap-2 mb-2"><h1 class="h3 mb-0 text-break">${esc(shownName)}</h1> ${badge(o.state)}
         <span class="ms-auto d-flex flex-wrap gap-1" id="detail-actions">${runActions(kind, o)}${actionsFor(kind, o)}</span></div>
       ${o.pausedAll ? `<div class="alert alert-danger" id="detail-paused-all">${pausedAllWords(o.pausedAll)}</div>` : ""}
+      ${o.waitingFor && live(o) ? `<div class="alert alert-info" id="detail-waiting">${waitingWords(o.waitingFor)}</div>` : ""}
       ${o.suspended && live(o) ? `<div class="alert alert-warning" id="pause-reason"><strong>Paused</strong>${o.pauseReason ? `: ${esc(o.pauseReason)}` : " (no reason was given)"}. No call starts until it is resumed.</div>` : ""}
       <dl class="row mb-0">
         ${shownName !== o.name ? `<dt class="col-sm-3">Name</dt><dd class="col-sm-9 text-break" id="detail-name"><code>${esc(o.name)}</code> <small class="text-muted">(what the CLI and specs call it)</small></dd>` : ""}

@@ -14,7 +14,7 @@ write whole top-level fields. No other transaction exists: never `CONFLICT`, no
 transaction sessions (`lapsed` finds none), no background expiry of web sessions.
 
 Made of one part per group of tables, as the MongoDB store is: `base` (the tables, values
-kept as BSON keeps them), `objects`, `leases`, `commit`, `users`.
+kept as BSON keeps them), `objects`, `leases`, `commit`, `users`, `places`.
 
 May import: the standard library, lambdaop.store.contract, lambdaop.store.ids and lambdaop.core.
 """
@@ -28,12 +28,13 @@ from typing import Any
 from lambdaop.store.memory.commit import MemoryCommits
 from lambdaop.store.memory.leases import MemoryLeases
 from lambdaop.store.memory.objects import MemoryObjects
+from lambdaop.store.memory.places import MemoryPlaces
 from lambdaop.store.memory.users import MemoryUsers
 
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore(MemoryObjects, MemoryLeases, MemoryCommits, MemoryUsers):
+class MemoryStore(MemoryObjects, MemoryLeases, MemoryCommits, MemoryUsers, MemoryPlaces):
     """The whole store contract in this process's memory. Thread-safe (one lock)."""
 
 

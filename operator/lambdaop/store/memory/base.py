@@ -112,6 +112,8 @@ class Tables:
         self._sessions: dict[str, Doc] = {}
         self._settings: dict[str, Doc] = {}
         self._runs: dict[str, Doc] = {}  # owner␟result␟id -> a run's record (the runs list)
+        # (key, kind, index, None) -> a place {holder, until}; (key, kind, -1, holder) -> a waiter
+        self._limits: dict[tuple[str, str, int, str | None], Doc] = {}
         self._sequence = 0  # history records' ids, increasing as MongoDB's ObjectIds do
         self._undo: list[tuple[dict[Any, Any], Any, Any]] | None = None  # the open batch's journal
         self._process = ""

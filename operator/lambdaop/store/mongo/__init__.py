@@ -1,7 +1,7 @@
 """The MongoDB implementation of the store contract (a real replica set, or the embedded server).
 
 `MongoStore` is made of one part per group of collections (objects and lists,
-leases, the commit path, processes and counters, users), sharing one client
+leases, the commit path, processes and counters, users, places of limit keys), sharing one client
 (`base`). `connect` answers a ready store with its indexes in place;
 `start_embedded` starts the embedded SecantusDB server with its credential.
 The only code in lambdaop that imports pymongo.
@@ -24,6 +24,7 @@ from lambdaop.store.mongo.base import BASE_SLOT, chunks
 from lambdaop.store.mongo.commit import Commits
 from lambdaop.store.mongo.leases import Leases
 from lambdaop.store.mongo.objects import Objects, listing_doc, name_doc
+from lambdaop.store.mongo.places import Places
 from lambdaop.store.mongo.processes import Processes
 from lambdaop.store.mongo.runs import Runs
 from lambdaop.store.mongo.users import UserDocs
@@ -31,7 +32,7 @@ from lambdaop.store.mongo.users import UserDocs
 __all__ = ["OBJECT_ID", "MongoStore", "connect", "new_id", "start_embedded"]
 
 
-class MongoStore(Objects, Runs, Leases, Commits, Processes, UserDocs):
+class MongoStore(Objects, Runs, Leases, Commits, Processes, UserDocs, Places):
     """Every MongoDB query lambdaop makes. Thread-safe (pymongo's client is)."""
 
     def ensure_indexes(self, now: dt.datetime | None = None) -> None:
@@ -56,6 +57,7 @@ class MongoStore(Objects, Runs, Leases, Commits, Processes, UserDocs):
         self.runs.create_index(
             [("expires", ASCENDING)], name="expires", expireAfterSeconds=0
         )  # lists read _id
+        self.limits.create_index([("expires", ASCENDING)], name="expires", expireAfterSeconds=0)
         self._migrate(now or dt.datetime(1970, 1, 1, tzinfo=dt.UTC))
 
     def _migrate(self, now: dt.datetime) -> None:

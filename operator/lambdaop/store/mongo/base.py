@@ -22,6 +22,7 @@ inserted index entry costs ~0.1 ms; measured in benchmarks/store_indexes.py):
 - `users` and `sessions`.
 - `settings`: a few documents of the whole service by name (`_id`): the pause of everything.
 - `runs`: one document per ended run of any object (the runs list); see `runs`.
+- `limits`: the places of limit keys (`concurrency`, `rate`) and who waits for them; see `places`.
 
 Rules of this implementation, beside the contract's:
 
@@ -100,6 +101,7 @@ class Base:
         self.directory = self.db["directory"]  # objects created per hour, minute and second (directory.py)
         self.settings = self.db["settings"]
         self.runs = self.db["runs"]
+        self.limits = self.db["limits"]  # places of limit keys and who waits for them (places.py)
         self.embedded = embedded
         self._transactions = True
         self._local = threading.local()

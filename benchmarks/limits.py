@@ -1,0 +1,131 @@
+"""Limits per key: the store work a limited call costs, beside an unlimited call in the same run.
+
+N Tasks fall due at the same instant against a local endpoint, four times on the same embedded
+store, one after another:
+
+  - `none`: no limit (the base);
+  - `concurrency-wide`: `concurrency: {key, limit: N}`, a limit the burst never reaches (each call
+    takes a place in the store and releases it);
+  - `concurrency-L`: `concurrency: {key, limit: L}` (calls wait; a freed place goes to the next
+    call of the process);
+  - `rate-wide`: `rate: {key, limit: N, per: 1m}` (each call takes a rate place).
+
+For each it prints the MongoDB commands sent per call, all of them and those on the `limits`
+collection (pymongo's command monitoring, from the due time until every result is stored), the
+store time those commands took per call (their summed durations), when the last result was
+durable, and the lateness at the endpoint (arrival minus due) p50 / p99.
+
+Usage: python benchmarks/limits.py [--tasks 500] [--limit 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import requests
+from pymongo import monitoring
+
+from common import calls, embedded_store, endpoint, pct, runtime
+from lambdaop.app.applying import Placed
+from lambdaop.core.errors import Problem
+from lambdaop.spec import Document, Task
+
+
+class Commands(monitoring.CommandListener):
+    """Every command this process sends, by collection, with its duration (while `on`)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.on = False
+        self.count: Counter[str] = Counter()
+        self.micros: Counter[str] = Counter()
+        self._names: dict[int, str] = {}
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if self.on:
+            what = event.command.get(event.command_name)
+            with self.lock:
+                self._names[event.request_id] = what if isinstance(what, str) else event.command_name
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        self._done(event.request_id, event.duration_micros)
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self._done(event.request_id, event.duration_micros)
+
+    def _done(self, request: int, micros: int) -> None:
+        with self.lock:
+            name = self._names.pop(request, None)
+            if name is not None:
+                self.count[name] += 1
+                self.micros[name] += micros
+
+    def reset(self) -> None:
+        with self.lock:
+            self.count.clear()
+            self.micros.clear()
+            self._names.clear()
+
+
+def create(rt: Any, url: str, n: int, due: dt.datetime, prefix: str, limits: dict[str, Any]) -> None:
+    items = []
+    for i in range(n):
+        spec = {"invoke": f"{url}?i={prefix}{i}", "at": due.isoformat(), **limits}
+        task = Task.model_validate({"metadata": {"name": f"{prefix}{i}"}, "spec": spec})
+        items.append(Placed(Document(i, 1, task, list[Problem]()), "bench"))
+    rt.applier.apply_placed(items)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tasks", type=int, default=500)
+    parser.add_argument("--limit", type=int, default=5)
+    args = parser.parse_args()
+    n = args.tasks
+    commands = Commands()
+    monitoring.register(commands)
+    ways = [
+        ("none", {}),
+        ("concurrency-wide", {"concurrency": {"key": "wide", "limit": min(1000, n)}}),
+        (f"concurrency-{args.limit}", {"concurrency": {"key": "narrow", "limit": args.limit}}),
+        ("rate-wide", {"rate": {"key": "rate", "limit": min(1000, n), "per": "1m"}}),
+    ]
+    rows = []
+    with endpoint() as base, embedded_store() as (server, tmp):
+        rt = runtime(server, tmp)
+        try:
+            done = 0
+            for name, limits in ways:
+                requests.delete(base + "/_calls", timeout=5)
+                due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=4 + n / 400)
+                create(rt, base + "/ok", n, due, name, limits)
+                while dt.datetime.now(dt.UTC) < due - dt.timedelta(milliseconds=200):
+                    time.sleep(0.05)
+                commands.reset()
+                commands.on = True
+                done += n
+                while sum(rt.store.counts("bench", "Task").get(s, 0) for s in ("completed", "failed")) < done:
+                    time.sleep(0.1)
+                durable = time.time() - due.timestamp()
+                commands.on = False
+                got = calls(base)
+                late = [(float(c["at"]) - due.timestamp()) * 1000 for c in got]  # type: ignore[arg-type]
+                total, limit_ops = sum(commands.count.values()), commands.count["limits"]
+                micros = sum(commands.micros.values())
+                rows.append((name, len(got), total / n, limit_ops / n, micros / n / 1000, durable, pct(late, 50), pct(late, 99)))  # fmt: skip
+        finally:
+            rt.stop()
+    print(f"{n} Tasks due at once, one process, embedded store")
+    print(f"{'limit':<18} {'calls':>6} {'cmds/call':>10} {'limits/call':>12} {'store ms/call':>14} {'durable s':>10} {'late p50':>9} {'p99 ms':>7}")  # fmt: skip
+    base_cmds = rows[0][2]
+    for name, got, per, lim, ms, durable, p50, p99 in rows:
+        print(f"{name:<18} {got:>6} {per:>10.2f} {lim:>12.2f} {ms:>14.2f} {durable:>10.2f} {p50:>9.0f} {p99:>7.0f}   (+{per - base_cmds:.2f} commands per call beside none)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
