@@ -109,7 +109,12 @@ def main() -> None:
                 commands.reset()
                 commands.on = True
                 done += n
+                deadline = time.monotonic() + 300
                 while sum(rt.store.counts("bench", "Task").get(s, 0) for s in ("completed", "failed")) < done:
+                    if time.monotonic() > deadline:
+                        raise SystemExit(
+                            f"{name}: only {rt.store.counts('bench', 'Task')} of {done} after 300 s"
+                        )
                     time.sleep(0.1)
                 durable = time.time() - due.timestamp()
                 commands.on = False

@@ -12,9 +12,10 @@ never reaches this module: `admit` is asked only for calls that have them.
   earlier second; then the place is released for that process to take. A place nobody here wants
   is released a poll later (a call of the key due meanwhile takes it with no store work). Places are renewed with the leases (`renew`), so those of a
   process that stops are free again within one lease.
-- A rate place is taken in the store for each call, and stays taken for `per` after the moment
-  by which the call must leave (`margin` after it was taken); a call not sent by then gives it
-  up and asks again. The line asks again when the next place frees (`next_free`).
+- A rate place is taken in the store for each call, long enough for the call to leave (a lease,
+  then `per`); once it has left, the place is settled to be free `per` (and `margin`) after that
+  moment. A call not sent within a lease of the take gives it up and asks again. The line asks
+  again when the next place frees (`next_free`).
 - Each key with calls waiting is read every `poll` (places other processes freed, and who else
   waits); the read, the takes and this process's word that it has calls waiting (`put_waiting`,
   refreshed when its earliest call's second changes or the word is about to go stale) are one
@@ -54,6 +55,7 @@ from lambdaop.loop.placejobs import (
     PlacesTaken,
     release_job,
     renew_job,
+    settle_job,
     take_job,
 )
 from lambdaop.loop.storethread import StoreThread
@@ -85,6 +87,7 @@ class Seat:
     stage: Stage
     number: int | None = None  # the concurrency place it holds
     deadline: dt.datetime | None = None  # a rate place's call leaves by then
+    rnumber: int | None = None  # the rate place it took
     free_since: dt.datetime = EPOCH  # when the last place it took became free
     waited: bool = False
     written: bool = False  # its wait is shown in the store
@@ -137,6 +140,9 @@ class Limiter:
         self.by_object: dict[str, str] = {}  # object -> its call that waits or is ready
         self.places: dict[str, dict[int, str | None]] = {}  # key -> place -> the call using it (None: idle)
         self.idle_since: dict[tuple[str, int], dt.datetime] = {}  # an idle place is released a poll later
+        self.settles: dict[
+            str, list[tuple[int, dt.datetime]]
+        ] = {}  # rate places whose calls left: their windows
         self.rivals: dict[LineId, tuple[Waiter, ...]] = {}
         self.asking: set[LineId] = set()
         self.next_ask: dict[LineId, dt.datetime] = {}
@@ -202,9 +208,12 @@ class Limiter:
             return self._wait(seat, R, now)
         if seat.stage is Stage.READY and seat.deadline is not None and now > seat.deadline:
             self.counts.voided += 1  # its rate place is spent: it asks for another, in its place in line
-            seat.deadline, seat.stage = None, Stage.RATE
+            seat.deadline, seat.rnumber, seat.stage = None, None, Stage.RATE
             return self._wait(seat, R, now)
         seat.stage = Stage.OUT
+        if seat.rnumber is not None and seat.rkey is not None and seat.limits.rate is not None:
+            left = self.clock.now() + self.settings.margin + seat.limits.rate.per  # its window, from now
+            self.settles.setdefault(seat.rkey, []).append((seat.rnumber, left))
         if self.by_object.get(seat.object_id) == seat.call:
             del self.by_object[seat.object_id]
         self.shown.pop(seat.object_id, None)
@@ -307,6 +316,8 @@ class Limiter:
         self._forget(seat)
         if seat.number is not None and seat.ckey is not None and seat.stage is not Stage.OUT:
             self._free(seat.ckey, seat.number, now)
+        if seat.rnumber is not None and seat.rkey is not None and seat.stage is not Stage.OUT:
+            self.settles.setdefault(seat.rkey, []).append((seat.rnumber, now))  # its call never left
 
     def forget(self, object_id: str, now: dt.datetime) -> None:
         """An object that waited or was ready is no longer held here (its call will not leave)."""
@@ -356,8 +367,13 @@ class Limiter:
 
     def tick(self, now: dt.datetime) -> dt.datetime | None:
         """Release idle places, ask the store for keys whose calls wait; answers when to look again."""
-        if not self.seats and not self.places and not self.words and not self.lines and not self.rivals:
+        if not self.seats and not self.places and not self.words and not self.lines and not self.rivals and not self.settles:  # fmt: skip
             return None
+        for key, settles in self.settles.items():  # the windows of rate places whose calls left
+            self._submit(settle_job(self.store, self.me, key, settles), None, key)
+            if (R, key) in self.next_ask:  # its line asks again when the first of them frees
+                self.next_ask[(R, key)] = min(self.next_ask[(R, key)], min(u for _, u in settles))
+        self.settles.clear()
         if now - self._swept >= dt.timedelta(seconds=1):
             self._sweep(now)
             for line_id, others in list(self.rivals.items()):  # what others said, while it holds
@@ -445,7 +461,7 @@ class Limiter:
                 self._seat(seat, number, free_since)
                 self._ready_or_rate(seat, now)
             elif seat is not None and wanted and seat.stage is Stage.RATE:
-                seat.deadline, seat.stage = event.until, Stage.READY
+                seat.deadline, seat.rnumber, seat.stage = event.until, number, Stage.READY
                 seat.free_since = max(seat.free_since, free_since)
                 self.shown.pop(seat.object_id, None)
                 self.wake(seat.object_id)

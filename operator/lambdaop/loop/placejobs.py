@@ -35,12 +35,7 @@ class LimitSettings:
     lease: dt.timedelta = dt.timedelta(seconds=30)  # a concurrency place lasts this long unless renewed
     poll: dt.timedelta = dt.timedelta(milliseconds=100)  # a key with calls waiting is read this often
     grace: dt.timedelta = dt.timedelta(milliseconds=500)  # a place free this long goes to any process
-    leave_within: dt.timedelta = dt.timedelta(
-        milliseconds=40
-    )  # a rate place's call leaves this soon, or gives it up
-    margin: dt.timedelta = dt.timedelta(
-        milliseconds=100
-    )  # a rate place's window starts this long after it was taken
+    margin: dt.timedelta = dt.timedelta(milliseconds=50)  # a rate place's window ends this long after `per`
     word: dt.timedelta = dt.timedelta(seconds=2)  # how long a process's word that it has calls waiting holds
 
 
@@ -96,8 +91,8 @@ def take_job(
         lapsed = lapsed_holders(state, kind, me, at)  # (a read only after a holder was late or stopped)
         alive = lapsed - store.stopped(lapsed, at) if lapsed else set()
         picks = choose(state, kind, tickets, me, at, s.grace, mine, alive)
-        until = at + (s.lease if kind is C else s.leave_within)  # (a rate place: its call leaves by then)
-        asks = [(n, until if kind is C else at + s.margin + (t.per or dt.timedelta(0))) for t, n in picks]
+        until = at + s.lease  # a rate place's call leaves by then, or gives it up; its window is set then
+        asks = [(n, until if kind is C else until + s.margin + (t.per or dt.timedelta(0))) for t, n in picks]
         got = set(store.take_places(key, kind, me, asks, at)) if asks else set()
         won = [(t, n) for t, n in picks if n in got]
         freed = {p.number: p.until for p in state.places if p.kind is kind}
@@ -118,6 +113,13 @@ def take_job(
 def release_job(store: LimiterStore, me: str, key: str, numbers: list[int], now: dt.datetime) -> Callable[[], None]:  # fmt: skip
     def job() -> None:
         store.release_places(key, me, numbers, now)
+
+    return job
+
+
+def settle_job(store: LimiterStore, me: str, key: str, settles: list[tuple[int, dt.datetime]]) -> Callable[[], None]:  # fmt: skip
+    def job() -> None:
+        store.settle_places(key, me, settles)
 
     return job
 

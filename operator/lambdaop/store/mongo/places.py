@@ -81,6 +81,16 @@ class Places(Base):
         update = {"$set": {"until": now, "expires": now + KEPT}, "$unset": {"holder": ""}}
         return self.limits.bulk_write([UpdateMany(query, update)]).matched_count if numbers else 0
 
+    def settle_places(self, key: str, holder: str, settles: list[tuple[int, dt.datetime]]) -> int:
+        ops = [
+            UpdateOne(
+                {"_id": place_id(key, PlaceKind.RATE, n), "holder": holder, "until": {"$gt": until}},
+                {"$set": {"until": until, "expires": until + KEPT}},
+            )
+            for n, until in settles
+        ]
+        return self.limits.bulk_write(ops, ordered=False).modified_count if ops else 0
+
     def renew_places(
         self, holder: str, places: list[tuple[str, int]], until: dt.datetime
     ) -> set[tuple[str, int]]:
