@@ -212,9 +212,9 @@ class Reconciler:
                 if self.refill.wanted():
                     self._refill(now)
             self._claim_ahead(now)
-            if self.firing.paused is None:  # (while everything is paused, waiting calls stay in line)
-                self._limits_at = self.limiter.tick(now)
             self.firing.fire_due(now)
+            if self.firing.paused is None:  # calls that began to wait ask now (paused: they stay in line)
+                self._limits_at = self.limiter.tick(now)
             if not step:
                 self.firing.mark_long(now)
                 self.firing.mark_waiting(now)
