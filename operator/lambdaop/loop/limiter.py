@@ -155,6 +155,7 @@ class Limiter:
             collections.deque()
         )  # (since, call), oldest first
         self._swept = EPOCH
+        self._settled = EPOCH
 
     @property
     def io(self) -> StoreThread:
@@ -369,11 +370,13 @@ class Limiter:
         """Release idle places, ask the store for keys whose calls wait; answers when to look again."""
         if not self.seats and not self.places and not self.words and not self.lines and not self.rivals and not self.settles:  # fmt: skip
             return None
-        for key, settles in self.settles.items():  # the windows of rate places whose calls left
-            self._submit(settle_job(self.store, self.me, key, settles), None, key)
-            if (R, key) in self.next_ask:  # its line asks again when the first of them frees
-                self.next_ask[(R, key)] = min(self.next_ask[(R, key)], min(u for _, u in settles))
-        self.settles.clear()
+        if self.settles and now - self._settled >= self.settings.poll:  # rate places whose calls left
+            self._settled = now
+            for key, settles in self.settles.items():  # (their windows, written a poll at a time)
+                self._submit(settle_job(self.store, self.me, key, settles), None, key)
+                if (R, key) in self.next_ask:  # its line asks again when the first of them frees
+                    self.next_ask[(R, key)] = min(self.next_ask[(R, key)], min(u for _, u in settles))
+            self.settles.clear()
         if now - self._swept >= dt.timedelta(seconds=1):
             self._sweep(now)
             for line_id, others in list(self.rivals.items()):  # what others said, while it holds
@@ -396,6 +399,8 @@ class Limiter:
                 del self.places[key]
             elif (C, key) not in self.lines:
                 wake.append(now + self.settings.poll)
+        if self.settles:
+            wake.append(self._settled + self.settings.poll)
         for line_id, line in list(self.lines.items()):
             if line_id in self.asking:
                 continue
@@ -477,6 +482,8 @@ class Limiter:
             else event.at + self.settings.poll
         )
         self.next_ask[line_id] = max(later, event.at + self.settings.poll / 4)
+        if len(event.picks) >= self.settings.batch and line:  # a full take: more may be free, ask again now
+            self.next_ask[line_id] = event.at
 
     def failed(self, event: PlacesFailed, now: dt.datetime) -> None:
         if event.kind is not None:

@@ -37,6 +37,7 @@ class LimitSettings:
     grace: dt.timedelta = dt.timedelta(milliseconds=500)  # a place free this long goes to any process
     margin: dt.timedelta = dt.timedelta(milliseconds=50)  # a rate place's window ends this long after `per`
     word: dt.timedelta = dt.timedelta(seconds=2)  # how long a process's word that it has calls waiting holds
+    batch: int = 50  # places one take asks for at most (the first calls leave sooner; the next take follows)
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def take_job(
         state = store.key_state(key)
         lapsed = lapsed_holders(state, kind, me, at)  # (a read only after a holder was late or stopped)
         alive = lapsed - store.stopped(lapsed, at) if lapsed else set()
-        picks = choose(state, kind, tickets, me, at, s.grace, mine, alive)
+        picks = choose(state, kind, tickets, me, at, s.grace, mine, alive)[: s.batch]
         until = at + s.lease  # a rate place's call leaves by then, or gives it up; its window is set then
         asks = [(n, until if kind is C else until + s.margin + (t.per or dt.timedelta(0))) for t, n in picks]
         got = set(store.take_places(key, kind, me, asks, at)) if asks else set()
