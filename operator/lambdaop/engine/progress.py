@@ -11,7 +11,7 @@ allowed. Pure: no I/O, no clock.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -73,9 +73,6 @@ class Progress:
     waiting_until: dt.datetime | None = None  # a waitForCallback step's call succeeded: its wait ends then
     expired: tuple[str, ...] = ()  # waits that timed out lately: a late callback is recorded
     answered: str | None = None  # a callback that came while its call was out (`callbacks`)
-    waiting_for: dict[str, Any] | None = field(
-        default=None, hash=False
-    )  # a place of a limit key its due call waits for (kind, key, limit, per, since), once it has waited a while
 
     @classmethod
     def from_storage(cls, data: dict[str, Any]) -> Progress:
@@ -88,9 +85,7 @@ class Progress:
         """Stored as a sub-document (the fields of parallel steps and callbacks only when they are set)."""
         out = {**self.__dict__, "phase": self.phase.value, "backfill": list(self.backfill), "lanes": [lane.for_storage() for lane in self.lanes], "expired": list(self.expired)}  # fmt: skip
         return {
-            k: v
-            for k, v in out.items()
-            if k not in ("lanes", "waiting_until", "expired", "answered", "waiting_for") or v
+            k: v for k, v in out.items() if k not in ("lanes", "waiting_until", "expired", "answered") or v
         }
 
     @property

@@ -27,7 +27,6 @@ Called by the loop's firing and reconciler.
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
@@ -90,7 +89,6 @@ class Seat:
     rnumber: int | None = None  # the rate place it took
     free_since: dt.datetime = EPOCH  # when the last place it took became free
     waited: bool = False
-    written: bool = False  # its wait is shown in the store
 
 
 @dataclass(frozen=True)
@@ -151,9 +149,6 @@ class Limiter:
         ] = {}  # what this process says it has waiting
         self.counts = Counts()
         self.shown: dict[str, dict[str, Any]] = {}  # object -> what it waits for (read by other threads)
-        self._joined: collections.deque[tuple[dt.datetime, str]] = (
-            collections.deque()
-        )  # (since, call), oldest first
         self._swept = EPOCH
         self._settled = EPOCH
 
@@ -230,8 +225,6 @@ class Limiter:
         line = self.lines.setdefault((kind, key), Line())
         if line.join(Ticket(seat.call, seat.object_id, seat.due, seat.since, limit.limit, per)):
             self.next_ask.setdefault((kind, key), now)
-            if not seat.written:
-                self._joined.append((seat.since, seat.call))
             self.shown[seat.object_id] = {"kind": seat.stage.value, "key": shown(key), "limit": limit.limit, "since": seat.since, **({"per": per} if per else {})}  # fmt: skip
         return WAIT
 
@@ -326,19 +319,6 @@ class Limiter:
         seat = self.seats.get(call) if call is not None else None
         if seat is not None and seat.stage is not Stage.OUT:
             self._drop(seat, now)
-
-    def long_waits(self, now: dt.datetime, after: dt.timedelta) -> list[tuple[str, dict[str, Any]]]:
-        """Objects whose due call has waited `after` or more and is still waiting, with what it waits
-        for (each once: the loop shows it in the store)."""
-        out = []
-        while self._joined and self._joined[0][0] <= now - after:
-            _, call = self._joined.popleft()
-            seat = self.seats.get(call)
-            info = self.shown.get(seat.object_id) if seat is not None and not seat.written else None
-            if seat is not None and info is not None and seat.stage in (Stage.CONCURRENCY, Stage.RATE):
-                seat.written = True
-                out.append((seat.object_id, info))
-        return out
 
     def waiting_for(self, object_id: str) -> dict[str, Any] | None:
         """What a held object's due call waits for (any thread): kind, key, limit, since."""

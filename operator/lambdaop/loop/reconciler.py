@@ -217,7 +217,6 @@ class Reconciler:
                 self._limits_at = self.limiter.tick(now)
             if not step:
                 self.firing.mark_long(now)
-                self.firing.mark_waiting(now)
         return self._wake_time(now)
 
     def take_events(self, now: dt.datetime) -> None:
@@ -345,8 +344,6 @@ class Reconciler:
             if pending.reply is not None:  # released meanwhile: the service changes it through the store
                 pending.reply.set_exception(NotHeld(pending.id))
             return
-        if pending.why is Write.WAITING:
-            held.quiet -= 1
         after = self.writes.landed(held, event, self.stats)
         for req in self.desk.landed(held):  # asks held back for this write: taken again, in order
             self.inbox.put(req, wake=False)
