@@ -58,6 +58,7 @@ from lambdaop.loop.placejobs import (
     take_job,
 )
 from lambdaop.loop.storethread import StoreThread
+from lambdaop.spec.flowcontrol import MAX_LIMIT
 
 log = logging.getLogger("lambdaop.loop")
 
@@ -138,15 +139,12 @@ class Limiter:
         self.by_object: dict[str, str] = {}  # object -> its call that waits or is ready
         self.places: dict[str, dict[int, str | None]] = {}  # key -> place -> the call using it (None: idle)
         self.idle_since: dict[tuple[str, int], dt.datetime] = {}  # an idle place is released a poll later
-        self.settles: dict[
-            str, list[tuple[int, dt.datetime]]
-        ] = {}  # rate places whose calls left: their windows
+        self.settles: dict[str, list[tuple[int, dt.datetime]]] = {}  # rate places whose calls left
+        self.batches: dict[LineId, int] = {}  # places the next take of a line asks for at most
         self.rivals: dict[LineId, tuple[Waiter, ...]] = {}
         self.asking: set[LineId] = set()
         self.next_ask: dict[LineId, dt.datetime] = {}
-        self.words: dict[
-            LineId, tuple[dt.datetime, dt.datetime]
-        ] = {}  # what this process says it has waiting
+        self.words: dict[LineId, tuple[dt.datetime, dt.datetime]] = {}  # what this process said waits
         self.counts = Counts()
         self.shown: dict[str, dict[str, Any]] = {}  # object -> what it waits for (read by other threads)
         self._swept = EPOCH
@@ -352,10 +350,11 @@ class Limiter:
             return None
         if self.settles and now - self._settled >= self.settings.poll:  # rate places whose calls left
             self._settled = now
-            for key, settles in self.settles.items():  # (their windows, written a poll at a time)
-                self._submit(settle_job(self.store, self.me, key, settles), None, key)
-                if (R, key) in self.next_ask:  # its line asks again when the first of them frees
-                    self.next_ask[(R, key)] = min(self.next_ask[(R, key)], min(u for _, u in settles))
+            for key, settles in self.settles.items():  # a poll at a time, all to the latest one's window
+                latest = max(u for _, u in settles)  # (one write; a window is never shortened by it)
+                self._submit(settle_job(self.store, self.me, key, [(n, latest) for n, _ in settles]), None, key)  # fmt: skip
+                if (R, key) in self.next_ask:  # its line asks again when they free
+                    self.next_ask[(R, key)] = min(self.next_ask[(R, key)], latest)
             self.settles.clear()
         if now - self._swept >= dt.timedelta(seconds=1):
             self._sweep(now)
@@ -419,7 +418,8 @@ class Limiter:
         kind, key = line_id
         tickets = line.head(max((t.limit for t in line), default=1) + 1)
         mine = frozenset(self.places.get(key, ())) if kind is C else frozenset()
-        return take_job(self.store, self.me, self.clock, self.settings, kind, key, tickets, len(line), self.words.get(line_id), mine)  # fmt: skip
+        batch = self.batches.get(line_id, self.settings.batch)
+        return take_job(self.store, self.me, self.clock, self.settings, kind, key, tickets, len(line), self.words.get(line_id), mine, batch)  # fmt: skip
 
     def taken(self, event: PlacesTaken, now: dt.datetime) -> None:
         """A take came back: the calls that got places go on; the line asks again at its next time."""
@@ -462,8 +462,10 @@ class Limiter:
             else event.at + self.settings.poll
         )
         self.next_ask[line_id] = max(later, event.at + self.settings.poll / 4)
-        if len(event.picks) >= self.settings.batch and line:  # a full take: more may be free, ask again now
+        batch = self.batches.pop(line_id, self.settings.batch)
+        if len(event.picks) >= batch and line:  # a full take: more may be free, ask again now, for more
             self.next_ask[line_id] = event.at
+            self.batches[line_id] = min(2 * batch, MAX_LIMIT)
 
     def failed(self, event: PlacesFailed, now: dt.datetime) -> None:
         if event.kind is not None:

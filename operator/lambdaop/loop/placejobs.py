@@ -37,7 +37,7 @@ class LimitSettings:
     grace: dt.timedelta = dt.timedelta(milliseconds=500)  # a place free this long goes to any process
     margin: dt.timedelta = dt.timedelta(milliseconds=50)  # a rate place's window ends this long after `per`
     word: dt.timedelta = dt.timedelta(seconds=2)  # how long a process's word that it has calls waiting holds
-    batch: int = 50  # places one take asks for at most (the first calls leave sooner; the next take follows)
+    batch: int = 50  # places the first take of a burst asks for at most (its first calls leave sooner); each next one twice as many
 
 
 @dataclass(frozen=True)
@@ -81,17 +81,18 @@ def take_job(
     waiting: int,
     word: tuple[dt.datetime, dt.datetime] | None,
     mine: frozenset[int],
+    batch: int,
 ) -> Callable[[], PlacesTaken]:
     """A job that takes the places of a key the first calls in line (`tickets`, of `waiting` in all)
-    may have now, and says how many still wait (`word`: what this process said last; `mine`: the
-    places of the key this process holds)."""
+    may have now, at most `batch`, and says how many still wait (`word`: what this process said
+    last; `mine`: the places of the key this process holds)."""
 
     def job() -> PlacesTaken:
         at = clock.now()
         state = store.key_state(key)
         lapsed = lapsed_holders(state, kind, me, at)  # (a read only after a holder was late or stopped)
         alive = lapsed - store.stopped(lapsed, at) if lapsed else set()
-        picks = choose(state, kind, tickets, me, at, s.grace, mine, alive)[: s.batch]
+        picks = choose(state, kind, tickets[: batch + 1], me, at, s.grace, mine, alive)[:batch]
         until = at + s.lease  # a rate place's call leaves by then, or gives it up; its window is set then
         asks = [(n, until if kind is C else until + s.margin + (t.per or dt.timedelta(0))) for t, n in picks]
         got = set(store.take_places(key, kind, me, asks, at)) if asks else set()

@@ -82,12 +82,16 @@ class Places(Base):
         return self.limits.bulk_write([UpdateMany(query, update)]).matched_count if numbers else 0
 
     def settle_places(self, key: str, holder: str, settles: list[tuple[int, dt.datetime]]) -> int:
+        by_until: dict[dt.datetime, list[str]] = {}  # (one write for the places settled to one time)
+        for n, until in settles:
+            by_until.setdefault(until, []).append(place_id(key, PlaceKind.RATE, n))
         ops = [
-            UpdateOne(
-                {"_id": place_id(key, PlaceKind.RATE, n), "holder": holder, "until": {"$gt": until}},
+            UpdateMany(
+                {"_id": {"$in": part}, "holder": holder, "until": {"$gt": until}},
                 {"$set": {"until": until, "expires": until + KEPT}},
             )
-            for n, until in settles
+            for until, ids in by_until.items()
+            for part in chunks(ids)
         ]
         return self.limits.bulk_write(ops, ordered=False).modified_count if ops else 0
 
