@@ -32,7 +32,8 @@ from lambdaop.loop import results
 from lambdaop.loop.events import PauseChecked, Write
 from lambdaop.loop.held import Held, Holdings, Stats
 from lambdaop.loop.invoker import CallResult, Job
-from lambdaop.loop.limiter import Admission, Limiter
+from lambdaop.loop.limiter import Limiter
+from lambdaop.loop.seats import Admission
 from lambdaop.loop.settings import LoopSettings
 from lambdaop.loop.writes import Writes
 from lambdaop.store.contract import ObjectReads

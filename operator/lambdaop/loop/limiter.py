@@ -9,19 +9,22 @@ never reaches this module: `admit` is asked only for calls that have them.
 - A concurrency place, once taken in the store, stays this process's while it has calls to give
   it to: when a call comes back (`returned`), the next call of the line takes its place at once,
   with no store work, unless another process says it has a call waiting that was due in an
-  earlier second; then the place is released for that process to take. A place nobody here wants
-  is released a poll later (a call of the key due meanwhile takes it with no store work). Places are renewed with the leases (`renew`), so those of a
-  process that stops are free again within one lease.
+  earlier second; then the place is released for that process to take. A place nobody here
+  wants is released a poll later (a call of the key due meanwhile takes it with no store work).
+  Places are renewed with the leases (`renew`), so those of a process that stops are free again
+  within one lease.
 - A rate place is taken in the store for each call, long enough for the call to leave (a lease,
   then `per`); once it has left, the place is settled to be free `per` (and `margin`) after that
-  moment. A call not sent within a lease of the take gives it up and asks again. The line asks
-  again when the next place frees (`next_free`).
+  moment (the settles of a poll go together). A call not sent within a lease of the take gives
+  it up and asks again. The line asks again when the next place frees (`next_free`).
 - Each key with calls waiting is read every `poll` (places other processes freed, and who else
   waits); the read, the takes and this process's word that it has calls waiting (`put_waiting`,
   refreshed when its earliest call's second changes or the word is about to go stale) are one
-  job on the limiter's own store thread, so neither the loop nor its claims ever wait on it.
+  job on the limiter's own store thread, so neither the loop nor its claims ever wait on it. A
+  line asks in the pass in which a call joins it; a burst takes its places in growing batches.
 
-The loop's thread calls everything here; the store jobs are `placejobs`, whose answers come back as events.
+The loop's thread calls everything here; the store jobs are in `placejobs`, and their answers
+come back as events. `waiting_for` and the metrics' reads are safe from any thread.
 Called by the loop's firing and reconciler.
 """
 
@@ -30,8 +33,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
 from lambdaop.core.clock import Clock
@@ -57,6 +58,7 @@ from lambdaop.loop.placejobs import (
     settle_job,
     take_job,
 )
+from lambdaop.loop.seats import WAIT, Admission, Counts, Seat, Stage
 from lambdaop.loop.storethread import StoreThread
 from lambdaop.spec.flowcontrol import MAX_LIMIT
 
@@ -64,58 +66,6 @@ log = logging.getLogger("lambdaop.loop")
 
 C, R = PlaceKind.CONCURRENCY, PlaceKind.RATE
 LineId = tuple[PlaceKind, str]
-
-
-class Stage(Enum):
-    CONCURRENCY = "concurrency"  # waits for a concurrency place
-    RATE = "rate"  # waits for a rate place
-    READY = "ready"  # has what it needs: it leaves on its next turn
-    OUT = "out"  # has left
-
-
-@dataclass
-class Seat:
-    """Where one limited call stands."""
-
-    call: str
-    object_id: str
-    limits: CallLimits
-    due: dt.datetime
-    since: dt.datetime
-    ckey: str | None
-    rkey: str | None
-    stage: Stage
-    number: int | None = None  # the concurrency place it holds
-    deadline: dt.datetime | None = None  # a rate place's call leaves by then
-    rnumber: int | None = None  # the rate place it took
-    free_since: dt.datetime = EPOCH  # when the last place it took became free
-    waited: bool = False
-
-
-@dataclass(frozen=True)
-class Admission:
-    """May the call leave now? (`refused`: never, its key cannot be made; `free_since`: when the last
-    place it took became free, from which its lateness counts; `waited`: seconds it waited.)"""
-
-    go: bool
-    refused: str | None = None
-    free_since: dt.datetime | None = None
-    waited: float = 0.0
-
-
-WAIT = Admission(False)
-
-
-@dataclass
-class Counts:
-    """What the limiter has done (metrics and tests read it)."""
-
-    waits: dict[str, int] = field(default_factory=lambda: {"concurrency": 0, "rate": 0})
-    handed: int = 0  # places given to the next call here, with no store work
-    taken: int = 0  # places taken in the store
-    released: int = 0
-    voided: int = 0  # rate places given up (the call could not leave in time)
-    lost: int = 0  # places lost to another process (not renewed in time)
 
 
 class Limiter:

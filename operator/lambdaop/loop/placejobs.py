@@ -1,4 +1,4 @@
-"""The limiter's store jobs and their answers: a key read with its places taken, releases, renewals.
+"""The limiter's store jobs and their answers: a key read with its places taken, releases, settles, renewals.
 
 Each job runs on the limiter's own store thread and answers one event for the loop's queue
 (`PlacesTaken`, `PlacesRenewed`; a job that raises answers `PlacesFailed`). `take_job` is the one

@@ -13,8 +13,9 @@ from typing import Any
 
 from lambdaop.engine import templates
 from lambdaop.engine.limits import CallLimits
-from lambdaop.loop.limiter import Admission, Limiter
+from lambdaop.loop.limiter import Limiter
 from lambdaop.loop.placejobs import LimitSettings, PlacesFailed, PlacesRenewed, PlacesTaken
+from lambdaop.loop.seats import Admission
 from lambdaop.loop.storethread import StoreThread
 from lambdaop.spec.flowcontrol import Concurrency, Rate
 from lambdaop.store.memory import MemoryStore
