@@ -6,7 +6,7 @@ import datetime as dt
 import zoneinfo
 from typing import Any
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from lambdaop.runtime.runtime import Runtime
 
@@ -56,10 +56,19 @@ def open_form(page: Page, kind: str) -> None:
     expect(page.locator("#create.collapse.show")).to_be_visible(timeout=WAIT)
 
 
-def confirm(page: Page, yes: str = "Cancel it") -> None:
-    """Answer the dialog a cancel opens."""
+def opened_dialog(page: Page) -> Locator:
+    """The confirming dialog once it has finished opening, which the page says by focusing its safe
+    answer. Bootstrap ignores a close asked for while the dialog still fades in, so an answer given
+    sooner (a test is quicker than a person, the more so on a busy machine) would be lost."""
     dialog = page.get_by_role("dialog")
     expect(dialog).to_be_visible(timeout=WAIT)
+    expect(page.locator("#confirm-no")).to_be_focused(timeout=WAIT)
+    return dialog
+
+
+def confirm(page: Page, yes: str = "Cancel it") -> None:
+    """Answer the dialog a cancel opens."""
+    dialog = opened_dialog(page)
     dialog.get_by_role("button", name=yes).click()
     expect(dialog).to_be_hidden(timeout=WAIT)
 

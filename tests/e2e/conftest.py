@@ -6,6 +6,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,7 +26,7 @@ ARGS = [
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator:
+def chromium() -> Iterator:
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
             pytest.fail(
@@ -35,9 +36,20 @@ def browser() -> Iterator:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def browser(chromium: Any) -> Iterator:
+    """The session's Chromium; the contexts a test opens are closed after it, so that their pages
+    stop polling and the browser does not grow from test to test."""
+    before = set(chromium.contexts)
+    yield chromium
+    for context in chromium.contexts:
+        if context not in before:
+            context.close()
 
 
 @pytest.fixture

@@ -82,8 +82,8 @@ def test_taskset_steps_and_the_retried_check(
     expect(page.locator("tr[data-name='release']")).to_be_visible(timeout=WAIT)
     page.screenshot(path=str(screenshots / "tasksets-1280.png"), full_page=True)
     page.get_by_role("link", name="release").click()
-    steps = page.locator("ol.steps li")
-    expect(steps).to_have_count(6)  # 3 tasks, 2 checks, the fallback
+    expect(page.locator("#flow-main > li")).to_have_count(5)  # 3 tasks, 2 checks between them
+    expect(page.locator(".flow-hooks li[data-step='fallback']")).to_have_count(1)  # off the main line
     for key in ("task:0", "check:0", "task:1", "check:1", "task:2"):
         expect(page.locator(f"li[data-step='{key}']")).to_have_attribute("data-status", "done", timeout=WAIT)
     # each step says what it calls, so the steps can be told apart (they share one host)
@@ -91,7 +91,7 @@ def test_taskset_steps_and_the_retried_check(
         expect(page.locator(f"li[data-step='task:{i}'] .step-call")).to_have_text(f"GET /ok?t{i + 1}")
     expect(page.locator("li[data-step='check:0'] .step-call")).to_have_text("GET /flaky/check?fails=1")
     expect(page.locator("li[data-step='fallback']")).to_have_attribute("data-status", "skipped")
-    expect(page.locator("li[data-step='check:0']")).to_contain_text("2 calls")
+    expect(page.locator("li[data-step='check:0']")).to_contain_text("2 attempts")
     expect(page.locator("#attempts tr[data-step='check:0']")).to_have_count(2)
     expect(page.locator("h1 + [data-state]")).to_have_text("completed")
     page.screenshot(path=str(screenshots / "taskset-detail-1280.png"), full_page=True)
@@ -313,12 +313,13 @@ spec:
     go(page, "tasksets")
     page.get_by_role("tab", name=re.compile("^All")).click()
     page.get_by_role("link", name="pipeline").click()
-    expect(page.locator("ol.steps li")).to_have_count(3)  # build, its check, deploy
+    expect(page.locator("#flow-main > li")).to_have_count(3)  # build, its check, deploy
     for key in ("step:build", "check:build", "step:deploy"):
         expect(page.locator(f"li[data-step='{key}']")).to_have_attribute("data-status", "done", timeout=WAIT)
     expect(page.locator("li[data-step='check:build']")).to_contain_text("Check after build")
     expect(page.locator("li[data-step='step:build'] .step-output")).to_contain_text('{"id":"art-7"}')
-    expect(page.locator("li[data-step='step:deploy'] .step-output")).to_contain_text('"artifact":"art-7"')
+    # a longer output is laid out, a key to a line
+    expect(page.locator("li[data-step='step:deploy'] .step-output")).to_contain_text('"artifact": "art-7"')
     assert not page.errors  # type: ignore[attr-defined]
 
 
@@ -392,13 +393,18 @@ spec:
     go(page, "tasksets")
     page.get_by_role("tab", name=re.compile("^All")).click()
     page.get_by_role("link", name="fanned").click()
-    expect(page.locator("ol.steps li")).to_have_count(5)  # fan, its three branch steps, after
+    expect(page.locator("#flow-main > li")).to_have_count(2)  # fan (its three branch steps inside), after
+    expect(page.locator("li[data-step='step:fan'] .flow-branch .flow-line > li")).to_have_count(3)
     for key in ("step:fan", "step:fan/0/one", "step:fan/1/two", "step:fan/1/three", "step:after"):
         expect(page.locator(f"li[data-step='{key}']")).to_have_attribute("data-status", "done", timeout=WAIT)
     expect(page.locator("li[data-step='step:fan']")).to_contain_text("2 branches side by side, 1 at a time")
-    expect(page.locator("li[data-step='step:fan/1/three']")).to_contain_text("Branch 2: three")
-    expect(page.locator("li[data-step='step:fan'] .step-output")).to_contain_text('[{"id":"a"},{"id":"c"}]')
-    expect(page.locator("li[data-step='step:after'] .step-output")).to_contain_text('"ids":["a","c"]')
+    second = page.locator(".flow-branch[data-branch='1']")
+    expect(second.locator(".branch-head")).to_contain_text("Branch 2")
+    expect(second.locator("li[data-step='step:fan/1/three'] .step-name")).to_have_text("three")
+    fan = page.locator("li[data-step='step:fan'] > .node .step-output")  # its own, not its branches'
+    expect(fan).to_contain_text('[{"id":"a"},{"id":"c"}]')
+    ids = re.compile(r'"ids": \[\s*"a",\s*"c"\s*\]')  # a longer output is laid out
+    expect(page.locator("li[data-step='step:after'] .step-output")).to_contain_text(ids)
     assert not page.errors  # type: ignore[attr-defined]
 
 

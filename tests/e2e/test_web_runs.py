@@ -13,7 +13,7 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect
 
-from e2e.browsing import WAIT, ZONE, go, open_page, sign_in
+from e2e.browsing import WAIT, ZONE, go, open_page, opened_dialog, sign_in
 from helpers import wait_until
 from lambdaop.core.clock import iso
 from lambdaop.runtime.runtime import Runtime
@@ -264,12 +264,11 @@ def test_a_paused_object_says_why_and_the_pause_of_everything_leads_the_dashboar
     suspended = page.locator(f"#attention-paused li[data-paused='{pulse}']")
     expect(suspended.locator("a")).to_have_text("pulse", timeout=WAIT)
     expect(suspended).to_contain_text("incident 42")
-    assert s.get(f"{app.url}/dashboard", timeout=10).json()["attention"]["paused"] == [
-        {"id": pulse, "kind": "Task", "name": "pulse", "reason": "incident 42"}
-    ]
+    listed = s.get(f"{app.url}/dashboard", timeout=10).json()["attention"]["paused"]
+    assert {"id": pulse, "kind": "Task", "name": "pulse", "reason": "incident 42"} in listed
     # an admin pauses everything from the dashboard, saying why
     page.get_by_role("button", name="Pause everything…").click()
-    dialog = page.get_by_role("dialog")
+    dialog = opened_dialog(page)
     dialog.get_by_label("Why (shown on the dashboard and on every object)").fill("store migration")
     dialog.get_by_role("button", name="Pause everything").click()
     expect(page.locator("#alert")).to_contain_text("Everything is paused.", timeout=WAIT)
@@ -352,7 +351,7 @@ def test_failed_runs_are_rerun_in_bulk_from_the_runs_view_after_seeing_which(
     expect(page.locator("#run-rows tr[data-run]")).to_have_count(2, timeout=WAIT)
     # first it says which runs it would take up; "Not now" changes nothing
     page.get_by_role("button", name="Re-run these…").click()
-    dialog = page.get_by_role("dialog")
+    dialog = opened_dialog(page)
     expect(dialog).to_contain_text("Re-run 2 failed runs?", timeout=WAIT)
     expect(dialog.locator("#rerun-plan li")).to_have_count(2)
     expect(dialog).to_contain_text("invoice")
@@ -363,7 +362,7 @@ def test_failed_runs_are_rerun_in_bulk_from_the_runs_view_after_seeing_which(
     expect(dialog).to_be_hidden(timeout=WAIT)
     assert len(demo.calls("/flaky/invoice")) == 1
     page.get_by_role("button", name="Re-run these…").click()
-    expect(dialog).to_contain_text("Re-run 2 failed runs?", timeout=WAIT)
+    expect(opened_dialog(page)).to_contain_text("Re-run 2 failed runs?", timeout=WAIT)
     dialog.get_by_role("button", name="Re-run all 2").click()
     expect(page.locator("#alert")).to_contain_text("Re-running 2", timeout=WAIT)
     ended(app, "tasks", first, "completed")
@@ -390,7 +389,7 @@ def test_a_teams_objects_are_paused_with_a_reason_and_resumed_by_label_from_the_
     rows = page.locator("#rows tr[data-id]")
     expect(rows).to_have_count(2, timeout=WAIT)
     page.get_by_role("button", name="Pause these…").click()
-    dialog = page.get_by_role("dialog")
+    dialog = opened_dialog(page)
     expect(dialog).to_contain_text("Pause 2 Tasks with labels team=billing?", timeout=WAIT)
     expect(dialog.locator("#bulk-plan li")).to_have_count(2)
     expect(dialog).not_to_contain_text("web-once")
@@ -404,7 +403,7 @@ def test_a_teams_objects_are_paused_with_a_reason_and_resumed_by_label_from_the_
         assert s.get(f"{app.url}/tasks/{oid}", timeout=10).json()["pauseReason"] == "incident 42"
     assert not s.get(f"{app.url}/tasks/{web}", timeout=10).json()["suspended"]  # another team's runs on
     page.get_by_role("button", name="Resume these…").click()
-    expect(dialog).to_contain_text("Resume 2 Tasks with labels team=billing?", timeout=WAIT)
+    expect(opened_dialog(page)).to_contain_text("Resume 2 Tasks with labels team=billing?", timeout=WAIT)
     dialog.get_by_role("button", name="Resume all 2").click()
     expect(page.locator("#alert")).to_contain_text("Resumed 2", timeout=WAIT)
     expect(page.locator(".pause-reason")).to_have_count(0, timeout=WAIT)

@@ -22,16 +22,20 @@ def iso(t: float) -> str:
 def test_kill_9_loses_nothing_and_reruns_the_interrupted_call(tmp_path: Path, demo: DemoLambda) -> None:
     state, specs, log = tmp_path / "state", tmp_path / "specs", tmp_path / "serve.log"
     specs.mkdir()
-    t0 = time.time() + 3
-    due = {"mid": t0, "a": t0 + 2, "b": t0 + 4, "d": t0 + 12}
-    docs = []
-    for name, at in due.items():
-        url = f"{demo.url}/sleep?ms=4000" if name == "mid" else f"{demo.url}/ok?{name}"
-        docs.append(f"kind: Task\nmetadata: {{name: {name}}}\nspec:\n  invoke: '{url}'\n  at: {iso(at)}\n")
-    (specs / "crash.yaml").write_text("---\n".join(docs))
-
     first = serve(state, specs, log)
     try:
+        # the due times count from when it serves (a start takes as long as a busy machine makes it);
+        # the watched folder brings the file in
+        wait_until(lambda: "serving http" in log.read_text(), timeout=60, what="serve to start")
+        t0 = time.time() + 2
+        due = {"mid": t0, "a": t0 + 2, "b": t0 + 4, "d": t0 + 12}
+        docs = []
+        for name, at in due.items():
+            url = f"{demo.url}/sleep?ms=4000" if name == "mid" else f"{demo.url}/ok?{name}"
+            docs.append(
+                f"kind: Task\nmetadata: {{name: {name}}}\nspec:\n  invoke: '{url}'\n  at: {iso(at)}\n"
+            )
+        (specs / "crash.yaml").write_text("---\n".join(docs))
         (mid_call,) = demo.wait_for(1, "/sleep", timeout=30)
         os.kill(first.pid, signal.SIGKILL)
         first.wait(10)
@@ -83,20 +87,23 @@ def test_kill_9_after_the_claim_before_the_call_runs_each_task_once_at_its_time(
     """Work claimed ahead (held in memory, due later) is neither lost nor fired early by a restart."""
     state, specs, log = tmp_path / "state", tmp_path / "specs", tmp_path / "serve.log"
     specs.mkdir()
-    due = time.time() + 15
-    (specs / "ahead.yaml").write_text(
-        "---\n".join(
-            f"kind: Task\nmetadata: {{name: t{i}}}\nspec:\n  invoke: '{demo.url}/ok?t{i}'\n  at: {iso(due)}\n"
-            for i in range(50)
-        )
-    )
     flags = ("--port", "0", "--metrics-public", "--claim-window", "60s")
     first = serve(state, specs, log, *flags)
     try:
         port = wait_until(
-            lambda: re.search(r"API listening on http://127\.0\.0\.1:(\d+)", log.read_text()), 60
+            lambda: re.search(r"serving http://127\.0\.0\.1:(\d+)", log.read_text()),
+            60,
+            what="serve to start",
         )
         metrics = f"http://127.0.0.1:{port.group(1)}/metrics"
+        # due well after a restart that begins now (the times count from when it serves)
+        due = time.time() + 10
+        (specs / "ahead.yaml").write_text(
+            "---\n".join(
+                f"kind: Task\nmetadata: {{name: t{i}}}\nspec:\n  invoke: '{demo.url}/ok?t{i}'\n  at: {iso(due)}\n"
+                for i in range(50)
+            )
+        )
 
         def held() -> bool:
             text = requests.get(metrics, timeout=5).text

@@ -135,7 +135,7 @@ def test_a_clean_restart_warns_of_nothing_and_a_call_in_flight_at_sigterm_is_log
         wait_until(lambda: "Task admin/ahead completed" in log.read_text(), timeout=30)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
-        time.sleep(6)  # ...and nothing is due while it is down but `later` is done: now make one overdue
+        # ...and nothing is due while it is down but `later` is done: now make one overdue
         (specs / "overdue.yaml").write_text(
             f"kind: Task\nmetadata: {{name: overdue}}\nspec: {{invoke: '{demo.url}/ok?overdue', at: '2026-01-01T00:00:00Z'}}\n"
         )

@@ -170,7 +170,7 @@ def test_the_runs_list_shows_a_failed_run_of_each_kind_within_a_second(make_runt
     s = api(runtime)
     task = apply(runtime, f"kind: Task\nmetadata: {{name: broken, labels: {{team: billing}}}}\nspec: {{invoke: '{demo.url}/fail'}}\n")  # fmt: skip
     tset = apply(runtime, f"kind: TaskSet\nmetadata: {{name: train, labels: {{team: web}}}}\nspec:\n  tasks: ['{demo.url}/ok', '{demo.url}/fail']\n")  # fmt: skip
-    apply(runtime, f"kind: Task\nmetadata: {{name: fine}}\nspec: {{invoke: '{demo.url}/ok'}}\n")
+    fine = apply(runtime, f"kind: Task\nmetadata: {{name: fine}}\nspec: {{invoke: '{demo.url}/ok'}}\n")
     for oid, path in ((task, "tasks"), (tset, "tasksets")):
         wait_until(lambda oid=oid, path=path: s.get(runtime.url + f"/{path}/{oid}", timeout=10).json()["state"] == "failed", timeout=20)  # fmt: skip
         listed = wait_until(lambda oid=oid: [r for r in s.get(runtime.url + "/runs?state=failed", timeout=10).json()["runs"] if r["object"]["id"] == oid], timeout=1, what="the failed run listed")  # fmt: skip
@@ -183,6 +183,7 @@ def test_the_runs_list_shows_a_failed_run_of_each_kind_within_a_second(make_runt
         "runs"
     ]
     assert [r["object"]["name"] for r in billing] == ["broken"]
+    wait_until(lambda: [r for r in s.get(runtime.url + "/runs", timeout=10).json()["runs"] if r["object"]["id"] == fine], timeout=20)  # fmt: skip
     everything = s.get(runtime.url + "/runs", params={"limit": 1}, timeout=10).json()
     assert len(everything["runs"]) == 1 and everything["next"]
     rest = s.get(runtime.url + "/runs", params={"cursor": everything["next"]}, timeout=10).json()["runs"]

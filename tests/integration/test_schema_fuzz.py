@@ -22,6 +22,8 @@ from lambdaop.runtime.config import Config
 from lambdaop.runtime.runtime import Runtime
 
 schema = schemathesis.openapi.from_dict(openapi_document())
+# the last test counts what the others sent: the module runs in one process (one pytest-xdist worker)
+pytestmark = pytest.mark.xdist_group("schema_fuzz")
 SEEN: dict[int, int] = {}
 
 
@@ -42,9 +44,13 @@ def service(store_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 @schema.parametrize()
+# pytest 9 names schemathesis' items by the function alone; a parameter gives each operation its own
+# test id, which pytest-xdist needs to send every one of them to a worker
+@pytest.mark.parametrize("who", ["admin"])
 @settings(max_examples=45, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-def test_no_generated_request_gets_a_5xx(case: Any, service: Runtime) -> None:
-    headers = {"Authorization": f"Bearer {service.admin_token}"}
+def test_no_generated_request_gets_a_5xx(case: Any, service: Runtime, who: str) -> None:
+    token = {"admin": service.admin_token}[who]
+    headers = {"Authorization": f"Bearer {token}"}
     if case.path == "/users/{name}" and case.method.upper() == "DELETE":
         case.path_parameters = {**(case.path_parameters or {}), "name": "not-admin-" + str(case.path_parameters.get("name", ""))[:20]}  # fmt: skip
     response = case.call(base_url=service.url, headers=headers, timeout=30)

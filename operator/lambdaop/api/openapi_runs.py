@@ -123,7 +123,9 @@ class RunOut(_Out):
     trigger: str | None = Field(default=None, description="off the schedule: now, rerun, backfill")
     rerun: int | None = None
     rerunOf: int | None = None
-    calls: int | None = Field(default=None, description="the object's calls so far, this run's included")
+    calls: int | None = Field(
+        default=None, description="the calls this run made (retries and condition checks included)"
+    )
     lastCall: dict[str, Any] | None = Field(default=None, description="the call that ended it: step, attempt, key, status, error, at")  # fmt: skip
 
 

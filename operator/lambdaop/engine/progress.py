@@ -44,7 +44,8 @@ class Progress:
     attempt: int = 1
     due: dt.datetime | None = None
     in_flight: bool = False
-    calls: int = 0
+    calls: int = 0  # the object's calls so far, every run's
+    run_calls: int = 0  # the calls of the run going on (or of the last one), its first included
     reason: str | None = None
     failed_step: str | None = None
     started: dt.datetime | None = None
@@ -85,7 +86,9 @@ class Progress:
         """Stored as a sub-document (the fields of parallel steps and callbacks only when they are set)."""
         out = {**self.__dict__, "phase": self.phase.value, "backfill": list(self.backfill), "lanes": [lane.for_storage() for lane in self.lanes], "expired": list(self.expired)}  # fmt: skip
         return {
-            k: v for k, v in out.items() if k not in ("lanes", "waiting_until", "expired", "answered") or v
+            k: v
+            for k, v in out.items()
+            if k not in ("lanes", "waiting_until", "expired", "answered", "run_calls") or v
         }
 
     @property

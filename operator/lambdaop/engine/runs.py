@@ -42,7 +42,7 @@ class RunRecord:
     trigger: str | None = None  # off the schedule: now, rerun, backfill
     rerun: int | None = None  # which re-run it was
     rerun_of: int | None = None  # the run it re-ran (recurring objects)
-    calls: int | None = None  # the object's calls so far, this run's last included
+    calls: int | None = None  # the calls this run made
     last_call: dict[str, Any] | None = None  # the call that ended it, as the history keeps it
     id: str | None = None  # where it sits in the runs list (the store's; a page's `next` is one)
 
@@ -132,7 +132,7 @@ def ended(
         trigger=before.trigger,
         rerun=before.rerun or None if before.trigger == "rerun" else None,
         rerun_of=before.rerun_of,
-        calls=after.calls,
+        calls=before.run_calls or after.calls,  # (an object stored before runs counted their own: its total)
         last_call=last_call,
     )
 

@@ -41,7 +41,7 @@ def dispatch_wave(
     ids = [lanes.lane_step(name, current[i].branch, par.branches[current[i].branch][current[i].at].name) for i in fired]  # fmt: skip
     moved = replace(progress, lanes=current)
     moved = replace(moved, due=None) if progress.in_flight else machine.dispatch(moved, now)
-    return replace(moved, calls=progress.calls + len(ids)), ids
+    return replace(moved, calls=progress.calls + len(ids), run_calls=machine.run_calls_before(progress) + len(ids)), ids  # fmt: skip
 
 
 def branches_of(steps: Collection[str]) -> set[int]:

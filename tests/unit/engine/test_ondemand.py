@@ -144,3 +144,22 @@ def test_a_named_step_set_reruns_from_its_failed_step() -> None:
     again = ondemand.rerun(spec, failed, T0, from_failed=True)
     assert again.step == "step:deploy" and again.rerun == 1
     assert call(spec, again, T0).phase is Phase.COMPLETED
+
+
+def test_a_run_record_counts_that_runs_calls_not_the_objects() -> None:
+    from lambdaop.engine.runs import ended
+
+    spec = TaskSpec.model_validate({"invoke": "https://example.test/job", "schedule": {"every": "1h"}, "retries": 2, "retryDelay": "1s"})  # fmt: skip
+    identity = ("o1", "Task", "job", "alice", 1, {})
+    p = machine.start(spec, T0, 0, T0)
+    records = []
+    for run, failures in enumerate((2, 0, 1)):  # three runs: 3 calls, 1 call, 2 calls
+        for _ in range(failures + 1):
+            now = p.due or T0
+            before = machine.dispatch(p, now)
+            p = machine.finish(spec, before, FAIL if _ < failures else OK, now)
+            rec = ended(before, p, identity, True, now)
+            if rec is not None:
+                records.append(rec)
+        assert p.run == run + 2, p
+    assert [r.calls for r in records] == [3, 1, 2] and p.calls == 6

@@ -1,5 +1,9 @@
 // lambdaop web page: plain JavaScript on the public REST API, no build step.
 // Views are chosen by the URL hash: #/tasks, #/tasksets, #/task/ID, #/taskset/ID, #/runs, #/specs, #/login.
+// format.js writes values (text, times, calls); steps.js draws a TaskSet's steps.
+
+import { ARN, esc, host, localTime, target } from "./format.js";
+import { drawSteps, keepSteps, stepLabel, watchSteps } from "./steps.js";
 
 const STATES = ["scheduled", "running", "completed", "failed", "cancelled"];
 // a list's tabs: failed next to what is going on, never at the end of the row
@@ -13,16 +17,6 @@ const connection = document.getElementById("connection");
 
 // ---------------------------------------------------------------- helpers
 
-function esc(value) {
-  return String(value ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
-}
-
-function localTime(iso) {
-  if (!iso) return "–";
-  const d = new Date(iso);
-  return `<time datetime="${esc(iso)}" title="${esc(d.toISOString())} (UTC)">${esc(d.toLocaleString())}</time>`;
-}
-
 function zoneOffset(date = new Date()) {
   // "UTC+01:00": the picker's offset now (it moves with summer time)
   const minutes = -date.getTimezoneOffset();
@@ -32,32 +26,6 @@ function zoneOffset(date = new Date()) {
 }
 
 function label(o) { return o.displayName || o.name; }
-
-const ARN = /^arn:aws[a-z-]*:lambda:([a-z0-9-]+):\d{12}:function:(.+)$/;
-
-function host(url) {
-  // a Lambda function ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]) shows as its name and region
-  const arn = ARN.exec(url || "");
-  if (arn) return `λ ${arn[2]} (${arn[1]})`;
-  try { return new URL(url).host; } catch { return url || ""; }
-}
-
-function target(invoke) {
-  // what a call reaches: its URL, or its Lambda function (name or ARN, with the qualifier)
-  if (!invoke || typeof invoke === "string") return invoke || "";
-  if (invoke.lambda) return invoke.qualifier && !invoke.lambda.endsWith(`:${invoke.qualifier}`) ? `${invoke.lambda}:${invoke.qualifier}` : invoke.lambda;
-  return invoke.url || "";
-}
-
-function callWords(invoke) {
-  // a step as it is told apart from the others: its method and path, or its Lambda function
-  const url = target(invoke);
-  const arn = ARN.exec(url);
-  if (arn) return `λ ${arn[2]}`;
-  if (invoke && typeof invoke === "object" && invoke.lambda) return `λ ${invoke.lambda}`;
-  const method = (invoke && typeof invoke === "object" && invoke.method) || "GET";
-  try { const u = new URL(url); return `${method} ${u.pathname}${u.search}`; } catch { return `${method} ${url}`; }
-}
 
 function badge(state) {
   const colour = { scheduled: "secondary", running: "primary", completed: "success", failed: "danger", cancelled: "dark" }[state] || "light";
@@ -1367,70 +1335,6 @@ function taskSetField(form, field) {
 
 // ---------------------------------------------------------------- details
 
-function stepLabel(key) {
-  // the same words on the step cards and in the calls table: Task 1, Check 1, Fallback, Notify
-  const [name, index] = key.split(":");
-  if (name === "task" && index === undefined) return "Task";
-  if (name === "task") return `Task ${Number(index) + 1}`;
-  if (name === "step" && index.includes("/")) { const [, branch, inner] = index.split("/"); return `Branch ${Number(branch) + 1}: ${inner}`; }
-  if (name === "step") return index;
-  if (name === "callback") return `Callback for ${index}`;
-  if (name === "check" && !/^\d+$/.test(index)) return `Check after ${index}`;
-  if (name === "check") return `Check ${Number(index) + 1}`;
-  if (name === "notify" && index !== undefined) return `Notification (${index})`;
-  return { fallback: "Fallback", notify: "Failure notification" }[name] || key;
-}
-
-const FALLBACK_WHEN = { check: "the check gives up", task: "a task fails" };
-
-function stepsOf(o) {
-  const spec = o.spec;
-  const steps = [];
-  (spec.tasks || []).forEach((t, i) => {
-    steps.push({ key: `task:${i}`, invoke: t });
-    const last = i === spec.tasks.length - 1;
-    if (spec.conditionCheck && (!last || spec.conditionCheck.afterLast)) steps.push({ key: `check:${i}`, invoke: spec.conditionCheck.invoke });
-  });
-  (spec.steps || []).forEach((t) => {
-    if (t.parallel) {  // the parallel step, then each branch's steps (`step:NAME/BRANCH/STEP`)
-      const n = t.parallel.branches.length;
-      steps.push({ key: `step:${t.name}`, parallel: true, words: `${n} branches side by side, ${t.parallel.maxConcurrency || n} at a time, ${t.parallel.mode === "any" ? "the first to succeed wins" : "all must succeed"}` });
-      t.parallel.branches.forEach((branch, b) => branch.forEach((inner) => steps.push({ key: `step:${t.name}/${b}/${inner.name}`, invoke: inner.invoke, branch: b })));
-    } else if (t.waitForCallback) {  // a call handed ${{ callback.url }}, then a wait until it is POSTed to
-      steps.push({ key: `step:${t.name}`, invoke: t.waitForCallback.invoke, wait: t.waitForCallback });
-    } else steps.push({ key: `step:${t.name}`, invoke: t.invoke });
-    if (t.conditionCheck) steps.push({ key: `check:${t.name}`, invoke: t.conditionCheck.invoke });
-  });
-  if (spec.fallback) steps.push({ key: "fallback", invoke: spec.fallback.invoke, on: spec.fallback.on || ["check", "task"] });
-  const run = o.schedule ? o.run : null;
-  return steps.map((s) => {
-    const answered = `callback:${s.key.slice(5)}`;
-    const calls = (o.attempts || []).filter((a) => (a.step === s.key || (s.parallel && a.step.startsWith(`${s.key}/`)) || (s.wait && a.step === answered)) && a.generation === o.generation && (run == null || a.run === run));
-    const named = s.key.startsWith("step:") && o.outputs ? o.outputs[s.key.slice(5)] : undefined;
-    const mine = named && named.generation === o.generation && (run == null || named.run === run) ? named : undefined;
-    let status = "pending";
-    if (s.parallel) status = mine ? (mine.ok ? "done" : "failed") : calls.length ? "failed" : "pending";
-    else if (s.wait && o.step === s.key && o.state === "running") status = o.inFlight && !o.waitingUntil ? "running" : "waiting";
-    else if (s.wait) status = calls.some((a) => a.ok && a.step === answered) ? "done" : calls.length ? "failed" : "pending";
-    else if (calls.some((a) => a.ok)) status = s.key === "fallback" ? "fallback" : "done";
-    else if (o.step === s.key && o.state === "running") status = o.inFlight ? "running" : "waiting";
-    else if (calls.length) status = s.key === "fallback" ? "fallback" : "failed";
-    if (s.parallel && !mine && o.step === s.key && o.state === "running") status = o.inFlight ? "running" : "waiting";
-    if (o.failedStep === s.key || (s.parallel && (o.failedStep || "").startsWith(`${s.key}/`))) status = "failed";
-    if (status === "pending" && ["completed", "failed", "cancelled"].includes(o.state)) status = "skipped";
-    let note = s.wait ? `then waits up to ${s.wait.timeout} for a callback` : "";
-    if (status === "waiting" && s.wait) note = `waiting for its callback until ${localTime(o.waitingUntil)}`;
-    if (s.key === "fallback") {
-      const failedKind = (o.failedStep || "").split(":")[0];
-      note = `runs when ${s.on.map((w) => FALLBACK_WHEN[w]).join(" or ")}`;
-      if (status === "skipped" && o.state === "failed" && failedKind && !s.on.includes(failedKind)) note = `not run: ${FALLBACK_WHEN[failedKind]}, and it runs only when ${s.on.map((w) => FALLBACK_WHEN[w]).join(" or ")}`;
-    }
-    const retries = s.invoke && typeof s.invoke === "object" && s.invoke.retries ? ` · retries ${s.invoke.retries}` : "";
-    const output = mine ? mine.output : undefined;
-    return { ...s, url: target(s.invoke), words: s.words || callWords(s.invoke), label: stepLabel(s.key), status, calls, note, retries, output };
-  });
-}
-
 function attemptsTable(attempts) {
   if (!attempts.length) return `<p class="text-muted">No calls yet.</p>`;
   return `<table class="table table-sm align-middle objects" id="attempts">
@@ -1507,14 +1411,9 @@ function renderDetail(kind, id) {
     const o = await api.call("GET", `${k.list}/${encodeURIComponent(id)}`);
     const detail = document.getElementById("detail");
     if (!detail || (poller && poller.paused)) return;
-    const steps = kind === "TaskSet" ? `<h2 class="h5 mt-3">Steps</h2><ol class="steps" aria-label="Steps">${stepsOf(o).map((s) => `
-        <li class="${s.status}${s.branch !== undefined ? " branch" : ""}" data-step="${esc(s.key)}" data-status="${s.status}"><span class="step-name">${esc(s.label)}</span>
-        <small class="d-block text-break step-call" title="${esc(s.url)}">${esc(s.words)}</small>
-        <small class="d-block text-muted text-truncate step-host">${esc(host(s.url))}${esc(s.retries)}</small>
-        <small>${esc(s.status)}${s.calls.length ? ` · ${s.calls.length} call${s.calls.length > 1 ? "s" : ""}` : ""}</small>
-        ${s.note ? `<small class="d-block text-muted step-note">${esc(s.note)}</small>` : ""}${s.output !== undefined ? `
-        <pre class="response step-output" title="steps.${esc(s.key.slice(5))}.output">${esc(JSON.stringify(s.output).slice(0, 300))}</pre>` : ""}</li>`).join("")}</ol>` : "";
+    const steps = kind === "TaskSet" ? drawSteps(o) : "";
     const shownName = label(o);
+    const restore = keepSteps(detail);  // an opened output stays open, with the focus, when redrawn
     detail.innerHTML = `
       <div class="d-flex flex-wrap align-items-center gap-2 mb-2"><h1 class="h3 mb-0 text-break">${esc(shownName)}</h1> ${badge(o.state)}
         <span class="ms-auto d-flex flex-wrap gap-1" id="detail-actions">${runActions(kind, o)}${actionsFor(kind, o)}</span></div>
@@ -1534,11 +1433,13 @@ function renderDetail(kind, id) {
         ${o.trigger ? `<dt class="col-sm-3">This run</dt><dd class="col-sm-9" id="detail-trigger">${esc(TRIGGER_WORDS[o.trigger] || o.trigger)}${o.rerunOf ? ` of run ${esc(o.rerunOf)}` : ""}${o.backfillLeft ? ` <small class="text-muted">(${esc(o.backfillLeft)} backfill run(s) to go)</small>` : ""}</dd>` : ""}
       </dl>${scheduleBlock(o)}${backfillForm(o)}${steps}
       <h2 class="h5 mt-3">Calls</h2>${attemptsTable(o.attempts || [])}`;
+    restore();
   };
   document.getElementById("detail").addEventListener("click", (e) => {
     if (e.target.closest("#detail-actions")) onRowAction(e, kind, load);
   });
   wireBackfill(document.getElementById("detail"), kind, id, load);
+  watchSteps(document.getElementById("detail"));
   const gone = (err, retryIn) => {
     const detail = document.getElementById("detail");
     if (!detail) return;  // another view is open by now
