@@ -85,6 +85,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=500)
     parser.add_argument("--limit", type=int, default=5)
+    parser.add_argument("--only", default="", help="comma-separated ways to run (default: all four)")
     args = parser.parse_args()
     n = args.tasks
     commands = Commands()
@@ -95,6 +96,8 @@ def main() -> None:
         (f"concurrency-{args.limit}", {"concurrency": {"key": "narrow", "limit": args.limit}}),
         ("rate-wide", {"rate": {"key": "rate", "limit": min(1000, n), "per": "1m"}}),
     ]
+    if args.only:
+        ways = [w for w in ways if w[0] in args.only.split(",")]
     rows = []
     with endpoint() as base, embedded_store() as (server, tmp):
         rt = runtime(server, tmp)
@@ -109,7 +112,12 @@ def main() -> None:
                 commands.reset()
                 commands.on = True
                 done += n
+                deadline = time.monotonic() + 300
                 while sum(rt.store.counts("bench", "Task").get(s, 0) for s in ("completed", "failed")) < done:
+                    if time.monotonic() > deadline:
+                        raise SystemExit(
+                            f"{name}: only {rt.store.counts('bench', 'Task')} of {done} after 300 s"
+                        )
                     time.sleep(0.1)
                 durable = time.time() - due.timestamp()
                 commands.on = False
@@ -117,6 +125,8 @@ def main() -> None:
                 late = [(float(c["at"]) - due.timestamp()) * 1000 for c in got]  # type: ignore[arg-type]
                 total, limit_ops = sum(commands.count.values()), commands.count["limits"]
                 micros = sum(commands.micros.values())
+                top = ", ".join(f"{k} {v}" for k, v in commands.count.most_common(6))
+                print(f"{name}: commands by collection: {top}")
                 rows.append((name, len(got), total / n, limit_ops / n, micros / n / 1000, durable, pct(late, 50), pct(late, 99)))  # fmt: skip
         finally:
             rt.stop()

@@ -112,3 +112,13 @@ def test_takers_in_several_threads_never_share_a_place(any_store: Store) -> None
     assert sorted(i for w in won.values() for i in w) == list(range(20))  # each place once, all taken
     holders = {p.number: p.holder for p in any_store.key_state(KEY).places}
     assert holders == {i: h for h, w in won.items() for i in w}
+
+
+def test_a_rate_place_is_settled_only_earlier_and_only_by_its_holder(any_store: Store) -> None:
+    """A rate place is taken until far enough for its call to leave; once it has, its window is set."""
+    any_store.take_places(KEY, R, "p1", [(0, at(90)), (1, at(90))], T0)
+    assert any_store.settle_places(KEY, "p1", [(0, at(11)), (1, at(95)), (7, at(1))]) == 1
+    assert any_store.settle_places(KEY, "p2", [(1, at(12))]) == 0
+    assert any_store.settle_places(KEY, "p1", []) == 0
+    assert any_store.key_state(KEY).places == [Place(R, 0, "p1", at(11)), Place(R, 1, "p1", at(90))]
+    assert any_store.take_places(KEY, R, "p2", [(0, at(20))], at(11)) == [0]

@@ -48,9 +48,8 @@ class Objects:
         self.paused = paused  # the pause of everything, shown on one object's answer
 
     def _present(self, record: StoredObject, viewer: str, history: Any = None) -> dict[str, Any]:
-        out = present(
-            record, history, self.service.live_state(record.id), viewer, self.service.waiting_for(record.id)
-        )
+        waiting = self.service.waiting_for(record, look=history is not None)  # (a list: this process's)
+        out = present(record, history, self.service.live_state(record.id), viewer, waiting)
         if self._success and out["state"] == "completed":
             out["state"] = "success"
         return out

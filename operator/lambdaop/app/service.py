@@ -22,6 +22,7 @@ from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from lambdaop.app.waiting import waiting_in_store
 from lambdaop.core.clock import Clock, iso, to_utc
 from lambdaop.core.errors import (
     Conflict,
@@ -267,9 +268,14 @@ class Service:
         """`running` while this process has its call out (the store may still say scheduled)."""
         return self.loop.live_state(object_id)
 
-    def waiting_for(self, object_id: str) -> dict[str, Any] | None:
-        """What the due call of an object this process holds waits for (a place of a limit key)."""
-        return self.loop.waiting_for(object_id)
+    def waiting_for(self, record: StoredObject, look: bool = False) -> dict[str, Any] | None:
+        """What its due call waits for (a place of a limit key): as this process knows it if it holds
+        the object; else (`look`: one object's answer) as the store says, when another process does."""
+        found = self.loop.waiting_for(record.id)
+        if found is not None or not look or self.loop.holds(record.id):
+            return found
+        with self.read():
+            return waiting_in_store(self.store, record, self.clock.now())
 
     # ----- changing one object
 

@@ -185,7 +185,7 @@ def present(
 ) -> dict[str, Any]:
     """An object as `viewer` (a user name; None: its owner) sees it. `history` is for one
     object's answer; `live` overrides the stored state; `waiting` is what its due call waits for
-    in this process (else what the store says, once the call has waited a while)."""
+    (a place of a limit key)."""
     p = record.progress
     out: dict[str, Any] = {
         "id": record.id,
@@ -218,7 +218,7 @@ def present(
         "last": present_call(record.last) if record.last else None,
         "spec": _spec_view(record),
     }
-    shown = waiting or (p.waiting_for if not p.final and live != "running" else None)
+    shown = waiting if not p.final and live != "running" else None
     if shown:  # its due call waits for a place of a limit key
         out["waitingFor"] = {k: iso(v) if isinstance(v, dt.datetime) else format_duration(v) if isinstance(v, dt.timedelta) else v for k, v in shown.items()}  # fmt: skip
     if p.waiting_until is not None:  # a waitForCallback step waits for its callback until then
@@ -319,7 +319,7 @@ class ObjectOut(_Out):
     nextRuns: list[str] | None = Field(default=None, description="the next five run times (UTC)")
     lastRun: dict[str, Any] | None = None
     runs: list[dict[str, Any]] | None = Field(default=None, description="the last 100 runs' summaries, in single-object answers")  # fmt: skip
-    waitingFor: dict[str, Any] | None = Field(default=None, description="its due call waits for a place of a limit key: kind (concurrency or rate), key, limit, per (rate), since")  # fmt: skip
+    waitingFor: dict[str, Any] | None = Field(default=None, description="its due call waits for a place of a limit key: kind (concurrency or rate), key, limit, per (rate), since; told by a process that does not hold it (single-object answers), also calls: how many calls of the key wait in every process")  # fmt: skip
     waitingUntil: str | None = Field(default=None, description="a waitForCallback step whose call succeeded: when its wait for the callback ends (a heartbeat moves it)")  # fmt: skip
     branches: list[dict[str, Any]] | None = Field(default=None, description="at a parallel step: each branch's state (waiting, active, done, failed, cancelled), the index of its current step, its attempt and when it is due")  # fmt: skip
     outputs: dict[str, dict[str, Any]] | None = Field(default=None, description="a TaskSet's named steps: what each answered in its latest run (output, status, attempts, ok, run, generation; a parallel step: output is one item per branch, and branches how each ended), in single-object answers")  # fmt: skip

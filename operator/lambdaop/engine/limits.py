@@ -192,23 +192,20 @@ def choose(
     a live process keeps its places as it keeps its leases."""
     stored = {p.number: p for p in state.places if p.kind is kind}
     others = rivals(state, kind, me, now)
-    used: set[int] = set(mine)
+    top = max((t.limit for t in tickets), default=0)
+    free: list[tuple[int, dt.datetime]] = []  # (number, free since), by number: each place looked at once
+    for number in range(top):
+        place = stored.get(number)
+        if number in mine or (place is not None and (place.until > now or place.holder in alive)):
+            continue
+        free.append((number, place.until if place is not None else EPOCH))
     out: list[tuple[Ticket, int]] = []
     for ticket in tickets:
         turn = my_turn(ticket.due, others, now)
-        pick = None
-        for number in range(ticket.limit):
-            place = stored.get(number)
-            if number in used or (place is not None and (place.until > now or place.holder in alive)):
-                continue
-            free_since = place.until if place is not None else EPOCH
-            if turn or now - free_since >= grace:
-                pick = number
-                break
-        if pick is None:
+        at = next((i for i, (n, since) in enumerate(free) if n < ticket.limit and (turn or now - since >= grace)), None)  # fmt: skip
+        if at is None:
             break
-        used.add(pick)
-        out.append((ticket, pick))
+        out.append((ticket, free.pop(at)[0]))
     return out
 
 

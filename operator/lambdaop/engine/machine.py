@@ -61,7 +61,7 @@ def dispatch(progress: Progress, now: dt.datetime) -> Progress:
         raise Refused(f"cannot call: object is {progress.phase.value}")
     phase = progress.phase if progress.notify else Phase.RUNNING
     return replace(progress, phase=phase, in_flight=True, due=None, calls=progress.calls + 1,
-                   run_calls=run_calls_before(progress) + 1, started=progress.started or now, waiting_for=None)  # fmt: skip
+                   run_calls=run_calls_before(progress) + 1, started=progress.started or now)  # fmt: skip
 
 
 def run_calls_before(progress: Progress) -> int:

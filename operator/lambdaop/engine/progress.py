@@ -11,7 +11,7 @@ allowed. Pure: no I/O, no clock.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -74,9 +74,6 @@ class Progress:
     waiting_until: dt.datetime | None = None  # a waitForCallback step's call succeeded: its wait ends then
     expired: tuple[str, ...] = ()  # waits that timed out lately: a late callback is recorded
     answered: str | None = None  # a callback that came while its call was out (`callbacks`)
-    waiting_for: dict[str, Any] | None = field(
-        default=None, hash=False
-    )  # a place of a limit key its due call waits for (kind, key, limit, per, since), once it has waited a while
 
     @classmethod
     def from_storage(cls, data: dict[str, Any]) -> Progress:
@@ -91,7 +88,7 @@ class Progress:
         return {
             k: v
             for k, v in out.items()
-            if k not in ("lanes", "waiting_until", "expired", "answered", "run_calls", "waiting_for") or v
+            if k not in ("lanes", "waiting_until", "expired", "answered", "run_calls") or v
         }
 
     @property

@@ -36,7 +36,6 @@ class Write(StrEnum):
     """Why the loop writes a held object."""
 
     STARTED = "started"  # its call has been out a while: the store shows it running
-    WAITING = "waiting"  # its due call has waited a while for a place of a limit key: the store shows it
     RESULT = "result"
     CATCH_UP = "catchup"
     CANCEL = "cancel"

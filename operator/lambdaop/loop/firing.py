@@ -5,8 +5,7 @@ starts), hands its call to the invoker and counts how late it left;
 (a parallel step's due branch steps leave as places are free, and
 their results are written as they come back, the others staying out);
 a call whose step has limits per key leaves only once the limiter says so
-(`_gate`), and one that has waited `long_call` shows what it waits for in the
-store (`mark_waiting`); `mark_long` has a call out longer than `long_call` shown as running in the
+(`_gate`); `mark_long` has a call out longer than `long_call` shown as running in the
 store; `accept` takes a result for the object it belongs to (a result of a
 call no longer held is dropped), and `write_result` writes what it means
 (`results.decide`) through the loop's writes. It owns the invoker, the ids
@@ -33,10 +32,10 @@ from lambdaop.loop import results
 from lambdaop.loop.events import PauseChecked, Write
 from lambdaop.loop.held import Held, Holdings, Stats
 from lambdaop.loop.invoker import CallResult, Job
-from lambdaop.loop.limiter import Admission, Limiter
+from lambdaop.loop.limiter import Limiter
+from lambdaop.loop.seats import Admission
 from lambdaop.loop.settings import LoopSettings
 from lambdaop.loop.writes import Writes
-from lambdaop.spec import format_duration
 from lambdaop.store.contract import ObjectReads
 
 log = logging.getLogger("lambdaop.loop")
@@ -123,21 +122,6 @@ class Firing:
         context = lambda: results.step_context(record, progress, progress.step)  # noqa: E731
         return self.limiter.admit(record.id, record.owner, call, progress.due or now, found, context, now)
 
-    def mark_waiting(self, now: dt.datetime) -> None:
-        """A due call that has waited `long_call` for a place shows what it waits for in the store
-        (as a call out that long shows `running`), so every process sharing the store can tell."""
-        if self.limiter is None:
-            return
-        for object_id, info in self.limiter.long_waits(now, self.settings.long_call):
-            held = self.held.get(object_id)
-            if held is None or held.fired or held.writes:
-                continue
-            shown = {**info, "per": format_duration(info["per"])} if "per" in info else info
-            held.quiet += 1  # (its call may leave while this is written)
-            held.progress = replace(held.progress, waiting_for=shown)
-            waiting = Change(updated=now, progress=held.progress, keep_due=True)
-            self.writes.submit(held, Write.WAITING, held.progress, waiting, now, keep=True)
-
     def _dispatch(self, held: Held, now: dt.datetime) -> list[str | None]:
         """The machine says the due call starts: the steps that call (None: the object's own step;
         a parallel step's wave: each of its due branch steps, all out until every one is back)."""
@@ -162,7 +146,7 @@ class Firing:
     def mark_long(self, now: dt.datetime) -> None:
         """A call out longer than `long_call` shows `running` in the store (a quick one never needs to)."""
         for held in self.held.out_since(self.clock.monotonic() - self.settings.long_call.total_seconds()):
-            if held.started_written or held.writes > held.quiet:
+            if held.started_written or held.writes:
                 continue
             held.started_written = True
             if held.record.state != Phase.RUNNING.value:

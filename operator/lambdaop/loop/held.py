@@ -45,7 +45,6 @@ class Held:
         None  # a parallel step's calls out, by step, as they come back
     )
     started_written: bool = False
-    quiet: int = 0  # of its writes, those that do not move it (its wait shown): its call may leave meanwhile
     recovered: str | None = None  # why its call is made again (its last holder stopped)
     suspend_after: bool = False  # suspended while its run went on: takes effect when it ends
     asks: list[Any] = field(default_factory=list)  # requests taken again once its write under way lands
@@ -164,7 +163,7 @@ class Holdings:
             held = self._held.get(oid)
             if held is None or held.seq != seq or (held.fired and held.wave is None):
                 continue  # (a parallel step with calls out may start more)
-            if held.writes > held.quiet:  # a change of ours is being written: it is armed again once durable
+            if held.writes:  # a change of ours is being written: it is armed again once durable
                 continue
             if safe_until is not None and held.until < safe_until:
                 held_back.append(held)

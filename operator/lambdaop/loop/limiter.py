@@ -9,24 +9,27 @@ never reaches this module: `admit` is asked only for calls that have them.
 - A concurrency place, once taken in the store, stays this process's while it has calls to give
   it to: when a call comes back (`returned`), the next call of the line takes its place at once,
   with no store work, unless another process says it has a call waiting that was due in an
-  earlier second; then the place is released for that process to take. A place nobody here wants
-  is released a poll later (a call of the key due meanwhile takes it with no store work). Places are renewed with the leases (`renew`), so those of a
-  process that stops are free again within one lease.
-- A rate place is taken in the store for each call, and stays taken for `per` after the moment
-  by which the call must leave (`margin` after it was taken); a call not sent by then gives it
-  up and asks again. The line asks again when the next place frees (`next_free`).
+  earlier second; then the place is released for that process to take. A place nobody here
+  wants is released a poll later (a call of the key due meanwhile takes it with no store work).
+  Places are renewed with the leases (`renew`), so those of a process that stops are free again
+  within one lease.
+- A rate place is taken in the store for each call, long enough for the call to leave (a lease,
+  then `per`); once it has left, the place is settled to be free `per` (and `margin`) after that
+  moment (the settles of a poll go together). A call not sent within a lease of the take gives
+  it up and asks again. The line asks again when the next place frees (`next_free`).
 - Each key with calls waiting is read every `poll` (places other processes freed, and who else
   waits); the read, the takes and this process's word that it has calls waiting (`put_waiting`,
   refreshed when its earliest call's second changes or the word is about to go stale) are one
-  job on the limiter's own store thread, so neither the loop nor its claims ever wait on it.
+  job on the limiter's own store thread, so neither the loop nor its claims ever wait on it. A
+  line asks in the pass in which a call joins it; a burst takes its places in growing batches.
 
-The loop's thread calls everything here; the store jobs are `placejobs`, whose answers come back as events.
+The loop's thread calls everything here; the store jobs are in `placejobs`, and their answers
+come back as events. `waiting_for` and the metrics' reads are safe from any thread.
 Called by the loop's firing and reconciler.
 """
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
@@ -52,10 +55,12 @@ from lambdaop.loop.placejobs import (
     PlacesTaken,
     release_job,
     renew_job,
+    settle_job,
     take_job,
 )
 from lambdaop.loop.seats import WAIT, Admission, Counts, Seat, Stage
 from lambdaop.loop.storethread import StoreThread
+from lambdaop.spec.flowcontrol import MAX_LIMIT
 
 log = logging.getLogger("lambdaop.loop")
 
@@ -84,18 +89,16 @@ class Limiter:
         self.by_object: dict[str, str] = {}  # object -> its call that waits or is ready
         self.places: dict[str, dict[int, str | None]] = {}  # key -> place -> the call using it (None: idle)
         self.idle_since: dict[tuple[str, int], dt.datetime] = {}  # an idle place is released a poll later
+        self.settles: dict[str, list[tuple[int, dt.datetime]]] = {}  # rate places whose calls left
+        self.batches: dict[LineId, int] = {}  # places the next take of a line asks for at most
         self.rivals: dict[LineId, tuple[Waiter, ...]] = {}
         self.asking: set[LineId] = set()
         self.next_ask: dict[LineId, dt.datetime] = {}
-        self.words: dict[
-            LineId, tuple[dt.datetime, dt.datetime]
-        ] = {}  # what this process says it has waiting
+        self.words: dict[LineId, tuple[dt.datetime, dt.datetime]] = {}  # what this process said waits
         self.counts = Counts()
         self.shown: dict[str, dict[str, Any]] = {}  # object -> what it waits for (read by other threads)
-        self._joined: collections.deque[tuple[dt.datetime, str]] = (
-            collections.deque()
-        )  # (since, call), oldest first
         self._swept = EPOCH
+        self._settled = EPOCH
 
     @property
     def io(self) -> StoreThread:
@@ -149,9 +152,12 @@ class Limiter:
             return self._wait(seat, R, now)
         if seat.stage is Stage.READY and seat.deadline is not None and now > seat.deadline:
             self.counts.voided += 1  # its rate place is spent: it asks for another, in its place in line
-            seat.deadline, seat.stage = None, Stage.RATE
+            seat.deadline, seat.rnumber, seat.stage = None, None, Stage.RATE
             return self._wait(seat, R, now)
         seat.stage = Stage.OUT
+        if seat.rnumber is not None and seat.rkey is not None and seat.limits.rate is not None:
+            left = self.clock.now() + self.settings.margin + seat.limits.rate.per  # its window, from now
+            self.settles.setdefault(seat.rkey, []).append((seat.rnumber, left))
         if self.by_object.get(seat.object_id) == seat.call:
             del self.by_object[seat.object_id]
         self.shown.pop(seat.object_id, None)
@@ -167,8 +173,6 @@ class Limiter:
         line = self.lines.setdefault((kind, key), Line())
         if line.join(Ticket(seat.call, seat.object_id, seat.due, seat.since, limit.limit, per)):
             self.next_ask.setdefault((kind, key), now)
-            if not seat.written:
-                self._joined.append((seat.since, seat.call))
             self.shown[seat.object_id] = {"kind": seat.stage.value, "key": shown(key), "limit": limit.limit, "since": seat.since, **({"per": per} if per else {})}  # fmt: skip
         return WAIT
 
@@ -254,6 +258,8 @@ class Limiter:
         self._forget(seat)
         if seat.number is not None and seat.ckey is not None and seat.stage is not Stage.OUT:
             self._free(seat.ckey, seat.number, now)
+        if seat.rnumber is not None and seat.rkey is not None and seat.stage is not Stage.OUT:
+            self.settles.setdefault(seat.rkey, []).append((seat.rnumber, now))  # its call never left
 
     def forget(self, object_id: str, now: dt.datetime) -> None:
         """An object that waited or was ready is no longer held here (its call will not leave)."""
@@ -261,19 +267,6 @@ class Limiter:
         seat = self.seats.get(call) if call is not None else None
         if seat is not None and seat.stage is not Stage.OUT:
             self._drop(seat, now)
-
-    def long_waits(self, now: dt.datetime, after: dt.timedelta) -> list[tuple[str, dict[str, Any]]]:
-        """Objects whose due call has waited `after` or more and is still waiting, with what it waits
-        for (each once: the loop shows it in the store)."""
-        out = []
-        while self._joined and self._joined[0][0] <= now - after:
-            _, call = self._joined.popleft()
-            seat = self.seats.get(call)
-            info = self.shown.get(seat.object_id) if seat is not None and not seat.written else None
-            if seat is not None and info is not None and seat.stage in (Stage.CONCURRENCY, Stage.RATE):
-                seat.written = True
-                out.append((seat.object_id, info))
-        return out
 
     def waiting_for(self, object_id: str) -> dict[str, Any] | None:
         """What a held object's due call waits for (any thread): kind, key, limit, since."""
@@ -303,8 +296,16 @@ class Limiter:
 
     def tick(self, now: dt.datetime) -> dt.datetime | None:
         """Release idle places, ask the store for keys whose calls wait; answers when to look again."""
-        if not self.seats and not self.places and not self.words and not self.lines and not self.rivals:
+        if not self.seats and not self.places and not self.words and not self.lines and not self.rivals and not self.settles:  # fmt: skip
             return None
+        if self.settles and now - self._settled >= self.settings.poll:  # rate places whose calls left
+            self._settled = now
+            for key, settles in self.settles.items():  # a poll at a time, all to the latest one's window
+                latest = max(u for _, u in settles)  # (one write; a window is never shortened by it)
+                self._submit(settle_job(self.store, self.me, key, [(n, latest) for n, _ in settles]), None, key)  # fmt: skip
+                if (R, key) in self.next_ask:  # its line asks again when they free
+                    self.next_ask[(R, key)] = min(self.next_ask[(R, key)], latest)
+            self.settles.clear()
         if now - self._swept >= dt.timedelta(seconds=1):
             self._sweep(now)
             for line_id, others in list(self.rivals.items()):  # what others said, while it holds
@@ -327,6 +328,8 @@ class Limiter:
                 del self.places[key]
             elif (C, key) not in self.lines:
                 wake.append(now + self.settings.poll)
+        if self.settles:
+            wake.append(self._settled + self.settings.poll)
         for line_id, line in list(self.lines.items()):
             if line_id in self.asking:
                 continue
@@ -365,7 +368,8 @@ class Limiter:
         kind, key = line_id
         tickets = line.head(max((t.limit for t in line), default=1) + 1)
         mine = frozenset(self.places.get(key, ())) if kind is C else frozenset()
-        return take_job(self.store, self.me, self.clock, self.settings, kind, key, tickets, len(line), self.words.get(line_id), mine)  # fmt: skip
+        batch = self.batches.get(line_id, self.settings.batch)
+        return take_job(self.store, self.me, self.clock, self.settings, kind, key, tickets, len(line), self.words.get(line_id), mine, batch)  # fmt: skip
 
     def taken(self, event: PlacesTaken, now: dt.datetime) -> None:
         """A take came back: the calls that got places go on; the line asks again at its next time."""
@@ -392,7 +396,7 @@ class Limiter:
                 self._seat(seat, number, free_since)
                 self._ready_or_rate(seat, now)
             elif seat is not None and wanted and seat.stage is Stage.RATE:
-                seat.deadline, seat.stage = event.until, Stage.READY
+                seat.deadline, seat.rnumber, seat.stage = event.until, number, Stage.READY
                 seat.free_since = max(seat.free_since, free_since)
                 self.shown.pop(seat.object_id, None)
                 self.wake(seat.object_id)
@@ -408,6 +412,10 @@ class Limiter:
             else event.at + self.settings.poll
         )
         self.next_ask[line_id] = max(later, event.at + self.settings.poll / 4)
+        batch = self.batches.pop(line_id, self.settings.batch)
+        if len(event.picks) >= batch and line:  # a full take: more may be free, ask again now, for more
+            self.next_ask[line_id] = event.at
+            self.batches[line_id] = min(2 * batch, MAX_LIMIT)
 
     def failed(self, event: PlacesFailed, now: dt.datetime) -> None:
         if event.kind is not None:

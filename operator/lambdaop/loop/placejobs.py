@@ -1,4 +1,4 @@
-"""The limiter's store jobs and their answers: a key read with its places taken, releases, renewals.
+"""The limiter's store jobs and their answers: a key read with its places taken, releases, settles, renewals.
 
 Each job runs on the limiter's own store thread and answers one event for the loop's queue
 (`PlacesTaken`, `PlacesRenewed`; a job that raises answers `PlacesFailed`). `take_job` is the one
@@ -35,13 +35,9 @@ class LimitSettings:
     lease: dt.timedelta = dt.timedelta(seconds=30)  # a concurrency place lasts this long unless renewed
     poll: dt.timedelta = dt.timedelta(milliseconds=100)  # a key with calls waiting is read this often
     grace: dt.timedelta = dt.timedelta(milliseconds=500)  # a place free this long goes to any process
-    leave_within: dt.timedelta = dt.timedelta(
-        milliseconds=40
-    )  # a rate place's call leaves this soon, or gives it up
-    margin: dt.timedelta = dt.timedelta(
-        milliseconds=100
-    )  # a rate place's window starts this long after it was taken
+    margin: dt.timedelta = dt.timedelta(milliseconds=50)  # a rate place's window ends this long after `per`
     word: dt.timedelta = dt.timedelta(seconds=2)  # how long a process's word that it has calls waiting holds
+    batch: int = 50  # places the first take of a burst asks for at most (its first calls leave sooner); each next one twice as many
 
 
 @dataclass(frozen=True)
@@ -85,19 +81,20 @@ def take_job(
     waiting: int,
     word: tuple[dt.datetime, dt.datetime] | None,
     mine: frozenset[int],
+    batch: int,
 ) -> Callable[[], PlacesTaken]:
     """A job that takes the places of a key the first calls in line (`tickets`, of `waiting` in all)
-    may have now, and says how many still wait (`word`: what this process said last; `mine`: the
-    places of the key this process holds)."""
+    may have now, at most `batch`, and says how many still wait (`word`: what this process said
+    last; `mine`: the places of the key this process holds)."""
 
     def job() -> PlacesTaken:
         at = clock.now()
         state = store.key_state(key)
         lapsed = lapsed_holders(state, kind, me, at)  # (a read only after a holder was late or stopped)
         alive = lapsed - store.stopped(lapsed, at) if lapsed else set()
-        picks = choose(state, kind, tickets, me, at, s.grace, mine, alive)
-        until = at + (s.lease if kind is C else s.leave_within)  # (a rate place: its call leaves by then)
-        asks = [(n, until if kind is C else at + s.margin + (t.per or dt.timedelta(0))) for t, n in picks]
+        picks = choose(state, kind, tickets[: batch + 1], me, at, s.grace, mine, alive)[:batch]
+        until = at + s.lease  # a rate place's call leaves by then, or gives it up; its window is set then
+        asks = [(n, until if kind is C else until + s.margin + (t.per or dt.timedelta(0))) for t, n in picks]
         got = set(store.take_places(key, kind, me, asks, at)) if asks else set()
         won = [(t, n) for t, n in picks if n in got]
         freed = {p.number: p.until for p in state.places if p.kind is kind}
@@ -118,6 +115,13 @@ def take_job(
 def release_job(store: LimiterStore, me: str, key: str, numbers: list[int], now: dt.datetime) -> Callable[[], None]:  # fmt: skip
     def job() -> None:
         store.release_places(key, me, numbers, now)
+
+    return job
+
+
+def settle_job(store: LimiterStore, me: str, key: str, settles: list[tuple[int, dt.datetime]]) -> Callable[[], None]:  # fmt: skip
+    def job() -> None:
+        store.settle_places(key, me, settles)
 
     return job
 

@@ -212,12 +212,11 @@ class Reconciler:
                 if self.refill.wanted():
                     self._refill(now)
             self._claim_ahead(now)
-            if self.firing.paused is None:  # (while everything is paused, waiting calls stay in line)
-                self._limits_at = self.limiter.tick(now)
             self.firing.fire_due(now)
+            if self.firing.paused is None:  # calls that began to wait ask now (paused: they stay in line)
+                self._limits_at = self.limiter.tick(now)
             if not step:
                 self.firing.mark_long(now)
-                self.firing.mark_waiting(now)
         return self._wake_time(now)
 
     def take_events(self, now: dt.datetime) -> None:
@@ -345,8 +344,6 @@ class Reconciler:
             if pending.reply is not None:  # released meanwhile: the service changes it through the store
                 pending.reply.set_exception(NotHeld(pending.id))
             return
-        if pending.why is Write.WAITING:
-            held.quiet -= 1
         after = self.writes.landed(held, event, self.stats)
         for req in self.desk.landed(held):  # asks held back for this write: taken again, in order
             self.inbox.put(req, wake=False)

@@ -1,5 +1,7 @@
-"""Where each limited call of the limiter stands (`Seat`), what it is told (`Admission`), and what the
-limiter has done (`Counts`). Called by limiter and firing.
+"""Where each limited call of this process stands, as the limiter keeps it: its `Seat` (the keys it
+needs places of, the stage it is at, the places it holds), the limiter's answer to the loop
+(`Admission`), and what the limiter has done (`Counts`). Values only. Called by the limiter and
+the loop's firing.
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ class Seat:
     stage: Stage
     number: int | None = None  # the concurrency place it holds
     deadline: dt.datetime | None = None  # a rate place's call leaves by then
+    rnumber: int | None = None  # the rate place it took
     free_since: dt.datetime = EPOCH  # when the last place it took became free
     waited: bool = False
-    written: bool = False  # its wait is shown in the store
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,7 @@ class Writes:
         stats.progress_at = self.clock.monotonic()
         held.record = pending.change.applied_to(held.record)
         held.until = max(held.until, pending.until)
-        if pending.why in (Write.STARTED, Write.SET, Write.WAITING):
+        if pending.why in (Write.STARTED, Write.SET):
             if held.result is not None and not held.writes:
                 return Next.RESULT
             return Next.ARM if not held.fired and not held.writes else Next.NOTHING

@@ -321,6 +321,10 @@ class PlaceStore(Protocol):
         """Free these concurrency places of `holder` from `now` on (one another holder has taken
         meanwhile stays as it is); answers how many it released."""
 
+    def settle_places(self, key: str, holder: str, settles: list[tuple[int, dt.datetime]]) -> int:
+        """A rate place of `holder` is free from `until` on, each `(number, until)`, only when that is
+        earlier than what it had (its call has left: its window starts then); answers how many moved."""
+
     def renew_places(
         self, holder: str, places: list[tuple[str, int]], until: dt.datetime
     ) -> set[tuple[str, int]]:

@@ -13,8 +13,9 @@ from typing import Any
 
 from lambdaop.engine import templates
 from lambdaop.engine.limits import CallLimits
-from lambdaop.loop.limiter import Admission, Limiter
+from lambdaop.loop.limiter import Limiter
 from lambdaop.loop.placejobs import LimitSettings, PlacesFailed, PlacesRenewed, PlacesTaken
+from lambdaop.loop.seats import Admission
 from lambdaop.loop.storethread import StoreThread
 from lambdaop.spec.flowcontrol import Concurrency, Rate
 from lambdaop.store.memory import MemoryStore
@@ -268,7 +269,7 @@ def test_a_rate_place_not_used_in_time_is_given_up_and_asked_for_again(clock) ->
     p.limiter.taken(event, clock.now())
     assert p.woken == ["o1"]
     p.woken.clear()
-    clock.advance(0.2)  # the loop was slow: the call did not leave within the margin
+    clock.advance(6.1)  # the call could not leave within a lease of the take (everything was paused)
     assert not p.limiter.admit("o1", "alice", "o1/1", clock.now(), rate(1), dict, clock.now()).go
     assert p.limiter.counts.voided == 1
     for _ in range(12):
@@ -368,3 +369,30 @@ def test_a_call_due_soon_after_another_came_back_takes_its_idle_place_without_th
     clock.advance(0.2)
     p.step()
     assert p.limiter.held_places() == 0 and p.limiter.counts.released == 1
+
+
+def test_a_rate_place_whose_call_will_not_leave_is_free_again_at_once(clock) -> None:
+    shared = MemoryStore()
+    p, other = Proc(shared, "p1", clock), Proc(shared, "p2", clock)
+    p.due(1, rate(1, per=60))
+    p.limiter.tick(clock.now())
+    p.limiter.io.step()
+    (event,) = p.events
+    p.events.clear()
+    p.limiter.taken(event, clock.now())  # it may leave now: the place is held for it
+    del p.wanted["o1"]  # cancelled before it left
+    p.woken.clear()
+    p.limiter.forget("o1", clock.now())
+    p.step()
+    other.due(2, rate(1, per=60))
+    other.step({"o2": rate(1, per=60)})
+    assert other.out == {"o2/1"}, "the window starts only when a call leaves"
+
+
+def test_a_burst_takes_its_places_in_growing_batches_one_after_another(clock) -> None:
+    p = Proc(MemoryStore(), "p1", clock, LimitSettings(lease=dt.timedelta(seconds=6), batch=4))
+    for n in range(10):
+        p.due(n, concurrency(100))
+    p.step()  # (a step runs the limiter's pass a few times: each asks again at once)
+    assert len(p.out) == 10 and p.limiter.counts.taken == 10
+    assert p.store.asked["take_places"] == 2, "4, then twice as many (the other 6)"

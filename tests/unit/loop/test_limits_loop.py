@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from lambdaop.engine.record import StoredObject
 from lambdaop.loop.events import Action
 from lambdaop.store.memory import MemoryStore
 from unit.loop.test_reconciler import Rig
@@ -52,24 +53,19 @@ def test_calls_beyond_the_limit_wait_held_and_leave_in_due_order_as_places_free(
     assert r.loop.limiter.held_places() == 0, "places nobody wants are released"
 
 
-def test_a_call_that_waits_a_while_shows_it_in_the_store_and_lateness_counts_from_its_place(rig: Any) -> None:
-    r = rig()
+def test_another_process_sharing_the_store_tells_what_a_waiting_call_waits_for(rig: Any) -> None:
+    r, other = rig("p1"), rig("p2")
     ids = [r.task(f"t{i}", at=r.at(10).isoformat(), **LIMIT) for i in range(3)]
     r.run(0)
     r.run(9.5)
     r.run(10)
     r.run(10.01)
     (waiting,) = [i for i in ids if i not in out(r)]
-    r.run(11.5)  # it has waited longer than a long call
-    r.run(11.51)
-    stored = r.store.get(waiting)["progress"]["waiting_for"]
-    assert stored["key"] == "target-a" and stored["limit"] == 2 and stored["kind"] == "concurrency"
-    r.calls.answer(r.calls.jobs[0])
-    r.run(11.6)
-    assert waiting in out(r)
-    r.calls.answer_all()
-    r.run(11.7)
-    assert "waiting_for" not in r.store.get(waiting)["progress"], "gone once it left"
+    record = StoredObject.from_storage(r.store.get(waiting))
+    assert r.service.waiting_for(record) == {"kind": "concurrency", "key": "target-a", "limit": 2, "since": r.at(10)}  # fmt: skip
+    assert other.service.waiting_for(record) is None, "a list does not look in the store"
+    told = other.service.waiting_for(record, look=True)
+    assert told == {"kind": "concurrency", "key": "target-a", "limit": 2, "since": r.at(10), "calls": 1}
 
 
 def test_a_waiting_call_cancelled_gives_its_turn_and_never_leaves(rig: Any) -> None:

@@ -43,6 +43,16 @@ class MemoryPlaces(Tables):
                 released += 1
         return released
 
+    def settle_places(self, key: str, holder: str, settles: list[tuple[int, dt.datetime]]) -> int:
+        moved = 0
+        for number, until in settles:
+            place = (key, PlaceKind.RATE.value, number, None)
+            doc = self._limits.get(place)
+            if doc is not None and doc.get("holder") == holder and doc["until"] > _bson(until):
+                self._limits[place] = {**doc, "until": _bson(until)}
+                moved += 1
+        return moved
+
     def renew_places(
         self, holder: str, places: list[tuple[str, int]], until: dt.datetime
     ) -> set[tuple[str, int]]:

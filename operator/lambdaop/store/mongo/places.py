@@ -81,6 +81,20 @@ class Places(Base):
         update = {"$set": {"until": now, "expires": now + KEPT}, "$unset": {"holder": ""}}
         return self.limits.bulk_write([UpdateMany(query, update)]).matched_count if numbers else 0
 
+    def settle_places(self, key: str, holder: str, settles: list[tuple[int, dt.datetime]]) -> int:
+        by_until: dict[dt.datetime, list[str]] = {}  # (one write for the places settled to one time)
+        for n, until in settles:
+            by_until.setdefault(until, []).append(place_id(key, PlaceKind.RATE, n))
+        ops = [
+            UpdateMany(
+                {"_id": {"$in": part}, "holder": holder, "until": {"$gt": until}},
+                {"$set": {"until": until, "expires": until + KEPT}},
+            )
+            for until, ids in by_until.items()
+            for part in chunks(ids)
+        ]
+        return self.limits.bulk_write(ops, ordered=False).modified_count if ops else 0
+
     def renew_places(
         self, holder: str, places: list[tuple[str, int]], until: dt.datetime
     ) -> set[tuple[str, int]]:
