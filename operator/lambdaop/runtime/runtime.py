@@ -303,13 +303,15 @@ class Runtime:
             from waitress import wasyncore
 
             server = self.http
-            # close every channel (keep-alive clients too) from the server's own loop thread
+            # the requests being answered finish first: a worker that answers after the channels
+            # (and the wake-up pipe among them) are closed would write to a closed descriptor
+            server.task_dispatcher.shutdown(timeout=5)
+            # then close every channel (keep-alive clients too) from the server's own loop thread
             try:
                 server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
             except OSError as exc:  # its wake-up pipe is gone: close the channels from here
                 log.warning("while stopping the API: %s; its connections are closed directly", exc)
                 wasyncore.close_all(server._map, ignore_all=True)
-            server.task_dispatcher.shutdown(timeout=5)
             if self._http_thread is not None:
                 self._http_thread.join(timeout=10)
             self.http = None
