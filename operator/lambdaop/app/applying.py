@@ -30,6 +30,7 @@ from lambdaop.engine.record import Change, PendingSpec, Source, StoredObject
 from lambdaop.loop.events import Action
 from lambdaop.spec import AnySpec, Document, spec_hash, spec_json
 from lambdaop.store.contract import WriteOutcome
+from lambdaop.store.writer import Pending
 
 log = logging.getLogger("lambdaop.service")
 
@@ -264,18 +265,28 @@ class Applier:
                 )
             else:
                 groups.setdefault((item.owner, d.spec.kind), []).append(i)
-        for (owner, kind), indexes in groups.items():
-            names = [items[i].doc.spec.metadata.name for i in indexes if items[i].doc.spec]  # type: ignore[union-attr]
-            existing = service.store.find_by_names(owner, kind, names)
-            for i in indexes:
-                spec = items[i].doc.spec
-                assert spec is not None
-                if spec.metadata.name in existing:
-                    results[i] = self._apply_one(items[i])
-                else:
-                    record = service.new_record(spec, owner, now, items[i].source, items[i].manager)
-                    fresh.append((i, record, service.insert_op(record, now)))
-        outcomes = service.writer.write_many([op for _, _, op in fresh]) if fresh else []
+        writer = service.writer
+        pending = Pending()
+        for (owner, kind), group in groups.items():
+            # a commit's worth at a time, handed to the writer at once: the next part is read and
+            # prepared here while the store commits this one
+            for start in range(0, len(group), writer.max_batch):
+                indexes = group[start : start + writer.max_batch]
+                names = [items[i].doc.spec.metadata.name for i in indexes if items[i].doc.spec]  # type: ignore[union-attr]
+                existing = service.store.find_by_names(owner, kind, names)
+                ops = []
+                for i in indexes:
+                    spec = items[i].doc.spec
+                    assert spec is not None
+                    if spec.metadata.name in existing:
+                        results[i] = self._apply_one(items[i])
+                    else:
+                        record = service.new_record(spec, owner, now, items[i].source, items[i].manager)
+                        fresh.append((i, record, service.insert_op(record, now)))
+                        ops.append(fresh[-1][2])
+                if ops:
+                    pending += writer.start(ops)
+        outcomes = writer.wait(pending) if fresh else []
         created = 0
         for (i, record, op), outcome in zip(fresh, outcomes, strict=True):
             if outcome is WriteOutcome.OK:

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lambdaop.core.clock import Clock, to_utc
 from lambdaop.core.errors import StoreUnavailable
@@ -42,6 +42,17 @@ class _Item:
     queued: float = 0.0
     not_before: float = 0.0
     cancelled: bool = False  # its waiter gave up before it was written: it is not written
+
+
+@dataclass
+class Pending:
+    """Ops handed in together (`Writer.start`), in order, with their outcomes to come."""
+
+    items: list[_Item] = field(default_factory=list)
+    futures: list[Future[WriteOutcome]] = field(default_factory=list)
+
+    def __add__(self, other: Pending) -> Pending:
+        return Pending(self.items + other.items, self.futures + other.futures)
 
 
 class Writer:
@@ -109,12 +120,21 @@ class Writer:
         """Write ops and wait up to `timeout` seconds for all their outcomes. Past it, those not
         taken into a commit yet are withdrawn, and StoreUnavailable says the store did not take
         them (none of them was acknowledged)."""
-        futures: list[Future[WriteOutcome]] = []
-        items = []
+        return self.wait(self.start(ops, min(retry_for, timeout)), timeout)
+
+    def start(self, ops: list[Op], retry_for: float = 5.0) -> Pending:
+        """Hand ops in without waiting (a caller prepares the next ones while these are
+        committed); `wait` answers their outcomes."""
+        pending = Pending()
         for op in ops:
             future: Future[WriteOutcome] = Future()
-            items.append(self.submit(op, future.set_result, min(retry_for, timeout), urgent=True))
-            futures.append(future)
+            pending.items.append(self.submit(op, future.set_result, retry_for, urgent=True))
+            pending.futures.append(future)
+        return pending
+
+    def wait(self, pending: Pending, timeout: float = 120.0) -> list[WriteOutcome]:
+        """The outcomes of ops handed in with `start`, waiting up to `timeout` seconds in all."""
+        futures = pending.futures
         if not self.threaded:
             while not all(f.done() for f in futures):
                 self.run_pending()
@@ -122,7 +142,7 @@ class Writer:
         try:
             return [f.result(timeout=max(0.0, end - self.clock.monotonic())) for f in futures]
         except TimeoutError:
-            for item in items:
+            for item in pending.items:
                 item.cancelled = True
             raise StoreUnavailable(
                 f"the store did not take the write within {timeout:g}s; nothing was written, try again"

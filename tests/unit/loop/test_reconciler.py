@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from lambdaop.app.applying import Applier
+from lambdaop.app.applying import Applier, ApplyAction
 from lambdaop.app.batch import Checker
 from lambdaop.app.service import Service
 from lambdaop.core.clock import to_utc
@@ -22,7 +22,7 @@ from lambdaop.loop.outbound import Policy
 from lambdaop.loop.reconciler import Reconciler
 from lambdaop.loop.settings import LoopSettings
 from lambdaop.loop.storethread import StoreThread
-from lambdaop.spec import Task, load_one
+from lambdaop.spec import Task, load_documents, load_one
 from lambdaop.store.memory import MemoryStore
 from lambdaop.store.writer import Writer
 
@@ -259,6 +259,28 @@ def test_results_share_one_commit(rig: Any) -> None:
     assert r.writer.batches == batches + 1, "fifty results, one transaction"
     assert {r.state(i) for i in ids} == {"completed"}
     assert r.store.counts("alice", "Task") == {"completed": 50, "scheduled": 0}
+
+
+def test_a_large_apply_is_written_a_commit_at_a_time_and_answers_every_document_in_order(rig: Any) -> None:
+    r = rig()
+    r.writer.max_batch = 3  # ten new documents: four commits, each handed in while the next is prepared
+    existing = r.task("t4", at=r.at(10).isoformat())
+    text = "\n---\n".join(
+        Task.model_validate(
+            {
+                "metadata": {"name": f"t{i}"},
+                "spec": {"invoke": "http://127.0.0.1:9/ok", "at": r.at(10).isoformat()},
+            }
+        ).model_dump_json()  # fmt: skip
+        for i in range(11)
+    )
+    batches = r.writer.batches
+    results = r.applier.apply_documents(load_documents(text), "alice")
+    assert [a.name for a in results] == [f"t{i}" for i in range(11)]
+    assert [a.action for a in results].count(ApplyAction.CREATED) == 10
+    assert results[4].action is ApplyAction.UNCHANGED and results[4].id == existing
+    assert r.writer.batches - batches == 4
+    assert r.store.counts("alice", "Task") == {"scheduled": 11}
 
 
 def test_a_result_that_cannot_be_decided_fails_alone(rig: Any) -> None:
