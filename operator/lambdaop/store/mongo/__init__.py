@@ -54,9 +54,10 @@ class MongoStore(Objects, Runs, Leases, Commits, Processes, UserDocs, Places):
         self.counters.create_index([("p", ASCENDING), ("s", ASCENDING)], name="by_prefix_state")
         self.directory.create_index([("p", ASCENDING), ("t", ASCENDING)], name="by_prefix_time")
         self.sessions.create_index([("expires", ASCENDING)], name="expires", expireAfterSeconds=0)
+        self.runs.create_index([("expires", ASCENDING)], name="expires", expireAfterSeconds=0)
         self.runs.create_index(
-            [("expires", ASCENDING)], name="expires", expireAfterSeconds=0
-        )  # lists read _id
+            [("owner", ASCENDING), ("result", ASCENDING), ("_id", DESCENDING)], name="by_result"
+        )  # lists read a range of _id behind owner and result
         self.limits.create_index([("expires", ASCENDING)], name="expires", expireAfterSeconds=0)
         self._migrate(now or dt.datetime(1970, 1, 1, tzinfo=dt.UTC))
 

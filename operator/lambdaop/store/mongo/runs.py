@@ -1,7 +1,9 @@
 """The runs list (MongoDB): one document per ended run, keyed so each read is a range of `_id`.
 
 A run's `_id` is `owner␟result␟id`, its id made at the run's end. The list of
-an owner's failed runs since a time is one range of the primary key, read
+an owner's failed runs since a time is one range of `_id` behind the equality
+of owner and result (the `by_result` index: the embedded server scans the
+whole collection for a range of `_id` alone), read
 newest first in windows of time that grow fourfold from now back to `since`
 (the embedded server reads every entry of a range before it applies a limit,
 so each read costs what its window holds); with no result asked, the three
@@ -51,7 +53,7 @@ class Runs(Base):
         kind: str | None = None,
     ) -> Page:
         results = [result] if result is not None else list(RUN_RESULTS)
-        streams = [self._newest(f"{owner}{SEP}{r}{SEP}", before, since) for r in results]
+        streams = [self._newest(owner, r, before, since) for r in results]
         out: list[Doc] = []
         last: str | None = None
         for examined, doc in enumerate(heapq.merge(*streams, key=rid_of, reverse=True), 1):
@@ -64,10 +66,17 @@ class Runs(Base):
                 return Page(out, last)
         return Page(out, None)
 
-    def _newest(self, prefix: str, before: str | None, since: dt.datetime | None) -> Iterator[Doc]:
+    def _newest(
+        self, owner: str, result: str, before: str | None, since: dt.datetime | None
+    ) -> Iterator[Doc]:
+        prefix = f"{owner}{SEP}{result}{SEP}"
+
         def read(lo: str, hi: str) -> list[Doc]:
+            # owner and result first: the embedded server reads a range of `_id` alone by scanning
+            # the collection, and a range behind their equality on the `by_result` index
             rng = {"$gte": prefix + lo, "$lt": prefix + hi}
-            return list(self.runs.find({"_id": rng}, {"expires": 0}).sort("_id", DESCENDING).limit(EXAMINED))
+            found = self.runs.find({"owner": owner, "result": result, "_id": rng}, {"expires": 0})
+            return list(found.sort("_id", DESCENDING).limit(EXAMINED))
 
         return windows(read, before, since)
 
