@@ -15,7 +15,7 @@ from lambdaop.api.auth import user_of
 from lambdaop.api.bodies import check_cursor, limit_value, query_params, read_fields
 from lambdaop.app.operate import Operations
 from lambdaop.app.service import Service
-from lambdaop.app.view import present, present_run_record, runs_within
+from lambdaop.app.view import present, present_run_record
 from lambdaop.core import labels
 from lambdaop.core.clock import Clock, iso, to_utc
 from lambdaop.core.errors import NotFound, Problem, SpecInvalid
@@ -168,6 +168,9 @@ class OriginalObjects(Objects):
 RUNS_SHOWN = 120  # a recurring object's runs drawn in the next hour (every 30 s at most)
 UPCOMING_SHOWN = 500
 UPCOMING_READ = 200  # objects read from the due index for the next hour
+UPCOMING_WINDOW = dt.timedelta(
+    seconds=60
+)  # its widest window: a quiet half hour before a busy one is not read at once
 ATTENTION_SHOWN = 20  # failed runs, late calls and suspended objects the dashboard lists first
 LATE_AFTER = dt.timedelta(minutes=1)  # a call this far past its due time, not yet made, is late
 
@@ -192,13 +195,14 @@ class Dashboard:
         horizon = now + dt.timedelta(hours=1)
         # what is due within the hour: a bounded read of the due index; a recurring object there
         # is drawn at each of its runs in the hour
-        found, complete = self.service.upcoming(user.name, now, horizon, UPCOMING_READ)
+        found, complete = self.service.upcoming(
+            user.name, now, horizon, UPCOMING_READ, widest=UPCOMING_WINDOW
+        )
         upcoming = []
-        for record in found:
-            name = record.display or record.name
-            for at in runs_within(record, horizon, RUNS_SHOWN):
-                upcoming.append({"id": record.id, "kind": record.kind, "name": name, "due": iso(at),
-                                 "recurring": "schedule" in record.spec})  # fmt: skip
+        for coming in found:
+            for at in coming.runs(horizon, RUNS_SHOWN):
+                upcoming.append({"id": coming.id, "kind": coming.kind, "name": coming.name, "due": iso(at),
+                                 "recurring": coming.recurring})  # fmt: skip
         upcoming.sort(key=lambda u: u["due"] or "")
         resp.media = {
             "now": iso(now),
@@ -223,7 +227,7 @@ class Dashboard:
             )
             out["failed"], out["failedMore"] = [present_run_record(r) for r in failed], more is not None
         late, complete = self.service.upcoming(owner, now - dt.timedelta(hours=24), now - LATE_AFTER, ATTENTION_SHOWN)  # fmt: skip
-        out["late"] = [{"id": r.id, "kind": r.kind.value, "name": r.display or r.name, "due": iso(r.due)} for r in late]  # fmt: skip
+        out["late"] = [{"id": r.id, "kind": r.kind, "name": r.name, "due": iso(r.due)} for r in late]
         out["lateMore"] = not complete or len(late) >= ATTENTION_SHOWN
         out["paused"], out["pausedMore"] = self.service.paused(owner, now, ATTENTION_SHOWN)
         return out

@@ -22,6 +22,7 @@ from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from lambdaop.app.view import Coming
 from lambdaop.app.waiting import waiting_in_store
 from lambdaop.core.clock import Clock, iso, to_utc
 from lambdaop.core.errors import (
@@ -240,14 +241,24 @@ class Service:
             return self.store.counts(owner, kind)
 
     def upcoming(
-        self, owner: str, after: dt.datetime, until: dt.datetime, limit: int
-    ) -> tuple[list[StoredObject], bool]:
-        """The owner's objects due in (after, until], earliest first (see the store's `upcoming`),
-        read whole (a recurring one's schedule tells its later runs)."""
+        self,
+        owner: str,
+        after: dt.datetime,
+        until: dt.datetime,
+        limit: int,
+        widest: dt.timedelta | None = None,
+    ) -> tuple[list[Coming], bool]:
+        """The owner's objects due in (after, until], earliest first (see the store's `upcoming`);
+        recurring ones read whole (a schedule tells the later runs), the others by their due time."""
         with self.read():
-            found, complete = self.store.upcoming(owner, after, until, limit)
-            docs = {d["_id"]: d for d in self.store.fetch([d["_id"] for d in found])}
-        return [StoredObject.from_storage(docs[d["_id"]]) for d in found if d["_id"] in docs], complete
+            found, complete = self.store.upcoming(owner, after, until, limit, widest=widest)
+            docs = {d["_id"]: d for d in self.store.fetch([d["_id"] for d in found if d.get("recurring")])}
+        out = [
+            Coming.of(d, StoredObject.from_storage(docs[d["_id"]]) if d["_id"] in docs else None)
+            for d in found
+            if not d.get("recurring") or d["_id"] in docs
+        ]
+        return out, complete
 
     def paused(self, owner: str, now: dt.datetime, limit: int) -> tuple[list[dict[str, Any]], bool]:
         """The owner's suspended objects (see the store's `paused`): id, kind, name and the reason

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lambdaop.core.clock import iso
+from lambdaop.core.clock import iso, to_utc
 from lambdaop.engine import recurrence
 from lambdaop.engine.record import CallRecord, RunSummary, StoredObject
 from lambdaop.engine.runs import RunRecord
@@ -137,6 +138,32 @@ def next_runs(record: StoredObject, schedule: Schedule, count: int = 5, until: d
         first, after = first + [p.resume_at], p.resume_at
     found = first + recurrence.upcoming(schedule, after, anchor, count - len(first))
     return [t for t in found if until is None or t <= until]
+
+
+@dataclass(frozen=True)
+class Coming:
+    """An object due within the dashboard's hour: a one-time call by its due time alone, a
+    recurring object whole (its schedule tells its later runs)."""
+
+    id: str
+    kind: str
+    name: str  # its display name, or its name
+    due: dt.datetime
+    record: StoredObject | None = None  # recurring ones only
+
+    @classmethod
+    def of(cls, doc: dict[str, Any], record: StoredObject | None = None) -> Coming:
+        name = doc.get("display") or doc["name"]
+        return cls(doc["_id"], doc["kind"], name, to_utc(doc["due"]), record)
+
+    @property
+    def recurring(self) -> bool:
+        return self.record is not None
+
+    def runs(self, until: dt.datetime, count: int) -> list[dt.datetime]:
+        if self.record is not None:
+            return runs_within(self.record, until, count)
+        return [self.due] if self.due <= until else []
 
 
 def runs_within(record: StoredObject, until: dt.datetime, count: int) -> list[dt.datetime]:

@@ -209,10 +209,17 @@ class ObjectReads(Protocol):
         have a `next` (a read examines a bounded number of objects); `next` is None at the end."""
 
     def upcoming(
-        self, owner: str, after: dt.datetime, until: dt.datetime, limit: int, examine: int = 1000
+        self,
+        owner: str,
+        after: dt.datetime,
+        until: dt.datetime,
+        limit: int,
+        examine: int = 1000,
+        widest: dt.timedelta | None = None,
     ) -> tuple[list[Doc], bool]:
-        """The owner's objects whose call is due in (after, until], earliest first (identity, name
-        and due only), reading about `examine` objects due meanwhile at most (everybody's); the
+        """The owner's objects whose call is due in (after, until], earliest first (identity, name,
+        due, and `recurring`: whether its spec has a schedule), reading about `examine` objects due
+        meanwhile at most (everybody's), in windows of the due index no wider than `widest`; the
         flag says whether the read reached `until`."""
 
     def paused(self, owner: str, now: dt.datetime, limit: int) -> tuple[list[Doc], bool]:

@@ -80,14 +80,21 @@ class MemoryObjects(Tables):
         return Page(page, page[-1]["_id"] if len(docs) > limit else None)
 
     def upcoming(
-        self, owner: str, after: dt.datetime, until: dt.datetime, limit: int, examine: int = 1000
+        self,
+        owner: str,
+        after: dt.datetime,
+        until: dt.datetime,
+        limit: int,
+        examine: int = 1000,
+        widest: dt.timedelta | None = None,
     ) -> tuple[list[Doc], bool]:
         due = sorted(
             (d for d in self._objects.values() if d.get("owner") == owner and d.get("due") is not None and after < d["due"] <= until),
             key=lambda d: d["due"],
         )  # fmt: skip
         fields = ("_id", "owner", "kind", "name", "display", "due")
-        return [{k: d[k] for k in fields if k in d} for d in due[:limit]], len(due) <= limit
+        out = [{**{k: d[k] for k in fields if k in d}, "recurring": "schedule" in (d.get("spec") or {})} for d in due[:limit]]  # fmt: skip
+        return out, len(due) <= limit
 
     def paused(self, owner: str, now: dt.datetime, limit: int) -> tuple[list[Doc], bool]:
         found = sorted(

@@ -19,6 +19,13 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 PAUSED_READ = 300  # entries one read of the paused index returns at most
 
 
+def _light(doc: dict[str, Any]) -> dict[str, Any]:
+    """An upcoming entry: identity, name, due, and whether it recurs (its runs need it whole)."""
+    spec = doc.pop("spec", None)
+    doc["recurring"] = isinstance(spec, dict) and "schedule" in spec
+    return doc
+
+
 def _lease(doc: dict[str, Any]) -> Lease:
     return Lease(doc["_id"], str(doc.get("owner")), doc["until"], bool(doc.get("guard")))
 
@@ -33,19 +40,33 @@ class Leases(Base):
         return [Due(d["_id"], d["due"], d.get("fence", 0)) for d in found]
 
     def upcoming(
-        self, owner: str, after: dt.datetime, until: dt.datetime, limit: int, examine: int = 1000
+        self,
+        owner: str,
+        after: dt.datetime,
+        until: dt.datetime,
+        limit: int,
+        examine: int = 1000,
+        widest: dt.timedelta | None = None,
     ) -> tuple[list[dict[str, Any]], bool]:
-        """The owner's objects due in (after, until], read as windows of the due index that grow
-        fourfold from one second, until `limit` are found or about `examine` were read."""
-        fields = {"owner": 1, "kind": 1, "name": 1, "display": 1, "due": 1}
+        """The owner's objects due in (after, until], read as windows of the due index: from one
+        second, four times wider after a window that held few, narrower after one that held many,
+        never wider than `widest`; until `limit` are found or about `examine` were read. The
+        embedded server reads every entry of a range, so a window costs what it holds: `widest`
+        keeps one window from taking in all that is due in the hour at once."""
+        fields = {"owner": 1, "kind": 1, "name": 1, "display": 1, "due": 1, "spec.schedule": 1}
         out: list[dict[str, Any]] = []
         read, lo, width = 0, after, dt.timedelta(seconds=1)
         while lo < until and len(out) < limit and read < examine:
             hi = min(until, lo + width)
             found = list(self.objects.find({"due": {"$gt": lo, "$lte": hi}}, fields))
             read += len(found)
-            out += sorted((d for d in found if d.get("owner") == owner), key=lambda d: d["due"])
-            lo, width = hi, width * 4
+            out += sorted((_light(d) for d in found if d.get("owner") == owner), key=lambda d: d["due"])
+            lo = hi
+            wanted = max(1, limit - len(out))
+            grow = 4.0 if len(found) * 4 <= wanted else max(0.25, wanted / len(found))
+            width = max(dt.timedelta(seconds=1), width * grow)
+            if widest is not None:
+                width = min(widest, width)
         return out[:limit], lo >= until and len(out) <= limit
 
     def paused(self, owner: str, now: dt.datetime, limit: int) -> tuple[list[dict[str, Any]], bool]:
