@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import re
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -127,3 +128,44 @@ def test_kill_9_after_the_claim_before_the_call_runs_each_task_once_at_its_time(
     assert second.returncode == 0, log.read_text()[-3000:]
     assert sorted(c.query for c in demo.calls("/ok")) == sorted(f"t{i}" for i in range(50))
     assert {d["state"] for d in stored_objects(state)} == {"completed"}
+
+
+def test_kill_9_right_after_a_burst_of_creations_loses_none_that_were_answered_201(tmp_path: Path) -> None:
+    state, specs, log = tmp_path / "state", tmp_path / "specs", tmp_path / "serve.log"
+    specs.mkdir()
+    service = serve(state, specs, log, "--port", "0")
+    answered: list[str] = []
+    try:
+        found = wait_until(lambda: re.search(r"serving (http://[^\s;]+)", log.read_text()), timeout=60, what="serve to start")  # fmt: skip
+        url = found.group(1) + "/scheduler/schedule"
+        headers = {"Authorization": f"Bearer {(state / 'admin.token').read_text().strip()}"}
+        stop = threading.Event()
+
+        def burst() -> None:  # creations from 8 clients at once share commits
+            with requests.Session() as s:
+                while not stop.is_set():
+                    try:
+                        r = s.post(url, json={"url": "http://127.0.0.1:9/ok", "delay": 3_600_000}, headers=headers, timeout=10)  # fmt: skip
+                    except requests.RequestException:
+                        return  # the service is gone
+                    if r.status_code == 201:
+                        answered.append(r.json()["id"])
+
+        clients = [threading.Thread(target=burst) for _ in range(8)]
+        for c in clients:
+            c.start()
+        wait_until(lambda: len(answered) >= 200, timeout=60, what="200 creations answered")
+        # the service and its store die together, mid-burst: only what is on disk survives
+        store_pid = int((state / "secantusd.pid").read_text())
+        os.kill(service.pid, signal.SIGKILL)
+        os.kill(store_pid, signal.SIGKILL)
+        stop.set()
+        for c in clients:
+            c.join(30)
+        service.wait(10)
+    finally:
+        if service.poll() is None:
+            service.kill()
+    stored = {d["_id"] for d in stored_objects(state)}
+    lost = [oid for oid in answered if oid not in stored]
+    assert not lost, f"{len(lost)} of {len(answered)} creations answered 201 are not stored"
