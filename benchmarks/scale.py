@@ -4,7 +4,8 @@ One run prints, each beside its base measured in the same run:
   1. the embedded server's own rates: `insert_many` and bulk `update_one` by _id (documents/s);
   2. `POST /specs` of N Tasks in bodies of 2,000 (documents/s and the time for N);
   3. `POST /scheduler/schedule` and `GET /healthz` from wrk (a C load generator, one thread, so the
-     client hardly takes the server's CPU), with the ratio of the two;
+     client hardly takes the server's CPU), with the ratio of the two; then the creations again
+     while --firing calls/s (200) fall due, beside the idle rate, and those calls' lateness;
   4. with N stored: p50/p99 of the first page of a list, a state filter (matching every object and
      matching none), a label filter, a name-prefix search, the next pages, the original list route,
      and the dashboard, each beside `GET /healthz` from the same client;
@@ -14,7 +15,7 @@ One run prints, each beside its base measured in the same run:
      growth over the whole time, and the store's disk beside the size of the documents it holds.
 
 Usage: python benchmarks/scale.py [--stored 100000] [--reads 100] [--seconds 10] [--idle 600]
-       (--stored 1000000 for the million)
+       (--stored 1000000 for the million; --reuse FOLDER measures an earlier run's store again)
 """
 
 from __future__ import annotations
@@ -31,15 +32,13 @@ from pathlib import Path
 
 import pymongo
 import requests
-from pymongo import UpdateOne
 
-from common import embedded_store, pct, rss_mb
+from common import TEAMS, calls, create, embedded_store, endpoint, pct, rss_mb, store_rates, wait_durable
 from lambdaop.loop.outbound import Policy
 from lambdaop.runtime.config import Config
 from lambdaop.runtime.runtime import Runtime
 
 BODY = 2000  # documents per POST /specs
-TEAMS = 20  # label team=t0..t19: a label filter matches 1 in 20
 
 WRK_POST = """
 wrk.method = "POST"
@@ -66,34 +65,6 @@ def wrk(url: str, script: str, connections: int, seconds: int) -> tuple[float, f
     )  # fmt: skip
     rate, p50, p99, bad = out.stdout.strip().splitlines()[-1].split()
     return float(rate), float(p50), float(p99), int(bad)
-
-
-def store_rates(uri: str, n: int = 20_000) -> tuple[float, float]:
-    """The embedded server's own insert_many and bulk update-by-_id rates, documents/s, on
-    documents the size of a stored Task, in a scratch collection with one secondary index."""
-    client: pymongo.MongoClient = pymongo.MongoClient(uri)  # type: ignore[type-arg]
-    scratch = client["bench_base"]["docs"]
-    scratch.drop()
-    scratch.create_index("due")
-    now = dt.datetime.now(dt.UTC)
-    docs = [
-        {"_id": f"{i:024x}", "owner": "bench", "kind": "Task", "name": f"n{i}", "state": "scheduled",
-         "due": now + dt.timedelta(seconds=i), "spec": {"invoke": {"url": f"http://127.0.0.1:9/ok?i={i}"}},
-         "generation": 1, "fence": 0, "labels": {"team": f"t{i % TEAMS}"}}
-        for i in range(n)
-    ]  # fmt: skip
-    t0 = time.perf_counter()
-    for k in range(0, n, 1000):
-        scratch.insert_many(docs[k : k + 1000], ordered=False)
-    inserted = n / (time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    for k in range(0, n, 500):
-        ops = [UpdateOne({"_id": d["_id"]}, {"$set": {"state": "completed"}, "$unset": {"due": ""}, "$inc": {"fence": 1}}) for d in docs[k : k + 500]]  # fmt: skip
-        scratch.bulk_write(ops, ordered=False)
-    updated = n / (time.perf_counter() - t0)
-    scratch.drop()
-    client.close()
-    return inserted, updated
 
 
 def body(start: int, n: int, now: dt.datetime) -> str:
@@ -149,12 +120,21 @@ def main() -> None:
         "--idle", type=int, default=0, help="seconds to watch the store's RSS and disk while idle"
     )
     parser.add_argument(
+        "--firing", type=float, default=200, help="calls/s due while creations are measured again (0: not)"
+    )
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        help="the folder of an earlier run (printed at its start): measure it again, store nothing",
+    )
+    parser.add_argument(
         "--skip-reads", action="store_true", help="store N, then only the start and --idle figures"
     )
     args = parser.parse_args()
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # its queue-depth notes are not figures
     have_wrk = shutil.which("wrk") is not None
-    with embedded_store() as (server, tmp):
+    with embedded_store(args.reuse) as (server, tmp):
+        print(f"store folder: {tmp}" + (" (reused: nothing is stored again)" if args.reuse else ""))
         uri = server.uri + "&retryWrites=false"
         inserted, updated = store_rates(uri)
         print(f"store's own rates: insert_many {inserted:,.0f} documents/s, bulk update by _id {updated:,.0f} documents/s")  # fmt: skip
@@ -165,20 +145,22 @@ def main() -> None:
         )  # fmt: skip
         rt = Runtime(config)
         rt.start()
-        url, token = rt.url, rt.admin_token or ""
+        saved = tmp / "state" / "admin.token"  # written at the first start; a reused store has it
+        url, token = rt.url, rt.admin_token or (saved.read_text().strip() if saved.exists() else "")
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {token}"
         now = dt.datetime.now(dt.UTC)
 
         t0 = time.perf_counter()
-        for start in range(0, args.stored, BODY):
+        for start in range(0, 0 if args.reuse else args.stored, BODY):
             text = body(start, min(BODY, args.stored - start), now)
             r = session.post(url + "/specs", data=text.encode(), headers={"Content-Type": "application/yaml"}, timeout=600)  # fmt: skip
             if r.status_code != 200:
                 raise SystemExit(f"POST /specs: {r.status_code} {r.text[:500]}")
         secs = time.perf_counter() - t0
-        print(f"POST /specs of {args.stored:,} Tasks in bodies of {BODY}: {secs:.1f}s = {args.stored / secs:,.0f} documents/s "
-              f"= {args.stored / secs / inserted:.0%} of the store's insert_many")  # fmt: skip
+        if not args.reuse:
+            print(f"POST /specs of {args.stored:,} Tasks in bodies of {BODY}: {secs:.1f}s = {args.stored / secs:,.0f} documents/s "
+                  f"= {args.stored / secs / inserted:.0%} of the store's insert_many")  # fmt: skip
 
         if have_wrk and not args.skip_reads:
             health = wrk(url + "/healthz", "", args.connections, args.seconds)
@@ -187,6 +169,8 @@ def main() -> None:
                   f"  GET /healthz:               {health[0]:7,.0f} req/s, p50 {health[1]:5.1f} ms, p99 {health[2]:6.1f} ms, {health[3]} errors\n"
                   f"  POST /scheduler/schedule:   {post[0]:7,.0f} req/s, p50 {post[1]:5.1f} ms, p99 {post[2]:6.1f} ms, {post[3]} errors"
                   f" = {post[0] / health[0]:.0%} of /healthz")  # fmt: skip
+            if args.firing:
+                while_firing(rt, url, token, args, post[0])
         elif not have_wrk:
             print("wrk is not installed (apt install wrk): the creation figures are left out")
 
@@ -234,6 +218,29 @@ def main() -> None:
         if args.idle:
             idle(uri, server.state_dir, store_pid, args.idle)
         rt.stop()
+
+
+def while_firing(rt: Runtime, url: str, token: str, args: argparse.Namespace, idle_rate: float) -> None:
+    """The creation figure again while `--firing` calls/s fall due (Tasks due evenly spaced at an
+    endpoint in its own process), and the lateness of those calls at the endpoint."""
+    rate, secs = args.firing, args.seconds
+    n = int(rate * (secs + 10))  # due from 5 s before wrk starts until 5 s after it ends
+    with endpoint() as base:
+        start = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5 + n / 500)
+        start = start.replace(microsecond=start.microsecond // 1000 * 1000)  # due times are kept to the ms
+        dues = [start + dt.timedelta(milliseconds=round(i * 1000 / rate)) for i in range(n)]
+        create(rt, base + "/ok", dues)
+        overdue = dt.datetime.now(dt.UTC) > start
+        time.sleep(max(0.0, (start - dt.datetime.now(dt.UTC)).total_seconds()) + 5)
+        post = wrk(url + "/scheduler/schedule", WRK_POST.replace("TOKEN", token), args.connections, secs)
+        wait_durable(rt, n)
+        got = calls(base)
+    by_index = {int(str(c["query"]).split("=")[1]): float(c["at"]) for c in got}  # type: ignore[arg-type]
+    late = [(by_index[i] - dues[i].timestamp()) * 1000 for i in sorted(by_index)]
+    print(f"  POST /scheduler/schedule while {rate:g} calls/s fire: {post[0]:7,.0f} req/s, p50 {post[1]:5.1f} ms, "
+          f"p99 {post[2]:6.1f} ms, {post[3]} errors = {post[0] / idle_rate:.0%} of the idle rate; the calls' lateness "
+          f"p50 {pct(late, 50):.1f} ms, p99 {pct(late, 99):.1f} ms, {len(by_index)} of {n} distinct"
+          + (" (created late: the first were overdue)" if overdue else ""))  # fmt: skip
 
 
 def idle(uri: str, state: Path, pid: int | None, seconds: int) -> None:
