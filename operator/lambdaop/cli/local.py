@@ -45,6 +45,7 @@ def serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
+        api_threads=args.api_threads,
         timezone=args.timezone,
         allow_hosts=policy_of(args.allow_hosts),
         on_failure=args.on_failure,

@@ -41,6 +41,16 @@ def _duration(text: str) -> object:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _api_threads(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"expected a whole number of threads from 1 to 256, not {text!r}")
+    return value
+
+
 ALLOW_HELP = (
     "targets calls may reach beyond public addresses: comma-separated CIDRs and host patterns, "
     "e.g. 127.0.0.1,10.0.0.0/8,*.corp.example (default: none)"
@@ -138,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the user owning specs from the folder (default admin)")  # fmt: skip
     serve.add_argument("--workers", type=int, default=int(env.get("LAMBDAOP_WORKERS", "16")),
                        help="calls at once (slow calls past a second do not count; default 16)")  # fmt: skip
+    serve.add_argument("--api-threads", type=_api_threads, default=env.get("LAMBDAOP_API_THREADS", "8"),
+                       help="API requests answered at once; creations from that many clients share a commit (default 8)")  # fmt: skip
     serve.add_argument("--lease", type=_duration, default=env.get("LAMBDAOP_LEASE", "30s"),
                        help="how long a claimed call is held before another process may re-run it (default 30s)")  # fmt: skip
     serve.add_argument("--claim-window", type=_duration, default=env.get("LAMBDAOP_CLAIM_WINDOW") or None,

@@ -58,6 +58,7 @@ class Config:
             "specs_owner": self.specs_owner,
             "resync": format_duration(self.resync),
             "workers": self.workers,
+            "api_threads": self.api_threads,
             "lease": format_duration(self.lease),
             "claim_window": format_duration(self.claim_window)
             if self.claim_window
