@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +23,7 @@ from urllib.parse import urlsplit
 
 import pymongo
 import requests
-from pymongo import UpdateOne
+from pymongo import UpdateOne, monitoring
 
 from lambdaop.app.applying import Placed
 from lambdaop.core.errors import Problem
@@ -218,3 +219,42 @@ def store_rates(uri: str, n: int = 20_000) -> tuple[float, float]:
     scratch.drop()
     client.close()
     return inserted, updated
+
+
+class Commands(monitoring.CommandListener):
+    """Every command this process sends, by collection (or by command and collection), with its
+    duration (while `on`)."""
+
+    def __init__(self, by_command: bool = False) -> None:
+        self.by_command = by_command
+        self.lock = threading.Lock()
+        self.on = False
+        self.count: Counter[str] = Counter()
+        self.micros: Counter[str] = Counter()
+        self._names: dict[int, str] = {}
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if self.on:
+            what = event.command.get(event.command_name)
+            with self.lock:
+                name = what if isinstance(what, str) else event.command_name
+                self._names[event.request_id] = f"{event.command_name} {name}" if self.by_command else name
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        self._done(event.request_id, event.duration_micros)
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self._done(event.request_id, event.duration_micros)
+
+    def _done(self, request: int, micros: int) -> None:
+        with self.lock:
+            name = self._names.pop(request, None)
+            if name is not None:
+                self.count[name] += 1
+                self.micros[name] += micros
+
+    def reset(self) -> None:
+        with self.lock:
+            self.count.clear()
+            self.micros.clear()
+            self._names.clear()

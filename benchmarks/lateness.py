@@ -11,7 +11,10 @@ With --ceiling 200,400,...: each rate on a fresh store, lowest first, until one
 misses p99 <= --bound ms (100); prints the highest rate held beside the store's
 own bulk-update rate measured in the same run.
 
-Usage: python benchmarks/lateness.py [--rate 200] [--secs 60] [--stored 0]
+With --commands: the store's commands per call, by command and collection, and
+the time this process waited for each (pymongo's command monitoring).
+
+Usage: python benchmarks/lateness.py [--rate 200] [--secs 60] [--stored 0] [--commands]
        python benchmarks/lateness.py --ceiling 200,400,600,800,1000 --secs 60
 """
 
@@ -27,8 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+from pymongo import monitoring
 
 from common import (
+    Commands,
     CpuMeter,
     calls,
     create,
@@ -76,6 +81,9 @@ class Figures:
         return pct(self.late, 99)
 
 
+COMMANDS: Commands | None = None  # with --commands: the store's commands per call while the calls run
+
+
 def measure(rate: float, secs: float, stored: int = 0, workers: int = 16, lead: float = 700) -> Figures:
     """One steady run on a fresh embedded store: rate x secs Tasks, due evenly spaced from a
     little after they are all created (planned at `lead` creations per second)."""
@@ -102,10 +110,15 @@ def measure(rate: float, secs: float, stored: int = 0, workers: int = 16, lead: 
             meter = CpuMeter(server.process.pid if server.process else None)
             time.sleep(max(0.0, (start - dt.datetime.now(dt.UTC)).total_seconds()))
             meter.start()
+            if COMMANDS is not None:
+                COMMANDS.reset()
+                COMMANDS.on = True
             if os.environ.get("BENCH_TRACE"):  # the loop's queues every 2 s, to see where work waits
                 threading.Thread(target=trace, args=(rt,), daemon=True).start()
             wait_durable(rt, n)
             cpu = meter.stop()
+            if COMMANDS is not None:
+                COMMANDS.on = False
             service_rss = rss_mb()
             store_rss = rss_mb(server.process.pid if server.process else None)
         finally:
@@ -135,6 +148,16 @@ def report(f: Figures, stored: int) -> None:
     print(f"delivered: {f.delivered:.0f} calls/s from the first due time to the last arrival")
     print(f"CPU from the first due time until every result was durable: {f.cpu}")
     print(f"RSS: service {f.service_rss:.0f} MB, store {f.store_rss:.0f} MB")
+    if COMMANDS is not None:
+        n = max(1, f.distinct)
+        total = sum(COMMANDS.micros.values()) / 1000 / n
+        print(
+            f"store commands per call (pymongo's command times, the waits of this process): {total:.2f} ms in all"
+        )
+        for name, micros in COMMANDS.micros.most_common(10):
+            print(
+                f"  {name:28s} {COMMANDS.count[name] / n:6.3f} per call, {micros / 1000 / n:5.2f} ms per call"
+            )
 
 
 def ceiling(rates: list[float], secs: float, workers: int, bound: float) -> None:
@@ -172,7 +195,12 @@ def main() -> None:
         help="rates to step through, e.g. 200,400,600,800,1000: the highest that holds",
     )
     parser.add_argument("--bound", type=float, default=100.0, help="the p99 lateness (ms) a rate must hold")
+    parser.add_argument("--commands", action="store_true", help="the store's commands per call, by command")
     args = parser.parse_args()
+    if args.commands:
+        global COMMANDS
+        COMMANDS = Commands(by_command=True)
+        monitoring.register(COMMANDS)
     if args.ceiling:
         ceiling([float(r) for r in args.ceiling.split(",")], args.secs, args.workers, args.bound)
         return

@@ -22,54 +22,16 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import threading
 import time
-from collections import Counter
 from typing import Any
 
 import requests
 from pymongo import monitoring
 
-from common import calls, embedded_store, endpoint, pct, runtime
+from common import Commands, calls, embedded_store, endpoint, pct, runtime
 from lambdaop.app.applying import Placed
 from lambdaop.core.errors import Problem
 from lambdaop.spec import Document, Task
-
-
-class Commands(monitoring.CommandListener):
-    """Every command this process sends, by collection, with its duration (while `on`)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.on = False
-        self.count: Counter[str] = Counter()
-        self.micros: Counter[str] = Counter()
-        self._names: dict[int, str] = {}
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if self.on:
-            what = event.command.get(event.command_name)
-            with self.lock:
-                self._names[event.request_id] = what if isinstance(what, str) else event.command_name
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        self._done(event.request_id, event.duration_micros)
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        self._done(event.request_id, event.duration_micros)
-
-    def _done(self, request: int, micros: int) -> None:
-        with self.lock:
-            name = self._names.pop(request, None)
-            if name is not None:
-                self.count[name] += 1
-                self.micros[name] += micros
-
-    def reset(self) -> None:
-        with self.lock:
-            self.count.clear()
-            self.micros.clear()
-            self._names.clear()
 
 
 def create(rt: Any, url: str, n: int, due: dt.datetime, prefix: str, limits: dict[str, Any]) -> None:

@@ -226,7 +226,7 @@ def while_firing(rt: Runtime, url: str, token: str, args: argparse.Namespace, id
     rate, secs = args.firing, args.seconds
     n = int(rate * (secs + 10))  # due from 5 s before wrk starts until 5 s after it ends
     with endpoint() as base:
-        start = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5 + n / 500)
+        start = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=10 + n / 250)  # created before they fall due
         start = start.replace(microsecond=start.microsecond // 1000 * 1000)  # due times are kept to the ms
         dues = [start + dt.timedelta(milliseconds=round(i * 1000 / rate)) for i in range(n)]
         create(rt, base + "/ok", dues)
