@@ -205,6 +205,10 @@ class Writer:
                 self._flush_at_stop()
                 return False
             batch.append(queued)
+        waited, rest = _waited_first(batch)
+        if waited and rest:  # somebody waits: their writes go in a commit of their own, not behind the loop's
+            self._write(waited)
+            batch = rest
         if batch:
             self._write(batch)
         return not self._stopped.is_set()
@@ -264,3 +268,18 @@ class Writer:
     def _answered(self, n: int) -> None:
         with self._count_lock:
             self._waiting -= n
+
+
+def _waited_first(batch: list[_Item]) -> tuple[list[_Item], list[_Item]]:
+    """The writes somebody waits for (a creation, a change from the API), to be committed before the
+    loop's results queued with them: a result commit writes several collections per object and
+    can take a hundred milliseconds. A write of an object that also has a result queued keeps its
+    place, so each object's writes stay in the order they came."""
+    if not any(i.urgent for i in batch) or all(i.urgent for i in batch):
+        return [], batch
+    queued = {i.op.id for i in batch if not i.urgent}
+    first = [i for i in batch if i.urgent and i.op.id not in queued]
+    if not first:
+        return [], batch
+    moved = {id(i) for i in first}
+    return first, [i for i in batch if id(i) not in moved]

@@ -110,3 +110,42 @@ def test_writes_waiting_behind_one_that_fails_are_never_written() -> None:
     assert writes.landed(held, answers[0], Stats()) is Next.FAILED
     assert [a.outcome for a in answers] == [WriteOutcome.STALE, WriteOutcome.STALE] and writer.backlog == 0
     assert store.get(held.id)["labels"] == {}  # type: ignore[index]
+
+
+class _Commits:
+    """A store that remembers which objects each commit wrote."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store, self.commits = store, list[list[str]]()
+
+    def commit(self, ops: list[Op], owner: str, slot: str, now: dt.datetime) -> list[WriteOutcome]:
+        self.commits.append([op.id for op in ops])
+        return self.store.commit(ops, owner, slot, now)
+
+
+def _insert(i: int) -> Op:
+    spec = TaskSpec.model_validate({"invoke": "https://example.com/a"})
+    record = StoredObject(f"{i:024x}", Kind.TASK, "alice", f"t{i}", spec.model_dump(mode="json"), machine.start(spec, at(60)), due=at(60))  # fmt: skip
+    return Op(record.id, "alice", "Task", None, record.state, doc=record.for_storage())
+
+
+def test_writes_somebody_waits_for_are_committed_before_the_loops_queued_with_them() -> None:
+    store = _Commits(MemoryStore())
+    writer = Writer(store, "p1", "p1", FakeClock(at(1)), threaded=False)  # type: ignore[arg-type]
+    done: list[WriteOutcome] = []
+    loops = [writer.submit(_insert(i), done.append) for i in (1, 2)]  # the loop's: nobody waits
+    waited = [writer.submit(_insert(i), done.append, urgent=True) for i in (3, 4)]
+    writer.run_pending()
+    assert store.commits == [[waited[0].op.id, waited[1].op.id], [loops[0].op.id, loops[1].op.id]]
+    assert done == [WriteOutcome.OK] * 4
+
+
+def test_a_waited_write_of_an_object_with_a_loop_write_queued_keeps_its_place() -> None:
+    store = _Commits(MemoryStore())
+    writer = Writer(store, "p1", "p1", FakeClock(at(1)), threaded=False)  # type: ignore[arg-type]
+    ops = [_insert(1), _insert(2)]
+    writer.submit(ops[0], lambda _: None)
+    writer.submit(ops[1], lambda _: None, urgent=True)
+    writer.submit(Op(ops[0].id, "alice", "Task", "scheduled", "scheduled", fence=0, change=Change(updated=at(2), labels={"n": "1"})), lambda _: None, urgent=True)  # fmt: skip
+    writer.run_pending()
+    assert store.commits == [[ops[1].id], [ops[0].id, ops[0].id]]
