@@ -691,6 +691,14 @@ def test_upcoming_in_narrow_windows_finds_what_a_quiet_stretch_leaves_far_ahead(
     assert len(found) == 7 and complete
 
 
+def test_upcoming_latest_first_reads_back_from_the_end(any_store: Store) -> None:
+    create(any_store, *[record(i, due=at(100 + i)) for i in range(1, 8)], record(9, due=at(10)), record(10, owner="bob", due=at(150)))  # fmt: skip
+    found, complete = any_store.upcoming("alice", at(0), at(3600), 3, latest_first=True)
+    assert [d["_id"] for d in found] == [oid(7), oid(6), oid(5)] and not complete
+    found, complete = any_store.upcoming("alice", at(0), at(3600), 10, latest_first=True)
+    assert [d["_id"] for d in found] == [oid(i) for i in (7, 6, 5, 4, 3, 2, 1, 9)] and complete
+
+
 def test_everybodys_list_takes_no_state_filter(any_store: Store) -> None:
     with pytest.raises(ValueError):
         any_store.list_objects("Task", None, "scheduled", None, 10)

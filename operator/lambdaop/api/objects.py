@@ -226,7 +226,8 @@ class Dashboard:
                 owner, "failed", now - dt.timedelta(hours=24), None, ATTENTION_SHOWN
             )
             out["failed"], out["failedMore"] = [present_run_record(r) for r in failed], more is not None
-        late, complete = self.service.upcoming(owner, now - dt.timedelta(hours=24), now - LATE_AFTER, ATTENTION_SHOWN)  # fmt: skip
+        # the most recent first: when many calls are late, the crowd of them is the latest
+        late, complete = self.service.upcoming(owner, now - dt.timedelta(hours=24), now - LATE_AFTER, ATTENTION_SHOWN, latest_first=True)  # fmt: skip
         out["late"] = [{"id": r.id, "kind": r.kind, "name": r.name, "due": iso(r.due)} for r in late]
         out["lateMore"] = not complete or len(late) >= ATTENTION_SHOWN
         out["paused"], out["pausedMore"] = self.service.paused(owner, now, ATTENTION_SHOWN)

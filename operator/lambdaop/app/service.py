@@ -247,11 +247,14 @@ class Service:
         until: dt.datetime,
         limit: int,
         widest: dt.timedelta | None = None,
+        latest_first: bool = False,
     ) -> tuple[list[Coming], bool]:
         """The owner's objects due in (after, until], earliest first (see the store's `upcoming`);
         recurring ones read whole (a schedule tells the later runs), the others by their due time."""
         with self.read():
-            found, complete = self.store.upcoming(owner, after, until, limit, widest=widest)
+            found, complete = self.store.upcoming(
+                owner, after, until, limit, widest=widest, latest_first=latest_first
+            )
             docs = {d["_id"]: d for d in self.store.fetch([d["_id"] for d in found if d.get("recurring")])}
         out = [
             Coming.of(d, StoredObject.from_storage(docs[d["_id"]]) if d["_id"] in docs else None)

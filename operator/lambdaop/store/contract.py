@@ -216,11 +216,13 @@ class ObjectReads(Protocol):
         limit: int,
         examine: int = 1000,
         widest: dt.timedelta | None = None,
+        latest_first: bool = False,
     ) -> tuple[list[Doc], bool]:
-        """The owner's objects whose call is due in (after, until], earliest first (identity, name,
-        due, and `recurring`: whether its spec has a schedule), reading about `examine` objects due
-        meanwhile at most (everybody's), in windows of the due index no wider than `widest`; the
-        flag says whether the read reached `until`."""
+        """The owner's objects whose call is due in (after, until], earliest first (latest first
+        with `latest_first`) (identity, name, due, and `recurring`: whether its spec has a
+        schedule), reading about `examine` objects due meanwhile at most (everybody's), in windows
+        of the due index no wider than `widest`; the flag says whether the read covered the whole
+        time."""
 
     def paused(self, owner: str, now: dt.datetime, limit: int) -> tuple[list[Doc], bool]:
         """At most `limit` of the owner's suspended objects (identity, name and progress), those

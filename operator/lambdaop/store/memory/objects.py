@@ -87,10 +87,12 @@ class MemoryObjects(Tables):
         limit: int,
         examine: int = 1000,
         widest: dt.timedelta | None = None,
+        latest_first: bool = False,
     ) -> tuple[list[Doc], bool]:
         due = sorted(
             (d for d in self._objects.values() if d.get("owner") == owner and d.get("due") is not None and after < d["due"] <= until),
             key=lambda d: d["due"],
+            reverse=latest_first,
         )  # fmt: skip
         fields = ("_id", "owner", "kind", "name", "display", "due")
         out = [{**{k: d[k] for k in fields if k in d}, "recurring": "schedule" in (d.get("spec") or {})} for d in due[:limit]]  # fmt: skip

@@ -47,27 +47,34 @@ class Leases(Base):
         limit: int,
         examine: int = 1000,
         widest: dt.timedelta | None = None,
+        latest_first: bool = False,
     ) -> tuple[list[dict[str, Any]], bool]:
         """The owner's objects due in (after, until], read as windows of the due index: from one
         second, four times wider after a window that held few, narrower after one that held many,
         never wider than `widest`; until `limit` are found or about `examine` were read. The
         embedded server reads every entry of a range, so a window costs what it holds: `widest`
-        keeps one window from taking in all that is due in the hour at once."""
+        keeps one window from taking in all that is due in the hour at once. `latest_first`
+        reads back from `until` (late calls: the crowd of them is the most recent)."""
         fields = {"owner": 1, "kind": 1, "name": 1, "display": 1, "due": 1, "spec.schedule": 1}
         out: list[dict[str, Any]] = []
-        read, lo, width = 0, after, dt.timedelta(seconds=1)
-        while lo < until and len(out) < limit and read < examine:
-            hi = min(until, lo + width)
+        read, width = 0, dt.timedelta(seconds=1)
+        edge = until if latest_first else after  # how far the windows have come
+        while after < edge if latest_first else edge < until:
+            if len(out) >= limit or read >= examine:
+                break
+            lo, hi = (max(after, edge - width), edge) if latest_first else (edge, min(until, edge + width))
             found = list(self.objects.find({"due": {"$gt": lo, "$lte": hi}}, fields))
             read += len(found)
-            out += sorted((_light(d) for d in found if d.get("owner") == owner), key=lambda d: d["due"])
-            lo = hi
+            mine = (_light(d) for d in found if d.get("owner") == owner)
+            out += sorted(mine, key=lambda d: d["due"], reverse=latest_first)
+            edge = lo if latest_first else hi
             wanted = max(1, limit - len(out))
             grow = 4.0 if len(found) * 4 <= wanted else max(0.25, wanted / len(found))
             width = max(dt.timedelta(seconds=1), width * grow)
             if widest is not None:
                 width = min(widest, width)
-        return out[:limit], lo >= until and len(out) <= limit
+        reached = edge <= after if latest_first else edge >= until
+        return out[:limit], reached and len(out) <= limit
 
     def paused(self, owner: str, now: dt.datetime, limit: int) -> tuple[list[dict[str, Any]], bool]:
         """The owner's suspended objects, read as windows of the `paused` index going back from
