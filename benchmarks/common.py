@@ -161,6 +161,16 @@ def calls(base: str) -> list[dict[str, object]]:
     return body
 
 
+def arrivals(got: list[dict[str, object]]) -> dict[int, float]:
+    """When each call arrived at the endpoint, by the index `?i=N` in its URL (a repeat: its last)."""
+    return {int(str(c["query"]).split("=")[1]): float(c["at"]) for c in got}  # type: ignore[arg-type]
+
+
+def lateness_ms(by_index: dict[int, float], dues: list[dt.datetime]) -> list[float]:
+    """Arrival minus due time of each call, in due order (ms)."""
+    return [(by_index[i] - dues[i].timestamp()) * 1000 for i in sorted(by_index)]
+
+
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
@@ -238,7 +248,8 @@ class Commands(monitoring.CommandListener):
             what = event.command.get(event.command_name)
             with self.lock:
                 name = what if isinstance(what, str) else event.command_name
-                self._names[event.request_id] = f"{event.command_name} {name}" if self.by_command else name
+                named = self.by_command and isinstance(what, str)
+                self._names[event.request_id] = f"{event.command_name} {name}" if named else name
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         self._done(event.request_id, event.duration_micros)

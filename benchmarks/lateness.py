@@ -35,10 +35,12 @@ from pymongo import monitoring
 from common import (
     Commands,
     CpuMeter,
+    arrivals,
     calls,
     create,
     embedded_store,
     endpoint,
+    lateness_ms,
     pct,
     raw_rate,
     rss_mb,
@@ -124,10 +126,10 @@ def measure(rate: float, secs: float, stored: int = 0, workers: int = 16, lead: 
         finally:
             rt.stop()
         got = calls(base)
-    by_index = {int(str(c["query"]).split("=")[1]): float(c["at"]) for c in got}  # type: ignore[arg-type]
-    late = [(by_index[i] - dues[i].timestamp()) * 1000 for i in sorted(by_index)]
-    arrivals = sorted(by_index.values())
-    delivered = len(arrivals) / (arrivals[-1] - dues[0].timestamp()) if len(arrivals) > 1 else 0.0
+    by_index = arrivals(got)
+    late = lateness_ms(by_index, dues)
+    times = sorted(by_index.values())
+    delivered = len(times) / (times[-1] - dues[0].timestamp()) if len(times) > 1 else 0.0
     return Figures(
         rate, secs, late, len(got), len(by_index), delivered, overdue, raw, cpu, service_rss, store_rss
     )

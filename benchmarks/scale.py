@@ -33,7 +33,19 @@ from pathlib import Path
 import pymongo
 import requests
 
-from common import TEAMS, calls, create, embedded_store, endpoint, pct, rss_mb, store_rates, wait_durable
+from common import (
+    TEAMS,
+    arrivals,
+    calls,
+    create,
+    embedded_store,
+    endpoint,
+    lateness_ms,
+    pct,
+    rss_mb,
+    store_rates,
+    wait_durable,
+)
 from lambdaop.loop.outbound import Policy
 from lambdaop.runtime.config import Config
 from lambdaop.runtime.runtime import Runtime
@@ -235,8 +247,8 @@ def while_firing(rt: Runtime, url: str, token: str, args: argparse.Namespace, id
         post = wrk(url + "/scheduler/schedule", WRK_POST.replace("TOKEN", token), args.connections, secs)
         wait_durable(rt, n)
         got = calls(base)
-    by_index = {int(str(c["query"]).split("=")[1]): float(c["at"]) for c in got}  # type: ignore[arg-type]
-    late = [(by_index[i] - dues[i].timestamp()) * 1000 for i in sorted(by_index)]
+    by_index = arrivals(got)
+    late = lateness_ms(by_index, dues)
     print(f"  POST /scheduler/schedule while {rate:g} calls/s fire: {post[0]:7,.0f} req/s, p50 {post[1]:5.1f} ms, "
           f"p99 {post[2]:6.1f} ms, {post[3]} errors = {post[0] / idle_rate:.0%} of the idle rate; the calls' lateness "
           f"p50 {pct(late, 50):.1f} ms, p99 {pct(late, 99):.1f} ms, {len(by_index)} of {n} distinct"

@@ -168,9 +168,8 @@ class OriginalObjects(Objects):
 RUNS_SHOWN = 120  # a recurring object's runs drawn in the next hour (every 30 s at most)
 UPCOMING_SHOWN = 500
 UPCOMING_READ = 200  # objects read from the due index for the next hour
-UPCOMING_WINDOW = dt.timedelta(
-    seconds=60
-)  # its widest window: a quiet half hour before a busy one is not read at once
+# the widest window of that read: a quiet half hour before a busy one is not read at once
+UPCOMING_WINDOW = dt.timedelta(seconds=60)
 ATTENTION_SHOWN = 20  # failed runs, late calls and suspended objects the dashboard lists first
 LATE_AFTER = dt.timedelta(minutes=1)  # a call this far past its due time, not yet made, is late
 

@@ -51,8 +51,10 @@ class Pending:
     items: list[_Item] = field(default_factory=list)
     futures: list[Future[WriteOutcome]] = field(default_factory=list)
 
-    def __add__(self, other: Pending) -> Pending:
-        return Pending(self.items + other.items, self.futures + other.futures)
+    def __iadd__(self, other: Pending) -> Pending:
+        self.items += other.items
+        self.futures += other.futures
+        return self
 
 
 class Writer:
