@@ -195,6 +195,9 @@ def test_force_delete_and_diff_say_what_they_do(
     code, out, err = run_cli(runtime, capsys, "apply", "-f", str(mine))
     assert code == 1 and "managed by the specs folder" in err and "pulse.yaml" in err and "--force" in err
     assert "force=true" not in err
+    assert err.count("managed by the specs folder") == 1, (
+        f"said once, not in the headline and its detail: {err}"
+    )
     code, out, err = run_cli(runtime, capsys, "apply", "-f", str(mine), "--force")
     assert code == 0 and "taken over from the specs folder (pulse.yaml)" in out, out
     wait_until(lambda: condition(pulse, "pulse", "Stalled").get("reason") == "ManagedElsewhere", timeout=10)

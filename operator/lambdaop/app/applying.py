@@ -21,6 +21,7 @@ from typing import Any
 
 from lambdaop.app.batch import Checker
 from lambdaop.app.service import CONFLICT_RETRIES, Service, Stale, first_due, manager_for
+from lambdaop.core.clock import iso
 from lambdaop.core.errors import Conflict, NotFound, Problem
 from lambdaop.core.logs import about
 from lambdaop.engine import machine
@@ -354,7 +355,7 @@ class Applier:
             log.info("%s: a run is going on; generation %s applies when it ends", record.label, generation, extra=about(record))  # fmt: skip
             return Applied(ApplyAction.DEFERRED, kind, name, oid, record.state, deferred_message(record, generation), record=record)  # fmt: skip
         action = ApplyAction.RESCHEDULED if before is Phase.SCHEDULED else ApplyAction.RESTARTED
-        log.info("%s %s (generation %s), due %s", record.label, action.value, generation, fresh.due, extra=about(record))  # fmt: skip
+        log.info("%s %s (generation %s), due %s", record.label, action.value, generation, iso(fresh.due), extra=about(record))  # fmt: skip
         return Applied(action, kind, name, oid, record.state, record=record)
 
     def _unchanged(

@@ -31,11 +31,17 @@ def _problem(exc: ClientError, args: argparse.Namespace) -> str:
     if exc.status == 404:
         return f"not found: {exc.body.get('message') or 'no such object'} (`lambdaop get {getattr(args, 'kind', 'task').lower()}s` lists the names this accepts; check --token's user too)"  # fmt: skip
     if exc.status == 409:
-        return str(exc.body.get("reason") or exc.body.get("message"))
+        said = str(exc.body.get("reason") or exc.body.get("message"))
+        return _headline(said) if exc.body.get("details") else said
     message = str(exc.body.get("message") or exc.body)
-    if exc.body.get("details"):  # the details follow, one a line: the headline only
-        message = message.split(": ", 1)[0]
+    if exc.body.get("details"):
+        message = _headline(message)
     return f"the server answered {exc.status}: {message}"
+
+
+def _headline(message: str) -> str:
+    """What a message says before its details (which follow, one a line)."""
+    return message.split(": ", 1)[0]
 
 
 def client_command(args: argparse.Namespace) -> int:

@@ -49,8 +49,21 @@ class StderrHandler(logging.StreamHandler):
         return sys.stderr
 
 
+def iso_times(record: logging.LogRecord) -> bool:
+    """A time in a message's arguments is written as ISO 8601 with Z, like the line's own time."""
+    if isinstance(record.args, tuple) and any(isinstance(a, dt.datetime) for a in record.args):
+        record.args = tuple(
+            a.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            if isinstance(a, dt.datetime) and a.tzinfo is not None
+            else a
+            for a in record.args
+        )
+    return True
+
+
 def setup(level: str = "INFO", fmt: str = "text") -> None:
     handler = StderrHandler()
+    handler.addFilter(iso_times)
     if fmt == "json":
         handler.setFormatter(
             JsonLines(

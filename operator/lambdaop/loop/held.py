@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from lambdaop.core.clock import iso
 from lambdaop.core.logs import about
 from lambdaop.engine import machine, recurring
 from lambdaop.engine.progress import PlanSpec, Progress
@@ -130,7 +131,7 @@ class Holdings:
         if caught == progress:
             return held, None
         log.warning("%s missed runs while the service was down; catchUp %s: next run at %s",
-                    held.label, plan.schedule.catchUp if plan.schedule else "", caught.scheduled, extra=about(record))  # fmt: skip
+                    held.label, plan.schedule.catchUp if plan.schedule else "", iso(caught.scheduled), extra=about(record))  # fmt: skip
         return held, caught
 
     def pop(self, object_id: str) -> Held | None:
