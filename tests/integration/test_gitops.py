@@ -294,3 +294,26 @@ def test_the_walkthrough_validate_step_passes_as_written(capsys: pytest.CaptureF
             if name.endswith(".yaml"):
                 (root / "specs" / name).unlink(missing_ok=True)
     assert code == 0, capsys.readouterr().err
+
+
+def test_the_walkthrough_invalid_example_prints_what_the_readme_shows(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text().splitlines()
+    start = next(
+        i for i, line in enumerate(readme) if "lambdaop validate examples/specs/invalid.yaml.example" in line
+    )
+    shown = []
+    for line in readme[start + 1 :]:
+        if not line.strip().startswith("# "):
+            break
+        shown.append(line.strip()[2:])
+    here = Path.cwd()
+    try:
+        os.chdir(root)
+        code = main(["validate", "examples/specs/invalid.yaml.example"])
+    finally:
+        os.chdir(here)
+    assert code == 1
+    assert capsys.readouterr().err.splitlines() == shown

@@ -209,14 +209,16 @@ def validate(paths: Sequence[Path], policy: Policy = SECURE) -> int:
             unreadable += 1
             continue
         docs = load_documents(text, str(path))
-        if not str(path).endswith(SPEC_SUFFIXES) and any(d.problems for d in docs):
+        if not str(path).endswith(SPEC_SUFFIXES) and any(
+            d.problems and d.kind is None for d in docs
+        ):  # no spec at all
             print(f"{path}: is it a spec file? spec files are YAML or JSON, named *.yaml, *.yml or *.json", file=sys.stderr)  # fmt: skip
         files.append((str(path), docs))
     problems = Checker(policy).check(files)
     for problem in problems:
         print(str(problem), file=sys.stderr)
     count = sum(len(docs) for _, docs in files)
-    bad = {(p.file, p.line) for p in problems}
+    bad = {(p.file, p.document if p.document is not None else p.line) for p in problems}
     print(f"{count} document(s) checked, {len(bad) + unreadable} with errors", file=sys.stderr)
     return 1 if problems or unreadable else 0
 
