@@ -17,6 +17,7 @@ import hmac
 import io
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -496,3 +497,42 @@ def test_container_credentials_named_by_the_mapping_sign_the_call(fake: FakeLamb
         server.server_close()
     assert result.ok, result.error
     assert asked == ["pod-token"] and fake.requests[-1]["headers"]["X-Amz-Security-Token"] == "temp-token"
+
+
+def test_web_identity_credentials_come_from_the_mapping_and_its_sts_endpoint(
+    fake: FakeLambda, tmp_path: Any
+) -> None:
+    """EKS IRSA: the token file, the role and the STS endpoint all come from the mapping, not os.environ."""
+    expiry = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    asked: list[dict[str, list[str]]] = []
+
+    class Sts(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            asked.append(parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode()))
+            creds = f"<AccessKeyId>ASIAFAKE</AccessKeyId><SecretAccessKey>temp-secret</SecretAccessKey><SessionToken>temp-token</SessionToken><Expiration>{expiry}</Expiration>"  # fmt: skip
+            raw = f'<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleWithWebIdentityResult><Credentials>{creds}</Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>'.encode()  # fmt: skip
+            self.send_response(200)
+            self.send_header("Content-Type", "text/xml")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    token = tmp_path / "token"
+    token.write_text("eyJ.web-identity-token")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sts)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    assert "AWS_ENDPOINT_URL_STS" not in os.environ and "AWS_WEB_IDENTITY_TOKEN_FILE" not in os.environ
+    try:
+        env = {**NO_FILES, "AWS_ENDPOINT_URL_LAMBDA": fake.url, "AWS_ENDPOINT_URL_STS": f"http://127.0.0.1:{server.server_address[1]}", "AWS_WEB_IDENTITY_TOKEN_FILE": str(token), "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/irsa"}  # fmt: skip
+        result = call({"lambda": arn("echo"), "payload": {}}, env)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.ok, result.error
+    assert [a.get("Action") for a in asked] == [["AssumeRoleWithWebIdentity"]], asked
+    assert asked[0]["RoleArn"] == ["arn:aws:iam::123456789012:role/irsa"]
+    assert asked[0]["WebIdentityToken"] == ["eyJ.web-identity-token"]
+    assert fake.requests[-1]["headers"]["X-Amz-Security-Token"] == "temp-token", "signed with what STS gave"

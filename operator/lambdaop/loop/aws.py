@@ -381,7 +381,16 @@ def credential_chain(session: Session, env: Mapping[str, str]) -> Any:
         },
     ))  # fmt: skip
 
-    def creator(service: str, **kwargs: Any) -> Any:
+    def creator(service: str, **kwargs: Any) -> Any:  # STS for web identity: its endpoint from `env` too
+        if "endpoint_url" not in kwargs and not session.get_config_variable(
+            "ignore_configured_endpoint_urls"
+        ):
+            url = ConfiguredEndpointProvider(
+                full_config=session.full_config, scoped_config=session.get_scoped_config(),
+                client_name=service, environ=env,
+            ).provide()  # fmt: skip
+            if url:
+                kwargs["endpoint_url"] = url
         return session.create_client(service, **{"region_name": region, **kwargs})
 
     def web_identity_config() -> dict[
