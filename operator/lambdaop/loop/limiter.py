@@ -23,9 +23,11 @@ never reaches this module: `admit` is asked only for calls that have them.
   job on the limiter's own store thread, so neither the loop nor its claims ever wait on it. A
   line asks in the pass in which a call joins it; a burst takes its places in growing batches.
 
-The loop's thread calls everything here; the store jobs are in `placejobs`, and their answers
-come back as events. `waiting_for` and the metrics' reads are safe from any thread.
-Called by the loop's firing and reconciler.
+The `Limiter` keeps each call's `Seat` and moves it on; the places it holds are kept by
+`places.HeldPlaces`, the lines and their asks of the store by `lines.Lines`. The loop's thread
+calls everything here; the store jobs are in `placejobs`, and their answers come back as events.
+`waiting_for` and the metrics' reads are safe from any thread. Called by the loop's firing and
+reconciler.
 """
 
 from __future__ import annotations
@@ -36,36 +38,42 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from lambdaop.core.clock import Clock
-from lambdaop.core.places import PlaceKind, Waiter
+from lambdaop.core.places import PlaceKind
 from lambdaop.engine import templates
-from lambdaop.engine.limits import (
-    EPOCH,
-    CallLimits,
-    Line,
-    Ticket,
-    key_of,
-    my_turn,
-    shown,
-)
-from lambdaop.loop.placejobs import (
-    LimiterStore,
-    LimitSettings,
-    PlacesFailed,
-    PlacesRenewed,
-    PlacesTaken,
-    release_job,
-    renew_job,
-    settle_job,
-    take_job,
-)
+from lambdaop.engine.limits import EPOCH, CallLimits, Ticket, key_of, shown
+from lambdaop.loop.lines import Lines
+from lambdaop.loop.placejobs import LimiterStore, LimitSettings, PlacesFailed, PlacesRenewed, PlacesTaken
+from lambdaop.loop.places import HeldPlaces
 from lambdaop.loop.seats import WAIT, Admission, Counts, Seat, Stage
 from lambdaop.loop.storethread import StoreThread
-from lambdaop.spec.flowcontrol import MAX_LIMIT
 
 log = logging.getLogger("lambdaop.loop")
 
 C, R = PlaceKind.CONCURRENCY, PlaceKind.RATE
-LineId = tuple[PlaceKind, str]
+
+
+def new_seat(
+    object_id: str,
+    owner: str,
+    call: str,
+    due: dt.datetime,
+    limits: CallLimits,
+    context: Callable[[], Mapping[str, Any]],
+    now: dt.datetime,
+) -> Seat | Admission:
+    """The seat of a call that asks for the first time, with the keys of its limits made from its
+    object's context; or, when a key cannot be made, the answer that refuses the call."""
+    try:
+        ctx = context()
+        ckey = key_of(owner, limits.concurrency.key, ctx, f"{limits.where}.concurrency.key") if limits.concurrency else None  # fmt: skip
+        rkey = key_of(owner, limits.rate.key, ctx, f"{limits.where}.rate.key") if limits.rate else None
+    except templates.TemplateError as exc:
+        return Admission(False, refused=str(exc))
+    except Exception as exc:  # a key that cannot be made fails its call alone
+        log.exception("object %s: the key of its limit could not be made", object_id)
+        return Admission(False, refused=f"{limits.where}: the key of its limit could not be made: {exc}")
+    stage = Stage.CONCURRENCY if ckey is not None else Stage.RATE
+    return Seat(call, object_id, limits, due, now, ckey, rkey, stage)
 
 
 class Limiter:
@@ -84,21 +92,13 @@ class Limiter:
         self.wake, self.wants, self.put = wake, wants, put  # let a call go; still wanted?; answer the loop
         self.settings = settings or LimitSettings()
         self._io = io
-        self.lines: dict[LineId, Line] = {}
         self.seats: dict[str, Seat] = {}  # by call
         self.by_object: dict[str, str] = {}  # object -> its call that waits or is ready
-        self.places: dict[str, dict[int, str | None]] = {}  # key -> place -> the call using it (None: idle)
-        self.idle_since: dict[tuple[str, int], dt.datetime] = {}  # an idle place is released a poll later
-        self.settles: dict[str, list[tuple[int, dt.datetime]]] = {}  # rate places whose calls left
-        self.batches: dict[LineId, int] = {}  # places the next take of a line asks for at most
-        self.rivals: dict[LineId, tuple[Waiter, ...]] = {}
-        self.asking: set[LineId] = set()
-        self.next_ask: dict[LineId, dt.datetime] = {}
-        self.words: dict[LineId, tuple[dt.datetime, dt.datetime]] = {}  # what this process said waits
+        self.held = HeldPlaces(store, me, self.settings, self._submit)
+        self.lines = Lines(store, me, clock, self.settings, self._submit)
         self.counts = Counts()
         self.shown: dict[str, dict[str, Any]] = {}  # object -> what it waits for (read by other threads)
         self._swept = EPOCH
-        self._settled = EPOCH
 
     @property
     def io(self) -> StoreThread:
@@ -121,31 +121,20 @@ class Limiter:
         """May this due call leave now? If not, it waits for its places and `wake` says when."""
         seat = self.seats.get(call)
         if seat is None:
-            try:
-                ctx = context()
-                ckey = key_of(owner, limits.concurrency.key, ctx, f"{limits.where}.concurrency.key") if limits.concurrency else None  # fmt: skip
-                rkey = (
-                    key_of(owner, limits.rate.key, ctx, f"{limits.where}.rate.key") if limits.rate else None
-                )
-            except templates.TemplateError as exc:
-                return Admission(False, refused=str(exc))
-            except Exception as exc:  # a key that cannot be made fails its call alone
-                log.exception("object %s: the key of its limit could not be made", object_id)
-                return Admission(
-                    False, refused=f"{limits.where}: the key of its limit could not be made: {exc}"
-                )
-            stage = Stage.CONCURRENCY if ckey is not None else Stage.RATE
-            seat = self.seats[call] = Seat(call, object_id, limits, due, now, ckey, rkey, stage)
+            made = new_seat(object_id, owner, call, due, limits, context, now)
+            if isinstance(made, Admission):
+                return made  # its key cannot be made: refused
+            seat = self.seats[call] = made
             self.by_object[object_id] = call
         return self._advance(seat, now)
 
     def _advance(self, seat: Seat, now: dt.datetime) -> Admission:
         if seat.stage is Stage.CONCURRENCY:
             assert seat.ckey is not None and seat.limits.concurrency is not None
-            if seat.call in self.lines.get((C, seat.ckey), ()):
+            if self.lines.waits((C, seat.ckey), seat.call):
                 return WAIT  # it waits in its place in line
-            number = self._idle(seat.ckey, seat.limits.concurrency.limit, seat.due, now)
-            if number is None:
+            number = self.held.first_idle(seat.ckey, seat.limits.concurrency.limit)  # held, nobody uses it
+            if number is None or not self.lines.turn((C, seat.ckey), seat.due, now):
                 return self._wait(seat, C, now)
             self._seat(seat, number, now)
         if seat.stage is Stage.RATE:
@@ -157,7 +146,7 @@ class Limiter:
         seat.stage = Stage.OUT
         if seat.rnumber is not None and seat.rkey is not None and seat.limits.rate is not None:
             left = self.clock.now() + self.settings.margin + seat.limits.rate.per  # its window, from now
-            self.settles.setdefault(seat.rkey, []).append((seat.rnumber, left))
+            self.held.settle(seat.rkey, seat.rnumber, left)
         if self.by_object.get(seat.object_id) == seat.call:
             del self.by_object[seat.object_id]
         self.shown.pop(seat.object_id, None)
@@ -170,9 +159,7 @@ class Limiter:
         limit = seat.limits.concurrency if kind is C else seat.limits.rate
         assert limit is not None
         per = getattr(limit, "per", None)
-        line = self.lines.setdefault((kind, key), Line())
-        if line.join(Ticket(seat.call, seat.object_id, seat.due, seat.since, limit.limit, per)):
-            self.next_ask.setdefault((kind, key), now)
+        if self.lines.join((kind, key), Ticket(seat.call, seat.object_id, seat.due, seat.since, limit.limit, per), now):  # fmt: skip
             self.shown[seat.object_id] = {"kind": seat.stage.value, "key": shown(key), "limit": limit.limit, "since": seat.since, **({"per": per} if per else {})}  # fmt: skip
         return WAIT
 
@@ -182,19 +169,10 @@ class Limiter:
             seat.waited = True
             self.counts.waits[seat.stage.value] += 1
 
-    def _idle(self, key: str, limit: int, due: dt.datetime, now: dt.datetime) -> int | None:
-        """A concurrency place of the key this process holds and nobody uses, if it is this call's turn."""
-        places = self.places.get(key)
-        idle = [n for n, call in (places or {}).items() if call is None and n < limit]
-        if not idle or not my_turn(due, self.rivals.get((C, key), ()), now):
-            return None
-        return min(idle)
-
     def _seat(self, seat: Seat, number: int, free_since: dt.datetime) -> None:
         """The call holds this concurrency place now; it goes on to its rate place, or is ready."""
         assert seat.ckey is not None
-        self.places.setdefault(seat.ckey, {})[number] = seat.call
-        self.idle_since.pop((seat.ckey, number), None)
+        self.held.use(seat.ckey, number, seat.call)
         seat.number, seat.free_since = number, max(seat.free_since, free_since)
         seat.stage = Stage.RATE if seat.rkey is not None else Stage.READY
 
@@ -209,9 +187,8 @@ class Limiter:
 
     def _forget(self, seat: Seat) -> None:
         for kind, key in ((C, seat.ckey), (R, seat.rkey)):
-            line = self.lines.get((kind, key)) if key is not None else None
-            if line is not None:
-                line.leave(seat.call)
+            if key is not None:
+                self.lines.leave((kind, key), seat.call)
         if self.by_object.get(seat.object_id) == seat.call:
             del self.by_object[seat.object_id]
             self.shown.pop(seat.object_id, None)
@@ -219,11 +196,8 @@ class Limiter:
     def _free(self, key: str, number: int, now: dt.datetime) -> None:
         """A concurrency place this process holds is free: the next call in line takes it at once,
         if it is this process's turn; else it stays idle until `tick` releases it."""
-        places = self.places.get(key)
-        if places is None or number not in places:
+        if not self.held.free(key, number, now):
             return  # lost to another process meanwhile
-        places[number] = None
-        self.idle_since[(key, number)] = now
         line = self.lines.get((C, key))
         while line is not None and (ticket := line.first()) is not None:
             seat = self.seats.get(ticket.call)
@@ -236,7 +210,7 @@ class Limiter:
                 if seat is not None:
                     self._drop(seat, now)
                 continue
-            if number >= ticket.limit or not my_turn(ticket.due, self.rivals.get((C, key), ()), now):
+            if number >= ticket.limit or not self.lines.turn((C, key), ticket.due, now):
                 return
             line.pop()
             self.counts.handed += 1
@@ -259,7 +233,7 @@ class Limiter:
         if seat.number is not None and seat.ckey is not None and seat.stage is not Stage.OUT:
             self._free(seat.ckey, seat.number, now)
         if seat.rnumber is not None and seat.rkey is not None and seat.stage is not Stage.OUT:
-            self.settles.setdefault(seat.rkey, []).append((seat.rnumber, now))  # its call never left
+            self.held.settle(seat.rkey, seat.rnumber, now)  # its call never left
 
     def forget(self, object_id: str, now: dt.datetime) -> None:
         """An object that waited or was ready is no longer held here (its call will not leave)."""
@@ -274,14 +248,10 @@ class Limiter:
 
     def waiting(self) -> dict[tuple[str, str, str], int]:
         """Calls waiting per (kind, owner, key) (any thread: a copy)."""
-        out = {}
-        for (kind, key), line in list(self.lines.items()):
-            owner, _, name = key.partition("\x1f")
-            out[("concurrency" if kind is C else "rate", owner, name)] = len(line)
-        return out
+        return self.lines.waiting()
 
     def held_places(self) -> int:
-        return sum(len(p) for p in list(self.places.values()))
+        return self.held.count()
 
     def tallies(self) -> dict[str, int]:
         """What `Counts` has, as the metrics name it (`waits:KIND`, `places:EVENT`)."""
@@ -296,52 +266,19 @@ class Limiter:
 
     def tick(self, now: dt.datetime) -> dt.datetime | None:
         """Release idle places, ask the store for keys whose calls wait; answers when to look again."""
-        if not self.seats and not self.places and not self.words and not self.lines and not self.rivals and not self.settles:  # fmt: skip
+        if not self.seats and self.held.empty and self.lines.empty:
             return None
-        if self.settles and now - self._settled >= self.settings.poll:  # rate places whose calls left
-            self._settled = now
-            for key, settles in self.settles.items():  # a poll at a time, all to the latest one's window
-                latest = max(u for _, u in settles)  # (one write; a window is never shortened by it)
-                self._submit(settle_job(self.store, self.me, key, [(n, latest) for n, _ in settles]), None, key)  # fmt: skip
-                if (R, key) in self.next_ask:  # its line asks again when they free
-                    self.next_ask[(R, key)] = min(self.next_ask[(R, key)], latest)
-            self.settles.clear()
+        for key, free_at in self.held.write_settles(now).items():  # rate places whose calls left
+            self.lines.sooner((R, key), free_at)  # its line asks again when they free
         if now - self._swept >= dt.timedelta(seconds=1):
             self._sweep(now)
-            for line_id, others in list(self.rivals.items()):  # what others said, while it holds
-                if all(w.until <= now for w in others):
-                    del self.rivals[line_id]
+            self.lines.forget_rivals(now)  # what others said, while it holds
         wake: list[dt.datetime] = []
-        for key, places in list(self.places.items()):  # idle for a poll, or others wait: released
-            soon = (
-                now if any(w.until > now for w in self.rivals.get((C, key), ())) else now - self.settings.poll
-            )
-            idle = [
-                n for n, call in places.items() if call is None and self.idle_since.get((key, n), now) <= soon
-            ]
-            if idle:
-                for n in idle:
-                    del places[n]
-                    self.idle_since.pop((key, n), None)
-                self._submit(self._release(key, idle, now), None, key)
-            if not places:
-                del self.places[key]
-            elif (C, key) not in self.lines:
-                wake.append(now + self.settings.poll)
-        if self.settles:
-            wake.append(self._settled + self.settings.poll)
-        for line_id, line in list(self.lines.items()):
-            if line_id in self.asking:
-                continue
-            if not line and line_id not in self.words:
-                del self.lines[line_id]
-                self.next_ask.pop(line_id, None)
-                continue
-            at = self.next_ask.get(line_id, now)
-            if at <= now:
-                self.asking.add(line_id)
-                self._submit(self._take(line_id, line, now), *line_id)
-            else:
+        self.counts.released += self.held.release_idle(now, lambda key: self.lines.others_wait((C, key), now))  # fmt: skip
+        if any((C, key) not in self.lines for key in self.held.places):  # the idle ones, a poll later
+            wake.append(now + self.settings.poll)
+        for at in (self.held.next_settle(), self.lines.ask(now, self.held.mine)):
+            if at is not None:
                 wake.append(at)
         return min(wake, default=None)
 
@@ -359,28 +296,9 @@ class Limiter:
 
         self.io.submit(job, done)
 
-    def _release(self, key: str, numbers: list[int], now: dt.datetime) -> Callable[[], None]:
-        self.counts.released += len(numbers)
-        return release_job(self.store, self.me, key, numbers, now)
-
-    def _take(self, line_id: LineId, line: Line, now: dt.datetime) -> Callable[[], PlacesTaken]:
-        """A job: read the key, take the places the first calls in line may have, say what waits."""
-        kind, key = line_id
-        tickets = line.head(max((t.limit for t in line), default=1) + 1)
-        mine = frozenset(self.places.get(key, ())) if kind is C else frozenset()
-        batch = self.batches.get(line_id, self.settings.batch)
-        return take_job(self.store, self.me, self.clock, self.settings, kind, key, tickets, len(line), self.words.get(line_id), mine, batch)  # fmt: skip
-
     def taken(self, event: PlacesTaken, now: dt.datetime) -> None:
         """A take came back: the calls that got places go on; the line asks again at its next time."""
-        line_id = (event.kind, event.key)
-        self.asking.discard(line_id)
-        self.rivals[line_id] = event.rivals
-        if event.word is None:
-            self.words.pop(line_id, None)
-        else:
-            self.words[line_id] = event.word
-        line = self.lines.get(line_id)
+        line = self.lines.answered(event)
         for call, number, free_since in event.picks:
             self.counts.taken += 1
             seat = self.seats.get(call)
@@ -388,8 +306,7 @@ class Limiter:
                 line.leave(call)
             wanted = seat is not None and self.wants(seat.object_id, call)
             if event.kind is C:
-                self.places.setdefault(event.key, {})[number] = None
-                self.idle_since[(event.key, number)] = now
+                self.held.took(event.key, number, now)
                 if seat is None or not wanted or seat.stage is not Stage.CONCURRENCY:
                     self._free(event.key, number, now)  # to the next in line, or released
                     continue
@@ -406,21 +323,11 @@ class Limiter:
             seat = self.seats.get(ticket.call)
             if seat is not None and ticket.since <= event.at:
                 self._waited(seat)
-        later = (
-            event.next_free
-            if event.kind is R and event.next_free is not None
-            else event.at + self.settings.poll
-        )
-        self.next_ask[line_id] = max(later, event.at + self.settings.poll / 4)
-        batch = self.batches.pop(line_id, self.settings.batch)
-        if len(event.picks) >= batch and line:  # a full take: more may be free, ask again now, for more
-            self.next_ask[line_id] = event.at
-            self.batches[line_id] = min(2 * batch, MAX_LIMIT)
+        self.lines.schedule(event)
 
     def failed(self, event: PlacesFailed, now: dt.datetime) -> None:
         if event.kind is not None:
-            self.asking.discard((event.kind, event.key))
-            self.next_ask[(event.kind, event.key)] = now + self.settings.poll
+            self.lines.retry((event.kind, event.key), now)
         what = "read" if event.kind else "released or renewed"
         log.warning("a limit key's places could not be %s (%s); %s", what, event.error,
                     "its calls ask again" if event.kind else "the next renewal tries again")  # fmt: skip
@@ -429,20 +336,17 @@ class Limiter:
 
     def renew(self, now: dt.datetime) -> None:
         """Extend every concurrency place this process holds by one lease (with the leases)."""
-        places = [(key, n) for key, held in self.places.items() for n in held]
-        if places:
-            self._submit(renew_job(self.store, self.me, places, now + self.settings.lease), None, "")
+        self.held.renew(now)
 
     def renewed(self, event: PlacesRenewed, now: dt.datetime) -> None:
         for key, number in event.lost:
-            call = self.places.get(key, {}).pop(number, None)
+            call = self.held.lose(key, number)
             self.counts.lost += 1
             seat = self.seats.get(call) if call is not None else None
             log.warning("a place of limit key %r was lost (not renewed in time)%s", shown(key), "; its call is out" if seat and seat.stage is Stage.OUT else "")  # fmt: skip
             if seat is not None and seat.stage is not Stage.OUT:
-                rate_line = self.lines.get((R, seat.rkey)) if seat.rkey is not None else None
-                if rate_line is not None:
-                    rate_line.leave(seat.call)
+                if seat.rkey is not None:
+                    self.lines.leave((R, seat.rkey), seat.call)
                 seat.number, seat.deadline, seat.stage = None, None, Stage.CONCURRENCY
                 self._wait(seat, C, now)
             elif seat is not None:
@@ -452,16 +356,13 @@ class Limiter:
         """Release the places no call of this process has out, and withdraw every word (at the end of
         the process, on its thread). A call cut short keeps its place until its time ends, as it
         keeps its lease."""
-        for key, held in list(self.places.items()):
-            seats = {n: self.seats.get(call) if call is not None else None for n, call in held.items()}
-            free = [n for n, seat in seats.items() if seat is None or seat.stage is not Stage.OUT]
-            if free:
-                self.store.release_places(key, self.me, free, now)
-        for kind, key in list(self.words):
-            self.store.put_waiting(key, kind, self.me, None, 0, now)
-        self.places.clear()
-        self.words.clear()
-        self.idle_since.clear()
+        self.held.release_all(now, self._out)
+        self.lines.withdraw(now)
+        self.held.clear()
+
+    def _out(self, call: str) -> bool:
+        seat = self.seats.get(call)
+        return seat is not None and seat.stage is Stage.OUT
 
     @property
     def alive(self) -> bool:
