@@ -33,6 +33,7 @@ from lambdaop.loop.reconciler import Reconciler
 from lambdaop.loop.settings import LoopSettings
 from lambdaop.runtime.config import Config
 from lambdaop.runtime.heartbeat import Heartbeat
+from lambdaop.runtime.http import ApiServer
 from lambdaop.runtime.probes import Probes
 from lambdaop.spec import Notify
 from lambdaop.store.embedded import EmbeddedServer, StateDir
@@ -58,9 +59,7 @@ class Runtime:
         self.service: Service
         self._thread: threading.Thread | None = None
         self.users: Users
-        self.http: Any = None
-        self.app: Any = None
-        self._http_thread: threading.Thread | None = None
+        self.http: ApiServer | None = None
         self.admin_token: str | None = None
         self.folder: FolderSync | None = None
         self.watcher: FolderWatcher | None = None
@@ -157,7 +156,7 @@ class Runtime:
                 self.state.path / "admin.token",
             )
         if self.config.serve_api:
-            self._start_http()
+            self._serve_api()
         if self.config.specs_dir is not None:
             self.status = StatusWriter(self.config.status_interval, clock=self.clock)
             self.folder = FolderSync(
@@ -247,74 +246,32 @@ class Runtime:
     def _disk_full(self) -> bool:
         return self.health is not None and self.health.disk_full
 
-    def _start_http(self) -> None:
-        from waitress.server import create_server
-
-        from lambdaop.api.app import create_app
-
-        self.app = create_app(
-            self.applier,
-            self.users,
-            self.clock,
-            zone=self.config.timezone,
-            ready=self.probes.readiness,
-            live=self.probes.liveness,
-            metrics=self.metrics,
-            metrics_public=self.config.metrics_public,
-            callbacks=Callbacks(
-                self.service, self.reconciler.settings.callbacks, self.clock, self.reconciler.settings.notify
-            ),
-        )
-        try:
-            self.http = self._create_server(create_server)
-        except OSError as exc:
-            raise StartupFailed(
-                f"the API cannot listen on {self.config.host}:{self.config.port}: {exc.strerror or exc}; "
-                "pass --port (or --host) to use another address"
-            ) from None
-        self._http_thread = threading.Thread(target=self.http.run, name="http", daemon=True)
-        self._http_thread.start()
-        log.info("API listening on %s", self.url)
+    def _serve_api(self) -> None:
+        """Serve the API; callback URLs point at it unless --public-url says where they go."""
         urls = self.reconciler.settings.callbacks
+        callbacks = Callbacks(self.service, urls, self.clock, self.reconciler.settings.notify)
+        self.http = ApiServer(self.config)
+        self.http.start(self.applier, self.users, self.clock, self.probes, self.metrics, callbacks)
+        log.info("API listening on %s", self.url)
         if urls is not None and not urls.base:
             urls.base = self.url
 
-    def _create_server(self, create_server: Any) -> Any:
-        return create_server(
-            self.app,
-            host=self.config.host,
-            port=self.config.port,
-            threads=self.config.api_threads,
-            max_request_body_size=2 * 1024 * 1024,
-            ident="lambdaop",
-            clear_untrusted_proxy_headers=True,
-        )
-
     @property
     def url(self) -> str:
-        return f"http://{self.config.host}:{self.http.effective_port}" if self.http else ""
+        return self.http.url if self.http is not None else ""
+
+    @property
+    def app(self) -> Any:
+        """The API's falcon app (None when the process does not serve the API)."""
+        return self.http.app if self.http is not None else None
 
     def stop(self) -> None:
         if self.watcher is not None:
             self.watcher.stop()
             if self._watch_thread is not None:
                 self._watch_thread.join(timeout=10)
-        if self.http is not None:
-            from waitress import wasyncore
-
-            server = self.http
-            # the requests being answered finish first: a worker that answers after the channels
-            # (and the wake-up pipe among them) are closed would write to a closed descriptor
-            server.task_dispatcher.shutdown(timeout=5)
-            # then close every channel (keep-alive clients too) from the server's own loop thread
-            try:
-                server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
-            except OSError as exc:  # its wake-up pipe is gone: close the channels from here
-                log.warning("while stopping the API: %s; its connections are closed directly", exc)
-                wasyncore.close_all(server._map, ignore_all=True)
-            if self._http_thread is not None:
-                self._http_thread.join(timeout=10)
-            self.http = None
+        if self.http is not None:  # the API's requests in flight finish before anything they use stops
+            self.http.stop()
         if self._thread is not None:
             self.reconciler.stop()
             self._thread.join(timeout=30)
