@@ -226,7 +226,7 @@ def _steps(view: dict[str, Any]) -> list[tuple[str, str]]:
             out.append((f"check:{i}", f"Check {i + 1}: {_call_target(check.get('invoke'))}"))
     fallback = spec.get("fallback")
     if fallback:
-        when = " and ".join({"check": "the check gives up", "task": "a task fails"}[w] for w in fallback.get("on", ["check", "task"]))  # fmt: skip
+        when = " or ".join({"check": "the check gives up", "task": "a task fails"}[w] for w in fallback.get("on", ["check", "task"]))  # fmt: skip
         out.append(("fallback", f"Fallback: {_call_target(fallback.get('invoke'))} (when {when})"))
     return out
 
