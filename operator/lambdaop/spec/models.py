@@ -249,6 +249,17 @@ class BranchStep(NamedStep):
     name: str = Field(pattern=STEP_NAME, description="unique in its branch; later steps of the branch read it as steps.NAME")  # fmt: skip
     invoke: InvokeOrUrl = Field(description="the call; strings in its url, query, headers, body and payload may hold ${{ EXPR }}")  # fmt: skip
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_limits(cls, data: Any) -> Any:
+        limited = [k for k in ("concurrency", "rate") if isinstance(data, dict) and k in data]
+        if limited:
+            raise ValueError(
+                f"{' and '.join(limited)} (limits per key) cannot be set on a step of a parallel branch: "
+                "the parallel step's maxConcurrency bounds its branches, or put the limit on a step outside it"
+            )
+        return data
+
 
 MAX_BRANCHES = 40
 MAX_BRANCH_STEPS = 20

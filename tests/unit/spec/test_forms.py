@@ -103,3 +103,23 @@ def test_every_field_of_the_schemas_is_written_in_a_yaml_block_of_the_readme(nam
     fields = _fields(json.loads((ROOT / "schemas" / name).read_text()))
     unwritten = sorted(f for f in fields if not re.search(rf"(^|[\s{{,-]){re.escape(f)}:", blocks, re.M))
     assert not unwritten, f"schemas/{name}: no YAML block of the README writes {', '.join(unwritten)}"
+
+
+def test_a_limit_on_a_branch_step_is_refused_in_words() -> None:
+    text = """apiVersion: lambdaop/v1
+kind: TaskSet
+metadata: {name: fan-out}
+spec:
+  steps:
+    - name: fan
+      parallel:
+        branches:
+          - - name: a
+              invoke: https://example.com/a
+              concurrency: {key: x, limit: 2}
+"""
+    [doc] = load_documents(text, "fan.yaml")
+    [problem] = doc.problems
+    assert problem.line == 9 and problem.field == "spec.steps[0].parallel.branches[0][0]", problem
+    assert "concurrency (limits per key) cannot be set on a step of a parallel branch" in problem.message
+    assert "maxConcurrency" in problem.message and "unknown field" not in problem.message
