@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -169,7 +168,7 @@ class Writer:
                     return
             except Exception:  # never die; the batch's callers already have an answer
                 log.exception("the store writer failed on a batch; it goes on")
-                time.sleep(0.1)
+                self._stopped.wait(0.1)  # a moment before the next batch, unless it is stopping
 
     def run_pending(self, block: bool = False) -> bool:
         """Write one batch of what is queued; answers False once the writer is stopped."""
