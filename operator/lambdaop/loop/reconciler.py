@@ -11,14 +11,15 @@ An object moves through the loop's parts in three stages:
   (`results.decide`) is written, and only once durable is the next step armed:
   held again when due within the claim window, else released to the store.
 
-Store reads and claims run on the store thread, writes on the writer's;
-both answer with typed events (`events`) on this loop's queue. Changes the
-service asks of held objects come as `Request`s (`requests.plan`), so they
-can never race a call. Housekeeping runs as chores on a `schedule.Scheduler`
-driven by the loop's clock. `reconcile_once(now)` is one pass and what tests
-drive (with a synchronous invoker, store thread and writer); `run()` repeats
-it, sleeping until the next due time or a wake-up. Called by runtime; the
-service talks to it through `notify`, `request`, `holds` and `live_state`.
+Store reads and claims run on the store thread (`Claims` sends them and
+takes their answers), writes on the writer's; both answer with typed events
+(`events`) on this loop's queue. Changes the service asks of held objects
+come as `Request`s (`requests.plan`), so they can never race a call.
+Housekeeping runs as chores on a `schedule.Scheduler` driven by the loop's
+clock. `reconcile_once(now)` is one pass and what tests drive (with a
+synchronous invoker, store thread and writer); `run()` repeats it, sleeping
+until the next due time or a wake-up. Called by runtime; the service talks to
+it through `notify`, `request`, `holds` and `live_state`.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ from typing import Any, Protocol
 
 from lambdaop.core.clock import Clock
 from lambdaop.core.metrics import Metrics
-from lambdaop.engine.record import Change, StoredObject
+from lambdaop.engine.record import StoredObject
 from lambdaop.loop import results
 from lambdaop.loop.chores import Chores
+from lambdaop.loop.claims import Claims
 from lambdaop.loop.events import (
     Action,
     Answer,
@@ -111,18 +113,33 @@ class Reconciler:
         self.firing.limiter = self.limiter
         self._limits_at: dt.datetime | None = None  # when the limiter wants to look again
         self.desk = Desk(self.held, self.leases.claiming, self.writes)
+        self.claims = Claims(
+            store,
+            s,
+            clock,
+            self.io,
+            self.inbox,
+            self.upcoming,
+            self.refill,
+            self.held,
+            self.leases,
+            self.writes,
+            self.limiter,
+            self.desk,
+            self.stats,
+        )
         self.runner = Runner(self, clock, metrics, s.stop_grace)
         self._handlers: dict[type, Callable[[Any, dt.datetime], None]] = {
             CallResult: self.firing.accept,
             Written: self._on_written,
             Request: self.desk.take,
             Changed: self._on_changed,
-            Claimed: self._on_claimed,
-            Refilled: self._on_refilled,
-            Released: self._on_released,
+            Claimed: self.claims.claimed,
+            Refilled: self.claims.refilled,
+            Released: self.claims.released,
             Renewed: lambda event, now: self.leases.renewed(event, self.held),
-            Swept: self._on_swept,
-            StoreFailed: self._on_store_failed,
+            Swept: self.claims.swept,
+            StoreFailed: self.claims.store_failed,
             PauseChecked: self.firing.pause_checked,
             PlacesTaken: self.limiter.taken,
             PlacesFailed: self.limiter.failed,
@@ -153,7 +170,7 @@ class Reconciler:
         self.inbox.put(PauseChecked(setting))
 
     def holds(self, object_id: str) -> bool:
-        return object_id in self.held or object_id in self.leases.claiming
+        return self.claims.holds(object_id)
 
     def waiting_for(self, object_id: str) -> dict[str, Any] | None:
         """What the due call of an object this process holds waits for (a place of a limit key)."""
@@ -210,8 +227,8 @@ class Reconciler:
             if not step:
                 self.chores.run_pending_at(now)
                 if self.refill.wanted():
-                    self._refill(now)
-            self._claim_ahead(now)
+                    self.claims.start_refill(now)
+            self.claims.claim_ahead(now)
             self.firing.fire_due(now)
             if self.firing.paused is None:  # calls that began to wait ask now (paused: they stay in line)
                 self._limits_at = self.limiter.tick(now)
@@ -230,110 +247,19 @@ class Reconciler:
             except Exception:  # one bad event never stops the loop
                 log.exception("event %s could not be handled", type(event).__name__)
 
-    def _on_released(self, event: Released, now: dt.datetime) -> None:
-        for due in event.waiting:
-            self._upcoming_add(due, now)
-
-    def _on_refilled(self, event: Refilled, now: dt.datetime) -> None:
-        self.refill.done(event.covered, event.more)
-        for due in event.found:
-            self._upcoming_add(due, now)
-
-    def _on_swept(self, event: Swept, now: dt.datetime) -> None:
-        self.leases.swept(event.freed)
-        self.stats.recovered += len(event.freed)
-        if event.freed:
-            self.refill.read_all_again()  # the freed objects are overdue: read them with the rest
-        for due in event.unheld:
-            self._upcoming_add(due, now)
-
-    def _job(
-        self, job: Callable[[], Any], what: str, asked: tuple[Due, ...] = (), quiet: bool = False
-    ) -> None:
-        """Run a store job on the store thread; its event (`quiet`: only a failure) comes back."""
-
-        def done(value: Any) -> None:
-            if isinstance(value, Exception):
-                self.inbox.put(StoreFailed(what, value, asked))
-            elif not quiet:
-                self.inbox.put(value)
-
-        self.io.submit(job, done)
-
-    def _on_store_failed(self, event: StoreFailed, now: dt.datetime) -> None:
-        failed = {"refill": self.refill.failed, "lease sweep": self.leases.sweep_failed}.get(event.what)
-        if failed is not None:
-            failed()
-        elif event.what == "claim":
-            self.leases.claimed(event.asked)
-            for due in event.asked:
-                self._upcoming_add(due, now)
-            self._answer_waiting([d.id for d in event.asked])
-        after = {"claim": "they are tried again", "release": "the leases expire by themselves"}
-        if event.what not in ("fold", "prune"):
-            log.warning("%s failed (%s); %s", event.what, event.error, after.get(event.what, "the next one retries"))  # fmt: skip
-
-    # ----- upcoming and claimed work
-
-    def _upcoming_add(self, due: Due, now: dt.datetime) -> None:
-        if not self.holds(due.id):
-            self.upcoming.add(due, now)
+    # ----- changes made by this process or through the store
 
     def _on_changed(self, event: Changed, now: dt.datetime) -> None:
         record = event.record
         if event.held_until is not None:
-            if not self._hold(record, event.held_until, now):
-                self._release([record.id])
+            if not self.claims.hold(record, event.held_until, now):
+                self.claims.release([record.id])
         elif record.id not in self.held:
             if record.due is None:
                 self.upcoming.discard(record.id)
             else:
-                self._upcoming_add(Due(record.id, record.due, record.fence), now)
+                self.claims.add_upcoming(Due(record.id, record.due, record.fence), now)
             self._changed(record)  # changed through the store (the API, the folder): the reports follow
-
-    def _refill(self, now: dt.datetime) -> None:
-        job = self.refill.job(self.store, now)
-        if job is not None:
-            self._job(job, "refill")
-
-    def _claim_ahead(self, now: dt.datetime) -> None:
-        """Claim, in batches, what comes due within the claim window (and a little beyond, so claims are few)."""
-        s = self.settings
-        first = self.upcoming.first_due()
-        if self.leases.batches or first is None or first > now + s.claim_window:
-            return
-        batch = self.upcoming.take_until(now + s.claim_window + s.claim_gather)
-        for i in range(0, len(batch), s.claim_batch):
-            part = batch[i : i + s.claim_batch]
-            self._job(self.leases.claim(part, now), "claim", tuple(part))
-
-    def _on_claimed(self, event: Claimed, now: dt.datetime) -> None:
-        records, unwanted = self.leases.sort(event, now, self.clock.now(), self.settings.claim_window, self.stats)  # fmt: skip
-        unwanted += [r.id for r in records if not self._hold(r, event.until, now)]
-        if unwanted:
-            self._release(unwanted)
-        self._answer_waiting([d.id for d in event.asked])
-
-    def _hold(self, record: StoredObject, until: dt.datetime, now: dt.datetime) -> bool:
-        held, caught = self.held.hold(record, until, now, self.leases.recovered.pop(record.id, None))
-        if held is None:
-            return False
-        if caught is None:
-            self.held.arm(held)
-        else:  # runs were missed while the service was down: catchUp decides
-            keep = caught.due is not None and caught.due <= now + self.settings.claim_window
-            self.writes.submit(held, Write.CATCH_UP, caught, Change(updated=now, progress=caught), now, keep=keep)  # fmt: skip
-        return True
-
-    def _release(self, ids: list[str]) -> None:
-        for oid in ids:
-            self.held.pop(oid)
-            self.limiter.forget(oid, self.clock.now())
-        self._job(self.leases.release(ids), "release")
-
-    def _answer_waiting(self, ids: list[str]) -> None:
-        for req in self.desk.claimed(ids):
-            self.inbox.put(req, wake=False)
 
     # ----- writes landing
 
@@ -350,7 +276,7 @@ class Reconciler:
         if after is Next.FAILED:
             if pending.reply is not None:
                 pending.reply.set_exception(NotHeld(pending.id))
-            self._release([held.id])
+            self.claims.release([held.id])
             return
         if after is Next.RESULT and held.result is not None:
             done, held.result = held.result, None
@@ -376,19 +302,7 @@ class Reconciler:
         except Exception:
             log.exception("object %s: change hook failed", record.id)
 
-    # ----- chores
-
-    def _sweep(self, now: dt.datetime) -> None:
-        """Free leases of processes that stopped, and find due work that nobody holds."""
-        live = self.held.ids() | self.leases.claiming
-        job = self.leases.sweep(now, live, live | self.upcoming.ids())
-        if job is not None:
-            self._job(job, "lease sweep")
-
-    def _renew(self, now: dt.datetime) -> None:
-        """Renew this process's leases, and the places of limit keys it holds with them."""
-        self._job(self.leases.renew(self.held.values(), now), "lease renewal")
-        self.limiter.renew(now)
+    # ----- wake time and health
 
     def _wake_time(self, now: dt.datetime) -> dt.datetime:
         wake = [now + dt.timedelta(seconds=min(1.0, self.chores.idle_at(now)))]
@@ -419,10 +333,10 @@ def chores_of(
 ) -> Chores:
     """The loop's periodic jobs: refill, lease sweep and renewal, history pruning, counter folding,
     status flushes, and the check of the pause of everything."""
-    chores, job = Chores(now), loop._job
-    chores.add(s.refill_every, "refill", loop._refill)
-    chores.add(s.lease.total_seconds() / 2, "sweep", loop._sweep)
-    chores.add(s.lease.total_seconds() / 3, "renew", loop._renew)
+    chores, job = Chores(now), loop.claims.submit
+    chores.add(s.refill_every, "refill", loop.claims.start_refill)
+    chores.add(s.lease.total_seconds() / 2, "sweep", loop.claims.sweep)
+    chores.add(s.lease.total_seconds() / 3, "renew", loop.claims.renew)
     chores.add(60, "prune", lambda now: job(loop.firing.prune_job(store), "prune", quiet=True))
     chores.add(60, "fold", lambda now: job(lambda: store.fold_slots(now, writer.slot), "fold", quiet=True))  # fmt: skip
     chores.add(1, "flush", lambda now: loop.on_flush() if loop.on_flush is not None else None)

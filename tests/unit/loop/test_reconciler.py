@@ -16,6 +16,9 @@ from lambdaop.app.batch import Checker
 from lambdaop.app.service import Service
 from lambdaop.core.clock import to_utc
 from lambdaop.core.errors import Conflict
+from lambdaop.engine import ondemand
+from lambdaop.engine.ondemand import RunNow
+from lambdaop.engine.record import Change, StoredObject
 from lambdaop.loop.events import Action
 from lambdaop.loop.invoker import CallResult, Job
 from lambdaop.loop.outbound import Policy
@@ -362,8 +365,6 @@ def test_the_pause_of_everything_holds_due_calls_until_it_ends(rig: Any) -> None
 
 
 def test_run_now_of_a_held_recurring_object_is_decided_on_the_loop(rig: Any) -> None:
-    from lambdaop.app.operate import Operations
-
     r = rig()
     oid = r.task("pulse", schedule={"every": "10s"})
     r.run(0)
@@ -371,18 +372,17 @@ def test_run_now_of_a_held_recurring_object_is_decided_on_the_loop(rig: Any) -> 
     r.run(0.01)
     r.run(9)  # the next run, at 10 s, is held
     assert r.loop.holds(oid)
-    done = Operations(r.service)
-    import threading
+    said: list[RunNow] = []
 
-    answered: list[Any] = []
-    asking = threading.Thread(target=lambda: answered.append(done.run_now(oid, "alice")))
-    asking.start()
-    for step in range(50):
-        r.run(9 + step / 1000)
-        if answered:
-            break
-    asking.join(5)
-    assert answered and answered[0].what == "extra"
+    def decide(record: StoredObject, now: dt.datetime) -> Change:  # as `Operations.run_now` asks it
+        progress, what = ondemand.run_now(record.plan, record.progress, now)
+        said.append(what)
+        return Change(updated=now, progress=progress)
+
+    answer = r.loop.request(Action.DECIDE, oid, decide)
+    r.run(9.001)
+    assert answer.result(0).record.progress.trigger == "now"
+    assert said == [RunNow.EXTRA], "decided once, on the loop's own progress"
     r.run(9.1)
     assert [j.idempotency_key for j in r.calls.jobs] == [f"{oid}-g1-r2-task"]
     r.calls.answer_all()
@@ -437,8 +437,6 @@ def test_a_sweep_that_waited_on_a_stalled_store_takes_nothing_over(rig: Any, clo
 
 
 def test_a_suspend_while_a_parallel_step_is_out_takes_effect_when_its_run_ends(rig: Any) -> None:
-    import threading
-
     r = rig()
     text = """\
 kind: TaskSet
@@ -456,15 +454,10 @@ spec:
     oid = r.applier.apply(obj, "alice").id or ""
     r.run(0)
     assert sorted(j.step for j in r.calls.jobs) == ["step:fan/0/a", "step:fan/1/b"]
-    answered: list[Any] = []
-    asking = threading.Thread(target=lambda: answered.append(r.service.suspend(oid, "alice", "TaskSet")))
-    asking.start()
-    for step in range(50):
-        r.run(0.001 * (step + 1))
-        if answered:
-            break
-    asking.join(5)
-    assert answered, "the suspend is taken while the branches' calls are out"
+    assert r.loop.holds(oid)
+    answer = r.loop.request(Action.SUSPEND, oid)
+    r.run(0.001)
+    assert answer.result(0).later, "the suspend is taken while the branches' calls are out"
     r.calls.answer_all()
     r.run(0.1)
     doc = r.store.get(oid)
