@@ -673,20 +673,21 @@ def test_a_name_search_pages_by_name(any_store: Store) -> None:
 
 
 def test_upcoming_lists_an_owners_objects_due_within_a_time_earliest_first(any_store: Store) -> None:
-    create(any_store, record(1, due=at(30)), record(2, due=at(10)), record(3, due=at(5000)), record(4, owner="bob", due=at(20)))  # fmt: skip
+    create(any_store, record(1, due=at(30), display="Report"), record(2, due=at(10)), record(3, due=at(5000)), record(4, owner="bob", due=at(20)))  # fmt: skip
     found, complete = any_store.upcoming("alice", at(0), at(3600), 10)
-    assert [d["_id"] for d in found] == [oid(2), oid(1)] and complete
-    assert found[0]["due"] == at(10) and found[0]["name"] == "n2" and found[0]["kind"] == "Task"
-    assert any_store.upcoming("alice", at(10), at(3600), 10)[0][0]["_id"] == oid(1)
-    assert [d["recurring"] for d in found] == [False, False]
+    assert [e.id for e in found] == [oid(2), oid(1)] and complete
+    assert found[0].due == at(10) and found[0].name == "n2" and found[0].kind == "Task"
+    assert [e.display for e in found] == [None, "Report"]
+    assert any_store.upcoming("alice", at(10), at(3600), 10)[0][0].id == oid(1)
+    assert [e.recurring for e in found] == [False, False]
 
 
 def test_upcoming_in_narrow_windows_finds_what_a_quiet_stretch_leaves_far_ahead(any_store: Store) -> None:
     every = {"schedule": {"every": "1m"}, "invoke": {"url": "http://127.0.0.1:9/ok"}}
     create(any_store, record(1, due=at(3000)), replace(record(2, due=at(3001)), spec=every), *[record(10 + i, due=at(3002 + i)) for i in range(5)])  # fmt: skip
     found, complete = any_store.upcoming("alice", at(0), at(3600), 3, widest=dt.timedelta(seconds=60))
-    assert [d["_id"] for d in found] == [oid(1), oid(2), oid(10)] and not complete
-    assert [d["recurring"] for d in found] == [False, True, False]
+    assert [e.id for e in found] == [oid(1), oid(2), oid(10)] and not complete
+    assert [e.recurring for e in found] == [False, True, False]
     found, complete = any_store.upcoming("alice", at(0), at(3600), 10, widest=dt.timedelta(seconds=60))
     assert len(found) == 7 and complete
 
@@ -694,9 +695,9 @@ def test_upcoming_in_narrow_windows_finds_what_a_quiet_stretch_leaves_far_ahead(
 def test_upcoming_latest_first_reads_back_from_the_end(any_store: Store) -> None:
     create(any_store, *[record(i, due=at(100 + i)) for i in range(1, 8)], record(9, due=at(10)), record(10, owner="bob", due=at(150)))  # fmt: skip
     found, complete = any_store.upcoming("alice", at(0), at(3600), 3, latest_first=True)
-    assert [d["_id"] for d in found] == [oid(7), oid(6), oid(5)] and not complete
+    assert [e.id for e in found] == [oid(7), oid(6), oid(5)] and not complete
     found, complete = any_store.upcoming("alice", at(0), at(3600), 10, latest_first=True)
-    assert [d["_id"] for d in found] == [oid(i) for i in (7, 6, 5, 4, 3, 2, 1, 9)] and complete
+    assert [e.id for e in found] == [oid(i) for i in (7, 6, 5, 4, 3, 2, 1, 9)] and complete
 
 
 def test_everybodys_list_takes_no_state_filter(any_store: Store) -> None:

@@ -117,7 +117,7 @@ def create_app(
     app.add_error_handler(LambdaopError, handle_lambdaop_error)
 
     app.add_route("/healthz", Health(live))
-    app.add_route("/readyz", Health(ready or (lambda: [] if service.store.ping() else ["the store does not answer"])))  # fmt: skip
+    app.add_route("/readyz", Health(ready or (lambda: [] if service.store_answers() else ["the store does not answer"])))  # fmt: skip
     app.add_route("/auth/login", Login(users))
     app.add_route("/auth/logout", Logout(users))
     app.add_route("/auth/me", Me())

@@ -229,7 +229,8 @@ class Dashboard:
         late, complete = self.service.upcoming(owner, now - dt.timedelta(hours=24), now - LATE_AFTER, ATTENTION_SHOWN, latest_first=True)  # fmt: skip
         out["late"] = [{"id": r.id, "kind": r.kind, "name": r.name, "due": iso(r.due)} for r in late]
         out["lateMore"] = not complete or len(late) >= ATTENTION_SHOWN
-        out["paused"], out["pausedMore"] = self.service.paused(owner, now, ATTENTION_SHOWN)
+        paused, out["pausedMore"] = self.service.paused(owner, now, ATTENTION_SHOWN)
+        out["paused"] = [p.shown() for p in paused]
         return out
 
 

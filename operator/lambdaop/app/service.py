@@ -7,8 +7,10 @@ object this process holds (its call is due within the claim window) is
 changed through the loop, which either withdraws the call or answers that it
 has already left; one held by another live process is refused with the
 reason; any other is changed under a guard that no claim can slip past.
-Applying specs (`applying.Applier`) builds on it. Called by runtime, api and
-the folder.
+Applying specs (`applying.Applier`) builds on it. Its read-side views (lists,
+counts, calls, the dashboard's reads, what a due call waits for) are
+`reads.Reads`, held as `reads` and answered under the same names. Called by
+runtime, api and the folder.
 """
 
 from __future__ import annotations
@@ -22,8 +24,7 @@ from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from lambdaop.app.view import Coming
-from lambdaop.app.waiting import waiting_in_store
+from lambdaop.app.reads import LoopView, Reads
 from lambdaop.core.clock import Clock, iso, to_utc
 from lambdaop.core.errors import (
     Conflict,
@@ -33,15 +34,14 @@ from lambdaop.core.errors import (
     SpecInvalid,
     StoreUnavailable,
 )
-from lambdaop.core.labels import Selector
 from lambdaop.core.logs import about
 from lambdaop.engine import changes, machine
 from lambdaop.engine.progress import Phase, Refused
-from lambdaop.engine.record import CallRecord, Change, Source, StoredObject
+from lambdaop.engine.record import Change, Source, StoredObject
 from lambdaop.loop.events import Action, Answer
 from lambdaop.loop.requests import NotHeld
 from lambdaop.spec import KINDS, AnySpec, Kind, spec_hash, spec_json
-from lambdaop.store.contract import ATTEMPTS_KEPT, Op, Store, WriteOutcome
+from lambdaop.store.contract import Op, Store, WriteOutcome
 from lambdaop.store.ids import OBJECT_ID, new_id
 from lambdaop.store.writer import Writer
 
@@ -51,20 +51,15 @@ CONFLICT_RETRIES = 8
 Decide = Callable[[StoredObject, dt.datetime], Change]
 
 
-class LoopPort(Protocol):
-    """What the service needs of the reconcile loop."""
+class LoopPort(LoopView, Protocol):
+    """What the service needs of the reconcile loop (its reads need whether it holds an object
+    and what a held call waits for)."""
 
     owner: str
 
     def notify(self, record: StoredObject, held_until: dt.datetime | None = None) -> None: ...
 
     def request(self, action: Action, object_id: str, payload: Any = None) -> Future[Answer]: ...
-
-    def holds(self, object_id: str) -> bool: ...
-
-    def live_state(self, object_id: str) -> str | None: ...
-
-    def waiting_for(self, object_id: str) -> dict[str, Any] | None: ...
 
     def pause_all(self, setting: Mapping[str, Any] | None) -> None: ...
 
@@ -120,6 +115,10 @@ class Service:
         self.clock = clock
         self.window = claim_window
         self.lease = lease
+        # the read-side views (`reads`), answered under the service's names too
+        self.reads = reads = Reads(store, loop, clock, self.read)
+        self.page, self.counts, self.history, self.live_state = reads.page, reads.counts, reads.history, reads.live_state  # fmt: skip
+        self.upcoming, self.paused, self.waiting_for = reads.upcoming, reads.paused, reads.waiting_for
 
     def now(self) -> dt.datetime:
         return to_utc(self.clock.now())
@@ -139,6 +138,10 @@ class Service:
         """The deadline of a request's reads of the store."""
         self.require_store()
         return self.store.deadline(self.deadline)
+
+    def store_answers(self) -> bool:
+        """Whether the store answers a read now (readiness, when no health monitor tells it)."""
+        return self.store.ping()
 
     @staticmethod
     def new_id() -> str:
@@ -220,76 +223,6 @@ class Service:
         with self.read():
             doc = self.store.find_by_name(owner, kind, name)
         return StoredObject.from_storage(doc) if doc is not None else None
-
-    def page(
-        self,
-        kind: str,
-        owner: str | None,
-        state: str | None,
-        before: str | None,
-        limit: int,
-        selector: Selector | None = None,
-        prefix: str | None = None,
-    ) -> tuple[list[StoredObject], str | None]:
-        """One page of a list and where the next one starts (see the store's `list_objects`)."""
-        with self.read():
-            page = self.store.list_objects(kind, owner, state, before, limit, selector, prefix)
-        return [StoredObject.from_storage(d) for d in page.docs], page.next
-
-    def counts(self, owner: str | None, kind: str) -> dict[str, int]:
-        with self.read():
-            return self.store.counts(owner, kind)
-
-    def upcoming(
-        self,
-        owner: str,
-        after: dt.datetime,
-        until: dt.datetime,
-        limit: int,
-        widest: dt.timedelta | None = None,
-        latest_first: bool = False,
-    ) -> tuple[list[Coming], bool]:
-        """The owner's objects due in (after, until], earliest first (see the store's `upcoming`);
-        recurring ones read whole (a schedule tells the later runs), the others by their due time."""
-        with self.read():
-            found, complete = self.store.upcoming(
-                owner, after, until, limit, widest=widest, latest_first=latest_first
-            )
-            docs = {d["_id"]: d for d in self.store.fetch([d["_id"] for d in found if d.get("recurring")])}
-        out = [
-            Coming.of(d, StoredObject.from_storage(docs[d["_id"]]) if d["_id"] in docs else None)
-            for d in found
-            if not d.get("recurring") or d["_id"] in docs
-        ]
-        return out, complete
-
-    def paused(self, owner: str, now: dt.datetime, limit: int) -> tuple[list[dict[str, Any]], bool]:
-        """The owner's suspended objects (see the store's `paused`): id, kind, name and the reason
-        given, if any; the flag says whether there are more."""
-        with self.read():
-            found, more = self.store.paused(owner, now, limit)
-        out = [{"id": d["_id"], "kind": d["kind"], "name": d.get("display") or d["name"],
-                "reason": (d.get("progress") or {}).get("pause_reason")} for d in found]  # fmt: skip
-        return out, more
-
-    def history(self, record: StoredObject) -> list[CallRecord]:
-        """Its calls, oldest first (an earlier version kept them in the object itself)."""
-        with self.read():
-            calls = list(record.legacy_attempts or ()) + self.store.history(record.id)
-        return [CallRecord.from_storage(d) for d in calls[-ATTEMPTS_KEPT:]]
-
-    def live_state(self, object_id: str) -> str | None:
-        """`running` while this process has its call out (the store may still say scheduled)."""
-        return self.loop.live_state(object_id)
-
-    def waiting_for(self, record: StoredObject, look: bool = False) -> dict[str, Any] | None:
-        """What its due call waits for (a place of a limit key): as this process knows it if it holds
-        the object; else (`look`: one object's answer) as the store says, when another process does."""
-        found = self.loop.waiting_for(record.id)
-        if found is not None or not look or self.loop.holds(record.id):
-            return found
-        with self.read():
-            return waiting_in_store(self.store, record, self.clock.now())
 
     # ----- changing one object
 

@@ -5,8 +5,9 @@ whole (secret header values and URL passwords masked); anybody else, admins
 too, sees only a summary (kind, name, owner, state, times and counts).
 `ObjectOut` documents that view (it is the OpenAPI schema of every object
 answer, and a test keeps the two together). The status files' entries are a
-selection of the same view (`status.object_entry`). Called by the API and
-the folder's status files.
+selection of the same view (`status.object_entry`). The dashboard's rows are
+here too: what is due within the hour (`Coming`) and what is suspended
+(`Paused`). Called by the API and the folder's status files.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from lambdaop.engine.record import CallRecord, RunSummary, StoredObject
 from lambdaop.engine.runs import RunRecord
 from lambdaop.spec import Schedule, format_duration
 from lambdaop.spec.calls import SECRET_HEADERS
+from lambdaop.store.contract import Doc, DueEntry
 
 SUMMARY = ("id", "kind", "name", "displayName", "owner", "state", "generation", "created", "updated", "due", "started", "finished", "calls", "attempt", "inFlight", "taskId", "taskSetId", "run", "suspended", "nextRuns", "waitingUntil")  # fmt: skip
 
@@ -152,9 +154,8 @@ class Coming:
     record: StoredObject | None = None  # recurring ones only
 
     @classmethod
-    def of(cls, doc: dict[str, Any], record: StoredObject | None = None) -> Coming:
-        name = doc.get("display") or doc["name"]
-        return cls(doc["_id"], doc["kind"], name, to_utc(doc["due"]), record)
+    def of(cls, entry: DueEntry, record: StoredObject | None = None) -> Coming:
+        return cls(entry.id, entry.kind, entry.display or entry.name, to_utc(entry.due), record)
 
     @property
     def recurring(self) -> bool:
@@ -164,6 +165,27 @@ class Coming:
         if self.record is not None:
             return runs_within(self.record, until, count)
         return [self.due] if self.due <= until else []
+
+
+@dataclass(frozen=True)
+class Paused:
+    """A suspended object on the dashboard: its id, kind, name (its display name, or its name)
+    and the reason whoever paused it gave, if any."""
+
+    id: str
+    kind: str
+    name: str
+    reason: str | None = None
+
+    @classmethod
+    def from_storage(cls, doc: Doc) -> Paused:
+        """From an entry of the store's `paused` (identity, name and progress)."""
+        reason = (doc.get("progress") or {}).get("pause_reason")
+        return cls(doc["_id"], doc["kind"], doc.get("display") or doc["name"], reason)
+
+    def shown(self) -> dict[str, Any]:
+        """As the dashboard's `attention.paused` shows it."""
+        return {"id": self.id, "kind": self.kind, "name": self.name, "reason": self.reason}
 
 
 def runs_within(record: StoredObject, until: dt.datetime, count: int) -> list[dt.datetime]:

@@ -7,7 +7,8 @@ against both, so a rule written here holds in each.
 
 Documents are returned as the plain mappings they are stored as (`Doc`); the
 engine's typed record (`StoredObject.from_storage`) is made from them by the
-callers, since the store and the engine do not know each other.
+callers, since the store and the engine do not know each other. Answers that
+are not documents are typed here (`Due`, `DueEntry`, `Page`, `Lease`).
 
 Rules every implementation keeps (several processes may share one store):
 
@@ -90,6 +91,18 @@ class Due(NamedTuple):
     id: str
     due: dt.datetime
     fence: int
+
+
+class DueEntry(NamedTuple):
+    """An entry of the due index as `upcoming` reads it: identity, name (and display name), when
+    its call is due, and whether its spec has a schedule (its later runs need it read whole)."""
+
+    id: str
+    kind: str
+    name: str
+    due: dt.datetime
+    recurring: bool = False
+    display: str | None = None
 
 
 class Page(NamedTuple):
@@ -217,12 +230,11 @@ class ObjectReads(Protocol):
         examine: int = 1000,
         widest: dt.timedelta | None = None,
         latest_first: bool = False,
-    ) -> tuple[list[Doc], bool]:
+    ) -> tuple[list[DueEntry], bool]:
         """The owner's objects whose call is due in (after, until], earliest first (latest first
-        with `latest_first`) (identity, name, due, and `recurring`: whether its spec has a
-        schedule), reading about `examine` objects due meanwhile at most (everybody's), in windows
-        of the due index no wider than `widest`; the flag says whether the read covered the whole
-        time."""
+        with `latest_first`), as entries of the due index (`DueEntry`), reading about `examine`
+        objects due meanwhile at most (everybody's), in windows of the due index no wider than
+        `widest`; the flag says whether the read covered the whole time."""
 
     def paused(self, owner: str, now: dt.datetime, limit: int) -> tuple[list[Doc], bool]:
         """At most `limit` of the owner's suspended objects (identity, name and progress), those

@@ -6,10 +6,11 @@ from __future__ import annotations
 import datetime as dt
 
 from lambdaop.app.status import object_entry
-from lambdaop.app.view import SUMMARY, ObjectOut, present
+from lambdaop.app.view import SUMMARY, Coming, ObjectOut, Paused, present
 from lambdaop.engine import machine
 from lambdaop.engine.record import CallRecord, RunSummary, StoredObject
 from lambdaop.spec import Kind, TaskSpec
+from lambdaop.store.contract import DueEntry
 
 T0 = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
 
@@ -49,3 +50,12 @@ def test_the_status_entry_is_taken_from_the_view() -> None:
     view, entry = present(record), object_entry(record)
     assert entry["nextRun"] == view["due"] and entry["lastCall"]["at"] == view["last"]["at"]
     assert entry["lastRun"] == {"run": 1, "result": "completed", "finished": view["lastRun"]["finished"]}
+
+
+def test_the_dashboards_rows_show_the_display_name_and_a_suspended_objects_reason() -> None:
+    coming = Coming.of(DueEntry("0" * 23 + "1", "Task", "report", T0, display="Monthly report"))
+    assert (coming.name, coming.recurring, coming.runs(T0, 5)) == ("Monthly report", False, [T0])
+    doc = {"_id": "0" * 23 + "2", "owner": "alice", "kind": "TaskSet", "name": "pulse", "progress": {"pause_reason": "vendor outage"}}  # fmt: skip
+    assert Paused.from_storage(doc).shown() == {"id": "0" * 23 + "2", "kind": "TaskSet", "name": "pulse", "reason": "vendor outage"}  # fmt: skip
+    assert Paused.from_storage({**doc, "display": "Pulse", "progress": {}}).shown()["name"] == "Pulse"
+    assert Paused.from_storage({**doc, "progress": {}}).reason is None

@@ -10,6 +10,7 @@ from lambdaop.store.contract import (
     ATTEMPTS_KEPT,
     RUN_RESULTS,
     Doc,
+    DueEntry,
     Page,
 )
 from lambdaop.store.ids import OBJECT_ID, floor
@@ -88,14 +89,13 @@ class MemoryObjects(Tables):
         examine: int = 1000,
         widest: dt.timedelta | None = None,
         latest_first: bool = False,
-    ) -> tuple[list[Doc], bool]:
+    ) -> tuple[list[DueEntry], bool]:
         due = sorted(
             (d for d in self._objects.values() if d.get("owner") == owner and d.get("due") is not None and after < d["due"] <= until),
             key=lambda d: d["due"],
             reverse=latest_first,
         )  # fmt: skip
-        fields = ("_id", "owner", "kind", "name", "display", "due")
-        out = [{**{k: d[k] for k in fields if k in d}, "recurring": "schedule" in (d.get("spec") or {})} for d in due[:limit]]  # fmt: skip
+        out = [DueEntry(d["_id"], d["kind"], d["name"], d["due"], "schedule" in (d.get("spec") or {}), d.get("display")) for d in due[:limit]]  # fmt: skip
         return out, len(due) <= limit
 
     def paused(self, owner: str, now: dt.datetime, limit: int) -> tuple[list[Doc], bool]:

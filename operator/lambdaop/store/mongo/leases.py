@@ -11,7 +11,7 @@ from pymongo import ASCENDING
 from pymongo.client_session import ClientSession
 from pymongo.errors import BulkWriteError, PyMongoError
 
-from lambdaop.store.contract import Due, Lease
+from lambdaop.store.contract import Due, DueEntry, Lease
 from lambdaop.store.mongo.base import Base, chunks, is_conflict
 
 _T = TypeVar("_T")
@@ -19,11 +19,11 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 PAUSED_READ = 300  # entries one read of the paused index returns at most
 
 
-def _light(doc: dict[str, Any]) -> dict[str, Any]:
+def _due_entry(doc: dict[str, Any]) -> DueEntry:
     """An upcoming entry: identity, name, due, and whether it recurs (its runs need it whole)."""
-    spec = doc.pop("spec", None)
-    doc["recurring"] = isinstance(spec, dict) and "schedule" in spec
-    return doc
+    spec = doc.get("spec")
+    recurring = isinstance(spec, dict) and "schedule" in spec
+    return DueEntry(doc["_id"], doc["kind"], doc["name"], doc["due"], recurring, doc.get("display"))
 
 
 def _lease(doc: dict[str, Any]) -> Lease:
@@ -48,7 +48,7 @@ class Leases(Base):
         examine: int = 1000,
         widest: dt.timedelta | None = None,
         latest_first: bool = False,
-    ) -> tuple[list[dict[str, Any]], bool]:
+    ) -> tuple[list[DueEntry], bool]:
         """The owner's objects due in (after, until], read as windows of the due index: from one
         second, four times wider after a window that held few, narrower after one that held many,
         never wider than `widest`; until `limit` are found or about `examine` were read. The
@@ -56,7 +56,7 @@ class Leases(Base):
         keeps one window from taking in all that is due in the hour at once. `latest_first`
         reads back from `until` (late calls: the crowd of them is the most recent)."""
         fields = {"owner": 1, "kind": 1, "name": 1, "display": 1, "due": 1, "spec.schedule": 1}
-        out: list[dict[str, Any]] = []
+        out: list[DueEntry] = []
         read, width = 0, dt.timedelta(seconds=1)
         edge = until if latest_first else after  # how far the windows have come
         while after < edge if latest_first else edge < until:
@@ -65,8 +65,8 @@ class Leases(Base):
             lo, hi = (max(after, edge - width), edge) if latest_first else (edge, min(until, edge + width))
             found = list(self.objects.find({"due": {"$gt": lo, "$lte": hi}}, fields))
             read += len(found)
-            mine = (_light(d) for d in found if d.get("owner") == owner)
-            out += sorted(mine, key=lambda d: d["due"], reverse=latest_first)
+            mine = (_due_entry(d) for d in found if d.get("owner") == owner)
+            out += sorted(mine, key=lambda e: e.due, reverse=latest_first)
             edge = lo if latest_first else hi
             wanted = max(1, limit - len(out))
             grow = 4.0 if len(found) * 4 <= wanted else max(0.25, wanted / len(found))
