@@ -240,6 +240,38 @@ def test_a_lambda_step_shows_its_function(browser, app: Runtime, demo: DemoLambd
     )
 
 
+def test_the_task_form_knows_the_lambda_invoke_form(browser, app: Runtime) -> None:
+    page = open_page(browser, app)
+    sign_in(page, "admin", "admin-password")
+    go(page, "tasks")
+    open_form(page, "Task")
+    invocation, iam = page.get_by_label("Invocation type"), page.get_by_label("Sign with AWS IAM (SigV4)")
+    expect(invocation).to_be_hidden()
+    page.get_by_label("URL").fill("arn:aws:lambda:eu-west-1:123456789012:function:report")
+    expect(invocation).to_be_visible()
+    expect(iam).to_be_hidden()
+    invocation.select_option("Event")
+    page.get_by_label("Date and time").fill(local_input(3600))  # nothing is called while the test runs
+    page.get_by_label("Name (optional)").fill("queued")
+    page.get_by_role("button", name="Schedule", exact=True).click()
+    expect(page.locator("#alert")).to_contain_text("Task queued", timeout=WAIT)
+    expect(invocation).to_be_hidden()  # the form is reset: a URL again
+    url = "https://abcdefghijklmnopqrstuvwxyz012345.lambda-url.eu-west-1.on.aws/report"
+    page.get_by_label("URL").fill(url)
+    iam.check()
+    page.get_by_label("Date and time").fill(local_input(3600))
+    page.get_by_label("Name (optional)").fill("signed")
+    page.get_by_role("button", name="Schedule", exact=True).click()
+    expect(page.locator("#alert")).to_contain_text("Task signed", timeout=WAIT)
+    page_of = app.store.list_objects("Task", "admin", None, None, 50)
+    rows = {o["name"].rsplit("-", 1)[0]: o["spec"]["invoke"] for o in page_of.docs}  # <name>-<id>
+    assert set(rows) == {"queued", "signed"}, rows
+    assert (
+        rows["queued"]["lambda"].endswith(":function:report") and rows["queued"]["invocationType"] == "Event"
+    )
+    assert rows["signed"]["url"] == url and rows["signed"]["auth"] == "aws_iam"
+
+
 # ---------------------------------------------------------------- lists and actions
 
 

@@ -241,6 +241,11 @@ SCHEDULE_IN = _fields(
         ("body",): {},
         ("timeout",): {"type": "string"},
         ("successWhen",): {"type": "object"},
+        ("auth",): {
+            "type": "string",
+            "enum": ["aws_iam"],
+            "description": "with a URL: sign the call with AWS SigV4 (a Lambda Function URL whose auth type is AWS_IAM)",
+        },
         **_LAMBDA,
         seed.LABELS: {"type": "object"},
         fields.PARAMS: _PARAMS,

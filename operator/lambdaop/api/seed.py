@@ -56,7 +56,7 @@ CHECK_DELAY = ("timeDelayForConditionCheck", "conditionCheckDelayInMS", "conditi
 CHECK_RETRIES = ("conditionCheckRetries",)
 CHECK_RETRY_DELAY = ("timeDelayBetweenRetries", "timeDelayForRetries", "timeDelayBetweenRetriesInMS")
 # lambdaop's own extras on the seed routes (what the web page's forms send)
-INVOKE_EXTRAS = ("method", "headers", "body", "timeout", "successWhen", "query")
+INVOKE_EXTRAS = ("method", "headers", "body", "timeout", "successWhen", "query", "auth")
 LAMBDA_EXTRAS = ("payload", "qualifier", "invocationType", "region", "roleArn", "externalId", "sessionName")
 LABELS = ("labels",)
 # lambdaop's own: when the fallback runs (default: when the check gave up, as in the original)

@@ -983,6 +983,16 @@ function wireForm(form, kind) {
   };
   form.querySelectorAll("input[name=when]").forEach((r) => r.addEventListener("change", show));
   nameInput.addEventListener("input", nameHint);
+  // a Lambda function ARN has an invocation type; a URL may be signed with AWS IAM
+  const target = form.querySelector("input[name=url]");
+  const targetFields = () => {
+    const arn = String(target ? target.value : "").trim().startsWith("arn:");
+    form.querySelectorAll("[data-target]").forEach((el) => el.classList.toggle("d-none", (el.dataset.target === "arn") !== arn));
+  };
+  if (target && form.querySelector("[data-target]")) {
+    target.addEventListener("input", targetFields);
+    form.addEventListener("reset", () => setTimeout(targetFields));
+  }
   form.querySelectorAll("[data-now]").forEach((b) => b.addEventListener("click", () => {
     const input = form.querySelector("input[name=at]");
     input.value = localInputValue(new Date(Date.now() + Number(b.dataset.now) * 1000));
@@ -1070,6 +1080,16 @@ function taskForm() {
         <div class="form-text" id="task-name-help" data-name-hint></div></div>
       <div class="col-6 col-sm-3 col-lg-3"><label class="form-label" for="task-method">Method</label>
         <select class="form-select" id="task-method" name="method">${["GET", "POST", "PUT", "PATCH", "DELETE"].map((m) => `<option>${m}</option>`).join("")}</select></div>
+      <div class="col-12 col-lg-6 d-none" data-target="arn"><label class="form-label" for="task-invocation">Invocation type</label>
+        <select class="form-select" id="task-invocation" name="invocationType" aria-describedby="task-invocation-help">
+          <option value="RequestResponse">RequestResponse: wait for the function's answer</option>
+          <option value="Event">Event: queue the event (the function runs later; 202)</option>
+          <option value="DryRun">DryRun: only check that the call is allowed (204)</option></select>
+        <div class="form-text" id="task-invocation-help">How the Lambda Invoke API is called.</div></div>
+      <div class="col-12 col-lg-6" data-target="url"><div class="form-check mt-lg-4">
+        <input class="form-check-input" type="checkbox" id="task-aws-iam" name="awsIam" aria-describedby="task-aws-iam-help">
+        <label class="form-check-label" for="task-aws-iam">Sign with AWS IAM (SigV4)</label>
+        <div class="form-text" id="task-aws-iam-help">For a Lambda Function URL whose auth type is AWS_IAM: signed with lambdaop's AWS credentials.</div></div></div>
       ${whenFields("task")}
       <div class="col-4 col-lg-2"><label class="form-label" for="task-retries">Retries</label>
         <input class="form-control" id="task-retries" name="retries" inputmode="numeric" value="0" aria-describedby="task-retries-help">
@@ -1100,6 +1120,9 @@ async function submitTask(e, reload) {
   const url = String(f.get("url") || "").trim();
   const arn = url.startsWith("arn:");  // a Lambda function: the Invoke API, its event in `payload`
   const invoke = arn ? { lambda: url } : { url, method: f.get("method") };
+  const invocationType = String(f.get("invocationType") || "RequestResponse");
+  if (arn && invocationType !== "RequestResponse") invoke.invocationType = invocationType;
+  if (!arn && f.get("awsIam")) invoke.auth = "aws_iam";
   const bodyInput = form.querySelector("[name=body]");
   const body = bodyInput.value.trim();
   if (body) {
