@@ -364,3 +364,45 @@ def test_the_cli_suspends_one_object_with_a_reason_that_describe_shows(make_runt
     assert "yes: vendor outage" in capsys.readouterr().out
     assert main(["resume", "task", "later", *common]) == 0
     assert "Task/later resumed" in capsys.readouterr().out
+
+
+def test_a_recurring_taskset_rerun_from_its_failed_step_reads_the_failed_runs_outputs_and_due(make_runtime, demo: DemoLambda) -> None:  # fmt: skip
+    import datetime as dt
+    import json
+
+    runtime = make_runtime()
+    s = api(runtime)
+    hour = (dt.datetime.now(dt.UTC).hour + 12) % 24  # its schedule's own run is hours away
+    ship = "{url: '" + demo.url + "/flaky/ship?fails=1', method: POST, body: {artifact: '${{ steps.build.output.id }}', day: '${{ run.due }}'}}"  # fmt: skip
+    oid = apply(runtime, f"kind: TaskSet\nmetadata: {{name: daily}}\nspec:\n  schedule: {{cron: '0 {hour} * * *'}}\n  steps:\n    - {{name: build, invoke: '{demo.url}/json?id=b1'}}\n    - {{name: ship, retries: 0, invoke: {ship}}}\n")  # fmt: skip
+    view = f"{runtime.url}/tasksets/{oid}"
+    coming = s.get(view, timeout=10).json()["nextRuns"]
+    assert s.post(f"{view}/run", timeout=10).json()["action"] == "extra"
+    failed = wait_until(lambda: (d := s.get(view, timeout=10).json())["lastRun"] and d["state"] == "scheduled" and d["lastRun"], timeout=20)  # fmt: skip
+    assert (failed["run"], failed["result"], failed["failedStep"]) == (1, "failed", "step:ship"), failed
+    # the endpoint is fixed (its one failure is spent): re-run run 1 from the step that failed
+    answer = s.post(f"{view}/rerun", json={}, timeout=10)
+    assert answer.status_code == 200 and "from its failed step (step:ship)" in answer.json()["message"], answer.text  # fmt: skip
+    done = wait_until(lambda: (d := s.get(view, timeout=10).json())["lastRun"]["run"] == 2 and d["state"] == "scheduled" and d, timeout=20)  # fmt: skip
+    assert done["lastRun"]["result"] == "completed" and done["lastRun"]["rerunOf"] == 1, done["lastRun"]
+    assert len(demo.calls("/json")) == 1, "the step that succeeded is not called again"
+    first, again = (json.loads(c.body) for c in demo.calls("/flaky/ship"))
+    assert again["artifact"] == "b1", "the re-run reads what the failed run's build answered"
+    assert again["day"] == first["day"], "run.due is the failed run's due time, not the re-run's"
+    assert iso(dt.datetime.fromisoformat(again["day"])) == failed["scheduled"]
+    assert done["lastRun"]["scheduled"] == failed["scheduled"] and done["nextRuns"] == coming
+    # run 1's outputs are gone now that a later run replaced them: it goes on only from the start
+    refused = s.post(f"{view}/rerun", json={"run": 1}, timeout=10)
+    assert refused.status_code == 409 and "no longer kept" in refused.json()["message"] and "from the start" in refused.json()["message"], refused.text  # fmt: skip
+    whole = s.post(f"{view}/rerun", json={"run": 1, "from": "start"}, timeout=10)
+    assert whole.status_code == 200 and "from the start (step:build)" in whole.json()["message"], whole.text
+    wait_until(lambda: (d := s.get(view, timeout=10).json())["lastRun"]["run"] == 3 and d["lastRun"]["result"] == "completed", timeout=20)  # fmt: skip
+    assert len(demo.calls("/json")) == 2, "a re-run from the start calls every step again"
+    *_, last = (json.loads(c.body) for c in demo.calls("/flaky/ship"))
+    assert last == {"artifact": "b1", "day": first["day"]}
+    keys = [c.idempotency_key for c in demo.calls("/flaky/ship")]
+    assert keys == [
+        f"{oid}-g1-r1-step:ship",
+        f"{oid}-g1-r2-rerun1-step:ship",
+        f"{oid}-g1-r3-rerun2-step:ship",
+    ]

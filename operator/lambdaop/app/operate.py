@@ -75,7 +75,8 @@ class Operations:
     ) -> Done:
         """Run a failed run again, from the start or from its failed step (see `ondemand.rerun`):
         a one-time object's failed run, or run number `run` of a recurring one (its last failed
-        run when not given)."""
+        run when not given), which starts with that run's outputs of the steps it does not call
+        again, under its own run number (`ondemand.carried_outputs`)."""
 
         def decide(record: StoredObject, now: dt.datetime) -> Change:
             plan = _plan(record)
@@ -83,9 +84,10 @@ class Operations:
                 return Change(updated=now, progress=ondemand.rerun(plan, record.progress, now, from_failed))
             summary = failed_run(record, run)
             progress = ondemand.rerun(
-                plan, record.progress, now, from_failed, summary.run, summary.failed_step
+                plan, record.progress, now, from_failed, summary.run, summary.failed_step, summary.scheduled
             )
-            return Change(updated=now, progress=progress)
+            kept = ondemand.carried_outputs(plan, record.outputs, record.generation, summary.run, progress)
+            return Change(updated=now, progress=progress, outputs=kept)
 
         answer = self.service.change(object_id, owner, kind, Action.DECIDE, decide, decide)
         record = answer.record

@@ -1,7 +1,8 @@
 """Runs asked for by a person: run now, re-run a failed run, backfill, and pause of one-time objects.
 
 Pure functions of (spec, progress, now), as `machine` is; each answers the
-new progress, or raises `Refused` with the reason shown to the user.
+new progress (`carried_outputs`: the outputs a re-run starts with), or raises
+`Refused` with the reason shown to the user.
 A run off the schedule (`trigger`: now, rerun, backfill) of a recurring
 object sets the schedule's own next run aside (`resume_at`), and `recurring`
 takes it up again when that run ends, so its next scheduled time does not
@@ -13,14 +14,16 @@ service and by the loop's requests.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import replace
 from enum import StrEnum
 
-from lambdaop.engine import lanes, recurrence
+from lambdaop.engine import lanes, outputs, recurrence
 from lambdaop.engine.machine import start
+from lambdaop.engine.outputs import StepOutput
 from lambdaop.engine.progress import Phase, PlanSpec, Progress, Refused
 from lambdaop.engine.steps import first_step
-from lambdaop.spec import format_duration
+from lambdaop.spec import TaskSetSpec, format_duration
 
 MAX_BACKFILL = 1000  # runs one backfill may ask for
 
@@ -78,10 +81,13 @@ def rerun(
     from_failed: bool,
     run: int | None = None,
     failed_step: str | None = None,
+    due: dt.datetime | None = None,
 ) -> Progress:
     """Run a failed run again: from the start, or from the step that failed (the steps that
     succeeded are not called again). A one-time object's failed run; a recurring object's run
-    number `run` (its `failed_step` as its summary keeps it), made as a run off the schedule.
+    number `run` (its `failed_step` and its due time `due` as its summary keeps them), made as a
+    run off the schedule that is due as that run was (`run.due`), under a run number of its own
+    (`carried_outputs` gives it what the steps before its failed step answered).
     Its calls carry their own Idempotency-Key (`-rerun<N>`)."""
     if spec.schedule is None:
         if progress.phase is not Phase.FAILED or progress.notify:
@@ -98,9 +104,34 @@ def rerun(
         )
     if progress.phase is not Phase.SCHEDULED or progress.in_flight:
         raise Refused("a run is going on; re-run once it has ended")
-    extra = _extra(spec, progress, now, "rerun")
+    extra = _extra(spec, progress, now, "rerun", due)
     step = _step_of(spec, failed_step) if from_failed and failed_step else first_step(spec)
     return replace(extra, step=step, rerun=progress.rerun + 1, rerun_of=run)
+
+
+def carried_outputs(
+    spec: PlanSpec, kept: Mapping[str, StepOutput], generation: int, failed: int, again: Progress
+) -> dict[str, StepOutput] | None:
+    """What a recurring TaskSet's re-run (`again`, from `rerun`) of its run number `failed` starts
+    with: the outputs that run kept of the steps before where the re-run starts (a failed check's
+    step too), as the re-run's own run's; None for a set without named steps. Refused when that
+    run's outputs are no longer kept (a later run, or a new generation, has replaced them)."""
+    if not isinstance(spec, TaskSetSpec) or spec.steps is None:
+        return None
+    names = [s.name for s in spec.steps]
+    kind, _, name = again.step.partition(":")
+    before: list[str] = []  # the steps it does not call again
+    if kind in ("step", "check") and name in names:
+        before = names[: names.index(name) + (kind == "check")]
+    theirs = outputs.current(kept, failed, generation)
+    missing = [n for n in before if n not in theirs]
+    if missing:
+        raise Refused(
+            f"run {failed} cannot go on from its failed step: what its steps before it answered "
+            f"({', '.join(missing)}) is no longer kept (a later run or a new generation has replaced it); "
+            'run it again from the start ("from": "start")'
+        )
+    return {n: replace(o, run=again.run) for n, o in theirs.items() if n.partition("/")[0] in before}
 
 
 def _step_of(spec: PlanSpec, step: str) -> str:

@@ -4,11 +4,13 @@ A `StepOutput` is part of the stored record (`record.StoredObject.outputs`,
 written by a `Change` like every other field): the step's JSON answer (or its
 text), the status of its last call, how many attempts it took, whether it
 succeeded, and the run and generation it belongs to, so a new run (or a new
-generation) never reads an old one. The steps of a parallel branch keep theirs
+generation) never reads an old one (a recurring set's re-run from its failed
+step starts with the failed run's, carried over as its own by
+`ondemand.carried_outputs`). The steps of a parallel branch keep theirs
 as `PARALLEL/BRANCH/STEP`; the parallel step's own output is the list of
 what each branch's last step answered, with how each branch ended. Each output is bounded (`MAX_OUTPUT`), and
 so are all of a run's together (`MAX_OUTPUTS`, under the store's 16 MiB per
-object). Pure. Called by the record, the templates and the loop's results.
+object). Pure. Called by the record, the templates, `ondemand` and the loop's results.
 """
 
 from __future__ import annotations

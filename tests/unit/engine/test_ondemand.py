@@ -4,6 +4,7 @@ objects. Fixed times, no clock, no store."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import pytest
 
@@ -144,6 +145,47 @@ def test_a_named_step_set_reruns_from_its_failed_step() -> None:
     again = ondemand.rerun(spec, failed, T0, from_failed=True)
     assert again.step == "step:deploy" and again.rerun == 1
     assert call(spec, again, T0).phase is Phase.COMPLETED
+
+
+def test_a_recurring_named_step_set_reruns_its_failed_step_with_that_runs_outputs_and_due() -> None:
+    from lambdaop.engine.outputs import StepOutput
+
+    spec = TaskSetSpec.model_validate(
+        {
+            "schedule": {"every": "1h"},
+            "steps": [
+                {"name": "build", "invoke": "https://example.test/build"},
+                {"name": "ship", "invoke": "https://example.test/ship", "retries": 0},
+            ],
+        }  # fmt: skip
+    )
+    p = call(spec, machine.start(spec, T0, 0, T0), T0)  # run 1: build succeeds
+    before = machine.dispatch(p, T0)
+    failed = machine.finish(spec, before, FAIL, T0)  # ship fails: run 2 is scheduled
+    summary = recurring.run_summary(before, failed)
+    assert summary is not None and (summary["run"], summary["scheduled"], summary["failed_step"]) == (1, T0, "step:ship")  # fmt: skip
+    build = StepOutput({"id": "b1"}, 200, 1, True, run=1)
+    kept = {"build": build, "ship": StepOutput(None, 500, 1, False, run=1)}
+    later = T0 + dt.timedelta(minutes=10)
+    again = ondemand.rerun(spec, failed, later, True, 1, "step:ship", T0)
+    assert (again.step, again.run, again.due, again.scheduled) == ("step:ship", 2, later, T0), (
+        "due as run 1 was"
+    )
+    assert again.resume_at == T0 + dt.timedelta(hours=1)
+    carried = ondemand.carried_outputs(spec, kept, 1, 1, again)
+    assert carried == {"build": StepOutput({"id": "b1"}, 200, 1, True, run=2)}, "as the re-run's own"
+    checked = ondemand.carried_outputs(spec, kept, 1, 1, replace(again, step="check:ship"))
+    assert checked is not None and set(checked) == {"build", "ship"}, (
+        "a failed check's step is not called again"
+    )
+    whole = ondemand.rerun(spec, failed, later, False, 1, "step:ship", T0)
+    assert whole.step == "step:build" and whole.scheduled == T0
+    assert ondemand.carried_outputs(spec, {}, 1, 1, whole) == {}
+    with pytest.raises(Refused, match=r"no longer kept .*from the start"):
+        ondemand.carried_outputs(spec, {"build": replace(build, run=2)}, 1, 1, again)  # a later run's
+    with pytest.raises(Refused, match="no longer kept"):
+        ondemand.carried_outputs(spec, kept, 2, 1, again)  # a new generation's
+    assert ondemand.carried_outputs(hourly(), {}, 1, 1, again) is None
 
 
 def test_a_run_record_counts_that_runs_calls_not_the_objects() -> None:
