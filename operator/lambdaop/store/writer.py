@@ -41,6 +41,7 @@ class _Item:
     queued: float = 0.0
     not_before: float = 0.0
     cancelled: bool = False  # its waiter gave up before it was written: it is not written
+    taken: bool = False  # a commit with it was sent: its outcome is the store's, whether or not anyone waits
 
 
 @dataclass
@@ -145,6 +146,13 @@ class Writer:
         except TimeoutError:
             for item in pending.items:
                 item.cancelled = True
+            sent = [i.op.id for i, f in zip(pending.items, futures, strict=True) if i.taken and not f.done()]
+            if sent:  # a commit with them is under way: they may be stored yet
+                shown = ", ".join(sent[:3]) + (f" and {len(sent) - 3} more" if len(sent) > 3 else "")
+                raise StoreUnavailable(
+                    f"the store did not confirm the write within {timeout:g}s; a commit with it was under way, so it may "
+                    f"still be stored (id {shown}): look it up before sending it again"
+                ) from None
             raise StoreUnavailable(
                 f"the store did not take the write within {timeout:g}s; nothing was written, try again"
             ) from None
@@ -234,6 +242,8 @@ class Writer:
             batch = [i for i in batch if not i.cancelled]
             if not batch:
                 return
+        for item in batch:
+            item.taken = True
         t0 = self.clock.monotonic()
         try:
             outcomes = self.store.commit(
