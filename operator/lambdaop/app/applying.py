@@ -181,9 +181,8 @@ class Applier:
             if d.spec is not None:
                 by_kind.setdefault(d.spec.kind, []).append(d)
         for kind, group in by_kind.items():
-            found = self.service.store.find_by_names(
-                owner, kind, [d.spec.metadata.name for d in group if d.spec]
-            )
+            with self.service.read():  # a request's read: a deadline, never a hang
+                found = self.service.store.find_by_names(owner, kind, [d.spec.metadata.name for d in group if d.spec])  # fmt: skip
             for d in group:
                 doc = found.get(d.spec.metadata.name) if d.spec else None
                 record = StoredObject.from_storage(doc) if doc is not None else None
@@ -203,7 +202,8 @@ class Applier:
                 names = [
                     x.spec.metadata.name for x in docs if x.spec is not None and x.spec.kind == d.spec.kind
                 ]
-                by_kind[d.spec.kind] = self.service.store.find_by_names(owner, d.spec.kind, names)
+                with self.service.read():
+                    by_kind[d.spec.kind] = self.service.store.find_by_names(owner, d.spec.kind, names)
         for d in docs:
             assert d.spec is not None
             obj, found = d.spec, by_kind[d.spec.kind].get(d.spec.metadata.name)
@@ -274,7 +274,8 @@ class Applier:
             for start in range(0, len(group), writer.max_batch):
                 indexes = group[start : start + writer.max_batch]
                 names = [items[i].doc.spec.metadata.name for i in indexes if items[i].doc.spec]  # type: ignore[union-attr]
-                existing = service.store.find_by_names(owner, kind, names)
+                with service.read():  # each commit's worth has the deadline of a read
+                    existing = service.store.find_by_names(owner, kind, names)
                 ops = []
                 for i in indexes:
                     spec = items[i].doc.spec

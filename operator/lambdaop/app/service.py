@@ -105,10 +105,10 @@ class Service:
         claim_window: dt.timedelta,
         lease: dt.timedelta,
         health: Health | None = None,
-        deadline: float = 1.0,
+        deadline: float = 0.8,
     ) -> None:
         self.health = health
-        self.deadline = deadline  # seconds a request waits for the store before 503
+        self.deadline = deadline  # seconds a request waits for the store before 503 (its answer, with the rest of the request, within 1 s)
         self.store = store
         self.writer = writer
         self.loop = loop

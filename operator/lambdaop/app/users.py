@@ -125,7 +125,7 @@ class Users:
         self.guard = LoginGuard()
         self._cache: dict[str, tuple[User, float]] = {}
         self._cache_seconds = cache_seconds
-        self.deadline = 1.0  # seconds a request waits for the store
+        self.deadline = 0.8  # seconds a request waits for the store (answered within 1 s in all)
         self.store_down: Callable[[], bool] = lambda: False  # runtime tells it what the health monitor knows
         self._used: dict[str, float] = {}
         self._lock = threading.Lock()
