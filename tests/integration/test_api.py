@@ -465,6 +465,11 @@ def test_openapi_covers_every_route(api: Api) -> None:
         documented = set(document["paths"].get(info.path, {}))
         assert methods <= documented, (info.path, methods - documented)
     assert document == json.loads(json.dumps(openapi_document()))
+    from lambdaop.api.objects import LIST_PARAMS
+
+    for path in ("/tasks", "/tasksets", "/scheduler/retrieve-tasks", "/orchestrator/retrieve-tasks"):
+        named = {p["name"] for p in document["paths"][path]["get"]["parameters"]}
+        assert set(LIST_PARAMS) <= named, (path, set(LIST_PARAMS) - named)
 
 
 # ----- the Python client and CLI verbs

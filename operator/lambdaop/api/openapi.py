@@ -349,6 +349,8 @@ _STATE_PARAMS = [
     {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}, "description": "the `next` of the previous page"},
     {"name": "page", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1}, "description": "a page number (1-based, as the original clients page), instead of cursor; within the newest 10,000"},
     {"name": "name", "in": "query", "required": False, "schema": {"type": "string"}, "description": "only the caller's object of this name"},
+    {"name": "labelSelector", "in": "query", "required": False, "schema": {"type": "string"}, "description": "only objects whose labels match, kubectl syntax: team=billing,env!=dev (env, !env, env in (a,b), env notin (a))"},
+    {"name": "prefix", "in": "query", "required": False, "schema": {"type": "string"}, "description": "only the caller's objects whose name starts with this, by name; the next page's cursor is a name"},
 ]  # fmt: skip
 _ID = [{"name": "object_id", "in": "path", "required": True, "schema": {"type": "string"}}]
 _NAME = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
