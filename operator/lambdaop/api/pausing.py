@@ -83,6 +83,8 @@ class Pausing:
     def on_post_resume(self, req: falcon.Request, resp: falcon.Response) -> None:
         fields = _fields(req, RESUME_FIELDS)
         if flag(fields, "all"):
+            if flag(fields, "skipMissed"):  # the pause of everything holds calls back; it suspends no object
+                raise SpecInvalid("invalid request", [Problem("the pause of everything holds due calls back and they leave when it ends; skipMissed is for objects paused by selector (leave it out, or cancel those calls first)", field="skipMissed")])  # fmt: skip
             self.bulk.resume_all(_admin(req, fields, "ends the pause of everything"))
             resp.media = {"pausedAll": None}
             return
