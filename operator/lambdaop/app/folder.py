@@ -14,7 +14,8 @@ a document that did not converge is applied again when its object changes
 and at every resync, without the file being touched; each refusal is logged
 once per change of its file and counted. Paths and names starting with `.`
 are not specs (editors' temporary files, `.git`, Kubernetes' `..data`).
-Called by runtime and the watcher; applies through the applier.
+Called by runtime and the watcher; checks with the batch validator and
+applies through the applier.
 """
 
 from __future__ import annotations
@@ -32,8 +33,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from lambdaop.app.applying import Applied, Applier, ApplyAction, Placed, deferred_message
-from lambdaop.app.batch import Place
-from lambdaop.app.batch import duplicates as twice
+from lambdaop.app.batch import Checker, DefinedTwice
 from lambdaop.app.conditions import Conditions, Reason, Verdict
 from lambdaop.app.status import StatusWriter, is_status_file, object_entry, problem_entry, render, status_path
 from lambdaop.core.errors import LambdaopError, Problem
@@ -77,6 +77,17 @@ class FileState:
     verdicts: dict[Key, Verdict] = field(default_factory=dict)
     order: list[Key] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Checked:
+    """What the batch validator says of the files read again, as the folder acts on it."""
+
+    applied: list[Path]  # files whose documents all validate
+    broken: dict[Path, list[Problem]] = field(default_factory=dict)  # the others, with their problems
+    twice: dict[Key, str] = field(default_factory=dict)  # keys defined more than once -> why
+    # places of those keys in files not applied now (unchanged, broken, or not read again)
+    elsewhere: dict[Key, list[tuple[Path, int]]] = field(default_factory=dict)
 
 
 def verdict_of(result: Applied, rel: str) -> Verdict:
@@ -124,6 +135,39 @@ def owner_in(folder: Path, path: Path, default: str) -> str:
         if parent == folder:
             break
     return default
+
+
+def check_files(
+    checker: Checker,
+    folder: Path,
+    loaded: dict[Path, list[Document]],
+    owners: dict[Path, str],
+    held: dict[Path, dict[Key, int]],
+) -> Checked:
+    """The batch validator's word on the files read again, owner by owner (a name is an owner's),
+    told what the files not applied now hold: which files are broken, which keys are defined
+    twice. A target the outbound policy refuses is left to the applier, which answers its
+    document (invalid), as it does for every caller."""
+    found = Checked([path for path, docs in loaded.items() if all(d.spec is not None for d in docs)])
+    applied = set(found.applied)
+    paths_of = {str(path.relative_to(folder)): path for path in [*loaded, *held]}
+    for owner in dict.fromkeys(owners.values()):
+        batch = [(str(p.relative_to(folder)), docs) for p, docs in loaded.items() if owners[p] == owner]
+        theirs = {
+            str(p.relative_to(folder)): {(k[1], k[2]): line for k, line in keys.items() if k[0] == owner}
+            for p, keys in held.items()
+            if p not in applied  # a file applied now defines its keys anew, whoever owns them
+        }
+        for problem in checker.check(batch, theirs, whole=True):
+            path = paths_of[problem.file or ""]
+            if isinstance(problem, DefinedTwice):
+                key = (owner, problem.kind, problem.name)
+                found.twice[key] = problem.message
+                if path not in applied:
+                    found.elsewhere.setdefault(key, []).append((path, problem.line or 0))
+            elif path not in applied:
+                found.broken.setdefault(path, []).append(problem)
+    return found
 
 
 class FolderSync:
@@ -203,71 +247,72 @@ class FolderSync:
     def apply_files(self, paths: list[Path], full: bool = False) -> None:
         """Apply files together: one batch of store writes for all their documents.
 
-        An unchanged file that converged is not parsed again; a broken file changes
-        nothing and is reported; a document whose key is also claimed by another
-        file is refused in both; removed documents are pruned.
+        An unchanged file that converged is not parsed again; the others are checked
+        together by the batch validator (`check_files`): a broken file changes nothing and
+        is reported; a document whose key is also claimed by another file is refused
+        in both; removed documents are pruned.
         """
-        parsed: dict[Path, list[Document]] = {}
-        claims: dict[Key, list[tuple[Path, int]]] = {}
+        loaded: dict[Path, list[Document]] = {}
+        unreadable: dict[Path, Problem] = {}
         digests: dict[Path, str] = {}
+        held: dict[
+            Path, dict[Key, int]
+        ] = {}  # files' keys as last applied (unchanged files; but at start, all)
         for path in paths:
             text, error, digests[path] = self._read(path)
             state = self.files.setdefault(path, FileState())
             if digests[path] and digests[path] == state.digest and path not in self.retry:
-                for key, line in state.keys.items():  # unchanged and converged: only its keys count
-                    claims.setdefault(key, []).append((path, line))
-                continue
-            docs = load_documents(text, self._rel(path)) if text is not None else []
-            problems = [error] if error else [p for d in docs for p in d.problems]
-            if problems:  # the file is broken: its objects stay as they were; only the report changes
-                self._broken(path, state, digests[path], problems)
-                continue
-            parsed[path] = docs
-            owner = self.owner_of(path)
-            for d in docs:
-                assert d.spec is not None
-                claims.setdefault((owner, d.spec.kind, d.spec.metadata.name), []).append((path, d.line))
+                held[path] = state.keys  # unchanged and converged: only its keys count
+            elif text is None:
+                assert error is not None
+                unreadable[path] = error
+            else:
+                loaded[path] = load_documents(text, self._rel(path))
         if not full:  # keys held by files not in this batch count too
-            for key in list(claims):
-                known = {p for p, _ in claims[key]}
-                claims[key] += [(p, line) for p, line in self._holders(key) if p not in known]
-        duplicates = {k: self._twice(k, v) for k, v in claims.items() if len(v) > 1}
-        batch: list[tuple[Path, Document, Key]] = []
-        for path, docs in parsed.items():
+            for path, state in self.files.items():
+                held.setdefault(path, state.keys)
+        owners = {path: self.owner_of(path) for path in loaded}
+        found = check_files(self.applier.checker, self.folder, loaded, owners, held)
+        broken = {path: [error] for path, error in unreadable.items()} | found.broken
+        for path in paths:  # a broken file: its objects stay as they were; only the report changes
+            if path in broken:
+                self._broken(path, self.files[path], digests[path], broken[path])
+        placed: list[tuple[Path, Document, Key]] = []
+        for path in found.applied:
             self.retry.discard(path)
-            owner = self.owner_of(path)
-            for d in docs:
+            for d in loaded[path]:
                 assert d.spec is not None
-                key = (owner, d.spec.kind, d.spec.metadata.name)
-                if key not in duplicates:
-                    batch.append((path, d, key))
-        for key, message in duplicates.items():  # files not in this batch hear of it too
-            for p, line in claims[key]:
-                if p not in parsed and p in self.files:
-                    self.files[p].verdicts[key] = Verdict(Reason.DUPLICATE, message)
-                    self.files[p].errors = [*(e for e in self.files[p].errors if e["message"] != message), {"message": message, "line": line, "field": "metadata.name"}]  # fmt: skip
-                    self.files[p].digest = None
-                    self._report(p)
+                key: Key = (owners[path], d.spec.kind, d.spec.metadata.name)
+                if key in found.elsewhere:  # files not applied now hear of it too, in the batch's order
+                    self._told(key, found.twice[key], found.elsewhere.pop(key))
+                if key not in found.twice:
+                    placed.append((path, d, key))
         folder = str(self.folder)
         results = self.applier.apply_placed(
             [
                 Placed(d, key[0], Source(file=self._rel(p), line=d.line, document=d.index, folder=folder))
-                for p, d, key in batch
+                for p, d, key in placed
             ]  # fmt: skip
         )
-        outcome: dict[Path, dict[Key, Applied]] = {p: {} for p in parsed}
-        for (path, _, key), result in zip(batch, results, strict=True):
+        outcome: dict[Path, dict[Key, Applied]] = {p: {} for p in found.applied}
+        for (path, _, key), result in zip(placed, results, strict=True):
             outcome[path][key] = result
-        self.batches += bool(parsed)
-        for path, docs in parsed.items():
+        self.batches += bool(found.applied)
+        for path in found.applied:
             self.applies += 1
-            self._record(path, digests[path], docs, outcome[path], duplicates)
-        if full:
-            self._prune_gone(set(claims))
+            self._record(path, digests[path], loaded[path], outcome[path], found.twice)
+        if full:  # what the folder has now: the unchanged files' keys and the batch's
+            kept = {key for keys in held.values() for key in keys}
+            self._prune_gone(kept | {key for _, _, key in placed} | set(found.twice))
 
-    def _twice(self, key: Key, places: list[tuple[Path, int]]) -> str:
-        (problem, *_) = twice({(key[1], key[2]): [Place(self._rel(p), 0, line) for p, line in places]})
-        return problem.message
+    def _told(self, key: Key, message: str, places: list[tuple[Path, int]]) -> None:
+        """Files not applied now hold a key that a document of the batch defines too."""
+        for path, line in places:
+            state = self.files[path]
+            state.verdicts[key] = Verdict(Reason.DUPLICATE, message)
+            state.errors = [*(e for e in state.errors if e["message"] != message), {"message": message, "line": line, "field": "metadata.name"}]  # fmt: skip
+            state.digest = None
+            self._report(path)
 
     def _broken(self, path: Path, state: FileState, digest: str, problems: list[Problem]) -> None:
         if digest != state.reported:  # logged and counted once per change of the file
@@ -282,9 +327,6 @@ class FolderSync:
             observed = state.verdicts[key].observed if key in state.verdicts else None
             state.verdicts[key] = Verdict(Reason.INVALID_FILE, message, observed=observed)
         self._report(path)
-
-    def _holders(self, key: Key) -> list[tuple[Path, int]]:
-        return [(p, st.keys[key]) for p, st in self.files.items() if key in st.keys]
 
     def _record(
         self,
