@@ -9,10 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import threading
 
-from lambdaop.store.contract import KeyState, Place, PlaceKind, Store, Waiter
+from lambdaop.store.contract import KeyState, LimitType, Place, Store, Waiter
 
 T0 = dt.datetime(2026, 11, 27, 12, tzinfo=dt.UTC)
-C, R = PlaceKind.CONCURRENCY, PlaceKind.RATE
+C, R = LimitType.CONCURRENCY, LimitType.RATE
 KEY = "alice\x1ftarget-a"
 
 

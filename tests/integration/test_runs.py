@@ -164,7 +164,9 @@ def test_an_admin_pauses_everything_with_a_reason_and_resumes_it(
     s.post(runtime.url + "/pause", json={"all": True, "reason": "again"}, timeout=10).raise_for_status()
     skipped = s.post(runtime.url + "/resume", json={"all": True, "skipMissed": True}, timeout=10)
     assert skipped.status_code == 422 and skipped.json()["details"][0]["field"] == "skipMissed", skipped.text
-    assert s.get(runtime.url + "/pause", timeout=10).json()["pausedAll"]["reason"] == "again", "nothing changed"
+    assert s.get(runtime.url + "/pause", timeout=10).json()["pausedAll"]["reason"] == "again", (
+        "nothing changed"
+    )
 
 
 def test_the_runs_list_shows_a_failed_run_of_each_kind_within_a_second(make_runtime, demo: DemoLambda, capsys: Any) -> None:  # fmt: skip

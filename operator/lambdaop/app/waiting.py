@@ -18,7 +18,7 @@ from lambdaop.engine.limits import key_of, limits_of, shown
 from lambdaop.engine.record import StoredObject
 from lambdaop.engine.templates import TemplateError
 from lambdaop.loop.results import step_context
-from lambdaop.store.contract import PlaceKind, PlaceStore
+from lambdaop.store.contract import LimitType, PlaceStore
 
 
 def waiting_in_store(store: PlaceStore, record: StoredObject, now: dt.datetime) -> dict[str, Any] | None:
@@ -34,7 +34,7 @@ def waiting_in_store(store: PlaceStore, record: StoredObject, now: dt.datetime) 
     if limits is None:
         return None
     ctx = step_context(record, p, p.step)
-    for kind, limit in ((PlaceKind.CONCURRENCY, limits.concurrency), (PlaceKind.RATE, limits.rate)):
+    for kind, limit in ((LimitType.CONCURRENCY, limits.concurrency), (LimitType.RATE, limits.rate)):
         if limit is None:
             continue
         try:
@@ -44,6 +44,6 @@ def waiting_in_store(store: PlaceStore, record: StoredObject, now: dt.datetime) 
         calls = sum(w.calls for w in store.key_state(key).waiters if w.kind is kind and w.until > now)
         if calls:
             per = getattr(limit, "per", None)
-            name = "concurrency" if kind is PlaceKind.CONCURRENCY else "rate"
+            name = "concurrency" if kind is LimitType.CONCURRENCY else "rate"
             return {"kind": name, "key": shown(key), "limit": limit.limit, "since": record.due, **({"per": per} if per else {}), "calls": calls}  # fmt: skip
     return None

@@ -29,7 +29,7 @@ CALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
 WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
 
-def step_kind(step: str) -> str:
+def step_family(step: str) -> str:
     """task, check, fallback or notify (a TaskSet's task:N counts as task)."""
     return step.partition(":")[0]
 
@@ -118,9 +118,9 @@ class Metrics:
         self.registry.register(_Limits(view))
 
     def call(self, owner: str, step: str, ok: bool, status: int | None, seconds: float) -> None:
-        kind = step_kind(step)
-        self.calls.labels(kind, "ok" if ok else "failed", status_class(status)).inc()
-        self.call_seconds.labels(kind).observe(max(0.0, seconds))
+        family = step_family(step)
+        self.calls.labels(family, "ok" if ok else "failed", status_class(status)).inc()
+        self.call_seconds.labels(family).observe(max(0.0, seconds))
         minute = int(self.clock.now().timestamp() // 60)
         with self._lock:
             ring = self._minutes.setdefault(owner, collections.deque(maxlen=60))

@@ -13,8 +13,8 @@ from enum import StrEnum
 from typing import NamedTuple
 
 
-class PlaceKind(StrEnum):
-    """The two kinds of place a limit key has."""
+class LimitType(StrEnum):
+    """The two types of place a limit key has (concurrency or rate)."""
 
     CONCURRENCY = "c"  # held while a call is out, released when it is back
     RATE = "r"  # taken when a call leaves, free again `per` later (never released)
@@ -23,7 +23,7 @@ class PlaceKind(StrEnum):
 class Place(NamedTuple):
     """One place of a limit key as stored: taken by `holder` and free from `until` on."""
 
-    kind: PlaceKind
+    kind: LimitType
     number: int
     holder: str | None  # None once released
     until: dt.datetime
@@ -33,7 +33,7 @@ class Waiter(NamedTuple):
     """A process's calls waiting for places of a key: how many, the due time of the earliest, and
     until when the entry is meant (after that it is stale: its process stopped saying so)."""
 
-    kind: PlaceKind
+    kind: LimitType
     holder: str
     first: dt.datetime
     calls: int

@@ -36,7 +36,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lambdaop.core.places import KeyState, PlaceKind, Waiter
+from lambdaop.core.places import KeyState, LimitType, Waiter
 from lambdaop.engine import templates
 from lambdaop.spec import TaskSetSpec, TaskSpec
 from lambdaop.spec.flowcontrol import MAX_KEY, Concurrency, Rate
@@ -161,7 +161,7 @@ class Line:
         return iter(self.head(len(self._tickets)))
 
 
-def rivals(state: KeyState, kind: PlaceKind, me: str, now: dt.datetime) -> list[Waiter]:
+def rivals(state: KeyState, kind: LimitType, me: str, now: dt.datetime) -> list[Waiter]:
     """Other processes that say they have calls waiting for this kind of place of the key."""
     return [w for w in state.waiters if w.kind is kind and w.holder != me and w.until > now and w.calls > 0]
 
@@ -175,7 +175,7 @@ def my_turn(due: dt.datetime, others: Iterable[Waiter], now: dt.datetime) -> boo
 
 def choose(
     state: KeyState,
-    kind: PlaceKind,
+    kind: LimitType,
     tickets: list[Ticket],
     me: str,
     now: dt.datetime,
@@ -209,17 +209,17 @@ def choose(
     return out
 
 
-def lapsed_holders(state: KeyState, kind: PlaceKind, me: str, now: dt.datetime) -> set[str]:
+def lapsed_holders(state: KeyState, kind: LimitType, me: str, now: dt.datetime) -> set[str]:
     """Other processes holding concurrency places of the key whose time has passed: whether each
     has stopped is asked of its heartbeat before its places are taken."""
-    if kind is not PlaceKind.CONCURRENCY:
+    if kind is not LimitType.CONCURRENCY:
         return set()  # a rate place is free once its window has passed, whoever took it
     return {
         p.holder for p in state.places if p.kind is kind and p.until <= now and p.holder not in (None, me)
     }
 
 
-def next_free(state: KeyState, kind: PlaceKind, limit: int, now: dt.datetime) -> dt.datetime | None:
+def next_free(state: KeyState, kind: LimitType, limit: int, now: dt.datetime) -> dt.datetime | None:
     """When the first of the key's `limit` places frees (None: one is free now)."""
     taken = [p.until for p in state.places if p.kind is kind and p.number < limit and p.until > now]
     return min(taken) if len(taken) >= limit else None

@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from lambdaop.core.clock import Clock
-from lambdaop.core.places import PlaceKind
+from lambdaop.core.places import LimitType
 from lambdaop.engine import templates
 from lambdaop.engine.limits import EPOCH, CallLimits, Ticket, key_of, shown
 from lambdaop.loop.lines import Lines
@@ -49,7 +49,7 @@ from lambdaop.loop.storethread import StoreThread
 
 log = logging.getLogger("lambdaop.loop")
 
-C, R = PlaceKind.CONCURRENCY, PlaceKind.RATE
+C, R = LimitType.CONCURRENCY, LimitType.RATE
 
 
 def new_seat(
@@ -153,7 +153,7 @@ class Limiter:
         waited = (now - seat.since).total_seconds() if seat.waited else 0.0
         return Admission(True, free_since=seat.free_since, waited=waited)
 
-    def _wait(self, seat: Seat, kind: PlaceKind, now: dt.datetime) -> Admission:
+    def _wait(self, seat: Seat, kind: LimitType, now: dt.datetime) -> Admission:
         key = seat.ckey if kind is C else seat.rkey
         assert key is not None
         limit = seat.limits.concurrency if kind is C else seat.limits.rate
@@ -289,7 +289,7 @@ class Limiter:
             if seat.stage is not Stage.OUT and not self.wants(seat.object_id, seat.call):
                 self._drop(seat, now)
 
-    def _submit(self, job: Callable[[], Any], kind: PlaceKind | None, key: str) -> None:
+    def _submit(self, job: Callable[[], Any], kind: LimitType | None, key: str) -> None:
         def done(value: Any) -> None:
             if value is not None:  # (a release answers nothing)
                 self.put(PlacesFailed(kind, key, value) if isinstance(value, Exception) else value)

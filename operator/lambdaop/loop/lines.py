@@ -16,14 +16,14 @@ import datetime as dt
 from collections.abc import Callable
 
 from lambdaop.core.clock import Clock
-from lambdaop.core.places import PlaceKind, Waiter
+from lambdaop.core.places import LimitType, Waiter
 from lambdaop.engine.limits import Line, Ticket, my_turn
 from lambdaop.loop.placejobs import LimiterStore, LimitSettings, PlacesTaken, take_job
 from lambdaop.loop.places import Submit
 from lambdaop.spec.flowcontrol import MAX_LIMIT
 
-C, R = PlaceKind.CONCURRENCY, PlaceKind.RATE
-LineId = tuple[PlaceKind, str]
+C, R = LimitType.CONCURRENCY, LimitType.RATE
+LineId = tuple[LimitType, str]
 
 
 class Lines:

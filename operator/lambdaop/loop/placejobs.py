@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from lambdaop.core.clock import Clock
-from lambdaop.core.places import KeyState, Place, PlaceKind, Waiter
+from lambdaop.core.places import KeyState, LimitType, Place, Waiter
 from lambdaop.engine.limits import EPOCH, Ticket, choose, lapsed_holders, next_free, rivals, second_of
 from lambdaop.store.contract import PlaceStore
 
@@ -27,7 +27,7 @@ class LimiterStore(PlaceStore, Protocol):
     def stopped(self, processes: Iterable[str], now: dt.datetime) -> set[str]: ...
 
 
-C = PlaceKind.CONCURRENCY
+C = LimitType.CONCURRENCY
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class PlacesTaken:
     that got one, the places' `until` (a rate place: the time its call must leave by), who else
     waits, when the next rate place frees, and what this process now says of its waiting calls."""
 
-    kind: PlaceKind
+    kind: LimitType
     key: str
     picks: tuple[tuple[str, int, dt.datetime], ...]
     until: dt.datetime
@@ -59,7 +59,7 @@ class PlacesTaken:
 
 @dataclass(frozen=True)
 class PlacesFailed:
-    kind: PlaceKind | None
+    kind: LimitType | None
     key: str
     error: Exception
 
@@ -75,7 +75,7 @@ def take_job(
     me: str,
     clock: Clock,
     s: LimitSettings,
-    kind: PlaceKind,
+    kind: LimitType,
     key: str,
     tickets: list[Ticket],
     waiting: int,
@@ -133,7 +133,7 @@ def renew_job(store: LimiterStore, me: str, places: list[tuple[str, int]], until
 def say(
     store: LimiterStore,
     key: str,
-    kind: PlaceKind,
+    kind: LimitType,
     me: str,
     first: dt.datetime | None,
     calls: int,

@@ -16,11 +16,11 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from lambdaop.core.places import PlaceKind
+from lambdaop.core.places import LimitType
 from lambdaop.engine.limits import EPOCH
 from lambdaop.loop.placejobs import LimiterStore, LimitSettings, release_job, renew_job, settle_job
 
-Submit = Callable[[Callable[[], Any], PlaceKind | None, str], None]  # a job for the store thread, of a key
+Submit = Callable[[Callable[[], Any], LimitType | None, str], None]  # a job for the store thread, of a key
 
 
 class HeldPlaces:

@@ -31,7 +31,8 @@ API_VERSION = "lambdaop/v1"
 
 
 class Kind(StrEnum):
-    """The two kinds of object: what `kind` always means in lambdaop."""
+    """The two kinds of object: what `kind` means in specs, routes, the store and the code. (The
+    API's `waitingFor.kind`, concurrency or rate, keeps the word its readers already know.)"""
 
     TASK = "Task"
     TASKSET = "TaskSet"

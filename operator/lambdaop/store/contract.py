@@ -53,8 +53,8 @@ from typing import Any, NamedTuple, Protocol
 
 from lambdaop.core.labels import Selector
 from lambdaop.core.places import KeyState as KeyState  # the places' values (core: the engine reads them too)
+from lambdaop.core.places import LimitType as LimitType
 from lambdaop.core.places import Place as Place
-from lambdaop.core.places import PlaceKind as PlaceKind
 from lambdaop.core.places import Waiter as Waiter
 from lambdaop.spec.flowcontrol import MAX_LIMIT
 from lambdaop.store.ids import new_id
@@ -333,7 +333,7 @@ class PlaceStore(Protocol):
         kind) and its waiters (one per process)."""
 
     def take_places(
-        self, key: str, kind: PlaceKind, holder: str, asks: list[tuple[int, dt.datetime]], now: dt.datetime
+        self, key: str, kind: LimitType, holder: str, asks: list[tuple[int, dt.datetime]], now: dt.datetime
     ) -> list[int]:
         """Take places of a key for `holder`, each `(number, until)` only if that place is free at
         `now` (rule 8); answers the numbers taken, in the order asked."""
@@ -355,7 +355,7 @@ class PlaceStore(Protocol):
     def put_waiting(
         self,
         key: str,
-        kind: PlaceKind,
+        kind: LimitType,
         holder: str,
         first: dt.datetime | None,
         calls: int,

@@ -9,7 +9,7 @@ import datetime as dt
 
 import pytest
 
-from lambdaop.core.places import KeyState, Place, PlaceKind, Waiter
+from lambdaop.core.places import KeyState, LimitType, Place, Waiter
 from lambdaop.engine import templates
 from lambdaop.engine.limits import (
     EPOCH,
@@ -28,7 +28,7 @@ from lambdaop.engine.limits import (
 from lambdaop.spec import TaskSetSpec, TaskSpec
 from lambdaop.spec.flowcontrol import Concurrency, Rate
 
-C, R = PlaceKind.CONCURRENCY, PlaceKind.RATE
+C, R = LimitType.CONCURRENCY, LimitType.RATE
 GRACE = dt.timedelta(milliseconds=500)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from lambdaop.store.contract import MAX_PLACES, KeyState, Place, PlaceKind, Waiter
+from lambdaop.store.contract import MAX_PLACES, KeyState, LimitType, Place, Waiter
 from lambdaop.store.memory.base import Tables, _bson
 
 SEP = "\x1f"
@@ -17,13 +17,13 @@ class MemoryPlaces(Tables):
         found = sorted((k, d) for k, d in self._limits.items() if k[0] == key)
         for (_, kind, number, holder), doc in found[: 2 * MAX_PLACES + 1000]:
             if holder is None:
-                places.append(Place(PlaceKind(kind), number, doc.get("holder"), doc["until"]))
+                places.append(Place(LimitType(kind), number, doc.get("holder"), doc["until"]))
             else:
-                waiters.append(Waiter(PlaceKind(kind), holder, doc["first"], doc["calls"], doc["until"]))
+                waiters.append(Waiter(LimitType(kind), holder, doc["first"], doc["calls"], doc["until"]))
         return KeyState(places, waiters)
 
     def take_places(
-        self, key: str, kind: PlaceKind, holder: str, asks: list[tuple[int, dt.datetime]], now: dt.datetime
+        self, key: str, kind: LimitType, holder: str, asks: list[tuple[int, dt.datetime]], now: dt.datetime
     ) -> list[int]:
         now = _bson(now)
         taken = []
@@ -37,7 +37,7 @@ class MemoryPlaces(Tables):
     def release_places(self, key: str, holder: str, numbers: list[int], now: dt.datetime) -> int:
         released = 0
         for number in dict.fromkeys(numbers):
-            place = (key, PlaceKind.CONCURRENCY.value, number, None)
+            place = (key, LimitType.CONCURRENCY.value, number, None)
             if self._limits.get(place, {}).get("holder") == holder:
                 self._limits[place] = {"until": _bson(now)}
                 released += 1
@@ -46,7 +46,7 @@ class MemoryPlaces(Tables):
     def settle_places(self, key: str, holder: str, settles: list[tuple[int, dt.datetime]]) -> int:
         moved = 0
         for number, until in settles:
-            place = (key, PlaceKind.RATE.value, number, None)
+            place = (key, LimitType.RATE.value, number, None)
             doc = self._limits.get(place)
             if doc is not None and doc.get("holder") == holder and doc["until"] > _bson(until):
                 self._limits[place] = {**doc, "until": _bson(until)}
@@ -58,7 +58,7 @@ class MemoryPlaces(Tables):
     ) -> set[tuple[str, int]]:
         lost = set()
         for key, number in places:
-            place = (key, PlaceKind.CONCURRENCY.value, number, None)
+            place = (key, LimitType.CONCURRENCY.value, number, None)
             if self._limits.get(place, {}).get("holder") == holder:
                 self._limits[place] = {"holder": holder, "until": _bson(until)}
             else:
@@ -68,7 +68,7 @@ class MemoryPlaces(Tables):
     def put_waiting(
         self,
         key: str,
-        kind: PlaceKind,
+        kind: LimitType,
         holder: str,
         first: dt.datetime | None,
         calls: int,

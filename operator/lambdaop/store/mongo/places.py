@@ -24,18 +24,18 @@ from typing import Any
 from pymongo import DeleteOne, UpdateMany, UpdateOne
 from pymongo.errors import BulkWriteError
 
-from lambdaop.store.contract import MAX_PLACES, KeyState, Place, PlaceKind, Waiter
+from lambdaop.store.contract import MAX_PLACES, KeyState, LimitType, Place, Waiter
 from lambdaop.store.mongo.base import Base, chunks
 
 SEP = "\x1f"
 KEPT = dt.timedelta(hours=1)  # a free place or a stale waiting entry is dropped this long after
 
 
-def place_id(key: str, kind: PlaceKind, number: int) -> str:
+def place_id(key: str, kind: LimitType, number: int) -> str:
     return f"{key}{SEP}{kind.value}{number:04d}"
 
 
-def waiter_id(key: str, kind: PlaceKind, holder: str) -> str:
+def waiter_id(key: str, kind: LimitType, holder: str) -> str:
     return f"{key}{SEP}w{kind.value}{SEP}{holder}"
 
 
@@ -47,14 +47,14 @@ class Places(Base):
         for doc in self.limits.find({"_id": rng}, {"expires": 0}).sort("_id", 1).limit(2 * MAX_PLACES + 1000):
             tail = str(doc["_id"])[len(key) + 1 :]
             if tail[:1] == "w":
-                kind = PlaceKind(tail[1])
+                kind = LimitType(tail[1])
                 waiters.append(Waiter(kind, tail[3:], doc["first"], int(doc.get("calls", 0)), doc["until"]))
             else:
-                places.append(Place(PlaceKind(tail[0]), int(tail[1:]), doc.get("holder"), doc["until"]))
+                places.append(Place(LimitType(tail[0]), int(tail[1:]), doc.get("holder"), doc["until"]))
         return KeyState(places, waiters)
 
     def take_places(
-        self, key: str, kind: PlaceKind, holder: str, asks: list[tuple[int, dt.datetime]], now: dt.datetime
+        self, key: str, kind: LimitType, holder: str, asks: list[tuple[int, dt.datetime]], now: dt.datetime
     ) -> list[int]:
         ops: list[Any] = [
             UpdateOne(
@@ -77,14 +77,14 @@ class Places(Base):
         return [number for i, (number, _) in enumerate(asks) if i not in refused]
 
     def release_places(self, key: str, holder: str, numbers: list[int], now: dt.datetime) -> int:
-        query = {"_id": {"$in": [place_id(key, PlaceKind.CONCURRENCY, i) for i in numbers]}, "holder": holder}
+        query = {"_id": {"$in": [place_id(key, LimitType.CONCURRENCY, i) for i in numbers]}, "holder": holder}
         update = {"$set": {"until": now, "expires": now + KEPT}, "$unset": {"holder": ""}}
         return self.limits.bulk_write([UpdateMany(query, update)]).matched_count if numbers else 0
 
     def settle_places(self, key: str, holder: str, settles: list[tuple[int, dt.datetime]]) -> int:
         by_until: dict[dt.datetime, list[str]] = {}  # (one write for the places settled to one time)
         for n, until in settles:
-            by_until.setdefault(until, []).append(place_id(key, PlaceKind.RATE, n))
+            by_until.setdefault(until, []).append(place_id(key, LimitType.RATE, n))
         ops = [
             UpdateMany(
                 {"_id": {"$in": part}, "holder": holder, "until": {"$gt": until}},
@@ -98,7 +98,7 @@ class Places(Base):
     def renew_places(
         self, holder: str, places: list[tuple[str, int]], until: dt.datetime
     ) -> set[tuple[str, int]]:
-        by_id = {place_id(key, PlaceKind.CONCURRENCY, i): (key, i) for key, i in places}
+        by_id = {place_id(key, LimitType.CONCURRENCY, i): (key, i) for key, i in places}
         kept: set[str] = set()
         for part in chunks(list(by_id)):
             query = {"_id": {"$in": part}, "holder": holder}
@@ -113,7 +113,7 @@ class Places(Base):
     def put_waiting(
         self,
         key: str,
-        kind: PlaceKind,
+        kind: LimitType,
         holder: str,
         first: dt.datetime | None,
         calls: int,
