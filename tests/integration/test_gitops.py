@@ -3,10 +3,12 @@ applied later without the file being touched. A real watcher, the real store, re
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,25 +84,34 @@ def test_a_recurring_task_is_suspended_resumed_and_moved_by_editing_its_file(
 
 
 def test_edits_racing_runs_are_never_lost(make_runtime, demo: DemoLambda, tmp_path: Path) -> None:
+    """30 edits of a Task that runs every second, each made once the edit before it is the
+    generation that runs, at a varying point of the run's cycle: waiting, claimed, in flight,
+    writing its result. Edits closer together than the watcher's step (200 ms) are seen as one;
+    waiting for each proves that none is lost. 30, not 100: an edit made during a run waits for
+    the run to end, so each takes about a second and 30 keep the test near 30 s."""
     specs = tmp_path / "specs"
     specs.mkdir()
     path = specs / "busy.yaml"
-    path.write_text(task("busy", f"{demo.url}/sleep?ms=150&e=0", "schedule: {every: 1s}"))
+    count = 30
+    path.write_text(task("busy", f"{demo.url}/sleep?ms=300&e=0", "schedule: {every: 1s}"))
     runtime = make_runtime(specs_dir=specs)
     demo.wait_for(1, "/sleep", timeout=20)
-    for i in range(1, 101):
-        path.write_text(task("busy", f"{demo.url}/sleep?ms=150&e={i}", "schedule: {every: 1s}"))
-        time.sleep(0.05 + (i % 7) * 0.03)  # every phase of a run: waiting, claimed, in flight, writing
-    wait_until(lambda: stored(runtime, "busy")["spec"]["invoke"]["url"].endswith("e=100"), timeout=30, what="the last edit")  # fmt: skip
-    wait_hits(demo, "/sleep", "ms=150&e=100")
+    for i in range(1, count + 1):
+        path.write_text(task("busy", f"{demo.url}/sleep?ms=300&e={i}", "schedule: {every: 1s}"))
+        wait_until(lambda i=i: stored(runtime, "busy")["generation"] == i + 1, timeout=20, what=f"generation {i + 1} (edit {i}) to run")  # fmt: skip
+        time.sleep((i % 5) * 0.15)  # no wait for anything: it moves the next edit through the run's cycle
     doc = stored(runtime, "busy")
-    assert "pending" not in doc
-    wait_until(lambda: condition(path, "busy", "Ready").get("status") == "True" and entry(path, "busy").get("observedGeneration") == doc["generation"], timeout=20, what="the report of the last edit")  # fmt: skip
-    first = min(c.at for c in hits(demo, "/sleep", "ms=150&e=100"))
+    assert doc["generation"] == count + 1 and "pending" not in doc
+    assert doc["spec"]["invoke"]["url"].endswith(f"e={count}")
+    wait_hits(demo, "/sleep", f"ms=300&e={count}")
+    wait_until(lambda: condition(path, "busy", "Ready").get("status") == "True" and entry(path, "busy").get("observedGeneration") == count + 1, timeout=20, what="the report of the last edit")  # fmt: skip
+    edits = [int(c.query.rsplit("e=", 1)[1]) for c in sorted(demo.calls("/sleep"), key=lambda c: c.at)]
+    assert edits == sorted(edits), f"a call of an older edit after a newer one: {edits}"
+    first = min(c.at for c in hits(demo, "/sleep", f"ms=300&e={count}"))
     stray = [
         (c.query, round(c.at - first, 3))
         for c in demo.calls("/sleep")
-        if c.at > first and not c.query.endswith("e=100")
+        if c.at > first and not c.query.endswith(f"e={count}")
     ]
     assert not stray, stray
 
@@ -275,24 +286,135 @@ def test_a_symlinked_folder_swapped_at_once_is_followed(
     wait_until(lambda: (link / "job.status.yaml").exists(), timeout=10)
 
 
-def test_the_walkthrough_validate_step_passes_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_resync_of_an_unchanged_converged_folder_writes_nothing(
+    make_runtime, demo: DemoLambda, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datetime as dt
+
+    specs = tmp_path / "specs"
+    (specs / "team").mkdir(parents=True)
+    files = [specs / "pair.yaml", specs / "team" / "one.yaml"]
+    files[0].write_text(task("first", f"{demo.url}/ok?first", "after: 1h") + "---\n" + task("second", f"{demo.url}/ok?second", "after: 1h"))  # fmt: skip
+    files[1].write_text(task("third", f"{demo.url}/ok?third", "after: 1h"))
+    runtime = make_runtime(specs_dir=specs, resync=dt.timedelta(seconds=1))
+    names = {files[0]: ("first", "second"), files[1]: ("third",)}
+    wait_until(lambda: all(condition(path, name, "Ready").get("status") == "True" for path, these in names.items() for name in these), timeout=20, what="the folder to converge")  # fmt: skip
+    resyncs: list[float] = []
+    resync = runtime.folder.resync
+
+    def counted() -> None:  # a spy: neither the watcher nor the folder counts its resyncs
+        resync()
+        resyncs.append(time.monotonic())
+
+    monkeypatch.setattr(runtime.folder, "resync", counted)
+    wait_until(lambda: resyncs, timeout=10, what="a resync")
+    runtime.status.flush()
+    reports = [path.with_name(path.stem + ".status.yaml") for path in files]
+    before = [(report.stat().st_mtime_ns, report.read_text()) for report in reports]
+    commits, written, applies = runtime.writer.batches, runtime.status.writes, runtime.folder.applies
+    wait_until(lambda: len(resyncs) >= 4, timeout=20, what="three more resyncs")
+    runtime.status.flush()
+    assert runtime.writer.batches == commits, f"{runtime.writer.batches - commits} store commit(s)"
+    assert (runtime.status.writes, runtime.folder.applies) == (written, applies)
+    assert [(report.stat().st_mtime_ns, report.read_text()) for report in reports] == before
+    assert not demo.calls("/ok")
+
+
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[str]:
+    """The folder made read-only, as a Kubernetes ConfigMap is mounted: chmod 0555 where that
+    stops writes; where it does not (root), a read-only bind mount of the folder onto itself.
+    Answers how; skips where neither stops a write."""
+
+    def writable() -> bool:
+        probe = folder / ".probe"
+        try:
+            probe.write_text("")
+        except OSError:
+            return False
+        probe.unlink()
+        return True
+
+    folder.chmod(0o555)
+    mounted = False
+    try:
+        if not writable():
+            yield "chmod 0555"
+            return
+        with contextlib.suppress(OSError):  # no mount command: mounted stays False
+            mounted = subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(folder)], capture_output=True).returncode == 0  # fmt: skip
+        if not mounted or writable():
+            pytest.skip("neither chmod nor a read-only bind mount stops writes here")
+        yield "a read-only bind mount"
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(folder)], check=True, capture_output=True)
+        folder.chmod(0o755)
+
+
+def test_a_read_only_folder_logs_its_status_error_once(
+    make_runtime, demo: DemoLambda, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    path = specs / "pulse.yaml"
+    path.write_text(task("pulse", f"{demo.url}/ok?ro", "schedule: {every: 1s}"))
+    report = specs / "pulse.status.yaml"
+    caplog.set_level(logging.INFO, logger="lambdaop.app.status")
+    with read_only(specs) as how:
+        runtime = make_runtime(specs_dir=specs)
+        wait_hits(demo, "/ok", "ro", 4)  # each run changes what the report says
+        wait_until(lambda: runtime.status.failures >= 3, timeout=20, what="the report tried three times")
+        errors = [r for r in caplog.records if r.levelno == logging.ERROR and "pulse.status.yaml" in r.getMessage()]  # fmt: skip
+        assert len(errors) == 1, (how, [r.getMessage() for r in errors])
+        assert "cannot write the status file" in errors[0].getMessage()
+        assert not report.exists() and not [p.name for p in specs.iterdir() if p.name != "pulse.yaml"]
+    wait_until(
+        lambda: entry(path, "pulse").get("state"), timeout=20, what="the report, once it can be written"
+    )
+    assert any("written again" in r.getMessage() for r in caplog.records), "its recovery is said"
+    assert not [p.name for p in specs.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_an_editors_save_by_rename_is_applied(make_runtime, demo: DemoLambda, tmp_path: Path) -> None:
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    path = specs / "job.yaml"
+    path.write_text(task("job", f"{demo.url}/ok?v1", "after: 1h"))
+    runtime = make_runtime(specs_dir=specs)
+    for version in (2, 3):  # write a temporary file beside it, then rename it over the spec
+        saved = specs / "job.yaml.tmp"
+        saved.write_text(task("job", f"{demo.url}/ok?v{version}", "after: 1h"))
+        os.replace(saved, path)
+        wait_until(lambda v=version: stored(runtime, "job")["generation"] == v, timeout=20, what=f"save {version}")  # fmt: skip
+        doc = stored(runtime, "job")
+        assert doc["spec"]["invoke"]["url"].endswith(f"v{version}") and not doc.get("pruned")
+        wait_until(lambda v=version: entry(path, "job").get("observedGeneration") == v, timeout=20)
+    assert sorted(p.name for p in specs.iterdir()) == ["job.status.yaml", "job.yaml"]
+    assert runtime.store.counts("admin", "Task") == {"scheduled": 1}
+
+
+def test_the_walkthrough_validate_step_passes_as_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's step, run where the walkthrough put the examples: a specs/ folder of a
+    scratch directory (never the checkout's own, which a running `serve` may watch)."""
+    import shutil
+
     root = Path(__file__).resolve().parents[2]
     readme = (root / "README.md").read_text()
     step = next(line.strip() for line in readme.splitlines() if "lambdaop validate" in line and "specs/" in line and "invalid" not in line)  # fmt: skip
     argv = step.split("#")[0].split("lambdaop", 1)[1].split()
     assert argv[0] == "validate", step
+    (tmp_path / "specs").mkdir()
+    for example in sorted((root / "examples" / "specs").glob("*.yaml")):
+        shutil.copy(example, tmp_path / "specs" / example.name)
     here = Path.cwd()
     try:
-        os.chdir(root)
-        import shutil
-
-        shutil.copytree(root / "examples" / "specs", root / "specs", dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.example"))  # fmt: skip
+        os.chdir(tmp_path)
         code = main(argv)
     finally:
         os.chdir(here)
-        for name in os.listdir(root / "examples" / "specs"):
-            if name.endswith(".yaml"):
-                (root / "specs" / name).unlink(missing_ok=True)
     assert code == 0, capsys.readouterr().err
 
 

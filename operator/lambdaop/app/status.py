@@ -6,7 +6,10 @@ and column. A file is written atomically (temporary file + rename), only when
 its content changes, and at most once a second (a busy object does not
 rewrite it more often). A report is rendered when it is written, not when an
 object changes: a file of 1,000 recurring Tasks costs one rendering a second,
-not one per call. Called by watcher (after applying a file) and by the
+not one per call. A file that cannot be written (a read-only folder, as a
+Kubernetes ConfigMap is mounted) is tried again at the same pace and logged
+once per file and error: again only once it has been written, or when the
+error changes. Called by watcher (after applying a file) and by the
 reconciler's change hook (through watcher).
 """
 
@@ -150,11 +153,13 @@ class StatusWriter:
         self._pending: dict[Path, str | Callable[[], str | None]] = {}
         self._writing = False
         self._written: dict[Path, str] = {}
-        self._last: dict[Path, float] = {}
+        self._last: dict[Path, float] = {}  # when each file was last written, or tried
+        self._failing: dict[Path, str] = {}  # why a file could not be written, as last logged
         self._cond = threading.Condition()
         self._stop = False
         self._force = False
         self.writes = 0
+        self.failures = 0  # writes that failed, each try counted (only the first of a kind is logged)
         self._thread = threading.Thread(target=self._run, name="status-writer", daemon=True)
         self._thread.start()
 
@@ -184,8 +189,13 @@ class StatusWriter:
         with self._cond:
             self._pending.pop(path, None)
             self._written.pop(path, None)
-        with contextlib.suppress(FileNotFoundError):
+            self._failing.pop(path, None)
+        try:
             path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # a read-only folder: the report stays
+            log.error("%s: cannot remove the status file: %s", path, exc)
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until everything put so far is on disk (tests, shutdown)."""
@@ -235,6 +245,7 @@ class StatusWriter:
             return None
 
     def _write(self, path: Path, text: str | None) -> None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             if text is None or self._written.get(path) == text:
                 return  # nothing to report, or nothing new
@@ -242,14 +253,34 @@ class StatusWriter:
                 return  # the folder went away with its spec
             if self._written.get(path) is None and path.exists() and path.read_text() == text:
                 self._written[path] = text
+                self._written_again(path)
                 return
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             tmp.write_text(text)
             os.replace(tmp, path)
-            self._written[path] = text
-            self._last[path] = self.clock.monotonic()
-            self.writes += 1
-            if self.on_write is not None:
-                self.on_write(path)
         except Exception as exc:  # one file never stops the writer
-            log.error("%s: cannot write the status file: %s", path, exc)
+            self._failed(path, tmp, exc)
+            return
+        self._written[path] = text
+        self._last[path] = self.clock.monotonic()
+        self.writes += 1
+        self._written_again(path)
+        if self.on_write is not None:
+            try:
+                self.on_write(path)
+            except Exception:  # a hook never stops the writer
+                log.exception("%s: the status file's write hook failed", path)
+
+    def _failed(self, path: Path, tmp: Path, exc: Exception) -> None:
+        """Tried again at the writer's pace (not at every change); logged once per file and error."""
+        self.failures += 1
+        self._last[path] = self.clock.monotonic()
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        reason = f"{type(exc).__name__}: {exc}"
+        if self._failing.get(path) != reason:
+            self._failing[path] = reason
+            log.error("%s: cannot write the status file: %s (tried again; not logged again until it is written or the error changes)", path, exc)  # fmt: skip
+
+    def _written_again(self, path: Path) -> None:
+        if self._failing.pop(path, None) is not None:
+            log.info("%s: the status file is written again", path)
