@@ -89,16 +89,29 @@ class Placed:
     force: bool = False  # take over an object the folder manages
 
 
+def _folder_file(record: StoredObject) -> str:
+    """The file of the specs folder that a folder-managed object comes from (or the folder)."""
+    file = record.source.file if record.source else None
+    folder = record.managed_by.removeprefix("folder:")
+    return f"{folder}/{file}" if file else folder
+
+
 def managed_message(record: StoredObject, verb: str = "apply") -> str:
     """Why a folder-managed object is refused to the API, naming its file (the API's flag,
     `force=true`, is named; the CLI and the page say theirs)."""
-    file = record.source.file if record.source else None
-    folder = record.managed_by.removeprefix("folder:")
-    where = f"{folder}/{file}" if file else folder
     after = "to take it over" if verb == "apply" else "anyway"
     return (
-        f"{record.kind.value} {record.name} is managed by the specs folder ({where}); change it there, "
-        f"or {verb} with force=true {after}"
+        f"{record.kind.value} {record.name} is managed by the specs folder ({_folder_file(record)}); "
+        f"change it there, or {verb} with force=true {after}"
+    )
+
+
+def folder_note(record: StoredObject) -> str:
+    """What a preview says of a folder-managed object: the folder applies its file; an apply from
+    elsewhere needs force (and takes it over)."""
+    return (
+        f"{record.kind.value} {record.name} is managed by the specs folder ({_folder_file(record)}), "
+        "which applies it from there; apply with force=true to take it over"
     )
 
 
@@ -194,7 +207,10 @@ class Applier:
         self, docs: list[Document], owner: str, manager: str, force: bool = False
     ) -> list[dict[str, Any]]:
         """What applying these (valid) documents would do, without doing it: per document the
-        action it would answer, and the stored and the new spec where they differ."""
+        action it would answer, and the stored and the new spec. A document of an object the
+        specs folder manages answers `refused` (unless forced) with a note, and `change`: what
+        applying it there (its file, or with force) would do, so a specs repository's change
+        can be previewed."""
         out: list[dict[str, Any]] = []
         by_kind: dict[str, dict[str, Any]] = {}
         for d in docs:
@@ -219,17 +235,17 @@ class Applier:
             current = StoredObject.from_storage(found)
             entry["current"] = current.pending.spec if current.pending else current.spec
             entry["id"], entry["state"] = current.id, current.state
-            if current.managed_by != manager and not current.pruned and current.managed_by.startswith("folder:") and not force:  # fmt: skip
-                out.append(
-                    {**entry, "action": ApplyAction.REFUSED.value, "message": managed_message(current)}
-                )
-            elif current.spec_hash == spec_hash(obj) and not current.pruned and current.pending is None:
-                out.append({**entry, "action": ApplyAction.UNCHANGED.value})
+            if current.spec_hash == spec_hash(obj) and not current.pruned and current.pending is None:
+                action = ApplyAction.UNCHANGED
             elif current.pending is not None and current.pending.spec_hash == spec_hash(obj):
-                out.append({**entry, "action": ApplyAction.DEFERRED.value})
+                action = ApplyAction.DEFERRED
             else:
                 phase = current.phase
                 action = ApplyAction.RESCHEDULED if phase is Phase.SCHEDULED else ApplyAction.RESTARTED if current.progress.final else ApplyAction.DEFERRED  # fmt: skip
+            if current.managed_by != manager and not current.pruned and current.managed_by.startswith("folder:") and not force:  # fmt: skip
+                refused = {"action": ApplyAction.REFUSED.value, "change": action.value, "message": folder_note(current)}  # fmt: skip
+                out.append({**entry, **refused})
+            else:
                 out.append({**entry, "action": action.value})
         return out
 
@@ -357,7 +373,8 @@ class Applier:
             return Applied(ApplyAction.DEFERRED, kind, name, oid, record.state, deferred_message(record, generation), record=record)  # fmt: skip
         action = ApplyAction.RESCHEDULED if before is Phase.SCHEDULED else ApplyAction.RESTARTED
         log.info("%s %s (generation %s), due %s", record.label, action.value, generation, iso(fresh.due), extra=about(record))  # fmt: skip
-        return Applied(action, kind, name, oid, record.state, record=record)
+        back = "applied again after it was pruned" if current.pruned else None
+        return Applied(action, kind, name, oid, record.state, back, record=record)
 
     def _unchanged(
         self, current: StoredObject, source: Source | None, manager: str, now: dt.datetime

@@ -10,8 +10,9 @@ applied whole or not at all: a syntax or schema error leaves its objects as
 they were. Removing a document (or its file) cancels what is still scheduled
 and marks it pruned, unless `metadata.annotations` has `lambdaop/prune:
 "false"`. Every document's status entry says where it stands (`conditions`);
-a document that did not converge is applied again when its object changes
-and at every resync, without the file being touched; each refusal is logged
+a document that did not converge (refused, or its object deleted while the
+file still has it) is applied again when its object changes and at every
+resync, without the file being touched; each refusal is logged
 once per change of its file and counted. Paths and names starting with `.`
 are not specs (editors' temporary files, `.git`, Kubernetes' `..data`).
 Called by runtime and the watcher; checks with the batch validator and
@@ -107,7 +108,12 @@ def verdict_of(result: Applied, rel: str) -> Verdict:
 
 
 def verdict_after(record: StoredObject, before: Verdict | None, manager: str, rel: str) -> Verdict | None:
-    """What a file's entry says after its object changed (None: its verdict stands)."""
+    """What a file's entry says after its object changed (None: its verdict stands). An object
+    pruned while its file still has it (`delete --force`) has not converged: the folder is the
+    source of truth, and applies it again (Retrying) as a new generation."""
+    if record.pruned:
+        message = f"{record.kind.value} {record.name} was deleted ({record.state}, pruned) while {rel} still has it: it is applied again (remove it from {rel} to delete it)"  # fmt: skip
+        return Verdict(Reason.RETRYING, message, observed=record.generation)
     if record.managed_by != manager:
         message = f"taken over by {record.managed_by}: the folder no longer manages it (change it there, or delete it there and this file applies again)"  # fmt: skip
         return Verdict(Reason.MANAGED_ELSEWHERE, message, observed=record.generation)
@@ -443,6 +449,8 @@ class FolderSync:
         verdict = verdict_after(record, state.verdicts.get(key), self.manager, self._rel(path))
         if verdict is not None:
             state.verdicts[key] = verdict
+            if verdict.reason is Reason.RETRYING:  # pruned while the file has it: applied again
+                state.digest = None
         self._report(path)
         if state.digest is None:
             self.retry.add(path)  # a change refused while it ran may be applied now
