@@ -940,6 +940,38 @@ def test_ended_runs_are_listed_newest_first_by_result_time_labels_and_kind(any_s
     assert any_store.list_runs("bob", None, None, None, 10).docs == []
 
 
+def test_ended_runs_are_listed_by_the_start_of_their_objects_name_newest_first(any_store: Store) -> None:
+    from lambdaop.engine.runs import RunRecord
+
+    recs = [record(1, name="web-a"), record(2, name="web-b"), record(3, name="db-a", kind=Kind.TASKSET)]
+    create(any_store, *recs)
+    ended = [(0, "failed", 10), (2, "failed", 20), (1, "completed", 30), (2, "completed", 40), (0, "completed", 50)]  # fmt: skip
+    for n, (i, result, when) in enumerate(ended):
+        rec = recs[i]
+        run = RunRecord(rec.id, rec.kind.value, rec.name, rec.owner, result, at(when), labels=rec.labels, run=n + 1)  # fmt: skip
+        fence = sum(1 for j, _, _ in ended[:n] if j == i)
+        assert any_store.commit([change(rec, Change(updated=at(when)), fence=fence, run=run.for_storage())], "p1", "p1", at(when)) == [OK]  # fmt: skip
+    web = any_store.list_runs("alice", None, None, None, 10, prefix="web-")
+    assert [(d["name"], d["finished"]) for d in web.docs] == [("web-a", at(50)), ("web-b", at(30)), ("web-a", at(10))]  # fmt: skip
+    assert web.next is None
+    assert [d["name"] for d in any_store.list_runs("alice", "completed", None, None, 10, prefix="web-").docs] == ["web-a", "web-b"]  # fmt: skip
+    assert [d["name"] for d in any_store.list_runs("alice", None, None, None, 10, prefix="db").docs] == ["db-a", "db-a"]  # fmt: skip
+    assert any_store.list_runs("alice", None, None, None, 10, prefix="web-c").docs == []
+    assert any_store.list_runs("alice", None, None, None, 10, prefix="WEB-").docs == [], "a prefix is case-sensitive, as names are"  # fmt: skip
+    assert [d["name"] for d in any_store.list_runs("alice", None, None, None, 10, labels.parse("team=a"), "Task", "web-b").docs] == ["web-b"]  # fmt: skip
+    assert [d["name"] for d in any_store.list_runs("alice", None, None, None, 10, prefix="").docs] == ["web-a", "db-a", "web-b", "db-a", "web-a"]  # fmt: skip
+    # paging by `next` goes on newest first, the prefix asked again with each page
+    seen, cursor = [], None
+    for _ in range(10):
+        page = any_store.list_runs("alice", None, None, cursor, 1, prefix="web-")
+        seen += [(d["name"], d["finished"]) for d in page.docs]
+        cursor = page.next
+        if cursor is None:
+            break
+    assert seen == [("web-a", at(50)), ("web-b", at(30)), ("web-a", at(10))]
+    assert any_store.list_runs("bob", None, None, None, 10, prefix="web-").docs == []
+
+
 def test_suspended_objects_are_listed_for_their_owner_most_recently_paused_first(any_store: Store) -> None:
     recs = [record(1), record(2), record(3), record(4, owner="bob")]
     create(any_store, *recs)

@@ -145,6 +145,55 @@ def test_the_runs_view_pages_by_next(browser, app: Runtime, demo: DemoLambda) ->
     clean(page)
 
 
+def test_the_runs_view_is_searched_by_the_start_of_an_objects_name(
+    browser, app: Runtime, demo: DemoLambda, screenshots: Path
+) -> None:
+    made = {}
+    for name, path in (("web-a", "fail"), ("db-a", "fail"), ("web-b", "fail"), ("web-ok", "ok")):
+        made[name] = apply(app, f"kind: Task\nmetadata: {{name: {name}}}\nspec: {{invoke: '{demo.url}/{path}?{name}'}}\n")  # fmt: skip
+        ended(app, "tasks", made[name], "completed" if path == "ok" else "failed")
+    s = api(app)
+    wait_until(lambda: len(s.get(app.url + "/runs", timeout=10).json()["runs"]) == 4, timeout=20, what="4 runs listed")  # fmt: skip
+    page = open_page(browser, app)
+    sign_in(page, "admin", "admin-password")
+    go(page, "runs")
+    rows = page.locator("#run-rows tr[data-run]")
+    expect(rows).to_have_count(3, timeout=WAIT)
+    names = "rs => rs.map(r => r.querySelector('a[data-object]').textContent)"
+    # typed in the search box and sent with Enter: only the runs of objects whose name starts with it
+    search = page.get_by_label("Name starts with")
+    search.click()
+    page.keyboard.type("web-")
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"prefix=web-"), timeout=WAIT)
+    expect(rows).to_have_count(2, timeout=WAIT)
+    assert rows.evaluate_all(names) == ["web-b", "web-a"], "newest first"
+    expect(page.get_by_label("Name starts with")).to_have_value("web-")
+    # a re-run of many goes by labels: the view says so rather than offer more than it lists
+    expect(page.get_by_role("button", name="Re-run these…")).to_have_count(0)
+    expect(page.locator("#rerun-by-labels")).to_be_visible()
+    page.screenshot(path=str(screenshots / "runs-name-search-1280.png"), full_page=True)
+    page.set_viewport_size({"width": 375, "height": 900})
+    wide_enough(page, 375)
+    page.screenshot(path=str(screenshots / "runs-name-search-375.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    # the tabs keep the search
+    page.get_by_role("tab", name="Any result").click()
+    expect(rows).to_have_count(3, timeout=WAIT)
+    assert rows.evaluate_all(names) == ["web-ok", "web-b", "web-a"]
+    expect(page.get_by_label("Name starts with")).to_have_value("web-")
+    # a name nothing starts with says so
+    page.get_by_label("Name starts with").fill("api-")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("#run-rows")).to_contain_text("No run of an object whose name starts with “api-” ended in the last 24 hours.", timeout=WAIT)  # fmt: skip
+    page.get_by_role("link", name="Clear").click()
+    page.get_by_role("tab", name="failed").click()
+    expect(rows).to_have_count(3, timeout=WAIT)
+    expect(page.get_by_label("Name starts with")).to_have_value("")
+    expect(page.get_by_role("button", name="Re-run these…")).to_be_visible()
+    clean(page)
+
+
 def test_run_now_and_re_run_on_an_objects_page_say_what_was_done(
     browser, app: Runtime, demo: DemoLambda, screenshots: Path
 ) -> None:

@@ -248,6 +248,45 @@ def test_get_takes_a_label_selector_and_a_name_prefix(make_runtime, demo: DemoLa
     assert "cannot read 'team in (a' in the selector" in capsys.readouterr().err
 
 
+def test_the_runs_list_takes_a_name_prefix_on_the_api_and_the_cli(make_runtime, demo: DemoLambda, capsys: Any) -> None:  # fmt: skip
+    from lambdaop.cli.main import main
+
+    runtime = make_runtime()
+    s = api(runtime)
+    made = {}
+    # one after another: web-b's run ends last
+    for name, path in (("web-a", "ok"), ("db-a", "fail"), ("web-b", "fail")):
+        made[name] = apply(runtime, f"kind: Task\nmetadata: {{name: {name}}}\nspec: {{invoke: '{demo.url}/{path}?{name}'}}\n")  # fmt: skip
+        wait_until(lambda name=name: any(r["object"]["id"] == made[name] for r in s.get(runtime.url + "/runs", timeout=10).json()["runs"]), timeout=20, what=f"the run of {name} listed")  # fmt: skip
+    web = s.get(runtime.url + "/runs", params={"prefix": "web-"}, timeout=10).json()
+    assert [(r["object"]["name"], r["result"]) for r in web["runs"]] == [("web-b", "failed"), ("web-a", "completed")]  # fmt: skip
+    assert web["next"] is None
+    failed = s.get(runtime.url + "/runs", params={"prefix": "web-", "state": "failed", "since": "1h"}, timeout=10).json()  # fmt: skip
+    assert [r["object"]["name"] for r in failed["runs"]] == ["web-b"]
+    first = s.get(runtime.url + "/runs", params={"prefix": "web-", "limit": 1}, timeout=10).json()
+    assert [r["object"]["name"] for r in first["runs"]] == ["web-b"] and first["next"]
+    rest = s.get(runtime.url + "/runs", params={"prefix": "web-", "cursor": first["next"]}, timeout=10).json()
+    assert [r["object"]["name"] for r in rest["runs"]] == ["web-a"], "the next page goes on by end time, with the same prefix"  # fmt: skip
+    everything = s.get(runtime.url + "/runs", params={"prefix": ""}, timeout=10).json()["runs"]
+    assert [r["object"]["name"] for r in everything] == ["web-b", "db-a", "web-a"], "an empty prefix: all"
+    assert s.get(runtime.url + "/runs", params={"prefix": "Web-"}, timeout=10).json()["runs"] == []
+    twice = s.get(runtime.url + "/runs?prefix=web-&prefix=db-", timeout=10)
+    assert twice.status_code == 422, twice.text
+    (problem,) = twice.json()["details"]
+    assert problem["field"] == "prefix" and problem["message"] == "expected the start of a name", problem
+    common = ["--server", runtime.url, "--token", runtime.admin_token]
+    assert main(["get", "runs", "--prefix", "web-", "-o", "name", *common]) == 0
+    assert capsys.readouterr().out == "task/web-b\ntask/web-a\n"
+    assert main(["get", "runs", "--prefix", "web-", "--state", "failed", *common]) == 0
+    table = capsys.readouterr().out
+    assert table.startswith("FINISHED") and "task/web-b" in table and "task/web-a" not in table and "db-a" not in table  # fmt: skip
+    assert main(["get", "runs", "--prefix", "api-", *common]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and err == "No runs of names starting 'api-'.\n"
+    assert main(["get", "runs", "web-a", *common]) == 2
+    assert "filter with --state, --since, -l, --kind and --prefix" in capsys.readouterr().err
+
+
 def test_failed_runs_of_a_time_range_are_rerun_by_selector_after_a_dry_run(make_runtime, demo: DemoLambda, capsys: Any) -> None:  # fmt: skip
     from lambdaop.cli.main import main
 

@@ -162,6 +162,7 @@ def paths(ref: Any, answers: Any, body: Any, ids: list[dict[str, Any]]) -> dict[
         {"name": "since", "in": "query", "required": False, "schema": {"type": "string"}, "description": "ended at or after: a time with an offset, or a duration back from now (24h)"},
         {"name": "labelSelector", "in": "query", "required": False, "schema": {"type": "string"}, "description": "the objects' labels, kubectl syntax: team=billing,env!=dev"},
         {"name": "kind", "in": "query", "required": False, "schema": {"type": "string", "enum": ["Task", "TaskSet"]}},
+        {"name": "prefix", "in": "query", "required": False, "schema": {"type": "string"}, "description": "only the runs of the caller's objects whose name starts with this (still newest first; the cursor stays a run's `id`)"},
         {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
         {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}, "description": "the `next` of the previous page"},
     ]  # fmt: skip

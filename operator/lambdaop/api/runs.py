@@ -22,7 +22,7 @@ from lambdaop.core.errors import Problem, SpecInvalid
 from lambdaop.spec import Kind, kind_named, parse_duration, parse_time
 
 RERUN_FROM = ("failed", "start")
-RUNS_PARAMS = ("state", "since", "labelSelector", "kind", "limit", "cursor")
+RUNS_PARAMS = ("state", "since", "labelSelector", "kind", "prefix", "limit", "cursor")
 RESULTS = {"failed": "failed", "completed": "completed", "success": "completed", "cancelled": "cancelled"}
 
 
@@ -104,8 +104,8 @@ def run_number(raw: Any) -> int | None:
 
 
 class RunsList:
-    """`GET /runs?state=failed&since=24h&labelSelector=team=billing`: the caller's ended runs across
-    objects, newest first, paged by `next`."""
+    """`GET /runs?state=failed&since=24h&labelSelector=team=billing&prefix=web-`: the caller's ended
+    runs across objects, newest first, paged by `next`."""
 
     def __init__(self, operations: Operations, clock: Clock) -> None:
         self.operations, self.clock = operations, clock
@@ -119,6 +119,9 @@ class RunsList:
         kind = kind_named(raw_kind) if isinstance(raw_kind, str) else None
         if raw_kind is not None and kind is None:
             raise SpecInvalid("invalid request", [Problem("expected Task or TaskSet (leave it out for both)", field="kind")])  # fmt: skip
+        prefix = params.get("prefix") or None
+        if prefix is not None and not isinstance(prefix, str):
+            raise SpecInvalid("invalid request", [Problem("expected the start of a name", field="prefix")])
         cursor = params.get("cursor") or None
         check_cursor(cursor)
         user = user_of(req)
@@ -130,6 +133,7 @@ class RunsList:
             limit_value(params.get("limit")),
             label_selector(params.get("labelSelector")),
             kind,
+            prefix,
         )
         resp.media = {"runs": [present_run_record(r) for r in found], "next": following}
 

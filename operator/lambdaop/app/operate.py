@@ -162,10 +162,12 @@ class Operations:
         limit: int,
         selector: Selector | None = None,
         kind: str | None = None,
+        prefix: str | None = None,
     ) -> tuple[list[RunRecord], str | None]:
-        """One page of the owner's ended runs across objects, newest first (the store's `list_runs`)."""
+        """One page of the owner's ended runs across objects, newest first (the store's `list_runs`);
+        with `prefix`, only the runs of objects whose name starts with it."""
         with self.service.read():
-            page = self.service.store.list_runs(owner, result, since, before, limit, selector, kind)
+            page = self.service.store.list_runs(owner, result, since, before, limit, selector, kind, prefix)
         return [RunRecord.from_storage(d) for d in page.docs], page.next
 
 

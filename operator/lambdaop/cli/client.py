@@ -124,9 +124,10 @@ class Client:
         selector: str | None = None,
         kind: str | None = None,
         limit: int = 50,
+        prefix: str | None = None,
     ) -> dict[str, Any]:
-        """Ended runs across objects, newest first (GET /runs)."""
-        pairs = (("state", state), ("since", since), ("labelSelector", selector), ("kind", kind))
+        """Ended runs across objects, newest first (GET /runs); `prefix`: of objects whose name starts with it."""
+        pairs = (("state", state), ("since", since), ("labelSelector", selector), ("kind", kind), ("prefix", prefix))  # fmt: skip
         params = {"limit": limit, **{k: v for k, v in pairs if v}}
         return self._call("GET", "/runs", expect="runs", params=params)
 

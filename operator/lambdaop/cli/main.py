@@ -215,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("--state", help="scheduled, running, completed, failed, cancelled or All")
     get.add_argument("--limit", type=int, default=50)
     get.add_argument("-l", "--selector", help="labels, as kubectl: team=billing,env!=dev")
-    get.add_argument("--prefix", help="names that start with this (your own objects, by name)")
+    get.add_argument("--prefix", help="names that start with this (your own objects, by name; runs: of those objects)")  # fmt: skip
     get.add_argument(
         "--since", help="runs: ended since a time with an offset, or a duration back from now (24h)"
     )

@@ -110,15 +110,18 @@ def client_command(args: argparse.Namespace) -> int:
 
 
 def _runs(client: Client, args: argparse.Namespace) -> int:
-    """get runs: ended runs across objects, newest first."""
-    if args.name or args.prefix:
-        raise argparse.ArgumentTypeError("get runs lists runs across objects: filter with --state, --since, -l and --kind")  # fmt: skip
-    body = client.runs(args.state, args.since, args.selector, args.of_kind, args.limit)
-    rows = body["runs"]
+    """get runs: ended runs across objects, newest first (with --prefix, of the objects whose name
+    starts with it)."""
+    if args.name:
+        raise argparse.ArgumentTypeError("get runs lists runs across objects: filter with --state, --since, -l, --kind and --prefix")  # fmt: skip
+    filters = {"state": args.state, "since": args.since, "labelSelector": args.selector, "kind": args.of_kind, "prefix": args.prefix}  # fmt: skip
+    params = {"limit": args.limit, **{k: v for k, v in filters.items() if v}}
+    # GET /runs as Client.runs sends it, with the name prefix too
+    rows = client._call("GET", "/runs", expect="runs", params=params)["runs"]
     if args.output in ("json", "yaml"):
         _print(args, rows)
     elif not rows:
-        print("No runs" + (f" {args.state}" if args.state else "") + (f" since {args.since}" if args.since else "") + ".", file=sys.stderr)  # fmt: skip
+        print("No runs" + (f" {args.state}" if args.state else "") + (f" of names starting {args.prefix!r}" if args.prefix else "") + (f" since {args.since}" if args.since else "") + ".", file=sys.stderr)  # fmt: skip
     elif args.output == "name":
         for r in rows:
             print(f"{r['object']['kind'].lower()}/{r['object']['name']}")
@@ -262,7 +265,11 @@ def _block(value: Any) -> list[str]:
 
 
 def _diff(client: Client, args: argparse.Namespace) -> int:
-    """`diff -f PATH`: per document what an apply would change, as a unified diff of its spec."""
+    """`diff -f PATH`: per document what an apply would change, as a unified diff of its spec.
+
+    A document of an object the specs folder manages is compared too (a specs repository's
+    change, previewed), its header saying that the folder applies it; exit 0 (no change) or 1
+    (changes) either way, 2 only on errors."""
     import difflib
 
     changed = failed = False
@@ -278,14 +285,17 @@ def _diff(client: Client, args: argparse.Namespace) -> int:
                 continue
             for r in results:
                 name, where = f"{r['kind']}/{r['name']}", f"{path}:{r['line'] + offset}"
-                if r["action"] == "refused":
+                action, note = r["action"], ""
+                if action == "refused" and "change" in r:  # the specs folder's: what its file would change
+                    action, note = r["change"], f" ({_flag(r.get('message', ''))})"
+                if action == "refused":
                     failed = True
                     print(f"{where}: {name} would be refused: {_flag(r.get('message', ''))}", file=sys.stderr)
                     continue
-                if r["action"] == "unchanged":
+                if action == "unchanged":
                     continue
                 changed = True
-                print(f"diff {name} ({where}): would be {r['action']}")
+                print(f"diff {name} ({where}): would be {action}{note}")
                 before = _block(r["current"]) if "current" in r else []
                 after = _block(r["desired"])
                 stored = f"{name} (stored, {r['state']})" if "current" in r else f"{name} (not stored)"

@@ -74,6 +74,16 @@ def run_key(doc: Doc) -> tuple[str, str]:
     return f"{doc['owner']}\x1f{doc['result']}\x1f{rid}", rid
 
 
+def run_matches(doc: Doc, selector: Selector | None, kind: str | None, prefix: str | None) -> bool:
+    """Whether a run's record is listed (`list_runs`): its object's kind, labels and the start of
+    its name, each when asked."""
+    return (
+        (kind is None or doc.get("kind") == kind)
+        and (selector is None or selector.matches(doc.get("labels")))
+        and (prefix is None or str(doc.get("name", "")).startswith(prefix))
+    )
+
+
 class WriteOutcome(StrEnum):
     """What became of one op of a commit."""
 
@@ -260,13 +270,16 @@ class ObjectReads(Protocol):
         limit: int,
         selector: Selector | None = None,
         kind: str | None = None,
+        prefix: str | None = None,
     ) -> Page:
         """One page of at most `limit` of an owner's ended runs (the `run` of each committed op),
         newest end first: those that ended `result` (completed, failed, cancelled; None: any), at
-        or after `since`, of `kind`, whose object's labels `selector` matches. Each run's `id`
-        orders it; `before` is the previous page's `next`. As `list_objects`, a page examines a
-        bounded number of runs and may end early with its `next`. Runs are kept for RUNS_KEPT_FOR
-        (on MongoDB; the in-memory store keeps them while it lives)."""
+        or after `since`, of `kind`, whose object's labels `selector` matches and whose object's
+        name starts with `prefix`. Each run's `id` orders it, with a prefix too (still newest
+        first, not by name); `before` is the previous page's `next`. As `list_objects`, a page
+        examines a bounded number of runs (selector, kind and prefix are tested on what it reads)
+        and may end early with its `next`. Runs are kept for RUNS_KEPT_FOR (on MongoDB; the
+        in-memory store keeps them while it lives)."""
 
 
 class LoopStore(Protocol):

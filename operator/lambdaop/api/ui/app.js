@@ -1537,28 +1537,32 @@ function renderRuns(params) {
   const since = SINCE.some(([v]) => v === params.get("since")) ? params.get("since") : "24h";
   const kind = ["Task", "TaskSet"].includes(params.get("kind")) ? params.get("kind") : "";
   const selector = params.get("labelSelector") || "";
-  const filters = { state, since, kind, labelSelector: selector };
+  const prefix = params.get("prefix") || "";
+  const filters = { state, since, kind, labelSelector: selector, prefix };
   const cursors = [];
   let cursor = null;
   main.innerHTML = `
     <h1 class="h3">Runs</h1>
     <p class="text-muted">Runs that ended, of all your Tasks and TaskSets, newest first. Each opens its object.</p>
     <form class="row g-2 align-items-end mb-2" id="runs-filter" role="search" aria-label="Filter runs" novalidate>
-      <div class="col-12 col-sm-6 col-lg-3"><label class="form-label" for="runs-since">Ended in</label>
+      <div class="col-12 col-sm-6 col-lg-3"><label class="form-label" for="runs-prefix">Name starts with</label>
+        <input class="form-control" type="search" id="runs-prefix" name="prefix" value="${esc(prefix)}" autocomplete="off" spellcheck="false"></div>
+      <div class="col-12 col-sm-6 col-lg-2"><label class="form-label" for="runs-since">Ended in</label>
         <select class="form-select" id="runs-since" name="since">${SINCE.map(([v, t]) => `<option value="${v}" ${v === since ? "selected" : ""}>${esc(t)}</option>`).join("")}</select></div>
       <div class="col-12 col-sm-6 col-lg-2"><label class="form-label" for="runs-kind">Kind</label>
         <select class="form-select" id="runs-kind" name="kind"><option value="">Tasks and TaskSets</option>${["Task", "TaskSet"].map((k) => `<option value="${k}" ${k === kind ? "selected" : ""}>${k}s</option>`).join("")}</select></div>
-      <div class="col-12 col-sm-8 col-lg-4"><label class="form-label" for="runs-labels">Labels</label>
-        <input class="form-control" id="runs-labels" name="labelSelector" value="${esc(selector)}" placeholder="team=billing,env!=dev" autocomplete="off" aria-describedby="runs-labels-help">
-        <div class="form-text" id="runs-labels-help">As kubectl's <code>-l</code>: <code>team=billing</code>, <code>env!=dev</code>, <code>tier in (a,b)</code>.</div></div>
-      <div class="col-12 col-sm-4 col-lg-3 d-flex gap-2 align-self-start pt-sm-4 mt-sm-2"><button class="btn btn-primary" type="submit">Filter</button>
-        ${selector || kind ? `<a class="btn btn-link" href="${runsHash({ state, since })}">Clear</a>` : ""}</div>
+      <div class="col-12 col-sm-6 col-lg-3"><label class="form-label" for="runs-labels">Labels</label>
+        <input class="form-control" id="runs-labels" name="labelSelector" value="${esc(selector)}" placeholder="team=billing,env!=dev" autocomplete="off" aria-describedby="runs-labels-help"></div>
+      <div class="col-12 col-lg-2 d-flex flex-wrap gap-2"><button class="btn btn-primary" type="submit">Filter</button>
+        ${selector || kind || prefix ? `<a class="btn btn-link" href="${runsHash({ state, since })}">Clear</a>` : ""}</div>
+      <div class="col-12 form-text mt-0" id="runs-labels-help">Labels as kubectl's <code>-l</code>: <code>team=billing</code>, <code>env!=dev</code>, <code>tier in (a,b)</code>.</div>
     </form>
     <ul class="nav nav-tabs flex-wrap" role="tablist" aria-label="Results">
       ${RUN_TABS.map((s) => `<li class="nav-item" role="presentation"><a class="nav-link ${s === state ? "active" : ""} ${s === "failed" ? "link-danger" : ""}" role="tab" aria-selected="${s === state}" href="${runsHash({ ...filters, state: s })}" data-run-tab="${s}">${esc(RUN_TAB_LABEL[s] || s)}</a></li>`).join("")}
     </ul>
-    ${state === "failed" ? `<div class="d-flex flex-wrap align-items-center gap-2 my-2"><button class="btn btn-outline-danger btn-sm" type="button" id="rerun-these">Re-run these…</button>
+    ${state === "failed" && !prefix ? `<div class="d-flex flex-wrap align-items-center gap-2 my-2"><button class="btn btn-outline-danger btn-sm" type="button" id="rerun-these">Re-run these…</button>
       <small class="text-muted">each object's newest failed run in this list (${esc(SINCE.find(([v]) => v === since)[1])}${selector ? `, labels ${esc(selector)}` : ""}), from its failed step; you see which first</small></div>` : ""}
+    ${state === "failed" && prefix ? `<p class="small text-muted my-2" id="rerun-by-labels">A re-run of many takes labels, not a name: to re-run these in one go, filter by labels instead.</p>` : ""}
     <table class="table table-sm align-middle objects" id="runs-list" aria-live="polite">
       <caption class="visually-hidden">Runs</caption>
       <thead><tr><th scope="col">Object</th><th scope="col">Run</th><th scope="col">Due</th><th scope="col">Ended</th><th scope="col">Result</th></tr></thead>
@@ -1573,20 +1577,23 @@ function renderRuns(params) {
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     const f = new FormData(form);
-    location.hash = runsHash({ state, since: f.get("since"), kind: f.get("kind"), labelSelector: String(f.get("labelSelector") || "").trim() });
+    location.hash = runsHash({ state, since: f.get("since"), kind: f.get("kind"), labelSelector: String(f.get("labelSelector") || "").trim(), prefix: String(f.get("prefix") || "").trim() });
   });
   form.querySelectorAll("select").forEach((el) => el.addEventListener("change", () => form.requestSubmit()));
-  labelsInput.addEventListener("input", () => clearField(labelsInput));
+  const prefixInput = document.getElementById("runs-prefix");
+  for (const input of [labelsInput, prefixInput]) input.addEventListener("input", () => clearField(input));
   const load = async () => {
     const query = new URLSearchParams({ since, limit: "20" });
     if (state !== "any") query.set("state", state);
     if (kind) query.set("kind", kind);
     if (selector) query.set("labelSelector", selector);
+    if (prefix) query.set("prefix", prefix);
     if (cursor) query.set("cursor", cursor);
     const page = await api.call("GET", `/runs?${query}`);
     const tbody = document.getElementById("run-rows");
     if (!tbody) return;
-    const what = state === "any" ? "No run ended" : `No run ${state === "completed" ? "completed" : `was ${state}`}`;
+    const of = prefix ? ` of an object whose name starts with “${prefix}”` : "";
+    const what = state === "any" ? `No run${of} ended` : `No run${of} ${state === "completed" ? "completed" : `was ${state}`}`;
     tbody.innerHTML = page.runs.length ? page.runs.map((r) => `<tr data-run="${esc(r.id)}" data-kind="${esc(r.object.kind)}" data-result="${esc(r.result)}">
       <td data-label="Object" class="name"><span class="name-text">${runLink(r)} <small class="text-muted">${esc(r.object.kind)}</small></span></td>
       <td data-label="Run">${runNumber(r)}</td>
@@ -1600,9 +1607,10 @@ function renderRuns(params) {
     document.getElementById("runs-pager").classList.toggle("d-none", !page.next && cursors.length === 0);
   };
   const problem = (err, retryIn) => {
-    if (err.status === 422 && (err.details || []).some((d) => d.field === "labelSelector")) {
-      markField(labelsInput, err.details.find((d) => d.field === "labelSelector").message);
-      document.getElementById("run-rows").innerHTML = `<tr><td colspan="5" class="text-danger load-error">The label filter is not valid: see the field.</td></tr>`;
+    const bad = err.status === 422 && (err.details || []).find((d) => d.field === "labelSelector" || d.field === "prefix");
+    if (bad) {
+      markField(bad.field === "prefix" ? prefixInput : labelsInput, bad.message);
+      document.getElementById("run-rows").innerHTML = `<tr><td colspan="5" class="text-danger load-error">The ${bad.field === "prefix" ? "name search" : "label filter"} is not valid: see the field.</td></tr>`;
       return;
     }
     failed(document.querySelector("#run-rows td") || "run-rows", err, retryIn);

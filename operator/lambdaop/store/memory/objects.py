@@ -12,6 +12,7 @@ from lambdaop.store.contract import (
     Doc,
     DueEntry,
     Page,
+    run_matches,
 )
 from lambdaop.store.ids import OBJECT_ID, floor
 from lambdaop.store.memory.base import (
@@ -139,6 +140,7 @@ class MemoryObjects(Tables):
         limit: int,
         selector: Selector | None = None,
         kind: str | None = None,
+        prefix: str | None = None,
     ) -> Page:
         results = [result] if result is not None else list(RUN_RESULTS)
         low = floor(since) if since is not None else ""
@@ -148,6 +150,6 @@ class MemoryObjects(Tables):
             if who == owner and done in results and low <= rid and (before is None or rid < before):
                 found.append((rid, doc))
         found.sort(key=lambda pair: pair[0], reverse=True)
-        matching = [(rid, doc) for rid, doc in found if (kind is None or doc.get("kind") == kind) and (selector is None or selector.matches(doc.get("labels")))]  # fmt: skip
+        matching = [(rid, doc) for rid, doc in found if run_matches(doc, selector, kind, prefix)]
         page = [{**_copy(doc), "id": rid} for rid, doc in matching[:limit]]
         return Page(page, page[-1]["id"] if len(matching) > limit else None)

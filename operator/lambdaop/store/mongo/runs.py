@@ -7,8 +7,8 @@ whole collection for a range of `_id` alone), read
 newest first in windows of time that grow fourfold from now back to `since`
 (the embedded server reads every entry of a range before it applies a limit,
 so each read costs what its window holds); with no result asked, the three
-results' ranges are merged. Label selectors and kinds are tested on what is
-read, at most EXAMINED runs a page. `expires` (a TTL index) keeps the
+results' ranges are merged. Label selectors, kinds and name prefixes are tested
+on what is read, at most EXAMINED runs a page. `expires` (a TTL index) keeps the
 collection to RUNS_KEPT_FOR. Written only by `commit`, inside its transaction.
 """
 
@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pymongo import DESCENDING
 
 from lambdaop.core.labels import Selector
-from lambdaop.store.contract import RUN_RESULTS, RUNS_KEPT_FOR, Doc, Page, run_key
+from lambdaop.store.contract import RUN_RESULTS, RUNS_KEPT_FOR, Doc, Page, run_key, run_matches
 from lambdaop.store.ids import floor, made_at
 from lambdaop.store.mongo.base import Base
 from lambdaop.store.mongo.objects import EXAMINED
@@ -51,6 +51,7 @@ class Runs(Base):
         limit: int,
         selector: Selector | None = None,
         kind: str | None = None,
+        prefix: str | None = None,
     ) -> Page:
         results = [result] if result is not None else list(RUN_RESULTS)
         streams = [self._newest(owner, r, before, since) for r in results]
@@ -58,7 +59,7 @@ class Runs(Base):
         last: str | None = None
         for examined, doc in enumerate(heapq.merge(*streams, key=rid_of, reverse=True), 1):
             last = rid_of(doc)
-            if (kind is None or doc.get("kind") == kind) and (selector is None or selector.matches(doc.get("labels"))):  # fmt: skip
+            if run_matches(doc, selector, kind, prefix):
                 out.append({**doc, "id": last})
                 if len(out) == limit:
                     return Page(out, last)
