@@ -75,6 +75,9 @@ spec:
     (found,) = problems(parallel)
     assert "spec.steps[0]" in found and "a parallel step makes no call of its own" in found
     branch = parallel.replace("invoke: \"https://example.com/x\"}", "invoke: \"https://example.com/x\", rate: {key: k, limit: 1, per: 1s}}").replace("      concurrency: {key: k, limit: 1}\n", "")  # fmt: skip
-    assert any("branches[0][0].rate" in p for p in problems(branch))
+    assert any(
+        "branches[0][0]" in p and "cannot be set on a step of a parallel branch" in p
+        for p in problems(branch)
+    )
     with pytest.raises(SpecInvalid):
         load_one(parallel)
