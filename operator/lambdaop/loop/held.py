@@ -39,6 +39,7 @@ class Held:
     fired: bool = False  # its call has left
     fired_at: float = 0.0  # monotonic
     writes: int = 0  # this loop's writes of it not answered yet (with the writer, or queued behind one)
+    results_out: int = 0  # of those, the writes of a call's result (which may end its run)
     sending: bool = False  # one of them is with the writer (the others wait in `queued`, in order)
     queued: list[Any] = field(default_factory=list)
     result: list[CallResult] | None = None  # results waiting for an earlier write to finish

@@ -112,7 +112,9 @@ class Desk:
             else:
                 req.future.set_exception(NotHeld(req.id))
             return
-        if req.action is Action.DECIDE and held.writes:  # decided on the progress once it lands
+        if held.writes and (req.action is Action.DECIDE or (req.action is Action.REPLACE and (held.results_out or not held.fired))):  # fmt: skip
+            # decided on the progress once the write lands: an edit that comes while a run's end is
+            # being written applies at once after it, instead of waiting for the next run to end
             held.asks.append(req)
             return
         try:

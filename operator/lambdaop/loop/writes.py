@@ -98,6 +98,7 @@ class Writes:
             run=ended.for_storage() if ended is not None else change.ended,
         )
         held.writes += 1
+        held.results_out += why is Write.RESULT
         pending = Pending(held.id, why, progress, change, release, until, reply, later)
         soon = progress.due is not None and progress.due <= now + dt.timedelta(seconds=self.writer.linger)
 
@@ -129,6 +130,7 @@ class Writes:
         """Take the writer's answer into the held object, and say what follows."""
         pending = event.pending
         held.writes -= 1
+        held.results_out -= pending.why is Write.RESULT
         if held.sending:
             self._next(held, event.outcome is WriteOutcome.OK)
         if event.outcome is WriteOutcome.STALE:

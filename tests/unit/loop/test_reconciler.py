@@ -463,3 +463,48 @@ spec:
     doc = r.store.get(oid)
     assert doc["state"] == "scheduled" and doc["progress"]["run"] == 2
     assert doc["progress"]["suspended"] and "due" not in doc, "the next run does not start"
+
+
+def test_an_edit_that_comes_while_a_runs_end_is_written_is_not_kept_for_the_next_runs_end(rig: Any) -> None:
+    """An edit taken while the result that ends a run is being written waits for that write, then
+    is decided on what it wrote: between runs it applies at once. Kept as pending, it waited for
+    the end of the next run, and that run went out with the old spec."""
+    from lambdaop.engine import machine
+    from lambdaop.engine.record import PendingSpec
+    from lambdaop.spec.models import spec_hash, spec_json
+
+    r = rig()
+    oid = r.task("pulse", schedule={"every": "1s"})
+    r.run(0)
+    held = r.loop.held.get(oid)
+    assert held is not None and held.fired
+    (edited,) = load_one(Task.model_validate({"metadata": {"name": "pulse"}, "spec": {"invoke": "http://127.0.0.1:9/v2", "schedule": {"every": "1s"}}}).model_dump_json())  # fmt: skip
+    now = r.at(0.001)
+    fields = Change(updated=now, spec=spec_json(edited), spec_hash=spec_hash(edited), generation=2, pruned=False, clear_pending=True)  # fmt: skip
+    fresh = machine.start(edited.spec, r.at(1), held.progress.salt or 1, now)
+    asked: list[Any] = []
+    write = r.writer.run_pending
+
+    def edit_then_write(block: bool = False) -> bool:  # the edit comes while the run's end is with the writer
+        if not asked and r.writer.backlog:
+            assert r.loop.held.get(oid) is not None and r.loop.held.get(oid).writes == 1
+            asked.append(r.loop.request(Action.REPLACE, oid, (fields, fresh, PendingSpec(spec_json(edited), spec_hash(edited), 2, now))))  # fmt: skip
+        return write(block)
+
+    r.writer.run_pending = edit_then_write  # type: ignore[method-assign]
+    r.calls.answer_all()  # the run ends
+    for t in (0.001, 0.002, 0.003):
+        r.run(t)
+    assert asked, "the edit came while the result was being written"
+    answer = asked[0]
+    assert answer.done()
+    record = answer.result(
+        0
+    ).record  # still held (its next run is within the claim window): applied on the loop
+    assert record.generation == 2 and record.pending is None, (
+        "applied at once, not kept for the next run's end"
+    )
+    doc = r.store.get(oid)
+    assert doc["generation"] == 2 and not doc.get("pending")
+    r.run(1.0)
+    assert [j.invoke.url for j in r.calls.jobs] == ["http://127.0.0.1:9/v2"], "the next run calls the new URL"
