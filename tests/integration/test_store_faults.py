@@ -34,10 +34,10 @@ def tasks(demo: DemoLambda, first: float, count: int, rate: float) -> str:
 class Served:
     """`lambdaop serve` on a free port, its URL and token read from what it prints and writes."""
 
-    def __init__(self, tmp: Path, demo: DemoLambda, state: Path | None = None) -> None:
+    def __init__(self, tmp: Path, demo: DemoLambda, state: Path | None = None, *extra: str) -> None:
         self.state, self.specs, self.log = state or tmp / "state", tmp / "specs", tmp / "serve.log"
         self.specs.mkdir(exist_ok=True)
-        self.process = serve(self.state, self.specs, self.log, "--port", "0")
+        self.process = serve(self.state, self.specs, self.log, "--port", "0", *extra)
         found = wait_until(lambda: re.search(r"serving (http://[^\s;]+)", self.log.read_text()), timeout=60, what="serve to start")  # fmt: skip
         self.url = found.group(1)
         self.headers = {"Authorization": f"Bearer {(self.state / 'admin.token').read_text().strip()}"}
@@ -77,12 +77,14 @@ def keys_by_call(demo: DemoLambda) -> dict[str, set[str]]:
 
 
 def test_a_killed_store_is_started_again_and_every_due_call_is_made(tmp_path: Path, demo: DemoLambda) -> None:
-    first = time.time() + 6
+    # calls fall due for 18 s, 30 a second, claimed 3 s ahead (not the embedded store's 15 s): those
+    # due from 3 s after the kill on are claimed from the store once it runs again
+    first, count, rate, window = time.time() + 6, 540, 30.0, 3.0
     (tmp_path / "specs").mkdir()
-    (tmp_path / "specs" / "stream.yaml").write_text(tasks(demo, first, 600, 100.0))  # 100 calls/s for 6 s
-    served = Served(tmp_path, demo)
+    (tmp_path / "specs" / "stream.yaml").write_text(tasks(demo, first, count, rate))
+    served = Served(tmp_path, demo, None, "--claim-window", f"{window:g}s")
     try:
-        demo.wait_for(100, "/ok", timeout=30)
+        demo.wait_for(60, "/ok", timeout=30)
         old = served.store_pid()
         os.kill(old, signal.SIGKILL)
         killed = time.time()
@@ -95,13 +97,25 @@ def test_a_killed_store_is_started_again_and_every_due_call_is_made(tmp_path: Pa
         assert any(code == 503 for _, code in answers), (
             f"/readyz never said the store was away: {answers[:5]}"
         )
-        back = next(t for t, code in answers if code == 200 and any(c != 200 for _, c in answers))
+        away = next(i for i, (_, code) in enumerate(answers) if code != 200)
+        back = next(t for t, code in answers[away:] if code == 200)  # ready again after it was not
         assert back < 5.0, f"the store ran again only after {back:.1f}s"
         assert served.store_pid() != old
-        demo.wait_for(600, "/ok", timeout=60)
+        assert first + count / rate > killed + back + 3 * window, "calls fall due long after the restart"
+        wait_until(lambda: len(keys_by_call(demo)) >= count, timeout=60, what="every due call to be made")
         calls = keys_by_call(demo)
-        assert sorted(calls) == sorted(f"i={i}" for i in range(600)), "a due call was lost"
+        assert sorted(calls) == sorted(f"i={i}" for i in range(count)), "a due call was lost"
         assert all(len(keys) == 1 for keys in calls.values()), "a call made again carried another key"
+        late: dict[str, float] = {}  # of the calls due after the kill: how late each first left
+        for call in demo.calls("/ok"):
+            due = first + int(call.query.removeprefix("i=")) / rate
+            if due > killed:
+                late[call.query] = min(late.get(call.query, call.at - due), call.at - due)
+        assert len(late) > count / 2, sorted(late)[:3]
+        worst = max(late, key=late.__getitem__)
+        assert late[worst] < back + 5.0, (
+            f"{worst} left {late[worst]:.1f}s late; the store ran again {back:.1f}s after the kill"
+        )
         assert served.metric("lambdaop_store_restarts_total") == 1.0
         assert served.create(demo.url + "/ok?after").status_code == 201
     finally:
