@@ -62,7 +62,13 @@ def test_a_forced_delete_of_an_object_its_file_still_has_is_applied_again(
     back = wait_until(lambda: (doc := stored(runtime, "pulse"))["generation"] == 2 and not doc.get("pruned") and doc, timeout=30, what="the file to apply it again")  # fmt: skip
     assert back["_id"] == first["_id"] and back["state"] == "scheduled"
     assert back["manager"] == first["manager"] and back["manager"].startswith("folder:")
-    ready = wait_until(lambda: (c := condition(path, "pulse", "Ready")).get("status") == "True" and entry(path, "pulse").get("observedGeneration") == 2 and c, timeout=20, what="the status of generation 2")  # fmt: skip
+
+    def ready_again() -> dict[str, Any] | None:  # one read of the status file: it is rewritten as it goes
+        document = entry(path, "pulse")
+        ready = next((c for c in document.get("conditions", []) if c["type"] == "Ready"), {})
+        return ready if ready.get("status") == "True" and document.get("observedGeneration") == 2 else None
+
+    ready = wait_until(ready_again, timeout=20, what="the status of generation 2")
     assert "generation 2 of pulse.yaml is applied" in ready["message"] and "applied again" in ready["message"]
     assert entry(path, "pulse")["state"] == "scheduled" and "pruned" not in entry(path, "pulse")
     wait_until(lambda: not runtime.folder.retry, timeout=10, what="the folder to converge")
