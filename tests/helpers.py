@@ -1,4 +1,4 @@
-"""Bounded waits on events (never fixed sleeps as synchronisation)."""
+"""What tests share: bounded waits on events (never fixed sleeps as synchronisation), and a held invoker."""
 
 from __future__ import annotations
 
@@ -157,3 +157,36 @@ class _Handler(BaseHTTPRequestHandler):
                 server.now -= 1
 
     do_GET = do_POST = _handle  # noqa: N815 - the base class's names
+
+
+class HeldCalls:
+    """An invoker whose calls stay out until the test answers them (the loop's unit tests hand
+    it to a Reconciler and set `deliver` to the loop's)."""
+
+    def __init__(self, clock: Any) -> None:
+        self.clock = clock
+        self.jobs: list[Any] = []  # out, not answered yet
+        self.made: list[Any] = []  # every call that left, answered or not
+        self.deliver: Any = None
+
+    def submit(self, job: Any) -> None:
+        self.jobs.append(job)
+        self.made.append(job)
+
+    def shutdown(self, wait: bool = True) -> None:
+        pass
+
+    def answer(self, job: Any, ok: bool = True, status: int = 200) -> None:
+        from lambdaop.loop.invoker import CallResult
+
+        self.jobs.remove(job)
+        self.deliver(
+            CallResult(job, ok, self.clock.now(), 1.0, status, "{}", None if ok else f"status {status}")
+        )
+
+    def answer_all(self, ok: bool = True, status: int = 200) -> None:
+        for job in list(self.jobs):
+            self.answer(job, ok, status)
+
+    def of(self, object_id: str) -> list[Any]:
+        return [j for j in self.made if j.object_id == object_id]

@@ -10,53 +10,15 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
 from helpers import wait_until
+from integration.specfolder import condition, entry, hits, run_cli, stored, task, wait_hits
 from lambdaop.cli.main import main
 from lambdaop.loop.outbound import Policy
 from lambdaop.tools.demo import DemoLambda
-
-
-def task(name: str, url: str, *lines: str) -> str:
-    extra = "".join(f"  {line}\n" for line in lines)
-    return (
-        f"apiVersion: lambdaop/v1\nkind: Task\nmetadata: {{name: {name}}}\nspec:\n  invoke: '{url}'\n{extra}"
-    )
-
-
-def status(path: Path) -> dict[str, Any]:
-    from ruamel.yaml import YAML
-
-    report = path.with_name(path.stem + ".status.yaml")
-    if not report.exists():
-        return {}
-    return YAML(typ="safe", pure=True).load(report.read_text()) or {}
-
-
-def entry(path: Path, name: str) -> dict[str, Any]:
-    return next((d for d in status(path).get("documents", []) if d["name"] == name), {})
-
-
-def condition(path: Path, name: str, kind: str) -> dict[str, Any]:
-    return next((c for c in entry(path, name).get("conditions", []) if c["type"] == kind), {})
-
-
-def hits(demo: DemoLambda, path: str, query: str) -> list[Any]:
-    return [c for c in demo.calls(path) if c.query == query]
-
-
-def wait_hits(demo: DemoLambda, path: str, query: str, n: int = 1, timeout: float = 20) -> list[Any]:
-    return wait_until(lambda: len(hits(demo, path, query)) >= n and hits(demo, path, query), timeout=timeout, what=f"{n} call(s) to {path}?{query}")  # fmt: skip
-
-
-def stored(runtime: Any, name: str) -> dict[str, Any]:
-    doc = runtime.store.find_by_name("admin", "Task", name)
-    assert doc is not None, name
-    return dict(doc)
 
 
 def test_a_recurring_task_is_suspended_resumed_and_moved_by_editing_its_file(
@@ -183,12 +145,6 @@ def test_a_target_the_policy_refuses_is_reported_logged_once_and_counted(
     metrics = requests.get(runtime.url + "/metrics", headers={"Authorization": f"Bearer {runtime.admin_token}"}, timeout=10).text  # fmt: skip
     assert "lambdaop_folder_apply_errors_total 1.0" in metrics
     assert runtime.store.find_by_name("admin", "Task", "inside") is None and not hits(demo, "/ok", "never")
-
-
-def run_cli(runtime: Any, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(["--server", runtime.url, "--token", runtime.admin_token or "", *argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_force_delete_and_diff_say_what_they_do(

@@ -10,41 +10,8 @@ import pytest
 import requests
 
 from helpers import wait_until
-from lambdaop.cli.main import main
+from integration.specfolder import condition, entry, run_cli, stored, task
 from lambdaop.tools.demo import DemoLambda
-
-
-def task(name: str, url: str, *lines: str) -> str:
-    extra = "".join(f"  {line}\n" for line in lines)
-    return (
-        f"apiVersion: lambdaop/v1\nkind: Task\nmetadata: {{name: {name}}}\nspec:\n  invoke: '{url}'\n{extra}"
-    )
-
-
-def entry(path: Path, name: str) -> dict[str, Any]:
-    from ruamel.yaml import YAML
-
-    report = path.with_name(path.stem + ".status.yaml")
-    if not report.exists():
-        return {}
-    documents = (YAML(typ="safe", pure=True).load(report.read_text()) or {}).get("documents", [])
-    return next((d for d in documents if d["name"] == name), {})
-
-
-def condition(path: Path, name: str, kind: str) -> dict[str, Any]:
-    return next((c for c in entry(path, name).get("conditions", []) if c["type"] == kind), {})
-
-
-def stored(runtime: Any, name: str) -> dict[str, Any]:
-    doc = runtime.store.find_by_name("admin", "Task", name)
-    assert doc is not None, name
-    return dict(doc)
-
-
-def run_cli(runtime: Any, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(["--server", runtime.url, "--token", runtime.admin_token or "", *argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_a_forced_delete_of_an_object_its_file_still_has_is_applied_again(

@@ -9,9 +9,9 @@ import datetime as dt
 from typing import Any
 
 from conftest import FakeClock
+from helpers import HeldCalls
 from lambdaop.engine import machine
 from lambdaop.engine.record import StoredObject
-from lambdaop.loop.invoker import CallResult, Job
 from lambdaop.loop.reconciler import Reconciler
 from lambdaop.loop.settings import LoopSettings
 from lambdaop.loop.storethread import StoreThread
@@ -50,44 +50,18 @@ class Renewals:
         return getattr(self.store, name)
 
 
-class Calls:
-    """An invoker whose calls stay out until the test answers them."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-        self.jobs: list[Job] = []
-        self.made: list[Job] = []  # every call that left, answered or not
-        self.loop: Reconciler | None = None
-
-    def submit(self, job: Job) -> None:
-        self.jobs.append(job)
-        self.made.append(job)
-
-    def shutdown(self, wait: bool = True) -> None:
-        pass
-
-    def answer_all(self) -> None:
-        assert self.loop is not None
-        jobs, self.jobs = self.jobs, []
-        for job in jobs:
-            self.loop.deliver(CallResult(job, True, self.clock.now(), 1.0, 200, "{}"))
-
-    def of(self, object_id: str) -> list[Job]:
-        return [j for j in self.made if j.object_id == object_id]
-
-
 class Process:
     def __init__(self, shared: MemoryStore, clock: FakeClock, owner: str, **settings: Any) -> None:
         self.clock, self.owner = clock, owner
         self.store = Renewals(shared)
-        self.calls = Calls(clock)
+        self.calls = HeldCalls(clock)
         writer = Writer(self.store, owner, owner, clock, threaded=False)
         self.loop = Reconciler(
             self.store, writer, clock, owner, {},
             LoopSettings(lease=LEASE, **settings),
             invoker=self.calls, io=StoreThread(threaded=False),
         )  # fmt: skip
-        self.calls.loop = self.loop
+        self.calls.deliver = self.loop.deliver
 
     def run(self, seconds: float) -> None:
         """Move the shared clock (wall and monotonic) to `seconds` after T0 and make one pass."""

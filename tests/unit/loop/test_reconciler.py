@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from helpers import HeldCalls
 from lambdaop.app.applying import Applier, ApplyAction
 from lambdaop.app.batch import Checker
 from lambdaop.app.service import Service
@@ -20,7 +21,6 @@ from lambdaop.engine import ondemand
 from lambdaop.engine.ondemand import RunNow
 from lambdaop.engine.record import Change, StoredObject
 from lambdaop.loop.events import Action
-from lambdaop.loop.invoker import CallResult, Job
 from lambdaop.loop.outbound import Policy
 from lambdaop.loop.reconciler import Reconciler
 from lambdaop.loop.settings import LoopSettings
@@ -57,38 +57,12 @@ class CountingStore:
         return getattr(self.store, name)
 
 
-class HeldCalls:
-    """An invoker whose calls wait until the test answers them."""
-
-    def __init__(self) -> None:
-        self.jobs: list[Job] = []
-        self.deliver: Any = None
-        self.clock: Any = None
-
-    def submit(self, job: Job) -> None:
-        self.jobs.append(job)
-
-    def shutdown(self, wait: bool = True) -> None:
-        pass
-
-    def answer(self, job: Job, ok: bool = True, status: int = 200) -> None:
-        self.jobs.remove(job)
-        self.deliver(
-            CallResult(job, ok, self.clock.now(), 1.0, status, "{}", None if ok else f"status {status}")
-        )
-
-    def answer_all(self, ok: bool = True, status: int = 200) -> None:
-        for job in list(self.jobs):
-            self.answer(job, ok, status)
-
-
 class Rig:
     def __init__(self, shared: MemoryStore, clock: Any, owner: str = "p1", **settings: Any) -> None:
         self.store: Any = CountingStore(shared)
         self.clock = clock
         self.writer = Writer(self.store, owner, owner, clock, threaded=False)
-        self.calls = HeldCalls()
-        self.calls.clock = clock
+        self.calls = HeldCalls(clock)
         self.loop = Reconciler(
             self.store,
             self.writer,

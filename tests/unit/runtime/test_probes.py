@@ -7,9 +7,9 @@ import datetime as dt
 import itertools
 
 from conftest import FakeClock
+from helpers import HeldCalls
 from lambdaop.engine import machine
 from lambdaop.engine.record import StoredObject
-from lambdaop.loop.invoker import CallResult, Job
 from lambdaop.loop.reconciler import Reconciler
 from lambdaop.loop.settings import LoopSettings
 from lambdaop.loop.storethread import StoreThread
@@ -27,34 +27,13 @@ def at(seconds: float) -> dt.datetime:
     return T0 + dt.timedelta(seconds=seconds)
 
 
-class Calls:
-    """An invoker whose calls stay out until the test answers them."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-        self.jobs: list[Job] = []
-        self.loop: Reconciler | None = None
-
-    def submit(self, job: Job) -> None:
-        self.jobs.append(job)
-
-    def shutdown(self, wait: bool = True) -> None:
-        pass
-
-    def answer_all(self) -> None:
-        assert self.loop is not None
-        jobs, self.jobs = self.jobs, []
-        for job in jobs:
-            self.loop.deliver(CallResult(job, True, self.clock.now(), 1.0, 200, "{}"))
-
-
 class Process:
     """One process's loop and its probes (started at T0); the loop runs when the test makes a pass."""
 
     def __init__(self, **settings: object) -> None:
         self.clock = FakeClock(T0)
         self.store = MemoryStore()
-        self.calls = Calls(self.clock)
+        self.calls = HeldCalls(self.clock)
         self._ids = itertools.count(1)
         writer = Writer(self.store, "p1", "p1", self.clock, threaded=False)
         self.loop = Reconciler(
@@ -62,7 +41,7 @@ class Process:
             LoopSettings(sole_owner=True, **settings),  # type: ignore[arg-type]
             invoker=self.calls, io=StoreThread(threaded=False),
         )  # fmt: skip
-        self.calls.loop = self.loop
+        self.calls.deliver = self.loop.deliver
         self.probes = Probes(self.clock, LIMIT, loop=self.loop, started=self.clock.monotonic())
 
     def task(self, due: float) -> str:
