@@ -20,6 +20,8 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
+from lambdaop.core.clock import iso
+
 TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 QUIET = ("watchfiles",)  # libraries whose INFO lines say nothing an operator needs
 _installed: logging.Handler | None = None
@@ -53,10 +55,7 @@ def iso_times(record: logging.LogRecord) -> bool:
     """A time in a message's arguments is written as ISO 8601 with Z, like the line's own time."""
     if isinstance(record.args, tuple) and any(isinstance(a, dt.datetime) for a in record.args):
         record.args = tuple(
-            a.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-            if isinstance(a, dt.datetime) and a.tzinfo is not None
-            else a
-            for a in record.args
+            iso(a) if isinstance(a, dt.datetime) and a.tzinfo is not None else a for a in record.args
         )
     return True
 
