@@ -131,10 +131,12 @@ def test_a_stopped_process_s_places_are_free_again_within_one_lease(
     finally:
         if a.poll() is None:
             a.kill()
-    wait_until(lambda: any(q["i"] == "c" for _, q, _ in endpoint.calls("/work")), timeout=20, what="c's call")
+    # Once a's lease has ended its two places are free: the next call through them is c, or one
+    # of a's two calls, due before c and taken over by b at the same moment (at least once).
+    wait_until(lambda: len(endpoint.calls("/work")) >= 3, timeout=20, what="a call through a freed place")
     left = time.time() - killed
-    assert 0.5 <= left <= 2 + 1.5, f"c left {left:.1f} s after the kill: once the 2 s lease had ended"
-    assert final(b, oid)["state"] == "completed"
+    assert 0.5 <= left <= 2 + 1.5, f"the next call left {left:.1f} s after the kill: once the 2 s lease had ended"
+    assert final(b, oid, timeout=30)["state"] == "completed"
 
 
 def test_a_waiting_call_shows_in_the_object_here_and_in_another_process_and_in_the_metrics(
