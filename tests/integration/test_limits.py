@@ -135,7 +135,9 @@ def test_a_stopped_process_s_places_are_free_again_within_one_lease(
     # of a's two calls, due before c and taken over by b at the same moment (at least once).
     wait_until(lambda: len(endpoint.calls("/work")) >= 3, timeout=20, what="a call through a freed place")
     left = time.time() - killed
-    assert 0.5 <= left <= 2 + 1.5, f"the next call left {left:.1f} s after the kill: once the 2 s lease had ended"
+    assert 0.5 <= left <= 2 + 1.5, (
+        f"the next call left {left:.1f} s after the kill: once the 2 s lease had ended"
+    )
     assert final(b, oid, timeout=30)["state"] == "completed"
 
 

@@ -3,6 +3,7 @@ Real store, real loopback endpoints, the real API."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Any
 
@@ -451,3 +452,33 @@ def test_a_recurring_taskset_rerun_from_its_failed_step_reads_the_failed_runs_ou
         f"{oid}-g1-r2-rerun1-step:ship",
         f"{oid}-g1-r3-rerun2-step:ship",
     ]
+
+
+def test_every_failed_run_of_a_range_of_a_recurring_task_is_rerun_in_turn_by_selector(make_runtime, demo: DemoLambda, capsys: Any) -> None:  # fmt: skip
+    from lambdaop.cli.main import main
+
+    runtime = make_runtime()
+    s = api(runtime)
+    oid = apply(runtime, f"kind: Task\nmetadata: {{name: nightly, labels: {{team: ops}}}}\nspec:\n  invoke: '{demo.url}/flaky/nightly?fails=3'\n  retries: 0\n  schedule: {{cron: '0 * * * *'}}\n")  # fmt: skip
+    before = s.get(runtime.url + f"/tasks/{oid}", timeout=10).json()
+    hour = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    start, end = hour - dt.timedelta(days=1, hours=3), hour - dt.timedelta(days=1)
+    assert s.post(runtime.url + f"/tasks/{oid}/backfill", json={"start": start.isoformat(), "end": end.isoformat()}, timeout=10).status_code == 200  # fmt: skip
+    wait_until(lambda: (d := s.get(runtime.url + f"/tasks/{oid}", timeout=10).json())["run"] == before["run"] + 3 and d["state"] == "scheduled", timeout=20)  # fmt: skip
+    failed = s.get(runtime.url + "/runs", params={"state": "failed", "labelSelector": "team=ops"}, timeout=10).json()["runs"]  # fmt: skip
+    numbers = sorted(r["run"] for r in failed)
+    assert len(numbers) == 3, failed
+    common = ["--server", runtime.url, "--token", runtime.admin_token]
+    assert main(["rerun", "-l", "team=ops", "--since", "1h", "--dry-run", *common]) == 0
+    dry = capsys.readouterr().out
+    assert all(f"Task/nightly would re-run run {n}" in dry for n in numbers), dry
+    assert main(["rerun", "-l", "team=ops", "--since", "1h", *common]) == 0
+    said = capsys.readouterr().out
+    assert f"re-runs run {numbers[0]} from its failed step" in said and f"re-runs run {numbers[2]} from its failed step after the runs before it" in said, said  # fmt: skip
+    wait_until(lambda: (d := s.get(runtime.url + f"/tasks/{oid}", timeout=10).json())["run"] == before["run"] + 6 and d["state"] == "scheduled", timeout=20)  # fmt: skip
+    keys = [c.idempotency_key for c in demo.calls("/flaky/nightly")]
+    assert len(keys) == 6 and len(set(keys)) == 6 and [k.rsplit("-", 2)[-2] for k in keys[3:]] == ["rerun1", "rerun2", "rerun3"], keys  # fmt: skip
+    again = s.get(runtime.url + "/runs", params={"state": "completed", "labelSelector": "team=ops"}, timeout=10).json()["runs"]  # fmt: skip
+    assert sorted((r["rerunOf"], r["due"]) for r in again) == sorted((r["run"], r["due"]) for r in failed), "each re-runs its own run, due as it was"  # fmt: skip
+    after = s.get(runtime.url + f"/tasks/{oid}", timeout=10).json()
+    assert after["nextRuns"] == before["nextRuns"] and not after.get("rerunsWaiting")

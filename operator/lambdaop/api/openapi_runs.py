@@ -80,6 +80,8 @@ class BulkRow(_Out):
     name: str
     owner: str
     message: str
+    run: int | None = Field(default=None, description="POST /rerun: the run number (recurring objects)")
+    finished: str | None = Field(default=None, description="POST /rerun: when that run ended")
 
 
 class PausedAll(_Out):
@@ -90,7 +92,7 @@ class PausedAll(_Out):
 
 class BulkOut(_Out):
     paused: list[BulkRow] | None = Field(default=None, description="POST /pause: each object paused (or, dry, that would be)")  # fmt: skip
-    rerun: list[BulkRow] | None = Field(default=None, description="POST /rerun: each object whose latest failed run of the range is re-run (or, dry, would be)")  # fmt: skip
+    rerun: list[BulkRow] | None = Field(default=None, description="POST /rerun: each failed run of the range that is re-run (or, dry, would be), a row per run: a recurring object's runs one after another, oldest first")  # fmt: skip
     resumed: list[BulkRow] | None = Field(default=None, description="POST /resume: each object resumed (`skipped` when skipMissed cancelled it)")  # fmt: skip
     refused: list[BulkRow] | None = Field(default=None, description="objects that could not be changed, and why (a one-time object whose call is out)")  # fmt: skip
     next: str | None = Field(
@@ -167,7 +169,7 @@ def paths(ref: Any, answers: Any, body: Any, ids: list[dict[str, Any]]) -> dict[
         {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}, "description": "the `next` of the previous page"},
     ]  # fmt: skip
     out["/runs"] = {"get": {"summary": "the caller's ended runs across objects, newest first: each names its object, number, times, result, reason and last call; kept 30 days; a page reads a bounded range and may hold fewer than limit with a `next`", "parameters": params, "responses": answers("RunsOut", "200", 422)}}  # fmt: skip
-    out["/rerun"] = {"post": {"summary": "re-run the failed runs of the caller's objects (matching a label selector and kind) that ended in [since, until): each object's latest, from its failed step or the start; dryRun lists them", "requestBody": body(ref("RerunManyIn")), "responses": answers("BulkOut", "200", 403, 422)}}  # fmt: skip
+    out["/rerun"] = {"post": {"summary": "re-run the failed runs of the caller's objects (matching a label selector and kind) that ended in [since, until): every one of a recurring object, one after another, oldest first; a one-time object's latest; from its failed step or the start; dryRun lists them", "requestBody": body(ref("RerunManyIn")), "responses": answers("BulkOut", "200", 403, 422)}}  # fmt: skip
     out["/pause"] = {
         "get": {
             "summary": "whether everything is paused (the kill switch): {pausedAll: {reason, by, at} or null}",

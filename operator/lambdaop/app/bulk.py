@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from lambdaop.app.operate import Done, Operations
+from lambdaop.app.operate import Operations
 from lambdaop.app.service import is_object_id
 from lambdaop.core.clock import iso
 from lambdaop.core.errors import Conflict, NotFound, Problem, SpecInvalid
@@ -58,6 +58,14 @@ class BulkAnswer:
 
 def _row(record: StoredObject, message: str) -> dict[str, Any]:
     return {"id": record.id, "kind": record.kind.value, "name": record.name, "owner": record.owner, "message": message}  # fmt: skip
+
+
+def _run_row(run: RunRecord, message: str) -> dict[str, Any]:
+    return {"id": run.object_id, "kind": run.kind, "name": run.name, "owner": run.owner, "run": run.run, "finished": iso(run.finished), "message": message}  # fmt: skip
+
+
+def _which(run: RunRecord) -> str:
+    return f"run {run.run}" if run.run is not None else f"generation {run.generation}"
 
 
 class Bulk:
@@ -114,49 +122,55 @@ class Bulk:
         dry_run: bool,
         cursor: str | None,
     ) -> BulkAnswer:
-        """Re-run the failed runs that ended in [since, until) of the objects selected: each
-        object's latest such run (one re-run of an object at a time), as `Operations.rerun`."""
+        """Re-run the failed runs that ended in [since, until) of the objects selected, a row per
+        run: every such run of a recurring object, one after another, oldest first
+        (`Operations.rerun_runs`); a one-time object's failed run when it has not run again since."""
         if cursor is not None and not is_object_id(cursor):
             raise SpecInvalid("invalid request", [Problem("expected the `next` of a previous answer to the same request", field="cursor")])  # fmt: skip
         out = BulkAnswer()
         kind = which.kinds[0].value if len(which.kinds) == 1 else None
-        latest: dict[str, RunRecord] = {}
-        earlier: dict[str, int] = {}
-        before = cursor
-        while len(latest) + sum(earlier.values()) < MAX_BULK:
+        found: dict[str, list[RunRecord]] = {}  # by object, newest first
+        count, before = 0, cursor
+        while count < MAX_BULK:
             runs, before = self.operations.runs(
                 which.owner, "failed", since, before, 100, which.selector, kind
             )
             for run in runs:
-                if until is not None and run.finished >= until:
-                    continue
-                if run.object_id in latest:
-                    earlier[run.object_id] = earlier.get(run.object_id, 0) + 1
-                else:
-                    latest[run.object_id] = run
+                if until is None or run.finished < until:
+                    found.setdefault(run.object_id, []).append(run)
+                    count += 1
             if before is None:
                 break
         out.next = before
-        for oid, run in latest.items():
-            more = f" ({earlier[oid]} earlier failed run(s) of it in the range are left: one re-run at a time)" if oid in earlier else ""  # fmt: skip
-            which_run = f"run {run.run}" if run.run is not None else f"generation {run.generation}"
-            row = {"id": oid, "kind": run.kind, "name": run.name, "owner": run.owner, "run": run.run, "finished": iso(run.finished)}  # fmt: skip
+        for oid, newest_first in found.items():
+            runs = newest_first[::-1]
             if dry_run:
-                out.done.append({**row, "message": f"would re-run {which_run} (failed {iso(run.finished)}: {run.reason}){more}"})  # fmt: skip
+                out.done += [_run_row(run, f"would re-run {_which(run)} (failed {iso(run.finished)}: {run.reason})") for run in runs]  # fmt: skip
+                continue
+            if runs[0].run is None:  # a one-time object: only its latest failed run can run again
+                out.refused += [_run_row(run, "a later run of it failed too: only its latest run can run again") for run in runs[:-1]]  # fmt: skip
+                self._rerun_one_time(oid, which.owner, runs[-1], from_failed, out)
                 continue
             try:
-                done = self._rerun_one(oid, which.owner, run, from_failed)
-                out.done.append({**row, "message": done.message + more})
+                _, done, refused = self.operations.rerun_runs(oid, which.owner, from_failed, [r.run or 0 for r in runs], runs[0].kind)  # fmt: skip
             except (Conflict, NotFound) as exc:
-                out.refused.append({**row, "message": exc.message})
+                out.refused += [_run_row(run, exc.message) for run in runs]
+                continue
+            for run in runs:
+                if run.run in done:
+                    out.done.append(_run_row(run, done[run.run]))
+                else:
+                    out.refused.append(_run_row(run, refused.get(run.run or 0, "not re-run")))
         return out
 
-    def _rerun_one(self, object_id: str, owner: str, run: RunRecord, from_failed: bool) -> Done:
-        if run.run is None:  # a one-time object: only its latest generation can run again
+    def _rerun_one_time(self, object_id: str, owner: str, run: RunRecord, from_failed: bool, out: BulkAnswer) -> None:  # fmt: skip
+        try:
             current = self.service.get(object_id, owner)
             if current.generation != run.generation or current.progress.rerun != (run.rerun or 0):
                 raise Conflict("it has run again since that run failed")
-        return self.operations.rerun(object_id, owner, from_failed, run.run)
+            out.done.append(_run_row(run, self.operations.rerun(object_id, owner, from_failed).message))
+        except (Conflict, NotFound) as exc:
+            out.refused.append(_run_row(run, exc.message))
 
     def _each(self, which: Selection, cursor: str | None, wanted: Any, act: Any, dry_run: bool, dry: str) -> BulkAnswer:  # fmt: skip
         out = BulkAnswer()

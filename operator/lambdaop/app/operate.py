@@ -19,7 +19,7 @@ from lambdaop.core.labels import Selector
 from lambdaop.core.logs import about
 from lambdaop.engine import changes, ondemand
 from lambdaop.engine.ondemand import RunNow
-from lambdaop.engine.progress import PlanSpec, Refused
+from lambdaop.engine.progress import Phase, PlanSpec, Refused
 from lambdaop.engine.record import Change, RunSummary, StoredObject
 from lambdaop.engine.runs import RunRecord
 from lambdaop.loop.events import Action
@@ -97,6 +97,46 @@ class Operations:
         message = f"re-runs {which} {start} ({p.step}) as re-run {p.rerun}"
         log.info("%s %s", record.label, message, extra=about(record))
         return Done(record, "rerun", message)
+
+    def rerun_runs(
+        self, object_id: str, owner: str | None, from_failed: bool, runs: list[int], kind: str | None = None
+    ) -> tuple[StoredObject, dict[int, str], dict[int, str]]:
+        """Re-run several failed runs of a recurring object, one after another in the order given
+        (a bulk re-run of a time range): the first starts now when no run is going on (as
+        `rerun`, with its outputs), the others wait their turn (`ondemand.queue_rerun`). In one
+        change of the object; answers the record and, by run number, what was done and what was
+        refused (nothing is written when every one is refused)."""
+        done: dict[int, str] = {}
+        refused: dict[int, str] = {}
+
+        def decide(record: StoredObject, now: dt.datetime) -> Change:
+            done.clear()
+            refused.clear()
+            plan = _plan(record)
+            progress, kept = record.progress, None
+            start = "from its failed step" if from_failed else "from the start"
+            for n in runs:
+                try:
+                    summary = failed_run(record, n)
+                    idle = progress.phase is Phase.SCHEDULED and not progress.in_flight and progress.trigger is None  # fmt: skip
+                    if idle and not done:
+                        again = ondemand.rerun(plan, progress, now, from_failed, n, summary.failed_step, summary.scheduled)  # fmt: skip
+                        kept = ondemand.carried_outputs(plan, record.outputs, record.generation, n, again)
+                        progress = again
+                        done[n] = f"re-runs run {n} {start} ({again.step}) as re-run {again.rerun}"
+                    else:
+                        progress = ondemand.queue_rerun(plan, progress, from_failed, n, summary.failed_step, summary.scheduled)  # fmt: skip
+                        done[n] = f"re-runs run {n} {start} after the runs before it ({len(progress.reruns)} waiting)"  # fmt: skip
+                except (Refused, Conflict) as exc:
+                    refused[n] = exc.message if isinstance(exc, Conflict) else str(exc)
+            if not done:
+                raise Refused("; ".join(f"run {n}: {why}" for n, why in refused.items()))
+            return Change(updated=now, progress=progress, outputs=kept)
+
+        record = self.service.change(object_id, owner, kind, Action.DECIDE, decide, decide).record
+        for message in done.values():
+            log.info("%s %s", record.label, message, extra=about(record))
+        return record, dict(done), dict(refused)
 
     def backfill(
         self, object_id: str, owner: str | None, start: dt.datetime, end: dt.datetime, kind: str | None = None

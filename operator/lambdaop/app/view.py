@@ -261,6 +261,7 @@ def present(
         "rerun": p.rerun or None,
         "rerunOf": p.rerun_of,
         "backfillLeft": len(p.backfill) or None,
+        "rerunsWaiting": [r.run for r in p.reruns] or None,
         "displayName": record.display or record.name,
         "pruned": record.pruned,
         "manager": record.managed_by,
@@ -363,6 +364,7 @@ class ObjectOut(_Out):
         default=None, description="recurring objects: the run the current run re-runs"
     )
     backfillLeft: int | None = Field(default=None, description="backfill runs still to go")
+    rerunsWaiting: list[int] | None = Field(default=None, description="recurring objects: the failed runs still to be re-run, in turn (a bulk re-run)")  # fmt: skip
     pausedAll: dict[str, Any] | None = Field(default=None, description="single-object answers: everything is paused (an admin's kill switch): {reason, by, at}")  # fmt: skip
     skippedRuns: int | None = None
     nextRuns: list[str] | None = Field(default=None, description="the next five run times (UTC)")

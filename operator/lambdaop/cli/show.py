@@ -245,7 +245,13 @@ def _trigger(view: dict[str, Any]) -> str | None:
     """A run off the schedule, in words."""
     trigger = view.get("trigger")
     if trigger == "rerun":
-        return f"re-run {view.get('rerun')}" + (f" of run {view['rerunOf']}" if view.get("rerunOf") else "")
+        waiting = view.get("rerunsWaiting") or []
+        more = f" (then runs {', '.join(map(str, waiting))})" if waiting else ""
+        return (
+            f"re-run {view.get('rerun')}"
+            + (f" of run {view['rerunOf']}" if view.get("rerunOf") else "")
+            + more
+        )
     if trigger == "backfill":
         return f"backfill ({view.get('backfillLeft') or 0} more to go)"
     return "run now" if trigger == "now" and view.get("schedule") else None

@@ -21,11 +21,12 @@ from enum import StrEnum
 from lambdaop.engine import lanes, outputs, recurrence
 from lambdaop.engine.machine import start
 from lambdaop.engine.outputs import StepOutput
-from lambdaop.engine.progress import Phase, PlanSpec, Progress, Refused
+from lambdaop.engine.progress import Phase, PlanSpec, Progress, QueuedRerun, Refused
 from lambdaop.engine.steps import first_step
 from lambdaop.spec import TaskSetSpec, format_duration
 
 MAX_BACKFILL = 1000  # runs one backfill may ask for
+MAX_QUEUED = 100  # re-runs of failed runs one object may have waiting
 
 
 class RunNow(StrEnum):
@@ -118,11 +119,7 @@ def carried_outputs(
     run's outputs are no longer kept (a later run, or a new generation, has replaced them)."""
     if not isinstance(spec, TaskSetSpec) or spec.steps is None:
         return None
-    names = [s.name for s in spec.steps]
-    kind, _, name = again.step.partition(":")
-    before: list[str] = []  # the steps it does not call again
-    if kind in ("step", "check") and name in names:
-        before = names[: names.index(name) + (kind == "check")]
+    before = _steps_before(spec, again.step)
     theirs = outputs.current(kept, failed, generation)
     missing = [n for n in before if n not in theirs]
     if missing:
@@ -132,6 +129,49 @@ def carried_outputs(
             'run it again from the start ("from": "start")'
         )
     return {n: replace(o, run=again.run) for n, o in theirs.items() if n.partition("/")[0] in before}
+
+
+def queue_rerun(
+    spec: PlanSpec,
+    progress: Progress,
+    from_failed: bool,
+    run: int,
+    failed_step: str | None,
+    due: dt.datetime | None,
+) -> Progress:
+    """One more re-run of a recurring object's failed run `run` (its `failed_step` and due time
+    `due` as its summary keeps them), made after the run going on and the re-runs queued before
+    it (a bulk re-run of a time range re-runs each failed run in turn). Refused when that run is
+    already to be re-run, and for a re-run from a failed step that needs what the steps before it
+    answered: only the latest run's outputs are kept, and the runs before this one replace them."""
+    if spec.schedule is None:
+        raise Refused("only a recurring object queues re-runs; a one-time object has one run")
+    if progress.final:
+        raise Refused(f"its schedule is over (it is {progress.phase.value}); apply it again to start a new one")  # fmt: skip
+    if (progress.trigger == "rerun" and progress.rerun_of == run) or any(
+        r.run == run for r in progress.reruns
+    ):
+        raise Refused(f"run {run} is already to be re-run")
+    if len(progress.reruns) >= MAX_QUEUED:
+        raise Refused(f"{MAX_QUEUED} re-runs are already waiting; re-run more once they have run")
+    step = _step_of(spec, failed_step) if from_failed and failed_step else first_step(spec)
+    if _steps_before(spec, step):
+        raise Refused(
+            f"run {run} cannot wait for its turn to go on from its failed step: what its steps before it "
+            'answered is kept only until the next run; re-run it from the start ("from": "start")'
+        )
+    return replace(progress, reruns=(*progress.reruns, QueuedRerun(run, step, due)))
+
+
+def _steps_before(spec: PlanSpec, step: str) -> list[str]:
+    """The named steps a run starting at `step` does not call again (a failed check's step too)."""
+    if not isinstance(spec, TaskSetSpec) or spec.steps is None:
+        return []
+    names = [s.name for s in spec.steps]
+    kind, _, name = step.partition(":")
+    if kind in ("step", "check") and name in names:
+        return names[: names.index(name) + (kind == "check")]
+    return []
 
 
 def _step_of(spec: PlanSpec, step: str) -> str:

@@ -36,6 +36,20 @@ class Refused(Exception):
 
 
 @dataclass(frozen=True)
+class QueuedRerun:
+    """A re-run of a recurring object's failed run asked for while another re-run goes on or is
+    queued (a bulk re-run of a time range): the run it re-runs, where it starts, and that run's time."""
+
+    run: int
+    step: str
+    scheduled: dt.datetime | None = None
+
+    @classmethod
+    def from_storage(cls, data: dict[str, Any]) -> QueuedRerun:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
 class Progress:
     """Where an object is. Stored as a sub-document; `due` mirrors the store field."""
 
@@ -66,6 +80,7 @@ class Progress:
     resume_at: dt.datetime | None = None  # the schedule's run set aside while a run off it goes on
     backfill: tuple[dt.datetime, ...] = ()  # schedule times still to be run by a backfill, in order
     run_after: bool = False  # a run now asked for while a run went on (overlap: wait)
+    reruns: tuple[QueuedRerun, ...] = ()  # failed runs to be re-run next, one after another, in order
     rerun: int = 0  # runs re-run so far: the Idempotency-Key of a re-run says which (`-rerun<N>`)
     rerun_of: int | None = None  # the run this one re-runs (recurring objects)
     paused_due: dt.datetime | None = None  # a paused one-time object's due time, kept aside
@@ -80,15 +95,16 @@ class Progress:
         backfill = tuple(data.get("backfill") or ())
         branches = tuple(Lane.from_storage(b) for b in data.get("lanes") or ())
         expired = tuple(data.get("expired") or ())
-        return cls(**{**data, "phase": Phase(data["phase"]), "backfill": backfill, "lanes": branches, "expired": expired})  # fmt: skip
+        reruns = tuple(QueuedRerun.from_storage(r) for r in data.get("reruns") or ())
+        return cls(**{**data, "phase": Phase(data["phase"]), "backfill": backfill, "lanes": branches, "expired": expired, "reruns": reruns})  # fmt: skip
 
     def for_storage(self) -> dict[str, Any]:
         """Stored as a sub-document (the fields of parallel steps and callbacks only when they are set)."""
-        out = {**self.__dict__, "phase": self.phase.value, "backfill": list(self.backfill), "lanes": [lane.for_storage() for lane in self.lanes], "expired": list(self.expired)}  # fmt: skip
+        out = {**self.__dict__, "phase": self.phase.value, "backfill": list(self.backfill), "lanes": [lane.for_storage() for lane in self.lanes], "expired": list(self.expired), "reruns": [dict(r.__dict__) for r in self.reruns]}  # fmt: skip
         return {
             k: v
             for k, v in out.items()
-            if k not in ("lanes", "waiting_until", "expired", "answered", "run_calls") or v
+            if k not in ("lanes", "waiting_until", "expired", "answered", "run_calls", "reruns") or v
         }
 
     @property

@@ -2,8 +2,8 @@
 
 `after_run` schedules a recurring object's next run when one ends (a
 one-time object stays as it ended): the schedule's next time, or a run off
-it first (a backfill's next time, or a run now asked for while the last one
-went on; `ondemand` sets these up), with `overlap` deciding about the times
+it first (a queued re-run of a failed run, a backfill's next time, or a run
+now asked for while the last one went on; `ondemand` sets these up), with `overlap` deciding about the times
 that came due during the run. `catch_up` decides a run found long overdue
 (the service was down) by `catchUp`. `run_ended` and `run_summary` tell the
 loop that a transition ended a run, and what to record of it. Pure: no I/O,
@@ -65,8 +65,17 @@ def after_run(spec: PlanSpec, progress: Progress, now: dt.datetime) -> Progress:
 def _off_schedule(
     spec: PlanSpec, progress: Progress, following: dt.datetime | None, now: dt.datetime
 ) -> Progress | None:
-    """The next run when it is off the schedule: a backfill's next time, or a run now asked for
-    while the last one went on; the schedule's own run (`following`) is set aside meanwhile."""
+    """The next run when it is off the schedule: a queued re-run of a failed run, a backfill's
+    next time, or a run now asked for while the last one went on; the schedule's own run
+    (`following`) is set aside meanwhile."""
+    if progress.reruns:
+        head = progress.reruns[0]
+        return replace(
+            progress, phase=Phase.SCHEDULED, step=head.step, attempt=1, run=progress.run + 1,
+            scheduled=head.scheduled or now, due=now, started=None, failed_step=None, reason=None,
+            trigger="rerun", resume_at=following, reruns=progress.reruns[1:], rerun=progress.rerun + 1,
+            rerun_of=head.run,
+        )  # fmt: skip
     if progress.backfill:
         at, rest = progress.backfill[0], progress.backfill[1:]
         trigger = "backfill"

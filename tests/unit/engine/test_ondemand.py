@@ -205,3 +205,49 @@ def test_a_run_record_counts_that_runs_calls_not_the_objects() -> None:
                 records.append(rec)
         assert p.run == run + 2, p
     assert [r.calls for r in records] == [3, 1, 2] and p.calls == 6
+
+
+def test_queued_reruns_of_failed_runs_run_in_turn_each_due_as_its_run_was() -> None:
+    spec = hourly()
+    p = machine.start(spec, T0, 0, T0)
+    runs = []
+    for _ in range(3):  # runs 1, 2 and 3 fail
+        runs.append(p.scheduled)
+        p = call(spec, p, p.due or T0, FAIL)
+    next_run = p.scheduled
+    now = T0 + dt.timedelta(hours=2, minutes=10)
+    p = ondemand.rerun(spec, p, now, True, 1, "task", runs[0])
+    for run in (2, 3):
+        p = ondemand.queue_rerun(spec, p, True, run, "task", runs[run - 1])
+    assert [r.run for r in p.reruns] == [2, 3]
+    with pytest.raises(Refused, match="run 2 is already to be re-run"):
+        ondemand.queue_rerun(spec, p, True, 2, "task", runs[1])
+    with pytest.raises(Refused, match="run 1 is already to be re-run"):
+        ondemand.queue_rerun(spec, p, True, 1, "task", runs[0])
+    assert Progress.from_storage(p.for_storage()) == p, "the queue is stored with the object"
+    seen = []
+    for _ in range(3):
+        assert p.trigger == "rerun" and p.due is not None and p.due >= now
+        seen.append((p.rerun_of, p.rerun, p.scheduled))
+        p = call(spec, p, now)
+    assert seen == [(1, 1, runs[0]), (2, 2, runs[1]), (3, 3, runs[2])], "in turn, each due as its run was"
+    assert p.trigger is None and p.reruns == () and p.scheduled == next_run, "then the schedule goes on"
+
+
+def test_a_queued_rerun_from_a_failed_named_step_is_refused_since_only_the_latest_outputs_are_kept() -> None:  # fmt: skip
+    spec = TaskSetSpec.model_validate(
+        {
+            "schedule": {"every": "1h"},
+            "steps": [
+                {"name": "build", "invoke": "https://example.test/build"},
+                {"name": "ship", "invoke": "https://example.test/ship"},
+            ],
+        }  # fmt: skip
+    )
+    p = call(spec, machine.start(spec, T0, 0, T0), T0)
+    with pytest.raises(Refused, match=r"cannot wait for its turn .*from the start"):
+        ondemand.queue_rerun(spec, p, True, 1, "step:ship", T0)
+    whole = ondemand.queue_rerun(spec, p, False, 1, "step:ship", T0)
+    assert whole.reruns[0].step == "step:build"
+    with pytest.raises(Refused, match="only a recurring object"):
+        ondemand.queue_rerun(one_time(), p, False, 1, None, T0)
