@@ -217,6 +217,27 @@ def test_changes_made_while_stopped_converge_at_start(make_runtime, demo: DemoLa
         assert obj(second, gone)["state"] == "cancelled" and obj(second, gone)["pruned"]
 
 
+def test_a_file_broken_while_stopped_keeps_its_objects_at_start(make_runtime, demo: DemoLambda, tmp_path: Path) -> None:  # fmt: skip
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    path = specs / "a.yaml"
+    path.write_text(task("keep", f"{demo.url}/ok?keep", after="1h") + "---\n" + task("also", f"{demo.url}/ok?also", after="1h"))  # fmt: skip
+    make_runtime(specs_dir=specs).stop()
+    path.write_text(path.read_text().replace("metadata: {name: also}", "metadata: {name: also"))
+    second = make_runtime(specs_dir=specs)
+    errors = wait_until(lambda: status(path).get("errors"), timeout=10)
+    assert "YAML syntax error" in errors[0]["message"], errors
+    for name in ("keep", "also"):
+        assert obj(second, name)["state"] == "scheduled" and not obj(second, name).get("pruned"), (
+            "a broken file changes nothing, at start as while it runs"
+        )
+    path.write_text(task("keep", f"{demo.url}/ok?keep", after="1h"))  # fixed, without `also`
+    wait_until(
+        lambda: obj(second, "also").get("pruned"), timeout=10, what="also pruned once the file is read"
+    )
+    assert obj(second, "keep")["state"] == "scheduled" and not obj(second, "keep").get("pruned")
+
+
 def test_a_folder_config_names_the_owner(make_runtime, demo: DemoLambda, tmp_path: Path) -> None:
     specs = tmp_path / "specs"
     (specs / "billing").mkdir(parents=True)

@@ -235,11 +235,14 @@ class FolderSync:
                 self.removed(path)
             self.drain()
 
-    def _prune_gone(self, present: set[Key]) -> None:
+    def _prune_gone(self, present: set[Key], broken: dict[str, Path]) -> None:
+        """Prune what the folder no longer has; a broken file's objects stay, as they were, its own."""
         owners = {self.default_owner} | {k[0] for k in present} | {k[0] for st in self.files.values() for k in st.keys}  # fmt: skip
         for doc in self.store.objects_from_folder(str(self.folder), owners):
             key = (doc["owner"], doc["kind"], doc["name"])
-            if key not in present and not doc.get("pruned"):
+            if (source := doc.get("source") or {}).get("file") in broken:
+                self.files[broken[source["file"]]].keys.setdefault(key, source.get("line") or 1)
+            elif key not in present and not doc.get("pruned"):
                 self._prune(key, doc.get("annotations", {}), why=f"{doc.get('source', {}).get('file')} no longer has it")  # fmt: skip
 
     def _read(self, path: Path) -> tuple[str | None, Problem | None, str]:
@@ -261,9 +264,7 @@ class FolderSync:
         loaded: dict[Path, list[Document]] = {}
         unreadable: dict[Path, Problem] = {}
         digests: dict[Path, str] = {}
-        held: dict[
-            Path, dict[Key, int]
-        ] = {}  # files' keys as last applied (unchanged files; but at start, all)
+        held: dict[Path, dict[Key, int]] = {}  # files' keys as last applied (unchanged files)  # fmt: skip
         for path in paths:
             text, error, digests[path] = self._read(path)
             state = self.files.setdefault(path, FileState())
@@ -309,7 +310,7 @@ class FolderSync:
             self._record(path, digests[path], loaded[path], outcome[path], found.twice)
         if full:  # what the folder has now: the unchanged files' keys and the batch's
             kept = {key for keys in held.values() for key in keys}
-            self._prune_gone(kept | {key for _, _, key in placed} | set(found.twice))
+            self._prune_gone(kept | {key for _, _, key in placed} | set(found.twice), {self._rel(p): p for p in broken})  # fmt: skip
 
     def _told(self, key: Key, message: str, places: list[tuple[Path, int]]) -> None:
         """Files not applied now hold a key that a document of the batch defines too."""
