@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from pymongo.errors import (
     AutoReconnect,
+    BulkWriteError,
     DuplicateKeyError,
     ExecutionTimeout,
     NetworkTimeout,
@@ -55,12 +56,16 @@ LOST_OR_STEPPING_DOWN: dict[str, Exception] = {
     "stepped down waiting for the majority": failed(189, "PrimarySteppedDown", "Primary stepped down while waiting for replication", WriteConcernError),
     "the server's time limit": failed(50, "MaxTimeMSExpired", "operation exceeded time limit", ExecutionTimeout),
     "the majority did not answer in time": failed(64, "WriteConcernFailed", "waiting for replication timed out", WTimeoutError),
+    "a bulk write's not writable primary": BulkWriteError({"writeErrors": [{"index": 0, "code": 10107, "errmsg": "not primary"}], "nInserted": 0}),
+    "a bulk write's legacy not primary": BulkWriteError({"writeErrors": [{"index": 0, "code": 10058, "errmsg": "not master"}], "nInserted": 0}),
+    "a bulk write's step-down waiting for the majority": BulkWriteError({"writeErrors": [], "writeConcernError": {"code": 189, "errmsg": "Primary stepped down"}}),
 }  # fmt: skip
 
 THE_REQUEST_IS_WRONG: dict[str, Exception] = {
     "a duplicate key": failed(11000, "DuplicateKey", "E11000 duplicate key error", DuplicateKeyError),
     "a bad value": failed(2, "BadValue", "$in needs an array"),
     "a document that fails validation": failed(121, "DocumentValidationFailure", "Document failed validation", WriteError),
+    "a bulk write's duplicate key": BulkWriteError({"writeErrors": [{"index": 0, "code": 11000, "errmsg": "E11000 duplicate key error"}], "nInserted": 0}),
 }  # fmt: skip
 
 
@@ -92,3 +97,14 @@ def test_a_store_that_does_not_answer_is_answered_within_the_deadline(store: Mon
     with pytest.raises(StoreUnavailable, match="did not answer within 0.3s"), store.deadline(0.3):
         store.objects.find_one({"_id": "x"})
     assert time.monotonic() - began < 5.0, "the deadline bounds the wait (pymongo's own is 10 s)"
+
+
+def test_a_write_the_step_down_stopped_is_tried_again_and_a_wrong_one_is_refused() -> None:
+    from lambdaop.store.contract import Op, WriteOutcome
+    from lambdaop.store.mongo.commit import Commits
+
+    op = Op("6b0fa3401da63159c00dbf13", "admin", "Task", "scheduled", "scheduled")
+    for error in LOST_OR_STEPPING_DOWN.values():
+        if isinstance(error, OperationFailure) and not isinstance(error, (ExecutionTimeout, WTimeoutError)):
+            assert Commits._single_failure(op, error) is WriteOutcome.CONFLICT, error
+    assert Commits._single_failure(op, THE_REQUEST_IS_WRONG["a document that fails validation"]) is WriteOutcome.ERROR  # fmt: skip

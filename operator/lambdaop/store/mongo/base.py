@@ -63,8 +63,10 @@ def chunks(ids: list[str], size: int = IN_CHUNK) -> list[list[str]]:
 
 def is_conflict(exc: PyMongoError) -> bool:
     """A write conflict or another transient transaction error: try again later."""
-    if isinstance(exc, OperationFailure) and exc.code in (112, 251, 244, 246, 24):
-        return True
+    if isinstance(exc, OperationFailure) and (
+        exc.code in (112, 251, 244, 246, 24) or _codes(exc) & UNAVAILABLE
+    ):
+        return True  # a write conflict, an aborted transaction; a step-down or a shutdown going on
     return hasattr(exc, "has_error_label") and exc.has_error_label("TransientTransactionError")
 
 
@@ -135,16 +137,8 @@ class Base:
                 f"the store did not answer within {seconds:g}s ({type(exc).__name__})"
             ) from None
         except OperationFailure as exc:
-            if exc.code in (
-                1,
-                50,
-                91,
-                189,
-                11600,
-                11602,
-                13436,
-            ):  # internal error, time limit, shutdown, stepdown
-                raise StoreUnavailable(f"the store cannot take it now: {exc.details.get('errmsg', exc) if exc.details else exc}") from None  # fmt: skip
+            if unavailable(exc):
+                raise StoreUnavailable(f"the store cannot take it now: {_errmsg(exc)}") from None
             raise
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -203,3 +197,25 @@ class Base:
                 with contextlib.suppress(PyMongoError):
                     session.abort_transaction()
             raise
+
+
+# internal error, time limit, shutdown, step-down, not (or no longer) the primary
+UNAVAILABLE = frozenset({1, 50, 91, 189, 10058, 10107, 11600, 11602, 13435, 13436})
+
+
+def unavailable(exc: Exception) -> bool:
+    """A step-down, a shutdown or a primary no longer writable: the store cannot take it now."""
+    return isinstance(exc, OperationFailure) and bool(_codes(exc) & UNAVAILABLE)
+
+
+def _codes(exc: OperationFailure) -> set[int]:
+    """The error's code, and those of a bulk write's `writeErrors` and `writeConcernError`."""
+    details = exc.details or {}
+    inner = [*(details.get("writeErrors") or []), details.get("writeConcernError") or {}]
+    return {c for c in (exc.code, *(e.get("code") for e in inner)) if isinstance(c, int)}
+
+
+def _errmsg(exc: OperationFailure) -> str:
+    details = exc.details or {}
+    first = (details.get("writeErrors") or [{}])[0] or details.get("writeConcernError") or {}
+    return str(details.get("errmsg") or first.get("errmsg") or exc)

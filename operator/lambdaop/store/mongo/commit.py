@@ -13,7 +13,7 @@ from pymongo.errors import BulkWriteError, PyMongoError
 from lambdaop.core.labels import label_entries
 from lambdaop.store.contract import Mutation, Op, WriteOutcome, batch_conflicts, created_fences
 from lambdaop.store.mongo import directory
-from lambdaop.store.mongo.base import Base, chunks, is_conflict
+from lambdaop.store.mongo.base import Base, chunks, is_conflict, unavailable
 from lambdaop.store.mongo.objects import listing_doc, name_doc
 from lambdaop.store.mongo.runs import run_entry
 
@@ -114,8 +114,8 @@ class Commits(Base):
 
     @staticmethod
     def _single_failure(op: Op, exc: Exception) -> WriteOutcome:
-        if isinstance(exc, PyMongoError) and is_conflict(exc):
-            return WriteOutcome.CONFLICT
+        if isinstance(exc, PyMongoError) and (is_conflict(exc) or unavailable(exc)):
+            return WriteOutcome.CONFLICT  # tried again while its deadline lasts
         if isinstance(exc, PyMongoError):
             log.error("object %s: the store refused the write: %s", op.id, exc)
         else:
