@@ -324,6 +324,9 @@ def test_a_read_only_folder_logs_its_status_error_once(
         assert len(errors) == 1, (how, [r.getMessage() for r in errors])
         assert "cannot write the status file" in errors[0].getMessage()
         assert not report.exists() and not [p.name for p in specs.iterdir() if p.name != "pulse.yaml"]
+        metrics = requests.get(runtime.url + "/metrics", headers={"Authorization": f"Bearer {runtime.admin_token}"}, timeout=10).text  # fmt: skip
+        (line,) = [m for m in metrics.splitlines() if m.startswith("lambdaop_status_write_failures_total ")]
+        assert float(line.split()[1]) >= 3, "the failed writes are on /metrics"
     wait_until(
         lambda: entry(path, "pulse").get("state"), timeout=20, what="the report, once it can be written"
     )

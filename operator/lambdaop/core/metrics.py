@@ -58,6 +58,16 @@ class _Objects(Collector):
         yield family
 
 
+class _Count(Collector):
+    """A counter whose value another part keeps (read at each scrape)."""
+
+    def __init__(self, name: str, documentation: str, value: Callable[[], int]) -> None:
+        self.name, self.documentation, self.value = name, documentation, value
+
+    def collect(self) -> Iterable[Any]:
+        yield CounterMetricFamily(self.name, self.documentation, value=self.value())
+
+
 class LimitsView(Protocol):
     """What the limit metrics read of the loop's limiter at scrape time."""
 
@@ -116,6 +126,11 @@ class Metrics:
 
     def watch_limits(self, view: LimitsView) -> None:
         self.registry.register(_Limits(view))
+
+    def watch_status(self, failures: Callable[[], int]) -> None:
+        """lambdaop_status_write_failures: status reports of the watched folder that could not be
+        written (each try counted; the log says it once per file and error)."""
+        self.registry.register(_Count("lambdaop_status_write_failures", "Status report writes beside the spec files that failed (each try)", failures))  # fmt: skip
 
     def call(self, owner: str, step: str, ok: bool, status: int | None, seconds: float) -> None:
         family = step_family(step)

@@ -159,6 +159,8 @@ class Runtime:
             self._serve_api()
         if self.config.specs_dir is not None:
             self.status = StatusWriter(self.config.status_interval, clock=self.clock)
+            status = self.status
+            self.metrics.watch_status(lambda: status.failures)
             self.folder = FolderSync(
                 self.config.specs_dir, self.applier, self.store, self.config.specs_owner, self.status
             )
