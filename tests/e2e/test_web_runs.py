@@ -382,6 +382,17 @@ def test_a_backfill_on_a_recurring_objects_page_runs_the_missed_hours_once_each(
     expect(page.get_by_label("Until (not included)")).to_have_attribute("aria-invalid", "true", timeout=WAIT)
     expect(page.locator("#alert")).to_contain_text("Not saved")
     expect(page.locator("#backfill-end-error")).to_have_text("Until must be later than From.")
+    # at most two at once: two copies of it run three earlier hours; a bad number is said on its field
+    page.get_by_label("From").fill((start - dt.timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%S"))
+    page.get_by_label("Until (not included)").fill(start.strftime("%Y-%m-%dT%H:%M:%S"))
+    page.get_by_label("At once").fill("0")
+    page.get_by_role("button", name="Backfill", exact=True).click()
+    expect(page.locator("#backfill-parallelism-error")).to_have_text("Say how many runs at once: a whole number from 1 to 50.", timeout=WAIT)  # fmt: skip
+    page.get_by_label("At once").fill("2")
+    page.get_by_role("button", name="Backfill", exact=True).click()
+    expect(page.locator("#alert")).to_contain_text("backfills 3 run(s)", timeout=WAIT)
+    expect(page.locator("#alert")).to_contain_text("at most 2 at once")
+    assert len({c.idempotency_key for c in demo.wait_for(6, "/ok", timeout=20)}) == 6
     clean(page)
 
 

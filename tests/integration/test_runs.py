@@ -9,7 +9,7 @@ from typing import Any
 
 import requests
 
-from helpers import wait_until
+from helpers import Counting, wait_until
 from lambdaop.core.clock import iso
 from lambdaop.spec import load_one
 from lambdaop.tools.demo import DemoLambda
@@ -482,3 +482,41 @@ def test_every_failed_run_of_a_range_of_a_recurring_task_is_rerun_in_turn_by_sel
     assert sorted((r["rerunOf"], r["due"]) for r in again) == sorted((r["run"], r["due"]) for r in failed), "each re-runs its own run, due as it was"  # fmt: skip
     after = s.get(runtime.url + f"/tasks/{oid}", timeout=10).json()
     assert after["nextRuns"] == before["nextRuns"] and not after.get("rerunsWaiting")
+
+
+def test_a_backfill_with_parallelism_runs_at_most_that_many_at_once_in_copies_and_leaves_the_object_alone(make_runtime, endpoint: Counting, capsys: Any) -> None:  # fmt: skip
+    from lambdaop.cli.main import main
+
+    runtime = make_runtime()
+    s = api(runtime)
+    body = "{day: '${{ run.due }}'}"
+    oid = apply(runtime, f"kind: TaskSet\nmetadata: {{name: nightly, labels: {{team: data}}}}\nspec:\n  schedule: {{cron: '0 * * * *'}}\n  steps:\n  - {{name: load, invoke: {{url: '{endpoint.url}/work?ms=300', method: POST, body: {body}}}}}\n  - {{name: report, invoke: {{url: '{endpoint.url}/work?ms=300', method: POST, body: {body}}}}}\n")  # fmt: skip
+    before = s.get(runtime.url + f"/tasksets/{oid}", timeout=10).json()
+    hour = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    start, end = hour - dt.timedelta(days=1, hours=7), hour - dt.timedelta(days=1)
+    common = ["--server", runtime.url, "--token", runtime.admin_token]
+    assert main(["backfill", "taskset", "nightly", "--start", start.isoformat(), "--end", end.isoformat(), "--parallelism", "3", *common]) == 0  # fmt: skip
+    said = capsys.readouterr().out
+    assert "backfills 7 run(s)" in said and "at most 3 at once" in said, said
+    copies = wait_until(lambda: (c := s.get(runtime.url + "/tasksets", params={"labelSelector": "lambdaop/backfill-of=nightly"}, timeout=10).json()["taskSets"]) and all(o["state"] == "completed" for o in c) and c, timeout=30)  # fmt: skip
+    assert len(copies) == 3 and {c["name"] for c in copies} == {f"nightly-backfill-{start.strftime('%Y%m%dt%H%M%Sz')}-{i}" for i in (1, 2, 3)}  # fmt: skip
+    assert endpoint.most == 3, "three runs at once, each a call at a time"
+    calls = endpoint.calls("/work")
+    assert len(calls) == 14 and len({q["key"] for _, q, _ in calls}) == 14, (
+        "two steps of seven runs, each its own key"
+    )
+    days = sorted({dt.datetime.fromisoformat(b["day"]) for _, _, b in calls})
+    assert days == [start + dt.timedelta(hours=h) for h in range(7)], (
+        "each run's run.due is the time it stands for"
+    )
+    runs = s.get(runtime.url + "/runs", params={"labelSelector": "lambdaop/backfill-of=nightly"}, timeout=10).json()["runs"]  # fmt: skip
+    assert len(runs) == 7 and {r["trigger"] for r in runs} == {"backfill"} and {r["result"] for r in runs} == {"completed"}  # fmt: skip
+    assert sorted(dt.datetime.fromisoformat(r["due"]) for r in runs) == days
+    after = s.get(runtime.url + f"/tasksets/{oid}", timeout=10).json()
+    assert after["run"] == before["run"] and after["nextRuns"] == before["nextRuns"], (
+        "the object itself is untouched"
+    )
+    again = s.post(runtime.url + f"/tasksets/{oid}/backfill", json={"start": start.isoformat(), "end": end.isoformat(), "parallelism": 3}, timeout=10)  # fmt: skip
+    assert again.status_code == 409 and "already made" in again.json()["message"], again.text
+    bad = s.post(runtime.url + f"/tasksets/{oid}/backfill", json={"start": start.isoformat(), "end": end.isoformat(), "parallelism": 0}, timeout=10)  # fmt: skip
+    assert bad.status_code == 422 and bad.json()["details"][0]["field"] == "parallelism"

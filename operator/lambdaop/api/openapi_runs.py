@@ -25,6 +25,7 @@ class ActOut(_Out):
     message: str = Field(description="the same in words")
     object: ObjectOut
     runs: list[str] | None = Field(default=None, description="backfill: the run times it makes, in order")
+    copies: list[dict[str, str]] | None = Field(default=None, description="a backfill with parallelism: the copies that run it ({id, href})")  # fmt: skip
 
 
 class RerunIn(_In):
@@ -35,6 +36,7 @@ class RerunIn(_In):
 class BackfillIn(_In):
     start: str = Field(description="ISO 8601 with an offset: the first run time included")
     end: str = Field(description="ISO 8601 with an offset: run times before it are made")
+    parallelism: int = Field(default=1, ge=1, le=50, description="backfill runs at once: 1 (the default) runs them one after another in the object itself; more deals them out to that many copies of it (named <name>-backfill-<start>-<i>, labelled lambdaop/backfill-of=<name>), each running its share one after another and ending completed; the object and its schedule are not touched")  # fmt: skip
 
 
 class CreatedOut(ObjectOut):
@@ -158,7 +160,7 @@ def paths(ref: Any, answers: Any, body: Any, ids: list[dict[str, Any]]) -> dict[
     for base, kind in (("/tasks", "Task"), ("/tasksets", "TaskSet")):
         out[f"{base}/{{object_id}}/run"] = {"post": {"summary": f"run a {kind} now: a recurring one once (its next scheduled run unchanged; with its overlap policy while a run goes on), a scheduled one-time one brought forward, a finished one-time one again as its next generation", "parameters": ids, "responses": answers("ActOut", "200", 404, 409)}}  # fmt: skip
         out[f"{base}/{{object_id}}/rerun"] = {"post": {"summary": f"run a failed run of a {kind} again, from its failed step (keeping the steps that succeeded) or from the start; its calls carry the Idempotency-Key suffix -rerun<N>", "parameters": ids, "requestBody": {**body(ref("RerunIn")), "required": False}, "responses": answers("ActOut", "200", 404, 409, 422)}}  # fmt: skip
-        out[f"{base}/{{object_id}}/backfill"] = {"post": {"summary": f"make the runs a recurring {kind}'s schedule would have made in [start, end), one after another, each recorded as a backfill run", "parameters": ids, "requestBody": body(ref("BackfillIn")), "responses": answers("ActOut", "200", 404, 409, 422)}}  # fmt: skip
+        out[f"{base}/{{object_id}}/backfill"] = {"post": {"summary": f"make the runs a recurring {kind}'s schedule would have made in [start, end), each recorded as a backfill run: one after another, or with parallelism at most that many at once", "parameters": ids, "requestBody": body(ref("BackfillIn")), "responses": answers("ActOut", "200", 404, 409, 422)}}  # fmt: skip
     params = [
         {"name": "state", "in": "query", "required": False, "schema": {"type": "string", "enum": ["failed", "completed", "cancelled"]}, "description": "how the run ended (default: any)"},
         {"name": "since", "in": "query", "required": False, "schema": {"type": "string"}, "description": "ended at or after: a time with an offset, or a duration back from now (24h)"},

@@ -83,12 +83,23 @@ class Act:
         resp.media = answer(done, user.name)
 
     def on_post_backfill(self, req: falcon.Request, resp: falcon.Response, object_id: str) -> None:
-        fields = _fields(req, ("start", "end"))
+        fields = _fields(req, ("start", "end", "parallelism"))
         start, end = time_field(fields, "start"), time_field(fields, "end")
         assert start is not None and end is not None
+        parallelism = whole_number(fields.get("parallelism", 1), "parallelism")
         user = user_of(req)
-        done, times = self.operations.backfill(object_id, user.name, start, end, kind=self.kind)
-        resp.media = answer(done, user.name, runs=[iso(t) for t in times])
+        done, times = self.operations.backfill(object_id, user.name, start, end, kind=self.kind, parallelism=parallelism)  # fmt: skip
+        made = {"copies": [{"id": i, "href": f"/{self.kind.value.lower()}s/{i}"} for i in done.made]} if done.made else {}  # fmt: skip
+        resp.media = answer(done, user.name, runs=[iso(t) for t in times], **made)
+
+
+def whole_number(raw: Any, field: str) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise SpecInvalid("invalid request", [Problem(f"expected a whole number, got {str(raw)[:40]!r}", field=field)])  # fmt: skip
+    try:
+        return int(str(raw).strip())
+    except ValueError:
+        raise SpecInvalid("invalid request", [Problem(f"expected a whole number, got {str(raw)[:40]!r}", field=field)]) from None  # fmt: skip
 
 
 def run_number(raw: Any) -> int | None:

@@ -23,8 +23,13 @@ from lambdaop.engine.progress import Phase, PlanSpec, Refused
 from lambdaop.engine.record import Change, RunSummary, StoredObject
 from lambdaop.engine.runs import RunRecord
 from lambdaop.loop.events import Action
+from lambdaop.spec import KINDS
+from lambdaop.store.contract import WriteOutcome
 
 log = logging.getLogger("lambdaop.service")
+
+MAX_PARALLEL = 50  # backfill runs at once (each runs in a copy of the object)
+BACKFILL_OF = "lambdaop/backfill-of"  # the label of a parallel backfill's copies: the object's name
 
 SAID = {
     RunNow.EXTRA: "runs once now; its schedule is unchanged",
@@ -42,6 +47,7 @@ class Done:
     record: StoredObject
     what: str
     message: str
+    made: tuple[str, ...] = ()  # the ids of objects it made (a parallel backfill's copies)
 
 
 class Operations:
@@ -78,13 +84,21 @@ class Operations:
         run when not given), which starts with that run's outputs of the steps it does not call
         again, under its own run number (`ondemand.carried_outputs`)."""
 
+        queued: list[int] = []
+
         def decide(record: StoredObject, now: dt.datetime) -> Change:
+            queued.clear()
             plan = _plan(record)
             if plan.schedule is None:
                 return Change(updated=now, progress=ondemand.rerun(plan, record.progress, now, from_failed))
             summary = failed_run(record, run)
+            p = record.progress
+            if not p.final and (p.phase is not Phase.SCHEDULED or p.in_flight or p.trigger is not None):
+                queued.append(summary.run)  # after the run going on (and the re-runs queued before it)
+                progress = ondemand.queue_rerun(plan, p, from_failed, summary.run, summary.failed_step, summary.scheduled)  # fmt: skip
+                return Change(updated=now, progress=progress)
             progress = ondemand.rerun(
-                plan, record.progress, now, from_failed, summary.run, summary.failed_step, summary.scheduled
+                plan, p, now, from_failed, summary.run, summary.failed_step, summary.scheduled
             )
             kept = ondemand.carried_outputs(plan, record.outputs, record.generation, summary.run, progress)
             return Change(updated=now, progress=progress, outputs=kept)
@@ -93,6 +107,10 @@ class Operations:
         record = answer.record
         p = record.progress
         start = "from its failed step" if from_failed else "from the start"
+        if queued:
+            message = f"re-runs run {queued[0]} {start} once the run going on has ended ({len(p.reruns)} re-run(s) waiting)"  # fmt: skip
+            log.info("%s %s", record.label, message, extra=about(record))
+            return Done(record, "rerun", message)
         which = f"run {p.rerun_of}" if p.rerun_of is not None else "its failed run"
         message = f"re-runs {which} {start} ({p.step}) as re-run {p.rerun}"
         log.info("%s %s", record.label, message, extra=about(record))
@@ -139,16 +157,27 @@ class Operations:
         return record, dict(done), dict(refused)
 
     def backfill(
-        self, object_id: str, owner: str | None, start: dt.datetime, end: dt.datetime, kind: str | None = None
+        self,
+        object_id: str,
+        owner: str | None,
+        start: dt.datetime,
+        end: dt.datetime,
+        kind: str | None = None,
+        parallelism: int = 1,
     ) -> tuple[Done, list[dt.datetime]]:
-        """The runs a recurring object's schedule would have made in [start, end), one after
-        another from now, each recorded as a backfill run."""
+        """The runs a recurring object's schedule would have made in [start, end), each recorded
+        as a backfill run: one after another from now, or with `parallelism` above 1 at most that
+        many at once (`backfill_copies`)."""
         for name, value in (("start", start), ("end", end)):
             if value.tzinfo is None:
                 raise SpecInvalid(
                     "invalid request", [Problem("time needs an offset (Z or +HH:MM)", field=name)]
                 )
+        if not 1 <= parallelism <= MAX_PARALLEL:
+            raise SpecInvalid("invalid request", [Problem(f"expected a whole number from 1 to {MAX_PARALLEL}: how many backfill runs may run at once", field="parallelism")])  # fmt: skip
         start, end = to_utc(start), to_utc(end)
+        if parallelism > 1:
+            return self.backfill_copies(object_id, owner, start, end, kind, parallelism)
         times: list[dt.datetime] = []
 
         def decide(record: StoredObject, now: dt.datetime) -> Change:
@@ -162,6 +191,58 @@ class Operations:
             message += ", after the run going on"
         log.info("%s %s", answer.record.label, message, extra=about(answer.record))
         return Done(answer.record, "backfill", message), times
+
+    def backfill_copies(
+        self,
+        object_id: str,
+        owner: str | None,
+        start: dt.datetime,
+        end: dt.datetime,
+        kind: str | None,
+        parallelism: int,
+    ) -> tuple[Done, list[dt.datetime]]:
+        """A backfill with at most `parallelism` runs at once. An object runs one run at a time,
+        so the run times are dealt out, in turn, to that many copies of it: each a new object of
+        the same owner and spec, named `<name>-backfill-<start>-<i>`, labelled `BACKFILL_OF` with
+        the object's name, that runs its share one after another from now, each a backfill run
+        (never a run of its own schedule), and ends `completed` with the last. The object itself
+        and its schedule are not touched. The copies are written in one commit."""
+        service = self.service
+        service.require_store(creating=True)
+        record = service.get(object_id, owner, kind)
+        try:
+            times = ondemand.backfill_times(_plan(record), record.progress, start, end)
+        except Refused as exc:
+            raise Conflict(str(exc)) from None
+        ways = min(parallelism, len(times))
+        stamp = start.strftime("%Y%m%dt%H%M%Sz")
+        now = service.now()
+        copies: list[StoredObject] = []
+        for i in range(ways):
+            name = f"{record.name}-backfill-{stamp}-{i + 1}"
+            if len(name) > 200:
+                raise Conflict(f"its name is too long to name the copies of a parallel backfill ({name!r} is over 200 characters); backfill it one run after another")  # fmt: skip
+            labels = {**record.labels, BACKFILL_OF: record.name}
+            spec = {k: v for k, v in record.spec.items() if k != "suspended"}  # a paused object's copy runs
+            obj = KINDS[record.kind.value].model_validate({"metadata": {"name": name, "labels": labels}, "spec": spec})  # fmt: skip
+            fresh = service.new_record(obj, record.owner, now)
+            copies.append(fresh.with_progress(ondemand.backfill_copy(_plan(fresh), fresh.progress, times[i::ways], now)))  # fmt: skip
+        ops = [service.insert_op(c, now) for c in copies]
+        outcomes = service.writer.write_many(ops, timeout=service.deadline)
+        taken = [c.name for c, o in zip(copies, outcomes, strict=True) if o is WriteOutcome.EXISTS]
+        if taken:
+            raise Conflict(f"a backfill from this start was already made ({', '.join(taken)} exist); delete those copies, or start at another time")  # fmt: skip
+        if any(o is not WriteOutcome.OK for o in outcomes):
+            raise Conflict("the backfill's copies could not all be stored; try again")
+        for c, op in zip(copies, ops, strict=True):
+            service.created(c, op)
+        message = (
+            f"backfills {len(times)} run(s) from {iso(times[0])} to {iso(times[-1])}, at most {ways} at once: "
+            f"{ways} copies of it run them ({copies[0].name} … {copies[-1].name}, label {BACKFILL_OF}={record.name}); "
+            "its own schedule is not touched"
+        )
+        log.info("%s %s", record.label, message, extra=about(record))
+        return Done(record, "backfill", message, tuple(c.id for c in copies)), times
 
     def pause(self, object_id: str, owner: str | None, reason: str | None) -> Done:
         """Pause one object with a reason: a recurring one suspends (a run going on ends first), a

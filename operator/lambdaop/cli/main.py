@@ -271,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("name", metavar="NAME|ID")
     backfill.add_argument("--start", required=True, help="an ISO 8601 time with an offset (included)")
     backfill.add_argument("--end", required=True, help="an ISO 8601 time with an offset (not included)")
+    backfill.add_argument("--parallelism", type=int, default=1, metavar="N",
+                          help="runs at once (default 1: one after another in the object; more: in N copies of it, "
+                          "labelled lambdaop/backfill-of=NAME)")  # fmt: skip
     modify = verb("modify", "give a scheduled object a new time (by name or id)")
     modify.add_argument("kind", type=_kind, metavar="KIND")
     modify.add_argument("name", metavar="NAME|ID")

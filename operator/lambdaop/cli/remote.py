@@ -96,7 +96,7 @@ def client_command(args: argparse.Namespace) -> int:
         if command == "rerun":
             fields = {"from": args.start, **({"run": args.run} if args.run else {})}
         elif command == "backfill":
-            fields = {"start": args.start, "end": args.end}
+            fields = {"start": args.start, "end": args.end, **({"parallelism": args.parallelism} if args.parallelism != 1 else {})}  # fmt: skip
         body = client.act(target["id"], args.kind, command, fields)
         _said(args, body["object"], body["message"])
         return 0

@@ -245,16 +245,15 @@ def _trigger(view: dict[str, Any]) -> str | None:
     """A run off the schedule, in words."""
     trigger = view.get("trigger")
     if trigger == "rerun":
-        waiting = view.get("rerunsWaiting") or []
-        more = f" (then runs {', '.join(map(str, waiting))})" if waiting else ""
-        return (
-            f"re-run {view.get('rerun')}"
-            + (f" of run {view['rerunOf']}" if view.get("rerunOf") else "")
-            + more
-        )
+        return f"re-run {view.get('rerun')}" + (f" of run {view['rerunOf']}" if view.get("rerunOf") else "")
     if trigger == "backfill":
         return f"backfill ({view.get('backfillLeft') or 0} more to go)"
     return "run now" if trigger == "now" and view.get("schedule") else None
+
+
+def _reruns_waiting(view: dict[str, Any]) -> str | None:
+    waiting = view.get("rerunsWaiting") or []
+    return f"of run(s) {', '.join(map(str, waiting))}, one after another once this run has ended" if waiting else None  # fmt: skip
 
 
 def describe(view: dict[str, Any], out: TextIO, calls_shown: int = 10, runs_shown: int = 5) -> None:
@@ -278,6 +277,7 @@ def describe(view: dict[str, Any], out: TextIO, calls_shown: int = 10, runs_show
         ("Calls", view.get("calls")),
         ("Paused", _paused(view)),
         ("This run", _trigger(view)),
+        ("Re-runs waiting", _reruns_waiting(view)),
     ]
     schedule = view.get("schedule")
     if schedule:

@@ -55,6 +55,8 @@ def resume(spec: PlanSpec, progress: Progress, now: dt.datetime) -> Progress:
     progress = replace(progress, pause_reason=None)
     if progress.phase is not Phase.SCHEDULED:
         return replace(progress, suspended=False)
+    if progress.trigger is not None:  # a run off the schedule (run now, a re-run, a backfill): now
+        return replace(progress, suspended=False, due=now)
     following = recurrence.next_run(schedule, now, progress.anchor or now)
     if following is None:
         return replace(progress, suspended=False, phase=Phase.COMPLETED, finished=now, reason="the schedule has ended")  # fmt: skip

@@ -185,9 +185,8 @@ def _step_of(spec: PlanSpec, step: str) -> str:
     return first_step(spec)
 
 
-def backfill(spec: PlanSpec, progress: Progress, start_at: dt.datetime, end_at: dt.datetime, now: dt.datetime) -> tuple[Progress, list[dt.datetime]]:  # fmt: skip
-    """The runs its schedule would have made in [start, end), made one after another from now,
-    each a backfill run; answers the progress and the run times."""
+def backfill_times(spec: PlanSpec, progress: Progress, start_at: dt.datetime, end_at: dt.datetime) -> list[dt.datetime]:  # fmt: skip
+    """The run times its schedule would have made in [start, end) (at most MAX_BACKFILL)."""
     schedule = spec.schedule
     if schedule is None:
         raise Refused("only a recurring object (with a schedule) can be backfilled")
@@ -195,13 +194,28 @@ def backfill(spec: PlanSpec, progress: Progress, start_at: dt.datetime, end_at: 
         raise Refused("the end of a backfill must be after its start")
     if progress.final:
         raise Refused(f"its schedule is over (it is {progress.phase.value})")
-    if progress.backfill:
-        raise Refused(f"a backfill is going on ({len(progress.backfill)} runs to go)")
     times = [t for t in recurrence.missed(schedule, start_at - dt.timedelta(microseconds=1), end_at, progress.anchor or start_at, MAX_BACKFILL + 1) if t < end_at]  # fmt: skip
     if not times:
         raise Refused("its schedule has no run time in that range")
     if len(times) > MAX_BACKFILL:
         raise Refused(f"that range holds more than {MAX_BACKFILL} runs; backfill it in parts")
+    return times
+
+
+def backfill_copy(spec: PlanSpec, fresh: Progress, times: list[dt.datetime], now: dt.datetime) -> Progress:
+    """A copy of a recurring object made to run part of a parallel backfill (`fresh`: its progress
+    as created): it runs `times` one after another from now, each a backfill run, never a run of
+    its own schedule, and ends `completed` with the last of them."""
+    first = _extra(spec, fresh, now, "backfill", times[0])
+    return replace(first, backfill=tuple(times[1:]), backfill_only=True, suspended=False, resume_at=None)
+
+
+def backfill(spec: PlanSpec, progress: Progress, start_at: dt.datetime, end_at: dt.datetime, now: dt.datetime) -> tuple[Progress, list[dt.datetime]]:  # fmt: skip
+    """The runs its schedule would have made in [start, end), made one after another from now,
+    each a backfill run; answers the progress and the run times."""
+    if progress.backfill:
+        raise Refused(f"a backfill is going on ({len(progress.backfill)} runs to go)")
+    times = backfill_times(spec, progress, start_at, end_at)
     if progress.phase is not Phase.SCHEDULED or progress.in_flight:  # after the run going on
         return replace(progress, backfill=tuple(times)), times
     first = _extra(spec, progress, now, "backfill", times[0])

@@ -81,6 +81,7 @@ class Progress:
     backfill: tuple[dt.datetime, ...] = ()  # schedule times still to be run by a backfill, in order
     run_after: bool = False  # a run now asked for while a run went on (overlap: wait)
     reruns: tuple[QueuedRerun, ...] = ()  # failed runs to be re-run next, one after another, in order
+    backfill_only: bool = False  # a copy made to run part of a parallel backfill: it ends with its backfill
     rerun: int = 0  # runs re-run so far: the Idempotency-Key of a re-run says which (`-rerun<N>`)
     rerun_of: int | None = None  # the run this one re-runs (recurring objects)
     paused_due: dt.datetime | None = None  # a paused one-time object's due time, kept aside
@@ -104,7 +105,9 @@ class Progress:
         return {
             k: v
             for k, v in out.items()
-            if k not in ("lanes", "waiting_until", "expired", "answered", "run_calls", "reruns") or v
+            if k
+            not in ("lanes", "waiting_until", "expired", "answered", "run_calls", "reruns", "backfill_only")
+            or v
         }
 
     @property

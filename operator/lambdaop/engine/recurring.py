@@ -43,6 +43,9 @@ def after_run(spec: PlanSpec, progress: Progress, now: dt.datetime) -> Progress:
     extra = _off_schedule(spec, progress, following, now)
     if extra is not None:
         return extra
+    if progress.backfill_only:  # a copy made for a parallel backfill: its part is done
+        return replace(progress, phase=Phase.COMPLETED, due=None, trigger=None, resume_at=None,
+                       reason=f"its part of the backfill is done (the last run {progress.last_result or 'ended'})")  # fmt: skip
     skipped = progress.skipped
     began = progress.started or now
     caught_up = following is not None and following <= began and schedule.catchUp == "all"

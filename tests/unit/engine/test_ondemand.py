@@ -251,3 +251,42 @@ def test_a_queued_rerun_from_a_failed_named_step_is_refused_since_only_the_lates
     assert whole.reruns[0].step == "step:build"
     with pytest.raises(Refused, match="only a recurring object"):
         ondemand.queue_rerun(one_time(), p, False, 1, None, T0)
+
+
+def test_a_backfill_copy_runs_its_share_in_turn_and_ends_without_a_run_of_its_own_schedule() -> None:
+    spec = TaskSpec.model_validate({"invoke": "https://example.test/job", "schedule": {"cron": "0 * * * *"}})
+    now = dt.datetime(2026, 12, 1, 10, 30, tzinfo=dt.UTC)
+    times = ondemand.backfill_times(spec, machine.start(spec, now, 0, now), now - dt.timedelta(hours=6), now)
+    assert len(times) == 6
+    share = times[1::3]  # the second of three copies
+    p = ondemand.backfill_copy(spec, machine.start(spec, now, 7, now), share, now)
+    assert Progress.from_storage(p.for_storage()) == p
+    seen = []
+    while not p.final:
+        assert p.trigger == "backfill" and p.due == now
+        seen.append(p.scheduled)
+        p = call(spec, p, now, FAIL if len(seen) == 1 else OK)
+    assert seen == share, "its share, in turn, and no run of its own schedule"
+    assert (
+        p.phase is Phase.COMPLETED
+        and p.due is None
+        and "its part of the backfill is done" in (p.reason or "")
+    )
+    with pytest.raises(Refused, match="no run time in that range"):
+        ondemand.backfill_times(spec, machine.start(spec, now, 0, now), now - dt.timedelta(minutes=20), now - dt.timedelta(minutes=10))  # fmt: skip
+    with pytest.raises(Refused, match="its schedule is over"):
+        ondemand.backfill_times(spec, p, now - dt.timedelta(hours=6), now)
+
+
+def test_resuming_a_run_off_the_schedule_runs_it_now() -> None:
+    from lambdaop.engine import changes
+
+    spec = hourly()
+    p = call(spec, machine.start(spec, T0, 0, T0), T0)
+    now = T0 + dt.timedelta(minutes=5)
+    extra, _ = ondemand.run_now(spec, p, now)
+    paused = changes.suspend(spec, extra)
+    assert paused.due is None
+    later = now + dt.timedelta(minutes=3)
+    resumed = changes.resume(spec, paused, later)
+    assert resumed.due == later and resumed.trigger == "now" and resumed.scheduled == extra.scheduled

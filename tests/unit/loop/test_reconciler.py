@@ -482,3 +482,40 @@ def test_an_edit_that_comes_while_a_runs_end_is_written_is_not_kept_for_the_next
     assert doc["generation"] == 2 and not doc.get("pending")
     r.run(1.0)
     assert [j.invoke.url for j in r.calls.jobs] == ["http://127.0.0.1:9/v2"], "the next run calls the new URL"
+
+
+def test_a_rerun_asked_while_a_run_is_out_is_queued_and_runs_once_that_run_has_ended(rig: Any) -> None:
+    import concurrent.futures
+    import contextlib
+
+    from lambdaop.app.operate import Operations
+
+    r = rig()
+    oid = r.task("pulse", schedule={"every": "10s"}, retries=0)
+    r.run(0)
+    r.calls.answer_all(ok=False, status=500)  # run 1 fails
+    r.run(0.01)
+    r.run(9.5)
+    r.run(10)  # run 2 is out
+    assert [j.idempotency_key for j in r.calls.jobs] == [f"{oid}-g1-r2-task"]
+    with concurrent.futures.ThreadPoolExecutor(
+        1
+    ) as pool:  # the API's thread; the loop's passes are the test's
+        asked = pool.submit(Operations(r.service).rerun, oid, "alice", True, 1)
+        for _ in range(2000):  # the loop takes the ask on one of its passes
+            r.run(10.01)
+            with contextlib.suppress(concurrent.futures.TimeoutError):
+                done = asked.result(timeout=0.005)
+                break
+    assert "re-runs run 1 from its failed step once the run going on has ended" in done.message, done.message
+    r.calls.answer_all()  # run 2 ends: the re-run of run 1 is next, due now
+    r.run(10.02)
+    r.run(10.03)
+    assert [j.idempotency_key for j in r.calls.jobs] == [f"{oid}-g1-r3-rerun1-task"]
+    r.calls.answer_all()
+    r.run(10.04)
+    doc = r.store.get(oid)
+    assert doc["progress"]["scheduled"] == r.at(20) and not doc["progress"].get("reruns"), (
+        "the schedule goes on"
+    )
+    assert [(s["run"], s.get("rerunOf"), s["result"]) for s in doc["runs"]] == [(1, None, "failed"), (2, None, "completed"), (3, 1, "completed")]  # fmt: skip

@@ -1392,8 +1392,10 @@ function backfillForm(o) {
         <input class="form-control" type="datetime-local" step="1" id="backfill-start" name="start" value="${localInputValue(new Date(hour.getTime() - 6 * 3600 * 1000))}"></div>
       <div class="col-12 col-sm-5 col-lg-3"><label class="form-label" for="backfill-end">Until (not included)</label>
         <input class="form-control" type="datetime-local" step="1" id="backfill-end" name="end" value="${localInputValue(hour)}"></div>
-      <div class="col-12 col-sm-2 col-lg-2"><button class="btn btn-outline-primary" type="submit">Backfill</button></div>
-      <div class="col-12 form-text mt-0">In your time zone, ${esc(ZONE)} (${esc(zoneOffset())}). The runs its schedule would have made in that time (at most 1,000) run one after another from now, each recorded as a backfill run; then the schedule goes on where it was.</div>
+      <div class="col-6 col-sm-2 col-lg-2"><label class="form-label" for="backfill-parallelism">At once</label>
+        <input class="form-control" type="number" min="1" max="50" step="1" id="backfill-parallelism" name="parallelism" value="1"></div>
+      <div class="col-6 col-sm-2 col-lg-2"><button class="btn btn-outline-primary" type="submit">Backfill</button></div>
+      <div class="col-12 form-text mt-0">In your time zone, ${esc(ZONE)} (${esc(zoneOffset())}). The runs its schedule would have made in that time (at most 1,000), each recorded as a backfill run: at once 1 runs them one after another from now, then the schedule goes on where it was; more deals them out to that many copies of it (labelled <code>lambdaop/backfill-of=${esc(o.name)}</code>), each running its share in turn and ending completed, while this one and its schedule go on untouched.</div>
     </form></details>`;
 }
 
@@ -1413,9 +1415,12 @@ function wireBackfill(detail, kind, id, reload) {
     if (!start.value) errors.push([start, "Choose the date and time the backfill starts from."]);
     if (!end.value) errors.push([end, "Choose the date and time it ends before."]);
     if (!errors.length && new Date(end.value) <= new Date(start.value)) errors.push([end, "Until must be later than From."]);
+    const parallel = form.querySelector("[name=parallelism]");
+    const atOnce = Number(parallel.value || "1");
+    if (!Number.isInteger(atOnce) || atOnce < 1 || atOnce > 50) errors.push([parallel, "Say how many runs at once: a whole number from 1 to 50."]);
     if (!reportErrors(form, errors)) return;
     try {
-      const answer = await api.call("POST", `${KIND[kind].list}/${encodeURIComponent(id)}/backfill`, { start: toIso(start.value), end: toIso(end.value) });
+      const answer = await api.call("POST", `${KIND[kind].list}/${encodeURIComponent(id)}/backfill`, { start: toIso(start.value), end: toIso(end.value), ...(atOnce > 1 ? { parallelism: atOnce } : {}) });
       showInfo(`${kind} ${label(answer.object)} ${answer.message}.`);
       if (poller) poller.paused = false;
       await reload();
@@ -1454,6 +1459,7 @@ function renderDetail(kind, id) {
         <dt class="col-sm-3">Generation</dt><dd class="col-sm-9">${esc(o.generation)}</dd>
         ${o.reason ? `<dt class="col-sm-3">Reason</dt><dd class="col-sm-9">${esc(o.reason)}</dd>` : ""}
         ${o.trigger ? `<dt class="col-sm-3">This run</dt><dd class="col-sm-9" id="detail-trigger">${esc(TRIGGER_WORDS[o.trigger] || o.trigger)}${o.rerunOf ? ` of run ${esc(o.rerunOf)}` : ""}${o.backfillLeft ? ` <small class="text-muted">(${esc(o.backfillLeft)} backfill run(s) to go)</small>` : ""}</dd>` : ""}
+        ${o.rerunsWaiting ? `<dt class="col-sm-3">Re-runs waiting</dt><dd class="col-sm-9" id="detail-reruns">of run(s) ${o.rerunsWaiting.map(esc).join(", ")}, one after another once this run has ended</dd>` : ""}
       </dl>${scheduleBlock(o)}${backfillForm(o)}${steps}
       <h2 class="h5 mt-3">Calls</h2>${attemptsTable(o.attempts || [])}`;
     restore();
