@@ -144,15 +144,15 @@ class Bulk:
         out.next = before
         for oid, newest_first in found.items():
             runs = newest_first[::-1]
-            if dry_run:
-                out.done += [_run_row(run, f"would re-run {_which(run)} (failed {iso(run.finished)}: {run.reason})") for run in runs]  # fmt: skip
-                continue
             if runs[0].run is None:  # a one-time object: only its latest failed run can run again
                 out.refused += [_run_row(run, "a later run of it failed too: only its latest run can run again") for run in runs[:-1]]  # fmt: skip
-                self._rerun_one_time(oid, which.owner, runs[-1], from_failed, out)
+                if dry_run:
+                    out.done.append(_run_row(runs[-1], f"would re-run {_which(runs[-1])} (failed {iso(runs[-1].finished)}: {runs[-1].reason})"))  # fmt: skip
+                else:
+                    self._rerun_one_time(oid, which.owner, runs[-1], from_failed, out)
                 continue
             try:
-                _, done, refused = self.operations.rerun_runs(oid, which.owner, from_failed, [r.run or 0 for r in runs], runs[0].kind)  # fmt: skip
+                _, done, refused = self.operations.rerun_runs(oid, which.owner, from_failed, [r.run or 0 for r in runs], runs[0].kind, dry_run)  # fmt: skip
             except (Conflict, NotFound) as exc:
                 out.refused += [_run_row(run, exc.message) for run in runs]
                 continue

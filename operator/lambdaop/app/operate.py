@@ -8,6 +8,7 @@ these (`bulk`). Called by the API.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from dataclasses import dataclass
@@ -117,15 +118,23 @@ class Operations:
         return Done(record, "rerun", message)
 
     def rerun_runs(
-        self, object_id: str, owner: str | None, from_failed: bool, runs: list[int], kind: str | None = None
+        self,
+        object_id: str,
+        owner: str | None,
+        from_failed: bool,
+        runs: list[int],
+        kind: str | None = None,
+        dry_run: bool = False,
     ) -> tuple[StoredObject, dict[int, str], dict[int, str]]:
         """Re-run several failed runs of a recurring object, one after another in the order given
         (a bulk re-run of a time range): the first starts now when no run is going on (as
         `rerun`, with its outputs), the others wait their turn (`ondemand.queue_rerun`). In one
         change of the object; answers the record and, by run number, what was done and what was
-        refused (nothing is written when every one is refused)."""
+        refused (nothing is written when every one is refused). `dry_run` decides the same on the
+        object as it is and writes nothing."""
         done: dict[int, str] = {}
         refused: dict[int, str] = {}
+        verb = "would re-run" if dry_run else "re-runs"
 
         def decide(record: StoredObject, now: dt.datetime) -> Change:
             done.clear()
@@ -141,16 +150,21 @@ class Operations:
                         again = ondemand.rerun(plan, progress, now, from_failed, n, summary.failed_step, summary.scheduled)  # fmt: skip
                         kept = ondemand.carried_outputs(plan, record.outputs, record.generation, n, again)
                         progress = again
-                        done[n] = f"re-runs run {n} {start} ({again.step}) as re-run {again.rerun}"
+                        done[n] = f"{verb} run {n} {start} ({again.step}) as re-run {again.rerun}"
                     else:
                         progress = ondemand.queue_rerun(plan, progress, from_failed, n, summary.failed_step, summary.scheduled)  # fmt: skip
-                        done[n] = f"re-runs run {n} {start} after the runs before it ({len(progress.reruns)} waiting)"  # fmt: skip
+                        done[n] = f"{verb} run {n} {start} after the runs before it ({len(progress.reruns)} waiting)"  # fmt: skip
                 except (Refused, Conflict) as exc:
                     refused[n] = exc.message if isinstance(exc, Conflict) else str(exc)
             if not done:
                 raise Refused("; ".join(f"run {n}: {why}" for n, why in refused.items()))
             return Change(updated=now, progress=progress, outputs=kept)
 
+        if dry_run:
+            record = self.service.get(object_id, owner, kind)
+            with contextlib.suppress(Refused):
+                decide(record, self.service.now())
+            return record, dict(done), dict(refused)
         record = self.service.change(object_id, owner, kind, Action.DECIDE, decide, decide).record
         for message in done.values():
             log.info("%s %s", record.label, message, extra=about(record))
