@@ -235,9 +235,13 @@ def test_a_store_that_cannot_be_started_again_ends_serve_with_one_clear_line(
     finally:
         served.stop()
     assert code == 1
-    last = served.log.read_text().strip().splitlines()[-1]
+    lines = served.log.read_text().strip().splitlines()
+    last = lines[-1]
     assert (
         "CRITICAL" in last
         and "lambdaop stopped: the embedded store stopped" in last
         and "times within 60s" in last
     ), last
+    gave_up = next(line for line in lines if "is not started again" in line)
+    took = dt.datetime.fromisoformat(last.split()[0]) - dt.datetime.fromisoformat(gave_up.split()[0])
+    assert took < dt.timedelta(seconds=10), f"it took {took} to stop: a store that is gone is not waited for"

@@ -369,6 +369,6 @@ class Limiter:
         """Its store thread runs (or was never needed: no call had limits)."""
         return self._io is None or self._io.alive
 
-    def close(self) -> None:
+    def close(self, timeout: float = 15.0) -> None:
         if self._io is not None:
-            self._io.stop()
+            self._io.stop(timeout)

@@ -48,10 +48,10 @@ class StoreThread:
     def alive(self) -> bool:
         return self._thread is None or self._thread.is_alive()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 15.0) -> None:
         self._jobs.put(None)
         if self._thread is not None:
-            self._thread.join(timeout=15)
+            self._thread.join(timeout=timeout)
 
     def _run(self) -> None:
         while True:

@@ -278,14 +278,15 @@ class Runtime:
             self.reconciler.stop()
             self._thread.join(timeout=30)
             self._thread = None
+        gone = self.probes.fatal is not None  # the embedded store is gone for good: nothing to tell it
         if self.writer is not None:
-            self.writer.stop()
+            self.writer.stop(timeout=1.0 if gone else 15.0)
         with contextlib.suppress(AttributeError):
-            self.reconciler.io.stop()
-            self.reconciler.limiter.close()
+            self.reconciler.io.stop(timeout=1.0 if gone else 15.0)
+            self.reconciler.limiter.close(timeout=1.0 if gone else 15.0)
         if self.heartbeat is not None:
             self.heartbeat.stop()
-        if self._started_loop:
+        if self._started_loop and not gone:
             self._leave_cleanly()
         if self.status is not None:
             self.status.stop()

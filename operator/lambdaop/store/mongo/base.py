@@ -155,10 +155,12 @@ class Base:
 
     def close(self) -> None:
         session = getattr(self._local, "session", None)
-        if session is not None:
+        with pymongo.timeout(2.0):  # a store that is gone is not waited for
+            if session is not None:
+                with contextlib.suppress(PyMongoError):
+                    session.end_session()
             with contextlib.suppress(PyMongoError):
-                session.end_session()
-        self.client.close()
+                self.client.close()
 
     def identify(self, process: str) -> None:
         """Name this process: its transaction sessions are listed under it, so others can end
