@@ -93,22 +93,20 @@ class Act:
         resp.media = answer(done, user.name, runs=[iso(t) for t in times], **made)
 
 
-def whole_number(raw: Any, field: str) -> int:
-    if isinstance(raw, bool) or not isinstance(raw, int | str):
-        raise SpecInvalid("invalid request", [Problem(f"expected a whole number, got {str(raw)[:40]!r}", field=field)])  # fmt: skip
+def whole_number(raw: Any, field: str, what: str = "a whole number") -> int:
+    """A JSON number or a string of digits, named in the error when it is neither."""
     try:
+        if isinstance(raw, bool) or not isinstance(raw, int | str):
+            raise ValueError
         return int(str(raw).strip())
     except ValueError:
-        raise SpecInvalid("invalid request", [Problem(f"expected a whole number, got {str(raw)[:40]!r}", field=field)]) from None  # fmt: skip
+        raise SpecInvalid("invalid request", [Problem(f"expected {what}, got {str(raw)[:40]!r}", field=field)]) from None  # fmt: skip
 
 
 def run_number(raw: Any) -> int | None:
     if raw is None or raw == "":
         return None
-    try:
-        value = int(str(raw).strip())
-    except ValueError:
-        raise SpecInvalid("invalid request", [Problem(f"expected a run number (1, 2, …), got {str(raw)[:40]!r}", field="run")]) from None  # fmt: skip
+    value = whole_number(raw, "run", "a run number (1, 2, …)")
     if value < 1:
         raise SpecInvalid("invalid request", [Problem("runs are numbered from 1", field="run")])
     return value

@@ -20,7 +20,7 @@ from lambdaop.core.labels import Selector
 from lambdaop.core.logs import about
 from lambdaop.engine import changes, ondemand
 from lambdaop.engine.ondemand import RunNow
-from lambdaop.engine.progress import Phase, PlanSpec, Refused
+from lambdaop.engine.progress import PlanSpec, Refused
 from lambdaop.engine.record import Change, RunSummary, StoredObject
 from lambdaop.engine.runs import RunRecord
 from lambdaop.loop.events import Action
@@ -94,7 +94,7 @@ class Operations:
                 return Change(updated=now, progress=ondemand.rerun(plan, record.progress, now, from_failed))
             summary = failed_run(record, run)
             p = record.progress
-            if not p.final and (p.phase is not Phase.SCHEDULED or p.in_flight or p.trigger is not None):
+            if not p.final and not ondemand.idle(p):
                 queued.append(summary.run)  # after the run going on (and the re-runs queued before it)
                 progress = ondemand.queue_rerun(plan, p, from_failed, summary.run, summary.failed_step, summary.scheduled)  # fmt: skip
                 return Change(updated=now, progress=progress)
@@ -145,8 +145,7 @@ class Operations:
             for n in runs:
                 try:
                     summary = failed_run(record, n)
-                    idle = progress.phase is Phase.SCHEDULED and not progress.in_flight and progress.trigger is None  # fmt: skip
-                    if idle and not done:
+                    if ondemand.idle(progress) and not done:
                         again = ondemand.rerun(plan, progress, now, from_failed, n, summary.failed_step, summary.scheduled)  # fmt: skip
                         kept = ondemand.carried_outputs(plan, record.outputs, record.generation, n, again)
                         progress = again

@@ -131,6 +131,11 @@ def carried_outputs(
     return {n: replace(o, run=again.run) for n, o in theirs.items() if n.partition("/")[0] in before}
 
 
+def idle(progress: Progress) -> bool:
+    """No run is going on, and none off the schedule is due: a re-run may start now."""
+    return progress.phase is Phase.SCHEDULED and not progress.in_flight and progress.trigger is None
+
+
 def queue_rerun(
     spec: PlanSpec,
     progress: Progress,
