@@ -16,6 +16,15 @@ from urllib.parse import parse_qs, urlsplit
 T = TypeVar("T")
 
 
+def quiet_minute() -> int:
+    """A minute of the hour half an hour from now: an hourly cron at it (`f"{m} * * * *"`) does not
+    fire while a test runs, whatever the time of day (at `0 * * * *` a test that runs across the
+    hour sees one run more)."""
+    import datetime as dt
+
+    return (dt.datetime.now(dt.UTC).minute + 30) % 60
+
+
 def wait_until(
     probe: Callable[[], T], timeout: float = 20.0, interval: float = 0.02, what: str = "condition"
 ) -> T:

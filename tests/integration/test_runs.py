@@ -9,7 +9,7 @@ from typing import Any
 
 import requests
 
-from helpers import Counting, wait_until
+from helpers import Counting, quiet_minute, wait_until
 from lambdaop.core.clock import iso
 from lambdaop.spec import load_one
 from lambdaop.tools.demo import DemoLambda
@@ -340,7 +340,8 @@ def test_a_backfill_of_an_hourly_cron_over_six_hours_makes_six_calls_with_distin
 
     runtime = make_runtime()
     s = api(runtime)
-    oid = apply(runtime, f"kind: Task\nmetadata: {{name: hourly, labels: {{team: data}}}}\nspec:\n  invoke: '{demo.url}/ok'\n  schedule: {{cron: '0 * * * *'}}\n")  # fmt: skip
+    minute = quiet_minute()
+    oid = apply(runtime, f"kind: Task\nmetadata: {{name: hourly, labels: {{team: data}}}}\nspec:\n  invoke: '{demo.url}/ok'\n  schedule: {{cron: '{minute} * * * *'}}\n")  # fmt: skip
     before = s.get(runtime.url + f"/tasks/{oid}", timeout=10).json()
     hour = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
     start, end = hour - dt.timedelta(days=1, hours=6), hour - dt.timedelta(days=1)
@@ -356,7 +357,9 @@ def test_a_backfill_of_an_hourly_cron_over_six_hours_makes_six_calls_with_distin
     after = wait_until(lambda: (d := s.get(runtime.url + f"/tasks/{oid}", timeout=10).json())["run"] == before["run"] + 6 and d["state"] == "scheduled" and d)  # fmt: skip
     assert after["nextRuns"] == before["nextRuns"] and not after.get("backfillLeft")
     runs = [r for r in s.get(runtime.url + "/runs", params={"labelSelector": "team=data"}, timeout=10).json()["runs"]]  # fmt: skip
-    assert sorted(r["due"] for r in runs) == [iso(start + dt.timedelta(hours=h)) for h in range(6)]
+    assert sorted(r["due"] for r in runs) == [
+        iso(start + dt.timedelta(hours=h, minutes=minute)) for h in range(6)
+    ]
     assert {r["trigger"] for r in runs} == {"backfill"}
     assert len(demo.calls("/ok")) == 6
     bad = s.post(runtime.url + f"/tasks/{oid}/backfill", json={"start": end.isoformat(), "end": start.isoformat()}, timeout=10)  # fmt: skip
@@ -459,7 +462,7 @@ def test_every_failed_run_of_a_range_of_a_recurring_task_is_rerun_in_turn_by_sel
 
     runtime = make_runtime()
     s = api(runtime)
-    oid = apply(runtime, f"kind: Task\nmetadata: {{name: nightly, labels: {{team: ops}}}}\nspec:\n  invoke: '{demo.url}/flaky/nightly?fails=3'\n  retries: 0\n  schedule: {{cron: '0 * * * *'}}\n")  # fmt: skip
+    oid = apply(runtime, f"kind: Task\nmetadata: {{name: nightly, labels: {{team: ops}}}}\nspec:\n  invoke: '{demo.url}/flaky/nightly?fails=3'\n  retries: 0\n  schedule: {{cron: '{quiet_minute()} * * * *'}}\n")  # fmt: skip
     before = s.get(runtime.url + f"/tasks/{oid}", timeout=10).json()
     hour = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
     start, end = hour - dt.timedelta(days=1, hours=3), hour - dt.timedelta(days=1)
@@ -490,7 +493,8 @@ def test_a_backfill_with_parallelism_runs_at_most_that_many_at_once_in_copies_an
     runtime = make_runtime()
     s = api(runtime)
     body = "{day: '${{ run.due }}'}"
-    oid = apply(runtime, f"kind: TaskSet\nmetadata: {{name: nightly, labels: {{team: data}}}}\nspec:\n  schedule: {{cron: '0 * * * *'}}\n  steps:\n  - {{name: load, invoke: {{url: '{endpoint.url}/work?ms=300', method: POST, body: {body}}}}}\n  - {{name: report, invoke: {{url: '{endpoint.url}/work?ms=300', method: POST, body: {body}}}}}\n")  # fmt: skip
+    minute = quiet_minute()
+    oid = apply(runtime, f"kind: TaskSet\nmetadata: {{name: nightly, labels: {{team: data}}}}\nspec:\n  schedule: {{cron: '{minute} * * * *'}}\n  steps:\n  - {{name: load, invoke: {{url: '{endpoint.url}/work?ms=300', method: POST, body: {body}}}}}\n  - {{name: report, invoke: {{url: '{endpoint.url}/work?ms=300', method: POST, body: {body}}}}}\n")  # fmt: skip
     before = s.get(runtime.url + f"/tasksets/{oid}", timeout=10).json()
     hour = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
     start, end = hour - dt.timedelta(days=1, hours=7), hour - dt.timedelta(days=1)
@@ -506,7 +510,7 @@ def test_a_backfill_with_parallelism_runs_at_most_that_many_at_once_in_copies_an
         "two steps of seven runs, each its own key"
     )
     days = sorted({dt.datetime.fromisoformat(b["day"]) for _, _, b in calls})
-    assert days == [start + dt.timedelta(hours=h) for h in range(7)], (
+    assert days == [start + dt.timedelta(hours=h, minutes=minute) for h in range(7)], (
         "each run's run.due is the time it stands for"
     )
     runs = s.get(runtime.url + "/runs", params={"labelSelector": "lambdaop/backfill-of=nightly"}, timeout=10).json()["runs"]  # fmt: skip
